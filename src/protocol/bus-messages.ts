@@ -1,0 +1,112 @@
+/**
+ * Subjects and message shapes of the internal bus (PROTOCOL.md "Internal bus").
+ * The in-process bus and NATS carry exactly these JSON values. Services share this file,
+ * never each other's code.
+ */
+import type { ErrorCode } from './errors.js';
+import type { Right } from './ids.js';
+
+export const SUBJECTS = {
+  /** req AccessRequest → AccessReply: may this device lease this log? */
+  authAccess: 'dg.auth.access',
+  /** req JoinRequest → JoinReply: verify a grant and record access. */
+  authJoin: 'dg.auth.join',
+  /** req {} → RevokedList: devices and refresh families revoked within the access-token lifetime. */
+  authRevoked: 'dg.auth.revoked',
+  /** pub RevokeEvent. */
+  tailRevoke: 'dg.tail.revoke',
+  /** pub UserEvent: a user-scoped event for that user's live sessions. */
+  tailUser: 'dg.tail.user',
+  /** pub NotifyPublish, coalesced per log by tail. */
+  notifyPublish: 'dg.notify.publish',
+  /** pub PresenceMessage. */
+  notifyPresence: 'dg.notify.presence',
+  /** req NotifyUpdate → NotifyUpdateReply. */
+  notifyUpdate: 'dg.notify.update',
+} as const;
+
+export type Subject = (typeof SUBJECTS)[keyof typeof SUBJECTS];
+
+export interface BusErrorReply {
+  ok: false;
+  error: { code: ErrorCode; message: string };
+}
+
+export interface AccessRequest {
+  user: string;
+  device: string;
+  site: string;
+  log: string;
+}
+
+/** `expiresAt` in ms since the epoch, null for no expiry. `allowed:false` means needproof. */
+export type AccessReply =
+  | { ok: true; allowed: true; rights: Right[]; logs: string[]; expiresAt: number | null }
+  | { ok: true; allowed: false }
+  | BusErrorReply;
+
+export interface JoinRequest {
+  user: string;
+  device: string;
+  /** A compact JWS grant, or the hash of a declared one. */
+  grant: string;
+}
+
+export type JoinReply =
+  | { ok: true; site: string; logs: string[]; rights: Right[]; expiresAt: number | null }
+  | BusErrorReply;
+
+export interface RevokedList {
+  ok: true;
+  devices: string[];
+  families: string[];
+}
+
+/**
+ * A revocation. `device`/`family`: every session and token of that device or refresh family
+ * dies at once (4403). `access`: the listed (user, site) pairs lost some access; tail drops
+ * its cached answers for them and re-checks the live handles.
+ */
+export interface RevokeEvent {
+  reason: 'device' | 'family' | 'grant';
+  device?: string;
+  family?: string;
+  access?: { user: string; site: string }[];
+}
+
+/** A user-scoped event; `device` set means only that device's sessions get it. */
+export interface UserEvent {
+  user: string;
+  device?: string;
+  event: { ev: 'device'; device: string; name: string; identity?: string } | { ev: 'envelope'; id: string; from: string };
+}
+
+export interface NotifyPublish {
+  site: string;
+  log: string;
+  length: number;
+}
+
+/**
+ * Presence of users on one tail node. `full` snapshots (every ttlMs/3) carry every online
+ * user of the node; deltas carry changes. A node's presence expires `ttlMs` after its last
+ * message, so a dead node's users go offline by themselves.
+ */
+export interface PresenceMessage {
+  node: string;
+  ttlMs: number;
+  full: boolean;
+  online: string[];
+  offline: string[];
+}
+
+export interface NotifyUpdate {
+  user: string;
+  version: number;
+  changes?: unknown[];
+  full?: unknown;
+}
+
+export interface NotifyUpdateReply {
+  ok: boolean;
+}

@@ -1,0 +1,169 @@
+/**
+ * The composition root: wires the services (libraries) with a bus and stores, on one
+ * HTTP server. `buildServer()` builds without listening (tests inject requests); `listen()`
+ * binds the port. The monolith is all roles, the in-process bus and SQLite files.
+ */
+import { createServer, type IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { join } from 'node:path';
+import Fastify, { type FastifyInstance } from 'fastify';
+import cors from '@fastify/cors';
+import helmet from '@fastify/helmet';
+import rateLimit from '@fastify/rate-limit';
+import type { Bus } from '../bus/bus.js';
+import { InProcessBus } from '../bus/inproc.js';
+import { createAuth, openSqliteAuthStore, type AuthService } from '../auth/index.js';
+import { createTail, openSqliteLogStore, type TailService } from '../tail/index.js';
+import type { Config } from './config.js';
+import { createMetrics } from './metrics.js';
+import { installErrorHandlers, sendError } from './http-errors.js';
+import { ensureDataDir, loadSecrets, type Secrets } from './secrets.js';
+
+export const BODY_LIMIT = 64 * 1024;
+
+export interface DatagroveServer {
+  config: Config;
+  app: FastifyInstance;
+  bus: Bus;
+  secrets: Secrets;
+  auth: AuthService | null;
+  tail: TailService | null;
+  /** Binds the port; resolves with the bound port. */
+  listen(): Promise<number>;
+  /** Graceful stop: refuse new work, finish commits, close sessions with 1001, close stores. */
+  close(): Promise<void>;
+}
+
+function wsUrl(publicUrl: string): string {
+  return `${publicUrl.replace(/^http/, 'ws').replace(/\/$/, '')}/tail`;
+}
+
+export async function buildServer(config: Config): Promise<DatagroveServer> {
+  ensureDataDir(config.dataDir);
+  const secrets = loadSecrets(config.dataDir);
+  const metrics = createMetrics();
+  const upgradeHandlers: ((req: IncomingMessage, socket: Duplex, head: Buffer) => boolean)[] = [];
+
+  const app = Fastify({
+    bodyLimit: BODY_LIMIT,
+    trustProxy: false,
+    logger: {
+      level: config.logLevel,
+      redact: { paths: ['req.headers.authorization', 'body.refresh', 'body.token', 'body.sig'], censor: '[redacted]' },
+    },
+    serverFactory: (handler) => {
+      const server = createServer(handler);
+      server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+        for (const h of upgradeHandlers) if (h(req, socket, head)) return;
+        socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      });
+      return server;
+    },
+  });
+  installErrorHandlers(app, (code) => metrics.errors.inc({ code }));
+
+  app.addHook('onResponse', async (req, reply) => {
+    const route = req.routeOptions.url ?? 'unknown';
+    metrics.requests.inc({ method: req.method, route, status: String(reply.statusCode) });
+    metrics.latency.observe({ method: req.method, route }, reply.elapsedTime / 1000);
+  });
+
+  await app.register(helmet, { global: true, contentSecurityPolicy: false });
+  await app.register(cors, {
+    origin: (origin, cb) => cb(null, origin === undefined || config.origins.includes('*') || config.origins.includes(origin)),
+    methods: ['GET', 'POST', 'DELETE'],
+    allowedHeaders: ['content-type', 'authorization'],
+    maxAge: 600,
+  });
+  await app.register(rateLimit, {
+    global: false,
+    errorResponseBuilder: (_req, ctx) => {
+      const err = Object.assign(new Error('too many requests'), { statusCode: 429, retryAfter: Math.ceil(ctx.ttl / 1000) });
+      return err;
+    },
+  });
+
+  const bus: Bus = new InProcessBus(app.log);
+  const publicUrl = config.publicUrl || `http://localhost:${config.port}`;
+  const shardMap = { version: 1, shards: [{ id: 'tail-1', url: wsUrl(publicUrl) }] };
+  const closers: (() => Promise<void>)[] = [];
+
+  let auth: AuthService | null = null;
+  if (config.roles.includes('auth')) {
+    const store = openSqliteAuthStore(join(config.dataDir, 'auth.db'));
+    auth = createAuth({
+      store,
+      bus,
+      ring: secrets.ring,
+      attestation: secrets.attestation,
+      publicUrl,
+      accessTtlSec: config.accessTtlSec,
+      pushHosts: config.pushHosts,
+      shards: () => shardMap,
+      log: app.log,
+      registry: metrics.registry,
+    });
+    await app.register(auth.routes, { prefix: '/auth/v1' });
+    await auth.start();
+    const a = auth;
+    closers.push(() => a.close());
+  }
+
+  let tail: TailService | null = null;
+  if (config.roles.includes('tail')) {
+    const store = openSqliteLogStore(join(config.dataDir, 'tail.db'));
+    tail = createTail({
+      store,
+      bus,
+      ring: secrets.ring,
+      nodeId: 'tail-1',
+      publicUrl,
+      leaseGraceMs: config.leaseGraceMs,
+      redirectFor: () => null,
+      log: app.log,
+      registry: metrics.registry,
+    });
+    await tail.start();
+    const t = tail;
+    upgradeHandlers.push((req, socket, head) => {
+      if ((req.url ?? '').split('?')[0] !== '/tail') return false;
+      t.handleUpgrade(req, socket, head);
+      return true;
+    });
+    closers.unshift(() => t.close());
+  }
+
+  app.get('/health', async () => ({ ok: true }));
+  app.get('/ready', async (_req, reply) => {
+    const ok = bus.healthy() && (auth?.ready() ?? true) && (tail?.ready() ?? true);
+    if (!ok) return sendError(reply, 'UNAVAILABLE', 'not ready');
+    return { ok: true };
+  });
+  app.get('/metrics', async (_req, reply) => {
+    void reply.header('content-type', metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
+
+  let closed = false;
+  return {
+    config,
+    app,
+    bus,
+    secrets,
+    auth,
+    tail,
+    async listen() {
+      await app.listen({ port: config.port, host: config.host });
+      const addr = app.server.address();
+      return typeof addr === 'object' && addr !== null ? addr.port : config.port;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      if (tail !== null) await tail.drain();
+      await app.close();
+      for (const c of closers) await c();
+      await bus.close();
+    },
+  };
+}

@@ -1,0 +1,158 @@
+/**
+ * Configuration of `datagrove serve`: every option is an environment variable and a flag
+ * (PROTOCOL.md "Service endpoints and configuration"); a flag wins over the environment.
+ */
+import { DgError } from '../protocol/errors.js';
+
+export type Role = 'auth' | 'tail' | 'notify';
+export const ALL_ROLES: readonly Role[] = ['auth', 'tail', 'notify'];
+
+export interface Config {
+  port: number;
+  host: string;
+  dataDir: string;
+  publicUrl: string;
+  origins: string[];
+  pushHosts: string[];
+  /** 'sqlite' (files under dataDir) or a postgres:// URL. */
+  db: string;
+  /** 'inproc' or a nats:// URL. */
+  bus: string;
+  roles: Role[];
+  accessTtlSec: number;
+  leaseGraceMs: number;
+  pushIntervalMs: number;
+  vapidSubject: string;
+  devIdp: boolean;
+  logLevel: string;
+}
+
+export const DEFAULT_PUSH_HOSTS = [
+  'fcm.googleapis.com',
+  'android.googleapis.com',
+  'updates.push.services.mozilla.com',
+  'push.services.mozilla.com',
+  'web.push.apple.com',
+  'api.push.apple.com',
+  'wns2-par02p.notify.windows.com',
+  '*.notify.windows.com',
+];
+
+interface OptionSpec {
+  key: keyof Config;
+  flag: string;
+  env: string;
+  help: string;
+  kind: 'string' | 'int' | 'list' | 'bool' | 'roles';
+}
+
+export const OPTIONS: readonly OptionSpec[] = [
+  { key: 'port', flag: '--port', env: 'DATAGROVE_PORT', kind: 'int', help: 'TCP port to listen on (default 8080; 0 picks a free port)' },
+  { key: 'host', flag: '--host', env: 'DATAGROVE_HOST', kind: 'string', help: 'address to bind (default 0.0.0.0)' },
+  { key: 'dataDir', flag: '--data', env: 'DATAGROVE_DATA', kind: 'string', help: 'data directory: SQLite files and generated secrets (default ./data)' },
+  { key: 'publicUrl', flag: '--public-url', env: 'DATAGROVE_PUBLIC_URL', kind: 'string', help: 'URL clients use to reach this server (default http://localhost:PORT)' },
+  { key: 'origins', flag: '--origins', env: 'DATAGROVE_ORIGINS', kind: 'list', help: 'comma-separated CORS origins allowed to call the HTTP APIs (default: none)' },
+  { key: 'pushHosts', flag: '--push-hosts', env: 'DATAGROVE_PUSH_HOSTS', kind: 'list', help: 'comma-separated hosts (or host:port) allowed as Web Push endpoints (default: public browser push services)' },
+  { key: 'db', flag: '--db', env: 'DATAGROVE_DB', kind: 'string', help: "store: 'sqlite' (files in the data dir, default) or a postgres:// URL" },
+  { key: 'bus', flag: '--bus', env: 'DATAGROVE_BUS', kind: 'string', help: "bus: 'inproc' (default) or a nats:// URL" },
+  { key: 'roles', flag: '--roles', env: 'DATAGROVE_ROLES', kind: 'roles', help: 'comma-separated services to run here: auth,tail,notify (default all)' },
+  { key: 'accessTtlSec', flag: '--access-ttl', env: 'DATAGROVE_ACCESS_TTL', kind: 'int', help: 'access and lease token lifetime in seconds (default 900, at most 900)' },
+  { key: 'leaseGraceMs', flag: '--lease-grace-ms', env: 'DATAGROVE_LEASE_GRACE_MS', kind: 'int', help: "how long a departed leader's device may retake leadership (default 3000)" },
+  { key: 'pushIntervalMs', flag: '--push-interval-ms', env: 'DATAGROVE_PUSH_INTERVAL_MS', kind: 'int', help: 'at most one push per (device, site) per interval (default 10000)' },
+  { key: 'vapidSubject', flag: '--vapid-subject', env: 'DATAGROVE_VAPID_SUBJECT', kind: 'string', help: 'VAPID subject, a mailto: or https: URL (default mailto:admin@localhost)' },
+  { key: 'devIdp', flag: '--dev-idp', env: 'DATAGROVE_DEV_IDP', kind: 'bool', help: 'mount a development OpenID Connect provider (refused with NODE_ENV=production)' },
+  { key: 'logLevel', flag: '--log-level', env: 'DATAGROVE_LOG_LEVEL', kind: 'string', help: 'fatal, error, warn, info (default), debug, trace or silent' },
+];
+
+export function defaultConfig(): Config {
+  return {
+    port: 8080,
+    host: '0.0.0.0',
+    dataDir: './data',
+    publicUrl: '',
+    origins: [],
+    pushHosts: DEFAULT_PUSH_HOSTS,
+    db: 'sqlite',
+    bus: 'inproc',
+    roles: [...ALL_ROLES],
+    accessTtlSec: 900,
+    leaseGraceMs: 3000,
+    pushIntervalMs: 10000,
+    vapidSubject: 'mailto:admin@localhost',
+    devIdp: false,
+    logLevel: 'info',
+  };
+}
+
+function parseValue(spec: OptionSpec, raw: string): Config[keyof Config] {
+  switch (spec.kind) {
+    case 'int': {
+      if (!/^\d+$/.test(raw)) throw new DgError('BAD_REQUEST', `${spec.flag} (${spec.env}) must be a non-negative integer, got '${raw}'`);
+      return Number(raw);
+    }
+    case 'list':
+      return raw.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+    case 'bool':
+      return raw === '' || raw === '1' || raw === 'true' || raw === 'yes';
+    case 'roles': {
+      const roles = raw.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+      for (const r of roles) {
+        if (!(ALL_ROLES as readonly string[]).includes(r)) throw new DgError('BAD_REQUEST', `unknown role '${r}' (expected auth, tail, notify)`);
+      }
+      if (roles.length === 0) throw new DgError('BAD_REQUEST', '--roles needs at least one role');
+      return [...new Set(roles)] as Role[];
+    }
+    default:
+      return raw;
+  }
+}
+
+/** Builds the configuration from defaults, then the environment, then flags. */
+export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Config {
+  const config = defaultConfig() as unknown as Record<string, unknown>;
+  for (const spec of OPTIONS) {
+    const v = env[spec.env];
+    if (v !== undefined && v !== '') config[spec.key] = parseValue(spec, v);
+  }
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] ?? '';
+    const eq = arg.indexOf('=');
+    const name = eq > 0 ? arg.slice(0, eq) : arg;
+    const spec = OPTIONS.find((o) => o.flag === name);
+    if (spec === undefined) throw new DgError('BAD_REQUEST', `unknown option '${arg}' (see datagrove --help)`);
+    let value: string;
+    if (eq > 0) value = arg.slice(eq + 1);
+    else if (spec.kind === 'bool') value = 'true';
+    else {
+      const next = argv[i + 1];
+      if (next === undefined) throw new DgError('BAD_REQUEST', `${spec.flag} needs a value`);
+      value = next;
+      i++;
+    }
+    config[spec.key] = parseValue(spec, value);
+  }
+  const c = config as unknown as Config;
+  if (c.accessTtlSec < 1 || c.accessTtlSec > 900) throw new DgError('BAD_REQUEST', '--access-ttl must be between 1 and 900 seconds');
+  if (c.port > 65535) throw new DgError('BAD_REQUEST', '--port must be at most 65535');
+  if (c.db !== 'sqlite' && !/^postgres(ql)?:\/\//.test(c.db)) throw new DgError('BAD_REQUEST', "--db must be 'sqlite' or a postgres:// URL");
+  if (c.bus !== 'inproc' && !/^nats:\/\//.test(c.bus)) throw new DgError('BAD_REQUEST', "--bus must be 'inproc' or a nats:// URL");
+  if (!/^(mailto:|https:)/.test(c.vapidSubject)) throw new DgError('BAD_REQUEST', '--vapid-subject must be a mailto: or https: URL');
+  return c;
+}
+
+export function helpText(): string {
+  const lines = [
+    'datagrove: device identity, grants, fenced durable logs, signaling and Web Push.',
+    '',
+    'Usage:',
+    '  datagrove serve [options]      run the server (the monolith unless --roles says otherwise)',
+    '  datagrove keys rotate [--data DIR]            add a new HMAC key and attestation key; old ones keep verifying',
+    '  datagrove keys revoke-attestation KID [--data DIR]  mark a compromised attestation key revoked',
+    '  datagrove --help               this text',
+    '',
+    'Options (each also an environment variable; a flag wins):',
+  ];
+  for (const o of OPTIONS) lines.push(`  ${(o.flag + (o.kind === 'bool' ? '' : ' VALUE')).padEnd(22)} ${o.env.padEnd(28)} ${o.help}`);
+  lines.push('', 'Endpoints: /auth/v1/*, /notify/v1/*, WebSocket /tail, /health, /ready, /metrics.', 'Docs: docs/protocol.md, docs/architecture.md, docs/security.md.');
+  return lines.join('\n');
+}

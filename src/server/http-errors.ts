@@ -1,0 +1,60 @@
+/**
+ * The HTTP error shape `{error:{code, message}}` for every failure, including fastify's own
+ * (validation, body size, content type, unknown route, rate limit). Internal causes go to the
+ * log, never to the client.
+ */
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { DgError, ERROR_STATUS, type ErrorCode } from '../protocol/errors.js';
+
+export function sendError(reply: FastifyReply, code: ErrorCode, message: string, retryAfter?: number): FastifyReply {
+  if (retryAfter !== undefined) void reply.header('retry-after', String(retryAfter));
+  return reply.code(ERROR_STATUS[code]).send({ error: { code, message } });
+}
+
+function classify(err: FastifyError): { code: ErrorCode; message: string } | null {
+  if (err.validation !== undefined) {
+    const v = err.validation[0];
+    const field = v === undefined ? '' : `${err.validationContext ?? 'body'}${v.instancePath.replaceAll('/', '.')}`;
+    const detail = v?.keyword === 'required' ? `missing ${String((v.params as { missingProperty?: string }).missingProperty)}` : (v?.message ?? 'invalid');
+    return { code: 'BAD_REQUEST', message: `${field || 'body'}: ${detail}` };
+  }
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return { code: 'TOO_LARGE', message: 'body over the size limit' };
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return { code: 'BAD_REQUEST', message: 'content-type must be application/json' };
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return { code: 'BAD_REQUEST', message: 'body: empty JSON body' };
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return { code: 'BAD_REQUEST', message: 'body: not valid JSON' };
+    default:
+      break;
+  }
+  if (err.statusCode === 429) return { code: 'RATE_LIMITED', message: 'too many requests' };
+  if (err instanceof SyntaxError || err.statusCode === 400) return { code: 'BAD_REQUEST', message: 'body: not valid JSON' };
+  if (err.statusCode === 413) return { code: 'TOO_LARGE', message: 'body over the size limit' };
+  if (err.statusCode === 415) return { code: 'BAD_REQUEST', message: 'content-type must be application/json' };
+  return null;
+}
+
+export function installErrorHandlers(app: FastifyInstance, onError: (code: ErrorCode) => void): void {
+  app.setErrorHandler((err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
+    if (err instanceof DgError) {
+      onError(err.code);
+      if (err.code === 'INTERNAL') req.log.error({ err: err.cause ?? err }, 'internal error');
+      return sendError(reply, err.code, err.message, err.retryAfter);
+    }
+    const known = classify(err);
+    if (known !== null) {
+      onError(known.code);
+      return sendError(reply, known.code, known.message);
+    }
+    onError('INTERNAL');
+    req.log.error({ err }, 'unhandled error');
+    return sendError(reply, 'INTERNAL', 'internal error');
+  });
+  app.setNotFoundHandler((req, reply) => {
+    onError('NOT_FOUND');
+    return sendError(reply, 'NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0] ?? ''}`);
+  });
+}

@@ -1,0 +1,35 @@
+import assert from 'node:assert/strict';
+import { statSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { startServer } from '../helpers/server.js';
+
+describe('service endpoints', () => {
+  it('answers /health, /ready and /metrics', async () => {
+    const { url } = await startServer();
+    assert.deepEqual(await (await fetch(`${url}/health`)).json(), { ok: true });
+    const ready = await fetch(`${url}/ready`);
+    assert.equal(ready.status, 200);
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    assert.match(metrics, /datagrove_http_requests_total/);
+  });
+
+  it('answers unknown routes with the error shape', async () => {
+    const { url } = await startServer();
+    const res = await fetch(`${url}/nope`);
+    assert.equal(res.status, 404);
+    const body = (await res.json()) as { error: { code: string } };
+    assert.equal(body.error.code, 'NOT_FOUND');
+  });
+
+  it('creates its secrets with mode 0600 and reuses them on the next start', async () => {
+    const first = await startServer();
+    const ring = readFileSync(join(first.dataDir, 'hmac-keys.json'), 'utf8');
+    assert.equal(statSync(join(first.dataDir, 'hmac-keys.json')).mode & 0o777, 0o600);
+    assert.equal(statSync(join(first.dataDir, 'attestation-keys.json')).mode & 0o777, 0o600);
+    await first.stop();
+    const second = await startServer({ dataDir: first.dataDir });
+    assert.equal(readFileSync(join(second.dataDir, 'hmac-keys.json'), 'utf8'), ring);
+    assert.equal(second.server.secrets.ring.active, first.server.secrets.ring.active);
+  });
+});
