@@ -11,11 +11,22 @@
  *   and its epoch equals `epoch`; otherwise it writes nothing and reports the current
  *   length and epoch. A request whose (site, log, device, wid) was already committed is
  *   answered `dup` with its original position, and writes nothing.
+ *   The checks run in this order: `dup` (so a resend after a reconnect is recognised even
+ *   though its `at` is stale), then `fenced` (epoch ≠ stored epoch: a deposed leader or a
+ *   zombie node learns it lost the log rather than retrying at another `at`), then `nack`
+ *   (at ≠ length).
  * - The write ids (at least the last 64 per (site, log, device)) are stored in the same
  *   transaction as the entries.
  * - When `appendBatch` resolves, every `ok` result is durable (synchronous=FULL for SQLite,
  *   a committed transaction for PostgreSQL). If it rejects, nothing of the batch is stored.
+ * - Invalid arguments (see `checkAppendRequest`, `checkReadArgs`) reject with DgError
+ *   BAD_REQUEST before anything is written; a whole batch is refused if one request of it
+ *   is invalid. A store that cannot reach its storage rejects with DgError UNAVAILABLE.
+ *   Calls after `close` reject with UNAVAILABLE.
  */
+import { DgError } from '../protocol/errors.js';
+import { LOG_NAME_RE, SITE_ID_RE } from '../protocol/ids.js';
+
 export interface LogState {
   length: number;
   epoch: number;
@@ -45,13 +56,107 @@ export interface ReadResult {
 /** How many write ids per (site, log, device) a store keeps at least. */
 export const WID_MEMORY = 64;
 
+/**
+ * Hard limits of the store itself. The tail protocol enforces tighter ones
+ * (maxEntries, maxEntryBytes); these only keep a buggy caller from exhausting memory.
+ */
+export const STORE_LIMITS = {
+  /** Requests in one `appendBatch`. */
+  maxBatchRequests: 10_000,
+  /** Entries in one request. */
+  maxEntries: 10_000,
+  /** Bytes of entries in one request. */
+  maxRequestBytes: 64 * 1024 * 1024,
+  /** Length of a device id and of a write id. */
+  maxDeviceLength: 128,
+  maxWidLength: 128,
+  /** `read` clamps `limit` and `maxBytes` to these. */
+  maxReadLimit: 100_000,
+  maxReadBytes: 64 * 1024 * 1024,
+} as const;
+
 export interface LogStore {
   state(site: string, log: string): Promise<LogState>;
   bumpEpoch(site: string, log: string): Promise<number>;
   appendBatch(requests: AppendRequest[]): Promise<AppendResult[]>;
-  /** Entries from `from`, at most `limit` of them and about `maxBytes` (always ≥ 1 entry if any). */
+  /**
+   * Entries from `from`, at most `limit` of them and at most `maxBytes` of data, except that
+   * the first entry is always returned when there is one. `from == length` gives no
+   * entries; `from > length` rejects with BAD_REQUEST. `length` is the log's length at the
+   * same instant the entries were read.
+   */
   read(site: string, log: string, from: number, limit: number, maxBytes: number): Promise<ReadResult>;
   /** True while the store answers (for /ready). */
   healthy(): boolean;
   close(): Promise<void>;
+}
+
+function bad(message: string): DgError {
+  return new DgError('BAD_REQUEST', message);
+}
+
+function isCount(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+/** Throws BAD_REQUEST unless (site, log) are well-formed names (PROTOCOL.md "Conventions"). */
+export function checkLogName(site: unknown, log: unknown): void {
+  if (typeof site !== 'string' || !SITE_ID_RE.test(site)) throw bad('site is not a valid site id');
+  if (typeof log !== 'string' || !LOG_NAME_RE.test(log)) throw bad('log is not a valid log name');
+}
+
+/** Byte size of a request's entries; throws BAD_REQUEST if the request is malformed. */
+export function checkAppendRequest(req: AppendRequest): number {
+  if (typeof req !== 'object' || req === null) throw bad('append request must be an object');
+  checkLogName(req.site, req.log);
+  if (!isCount(req.at)) throw bad('at must be a non-negative integer');
+  if (!isCount(req.epoch)) throw bad('epoch must be a non-negative integer');
+  if (typeof req.device !== 'string' || req.device.length === 0 || req.device.length > STORE_LIMITS.maxDeviceLength) {
+    throw bad('device must be a non-empty string');
+  }
+  if (req.wid !== undefined && (typeof req.wid !== 'string' || req.wid.length === 0 || req.wid.length > STORE_LIMITS.maxWidLength)) {
+    throw bad(`wid must be a string of 1 to ${STORE_LIMITS.maxWidLength} characters`);
+  }
+  if (!Array.isArray(req.entries)) throw bad('entries must be an array');
+  if (req.entries.length > STORE_LIMITS.maxEntries) throw bad('too many entries in one write');
+  if (!Number.isSafeInteger(req.at + req.entries.length)) throw bad('at is too large');
+  let bytes = 0;
+  for (const e of req.entries) {
+    if (!(e instanceof Uint8Array)) throw bad('every entry must be bytes');
+    bytes += e.byteLength;
+  }
+  if (bytes > STORE_LIMITS.maxRequestBytes) throw bad('write is too large');
+  return bytes;
+}
+
+/** Throws BAD_REQUEST unless the batch is an array of valid requests within the limits. */
+export function checkAppendBatch(requests: AppendRequest[]): void {
+  if (!Array.isArray(requests)) throw bad('batch must be an array');
+  if (requests.length > STORE_LIMITS.maxBatchRequests) throw bad('batch has too many requests');
+  for (const r of requests) checkAppendRequest(r);
+}
+
+/** Validates read arguments and returns `limit` and `maxBytes` clamped to the store limits. */
+export function checkReadArgs(
+  site: unknown,
+  log: unknown,
+  from: unknown,
+  limit: unknown,
+  maxBytes: unknown,
+): { limit: number; maxBytes: number } {
+  checkLogName(site, log);
+  if (!isCount(from)) throw bad('from must be a non-negative integer');
+  if (!isCount(limit) || limit < 1) throw bad('limit must be a positive integer');
+  if (!isCount(maxBytes) || maxBytes < 1) throw bad('maxBytes must be a positive integer');
+  return { limit: Math.min(limit, STORE_LIMITS.maxReadLimit), maxBytes: Math.min(maxBytes, STORE_LIMITS.maxReadBytes) };
+}
+
+/** The rejection for `from` beyond the end of the log. */
+export function beyondEnd(from: number, length: number): DgError {
+  return bad(`from ${from} is beyond the log's length ${length}`);
+}
+
+/** The rejection for any call on a closed store. */
+export function storeClosed(): DgError {
+  return new DgError('UNAVAILABLE', 'log store is closed');
 }
