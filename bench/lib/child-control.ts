@@ -1,0 +1,50 @@
+/**
+ * The control channel between the bench process and a measured child (the real server or
+ * a peer): the child reports `ready` with its port, answers `usage` with its own
+ * process.cpuUsage() and RSS, and exits on `stop`. Messages travel over the fork IPC
+ * channel, so measuring costs the child one tiny JSON message per query.
+ */
+
+export interface Usage {
+  /** CPU time in microseconds since the child started (user and system). */
+  user: number;
+  system: number;
+  rss: number;
+}
+
+export type ToChild = { type: 'usage'; seq: number } | { type: 'stop' };
+export type FromChild =
+  | { type: 'ready'; port: number }
+  | { type: 'usage'; seq: number; usage: Usage }
+  | { type: 'failed'; message: string };
+
+function send(msg: FromChild): void {
+  process.send?.(msg);
+}
+
+/** Run in the child once it listens: answers usage queries, runs `stop` then exits. */
+export function serveControl(port: number, stop: () => Promise<void>): void {
+  if (process.send === undefined) throw new Error('this script runs as a child of the bench (fork with IPC)');
+  process.on('message', (raw: unknown) => {
+    const msg = raw as ToChild;
+    if (msg.type === 'usage') {
+      const u = process.cpuUsage();
+      send({ type: 'usage', seq: msg.seq, usage: { user: u.user, system: u.system, rss: process.memoryUsage().rss } });
+    } else if (msg.type === 'stop') {
+      const force = setTimeout(() => process.exit(0), 5000);
+      force.unref();
+      stop().then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
+    }
+  });
+  // The bench died: do not linger.
+  process.on('disconnect', () => process.exit(0));
+  send({ type: 'ready', port });
+}
+
+export function reportFailure(err: unknown): void {
+  send({ type: 'failed', message: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+  process.exitCode = 1;
+}

@@ -1,0 +1,85 @@
+/**
+ * Starts a measured child process (the real server or a peer) under tsx with an IPC
+ * channel, and reads its CPU time. Both the project and its peers run this way, so the
+ * same costs (a separate process, loopback sockets, the tsx loader at start-up only) sit
+ * on both sides of every comparison.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { FromChild, ToChild, Usage } from './child-control.js';
+
+export interface Child {
+  pid: number;
+  port: number;
+  usage(): Promise<Usage>;
+  stop(): Promise<void>;
+}
+
+const START_TIMEOUT_MS = 60_000;
+
+export function scriptPath(relativeToBench: string): string {
+  return fileURLToPath(new URL(`../${relativeToBench}`, import.meta.url));
+}
+
+export async function startChild(script: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<Child> {
+  const proc: ChildProcess = fork(script, args, {
+    execArgv: ['--import', 'tsx'],
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+  });
+  let stderr = '';
+  proc.stderr?.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString('utf8')).slice(-4000);
+  });
+  const pending = new Map<number, (u: Usage) => void>();
+  let seq = 0;
+  let exited = false;
+  const exitedP = new Promise<void>((resolve) => proc.once('exit', () => ((exited = true), resolve())));
+
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${script} did not start in time: ${stderr}`)), START_TIMEOUT_MS);
+    proc.on('message', (raw: unknown) => {
+      const msg = raw as FromChild;
+      if (msg.type === 'ready') {
+        clearTimeout(timer);
+        resolve(msg.port);
+      } else if (msg.type === 'failed') {
+        clearTimeout(timer);
+        reject(new Error(`${script} failed: ${msg.message}`));
+      } else if (msg.type === 'usage') {
+        pending.get(msg.seq)?.(msg.usage);
+        pending.delete(msg.seq);
+      }
+    });
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${script} exited with ${String(code)} before it was ready: ${stderr}`));
+    });
+  });
+
+  const pid = proc.pid ?? -1;
+  return {
+    pid,
+    port,
+    usage() {
+      if (exited) return Promise.reject(new Error(`${script} has exited: ${stderr}`));
+      const s = ++seq;
+      return new Promise<Usage>((resolve) => {
+        pending.set(s, resolve);
+        proc.send({ type: 'usage', seq: s } satisfies ToChild);
+      });
+    },
+    async stop() {
+      if (exited) return;
+      proc.send({ type: 'stop' } satisfies ToChild);
+      const timer = setTimeout(() => proc.kill('SIGKILL'), 8000);
+      await exitedP;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** CPU microseconds (user + system) spent between two usage readings. */
+export function cpuBetween(a: Usage, b: Usage): number {
+  return b.user - a.user + (b.system - a.system);
+}
