@@ -1,0 +1,206 @@
+/**
+ * Group commit: many writers, one transaction. Every durable commit costs an fsync (SQLite)
+ * or a round trip to the database (PostgreSQL); grouping the writes that arrive together
+ * into one `appendBatch` pays that cost once for all of them.
+ *
+ * Guarantees:
+ * - Requests submitted during the same turn of the event loop (up to `maxBatch` requests
+ *   and `maxBatchBytes` of entries) go into one `appendBatch`; requests that arrive while a
+ *   batch commits go into the next one.
+ * - At most one batch is in flight at a time, and batches commit in submission order, so
+ *   the store decides requests exactly in the order they were submitted. Use one
+ *   GroupCommitter per store.
+ * - Each `submit` resolves with its own request's result, in submission order, only after
+ *   the batch's transaction committed (acknowledged means durable).
+ * - If a batch's commit rejects, every request of that batch rejects with that error and
+ *   nothing of the batch was stored (the store's guarantee). Later batches still run.
+ * - Bounded: when the queue of requests not yet in a batch would exceed `maxPending`
+ *   requests or `maxPendingBytes`, `submit` rejects with DgError UNAVAILABLE instead of
+ *   buffering without bound. A malformed request rejects with BAD_REQUEST on its own and
+ *   never joins (or spoils) a batch.
+ */
+import { DgError } from '../protocol/errors.js';
+import { checkAppendRequest, type AppendRequest, type AppendResult, type LogStore } from './log-store.js';
+
+export interface GroupCommitOptions {
+  /** Most requests in one batch (default 512). */
+  maxBatch?: number;
+  /** Most entry bytes in one batch (default 8 MiB); a single larger request goes alone. */
+  maxBatchBytes?: number;
+  /** Most requests waiting for a batch (default 10 000). */
+  maxPending?: number;
+  /** Most entry bytes waiting for a batch (default 128 MiB). */
+  maxPendingBytes?: number;
+}
+
+export interface GroupCommitStats {
+  /** Batches committed (successfully). */
+  batches: number;
+  /** Requests in those batches. */
+  requests: number;
+  /** Batches whose commit failed (all their requests rejected). */
+  failedBatches: number;
+  /** Requests waiting for a batch. */
+  pending: number;
+  /** Requests in the batch being committed now. */
+  inFlight: number;
+}
+
+interface Pending {
+  req: AppendRequest;
+  bytes: number;
+  resolve: (r: AppendResult) => void;
+  reject: (err: unknown) => void;
+}
+
+const DEFAULTS = {
+  maxBatch: 512,
+  maxBatchBytes: 8 * 1024 * 1024,
+  maxPending: 10_000,
+  maxPendingBytes: 128 * 1024 * 1024,
+} as const;
+
+function positive(name: string, v: number | undefined, fallback: number): number {
+  if (v === undefined) return fallback;
+  if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`GroupCommitter: ${name} must be a positive integer`);
+  return v;
+}
+
+export class GroupCommitter {
+  private readonly store: LogStore;
+  private readonly maxBatch: number;
+  private readonly maxBatchBytes: number;
+  private readonly maxPending: number;
+  private readonly maxPendingBytes: number;
+
+  private queue: Pending[] = [];
+  private queuedBytes = 0;
+  private inFlight = 0;
+  private scheduled = false;
+  private running = false;
+  private closed = false;
+  private batches = 0;
+  private committedRequests = 0;
+  private failedBatches = 0;
+  /** Requests accepted by `submit`, and requests settled (committed or failed). */
+  private submitted = 0;
+  private settled = 0;
+  private flushWaiters: { target: number; resolve: () => void }[] = [];
+
+  constructor(store: LogStore, options: GroupCommitOptions = {}) {
+    this.store = store;
+    this.maxBatch = positive('maxBatch', options.maxBatch, DEFAULTS.maxBatch);
+    this.maxBatchBytes = positive('maxBatchBytes', options.maxBatchBytes, DEFAULTS.maxBatchBytes);
+    this.maxPending = positive('maxPending', options.maxPending, DEFAULTS.maxPending);
+    this.maxPendingBytes = positive('maxPendingBytes', options.maxPendingBytes, DEFAULTS.maxPendingBytes);
+  }
+
+  get stats(): GroupCommitStats {
+    return {
+      batches: this.batches,
+      requests: this.committedRequests,
+      failedBatches: this.failedBatches,
+      pending: this.queue.length,
+      inFlight: this.inFlight,
+    };
+  }
+
+  /** Queues one request for the next batch; resolves with its result once committed. */
+  submit(req: AppendRequest): Promise<AppendResult> {
+    if (this.closed) return Promise.reject(new DgError('UNAVAILABLE', 'log writer is closing'));
+    let bytes: number;
+    try {
+      bytes = checkAppendRequest(req);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (this.queue.length >= this.maxPending || this.queuedBytes + bytes > this.maxPendingBytes) {
+      return Promise.reject(new DgError('UNAVAILABLE', 'too many writes waiting to commit', { retryAfter: 1 }));
+    }
+    return new Promise<AppendResult>((resolve, reject) => {
+      this.queue.push({ req, bytes, resolve, reject });
+      this.queuedBytes += bytes;
+      this.submitted++;
+      this.schedule();
+    });
+  }
+
+  /** Resolves once every request submitted before this call is committed or failed. */
+  flush(): Promise<void> {
+    const target = this.submitted;
+    if (this.settled >= target) return Promise.resolve();
+    return new Promise((resolve) => this.flushWaiters.push({ target, resolve }));
+  }
+
+  /** Refuses new requests (UNAVAILABLE), then waits for the queued ones. Leaves the store open. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.flush();
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.running) return;
+    this.scheduled = true;
+    // setImmediate runs after the I/O callbacks of this loop turn, so the writes that
+    // arrived on every socket during the turn share one batch.
+    setImmediate(() => {
+      this.scheduled = false;
+      void this.run();
+    });
+  }
+
+  private async run(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    try {
+      // Whatever arrived while a batch committed forms the next batch at once.
+      while (this.queue.length > 0) await this.commit(this.take());
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private take(): Pending[] {
+    let n = 0;
+    let bytes = 0;
+    for (const p of this.queue) {
+      if (n >= this.maxBatch || (n > 0 && bytes + p.bytes > this.maxBatchBytes)) break;
+      bytes += p.bytes;
+      n++;
+    }
+    this.queuedBytes -= bytes;
+    return this.queue.splice(0, n);
+  }
+
+  private async commit(batch: Pending[]): Promise<void> {
+    this.inFlight = batch.length;
+    let results: AppendResult[];
+    try {
+      results = await this.store.appendBatch(batch.map((p) => p.req));
+      if (!Array.isArray(results) || results.length !== batch.length) {
+        throw new DgError('INTERNAL', 'internal error', { cause: new Error('log store returned a result count that does not match the batch') });
+      }
+    } catch (err) {
+      this.failedBatches++;
+      for (const p of batch) p.reject(err);
+      this.settle(batch.length);
+      return;
+    }
+    this.batches++;
+    this.committedRequests += batch.length;
+    batch.forEach((p, i) => p.resolve(results[i] as AppendResult));
+    this.settle(batch.length);
+  }
+
+  private settle(n: number): void {
+    this.inFlight = 0;
+    this.settled += n;
+    if (this.flushWaiters.length === 0) return;
+    const still: typeof this.flushWaiters = [];
+    for (const w of this.flushWaiters) {
+      if (w.target <= this.settled) w.resolve();
+      else still.push(w);
+    }
+    this.flushWaiters = still;
+  }
+}

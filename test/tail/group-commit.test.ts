@@ -1,0 +1,183 @@
+/**
+ * GroupCommitter over a real SQLite log store. A failing commit is produced inside the
+ * store's own transaction by a trigger that aborts on a poisoned entry.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import { DgError } from '../../src/protocol/errors.js';
+import { GroupCommitter } from '../../src/tail/group-commit.js';
+import type { AppendRequest, LogStore } from '../../src/tail/log-store.js';
+import { openSqliteLogStore } from '../../src/tail/sqlite-log-store.js';
+import { deviceId, freshSite } from '../conformance/log-store.js';
+import { tempDir } from '../helpers/server.js';
+
+const POISON = Buffer.from('poison');
+const D = deviceId(7);
+
+function req(site: string, at: number, data: Buffer | string = `e${at}`, more: Partial<AppendRequest> = {}): AppendRequest {
+  return { site, log: 'main', at, epoch: 0, device: D, entries: [typeof data === 'string' ? Buffer.from(data) : data], ...more };
+}
+
+async function settleAll<T>(ps: Promise<T>[]): Promise<PromiseSettledResult<T>[]> {
+  return Promise.all(ps.map((p) => p.then((value) => ({ status: 'fulfilled' as const, value }), (reason: unknown) => ({ status: 'rejected' as const, reason }))));
+}
+
+describe('GroupCommitter', () => {
+  let path: string;
+  let store: LogStore;
+
+  before(() => {
+    path = join(tempDir('dg-group-'), 'tail.db');
+    store = openSqliteLogStore(path);
+    // A second connection adds a trigger that makes any batch holding the poisoned entry
+    // fail inside the store's transaction.
+    const db = new Database(path);
+    db.exec(`CREATE TRIGGER poison BEFORE INSERT ON entries WHEN NEW.data = x'${POISON.toString('hex')}'
+             BEGIN SELECT RAISE(ABORT, 'poisoned entry'); END`);
+    db.close();
+  });
+  after(async () => {
+    await store.close();
+  });
+
+  it('commits the submits of one tick as one batch, answering each in order', async () => {
+    const gc = new GroupCommitter(store);
+    const site = freshSite();
+    const order: number[] = [];
+    const ps = Array.from({ length: 100 }, (_, i) =>
+      gc.submit(req(site, i)).then((r) => {
+        order.push(i);
+        return r;
+      }),
+    );
+    assert.deepEqual(gc.stats.pending, 100, 'nothing commits synchronously');
+    const results = await Promise.all(ps);
+    assert.deepEqual(results, Array.from({ length: 100 }, (_, i) => ({ status: 'ok', at: i, length: i + 1 })));
+    assert.deepEqual(order, Array.from({ length: 100 }, (_, i) => i));
+    assert.equal(gc.stats.batches, 1);
+    assert.equal(gc.stats.requests, 100);
+    const back = await store.read(site, 'main', 0, 1000, 1 << 20);
+    assert.deepEqual(back.entries.map(String), Array.from({ length: 100 }, (_, i) => `e${i}`));
+    await gc.close();
+  });
+
+  it('splits by maxBatch and maxBatchBytes, keeping the order', async () => {
+    const site = freshSite();
+    const byCount = new GroupCommitter(store, { maxBatch: 10 });
+    const res = await Promise.all(Array.from({ length: 35 }, (_, i) => byCount.submit(req(site, i))));
+    assert.equal(byCount.stats.batches, 4);
+    assert.ok(res.every((r, i) => r.status === 'ok' && r.at === i));
+
+    const bytes = freshSite();
+    const byBytes = new GroupCommitter(store, { maxBatchBytes: 250 });
+    const hundred = Buffer.alloc(100, 1);
+    const big = Buffer.alloc(1000, 2);
+    const res2 = await Promise.all([0, 1, 2, 3, 4].map((i) => byBytes.submit(req(bytes, i, hundred))).concat(byBytes.submit(req(bytes, 5, big))));
+    assert.equal(byBytes.stats.batches, 4, '2 + 2 + 1 requests of 100 bytes, then the big one alone');
+    assert.ok(res2.every((r) => r.status === 'ok'));
+    assert.equal((await store.state(bytes, 'main')).length, 6);
+  });
+
+  it('decides pipelined writes in submission order (nack, fenced and dup pass through)', async () => {
+    const gc = new GroupCommitter(store);
+    const site = freshSite();
+    const results = await Promise.all([
+      gc.submit(req(site, 0, 'a', { wid: 'x' })),
+      gc.submit(req(site, 1, 'b')),
+      gc.submit(req(site, 1, 'late')),
+      gc.submit(req(site, 2, 'c', { epoch: 3 })),
+      gc.submit(req(site, 9, 'a', { wid: 'x' })),
+    ]);
+    assert.deepEqual(results, [
+      { status: 'ok', at: 0, length: 1 },
+      { status: 'ok', at: 1, length: 2 },
+      { status: 'nack', length: 2, epoch: 0 },
+      { status: 'fenced', length: 2, epoch: 0 },
+      { status: 'dup', at: 0, length: 1 },
+    ]);
+  });
+
+  it('rejects every request of a failing batch, stores none of it, and goes on', async () => {
+    const gc = new GroupCommitter(store, { maxBatch: 3 });
+    const site = freshSite();
+    const first = [gc.submit(req(site, 0)), gc.submit(req(site, 1, POISON)), gc.submit(req(site, 2))];
+    // The next batch was pipelined behind the failing one: its `at`s are past the length
+    // the store really has, so it is nacked: a failed commit never leaves a hole.
+    const second = [gc.submit(req(site, 3)), gc.submit(req(site, 4)), gc.submit(req(site, 5))];
+    const s1 = await settleAll(first);
+    const s2 = await settleAll(second);
+    const reasons = s1.map((s) => (s.status === 'rejected' ? s.reason : null));
+    assert.ok(reasons.every((r) => r instanceof Error && /poisoned entry/.test(r.message)), String(reasons));
+    assert.ok(reasons.every((r) => r === reasons[0]), 'the batch error is given to each of its requests');
+    assert.deepEqual(
+      s2.map((s) => (s.status === 'fulfilled' ? s.value : s.reason)),
+      [3, 4, 5].map(() => ({ status: 'nack', length: 0, epoch: 0 })),
+    );
+    assert.deepEqual(gc.stats, { batches: 1, requests: 3, failedBatches: 1, pending: 0, inFlight: 0 });
+    assert.deepEqual(await store.state(site, 'main'), { length: 0, epoch: 0 });
+    assert.deepEqual(await gc.submit(req(site, 0)), { status: 'ok', at: 0, length: 1 });
+  });
+
+  it('rejects a malformed request alone, with BAD_REQUEST', async () => {
+    const gc = new GroupCommitter(store);
+    const site = freshSite();
+    const good = gc.submit(req(site, 0));
+    const bad = gc.submit(req(site, -1));
+    const good2 = gc.submit(req(site, 1));
+    await assert.rejects(bad, (e: unknown) => e instanceof DgError && e.code === 'BAD_REQUEST');
+    assert.deepEqual([await good, await good2].map((r) => r.status), ['ok', 'ok']);
+    assert.equal(gc.stats.batches, 1);
+  });
+
+  it('refuses submits over the queue bound with UNAVAILABLE', async () => {
+    const site = freshSite();
+    const gc = new GroupCommitter(store, { maxPending: 5 });
+    const ps = Array.from({ length: 8 }, (_, i) => gc.submit(req(site, i)));
+    const s = await settleAll(ps);
+    assert.deepEqual(s.slice(0, 5).map((x) => x.status), Array(5).fill('fulfilled'));
+    for (const x of s.slice(5)) {
+      assert.equal(x.status, 'rejected');
+      const reason = x.status === 'rejected' ? x.reason : null;
+      assert.ok(reason instanceof DgError && reason.code === 'UNAVAILABLE' && reason.retryAfter === 1, String(reason));
+    }
+    const bytes = new GroupCommitter(store, { maxPendingBytes: 150 });
+    const b = await settleAll([bytes.submit(req(site, 5, Buffer.alloc(100))), bytes.submit(req(site, 6, Buffer.alloc(100)))]);
+    assert.deepEqual(b.map((x) => x.status), ['fulfilled', 'rejected']);
+    assert.equal((await store.state(site, 'main')).length, 6);
+    // Once the queue drained, submits are accepted again.
+    assert.equal((await gc.submit(req(site, 6))).status, 'ok');
+  });
+
+  it('flush waits for everything submitted so far; close drains then refuses', async () => {
+    const gc = new GroupCommitter(store, { maxBatch: 4 });
+    const site = freshSite();
+    const settled: number[] = [];
+    for (let i = 0; i < 10; i++) void gc.submit(req(site, i)).then(() => settled.push(i));
+    await gc.flush();
+    assert.equal(settled.length, 10);
+    await gc.flush(); // nothing pending: resolves at once
+    for (let i = 10; i < 13; i++) void gc.submit(req(site, i)).then(() => settled.push(i));
+    await gc.close();
+    assert.equal(settled.length, 13, 'close commits what was queued');
+    await assert.rejects(gc.submit(req(site, 13)), (e: unknown) => e instanceof DgError && e.code === 'UNAVAILABLE');
+    assert.equal((await store.state(site, 'main')).length, 13);
+  });
+
+  it('rejects the batch when the store is closed', async () => {
+    const other = openSqliteLogStore(join(tempDir('dg-group-closed-'), 'tail.db'));
+    const gc = new GroupCommitter(other);
+    await other.close();
+    const s = await settleAll([gc.submit(req(freshSite(), 0)), gc.submit(req(freshSite(), 0))]);
+    for (const x of s) {
+      assert.ok(x.status === 'rejected' && x.reason instanceof DgError && x.reason.code === 'UNAVAILABLE');
+    }
+    assert.equal(gc.stats.failedBatches, 1);
+  });
+
+  it('refuses nonsensical options', () => {
+    assert.throws(() => new GroupCommitter(store, { maxBatch: 0 }), RangeError);
+    assert.throws(() => new GroupCommitter(store, { maxPending: 1.5 }), RangeError);
+  });
+});
