@@ -179,6 +179,26 @@ describe('NatsBus', { skip }, () => {
     assert.ok(lines.some((l) => l.level === 'error' && l.msg === 'bus reply cannot be sent'));
   });
 
+  it('refuses messages with UNAVAILABLE once 10,000 handler calls are running', async () => {
+    const { lines, log } = recorder();
+    const b = await bus({ log });
+    const s = subj();
+    let calls = 0;
+    const stuck = b.subscribe(s, () => {
+      calls++;
+      return new Promise(() => {});
+    });
+    b.subscribe(`${s}.req`, () => 'fine');
+    await b.flush();
+    for (let i = 0; i < 10_000; i++) b.publish(s, i);
+    await waitFor('10,000 running handlers', () => calls === 10_000);
+    b.publish(s, 'one too many');
+    assert.deepEqual(await b.request(`${s}.req`, {}), { ok: false, error: { code: 'UNAVAILABLE', message: 'busy' } });
+    assert.equal(calls, 10_000);
+    assert.equal(lines.filter((l) => l.msg === 'bus handlers overloaded; refusing messages').length, 1, 'logged once per episode');
+    stuck.unsubscribe();
+  });
+
   it('lets running handlers reply before close() drains, then refuses everything', async () => {
     const [a, b] = [await bus(), await bus()];
     const s = subj();
