@@ -1,5 +1,6 @@
 import { DgError, toWireError } from '../protocol/errors.js';
 import type { Bus, BusHandler, RequestOptions, SubscribeOptions, Subscription } from './bus.js';
+import { assertQueue, assertSubject } from './subject.js';
 import { DEFAULT_REQUEST_TIMEOUT_MS } from './bus.js';
 
 interface Entry {
@@ -39,6 +40,9 @@ export class InProcessBus implements Bus {
 
   subscribe(subject: string, handler: BusHandler, options: SubscribeOptions = {}): Subscription {
     if (this.#closed) throw new DgError('UNAVAILABLE', 'bus closed');
+    // Same subject rules as NATS, so code tested in the monolith behaves the same when split.
+    assertSubject(subject);
+    if (options.queue !== undefined) assertQueue(options.queue);
     const entry: Entry = { handler, queue: options.queue };
     const list = this.#subs.get(subject) ?? [];
     list.push(entry);

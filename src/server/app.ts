@@ -12,6 +12,7 @@ import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
 import type { Bus } from '../bus/bus.js';
 import { InProcessBus } from '../bus/inproc.js';
+import { NatsBus } from '../bus/nats.js';
 import { createAuth, openSqliteAuthStore, type AuthService } from '../auth/index.js';
 import { createTail, openSqliteLogStore, type TailService } from '../tail/index.js';
 import type { Config } from './config.js';
@@ -83,7 +84,8 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
     },
   });
 
-  const bus: Bus = new InProcessBus(app.log);
+  const bus: Bus =
+    config.bus === 'inproc' ? new InProcessBus(app.log) : await NatsBus.connect(config.bus, { name: `datagrove-${config.roles.join('+')}-${process.pid}`, log: app.log });
   const publicUrl = config.publicUrl || `http://localhost:${config.port}`;
   const shardMap = { version: 1, shards: [{ id: 'tail-1', url: wsUrl(publicUrl) }] };
   const closers: (() => Promise<void>)[] = [];
