@@ -1,29 +1,19 @@
-/** Placeholder until the auth service lands: the public entry point of the auth service. */
-import type { KeyObject } from 'node:crypto';
-import type { FastifyBaseLogger, FastifyPluginAsync } from 'fastify';
-import type { Registry } from 'prom-client';
-import type { Bus } from '../bus/bus.js';
-import type { KeyRing } from '../protocol/token.js';
+/**
+ * The auth service (PROTOCOL.md "Auth API", "Tokens and credentials"): device identity,
+ * sessions, sites, grants and the access derived from them. A library: the composition root
+ * gives it a store, the bus, the key ring and the attestation keys, mounts `routes` under
+ * /auth/v1 and calls `start()`.
+ */
+import type { FastifyPluginAsync } from 'fastify';
+import type { Subscription } from '../bus/bus.js';
+import { subscribeBus } from './bus-handlers.js';
+import { createContext, type AuthDeps } from './context.js';
+import { authRoutes } from './routes/index.js';
+import { SqliteAuthStore } from './sqlite/store.js';
+import type { AuthStore } from './store.js';
 
-export interface AttestationKeyView {
-  kid: string;
-  status: 'active' | 'retired' | 'revoked';
-  publicKey: string;
-  privateKey: KeyObject;
-}
-
-export interface AuthDeps {
-  store: unknown;
-  bus: Bus;
-  ring: KeyRing;
-  attestation: AttestationKeyView[];
-  publicUrl: string;
-  accessTtlSec: number;
-  pushHosts: string[];
-  shards: () => { version: number; shards: { id: string; url: string }[] };
-  log: FastifyBaseLogger;
-  registry: Registry;
-}
+export type { AttestationKeyView, AuthDeps } from './context.js';
+export type { AuthStore } from './store.js';
 
 export interface AuthService {
   routes: FastifyPluginAsync;
@@ -32,10 +22,54 @@ export interface AuthService {
   close(): Promise<void>;
 }
 
-export function createAuth(_deps: AuthDeps): AuthService {
-  return { routes: async () => {}, start: async () => {}, ready: () => true, close: async () => {} };
+/** How often expired nonces, refresh tokens and access rows are swept, and health re-checked. */
+const HOUSEKEEPING_MS = 60_000;
+
+export function createAuth(deps: AuthDeps): AuthService {
+  const ctx = createContext(deps);
+  let subs: Subscription[] = [];
+  let timer: NodeJS.Timeout | undefined;
+  let started = false;
+  let closed = false;
+  let storeHealthy = true;
+
+  const housekeeping = async () => {
+    const now = ctx.now();
+    ctx.revocations.prune(now);
+    storeHealthy = await deps.store.healthy();
+    if (storeHealthy) await deps.store.prune(now);
+  };
+
+  return {
+    routes: authRoutes(ctx),
+    async start() {
+      if (started) return;
+      const now = ctx.now();
+      const recent = await deps.store.revokedSince(now - ctx.revocations.windowMs);
+      for (const d of recent.devices) ctx.revocations.addDevice(d.id, d.at);
+      for (const f of recent.families) ctx.revocations.addFamily(f.id, f.at);
+      subs = subscribeBus(ctx);
+      await deps.store.prune(now);
+      timer = setInterval(() => {
+        housekeeping().catch((err: unknown) => {
+          storeHealthy = false;
+          deps.log.error({ err }, 'auth housekeeping failed');
+        });
+      }, HOUSEKEEPING_MS);
+      timer.unref();
+      started = true;
+    },
+    ready: () => started && !closed && storeHealthy,
+    async close() {
+      if (closed) return;
+      closed = true;
+      clearInterval(timer);
+      for (const s of subs) s.unsubscribe();
+      await deps.store.close();
+    },
+  };
 }
 
-export function openSqliteAuthStore(_path: string): unknown {
-  return null;
+export function openSqliteAuthStore(path: string): AuthStore {
+  return new SqliteAuthStore(path);
 }

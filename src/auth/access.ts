@@ -1,0 +1,135 @@
+/**
+ * Access decisions, shared by the HTTP routes (lease, join, declare, sites) and the bus
+ * handlers (dg.auth.access, dg.auth.join). A site's owner holds every right on every log;
+ * anyone else holds what the live (unexpired) access rows recorded by `join` give.
+ */
+import { DgError } from '../protocol/errors.js';
+import { RIGHTS, type Right } from '../protocol/ids.js';
+import type { AuthContext } from './context.js';
+import { expandRights, logsCover, parseGrant } from './grant.js';
+import { emailAttestedFor, linkOfParsed, linkOfRecord, verifyChain, type GrantLink, type VerifiedChain } from './grant-chain.js';
+import type { AccessRecord, SiteRecord } from './store.js';
+
+export interface AccessAnswer {
+  rights: Right[];
+  logs: string[];
+  /** ms since the epoch; null for no expiry. */
+  expiresAt: number | null;
+}
+
+const OWNER: AccessAnswer = { rights: [...RIGHTS], logs: ['*'], expiresAt: null };
+
+async function liveRows(ctx: AuthContext, user: string, site: string): Promise<AccessRecord[]> {
+  const now = ctx.now();
+  return (await ctx.store.accessFor(user, site)).filter((r) => r.expiresAt === null || r.expiresAt > now);
+}
+
+/** The union of rows: rights and logs combined, the earliest expiry (when to ask again). */
+function union(rows: AccessRecord[]): AccessAnswer {
+  const rights = expandRights(rows.flatMap((r) => r.rights));
+  const logs = rows.some((r) => r.logs.includes('*')) ? ['*'] : [...new Set(rows.flatMap((r) => r.logs))].sort();
+  const exps = rows.map((r) => r.expiresAt).filter((e): e is number => e !== null);
+  return { rights, logs, expiresAt: exps.length === 0 ? null : Math.min(...exps) };
+}
+
+/** What `user` may do on `log` of `site`, or null for nothing. */
+export async function accessToLog(ctx: AuthContext, user: string, site: SiteRecord, log: string): Promise<AccessAnswer | null> {
+  if (site.owner === user) return OWNER;
+  const rows = (await liveRows(ctx, user, site.id)).filter((r) => logsCover(r.logs, log));
+  return rows.length === 0 ? null : union(rows);
+}
+
+/** Every right `user` holds on some log of `site` (empty: none). */
+export async function siteRights(ctx: AuthContext, user: string, site: SiteRecord): Promise<Right[]> {
+  if (site.owner === user) return [...RIGHTS];
+  return union(await liveRows(ctx, user, site.id)).rights;
+}
+
+/** Whether `user` is an admin of every log in `logs` on `site`. */
+export async function isSiteAdmin(ctx: AuthContext, user: string, site: SiteRecord, logs: readonly string[] = ['*']): Promise<boolean> {
+  if (site.owner === user) return true;
+  const admin = (await liveRows(ctx, user, site.id)).filter((r) => r.rights.includes('admin'));
+  if (admin.some((r) => r.logs.includes('*'))) return true;
+  if (logs.includes('*')) return false;
+  return logs.every((l) => admin.some((r) => r.logs.includes(l)));
+}
+
+export async function requireSite(ctx: AuthContext, id: string): Promise<SiteRecord> {
+  const site = await ctx.store.getSite(id);
+  if (site === null) throw new DgError('NOT_FOUND', 'site: no such site');
+  return site;
+}
+
+/** A live device of `user`, else UNAUTHORIZED (bus callers may hold a token of a device revoked since). */
+export async function requireLiveDevice(ctx: AuthContext, user: string, device: string): Promise<void> {
+  const d = await ctx.store.getDevice(device);
+  if (d === null || d.revokedAt !== null || d.user !== user) throw new DgError('UNAUTHORIZED', 'device is unknown or revoked');
+}
+
+async function verifiedOrThrow(ctx: AuthContext, link: GrantLink): Promise<VerifiedChain> {
+  const r = await verifyChain(ctx.store, link, Math.floor(ctx.now() / 1000));
+  if (!r.ok) throw new DgError(r.code, r.message);
+  return r.chain;
+}
+
+/** A compact JWS grant parsed and signature-checked, or BAD_REQUEST. */
+function parsedOrThrow(jws: string): ReturnType<typeof linkOfParsed> & { jws: string; iat: number } {
+  const r = parseGrant(jws);
+  if (!r.ok) throw new DgError('BAD_REQUEST', r.message);
+  return { ...linkOfParsed(r.grant), jws, iat: r.grant.payload.iat };
+}
+
+async function store(ctx: AuthContext, g: GrantLink & { jws: string; iat: number }): Promise<void> {
+  await ctx.store.putGrant({
+    hash: g.hash, jws: g.jws, issuer: g.iss, subject: g.sub, site: g.site, logs: g.logs, rights: g.rights,
+    iat: g.iat, exp: g.exp, prf: g.prf, declaredAt: ctx.now(),
+  });
+}
+
+/** Verifies a grant and stores it so that it can serve as a proof or be joined by hash. */
+export async function declareGrant(ctx: AuthContext, jws: string): Promise<string> {
+  const g = parsedOrThrow(jws);
+  await verifiedOrThrow(ctx, g);
+  await store(ctx, g);
+  return g.hash;
+}
+
+export interface JoinInput {
+  user: string;
+  device: string;
+  /** A compact JWS or the hash of a declared grant. */
+  grant: string;
+  /** When given, the grant must be for this site. */
+  site?: string;
+}
+
+/**
+ * Verifies a grant that names the caller (its device, its user, or an email attested for its
+ * user) and records the access it gives. Idempotent: joining again refreshes the same row.
+ */
+export async function joinGrant(ctx: AuthContext, input: JoinInput): Promise<AccessAnswer & { site: string }> {
+  let link: GrantLink;
+  let fresh: (GrantLink & { jws: string; iat: number }) | null = null;
+  if (input.grant.includes('.')) {
+    fresh = parsedOrThrow(input.grant);
+    link = fresh;
+  } else {
+    const rec = await ctx.store.getGrant(input.grant);
+    if (rec === null) throw new DgError('NOT_FOUND', 'grant: no declared grant has this hash');
+    link = linkOfRecord(rec);
+  }
+  if (input.site !== undefined && input.site !== link.site) throw new DgError('BAD_REQUEST', 'site: the grant is for another site');
+  const chain = await verifiedOrThrow(ctx, link);
+  const sub = link.sub;
+  const names =
+    sub === `user:${input.user}` || sub === `device:${input.device}` || (sub.startsWith('email:') && (await emailAttestedFor(ctx.store, sub.slice(6), input.user)));
+  if (!names) throw new DgError('FORBIDDEN', 'grant: does not name the caller');
+  if (fresh !== null) await store(ctx, fresh);
+  const row: AccessRecord = {
+    user: input.user, site: link.site, grant: link.hash, logs: link.logs, rights: expandRights(link.rights),
+    expiresAt: chain.expiresAt, createdAt: ctx.now(),
+  };
+  const ok = await ctx.store.putAccess(row, { grants: chain.grants, devices: [...chain.devices, input.device] });
+  if (!ok) throw new DgError('FORBIDDEN', 'grant: revoked');
+  return { site: link.site, logs: row.logs, rights: row.rights, expiresAt: row.expiresAt };
+}

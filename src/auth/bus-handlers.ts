@@ -1,0 +1,63 @@
+/**
+ * Auth's side of the internal bus (PROTOCOL.md "Internal bus"). Requests are answered by one
+ * member of the queue group "auth"; payloads are validated like HTTP bodies, since in a
+ * cluster they cross a network. A thrown DgError becomes `{ok:false, error}` (bus.ts).
+ */
+import type { Subscription } from '../bus/bus.js';
+import { BusAccessRequest, BusJoinRequest } from '../protocol/auth-schemas.js';
+import type { AccessReply, JoinReply, RevokeEvent, RevokedList } from '../protocol/bus-messages.js';
+import { SUBJECTS } from '../protocol/bus-messages.js';
+import { DgError } from '../protocol/errors.js';
+import { accessToLog, joinGrant, requireLiveDevice, requireSite } from './access.js';
+import type { AuthContext } from './context.js';
+import { describeError } from './validation.js';
+
+function validated<T>(schema: Parameters<typeof describeError>[1], message: unknown): T {
+  const problem = describeError('message', schema, message);
+  if (problem !== null) throw new DgError('BAD_REQUEST', problem);
+  return message as T;
+}
+
+export function subscribeBus(ctx: AuthContext): Subscription[] {
+  const bus = ctx.deps.bus;
+  const queue = { queue: 'auth' };
+  return [
+    bus.subscribe(
+      SUBJECTS.authAccess,
+      async (msg): Promise<AccessReply> => {
+        const m = validated<BusAccessRequest>(BusAccessRequest, msg);
+        await requireLiveDevice(ctx, m.user, m.device);
+        const site = await requireSite(ctx, m.site);
+        const a = await accessToLog(ctx, m.user, site, m.log);
+        return a === null ? { ok: true, allowed: false } : { ok: true, allowed: true, rights: a.rights, logs: a.logs, expiresAt: a.expiresAt };
+      },
+      queue,
+    ),
+    bus.subscribe(
+      SUBJECTS.authJoin,
+      async (msg): Promise<JoinReply> => {
+        const m = validated<BusJoinRequest>(BusJoinRequest, msg);
+        await requireLiveDevice(ctx, m.user, m.device);
+        const r = await joinGrant(ctx, { user: m.user, device: m.device, grant: m.grant });
+        return { ok: true, site: r.site, logs: r.logs, rights: r.rights, expiresAt: r.expiresAt };
+      },
+      queue,
+    ),
+    bus.subscribe(
+      SUBJECTS.authRevoked,
+      async (): Promise<RevokedList> => {
+        const r = await ctx.store.revokedSince(ctx.now() - ctx.revocations.windowMs);
+        return { ok: true, devices: r.devices.map((d) => d.id), families: r.families.map((f) => f.id) };
+      },
+      queue,
+    ),
+    // Every auth node (no queue group) learns the revocations made by the others.
+    bus.subscribe(SUBJECTS.tailRevoke, (msg) => {
+      const e = msg as Partial<RevokeEvent> | null;
+      if (e === null || typeof e !== 'object') return;
+      const now = ctx.now();
+      if (e.reason === 'device' && typeof e.device === 'string') ctx.revocations.addDevice(e.device, now);
+      if (e.reason === 'family' && typeof e.family === 'string') ctx.revocations.addFamily(e.family, now);
+    }),
+  ];
+}

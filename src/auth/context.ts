@@ -1,0 +1,58 @@
+/**
+ * What the auth service is given (AuthDeps, wired by the composition root) and the context
+ * its routes and bus handlers share.
+ */
+import type { KeyObject } from 'node:crypto';
+import type { FastifyBaseLogger } from 'fastify';
+import type { Registry } from 'prom-client';
+import type { Bus } from '../bus/bus.js';
+import type { KeyRing } from '../protocol/token.js';
+import type { Shard } from '../protocol/shards.js';
+import { createAuthMetrics, type AuthMetrics } from './metrics.js';
+import { RevocationSet } from './revocation-set.js';
+import type { AuthStore } from './store.js';
+
+export interface AttestationKeyView {
+  kid: string;
+  status: 'active' | 'retired' | 'revoked';
+  publicKey: string;
+  privateKey: KeyObject;
+}
+
+export interface AuthDeps {
+  store: AuthStore;
+  bus: Bus;
+  ring: KeyRing;
+  attestation: AttestationKeyView[];
+  publicUrl: string;
+  accessTtlSec: number;
+  pushHosts: string[];
+  shards: () => { version: number; shards: Shard[] };
+  log: FastifyBaseLogger;
+  registry: Registry;
+}
+
+/** Challenge nonces live 5 minutes (PROTOCOL.md). */
+export const NONCE_TTL_MS = 5 * 60_000;
+/** Refresh tokens expire 30 days after they were issued; each rotation starts a new 30 days. */
+export const REFRESH_TTL_MS = 30 * 24 * 3600_000;
+/** The longest an access token can live (DATAGROVE_ACCESS_TTL ≤ 900), plus clock slack. */
+export const REVOCATION_WINDOW_MS = (900 + 60) * 1000;
+
+export interface AuthContext {
+  deps: AuthDeps;
+  store: AuthStore;
+  metrics: AuthMetrics;
+  revocations: RevocationSet;
+  now(): number;
+}
+
+export function createContext(deps: AuthDeps): AuthContext {
+  return {
+    deps,
+    store: deps.store,
+    metrics: createAuthMetrics(deps.registry),
+    revocations: new RevocationSet(Math.max(REVOCATION_WINDOW_MS, (deps.accessTtlSec + 60) * 1000)),
+    now: () => Date.now(),
+  };
+}

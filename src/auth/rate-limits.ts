@@ -1,0 +1,34 @@
+/**
+ * Rate limits of the credential endpoints (@fastify/rate-limit, registered by the composition
+ * root with `global:false`): one limit per client address (route config, checked on arrival,
+ * before the body is parsed) and one per device or token (checked after validation, keyed by
+ * the validated body). Limits are per process; a cluster multiplies them by its auth nodes.
+ */
+import type {} from '@fastify/rate-limit';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { DgError } from '../protocol/errors.js';
+
+const MINUTE = 60_000;
+
+/** Requests per minute per client address, by route. Generous: the per-device limits are the tight ones. */
+export const IP_LIMITS = { challenge: 300, signup: 100, login: 200, refresh: 300 } as const;
+/** Requests per minute per device (challenge, signup, login) or per refresh token. */
+export const KEY_LIMITS = { challenge: 20, signup: 5, login: 10, refresh: 20 } as const;
+
+/** The route config of a per-address limit. */
+export function ipLimit(max: number) {
+  return { rateLimit: { max, timeWindow: MINUTE } };
+}
+
+/**
+ * A preHandler hook limiting requests per key (e.g. the body's device). It runs after schema
+ * validation, so the key is well formed; keys of unknown devices still count, which bounds
+ * guessing.
+ */
+export function keyLimit(app: FastifyInstance, scope: string, max: number, key: (req: FastifyRequest) => string) {
+  const check = app.createRateLimit({ max, timeWindow: MINUTE, keyGenerator: (req) => `${scope}:${key(req)}` });
+  return async (req: FastifyRequest): Promise<void> => {
+    const r = await check(req);
+    if (!r.isAllowed && r.isExceeded) throw new DgError('RATE_LIMITED', 'too many requests', { retryAfter: Math.max(1, r.ttlInSeconds) });
+  };
+}

@@ -1,0 +1,32 @@
+/**
+ * The auth HTTP API (PROTOCOL.md "Auth API"), a fastify plugin mounted under /auth/v1. Bodies
+ * and params are validated by TypeBox's compiled checkers (no coercion); errors reach the
+ * client through the server's error handler as `{error:{code, message}}`.
+ */
+import type { FastifyPluginAsync } from 'fastify';
+import type { AuthContext } from '../context.js';
+import { typeboxValidatorCompiler } from '../validation.js';
+import { challengeRoute } from './challenge.js';
+import { grantRoutes } from './grants.js';
+import { leaseRoute } from './lease.js';
+import { meRoute } from './me.js';
+import { publicRoutes } from './public.js';
+import { refreshRoute } from './refresh.js';
+import { revokeRoute } from './revoke.js';
+import { sessionRoutes } from './session.js';
+import { siteRoutes } from './sites.js';
+
+export function authRoutes(ctx: AuthContext): FastifyPluginAsync {
+  return async (app) => {
+    app.setValidatorCompiler(typeboxValidatorCompiler);
+    challengeRoute(app, ctx);
+    sessionRoutes(app, ctx);
+    refreshRoute(app, ctx);
+    meRoute(app, ctx);
+    siteRoutes(app, ctx);
+    grantRoutes(app, ctx);
+    leaseRoute(app, ctx);
+    revokeRoute(app, ctx);
+    publicRoutes(app, ctx);
+  };
+}

@@ -1,0 +1,73 @@
+/**
+ * POST /signup and POST /login: a device proves it holds its key by signing a challenge nonce
+ * and gets a new session (access + refresh tokens). Every failed proof is the same
+ * UNAUTHORIZED, so a caller learns nothing about which part was wrong beyond the field.
+ */
+import type { FastifyInstance } from 'fastify';
+import { LoginBody, SignupBody, type SessionReply } from '../../protocol/auth-schemas.js';
+import { DgError } from '../../protocol/errors.js';
+import type { AuthContext } from '../context.js';
+import { challengeMessage, randomId, verifyDeviceSignature } from '../crypto.js';
+import { IP_LIMITS, KEY_LIMITS, ipLimit, keyLimit } from '../rate-limits.js';
+import { issueSession } from '../session.js';
+
+/** Checks the signature, then consumes the nonce (atomically: one of two concurrent uses fails). */
+async function proveDevice(ctx: AuthContext, body: LoginBody, count: (outcome: string) => void): Promise<void> {
+  if (!verifyDeviceSignature(body.device, challengeMessage(body.nonce), body.sig)) {
+    count('bad-signature');
+    throw new DgError('UNAUTHORIZED', 'sig: does not verify with the device key');
+  }
+  if (!(await ctx.store.takeNonce(body.nonce, body.device, ctx.now()))) {
+    count('bad-nonce');
+    throw new DgError('UNAUTHORIZED', 'nonce: unknown, already used, expired, or issued to another device');
+  }
+}
+
+export function sessionRoutes(app: FastifyInstance, ctx: AuthContext): void {
+  app.post<{ Body: SignupBody }>(
+    '/signup',
+    {
+      schema: { body: SignupBody },
+      config: ipLimit(IP_LIMITS.signup),
+      preHandler: keyLimit(app, 'signup', KEY_LIMITS.signup, (req) => (req.body as SignupBody).device),
+    },
+    async (req, reply): Promise<SessionReply> => {
+      const count = (outcome: string) => ctx.metrics.signups.inc({ outcome });
+      const b = req.body;
+      await proveDevice(ctx, b, count);
+      const now = ctx.now();
+      const user = randomId(16);
+      const created = await ctx.store.createUser({ id: user, createdAt: now }, { id: b.device, boxKey: b.boxKey, name: b.name ?? '', createdAt: now });
+      if (!created) {
+        count('conflict');
+        throw new DgError('CONFLICT', 'device: already registered; log in instead');
+      }
+      const session = await issueSession(ctx, user, b.device);
+      count('ok');
+      void reply.code(201);
+      return session;
+    },
+  );
+
+  app.post<{ Body: LoginBody }>(
+    '/login',
+    {
+      schema: { body: LoginBody },
+      config: ipLimit(IP_LIMITS.login),
+      preHandler: keyLimit(app, 'login', KEY_LIMITS.login, (req) => (req.body as LoginBody).device),
+    },
+    async (req): Promise<SessionReply> => {
+      const count = (outcome: string) => ctx.metrics.logins.inc({ outcome });
+      const b = req.body;
+      await proveDevice(ctx, b, count);
+      const device = await ctx.store.getDevice(b.device);
+      if (device === null || device.revokedAt !== null) {
+        count('unknown-device');
+        throw new DgError('UNAUTHORIZED', 'device: unknown or revoked');
+      }
+      const session = await issueSession(ctx, device.user, device.id);
+      count('ok');
+      return session;
+    },
+  );
+}

@@ -1,0 +1,120 @@
+/**
+ * Schema of the SQLite auth store, versioned in code: migration i brings the file from
+ * `user_version` i to i+1, inside one transaction with the version bump, so a crash leaves
+ * the file at a whole version. Migrations are append-only: never edit a released one.
+ */
+import type { Database } from 'better-sqlite3';
+
+export const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE users (
+    id TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL
+  );
+  CREATE TABLE devices (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id),
+    box_key TEXT NOT NULL,
+    name TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+  );
+  CREATE INDEX devices_user ON devices(user_id);
+  CREATE INDEX devices_revoked ON devices(revoked_at) WHERE revoked_at IS NOT NULL;
+
+  CREATE TABLE nonces (
+    nonce TEXT PRIMARY KEY,
+    device TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+  );
+  CREATE INDEX nonces_expiry ON nonces(expires_at);
+
+  CREATE TABLE families (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    device TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+  );
+  CREATE INDEX families_device ON families(device);
+  CREATE INDEX families_revoked ON families(revoked_at) WHERE revoked_at IS NOT NULL;
+
+  CREATE TABLE refresh_tokens (
+    hash TEXT PRIMARY KEY,
+    family TEXT NOT NULL REFERENCES families(id),
+    state TEXT NOT NULL CHECK (state IN ('live', 'rotated')),
+    expires_at INTEGER NOT NULL,
+    rotated_at INTEGER,
+    guid TEXT,
+    answer TEXT
+  );
+  CREATE INDEX refresh_family ON refresh_tokens(family);
+  CREATE INDEX refresh_expiry ON refresh_tokens(expires_at);
+
+  CREATE TABLE sites (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    name TEXT NOT NULL,
+    key_epoch INTEGER NOT NULL,
+    rotation_required INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL
+  );
+  CREATE INDEX sites_owner ON sites(owner);
+
+  CREATE TABLE grants (
+    hash TEXT PRIMARY KEY,
+    jws TEXT NOT NULL,
+    issuer TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    site TEXT NOT NULL,
+    logs TEXT NOT NULL,
+    rights TEXT NOT NULL,
+    iat INTEGER NOT NULL,
+    exp INTEGER,
+    prf TEXT,
+    declared_at INTEGER NOT NULL,
+    revoked_at INTEGER
+  );
+  CREATE INDEX grants_issuer ON grants(issuer);
+  CREATE INDEX grants_subject ON grants(subject);
+  CREATE INDEX grants_prf ON grants(prf) WHERE prf IS NOT NULL;
+
+  CREATE TABLE access (
+    user_id TEXT NOT NULL,
+    site TEXT NOT NULL,
+    grant_hash TEXT NOT NULL,
+    logs TEXT NOT NULL,
+    rights TEXT NOT NULL,
+    expires_at INTEGER,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (user_id, site, grant_hash)
+  );
+  CREATE INDEX access_grant ON access(grant_hash);
+  CREATE INDEX access_expiry ON access(expires_at) WHERE expires_at IS NOT NULL;
+
+  CREATE TABLE identities (
+    email TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    device TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    attested_at INTEGER NOT NULL,
+    PRIMARY KEY (email, provider, device)
+  );
+  CREATE INDEX identities_user ON identities(user_id);
+  `,
+];
+
+/** Brings the database to the newest version; refuses a file newer than this code. */
+export function migrate(db: Database): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > MIGRATIONS.length) {
+    throw new Error(`auth store schema version ${current} is newer than this server (${MIGRATIONS.length})`);
+  }
+  for (let v = current; v < MIGRATIONS.length; v++) {
+    const sql = MIGRATIONS[v] ?? '';
+    db.transaction(() => {
+      db.exec(sql);
+      db.pragma(`user_version = ${v + 1}`);
+    }).immediate();
+  }
+}

@@ -1,0 +1,341 @@
+/**
+ * The SQLite auth store of the monolith: one file, WAL, synchronous=FULL (a resolved call is
+ * on disk). better-sqlite3 is synchronous, so each method runs to completion before any other
+ * JavaScript; multi-statement methods also run in an IMMEDIATE transaction so that another
+ * process opening the same file cannot interleave.
+ */
+import BetterSqlite3, { type Database, type Statement } from 'better-sqlite3';
+import type { Right } from '../../protocol/ids.js';
+import type {
+  AccessGuard,
+  AccessRecord,
+  AuthStore,
+  DeviceRecord,
+  GrantRecord,
+  IdentityRecord,
+  NewDevice,
+  RefreshRecord,
+  Revoked,
+  RotateRefresh,
+  SiteRecord,
+} from '../store.js';
+import { migrate } from './migrations.js';
+
+type Row = Record<string, unknown>;
+
+const num = (v: unknown): number => Number(v);
+const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
+const str = (v: unknown): string => String(v);
+const strOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
+
+function toDevice(r: Row): DeviceRecord {
+  return { id: str(r.id), user: str(r.user_id), boxKey: str(r.box_key), name: str(r.name), createdAt: num(r.created_at), revokedAt: numOrNull(r.revoked_at) };
+}
+
+function toSite(r: Row): SiteRecord {
+  return { id: str(r.id), owner: str(r.owner), name: str(r.name), keyEpoch: num(r.key_epoch), rotationRequired: num(r.rotation_required) === 1, createdAt: num(r.created_at) };
+}
+
+function toGrant(r: Row): GrantRecord {
+  return {
+    hash: str(r.hash),
+    jws: str(r.jws),
+    issuer: str(r.issuer),
+    subject: str(r.subject),
+    site: str(r.site),
+    logs: JSON.parse(str(r.logs)) as string[],
+    rights: JSON.parse(str(r.rights)) as Right[],
+    iat: num(r.iat),
+    exp: numOrNull(r.exp),
+    prf: strOrNull(r.prf),
+    declaredAt: num(r.declared_at),
+    revokedAt: numOrNull(r.revoked_at),
+  };
+}
+
+function toAccess(r: Row): AccessRecord {
+  return {
+    user: str(r.user_id),
+    site: str(r.site),
+    grant: str(r.grant_hash),
+    logs: JSON.parse(str(r.logs)) as string[],
+    rights: JSON.parse(str(r.rights)) as Right[],
+    expiresAt: numOrNull(r.expires_at),
+    createdAt: num(r.created_at),
+  };
+}
+
+/** Grants that are `hashes` or descend from one through `prf` (bounded: chains are ≤ 8 deep). */
+const DESCENDANTS = `
+  WITH RECURSIVE d(hash, depth) AS (
+    SELECT value, 0 FROM json_each(?)
+    UNION
+    SELECT g.hash, d.depth + 1 FROM grants g JOIN d ON g.prf = d.hash WHERE d.depth < 16
+  )`;
+
+export class SqliteAuthStore implements AuthStore {
+  readonly #db: Database;
+  readonly #q: Record<string, Statement>;
+
+  constructor(path: string) {
+    this.#db = new BetterSqlite3(path);
+    this.#db.pragma('journal_mode = WAL');
+    this.#db.pragma('synchronous = FULL');
+    this.#db.pragma('foreign_keys = ON');
+    this.#db.pragma('busy_timeout = 5000');
+    migrate(this.#db);
+    const p = (sql: string) => this.#db.prepare(sql);
+    this.#q = {
+      insertUser: p('INSERT INTO users (id, created_at) VALUES (?, ?)'),
+      deviceExists: p('SELECT 1 FROM devices WHERE id = ?'),
+      insertDevice: p('INSERT INTO devices (id, user_id, box_key, name, created_at) VALUES (?, ?, ?, ?, ?)'),
+      getDevice: p('SELECT * FROM devices WHERE id = ?'),
+      listDevices: p('SELECT * FROM devices WHERE user_id = ? ORDER BY created_at, id'),
+      revokeDevice: p('UPDATE devices SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL'),
+      revokeDeviceFamilies: p('UPDATE families SET revoked_at = ? WHERE device = ? AND revoked_at IS NULL RETURNING id'),
+      putNonce: p('INSERT INTO nonces (nonce, device, expires_at) VALUES (?, ?, ?)'),
+      takeNonce: p('DELETE FROM nonces WHERE nonce = ? AND device = ? AND expires_at > ?'),
+      insertFamily: p('INSERT INTO families (id, user_id, device, created_at) VALUES (?, ?, ?, ?)'),
+      insertRefresh: p("INSERT INTO refresh_tokens (hash, family, state, expires_at) VALUES (?, ?, 'live', ?)"),
+      getRefresh: p(`
+        SELECT t.*, f.user_id, f.device, f.revoked_at AS family_revoked_at, d.id AS device_row, d.revoked_at AS device_revoked_at
+        FROM refresh_tokens t JOIN families f ON f.id = t.family LEFT JOIN devices d ON d.id = f.device
+        WHERE t.hash = ?`),
+      rotateRefresh: p(`
+        UPDATE refresh_tokens SET state = 'rotated', rotated_at = ?, guid = ?, answer = ?
+        WHERE hash = ? AND state = 'live' AND expires_at > ?
+          AND EXISTS (SELECT 1 FROM families f JOIN devices d ON d.id = f.device
+                      WHERE f.id = refresh_tokens.family AND f.revoked_at IS NULL AND d.revoked_at IS NULL)
+        RETURNING family`),
+      revokeFamily: p('UPDATE families SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL'),
+      revokedDevices: p('SELECT id, revoked_at FROM devices WHERE revoked_at >= ? ORDER BY revoked_at, id'),
+      revokedFamilies: p('SELECT id, revoked_at FROM families WHERE revoked_at >= ? ORDER BY revoked_at, id'),
+      insertSite: p('INSERT INTO sites (id, owner, name, key_epoch, created_at) VALUES (?, ?, ?, 1, ?)'),
+      getSite: p('SELECT * FROM sites WHERE id = ?'),
+      sitesOwnedBy: p('SELECT id FROM sites WHERE owner = ? ORDER BY created_at, id'),
+      markRotation: p('UPDATE sites SET rotation_required = 1 WHERE id IN (SELECT value FROM json_each(?))'),
+      advanceEpoch: p('UPDATE sites SET key_epoch = ?, rotation_required = 0 WHERE id = ? AND key_epoch = ?'),
+      putGrant: p(`
+        INSERT INTO grants (hash, jws, issuer, subject, site, logs, rights, iat, exp, prf, declared_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING`),
+      getGrant: p('SELECT * FROM grants WHERE hash = ?'),
+      findGrants: p(`
+        SELECT * FROM grants WHERE issuer IN (SELECT value FROM json_each(?)) OR subject IN (SELECT value FROM json_each(?))
+        ORDER BY declared_at, hash`),
+      revokeGrant: p('UPDATE grants SET revoked_at = ? WHERE hash = ? AND revoked_at IS NULL'),
+      accessThrough: p(`${DESCENDANTS} SELECT * FROM access WHERE grant_hash IN (SELECT hash FROM d) ORDER BY created_at, user_id, site, grant_hash`),
+      deleteThrough: p(`${DESCENDANTS} DELETE FROM access WHERE grant_hash IN (SELECT hash FROM d) RETURNING *`),
+      guardGrants: p('SELECT 1 FROM grants WHERE hash IN (SELECT value FROM json_each(?)) AND revoked_at IS NOT NULL LIMIT 1'),
+      guardDevices: p('SELECT 1 FROM devices WHERE id IN (SELECT value FROM json_each(?)) AND revoked_at IS NOT NULL LIMIT 1'),
+      putAccess: p(`
+        INSERT INTO access (user_id, site, grant_hash, logs, rights, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (user_id, site, grant_hash) DO UPDATE SET logs = excluded.logs, rights = excluded.rights, expires_at = excluded.expires_at`),
+      accessFor: p('SELECT * FROM access WHERE user_id = ? AND site = ? ORDER BY created_at, grant_hash'),
+      accessOfUser: p('SELECT * FROM access WHERE user_id = ? ORDER BY created_at, site, grant_hash'),
+      deleteAccess: p('DELETE FROM access WHERE user_id = ? AND site = ? AND grant_hash = ?'),
+      addIdentity: p(`
+        INSERT INTO identities (email, provider, device, user_id, attested_at) VALUES (?, ?, ?, ?, ?)
+        ON CONFLICT (email, provider, device) DO UPDATE SET user_id = excluded.user_id, attested_at = excluded.attested_at`),
+      identitiesOf: p('SELECT * FROM identities WHERE user_id = ? ORDER BY attested_at, email, provider, device'),
+      pruneNonces: p('DELETE FROM nonces WHERE expires_at <= ?'),
+      pruneRefresh: p('DELETE FROM refresh_tokens WHERE expires_at <= ?'),
+      pruneAccess: p('DELETE FROM access WHERE expires_at IS NOT NULL AND expires_at <= ?'),
+      ping: p('SELECT 1'),
+    };
+  }
+
+  #s(name: string): Statement {
+    const s = this.#q[name];
+    if (s === undefined) throw new Error(`no statement ${name}`);
+    return s;
+  }
+
+  #tx<T>(fn: () => T): T {
+    return this.#db.transaction(fn).immediate();
+  }
+
+  async createUser(user: { id: string; createdAt: number }, device: NewDevice): Promise<boolean> {
+    return this.#tx(() => {
+      if (this.#s('deviceExists').get(device.id) !== undefined) return false;
+      this.#s('insertUser').run(user.id, user.createdAt);
+      this.#s('insertDevice').run(device.id, user.id, device.boxKey, device.name, device.createdAt);
+      return true;
+    });
+  }
+
+  async getDevice(id: string): Promise<DeviceRecord | null> {
+    const r = this.#s('getDevice').get(id) as Row | undefined;
+    return r === undefined ? null : toDevice(r);
+  }
+
+  async listDevices(user: string): Promise<DeviceRecord[]> {
+    return (this.#s('listDevices').all(user) as Row[]).map(toDevice);
+  }
+
+  async revokeDevice(id: string, now: number): Promise<{ revoked: boolean; families: string[] }> {
+    return this.#tx(() => {
+      const revoked = this.#s('revokeDevice').run(now, id).changes === 1;
+      const families = (this.#s('revokeDeviceFamilies').all(now, id) as Row[]).map((r) => str(r.id));
+      return { revoked, families };
+    });
+  }
+
+  async putNonce(nonce: string, device: string, expiresAt: number): Promise<void> {
+    this.#s('putNonce').run(nonce, device, expiresAt);
+  }
+
+  async takeNonce(nonce: string, device: string, now: number): Promise<boolean> {
+    return this.#s('takeNonce').run(nonce, device, now).changes === 1;
+  }
+
+  async createFamily(family: { id: string; user: string; device: string; createdAt: number }, token: { hash: string; expiresAt: number }): Promise<void> {
+    this.#tx(() => {
+      this.#s('insertFamily').run(family.id, family.user, family.device, family.createdAt);
+      this.#s('insertRefresh').run(token.hash, family.id, token.expiresAt);
+    });
+  }
+
+  async getRefresh(hash: string): Promise<RefreshRecord | null> {
+    const r = this.#s('getRefresh').get(hash) as Row | undefined;
+    if (r === undefined) return null;
+    return {
+      hash: str(r.hash),
+      family: str(r.family),
+      user: str(r.user_id),
+      device: str(r.device),
+      state: r.state === 'rotated' ? 'rotated' : 'live',
+      expiresAt: num(r.expires_at),
+      rotatedAt: numOrNull(r.rotated_at),
+      guid: strOrNull(r.guid),
+      answer: strOrNull(r.answer),
+      familyRevoked: r.family_revoked_at !== null,
+      // A family whose device row is missing is treated as revoked.
+      deviceRevoked: r.device_revoked_at !== null || r.device_row === null,
+    };
+  }
+
+  async rotateRefresh(hash: string, rot: RotateRefresh): Promise<boolean> {
+    return this.#tx(() => {
+      const done = this.#s('rotateRefresh').get(rot.now, rot.guid, rot.answer, hash, rot.now) as Row | undefined;
+      if (done === undefined) return false;
+      this.#s('insertRefresh').run(rot.next.hash, str(done.family), rot.next.expiresAt);
+      return true;
+    });
+  }
+
+  async revokeFamily(id: string, now: number): Promise<boolean> {
+    return this.#s('revokeFamily').run(now, id).changes === 1;
+  }
+
+  async revokedSince(since: number): Promise<{ devices: Revoked[]; families: Revoked[] }> {
+    const map = (rows: Row[]): Revoked[] => rows.map((r) => ({ id: str(r.id), at: num(r.revoked_at) }));
+    return { devices: map(this.#s('revokedDevices').all(since) as Row[]), families: map(this.#s('revokedFamilies').all(since) as Row[]) };
+  }
+
+  async createSite(site: { id: string; owner: string; name: string; createdAt: number }): Promise<void> {
+    this.#s('insertSite').run(site.id, site.owner, site.name, site.createdAt);
+  }
+
+  async getSite(id: string): Promise<SiteRecord | null> {
+    const r = this.#s('getSite').get(id) as Row | undefined;
+    return r === undefined ? null : toSite(r);
+  }
+
+  async sitesOwnedBy(user: string): Promise<string[]> {
+    return (this.#s('sitesOwnedBy').all(user) as Row[]).map((r) => str(r.id));
+  }
+
+  async markRotationRequired(sites: string[]): Promise<void> {
+    if (sites.length > 0) this.#s('markRotation').run(JSON.stringify(sites));
+  }
+
+  async advanceKeyEpoch(site: string, keyEpoch: number): Promise<boolean> {
+    return this.#s('advanceEpoch').run(keyEpoch, site, keyEpoch - 1).changes === 1;
+  }
+
+  async putGrant(g: Omit<GrantRecord, 'revokedAt'>): Promise<void> {
+    this.#s('putGrant').run(g.hash, g.jws, g.issuer, g.subject, g.site, JSON.stringify(g.logs), JSON.stringify(g.rights), g.iat, g.exp, g.prf, g.declaredAt);
+  }
+
+  async getGrant(hash: string): Promise<GrantRecord | null> {
+    const r = this.#s('getGrant').get(hash) as Row | undefined;
+    return r === undefined ? null : toGrant(r);
+  }
+
+  async findGrants(query: { issuers: string[]; subjects: string[] }): Promise<GrantRecord[]> {
+    if (query.issuers.length === 0 && query.subjects.length === 0) return [];
+    return (this.#s('findGrants').all(JSON.stringify(query.issuers), JSON.stringify(query.subjects)) as Row[]).map(toGrant);
+  }
+
+  async revokeGrant(hash: string, now: number): Promise<{ revoked: boolean; dropped: AccessRecord[] }> {
+    return this.#tx(() => {
+      const revoked = this.#s('revokeGrant').run(now, hash).changes === 1;
+      const dropped = (this.#s('deleteThrough').all(JSON.stringify([hash])) as Row[]).map(toAccess);
+      return { revoked, dropped };
+    });
+  }
+
+  async putAccess(row: AccessRecord, guard: AccessGuard): Promise<boolean> {
+    return this.#tx(() => {
+      if (this.#s('guardGrants').get(JSON.stringify(guard.grants)) !== undefined) return false;
+      if (this.#s('guardDevices').get(JSON.stringify(guard.devices)) !== undefined) return false;
+      this.#s('putAccess').run(row.user, row.site, row.grant, JSON.stringify(row.logs), JSON.stringify(row.rights), row.expiresAt, row.createdAt);
+      return true;
+    });
+  }
+
+  async accessFor(user: string, site: string): Promise<AccessRecord[]> {
+    return (this.#s('accessFor').all(user, site) as Row[]).map(toAccess);
+  }
+
+  async accessOfUser(user: string): Promise<AccessRecord[]> {
+    return (this.#s('accessOfUser').all(user) as Row[]).map(toAccess);
+  }
+
+  async accessThroughGrants(hashes: string[]): Promise<AccessRecord[]> {
+    if (hashes.length === 0) return [];
+    return (this.#s('accessThrough').all(JSON.stringify(hashes)) as Row[]).map(toAccess);
+  }
+
+  async deleteAccess(rows: { user: string; site: string; grant: string }[]): Promise<number> {
+    return this.#tx(() => {
+      let n = 0;
+      for (const r of rows) n += this.#s('deleteAccess').run(r.user, r.site, r.grant).changes;
+      return n;
+    });
+  }
+
+  async addIdentity(i: IdentityRecord): Promise<void> {
+    this.#s('addIdentity').run(i.email.toLowerCase(), i.provider, i.device, i.user, i.attestedAt);
+  }
+
+  async identitiesOf(user: string): Promise<IdentityRecord[]> {
+    return (this.#s('identitiesOf').all(user) as Row[]).map((r) => ({
+      email: str(r.email),
+      provider: str(r.provider),
+      device: str(r.device),
+      user: str(r.user_id),
+      attestedAt: num(r.attested_at),
+    }));
+  }
+
+  async prune(now: number): Promise<void> {
+    this.#tx(() => {
+      this.#s('pruneNonces').run(now);
+      this.#s('pruneRefresh').run(now);
+      this.#s('pruneAccess').run(now);
+    });
+  }
+
+  async healthy(): Promise<boolean> {
+    try {
+      return this.#db.open && this.#s('ping').get() !== undefined;
+    } catch {
+      return false;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#db.open) this.#db.close();
+  }
+}

@@ -1,0 +1,194 @@
+/**
+ * The auth store: auth's own store interface. SQLite (one file, the monolith) now, PostgreSQL
+ * (clusters) next; both run one conformance suite (test/conformance/auth-store.ts).
+ *
+ * Guarantees every implementation gives:
+ * - Every method is async and, once it resolves, what it wrote is durable (SQLite:
+ *   synchronous=FULL; PostgreSQL: a committed transaction). A method that rejects wrote nothing.
+ * - Each method is atomic: concurrent calls (from this process or, for PostgreSQL, from other
+ *   nodes) behave as if run one after another. The compare-and-set methods (`takeNonce`,
+ *   `rotateRefresh`, `advanceKeyEpoch`, `createUser`, `revoke*`) therefore succeed for exactly
+ *   one of several concurrent callers.
+ * - Refresh tokens are stored only as their SHA-256 hash; the stored `answer` of a rotation is
+ *   sealed by the caller (the store never sees a usable token).
+ * - `putAccess` is atomic with respect to `revokeGrant` and `revokeDevice`: an access row is
+ *   never left in place for a chain that a completed revocation killed (it checks its guard
+ *   and inserts in one transaction; a revocation marks first, then deletes).
+ * - Times are milliseconds since the epoch, except grant `iat`/`exp`, which are JWT seconds.
+ * - Lists come back in a stable order (creation time, then id) so callers and tests can rely
+ *   on it.
+ */
+import type { Right } from '../protocol/ids.js';
+
+export interface NewDevice {
+  id: string;
+  boxKey: string;
+  name: string;
+  createdAt: number;
+}
+
+export interface DeviceRecord extends NewDevice {
+  user: string;
+  revokedAt: number | null;
+}
+
+export interface RefreshRecord {
+  /** base64url SHA-256 of the token. */
+  hash: string;
+  family: string;
+  user: string;
+  device: string;
+  state: 'live' | 'rotated';
+  expiresAt: number;
+  rotatedAt: number | null;
+  /** The idempotency key of the rotation that consumed it, and its sealed answer. */
+  guid: string | null;
+  answer: string | null;
+  familyRevoked: boolean;
+  deviceRevoked: boolean;
+}
+
+export interface RotateRefresh {
+  guid: string;
+  answer: string;
+  now: number;
+  next: { hash: string; expiresAt: number };
+}
+
+export interface SiteRecord {
+  id: string;
+  owner: string;
+  name: string;
+  keyEpoch: number;
+  rotationRequired: boolean;
+  createdAt: number;
+}
+
+export interface GrantRecord {
+  hash: string;
+  jws: string;
+  /** The issuing device. */
+  issuer: string;
+  subject: string;
+  site: string;
+  logs: string[];
+  rights: Right[];
+  iat: number;
+  exp: number | null;
+  prf: string | null;
+  declaredAt: number;
+  revokedAt: number | null;
+}
+
+export interface AccessRecord {
+  user: string;
+  site: string;
+  /** The leaf grant the access was joined with. */
+  grant: string;
+  logs: string[];
+  rights: Right[];
+  expiresAt: number | null;
+  createdAt: number;
+}
+
+/** What `putAccess` checks in the same transaction as the insert. */
+export interface AccessGuard {
+  /** Every grant of the chain: none may be revoked. */
+  grants: string[];
+  /** Every device the chain depends on: none may be revoked. */
+  devices: string[];
+}
+
+export interface IdentityRecord {
+  email: string;
+  provider: string;
+  device: string;
+  user: string;
+  attestedAt: number;
+}
+
+export interface Revoked {
+  id: string;
+  at: number;
+}
+
+export interface AuthStore {
+  // ---- users and devices ----
+  /** Creates a user whose first device this is. false (nothing written) when the device id exists. */
+  createUser(user: { id: string; createdAt: number }, device: NewDevice): Promise<boolean>;
+  getDevice(id: string): Promise<DeviceRecord | null>;
+  /** Every device of the user, revoked ones included. */
+  listDevices(user: string): Promise<DeviceRecord[]>;
+  /**
+   * Revokes the device and, in the same transaction, every refresh family of it.
+   * `revoked` is false when it was already revoked (or does not exist); `families` lists the
+   * families this call revoked.
+   */
+  revokeDevice(id: string, now: number): Promise<{ revoked: boolean; families: string[] }>;
+
+  // ---- challenge nonces ----
+  putNonce(nonce: string, device: string, expiresAt: number): Promise<void>;
+  /** Consumes the nonce if it was issued to `device` and has not expired: true exactly once. */
+  takeNonce(nonce: string, device: string, now: number): Promise<boolean>;
+
+  // ---- refresh tokens ----
+  /** Creates a refresh family with its first (live) token. */
+  createFamily(family: { id: string; user: string; device: string; createdAt: number }, token: { hash: string; expiresAt: number }): Promise<void>;
+  getRefresh(hash: string): Promise<RefreshRecord | null>;
+  /**
+   * Compare-and-set: if the token is live, unexpired, and its family and device are not revoked,
+   * marks it rotated with `guid` and `answer` and inserts `next` as the family's new live
+   * token; returns true. Otherwise writes nothing and returns false.
+   */
+  rotateRefresh(hash: string, rotation: RotateRefresh): Promise<boolean>;
+  /** true when this call revoked it. */
+  revokeFamily(id: string, now: number): Promise<boolean>;
+  /** Devices and families revoked at or after `since`. */
+  revokedSince(since: number): Promise<{ devices: Revoked[]; families: Revoked[] }>;
+
+  // ---- sites ----
+  /** Creates a site at key epoch 1, rotation not required. */
+  createSite(site: { id: string; owner: string; name: string; createdAt: number }): Promise<void>;
+  getSite(id: string): Promise<SiteRecord | null>;
+  sitesOwnedBy(user: string): Promise<string[]>;
+  markRotationRequired(sites: string[]): Promise<void>;
+  /** Compare-and-set: when the key epoch is `keyEpoch - 1`, sets it and clears rotationRequired. */
+  advanceKeyEpoch(site: string, keyEpoch: number): Promise<boolean>;
+
+  // ---- grants ----
+  /** Stores a verified grant; a grant already stored (same hash) is left as it is. */
+  putGrant(grant: Omit<GrantRecord, 'revokedAt'>): Promise<void>;
+  getGrant(hash: string): Promise<GrantRecord | null>;
+  /** Grants issued by one of `issuers` or naming one of `subjects`. */
+  findGrants(query: { issuers: string[]; subjects: string[] }): Promise<GrantRecord[]>;
+  /**
+   * Marks the grant revoked and, in the same transaction, deletes every access row whose leaf
+   * grant is it or descends from it (through `prf`); returns the deleted rows. `revoked` is
+   * false when it was already revoked (rows are still swept).
+   */
+  revokeGrant(hash: string, now: number): Promise<{ revoked: boolean; dropped: AccessRecord[] }>;
+
+  // ---- access (capabilities derived from joined grants) ----
+  /**
+   * Inserts (or replaces, for the same user, site and grant) an access row, unless a grant or
+   * device of `guard` is revoked: then writes nothing and returns false.
+   */
+  putAccess(row: AccessRecord, guard: AccessGuard): Promise<boolean>;
+  accessFor(user: string, site: string): Promise<AccessRecord[]>;
+  accessOfUser(user: string): Promise<AccessRecord[]>;
+  /** Access rows whose leaf grant is one of `hashes` or descends from one (through `prf`). */
+  accessThroughGrants(hashes: string[]): Promise<AccessRecord[]>;
+  deleteAccess(rows: { user: string; site: string; grant: string }[]): Promise<number>;
+
+  // ---- identities (OIDC logins attest device → email) ----
+  addIdentity(identity: IdentityRecord): Promise<void>;
+  /** Identities attested for the user's devices, revoked devices included (callers filter). */
+  identitiesOf(user: string): Promise<IdentityRecord[]>;
+
+  // ---- housekeeping ----
+  /** Deletes expired nonces, expired refresh tokens and expired access rows. */
+  prune(now: number): Promise<void>;
+  /** true while the store answers (for /ready). */
+  healthy(): Promise<boolean>;
+  close(): Promise<void>;
+}
