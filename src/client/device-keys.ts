@@ -1,0 +1,101 @@
+/**
+ * The device's identity: an Ed25519 signing key (its raw public key, base64url, is the
+ * device id) and an X25519 box key (for envelopes). Generated on the device; the secret
+ * keys never leave it (the SDK sends only public keys and signatures).
+ */
+import { ed25519, x25519 } from '@noble/curves/ed25519.js';
+import { DgError } from '../protocol/errors.js';
+import { b64urlDecode, b64urlEncode, utf8 } from './bytes.js';
+import type { JsonValue, KeyStorage } from './key-storage.js';
+
+/** The storage name of the device keys. */
+export const DEVICE_KEYS_NAME = 'datagrove.device';
+const AUTH_PREFIX = 'datagrove-auth-v1:';
+
+export class DeviceKeys {
+  /** base64url of the raw Ed25519 public key (43 chars). */
+  readonly deviceId: string;
+  /** base64url of the raw X25519 public key. */
+  readonly boxKey: string;
+  readonly publicKey: Uint8Array;
+
+  private constructor(
+    private readonly signSecret: Uint8Array,
+    private readonly boxSecretKey: Uint8Array,
+  ) {
+    this.publicKey = ed25519.getPublicKey(signSecret);
+    this.deviceId = b64urlEncode(this.publicKey);
+    this.boxKey = b64urlEncode(x25519.getPublicKey(boxSecretKey));
+  }
+
+  /**
+   * New random keys.
+   *
+   * @example
+   * ```ts
+   * import { DeviceKeys } from 'datagrove/client';
+   * const keys = DeviceKeys.generate();
+   * console.log(keys.deviceId.length); // 43
+   * ```
+   */
+  static generate(): DeviceKeys {
+    return new DeviceKeys(ed25519.utils.randomSecretKey(), x25519.utils.randomSecretKey());
+  }
+
+  /** Keys from their stored form (`toJSON()`); throws BAD_REQUEST when malformed. */
+  static fromJSON(value: JsonValue): DeviceKeys {
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new DgError('BAD_REQUEST', 'device keys: not an object');
+    const sign = typeof value.sign === 'string' ? b64urlDecode(value.sign) : null;
+    const box = typeof value.box === 'string' ? b64urlDecode(value.box) : null;
+    if (sign?.length !== 32 || box?.length !== 32) throw new DgError('BAD_REQUEST', 'device keys: malformed secret key');
+    return new DeviceKeys(sign, box);
+  }
+
+  /**
+   * Loads the device keys from `storage`, creating and saving new ones the first time.
+   *
+   * @example
+   * ```ts
+   * import { DeviceKeys, MemoryKeyStorage } from 'datagrove/client';
+   * const keys = await DeviceKeys.loadOrCreate(new MemoryKeyStorage());
+   * ```
+   */
+  static async loadOrCreate(storage: KeyStorage): Promise<DeviceKeys> {
+    const stored = await storage.load(DEVICE_KEYS_NAME);
+    if (stored !== null) return DeviceKeys.fromJSON(stored);
+    const keys = DeviceKeys.generate();
+    await storage.save(DEVICE_KEYS_NAME, keys.toJSON());
+    return keys;
+  }
+
+  /** The stored form, with the SECRET keys: keep it only in a KeyStorage. */
+  toJSON(): { sign: string; box: string } {
+    return { sign: b64urlEncode(this.signSecret), box: b64urlEncode(this.boxSecretKey) };
+  }
+
+  /** An Ed25519 signature of `message`. */
+  sign(message: Uint8Array): Uint8Array {
+    return ed25519.sign(message, this.signSecret);
+  }
+
+  /** The challenge signature of PROTOCOL.md: Ed25519 over UTF-8 "datagrove-auth-v1:" + nonce, base64url. */
+  signChallenge(nonce: string): string {
+    return b64urlEncode(this.sign(utf8(AUTH_PREFIX + nonce)));
+  }
+
+  /** The X25519 shared secret with another box key (for envelope encryption). */
+  boxSharedSecret(peerBoxKey: Uint8Array): Uint8Array {
+    return x25519.getSharedSecret(this.boxSecretKey, peerBoxKey);
+  }
+}
+
+/** Verifies an Ed25519 signature by a device id (base64url public key). */
+export function verifyDeviceSignature(deviceId: string, message: Uint8Array, signature: Uint8Array): boolean {
+  const pk = b64urlDecode(deviceId);
+  if (pk?.length !== 32 || signature.length !== 64) return false;
+  try {
+    return ed25519.verify(signature, message, pk);
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,211 @@
+/**
+ * The signed-in session of one device: access token (short-lived) and refresh token
+ * (single use, rotated on every refresh), persisted through the KeyStorage so a restart
+ * keeps the session.
+ *
+ * Refresh rule (PROTOCOL.md /refresh): every refresh attempt carries a `guid`, chosen and
+ * PERSISTED before the request is sent. A retry of the same refresh (after a network error,
+ * a timeout or a crash) sends the same (refresh, guid) and gets the same answer, so it never
+ * looks like reuse. Only after a success is the new refresh token stored and the guid
+ * cleared. REFRESH_REUSED or UNAUTHORIZED from /refresh ends the session: it is cleared
+ * and `onAuthError` is called.
+ */
+import { DgError } from '../protocol/errors.js';
+import type { AuthClient, SessionTokens } from './auth-client.js';
+import { Backoff, sleep } from './backoff.js';
+import { randomId } from './bytes.js';
+import type { DeviceKeys } from './device-keys.js';
+import type { JsonValue, KeyStorage } from './key-storage.js';
+
+export interface SessionState {
+  user: string;
+  device: string;
+  access: string;
+  refresh: string;
+  /** ms since the epoch when the access token expires. */
+  accessExpiresAt: number;
+  /** The guid of a refresh that was sent but whose answer is unknown. */
+  pendingGuid: string | null;
+}
+
+export interface SessionOptions {
+  /** Called once when the session ends on the server's word (reuse detected, revoked). */
+  onAuthError?: (err: DgError) => void;
+  /** Refresh this long before the access token expires, ms (default: a fifth of its life, at most 60 s). */
+  refreshMarginMs?: number;
+  now?: () => number;
+}
+
+export class Session {
+  private state: SessionState | null = null;
+  private refreshing: Promise<string> | null = null;
+  private readonly now: () => number;
+  private readonly storageName: string;
+  private ended = false;
+
+  constructor(
+    private readonly auth: AuthClient,
+    private readonly keys: DeviceKeys,
+    private readonly storage: KeyStorage,
+    private readonly opts: SessionOptions = {},
+  ) {
+    this.now = opts.now ?? Date.now;
+    this.storageName = `datagrove.session:${auth.base}`;
+  }
+
+  /** Loads a stored session (if any); true when there is one. */
+  async restore(): Promise<boolean> {
+    const v = await this.storage.load(this.storageName);
+    this.state = parseState(v);
+    if (this.state !== null && this.state.device !== this.keys.deviceId) this.state = null;
+    return this.state !== null;
+  }
+
+  get signedIn(): boolean {
+    return this.state !== null;
+  }
+
+  get user(): string | null {
+    return this.state?.user ?? null;
+  }
+
+  /** When the current access token expires (ms since the epoch); 0 when signed out. */
+  get accessExpiresAt(): number {
+    return this.state?.accessExpiresAt ?? 0;
+  }
+
+  /** Creates a user whose first device is this one, and signs in. */
+  async signup(name?: string): Promise<SessionTokens> {
+    const { nonce } = await this.auth.challenge(this.keys.deviceId);
+    const t = await this.auth.signup({
+      device: this.keys.deviceId,
+      boxKey: this.keys.boxKey,
+      nonce,
+      sig: this.keys.signChallenge(nonce),
+      ...(name === undefined ? {} : { name }),
+    });
+    await this.adopt(t);
+    return t;
+  }
+
+  /** Signs in with this (already registered) device. */
+  async login(): Promise<SessionTokens> {
+    const { nonce } = await this.auth.challenge(this.keys.deviceId);
+    const t = await this.auth.login({ device: this.keys.deviceId, nonce, sig: this.keys.signChallenge(nonce) });
+    await this.adopt(t);
+    return t;
+  }
+
+  private async adopt(t: SessionTokens): Promise<void> {
+    this.ended = false;
+    this.state = {
+      user: t.user,
+      device: t.device,
+      access: t.access,
+      refresh: t.refresh,
+      accessExpiresAt: this.now() + t.expiresIn * 1000,
+      pendingGuid: null,
+    };
+    await this.persist();
+  }
+
+  private async persist(): Promise<void> {
+    if (this.state === null) await this.storage.remove(this.storageName);
+    else await this.storage.save(this.storageName, { ...this.state });
+  }
+
+  private margin(): number {
+    if (this.opts.refreshMarginMs !== undefined) return this.opts.refreshMarginMs;
+    const s = this.state;
+    const life = s === null ? 0 : Math.max(0, s.accessExpiresAt - this.now());
+    return Math.min(60_000, Math.max(1000, life / 5));
+  }
+
+  /** A valid access token, refreshed first when it expires within the margin. */
+  async accessToken(): Promise<string> {
+    const s = this.state;
+    if (s === null) throw new DgError('UNAUTHORIZED', 'not signed in');
+    if (s.accessExpiresAt - this.now() > this.margin() && s.pendingGuid === null) return s.access;
+    return this.refresh();
+  }
+
+  /** Refreshes now (single flight: concurrent callers share one refresh). */
+  refresh(): Promise<string> {
+    if (this.refreshing === null) {
+      this.refreshing = this.doRefresh().finally(() => (this.refreshing = null));
+    }
+    return this.refreshing;
+  }
+
+  private async doRefresh(): Promise<string> {
+    const backoff = new Backoff({ baseMs: 200, maxMs: 5000 });
+    for (;;) {
+      const s = this.state;
+      if (s === null) throw new DgError('UNAUTHORIZED', 'not signed in');
+      if (s.pendingGuid === null) {
+        s.pendingGuid = randomId(16);
+        await this.persist(); // before sending: a crash mid-request must retry with this guid
+      }
+      try {
+        const r = await this.auth.refresh(s.refresh, s.pendingGuid);
+        if (this.state !== s) throw new DgError('UNAUTHORIZED', 'signed out during refresh');
+        s.access = r.access;
+        s.refresh = r.refresh;
+        s.accessExpiresAt = this.now() + r.expiresIn * 1000;
+        s.pendingGuid = null;
+        await this.persist();
+        return s.access;
+      } catch (err) {
+        const e = err instanceof DgError ? err : new DgError('INTERNAL', 'refresh failed', { cause: err });
+        if (e.code === 'REFRESH_REUSED' || e.code === 'UNAUTHORIZED') {
+          await this.end(e);
+          throw e;
+        }
+        // UNAVAILABLE, RATE_LIMITED, INTERNAL: the answer is unknown; retry with the same guid.
+        if (backoff.failures >= 4) throw e;
+        await sleep(e.retryAfter !== undefined ? e.retryAfter * 1000 : backoff.next());
+      }
+    }
+  }
+
+  /** Ends the session locally after the server refused it, and reports it once. */
+  private async end(err: DgError): Promise<void> {
+    this.state = null;
+    await this.persist();
+    if (this.ended) return;
+    this.ended = true;
+    this.opts.onAuthError?.(err);
+  }
+
+  /** Reports a revocation learned elsewhere (the tail's `revoke` event or close 4403). */
+  async revoked(message: string): Promise<void> {
+    await this.end(new DgError('UNAUTHORIZED', message));
+  }
+
+  /**
+   * Runs `fn` with a valid token; on UNAUTHORIZED refreshes once and runs it again
+   * (the token may have been rejected for expiring in flight).
+   */
+  async authed<T>(fn: (token: string) => Promise<T>): Promise<T> {
+    try {
+      return await fn(await this.accessToken());
+    } catch (err) {
+      if (!(err instanceof DgError) || err.code !== 'UNAUTHORIZED' || this.state === null) throw err;
+      return fn(await this.refresh());
+    }
+  }
+
+  /** Forgets the session on this device (the refresh token is dropped). */
+  async signOut(): Promise<void> {
+    this.state = null;
+    await this.persist();
+  }
+}
+
+function parseState(v: JsonValue | null): SessionState | null {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return null;
+  const { user, device, access, refresh, accessExpiresAt, pendingGuid } = v;
+  if (typeof user !== 'string' || typeof device !== 'string' || typeof access !== 'string' || typeof refresh !== 'string') return null;
+  if (typeof accessExpiresAt !== 'number') return null;
+  return { user, device, access, refresh, accessExpiresAt, pendingGuid: typeof pendingGuid === 'string' ? pendingGuid : null };
+}

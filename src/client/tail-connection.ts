@@ -1,0 +1,426 @@
+/**
+ * One WebSocket session with a tail node (PROTOCOL.md "Tail API"), kept alive across drops.
+ *
+ * Guarantees:
+ * - `connect` is always the first frame of a socket; requests made while disconnected wait
+ *   (up to their timeout) and are sent after it succeeds.
+ * - Replies are matched by id; every request settles exactly once (reply, error, timeout or
+ *   connection loss).
+ * - When the socket drops, requests in flight are failed with UNAVAILABLE unless they are
+ *   idempotent (read, lease, ping, attest, and writes that carry a `wid`), which are sent
+ *   again after reconnecting. Pass the arguments as a function to have them rebuilt at
+ *   resend time (a handle does not survive a reconnect).
+ * - Reconnects follow the close code: 4401 refreshes the token first; 4403 stops for good
+ *   (`stopped` event, `onRevoked`); 1001, 4408, 4429 and anything else back off
+ *   exponentially with jitter (4429 waits at least 5 s).
+ * - Before the access token expires, `connect` is sent again on the open socket with a
+ *   fresh token, which extends the session.
+ * - A socket that does not answer a ping within the request timeout is abandoned and
+ *   replaced.
+ */
+import { DgError } from '../protocol/errors.js';
+import { Backoff, type BackoffOptions } from './backoff.js';
+import { Emitter } from './emitter.js';
+import { wireError } from './reply-shape.js';
+import {
+  CLOSE,
+  TAIL_PROTOCOL,
+  type ConnectReply,
+  type TailEvent,
+  type TailOpArgs,
+  type TailOpName,
+  type TailOpReplies,
+  type WebSocketConstructor,
+  type WebSocketLike,
+} from './tail-types.js';
+
+export interface TailConnectionOptions {
+  /** ws:// or wss:// URL of the tail endpoint. */
+  url: string;
+  WebSocket: WebSocketConstructor;
+  /** A valid access token; `fresh` asks for a refreshed one (after 4401). */
+  token: (fresh: boolean) => Promise<string>;
+  /** When the token from `token()` expires (ms since the epoch), to re-connect in time. */
+  tokenExpiresAt?: () => number;
+  /** Called when the server revokes the session (close 4403 or a `revoke` event without handle). */
+  onRevoked?: (reason: string) => void;
+  requestTimeoutMs?: number;
+  pingIntervalMs?: number;
+  backoff?: BackoffOptions;
+}
+
+export interface RequestOptions {
+  /** Resend after a reconnect instead of failing; defaults by op (see the class comment). */
+  retry?: boolean;
+  timeoutMs?: number;
+}
+
+type Args<K extends TailOpName> = Omit<TailOpArgs[K], never>;
+
+interface Req {
+  op: TailOpName;
+  args: object | (() => object);
+  retry: boolean;
+  resolve: (v: unknown) => void;
+  reject: (e: DgError) => void;
+  timer: ReturnType<typeof setTimeout>;
+  id: number | null;
+}
+
+export interface TailConnectionEvents extends Record<string, unknown> {
+  /** The session is (re)established; `reconnect` is false the first time. */
+  open: { info: ConnectReply; reconnect: boolean };
+  close: { code: number; reason: string };
+  event: TailEvent;
+  /** The connection gave up for good (revoked, closed by the app, or sign-in lost). */
+  stopped: DgError;
+}
+
+export type TailConnectionState = 'idle' | 'connecting' | 'open' | 'waiting' | 'stopped';
+
+const IDEMPOTENT: ReadonlySet<TailOpName> = new Set(['read', 'lease', 'ping', 'attest', 'release']);
+
+/**
+ * A self-healing Tail API connection.
+ *
+ * @example
+ * ```ts
+ * import WebSocket from 'ws';
+ * import { TailConnection } from 'datagrove/client';
+ * const conn = new TailConnection({ url: 'ws://localhost:8080/tail', WebSocket, token: async () => accessToken });
+ * await conn.request('ping', {});
+ * conn.close();
+ * ```
+ */
+export class TailConnection extends Emitter<TailConnectionEvents> {
+  private sock: WebSocketLike | null = null;
+  private st: TailConnectionState = 'idle';
+  private nextId = 1;
+  private readonly inflight = new Map<number, Req>();
+  private queue: Req[] = [];
+  private readonly backoff: Backoff;
+  private retryTimer: ReturnType<typeof setTimeout> | null = null;
+  private renewTimer: ReturnType<typeof setTimeout> | null = null;
+  private pingTimer: ReturnType<typeof setInterval> | null = null;
+  private lastRx = 0;
+  private opened = false;
+  private freshTokenNext = false;
+  private connectInfo: ConnectReply | null = null;
+  private readonly waiters: { resolve: (i: ConnectReply) => void; reject: (e: DgError) => void }[] = [];
+  private stopError: DgError | null = null;
+  readonly url: string;
+  private readonly timeoutMs: number;
+
+  constructor(private readonly opts: TailConnectionOptions) {
+    super();
+    this.url = opts.url;
+    this.backoff = new Backoff(opts.backoff ?? { baseMs: 250, maxMs: 15_000 });
+    this.timeoutMs = opts.requestTimeoutMs ?? 15_000;
+  }
+
+  get state(): TailConnectionState {
+    return this.st;
+  }
+
+  /** The last `connect` reply (session, user, device, limits), or null before the first. */
+  get info(): ConnectReply | null {
+    return this.connectInfo;
+  }
+
+  /** Starts connecting (idempotent). Requests start it by themselves. */
+  start(): void {
+    if (this.st === 'idle') this.openSocket();
+  }
+
+  /** Resolves when the session is established (at once when it is). */
+  ready(): Promise<ConnectReply> {
+    if (this.st === 'open' && this.connectInfo !== null) return Promise.resolve(this.connectInfo);
+    if (this.st === 'stopped') return Promise.reject(this.stopError ?? new DgError('UNAVAILABLE', 'connection closed'));
+    this.start();
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+  }
+
+  /**
+   * Sends one request and resolves with its reply fields; rejects with the reply's error
+   * as a DgError (or UNAVAILABLE on timeout / connection loss).
+   */
+  request<K extends TailOpName>(op: K, args: Args<K> | (() => Args<K>), opts: RequestOptions = {}): Promise<TailOpReplies[K]> {
+    if (this.st === 'stopped') return Promise.reject(this.stopError ?? new DgError('UNAVAILABLE', 'connection closed'));
+    const retry = opts.retry ?? (IDEMPOTENT.has(op) || (op === 'write' && typeof args === 'object' && 'wid' in args && args.wid !== undefined));
+    return new Promise((resolve, reject) => {
+      const req: Req = {
+        op,
+        args,
+        retry,
+        resolve: resolve as (v: unknown) => void,
+        reject,
+        id: null,
+        timer: setTimeout(() => this.expire(req), opts.timeoutMs ?? this.timeoutMs),
+      };
+      if (this.st === 'open') this.send(req);
+      else {
+        this.queue.push(req);
+        this.start();
+      }
+    });
+  }
+
+  /** Closes for good: pending requests fail with UNAVAILABLE, no reconnect. */
+  close(): void {
+    this.stop(new DgError('UNAVAILABLE', 'connection closed'), CLOSE.normal);
+  }
+
+  private expire(req: Req): void {
+    if (req.id !== null) this.inflight.delete(req.id);
+    this.queue = this.queue.filter((r) => r !== req);
+    req.reject(new DgError('UNAVAILABLE', `${req.op}: no reply in time`));
+    // A request with no answer on an open socket suggests a dead link: check it.
+    if (this.st === 'open' && req.op !== 'ping') this.probe();
+  }
+
+  private send(req: Req): void {
+    const sock = this.sock;
+    if (sock === null) return;
+    const id = this.nextId++;
+    req.id = id;
+    this.inflight.set(id, req);
+    const args = typeof req.args === 'function' ? req.args() : req.args;
+    try {
+      sock.send(JSON.stringify({ ...args, id, op: req.op }));
+    } catch {
+      // The close handler will deal with it (retry or fail).
+    }
+  }
+
+  private openSocket(): void {
+    this.st = 'connecting';
+    let sock: WebSocketLike;
+    try {
+      sock = new this.opts.WebSocket(this.url, TAIL_PROTOCOL);
+    } catch (err) {
+      this.scheduleReconnect(0, `cannot open socket: ${String(err)}`);
+      return;
+    }
+    this.sock = sock;
+    sock.onopen = () => void this.sendConnect(sock);
+    sock.onmessage = ((ev: { data: unknown }) => this.onMessage(sock, ev.data)) as (ev: never) => void;
+    sock.onclose = ((ev: { code: number; reason: string }) => this.onClosed(sock, ev.code, ev.reason)) as (ev: never) => void;
+    sock.onerror = () => {};
+  }
+
+  private async sendConnect(sock: WebSocketLike): Promise<void> {
+    let token: string;
+    try {
+      token = await this.opts.token(this.freshTokenNext);
+      this.freshTokenNext = false;
+    } catch (err) {
+      const e = err instanceof DgError ? err : new DgError('UNAVAILABLE', 'no access token', { cause: err });
+      if (e.code === 'UNAUTHORIZED' || e.code === 'REFRESH_REUSED') this.stop(e, CLOSE.normal);
+      else this.abandon(sock, CLOSE.stale, 'no token');
+      return;
+    }
+    if (this.sock !== sock) return;
+    const id = this.nextId++;
+    const timer = setTimeout(() => this.abandon(sock, CLOSE.stale, 'connect timed out'), this.timeoutMs);
+    this.inflight.set(id, {
+      op: 'connect',
+      args: {},
+      retry: false,
+      id,
+      timer,
+      resolve: (v) => this.onConnected(sock, v as ConnectReply),
+      reject: (e) => {
+        // A refused token: get a fresh one next time (the server closes with 4401 anyway).
+        if (e.code === 'UNAUTHORIZED') this.freshTokenNext = true;
+        this.abandon(sock, e.code === 'UNAUTHORIZED' ? CLOSE.unauthorized : CLOSE.stale, e.message);
+      },
+    });
+    sock.send(JSON.stringify({ id, op: 'connect', token }));
+  }
+
+  private onConnected(sock: WebSocketLike, info: ConnectReply): void {
+    if (this.sock !== sock) return;
+    this.connectInfo = info;
+    this.st = 'open';
+    this.backoff.reset();
+    this.lastRx = Date.now();
+    const reconnect = this.opened;
+    this.opened = true;
+    const queued = this.queue;
+    this.queue = [];
+    for (const r of queued) this.send(r);
+    for (const w of this.waiters.splice(0)) w.resolve(info);
+    this.scheduleRenew();
+    this.startPings();
+    this.emit('open', { info, reconnect });
+  }
+
+  private onMessage(sock: WebSocketLike, data: unknown): void {
+    if (this.sock !== sock) return;
+    this.lastRx = Date.now();
+    let text: string;
+    if (typeof data === 'string') text = data;
+    else if (data instanceof ArrayBuffer || ArrayBuffer.isView(data)) text = new TextDecoder().decode(data as ArrayBuffer);
+    else return;
+    let msg: Record<string, unknown>;
+    try {
+      const v = JSON.parse(text) as unknown;
+      if (v === null || typeof v !== 'object' || Array.isArray(v)) return;
+      msg = v as Record<string, unknown>;
+    } catch {
+      return;
+    }
+    if ('re' in msg) {
+      if (typeof msg.re !== 'number') return; // {re:null}: the server could not parse a frame of ours
+      const req = this.inflight.get(msg.re);
+      if (req === undefined) return;
+      this.inflight.delete(msg.re);
+      clearTimeout(req.timer);
+      if (msg.error !== undefined) req.reject(wireError(msg.error));
+      else {
+        const { re: _re, ...fields } = msg;
+        req.resolve(fields);
+      }
+      return;
+    }
+    if (typeof msg.ev === 'string') {
+      const ev = msg as unknown as TailEvent;
+      if (ev.ev === 'revoke' && ev.handle === undefined) {
+        this.opts.onRevoked?.(ev.reason);
+      }
+      this.emit('event', ev);
+    }
+  }
+
+  private onClosed(sock: WebSocketLike, code: number, reason: string): void {
+    if (this.sock !== sock) return;
+    this.sock = null;
+    this.clearTimers();
+    const wasOpen = this.st === 'open';
+    if (this.st !== 'stopped') this.st = 'waiting';
+    // Requests in flight: idempotent ones go back to the queue (in their order), others fail.
+    const again: Req[] = [];
+    for (const [id, req] of [...this.inflight].sort((a, b) => a[0] - b[0])) {
+      this.inflight.delete(id);
+      if (req.op === 'connect') {
+        clearTimeout(req.timer);
+        continue;
+      }
+      if (req.retry && this.st !== 'stopped') {
+        req.id = null;
+        again.push(req);
+      } else {
+        clearTimeout(req.timer);
+        req.reject(new DgError('UNAVAILABLE', `${req.op}: connection lost`));
+      }
+    }
+    this.queue = [...again, ...this.queue];
+    if (wasOpen) this.emit('close', { code, reason });
+    if (this.st === 'stopped') return;
+    if (code === CLOSE.revoked) {
+      this.opts.onRevoked?.(reason || 'revoked');
+      this.stop(new DgError('FORBIDDEN', `session revoked${reason ? `: ${reason}` : ''}`), null);
+      return;
+    }
+    if (code === CLOSE.unauthorized) this.freshTokenNext = true;
+    this.scheduleReconnect(code === CLOSE.rateLimited ? 5000 : 0, reason);
+  }
+
+  private scheduleReconnect(minMs: number, _why: string): void {
+    if (this.st === 'stopped') return;
+    this.st = 'waiting';
+    const delay = Math.max(minMs, this.backoff.next());
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      if (this.st === 'waiting') this.openSocket();
+    }, delay);
+  }
+
+  /** Drops a socket at once (no close handshake wait) and goes through the close path. */
+  private abandon(sock: WebSocketLike, code: number, reason: string): void {
+    if (this.sock !== sock) return;
+    sock.onclose = null;
+    sock.onmessage = null;
+    const s = sock as WebSocketLike & { terminate?: () => void };
+    try {
+      if (typeof s.terminate === 'function') s.terminate();
+      else s.close(code, reason);
+    } catch {
+      // already closed
+    }
+    this.onClosed(sock, code, reason);
+  }
+
+  private stop(err: DgError, closeCode: number | null): void {
+    if (this.st === 'stopped') return;
+    this.st = 'stopped';
+    this.stopError = err;
+    this.clearTimers();
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    const sock = this.sock;
+    this.sock = null;
+    if (sock !== null && closeCode !== null) {
+      try {
+        sock.close(closeCode);
+      } catch {
+        // already closed
+      }
+    }
+    for (const req of [...this.inflight.values(), ...this.queue]) {
+      clearTimeout(req.timer);
+      req.reject(err);
+    }
+    this.inflight.clear();
+    this.queue = [];
+    for (const w of this.waiters.splice(0)) w.reject(err);
+    this.emit('stopped', err);
+  }
+
+  private clearTimers(): void {
+    if (this.renewTimer !== null) clearTimeout(this.renewTimer);
+    if (this.pingTimer !== null) clearInterval(this.pingTimer);
+    this.renewTimer = null;
+    this.pingTimer = null;
+  }
+
+  /** Re-sends `connect` with a fresh token shortly before the current one expires. */
+  private scheduleRenew(): void {
+    const expiresAt = this.opts.tokenExpiresAt?.();
+    if (expiresAt === undefined || expiresAt <= 0) return;
+    const life = expiresAt - Date.now();
+    const wait = Math.max(1000, life - Math.min(60_000, Math.max(2000, life / 5)));
+    this.renewTimer = setTimeout(() => void this.renew(), Math.min(wait, 2 ** 31 - 1));
+  }
+
+  private async renew(): Promise<void> {
+    const sock = this.sock;
+    if (sock === null || this.st !== 'open') return;
+    try {
+      const token = await this.opts.token(false);
+      await this.request('connect', { token }, { retry: false });
+      if (this.sock === sock) this.scheduleRenew();
+    } catch (err) {
+      if (err instanceof DgError && (err.code === 'UNAUTHORIZED' || err.code === 'REFRESH_REUSED')) {
+        this.freshTokenNext = true;
+        this.abandon(sock, CLOSE.unauthorized, 'token renewal failed');
+      } else if (this.sock === sock) {
+        this.renewTimer = setTimeout(() => void this.renew(), 5000);
+      }
+    }
+  }
+
+  private startPings(): void {
+    const every = this.opts.pingIntervalMs ?? 25_000;
+    this.pingTimer = setInterval(() => {
+      if (Date.now() - this.lastRx >= every) this.probe();
+    }, every);
+  }
+
+  private probe(): void {
+    const sock = this.sock;
+    if (sock === null) return;
+    this.request('ping', {}, { retry: false, timeoutMs: Math.min(this.timeoutMs, 10_000) }).catch(() => {
+      if (this.sock === sock && Date.now() - this.lastRx > 5000) this.abandon(sock, CLOSE.stale, 'no answer');
+    });
+  }
+}
