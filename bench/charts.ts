@@ -3,7 +3,8 @@
  * hand-written SVG bars. One chart per benchmark (project and peer side by side for each
  * metric, each pair scaled to its larger value, since units differ) and one overview of
  * all ratios against the line where the project and its peer are equal.
- * Run alone: node --import tsx bench/charts.ts [results.json]
+ * Run alone: node --import tsx bench/charts.ts [results.json] [--table]
+ * (`--table` prints the results as a Markdown table instead of drawing).
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -14,7 +15,7 @@ import { fmt } from './lib/stats.js';
 const PROJECT = '#2f6fb0';
 const PEER = '#b7b7b7';
 const WIDTH = 760;
-const LABEL_W = 230;
+const LABEL_W = 280;
 const BAR_W = WIDTH - LABEL_W - 120;
 const FONT = 'font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif"';
 
@@ -51,21 +52,24 @@ export function benchChart(r: BenchResult): string {
   body.push(`<rect x="12" y="32" width="12" height="12" fill="${PROJECT}"/>`, text(30, 42, `project: ${r.project}`));
   body.push(`<rect x="12" y="50" width="12" height="12" fill="${PEER}"/>`, text(30, 60, `peer: ${r.peer}`));
   let y = 84;
+  const barX = 80;
+  const barW = WIDTH - barX - 110;
   for (const w of r.rows) {
     const max = Math.max(w.project, w.peer, Number.MIN_VALUE);
     body.push(text(12, y + 13, `${w.metric} (${w.unit})`, 'font-weight="600"'));
-    body.push(text(12, y + 30, ratioLabel(w), 'font-size="11" fill="#555"'));
+    body.push(text(12, y + 29, ratioLabel(w), 'font-size="11" fill="#555"'));
     const bars: [number, string, string][] = [
       [w.project, PROJECT, 'project'],
       [w.peer, PEER, 'peer'],
     ];
     bars.forEach(([v, color, who], i) => {
-      const by = y + i * 20;
-      const len = Number.isFinite(v) ? Math.max(1, (v / max) * BAR_W) : 0;
-      body.push(`<rect x="${LABEL_W}" y="${by}" width="${len.toFixed(1)}" height="16" fill="${color}"><title>${esc(`${who}: ${fmt(v)} ${w.unit}`)}</title></rect>`);
-      body.push(text(LABEL_W + len + 6, by + 12, `${fmt(v)}`));
+      const by = y + 38 + i * 20;
+      const len = Number.isFinite(v) ? Math.max(1, (v / max) * barW) : 0;
+      body.push(text(12, by + 12, who, 'font-size="11" fill="#555"'));
+      body.push(`<rect x="${barX}" y="${by}" width="${len.toFixed(1)}" height="16" fill="${color}"><title>${esc(`${who}: ${fmt(v)} ${w.unit}`)}</title></rect>`);
+      body.push(text(barX + len + 6, by + 12, `${fmt(v)} ${w.unit}`));
     });
-    y += 58;
+    y += 90;
   }
   const m = r.machine;
   if (m !== undefined) body.push(text(12, y + 8, `${m.cores} cores, ${m.model}, node ${m.node}; medians of interleaved repetitions in one run${r.quick ? ' (quick mode)' : ''}`, 'font-size="10" fill="#777"'));
@@ -90,7 +94,7 @@ export function overviewChart(results: BenchResult[]): string {
     const x2 = xOf(w.ratio);
     body.push(text(12, y + 12, `${r.name}: ${w.metric}`));
     body.push(`<rect x="${Math.min(x1, x2).toFixed(1)}" y="${y}" width="${Math.max(1, Math.abs(x2 - x1)).toFixed(1)}" height="16" fill="${good ? '#3a9a5b' : '#c8553d'}"><title>${esc(ratioLabel(w))}</title></rect>`);
-    body.push(text(Math.max(x1, x2) + 6, y + 12, `${fmt(w.ratio)}×${w.goal === '' ? '' : ` (goal ${w.goal})`}`));
+    body.push(text(Math.max(x1, x2) + 8, y + 12, `${fmt(w.ratio)}×${w.goal === '' ? '' : ` (goal ${w.goal})`}`));
     y += 24;
   }
   body.push(`<line x1="${xOf(1).toFixed(1)}" y1="${top - 6}" x2="${xOf(1).toFixed(1)}" y2="${y}" stroke="#222" stroke-dasharray="3,3"/>`);
@@ -99,6 +103,18 @@ export function overviewChart(results: BenchResult[]): string {
     body.push(`<line x1="${x.toFixed(1)}" y1="${y}" x2="${x.toFixed(1)}" y2="${y + 4}" stroke="#222"/>`, text(x - 8, y + 16, `${10 ** p}`, 'font-size="10"'));
   }
   return svgDoc(y + 28, body, 'Project / peer ratios');
+}
+
+/** The results as a Markdown table (for docs/benchmarks.md). */
+export function markdownTable(results: BenchResult[]): string {
+  const lines = ['| benchmark | metric | project | peer | project/peer | goal |', '| --- | --- | ---: | ---: | ---: | --- |'];
+  for (const r of results) {
+    for (const w of r.rows) {
+      const goal = w.goal === '' ? '' : `${w.goal} (${w.met === true ? 'met' : w.met === false ? 'missed' : 'n/a'})`;
+      lines.push(`| ${r.name} | ${w.metric} (${w.unit}) | ${fmt(w.project)} | ${fmt(w.peer)} | ${fmt(w.ratio)} | ${goal} |`);
+    }
+  }
+  return lines.join('\n');
 }
 
 /** Writes the charts for `resultsPath` into docs/benchmarks/ and returns the file names. */
@@ -117,6 +133,10 @@ export function writeCharts(resultsPath: string): string[] {
 }
 
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const path = process.argv[2] ?? fileURLToPath(new URL('./results/latest.json', import.meta.url));
-  process.stdout.write(`${writeCharts(path).join('\n')}\n`);
+  const args = process.argv.slice(2);
+  const path = args.find((a) => !a.startsWith('--')) ?? fileURLToPath(new URL('./results/latest.json', import.meta.url));
+  if (args.includes('--table')) {
+    const file = JSON.parse(readFileSync(path, 'utf8')) as ResultFile;
+    process.stdout.write(`${markdownTable(file.results)}\n`);
+  } else process.stdout.write(`${writeCharts(path).join('\n')}\n`);
 }

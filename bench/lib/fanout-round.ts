@@ -14,7 +14,8 @@ import type { Frame, WsClient } from './ws-client.js';
 
 export interface Conn {
   client: WsClient;
-  handle: number;
+  /** Opaque (a string from the server; 0 for the relay). */
+  handle: string | number;
 }
 
 export interface RoundStats {

@@ -42,7 +42,7 @@ export async function connectTail(url: string, access: string, site: string, log
   const client = await WsClient.open(url, 'datagrove.v1');
   const hello = await client.request('connect', { token: access });
   const lease = await client.request('lease', { site, log, lead });
-  if (lease.needproof === true || typeof lease.handle !== 'number') throw new Error(`lease refused: ${JSON.stringify(lease)}`);
+  if (lease.needproof === true || (typeof lease.handle !== 'string' && typeof lease.handle !== 'number')) throw new Error(`lease refused: ${JSON.stringify(lease)}`);
   const want = lead ? 'leader' : 'follower';
   if (lease.role !== want) throw new Error(`expected role ${want}, got ${String(lease.role)}`);
   const limits = hello.limits as { maxEntries?: number } | undefined;
