@@ -1,0 +1,141 @@
+/**
+ * A small auth client for tests, speaking HTTP to /auth/v1 as a real client would, with real
+ * Ed25519 device keys (node:crypto). Reusable by any test that needs signed-up devices,
+ * sites and grants.
+ */
+import { createHash, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+
+export const AUTH_PREFIX = '/auth/v1';
+
+export interface DeviceKeys {
+  /** base64url of the raw 32-byte Ed25519 public key. */
+  device: string;
+  privateKey: KeyObject;
+  /** base64url of a raw 32-byte X25519 public key. */
+  boxKey: string;
+}
+
+export interface SignedUpDevice extends DeviceKeys {
+  user: string;
+  access: string;
+  refresh: string;
+  expiresIn: number;
+}
+
+export interface HttpResult<T = unknown> {
+  status: number;
+  body: T;
+  text: string;
+  headers: Headers;
+}
+
+export function newDeviceKeys(): DeviceKeys {
+  const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+  const box = generateKeyPairSync('x25519');
+  return {
+    device: String(publicKey.export({ format: 'jwk' }).x),
+    privateKey,
+    boxKey: String(box.publicKey.export({ format: 'jwk' }).x),
+  };
+}
+
+export function signChallenge(privateKey: KeyObject, nonce: string): string {
+  return sign(null, Buffer.from(`datagrove-auth-v1:${nonce}`, 'utf8'), privateKey).toString('base64url');
+}
+
+/** A request to the auth API; `body` is sent as JSON unless `raw` gives the exact bytes. */
+export async function call<T = unknown>(
+  url: string,
+  method: 'GET' | 'POST' | 'DELETE',
+  path: string,
+  opts: { body?: unknown; token?: string; raw?: string; contentType?: string } = {},
+): Promise<HttpResult<T>> {
+  const headers: Record<string, string> = {};
+  if (opts.token !== undefined) headers.authorization = `Bearer ${opts.token}`;
+  let body: string | undefined;
+  if (opts.raw !== undefined) body = opts.raw;
+  else if (opts.body !== undefined) body = JSON.stringify(opts.body);
+  if (body !== undefined) headers['content-type'] = opts.contentType ?? 'application/json';
+  const res = await fetch(`${url}${AUTH_PREFIX}${path}`, { method, headers, body });
+  const text = await res.text();
+  let parsed: unknown = undefined;
+  try {
+    parsed = text === '' ? undefined : JSON.parse(text);
+  } catch {
+    parsed = text;
+  }
+  return { status: res.status, body: parsed as T, text, headers: res.headers };
+}
+
+export const post = <T = unknown>(url: string, path: string, body: unknown, token?: string) => call<T>(url, 'POST', path, { body, token });
+export const get = <T = unknown>(url: string, path: string, token?: string) => call<T>(url, 'GET', path, { token });
+
+function expectStatus(r: HttpResult, status: number, what: string): void {
+  if (r.status !== status) throw new Error(`${what}: expected ${status}, got ${r.status} ${r.text}`);
+}
+
+export async function challenge(url: string, device: string): Promise<string> {
+  const r = await post<{ nonce: string }>(url, '/challenge', { device });
+  expectStatus(r, 200, 'challenge');
+  return r.body.nonce;
+}
+
+/** Signs up a new user with a fresh device (or the given keys). */
+export async function signupDevice(url: string, opts: { keys?: DeviceKeys; name?: string } = {}): Promise<SignedUpDevice> {
+  const keys = opts.keys ?? newDeviceKeys();
+  const nonce = await challenge(url, keys.device);
+  const r = await post<{ user: string; access: string; refresh: string; expiresIn: number }>(url, '/signup', {
+    device: keys.device,
+    boxKey: keys.boxKey,
+    nonce,
+    sig: signChallenge(keys.privateKey, nonce),
+    name: opts.name ?? 'test device',
+  });
+  expectStatus(r, 201, 'signup');
+  return { ...keys, user: r.body.user, access: r.body.access, refresh: r.body.refresh, expiresIn: r.body.expiresIn };
+}
+
+/** Logs an existing device in; resolves with the raw reply. */
+export async function loginDevice(url: string, keys: DeviceKeys): Promise<HttpResult<{ user: string; device: string; access: string; refresh: string; expiresIn: number }>> {
+  const nonce = await challenge(url, keys.device);
+  return post(url, '/login', { device: keys.device, nonce, sig: signChallenge(keys.privateKey, nonce) });
+}
+
+export async function createSite(url: string, access: string, name = 'test site'): Promise<string> {
+  const r = await post<{ site: string }>(url, '/sites', { name }, access);
+  expectStatus(r, 201, 'create site');
+  return r.body.site;
+}
+
+export interface GrantClaims {
+  iss: string;
+  sub: string;
+  site: string;
+  logs: string[];
+  rights: ('read' | 'write' | 'admin')[];
+  iat?: number;
+  exp?: number;
+  prf?: string;
+}
+
+function b64json(v: unknown): string {
+  return Buffer.from(JSON.stringify(v), 'utf8').toString('base64url');
+}
+
+/** Signs a grant (compact JWS, EdDSA) with the issuing device's key; `hash` as PROTOCOL.md defines it. */
+export function signGrant(privateKey: KeyObject, claims: GrantClaims, header: Record<string, unknown> = { alg: 'EdDSA', typ: 'dg-grant+jwt' }): { jws: string; hash: string } {
+  const payload = { ...claims, iat: claims.iat ?? Math.floor(Date.now() / 1000) };
+  const input = `${b64json(header)}.${b64json(payload)}`;
+  const sig = sign(null, Buffer.from(input, 'ascii'), privateKey).toString('base64url');
+  const jws = `${input}.${sig}`;
+  return { jws, hash: createHash('sha256').update(jws, 'ascii').digest('base64url') };
+}
+
+/** Signs a grant from `issuer` and declares it; throws unless the server accepts it. */
+export async function declareGrant(url: string, issuer: SignedUpDevice, claims: Omit<GrantClaims, 'iss'>): Promise<{ jws: string; hash: string }> {
+  const g = signGrant(issuer.privateKey, { ...claims, iss: issuer.device });
+  const r = await post<{ hash: string }>(url, '/declare', { grant: g.jws }, issuer.access);
+  expectStatus(r, 201, 'declare');
+  if (r.body.hash !== g.hash) throw new Error('declare: the server computed another hash');
+  return g;
+}
