@@ -1,0 +1,267 @@
+/**
+ * Delivery: turns "this device should hear about (site, log) at length n" into Web Push
+ * requests, with coalescing, a bounded queue, bounded concurrency and retries.
+ *
+ * Guarantees:
+ * - Per (device, site) at most one push starts per `intervalMs`. The first goes at once;
+ *   publishes within the interval are held and sent when it ends, as one push carrying the
+ *   newest (log, length). A retry is the same push, not a new one, and also carries the
+ *   newest (log, length) known when it starts.
+ * - Just before each attempt the device is checked again (still joined, not muted, has an
+ *   endpoint on the allowlist, its user offline, length beyond what was pushed for that log),
+ *   so a state change while a push waits is honored.
+ * - 404/410 deletes that endpoint (only while it is still the device's). 429, 5xx and
+ *   network errors are retried after max(retry-after, exponential backoff), at most
+ *   `maxAttempts` attempts; a retry-after beyond `maxRetryDelayMs` gives up. Other statuses
+ *   fail at once.
+ * - Memory is bounded: at most `maxSlots` (device, site) pairs are tracked, at most
+ *   `maxQueue` pushes wait and `maxConcurrent` requests are in flight; a push over a bound is
+ *   dropped and counted. Delivery is at most once: a dropped or failed push leaves the pushed
+ *   length unchanged, so the next publish of that log pushes again.
+ */
+import type { FastifyBaseLogger } from 'fastify';
+import { checkPushEndpoint } from '../protocol/push-endpoint.js';
+import type { NotifyMetrics } from './metrics.js';
+import type { PresenceTracker } from './presence.js';
+import { sendPush, type PushSettings } from './push-request.js';
+import type { NotifyStore } from './store.js';
+
+export interface DeliveryLimits {
+  /** Pushes waiting for a connection slot. */
+  maxQueue: number;
+  /** Push requests in flight at once. */
+  maxConcurrent: number;
+  /** (device, site) pairs tracked at once (coalescing windows, waits, retries). */
+  maxSlots: number;
+  /** Attempts per push, the first included. */
+  maxAttempts: number;
+  /** Backoff before the first retry; doubled for each later one. */
+  retryBaseMs: number;
+  /** Longest wait before a retry; a push service asking for more is given up on. */
+  maxRetryDelayMs: number;
+  /** Deadline of one push request, response included. */
+  requestTimeoutMs: number;
+}
+
+export const DEFAULT_DELIVERY_LIMITS: DeliveryLimits = {
+  maxQueue: 10_000,
+  maxConcurrent: 32,
+  maxSlots: 100_000,
+  maxAttempts: 5,
+  retryBaseMs: 1000,
+  maxRetryDelayMs: 10 * 60_000,
+  requestTimeoutMs: 10_000,
+};
+
+export interface DeliveryDeps {
+  store: NotifyStore;
+  presence: PresenceTracker;
+  settings: PushSettings;
+  pushHosts: readonly string[];
+  intervalMs: number;
+  limits: DeliveryLimits;
+  metrics: NotifyMetrics;
+  log: FastifyBaseLogger;
+}
+
+interface Want {
+  log: string;
+  length: number;
+}
+
+interface Slot {
+  key: string;
+  user: string;
+  device: string;
+  site: string;
+  /** The newest publish not yet taken by an attempt. */
+  want: Want | null;
+  /** The push being attempted (or waiting for a retry). */
+  sending: Want | null;
+  state: 'idle' | 'queued' | 'sending' | 'backoff';
+  /** No new push starts before this time. */
+  windowEnd: number;
+  attempt: number;
+  timer: NodeJS.Timeout | null;
+}
+
+const covers = (a: Want | null, w: Want): boolean => a !== null && a.log === w.log && a.length >= w.length;
+
+export class Delivery {
+  readonly #d: DeliveryDeps;
+  readonly #slots = new Map<string, Slot>();
+  #queue: Slot[] = [];
+  #active = 0;
+  readonly #inflight = new Set<Promise<void>>();
+  readonly #abort = new AbortController();
+  #closed = false;
+
+  constructor(deps: DeliveryDeps) {
+    this.#d = deps;
+  }
+
+  /** Asks for a push of (site, log, length) to one device of `user`. */
+  offer(user: string, device: string, site: string, want: Want): void {
+    if (this.#closed) return;
+    const key = `${device}/${site}`;
+    let slot = this.#slots.get(key);
+    if (slot === undefined) {
+      if (this.#slots.size >= this.#d.limits.maxSlots) {
+        this.#d.metrics.dropped.inc({ reason: 'slots' });
+        return;
+      }
+      slot = { key, user, device, site, want: null, sending: null, state: 'idle', windowEnd: 0, attempt: 0, timer: null };
+      this.#slots.set(key, slot);
+    }
+    if (covers(slot.sending, want) || covers(slot.want, want)) return;
+    if (slot.want !== null) this.#d.metrics.coalesced.inc();
+    slot.want = { log: want.log, length: want.length };
+    this.#schedule(slot);
+  }
+
+  /** Pairs tracked now (for tests and diagnostics). */
+  get size(): number {
+    return this.#slots.size;
+  }
+
+  /** Stops: in-flight requests are aborted, waiting pushes dropped. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#abort.abort();
+    let dropped = 0;
+    for (const slot of this.#slots.values()) {
+      if (slot.timer !== null) clearTimeout(slot.timer);
+      if (slot.want !== null || slot.state === 'queued' || slot.state === 'backoff') dropped++;
+    }
+    if (dropped > 0) this.#d.metrics.dropped.inc({ reason: 'shutdown' }, dropped);
+    this.#slots.clear();
+    this.#queue = [];
+    this.#d.metrics.queued.set(0);
+    await Promise.allSettled([...this.#inflight]);
+  }
+
+  /** An idle slot: wait for its window, then queue its wanted push, or forget it. */
+  #schedule(slot: Slot): void {
+    if (this.#closed || slot.state !== 'idle') return;
+    const now = Date.now();
+    if (now < slot.windowEnd) {
+      if (slot.timer === null) {
+        slot.timer = setTimeout(() => {
+          slot.timer = null;
+          this.#schedule(slot);
+        }, slot.windowEnd - now);
+        slot.timer.unref();
+      }
+      return;
+    }
+    if (slot.want === null) {
+      if (this.#slots.get(slot.key) === slot) this.#slots.delete(slot.key);
+      return;
+    }
+    this.#enqueue(slot);
+  }
+
+  #enqueue(slot: Slot): void {
+    if (this.#queue.length >= this.#d.limits.maxQueue) {
+      this.#d.metrics.dropped.inc({ reason: 'queue' });
+      this.#d.log.warn({ device: slot.device, site: slot.site }, 'push queue full; push dropped');
+      slot.want = null;
+      this.#finish(slot);
+      return;
+    }
+    slot.state = 'queued';
+    this.#queue.push(slot);
+    this.#d.metrics.queued.set(this.#queue.length);
+    this.#pump();
+  }
+
+  #pump(): void {
+    while (!this.#closed && this.#active < this.#d.limits.maxConcurrent && this.#queue.length > 0) {
+      const slot = this.#queue.shift();
+      if (slot === undefined) break;
+      this.#d.metrics.queued.set(this.#queue.length);
+      this.#active++;
+      const run: Promise<void> = this.#run(slot)
+        .catch((err: unknown) => {
+          this.#d.log.error({ err, device: slot.device, site: slot.site }, 'push delivery failed');
+          if (!this.#closed) this.#finish(slot);
+        })
+        .finally(() => {
+          this.#active--;
+          this.#inflight.delete(run);
+          this.#pump();
+        });
+      this.#inflight.add(run);
+    }
+  }
+
+  #finish(slot: Slot): void {
+    slot.sending = null;
+    slot.attempt = 0;
+    slot.state = 'idle';
+    this.#schedule(slot);
+  }
+
+  async #run(slot: Slot): Promise<void> {
+    const { store, presence, metrics, log, limits } = this.#d;
+    if (slot.want !== null) {
+      // A retry that a newer publish caught up with carries the newer length.
+      if (slot.sending !== null) metrics.coalesced.inc();
+      slot.sending = slot.want;
+      slot.want = null;
+    }
+    const w = slot.sending;
+    if (w === null) return this.#finish(slot);
+    slot.state = 'sending';
+    const now = Date.now();
+    const target = await store.target(slot.user, slot.device, slot.site, w.log, now);
+    if (this.#closed) return;
+    if (target === null || target.pushedLength >= w.length || presence.isOnline(slot.user, now)) return this.#finish(slot);
+    const refused = checkPushEndpoint(target.endpoint, this.#d.pushHosts);
+    if (refused !== null) {
+      metrics.failed.inc({ status: 'refused' });
+      log.warn({ user: slot.user, device: slot.device, reason: refused }, 'push endpoint refused; not sent');
+      return this.#finish(slot);
+    }
+    if (slot.attempt === 0) slot.windowEnd = now + this.#d.intervalMs;
+    slot.attempt++;
+    const payload = { site: slot.site, log: w.log, length: w.length };
+    const outcome = await sendPush({ endpoint: target.endpoint, keys: target.keys, device: slot.device, payload }, this.#d.settings, this.#abort.signal);
+    if (this.#closed) return;
+    switch (outcome.kind) {
+      case 'sent':
+        metrics.sent.inc();
+        await store.markPushed(slot.user, slot.device, slot.site, w.log, w.length);
+        return this.#finish(slot);
+      case 'gone':
+        metrics.failed.inc({ status: outcome.status });
+        if (await store.removeEndpoint(slot.user, slot.device, target.endpoint)) {
+          metrics.endpointsRemoved.inc();
+          log.info({ user: slot.user, device: slot.device, status: outcome.status }, 'push endpoint gone; removed');
+        }
+        return this.#finish(slot);
+      case 'failed':
+        metrics.failed.inc({ status: outcome.status });
+        log.warn({ user: slot.user, device: slot.device, status: outcome.status }, 'push refused by the push service');
+        return this.#finish(slot);
+      case 'retry': {
+        metrics.failed.inc({ status: outcome.status });
+        const asked = outcome.retryAfterMs ?? 0;
+        if (slot.attempt >= limits.maxAttempts || asked > limits.maxRetryDelayMs) {
+          log.warn({ user: slot.user, device: slot.device, status: outcome.status, attempts: slot.attempt }, 'push given up');
+          return this.#finish(slot);
+        }
+        const backoff = Math.min(limits.maxRetryDelayMs, limits.retryBaseMs * 2 ** (slot.attempt - 1) * (1 + Math.random() * 0.2));
+        metrics.retried.inc();
+        slot.state = 'backoff';
+        slot.timer = setTimeout(() => {
+          slot.timer = null;
+          if (!this.#closed) this.#enqueue(slot);
+        }, Math.max(asked, backoff));
+        slot.timer.unref();
+        return;
+      }
+    }
+  }
+}

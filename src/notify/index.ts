@@ -1,0 +1,156 @@
+/**
+ * The notify service (PROTOCOL.md "Notify API"): Web Push to the devices of offline users
+ * when a site they joined changes. It learns everything over the bus:
+ * - dg.notify.update (request, from auth): the notification part of a user's profile;
+ * - dg.notify.presence (publish, from every tail node): who is online, per node, with a TTL;
+ * - dg.notify.publish (publish, from tail): a log of a site grew.
+ * Updates and publishes are taken by one member of the `notify` queue group (the store is
+ * shared); presence goes to every notify process. The service owns its store and closes it.
+ */
+import type https from 'node:https';
+import type { FastifyBaseLogger, FastifyPluginAsync } from 'fastify';
+import type { Registry } from 'prom-client';
+import type { Bus, Subscription } from '../bus/bus.js';
+import { SUBJECTS } from '../protocol/bus-messages.js';
+import { NotifyPublishCheck, PresenceMessageCheck, firstSchemaError } from '../protocol/notify-schemas.js';
+import { DEFAULT_DELIVERY_LIMITS, Delivery, type DeliveryLimits } from './delivery.js';
+import { createNotifyMetrics } from './metrics.js';
+import { PresenceTracker } from './presence.js';
+import { notifyRoutes } from './routes.js';
+import type { NotifyStore } from './store.js';
+import { handleUpdate } from './updates.js';
+import { loadVapidKeys, type VapidKeys } from './vapid.js';
+
+export { openSqliteNotifyStore } from './store-sqlite.js';
+export { openPgNotifyStore, type PgNotifyStoreOptions } from './store-pg.js';
+export type { NotifyStore } from './store.js';
+
+export interface NotifyLimits extends DeliveryLimits {
+  /** `TTL` header: seconds a push service keeps an undelivered push. */
+  pushTtlSec: number;
+  /** Tail nodes whose presence is tracked at once. */
+  maxPresenceNodes: number;
+  /** dg.notify.publish messages being looked up at once; more are dropped and counted. */
+  maxPendingPublishes: number;
+}
+
+export const DEFAULT_NOTIFY_LIMITS: NotifyLimits = {
+  ...DEFAULT_DELIVERY_LIMITS,
+  pushTtlSec: 86_400,
+  maxPresenceNodes: 1024,
+  maxPendingPublishes: 1000,
+};
+
+export interface NotifyDeps {
+  store: NotifyStore;
+  bus: Bus;
+  /** Where `vapid-keys.json` is made on the first start and read after. */
+  dataDir: string;
+  /** VAPID `sub`: a mailto: or https: URL where push services can reach the operator. */
+  vapidSubject: string;
+  /** Allowed push endpoint hosts (see src/protocol/push-endpoint.ts). */
+  pushHosts: string[];
+  /** At most one push per (device, site) per interval. */
+  pushIntervalMs: number;
+  log: FastifyBaseLogger;
+  registry: Registry;
+  /** Bounds and timings; each defaults to DEFAULT_NOTIFY_LIMITS. */
+  limits?: Partial<NotifyLimits>;
+  /**
+   * TLS agent for push requests. Only tests set it, to trust a local push receiver with a
+   * self-signed certificate; in production push requests use the system CAs.
+   */
+  pushAgent?: https.Agent;
+}
+
+export interface NotifyService {
+  /** Mounted at /notify/v1. */
+  routes: FastifyPluginAsync;
+  /** Loads (or makes) the VAPID keys and subscribes to the bus. */
+  start(): Promise<void>;
+  ready(): boolean;
+  /** Unsubscribes, aborts pushes in flight, drops waiting ones, closes the store. */
+  close(): Promise<void>;
+}
+
+export function createNotify(deps: NotifyDeps): NotifyService {
+  const limits: NotifyLimits = { ...DEFAULT_NOTIFY_LIMITS, ...deps.limits };
+  const { store, bus, log } = deps;
+  const metrics = createNotifyMetrics(deps.registry);
+  const presence = new PresenceTracker(limits.maxPresenceNodes);
+  let vapid: VapidKeys | null = null;
+  let delivery: Delivery | null = null;
+  let subs: Subscription[] = [];
+  let pending = 0;
+  let closed = false;
+
+  async function onPublish(message: unknown): Promise<void> {
+    if (!NotifyPublishCheck.Check(message)) {
+      log.warn({ reason: firstSchemaError(NotifyPublishCheck, message) }, 'dg.notify.publish refused');
+      return;
+    }
+    if (pending >= limits.maxPendingPublishes) {
+      metrics.dropped.inc({ reason: 'publish' });
+      return;
+    }
+    pending++;
+    try {
+      const { site, log: logName, length } = message;
+      const now = Date.now();
+      const targets = await store.targets(site, logName, now);
+      for (const t of targets) {
+        if (t.pushedLength >= length || presence.isOnline(t.user, now)) continue;
+        delivery?.offer(t.user, t.device, site, { log: logName, length });
+      }
+    } catch (err) {
+      log.error({ err }, 'dg.notify.publish failed');
+    } finally {
+      pending--;
+    }
+  }
+
+  function onPresence(message: unknown): void {
+    if (!PresenceMessageCheck.Check(message)) {
+      log.warn({ reason: firstSchemaError(PresenceMessageCheck, message) }, 'dg.notify.presence refused');
+      return;
+    }
+    if (!presence.apply(message, Date.now())) log.warn({ node: message.node }, 'too many tail nodes; presence refused');
+  }
+
+  return {
+    routes: notifyRoutes(() => vapid?.publicKey ?? null),
+
+    async start() {
+      if (vapid !== null || closed) return;
+      vapid = loadVapidKeys(deps.dataDir);
+      delivery = new Delivery({
+        store,
+        presence,
+        settings: { vapid, subject: deps.vapidSubject, ttlSec: limits.pushTtlSec, timeoutMs: limits.requestTimeoutMs, agent: deps.pushAgent },
+        pushHosts: deps.pushHosts,
+        intervalMs: deps.pushIntervalMs,
+        limits,
+        metrics,
+        log,
+      });
+      subs = [
+        bus.subscribe(SUBJECTS.notifyUpdate, (m) => handleUpdate({ store, pushHosts: deps.pushHosts, log }, m), { queue: 'notify' }),
+        bus.subscribe(SUBJECTS.notifyPublish, (m) => onPublish(m), { queue: 'notify' }),
+        bus.subscribe(SUBJECTS.notifyPresence, (m) => onPresence(m)),
+      ];
+    },
+
+    ready() {
+      return vapid !== null && !closed && store.healthy();
+    },
+
+    async close() {
+      if (closed) return;
+      closed = true;
+      for (const s of subs) s.unsubscribe();
+      subs = [];
+      await delivery?.close();
+      await store.close();
+    },
+  };
+}

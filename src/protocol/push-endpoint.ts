@@ -1,0 +1,74 @@
+/**
+ * The one rule for Web Push endpoints (PROTOCOL.md "Auth API", profile changes): auth uses it
+ * to refuse a `push` change with a comment, notify uses it again before it stores or sends,
+ * so a server never posts to a host it was not told to trust.
+ *
+ * Allowlist entries (`DATAGROVE_PUSH_HOSTS`), compared case-insensitively:
+ * - `host`: that host on the default https port (443) only;
+ * - `host:port`: that host on that port (`host:443` is the same as `host`);
+ * - `*.domain` or `*.domain:port`: any subdomain of `domain` (one or more labels), not
+ *   `domain` itself. IPv6 literals are written in brackets (`[::1]:8443`).
+ *
+ * @example
+ * checkPushEndpoint('https://fcm.googleapis.com/fcm/send/abc', ['fcm.googleapis.com']); // null
+ * checkPushEndpoint('http://fcm.googleapis.com/x', ['fcm.googleapis.com']); // 'push endpoint must be https:'
+ */
+
+/** Longest endpoint accepted; real push services use a few hundred characters. */
+export const MAX_PUSH_ENDPOINT_LENGTH = 2048;
+
+interface HostEntry {
+  wildcard: boolean;
+  /** Lower-case host name without the `*.` prefix. */
+  name: string;
+  /** '' for the default port. */
+  port: string;
+}
+
+function parseEntry(raw: string): HostEntry | null {
+  let text = raw.trim().toLowerCase();
+  if (text === '') return null;
+  const wildcard = text.startsWith('*.');
+  if (wildcard) text = text.slice(2);
+  let name = text;
+  let port = '';
+  const m = /^(\[[0-9a-f:.]+\]|[^:[\]]+)(?::(\d{1,5}))?$/.exec(text);
+  if (m === null) return null;
+  name = m[1] ?? '';
+  port = m[2] ?? '';
+  if (port === '443') port = '';
+  if (name === '') return null;
+  return { wildcard, name, port };
+}
+
+function matches(entry: HostEntry, hostname: string, port: string): boolean {
+  if (entry.port !== port) return false;
+  if (!entry.wildcard) return hostname === entry.name;
+  return hostname.length > entry.name.length + 1 && hostname.endsWith(`.${entry.name}`);
+}
+
+/**
+ * Checks a push endpoint against the allowlist. Returns null when it is acceptable, else
+ * the reason (safe to show to the client). Pure: no DNS, no I/O.
+ */
+export function checkPushEndpoint(endpoint: string, hosts: readonly string[]): string | null {
+  if (typeof endpoint !== 'string' || endpoint.length === 0) return 'push endpoint is missing';
+  if (endpoint.length > MAX_PUSH_ENDPOINT_LENGTH) return `push endpoint is longer than ${MAX_PUSH_ENDPOINT_LENGTH} characters`;
+  let url: URL;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    return 'push endpoint is not a URL';
+  }
+  if (url.protocol !== 'https:') return 'push endpoint must be https:';
+  if (url.username !== '' || url.password !== '') return 'push endpoint must not carry credentials';
+  if (url.hash !== '') return 'push endpoint must not have a fragment';
+  // URL lower-cases the host and drops the default port, so `port` is '' for 443.
+  const hostname = url.hostname;
+  const port = url.port;
+  for (const raw of hosts) {
+    const entry = parseEntry(raw);
+    if (entry !== null && matches(entry, hostname, port)) return null;
+  }
+  return `push endpoint host '${url.host}' is not on the push allowlist`;
+}
