@@ -1,0 +1,440 @@
+/**
+ * The PostgreSQL log store (clusters): any number of tail nodes share one database, and the
+ * database is the fence. Each batch is one READ COMMITTED transaction; a request first locks
+ * its log's row (`SELECT … FOR UPDATE`), then decides against the locked length and epoch,
+ * so two nodes that both believe they lead a log (one of them a zombie) serialize on that
+ * row and the loser is nacked or fenced: a log can never be corrupted.
+ *
+ * Tables live in `options.schema` (default `public`), prefixed `tail_`, created and
+ * migrated on open under an advisory lock so nodes starting together do not race:
+ * tail_schema(version), tail_logs(id, site, log, length, epoch),
+ * tail_entries(log_id, idx, data), tail_wids(log_id, device, seq, wid, at, length).
+ *
+ * A lost connection while COMMIT is in flight leaves the outcome unknown: the batch rejects
+ * with UNAVAILABLE although it may have committed. Callers re-read the log's state before
+ * deciding further writes, and resend with the same write ids (answered `dup` if stored).
+ */
+import { createHash } from 'node:crypto';
+import pg from 'pg';
+import { DgError } from '../protocol/errors.js';
+import {
+  WID_MEMORY,
+  beyondEnd,
+  checkAppendBatch,
+  checkLogName,
+  checkReadArgs,
+  storeClosed,
+  type AppendRequest,
+  type AppendResult,
+  type LogState,
+  type LogStore,
+  type ReadResult,
+} from './log-store.js';
+
+export interface PgLogStoreOptions {
+  /** Schema that holds the tables; created if missing (default `public`). */
+  schema?: string;
+  /** Most connections (default 10). */
+  poolSize?: number;
+  /** Longest a statement may run before it is cancelled (default 15 000 ms). */
+  statementTimeoutMs?: number;
+  /** Longest to wait for a connection (default 5 000 ms). */
+  connectTimeoutMs?: number;
+  /** How often health is probed with `SELECT 1` (default 5 000 ms). */
+  healthIntervalMs?: number;
+}
+
+const SCHEMA_RE = /^[a-z_][a-z0-9_]{0,62}$/;
+/** Deadlock and serialization failures: the transaction rolled back, so the batch is retried. */
+const RETRY_CODES = new Set(['40P01', '40001']);
+const MAX_ATTEMPTS = 3;
+
+/** Migrations, in order; entry i brings the schema from version i to i + 1. Never edit one. */
+function migrations(s: string): string[] {
+  return [
+    `
+    CREATE TABLE ${s}.tail_logs (
+      id     bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+      site   text   NOT NULL,
+      log    text   NOT NULL,
+      length bigint NOT NULL DEFAULT 0 CHECK (length >= 0),
+      epoch  bigint NOT NULL DEFAULT 0 CHECK (epoch >= 0),
+      UNIQUE (site, log)
+    );
+    CREATE TABLE ${s}.tail_entries (
+      log_id bigint NOT NULL,
+      idx    bigint NOT NULL,
+      data   bytea  NOT NULL,
+      PRIMARY KEY (log_id, idx)
+    );
+    -- Entries are opaque (usually encrypted) bytes: compressing them only costs CPU.
+    ALTER TABLE ${s}.tail_entries ALTER COLUMN data SET STORAGE EXTERNAL;
+    CREATE TABLE ${s}.tail_wids (
+      log_id bigint NOT NULL,
+      device text   NOT NULL,
+      seq    bigint NOT NULL,
+      wid    text   NOT NULL,
+      at     bigint NOT NULL,
+      length bigint NOT NULL,
+      PRIMARY KEY (log_id, device, seq),
+      UNIQUE (log_id, device, wid)
+    );
+    `,
+  ];
+}
+
+/** The schema version this code writes. */
+export const PG_LOG_SCHEMA_VERSION = migrations('x').length;
+
+function num(v: unknown): number {
+  const n = typeof v === 'string' ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isSafeInteger(n)) throw new Error(`log store: not a safe integer: ${String(v)}`);
+  return n;
+}
+
+/** Errors that mean the database is unreachable or overloaded, not that the request is wrong. */
+function isUnavailable(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string') {
+    // 08 connection, 53 insufficient resources, 57 operator intervention (shutdown,
+    // statement timeout), 58 system error; node errors such as ECONNREFUSED.
+    return /^(08|53|57|58)/.test(code) || code.startsWith('E');
+  }
+  return /connect|terminat|timeout/i.test(err.message);
+}
+
+function mapError(err: unknown): unknown {
+  if (err instanceof DgError) return err;
+  if (isUnavailable(err)) return new DgError('UNAVAILABLE', 'log store is unavailable', { cause: err });
+  return err;
+}
+
+interface LockedLog {
+  id: number;
+  length: number;
+  epoch: number;
+}
+
+class PgLogStore implements LogStore {
+  private readonly pool: pg.Pool;
+  private readonly s: string;
+  private readonly q: Record<'lockAll' | 'createAll' | 'findWid' | 'write' | 'writeWid' | 'state' | 'bump' | 'read', { name: string; text: string }>;
+  private closed = false;
+  private ok = true;
+  private probe: NodeJS.Timeout | undefined;
+
+  constructor(pool: pg.Pool, schema: string) {
+    this.pool = pool;
+    this.s = `"${schema}"`;
+    const s = this.s;
+    // Named statements are prepared once per connection; the tag keeps two stores with
+    // different schemas from ever sharing a name.
+    const tag = createHash('sha256').update(schema).digest('hex').slice(0, 10);
+    const q = (name: string, text: string) => ({ name: `dg_tail_${tag}_${name}`, text });
+    this.q = {
+      // Locks the rows of every log a batch touches, in one sorted order, so two batches
+      // over the same logs queue behind each other instead of deadlocking.
+      lockAll: q(
+        'lock_all',
+        `SELECT l.id, l.site, l.log, l.length, l.epoch
+         FROM ${s}.tail_logs l JOIN unnest($1::text[], $2::text[]) AS k(site, log) ON l.site = k.site AND l.log = k.log
+         ORDER BY l.site, l.log FOR UPDATE OF l`,
+      ),
+      // Creates the rows of new logs, in the same sorted order (an empty row means the same
+      // as no row, so creating one for a request that is then nacked changes nothing).
+      createAll: q(
+        'create_all',
+        `INSERT INTO ${s}.tail_logs (site, log)
+         SELECT k.site, k.log FROM unnest($1::text[], $2::text[]) AS k(site, log) ORDER BY k.site, k.log
+         ON CONFLICT (site, log) DO NOTHING`,
+      ),
+      findWid: q('find_wid', `SELECT at, length FROM ${s}.tail_wids WHERE log_id = $1 AND device = $2 AND wid = $3`),
+      write: q(
+        'write',
+        `WITH ins AS (
+           INSERT INTO ${s}.tail_entries (log_id, idx, data)
+           SELECT $1::bigint, $2::bigint + t.ord - 1, t.data FROM unnest($3::bytea[]) WITH ORDINALITY AS t(data, ord)
+         )
+         UPDATE ${s}.tail_logs SET length = $4::bigint WHERE id = $1::bigint`,
+      ),
+      // One round trip for a write with a write id: writes nothing and returns the earlier
+      // position when the wid is known, else inserts the entries, moves the length, records
+      // the wid and prunes the device's wids beyond the last WID_MEMORY. Runs after the
+      // row lock, so its snapshot holds every wid committed for this log.
+      writeWid: q(
+        'write_wid',
+        `WITH dup AS (
+           SELECT at, length FROM ${s}.tail_wids WHERE log_id = $1::bigint AND device = $5::text AND wid = $6::text
+         ), ins AS (
+           INSERT INTO ${s}.tail_entries (log_id, idx, data)
+           SELECT $1::bigint, $2::bigint + t.ord - 1, t.data FROM unnest($3::bytea[]) WITH ORDINALITY AS t(data, ord)
+           WHERE NOT EXISTS (SELECT 1 FROM dup)
+         ), upd AS (
+           UPDATE ${s}.tail_logs SET length = $4::bigint WHERE id = $1::bigint AND NOT EXISTS (SELECT 1 FROM dup)
+         ), w AS (
+           INSERT INTO ${s}.tail_wids (log_id, device, seq, wid, at, length)
+           SELECT $1::bigint, $5::text, COALESCE(MAX(seq), 0) + 1, $6::text, $2::bigint, $4::bigint
+           FROM ${s}.tail_wids WHERE log_id = $1::bigint AND device = $5::text
+           HAVING NOT EXISTS (SELECT 1 FROM dup)
+           RETURNING seq
+         ), prune AS (
+           DELETE FROM ${s}.tail_wids
+           WHERE log_id = $1::bigint AND device = $5::text AND seq <= (SELECT seq FROM w) - ${WID_MEMORY}
+         )
+         SELECT at, length FROM dup`,
+      ),
+      state: q('state', `SELECT length, epoch FROM ${s}.tail_logs WHERE site = $1 AND log = $2`),
+      bump: q(
+        'bump',
+        `INSERT INTO ${s}.tail_logs (site, log, epoch) VALUES ($1, $2, 1)
+         ON CONFLICT (site, log) DO UPDATE SET epoch = ${s}.tail_logs.epoch + 1 RETURNING epoch`,
+      ),
+      // One statement, so the length and the entries come from the same snapshot. The running
+      // byte sum cuts the entries at maxBytes on the server (the first one always passes).
+      read: q(
+        'read',
+        `SELECT l.length, e.idx, e.data FROM ${s}.tail_logs l
+         LEFT JOIN LATERAL (
+           SELECT w.idx, w.data FROM (
+             SELECT idx, data, SUM(octet_length(data)) OVER (ORDER BY idx) AS cum
+             FROM ${s}.tail_entries WHERE log_id = l.id AND idx >= $3::bigint ORDER BY idx LIMIT $4::bigint
+           ) w WHERE w.cum <= $5::bigint OR w.idx = $3::bigint
+         ) e ON true
+         WHERE l.site = $1 AND l.log = $2
+         ORDER BY e.idx`,
+      ),
+    };
+  }
+
+  startProbe(intervalMs: number): void {
+    this.probe = setInterval(() => {
+      this.pool.query('SELECT 1').then(
+        () => void (this.ok = true),
+        () => void (this.ok = false),
+      );
+    }, intervalMs);
+    this.probe.unref();
+  }
+
+  markDown(): void {
+    this.ok = false;
+  }
+
+  /** Runs one call, mapping failures and keeping the health flag current. */
+  private async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.closed) throw storeClosed();
+    try {
+      const out = await fn();
+      this.ok = true;
+      return out;
+    } catch (err) {
+      const mapped = mapError(err);
+      if (mapped instanceof DgError && mapped.code === 'UNAVAILABLE' && !(err instanceof DgError)) this.ok = false;
+      throw mapped;
+    }
+  }
+
+  async state(site: string, log: string): Promise<LogState> {
+    checkLogName(site, log);
+    return this.run(async () => {
+      const { rows } = await this.pool.query({ ...this.q.state, values: [site, log] });
+      const row = rows[0] as { length: string; epoch: string } | undefined;
+      return { length: row ? num(row.length) : 0, epoch: row ? num(row.epoch) : 0 };
+    });
+  }
+
+  async bumpEpoch(site: string, log: string): Promise<number> {
+    checkLogName(site, log);
+    return this.run(async () => {
+      // A single upsert is its own transaction: the increment is atomic and durable.
+      const { rows } = await this.pool.query({ ...this.q.bump, values: [site, log] });
+      return num((rows[0] as { epoch: string }).epoch);
+    });
+  }
+
+  async appendBatch(requests: AppendRequest[]): Promise<AppendResult[]> {
+    if (this.closed) throw storeClosed();
+    checkAppendBatch(requests);
+    if (requests.length === 0) return [];
+    return this.run(async () => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await this.transaction((c) => this.decide(c, requests));
+        } catch (err) {
+          const code = (err as { code?: unknown }).code;
+          if (attempt >= MAX_ATTEMPTS || typeof code !== 'string' || !RETRY_CODES.has(code)) throw err;
+        }
+      }
+    });
+  }
+
+  private async transaction<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    let broken: Error | undefined;
+    try {
+      await client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
+      try {
+        const out = await fn(client);
+        await client.query('COMMIT');
+        return out;
+      } catch (err) {
+        await client.query('ROLLBACK').catch((rollbackErr: unknown) => {
+          // The connection is gone; the server rolls back on its own. Drop the client.
+          broken = rollbackErr instanceof Error ? rollbackErr : new Error(String(rollbackErr));
+        });
+        throw err;
+      }
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  /**
+   * Locks the rows of every log of the batch, creating the missing ones, and returns them.
+   * Existing rows are locked in sorted order, then new ones are created in sorted order, so
+   * concurrent batches queue instead of deadlocking (the rare deadlock left, with a row
+   * committed between the two steps, is retried by `appendBatch`).
+   */
+  private async lockLogs(c: pg.PoolClient, requests: AppendRequest[]): Promise<Map<string, LockedLog>> {
+    const keys = new Map<string, [string, string]>();
+    for (const r of requests) keys.set(`${r.site}\u0000${r.log}`, [r.site, r.log]);
+    const locked = new Map<string, LockedLog>();
+    const lock = async (pairs: [string, string][]) => {
+      const { rows } = await c.query({ ...this.q.lockAll, values: [pairs.map((p) => p[0]), pairs.map((p) => p[1])] });
+      for (const r of rows as { id: string; site: string; log: string; length: string; epoch: string }[]) {
+        locked.set(`${r.site}\u0000${r.log}`, { id: num(r.id), length: num(r.length), epoch: num(r.epoch) });
+      }
+    };
+    await lock([...keys.values()]);
+    if (locked.size < keys.size) {
+      const missing = [...keys].filter(([k]) => !locked.has(k)).map(([, pair]) => pair);
+      await c.query({ ...this.q.createAll, values: [missing.map((p) => p[0]), missing.map((p) => p[1])] });
+      await lock(missing);
+      if (locked.size < keys.size) throw new Error('log store: a log row vanished while locking');
+    }
+    return locked;
+  }
+
+  /** Inside the batch transaction: decides each request in order (see LogStore). */
+  private async decide(c: pg.PoolClient, requests: AppendRequest[]): Promise<AppendResult[]> {
+    // No other transaction can change the locked rows until COMMIT, so their length is kept
+    // here as the batch goes on instead of being read again.
+    const locked = await this.lockLogs(c, requests);
+    const results: AppendResult[] = [];
+    for (const req of requests) {
+      const row = locked.get(`${req.site}\u0000${req.log}`) as LockedLog;
+      if (req.epoch === row.epoch && req.at === row.length) {
+        const length = req.at + req.entries.length;
+        // pg encodes only Buffers as bytea; a plain Uint8Array is wrapped without a copy.
+        const entries = req.entries.map((e: Uint8Array) => (Buffer.isBuffer(e) ? e : Buffer.from(e.buffer, e.byteOffset, e.byteLength)));
+        if (req.wid === undefined) {
+          await c.query({ ...this.q.write, values: [row.id, req.at, entries, length] });
+        } else {
+          const { rows } = await c.query({ ...this.q.writeWid, values: [row.id, req.at, entries, length, req.device, req.wid] });
+          const prior = rows[0] as { at: string; length: string } | undefined;
+          if (prior !== undefined) {
+            results.push({ status: 'dup', at: num(prior.at), length: num(prior.length) });
+            continue;
+          }
+        }
+        row.length = length;
+        results.push({ status: 'ok', at: req.at, length });
+        continue;
+      }
+      if (req.wid !== undefined) {
+        const { rows } = await c.query({ ...this.q.findWid, values: [row.id, req.device, req.wid] });
+        const prior = rows[0] as { at: string; length: string } | undefined;
+        if (prior !== undefined) {
+          results.push({ status: 'dup', at: num(prior.at), length: num(prior.length) });
+          continue;
+        }
+      }
+      const { length, epoch } = row;
+      results.push(req.epoch !== epoch ? { status: 'fenced', length, epoch } : { status: 'nack', length, epoch });
+    }
+    return results;
+  }
+
+  async read(site: string, log: string, from: number, limit: number, maxBytes: number): Promise<ReadResult> {
+    const clamped = checkReadArgs(site, log, from, limit, maxBytes);
+    return this.run(async () => {
+      const { rows } = await this.pool.query({ ...this.q.read, values: [site, log, from, clamped.limit, clamped.maxBytes] });
+      const typed = rows as { length: string; idx: string | null; data: Buffer | null }[];
+      const length = typed[0] ? num(typed[0].length) : 0;
+      if (from > length) throw beyondEnd(from, length);
+      const entries: Buffer[] = [];
+      for (const r of typed) if (r.data !== null) entries.push(r.data);
+      return { entries, length };
+    });
+  }
+
+  healthy(): boolean {
+    return !this.closed && this.ok;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.probe);
+    await this.pool.end();
+  }
+}
+
+async function migrate(pool: pg.Pool, schema: string): Promise<void> {
+  const s = `"${schema}"`;
+  const all = migrations(s);
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    // Serializes nodes that open the same schema at once (CREATE … IF NOT EXISTS races).
+    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`datagrove.tail.${schema}`]);
+    await client.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
+    await client.query(`CREATE TABLE IF NOT EXISTS ${s}.tail_schema (version integer NOT NULL)`);
+    const { rows } = await client.query(`SELECT version FROM ${s}.tail_schema`);
+    const version = rows[0] ? num((rows[0] as { version: number }).version) : 0;
+    if (rows.length === 0) await client.query(`INSERT INTO ${s}.tail_schema (version) VALUES (0)`);
+    if (version > all.length) throw new Error(`log store schema version ${version} is newer than this server (${all.length})`);
+    for (let v = version; v < all.length; v++) await client.query(all[v] as string);
+    await client.query(`UPDATE ${s}.tail_schema SET version = $1`, [all.length]);
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+/**
+ * Connects to PostgreSQL at `url`, creates or migrates the schema, and returns the store.
+ * Rejects if the database cannot be reached or holds a newer schema.
+ *
+ * @example
+ *   const store = await openPgLogStore('postgres://tail@db/datagrove', { schema: 'datagrove' });
+ */
+export async function openPgLogStore(url: string, options: PgLogStoreOptions = {}): Promise<LogStore> {
+  const schema = options.schema ?? 'public';
+  if (!SCHEMA_RE.test(schema)) throw new DgError('BAD_REQUEST', 'schema must be a lower-case SQL identifier');
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.poolSize ?? 10,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
+    idleTimeoutMillis: 30_000,
+    statement_timeout: options.statementTimeoutMs ?? 15_000,
+    // A transaction left open by a stalled node must not hold a log's row lock forever.
+    idle_in_transaction_session_timeout: 30_000,
+    application_name: 'datagrove-tail',
+  });
+  const store = new PgLogStore(pool, schema);
+  // An idle connection that dies emits 'error' on the pool; unhandled, it would end the process.
+  pool.on('error', () => store.markDown());
+  try {
+    await migrate(pool, schema);
+  } catch (err) {
+    await pool.end().catch(() => undefined);
+    throw mapError(err);
+  }
+  store.startProbe(options.healthIntervalMs ?? 5000);
+  return store;
+}
