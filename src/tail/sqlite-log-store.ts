@@ -93,7 +93,7 @@ function migrate(db: Database.Database): void {
   }).immediate();
 }
 
-class SqliteLogStore implements LogStore {
+export class SqliteLogStore implements LogStore {
   private readonly db: Database.Database;
   private closed = false;
 
@@ -260,6 +260,15 @@ class SqliteLogStore implements LogStore {
 
   healthy(): boolean {
     return !this.closed && this.db.open;
+  }
+
+  /** The durability settings of this store's own connection (for diagnostics and tests). */
+  settings(): { journalMode: string; synchronous: number } {
+    this.open();
+    return {
+      journalMode: String(this.db.pragma('journal_mode', { simple: true })),
+      synchronous: Number(this.db.pragma('synchronous', { simple: true })),
+    };
   }
 
   async close(): Promise<void> {

@@ -1,7 +1,93 @@
+/**
+ * The SQLite log store: the conformance suite on a real file, what is specific to SQLite
+ * (pragmas, schema version), and a crash test: a writer process is SIGKILLed mid-stream and
+ * every write it acknowledged must be in the file, exactly once and in order.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { openSqliteLogStore } from '../../src/tail/sqlite-log-store.js';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+import { SQLITE_LOG_SCHEMA_VERSION, SqliteLogStore, openSqliteLogStore } from '../../src/tail/sqlite-log-store.js';
 import { runLogStoreConformance } from '../conformance/log-store.js';
 import { tempDir } from '../helpers/server.js';
+import { CRASH_LOG, CRASH_SITE, crashEntry } from './log-store-crash-writer.js';
 
 const dir = tempDir('dg-logstore-');
 runLogStoreConformance('sqlite', async () => openSqliteLogStore(join(dir, 'tail.db')));
+
+describe('SQLite log store', () => {
+  it('runs in WAL mode with synchronous=FULL and a versioned schema', async () => {
+    const path = join(tempDir('dg-logstore-pragma-'), 'tail.db');
+    const store = new SqliteLogStore(path);
+    assert.deepEqual(store.settings(), { journalMode: 'wal', synchronous: 2 }, 'synchronous=FULL is 2');
+    await store.close();
+    const db = new Database(path);
+    assert.equal(db.pragma('user_version', { simple: true }), SQLITE_LOG_SCHEMA_VERSION);
+    const tables = db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").pluck().all();
+    assert.deepEqual(tables, ['entries', 'logs', 'wids']);
+    db.pragma('user_version = 99');
+    db.close();
+    assert.throws(() => openSqliteLogStore(path), /newer than this server/, 'a newer schema is refused, not misread');
+  });
+
+  it('fails to open a file that is not a database', async () => {
+    const path = join(tempDir('dg-logstore-junk-'), 'tail.db');
+    writeFileSync(path, 'this is not a database, just text that is long enough to look like a header...');
+    assert.throws(() => openSqliteLogStore(path));
+  });
+
+  it('keeps every acknowledged write across a SIGKILL, exactly once and in order', { timeout: 60_000 }, async () => {
+    const path = join(tempDir('dg-logstore-crash-'), 'tail.db');
+    const child = fileURLToPath(new URL('./log-store-crash-writer.ts', import.meta.url));
+    let acked = 0;
+    for (let round = 0; round < 2; round++) {
+      // Each round continues the log the previous one left, then dies at a random point.
+      const killAfter = 100 + Math.floor(Math.random() * 300);
+      const { maxAck, stderr, signal } = await new Promise<{ maxAck: number; stderr: string; signal: NodeJS.Signals | null }>((resolve, reject) => {
+        const p = spawn(process.execPath, ['--import', 'tsx', child, path], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let maxAck = 0;
+        let acks = 0;
+        let buf = '';
+        let err = '';
+        p.stderr.on('data', (d: Buffer) => void (err += d.toString()));
+        p.stdout.on('data', (d: Buffer) => {
+          buf += d.toString();
+          const lines = buf.split('\n');
+          buf = lines.pop() ?? '';
+          for (const line of lines) {
+            const m = /^ack (\d+)$/.exec(line);
+            if (!m) continue;
+            const len = Number(m[1]);
+            assert.ok(len > maxAck, 'acks come in increasing order');
+            maxAck = len;
+            if (++acks === killAfter) p.kill('SIGKILL');
+          }
+        });
+        p.on('error', reject);
+        p.on('close', (_code, signal) => resolve({ maxAck, stderr: err, signal }));
+      });
+      assert.equal(signal, 'SIGKILL', `the writer died on its own: ${stderr}`);
+      assert.ok(maxAck > acked, `round ${round} acknowledged writes`);
+      acked = maxAck;
+
+      const store = openSqliteLogStore(path);
+      const { length } = await store.state(CRASH_SITE, CRASH_LOG);
+      assert.ok(length >= acked, `acknowledged ${acked} entries but only ${length} survived`);
+      let i = 0;
+      while (i < length) {
+        const { entries } = await store.read(CRASH_SITE, CRASH_LOG, i, 1000, 1 << 20);
+        for (const e of entries) {
+          assert.ok(e.equals(crashEntry(i)), `entry ${i} is not the ${i}th written`);
+          i++;
+        }
+      }
+      await store.close();
+      const db = new Database(path, { readonly: true });
+      assert.equal(db.pragma('integrity_check', { simple: true }), 'ok');
+      db.close();
+    }
+  });
+});
