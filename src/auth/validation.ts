@@ -37,7 +37,7 @@ export function firstError(schema: TSchema, value: unknown): FieldError | null {
     const cut = e.path.lastIndexOf('/');
     return { instancePath: e.path.slice(0, cut), keyword: 'required', params: { missingProperty: e.path.slice(cut + 1) }, message: 'required' };
   }
-  return { instancePath: e.path, keyword: 'schema', params: {}, message: e.message.toLowerCase() };
+  return { instancePath: e.path, keyword: 'schema', params: {}, message: e.message.charAt(0).toLowerCase() + e.message.slice(1) };
 }
 
 /** "where.field: problem" for a value that does not conform, else null. */
