@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { SUBJECTS, type AccessReply, type JoinReply, type RevokedList } from '../../src/protocol/bus-messages.js';
+import { createSite, declareGrant, post, signGrant, signupDevice } from '../helpers/auth-client.js';
+import { startServer } from '../helpers/server.js';
+
+describe('auth on the bus', async () => {
+  const { url, server } = await startServer();
+  const bus = server.bus;
+  const owner = await signupDevice(url);
+  const site = await createSite(url, owner.access);
+
+  it('answers dg.auth.access: owner, joined member (with logs and expiry), and needproof', async () => {
+    const member = await signupDevice(url);
+    const exp = Math.floor(Date.now() / 1000) + 600;
+    const g = await declareGrant(url, owner, { sub: `user:${member.user}`, site, logs: ['chat', 'docs'], rights: ['write'], exp });
+    const ask = (who: typeof owner, log: string) => bus.request<AccessReply>(SUBJECTS.authAccess, { user: who.user, device: who.device, site, log });
+
+    assert.deepEqual(await ask(owner, 'anything'), { ok: true, allowed: true, rights: ['read', 'write', 'admin'], logs: ['*'], expiresAt: null });
+    assert.deepEqual(await ask(member, 'chat'), { ok: true, allowed: false }, 'not joined yet');
+    assert.equal((await post(url, '/join', { site, grant: g.hash }, member.access)).status, 200);
+    assert.deepEqual(await ask(member, 'chat'), { ok: true, allowed: true, rights: ['write'], logs: ['chat', 'docs'], expiresAt: exp * 1000 });
+    assert.deepEqual(await ask(member, 'other'), { ok: true, allowed: false });
+  });
+
+  it('answers dg.auth.join like POST /join, and records the access', async () => {
+    const member = await signupDevice(url);
+    const g = signGrant(owner.privateKey, { iss: owner.device, sub: `device:${member.device}`, site, logs: ['*'], rights: ['read'] });
+    const r = await bus.request<JoinReply>(SUBJECTS.authJoin, { user: member.user, device: member.device, grant: g.jws });
+    assert.deepEqual(r, { ok: true, site, logs: ['*'], rights: ['read'], expiresAt: null });
+    const lease = await post(url, '/lease', { site, log: 'chat' }, member.access);
+    assert.equal(lease.status, 200);
+    // The grant names another device: refused.
+    const other = await signupDevice(url);
+    const refused = await bus.request<JoinReply>(SUBJECTS.authJoin, { user: other.user, device: other.device, grant: g.hash });
+    assert.equal(refused.ok, false);
+    assert.equal(!refused.ok && refused.error.code, 'FORBIDDEN');
+  });
+
+  it('validates bus payloads and answers errors, never crashing', async () => {
+    const bad: [string, unknown, string][] = [
+      [SUBJECTS.authAccess, { user: owner.user, device: owner.device, site }, 'BAD_REQUEST'],
+      [SUBJECTS.authAccess, null, 'BAD_REQUEST'],
+      [SUBJECTS.authAccess, { user: owner.user, device: 'x', site, log: 'a' }, 'BAD_REQUEST'],
+      [SUBJECTS.authAccess, { user: owner.user, device: owner.device, site: 'nosuchsite', log: 'a' }, 'NOT_FOUND'],
+      [SUBJECTS.authAccess, { user: 'someoneelse', device: owner.device, site, log: 'a' }, 'UNAUTHORIZED'],
+      [SUBJECTS.authJoin, { user: owner.user, device: owner.device, grant: 42 }, 'BAD_REQUEST'],
+      [SUBJECTS.authJoin, { user: owner.user, device: owner.device, grant: 'x.y.z'.padEnd(50, 'a') }, 'BAD_REQUEST'],
+    ];
+    for (const [subject, msg, code] of bad) {
+      const r = await bus.request<{ ok: boolean; error?: { code: string } }>(subject, msg);
+      assert.equal(r.ok, false, JSON.stringify(msg));
+      assert.equal(r.error?.code, code, JSON.stringify(msg));
+    }
+  });
+
+  it('lists recent revocations on dg.auth.revoked', async () => {
+    const d = await signupDevice(url);
+    const before = await bus.request<RevokedList>(SUBJECTS.authRevoked, {});
+    assert.equal(before.ok, true);
+    assert.ok(!before.devices.includes(d.device));
+    assert.equal((await post(url, '/revoke', { device: d.device }, d.access)).status, 200);
+    const after = await bus.request<RevokedList>(SUBJECTS.authRevoked, {});
+    assert.ok(after.devices.includes(d.device));
+    assert.ok(after.families.length > before.families.length, 'the device families are revoked with it');
+  });
+});
