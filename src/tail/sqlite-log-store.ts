@@ -59,6 +59,9 @@ const MIGRATIONS: readonly string[] = [
   `,
 ];
 
+/** Old write ids are pruned every this many writes of a (log, device). */
+const PRUNE_EVERY = 16;
+
 /** The schema version this code writes. */
 export const SQLITE_LOG_SCHEMA_VERSION = MIGRATIONS.length;
 
@@ -152,6 +155,8 @@ export class SqliteLogStore implements LogStore {
     // The log rows this batch touched, with their length as the batch goes on; written back
     // once per log at the end of the batch.
     const touched = new Map<string, LogRow & { dirty: boolean }>();
+    // The last wid sequence number per (log, device) written in this batch.
+    const seqs = new Map<string, number>();
     const results: AppendResult[] = [];
     for (const req of requests) {
       const key = `${req.site}\u0000${req.log}`;
@@ -189,9 +194,13 @@ export class SqliteLogStore implements LogStore {
       row.length = idx;
       row.dirty = true;
       if (req.wid !== undefined) {
-        const seq = (this.maxSeq.get(row.id, req.device) as number) + 1;
+        const seqKey = `${row.id}\u0000${req.device}`;
+        const seq = (seqs.get(seqKey) ?? (this.maxSeq.get(row.id, req.device) as number)) + 1;
+        seqs.set(seqKey, seq);
         this.insertWid.run(row.id, req.device, seq, req.wid, req.at, idx);
-        if (seq > WID_MEMORY) this.pruneWids.run(row.id, req.device, seq - WID_MEMORY);
+        // Pruning in steps of PRUNE_EVERY keeps between WID_MEMORY and WID_MEMORY +
+        // PRUNE_EVERY wids, for one delete statement per PRUNE_EVERY writes.
+        if (seq % PRUNE_EVERY === 0 && seq > WID_MEMORY) this.pruneWids.run(row.id, req.device, seq - WID_MEMORY);
       }
       results.push({ status: 'ok', at: req.at, length: idx });
     }
