@@ -47,7 +47,7 @@ describe('bad input at the auth boundary', async () => {
     { name: 'login without nonce', path: '/login', body: { device: k.device, sig }, status: 400, code: 'BAD_REQUEST', message: /missing nonce/ },
     { name: 'login with a base64 (not url) sig', path: '/login', body: { device: k.device, nonce: id43, sig: `${'+'.repeat(86)}` }, status: 400, code: 'BAD_REQUEST', message: /body\.sig/ },
     { name: 'refresh without refresh', path: '/refresh', body: { guid: 'guid-0001' }, status: 400, code: 'BAD_REQUEST', message: /missing refresh/ },
-    { name: 'refresh with a numeric token', path: '/refresh', body: { refresh: 123456789012345678901234, guid: 'guid-0001' }, status: 400, code: 'BAD_REQUEST', message: /body\.refresh/ },
+    { name: 'refresh with a numeric token', path: '/refresh', body: { refresh: 1234567890, guid: 'guid-0001' }, status: 400, code: 'BAD_REQUEST', message: /body\.refresh/ },
     { name: 'refresh with a short guid', path: '/refresh', body: { refresh: id43, guid: 'g' }, status: 400, code: 'BAD_REQUEST', message: /body\.guid/ },
     { name: 'sites with a numeric name', path: '/sites', body: { name: 5 }, auth: true, status: 400, code: 'BAD_REQUEST', message: /body\.name/ },
     { name: 'sites without a token', path: '/sites', body: { name: 5 }, status: 401, code: 'UNAUTHORIZED' },

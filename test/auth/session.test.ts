@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Value } from '@sinclair/typebox/value';
 import { MeReply, RefreshReply, SessionReply } from '../../src/protocol/auth-schemas.js';
@@ -9,7 +11,7 @@ import { startServer } from '../helpers/server.js';
 type ErrorBody = { error: { code: string; message: string } };
 
 describe('auth sessions', async () => {
-  const { url, server } = await startServer();
+  const { url, server, dataDir } = await startServer();
   const ring = server.secrets.ring;
 
   it('signs up a device: 201 with a valid access token naming user, device and family', async () => {
@@ -113,6 +115,18 @@ describe('auth sessions', async () => {
     const again = await loginDevice(url, d);
     assert.equal(again.status, 200);
     assert.equal((await get(url, '/me', again.body.access)).status, 200);
+  });
+
+  it('never stores a refresh token in the clear', async () => {
+    const d = await signupDevice(url);
+    const r = await post<RefreshReply>(url, '/refresh', { refresh: d.refresh, guid: 'guid-0001' });
+    assert.equal(r.status, 200);
+    const files = readdirSync(dataDir).filter((f) => f.startsWith('auth.db'));
+    assert.ok(files.length > 0);
+    for (const f of files) {
+      const bytes = readFileSync(join(dataDir, f));
+      for (const token of [d.refresh, r.body.refresh]) assert.equal(bytes.indexOf(token), -1, `${f} holds a raw refresh token`);
+    }
   });
 
   it('gives one rotation to concurrent refreshes with one guid (same answer to all)', async () => {

@@ -1,0 +1,45 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import BetterSqlite3 from 'better-sqlite3';
+import { SqliteAuthStore } from '../../src/auth/sqlite/store.js';
+import { MIGRATIONS } from '../../src/auth/sqlite/migrations.js';
+import { runAuthStoreConformance } from '../conformance/auth-store.js';
+import { tempDir } from '../helpers/server.js';
+
+runAuthStoreConformance('sqlite', async () => new SqliteAuthStore(join(tempDir(), 'auth.db')));
+
+describe('sqlite auth store', () => {
+  it('uses WAL with synchronous=FULL and records its schema version', async () => {
+    const path = join(tempDir(), 'auth.db');
+    const s = new SqliteAuthStore(path);
+    await s.close();
+    const db = new BetterSqlite3(path, { readonly: true });
+    try {
+      assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
+      assert.equal(db.pragma('user_version', { simple: true }), MIGRATIONS.length);
+    } finally {
+      db.close();
+    }
+  });
+
+  it('keeps what it stored across a reopen', async () => {
+    const path = join(tempDir(), 'auth.db');
+    const a = new SqliteAuthStore(path);
+    await a.createUser({ id: 'u1', createdAt: 1 }, { id: 'D'.repeat(43), boxKey: 'B'.repeat(43), name: 'n', createdAt: 1 });
+    await a.createFamily({ id: 'f1', user: 'u1', device: 'D'.repeat(43), createdAt: 1 }, { hash: 'H'.repeat(43), expiresAt: Date.now() + 1000 });
+    await a.close();
+    const b = new SqliteAuthStore(path);
+    assert.equal((await b.getDevice('D'.repeat(43)))?.user, 'u1');
+    assert.equal((await b.getRefresh('H'.repeat(43)))?.family, 'f1');
+    await b.close();
+  });
+
+  it('refuses a file written by a newer schema', async () => {
+    const path = join(tempDir(), 'auth.db');
+    const db = new BetterSqlite3(path);
+    db.pragma(`user_version = ${MIGRATIONS.length + 1}`);
+    db.close();
+    assert.throws(() => new SqliteAuthStore(path), /newer than this server/);
+  });
+});

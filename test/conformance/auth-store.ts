@@ -1,0 +1,196 @@
+/**
+ * The auth store conformance suite: every AuthStore implementation runs it (see
+ * src/auth/store.ts for the guarantees it checks). `open` gives a fresh, empty store.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import type { AccessRecord, AuthStore, GrantRecord } from '../../src/auth/store.js';
+
+const id = (n = 16) => randomBytes(n).toString('base64url');
+const dev = () => id(32);
+
+export function runAuthStoreConformance(name: string, open: () => Promise<AuthStore>, opts: { skip?: string | false } = {}): void {
+  describe(`auth store conformance: ${name}`, { skip: opts.skip ?? false }, () => {
+    let s: AuthStore;
+    before(async () => {
+      s = await open();
+    });
+    after(async () => {
+      await s.close();
+    });
+
+    async function newUser(now = 1000): Promise<{ user: string; device: string }> {
+      const user = id();
+      const device = dev();
+      assert.equal(await s.createUser({ id: user, createdAt: now }, { id: device, boxKey: dev(), name: 'd', createdAt: now }), true);
+      return { user, device };
+    }
+
+    function grant(over: Partial<GrantRecord> & { site: string; issuer: string }): Omit<GrantRecord, 'revokedAt'> {
+      return { hash: id(32), jws: 'h.p.s', subject: 'user:x', logs: ['*'], rights: ['read'], iat: 1, exp: null, prf: null, declaredAt: 1, ...over };
+    }
+
+    function access(user: string, site: string, g: string, over: Partial<AccessRecord> = {}): AccessRecord {
+      return { user, site, grant: g, logs: ['*'], rights: ['read'], expiresAt: null, createdAt: 1, ...over };
+    }
+
+    it('is healthy while open', async () => {
+      assert.equal(await s.healthy(), true);
+    });
+
+    it('creates a user with its first device, and refuses an existing device id without writing', async () => {
+      const { user, device } = await newUser();
+      const d = await s.getDevice(device);
+      assert.deepEqual(d && { ...d }, { id: device, user, boxKey: d?.boxKey, name: 'd', createdAt: 1000, revokedAt: null });
+      const other = id();
+      assert.equal(await s.createUser({ id: other, createdAt: 2 }, { id: device, boxKey: dev(), name: 'x', createdAt: 2 }), false);
+      assert.equal((await s.getDevice(device))?.user, user);
+      assert.deepEqual(await s.listDevices(other), []);
+      assert.equal(await s.getDevice(dev()), null);
+    });
+
+    it('consumes a nonce once, only for its device and before it expires', async () => {
+      const [n1, n2, n3, d] = [id(32), id(32), id(32), dev()];
+      await s.putNonce(n1, d, 5000);
+      await s.putNonce(n2, d, 5000);
+      await s.putNonce(n3, d, 5000);
+      assert.equal(await s.takeNonce(n1, dev(), 1000), false, 'another device');
+      const both = await Promise.all([s.takeNonce(n1, d, 1000), s.takeNonce(n1, d, 1000)]);
+      assert.deepEqual(both.sort(), [false, true], 'exactly one concurrent take succeeds');
+      assert.equal(await s.takeNonce(n2, d, 5000), false, 'expired at its expiry time');
+      await s.prune(6000);
+      assert.equal(await s.takeNonce(n3, d, 1000), false, 'pruned');
+    });
+
+    it('rotates a refresh token exactly once and records the guid and answer', async () => {
+      const { user, device } = await newUser();
+      const fam = id();
+      const t0 = id(32);
+      await s.createFamily({ id: fam, user, device, createdAt: 1 }, { hash: t0, expiresAt: 10_000 });
+      const r0 = await s.getRefresh(t0);
+      assert.deepEqual(r0, { hash: t0, family: fam, user, device, state: 'live', expiresAt: 10_000, rotatedAt: null, guid: null, answer: null, familyRevoked: false, deviceRevoked: false });
+      const [t1, t2] = [id(32), id(32)];
+      const wins = await Promise.all([
+        s.rotateRefresh(t0, { guid: 'g1', answer: 'a1', now: 100, next: { hash: t1, expiresAt: 20_000 } }),
+        s.rotateRefresh(t0, { guid: 'g2', answer: 'a2', now: 100, next: { hash: t2, expiresAt: 20_000 } }),
+      ]);
+      assert.deepEqual([...wins].sort(), [false, true], 'exactly one concurrent rotation wins');
+      const [won, lost, n] = wins[0] === true ? [t1, t2, '1'] : [t2, t1, '2'];
+      const r0b = await s.getRefresh(t0);
+      assert.deepEqual([r0b?.state, r0b?.guid, r0b?.answer, r0b?.rotatedAt], ['rotated', `g${n}`, `a${n}`, 100]);
+      assert.equal((await s.getRefresh(won))?.state, 'live');
+      assert.equal((await s.getRefresh(won))?.family, fam);
+      assert.equal(await s.getRefresh(lost), null, 'the loser wrote nothing');
+      assert.equal(await s.rotateRefresh(won, { guid: 'g', answer: 'a', now: 20_000, next: { hash: id(32), expiresAt: 1 } }), false, 'expired');
+    });
+
+    it('refuses to rotate in a revoked family or for a revoked device', async () => {
+      const { user, device } = await newUser();
+      const [fam, t] = [id(), id(32)];
+      await s.createFamily({ id: fam, user, device, createdAt: 1 }, { hash: t, expiresAt: 10_000 });
+      assert.equal(await s.revokeFamily(fam, 50), true);
+      assert.equal(await s.revokeFamily(fam, 60), false, 'already revoked');
+      assert.equal((await s.getRefresh(t))?.familyRevoked, true);
+      assert.equal(await s.rotateRefresh(t, { guid: 'g', answer: 'a', now: 100, next: { hash: id(32), expiresAt: 10_000 } }), false);
+
+      const u2 = await newUser();
+      const [fam2, t2] = [id(), id(32)];
+      await s.createFamily({ id: fam2, user: u2.user, device: u2.device, createdAt: 1 }, { hash: t2, expiresAt: 10_000 });
+      const rev = await s.revokeDevice(u2.device, 70);
+      assert.deepEqual(rev, { revoked: true, families: [fam2] });
+      assert.deepEqual(await s.revokeDevice(u2.device, 80), { revoked: false, families: [] });
+      const r = await s.getRefresh(t2);
+      assert.deepEqual([r?.deviceRevoked, r?.familyRevoked], [true, true]);
+      assert.equal(await s.rotateRefresh(t2, { guid: 'g', answer: 'a', now: 100, next: { hash: id(32), expiresAt: 10_000 } }), false);
+      assert.equal((await s.getDevice(u2.device))?.revokedAt, 70);
+
+      const since = await s.revokedSince(50);
+      assert.ok(since.devices.some((d) => d.id === u2.device && d.at === 70));
+      assert.ok(since.families.some((f) => f.id === fam && f.at === 50));
+      assert.ok(!(await s.revokedSince(71)).devices.some((d) => d.id === u2.device));
+    });
+
+    it('creates sites at key epoch 1 and advances the epoch only to current + 1', async () => {
+      const { user } = await newUser();
+      const [a, b] = [id(), id()];
+      await s.createSite({ id: a, owner: user, name: 'A', createdAt: 1 });
+      await s.createSite({ id: b, owner: user, name: 'B', createdAt: 2 });
+      assert.deepEqual(await s.getSite(a), { id: a, owner: user, name: 'A', keyEpoch: 1, rotationRequired: false, createdAt: 1 });
+      assert.deepEqual(await s.sitesOwnedBy(user), [a, b]);
+      await s.markRotationRequired([a]);
+      assert.equal((await s.getSite(a))?.rotationRequired, true);
+      assert.equal((await s.getSite(b))?.rotationRequired, false);
+      assert.equal(await s.advanceKeyEpoch(a, 3), false);
+      const both = await Promise.all([s.advanceKeyEpoch(a, 2), s.advanceKeyEpoch(a, 2)]);
+      assert.deepEqual(both.sort(), [false, true]);
+      assert.deepEqual([(await s.getSite(a))?.keyEpoch, (await s.getSite(a))?.rotationRequired], [2, false]);
+      assert.equal(await s.getSite(id()), null);
+    });
+
+    it('stores grants once by hash and finds them by issuer or subject', async () => {
+      const site = id();
+      const issuer = dev();
+      const g = grant({ site, issuer, subject: 'device:abc', logs: ['a', 'b'], rights: ['read', 'admin'], exp: 99 });
+      await s.putGrant(g);
+      await s.putGrant({ ...g, jws: 'other' });
+      assert.deepEqual(await s.getGrant(g.hash), { ...g, revokedAt: null });
+      assert.deepEqual((await s.findGrants({ issuers: [issuer], subjects: [] })).map((x) => x.hash), [g.hash]);
+      assert.deepEqual((await s.findGrants({ issuers: [], subjects: ['device:abc'] })).map((x) => x.hash), [g.hash]);
+      assert.deepEqual(await s.findGrants({ issuers: [], subjects: [] }), []);
+      assert.equal(await s.getGrant(id(32)), null);
+    });
+
+    it('revokes a grant and, atomically, every access row through it or its descendants', async () => {
+      const site = id();
+      const issuer = dev();
+      const root = grant({ site, issuer });
+      const mid = grant({ site, issuer, prf: root.hash });
+      const leaf = grant({ site, issuer, prf: mid.hash });
+      const aside = grant({ site, issuer });
+      for (const g of [root, mid, leaf, aside]) await s.putGrant(g);
+      const [u1, u2, u3] = [id(), id(), id()];
+      for (const [u, g] of [[u1, mid.hash], [u2, leaf.hash], [u3, aside.hash]] as const) {
+        assert.equal(await s.putAccess(access(u, site, g), { grants: [g], devices: [issuer] }), true);
+      }
+      assert.deepEqual((await s.accessThroughGrants([root.hash])).map((r) => r.user).sort(), [u1, u2].sort());
+      const r = await s.revokeGrant(mid.hash, 500);
+      assert.equal(r.revoked, true);
+      assert.deepEqual(r.dropped.map((x) => x.user).sort(), [u1, u2].sort());
+      assert.equal((await s.getGrant(mid.hash))?.revokedAt, 500);
+      assert.deepEqual(await s.accessFor(u1, site), []);
+      assert.deepEqual(await s.accessFor(u2, site), []);
+      assert.equal((await s.accessFor(u3, site)).length, 1);
+      assert.equal((await s.revokeGrant(mid.hash, 600)).revoked, false);
+      // The guard refuses a new row through the revoked grant or a revoked device.
+      assert.equal(await s.putAccess(access(u2, site, leaf.hash), { grants: [leaf.hash, mid.hash, root.hash], devices: [issuer] }), false);
+      assert.deepEqual(await s.accessFor(u2, site), []);
+    });
+
+    it('keeps access rows: upsert per (user, site, grant), lists, deletes, prunes the expired', async () => {
+      const { user, device } = await newUser();
+      const site = id();
+      const [g1, g2] = [id(32), id(32)];
+      assert.equal(await s.putAccess(access(user, site, g1, { rights: ['read'], createdAt: 1 }), { grants: [g1], devices: [device] }), true);
+      assert.equal(await s.putAccess(access(user, site, g1, { rights: ['read', 'write'], createdAt: 2 }), { grants: [g1], devices: [device] }), true);
+      assert.equal(await s.putAccess(access(user, site, g2, { logs: ['x'], expiresAt: 5000, createdAt: 3 }), { grants: [g2], devices: [device] }), true);
+      const rows = await s.accessFor(user, site);
+      assert.deepEqual(rows.map((r) => [r.grant, r.rights, r.logs, r.expiresAt]), [[g1, ['read', 'write'], ['*'], null], [g2, ['read'], ['x'], 5000]]);
+      assert.equal((await s.accessOfUser(user)).length, 2);
+      await s.prune(5000);
+      assert.deepEqual((await s.accessFor(user, site)).map((r) => r.grant), [g1]);
+      assert.equal(await s.deleteAccess([{ user, site, grant: g1 }, { user, site, grant: g2 }]), 1);
+      assert.deepEqual(await s.accessOfUser(user), []);
+      await s.revokeDevice(device, 10);
+      assert.equal(await s.putAccess(access(user, site, g1), { grants: [g1], devices: [device] }), false, 'revoked device in the guard');
+    });
+
+    it('records identities per device, emails lower-cased', async () => {
+      const { user, device } = await newUser();
+      await s.addIdentity({ email: 'Ann@Example.com', provider: 'google', device, user, attestedAt: 5 });
+      await s.addIdentity({ email: 'ann@example.com', provider: 'google', device, user, attestedAt: 6 });
+      assert.deepEqual(await s.identitiesOf(user), [{ email: 'ann@example.com', provider: 'google', device, user, attestedAt: 6 }]);
+      assert.deepEqual(await s.identitiesOf(id()), []);
+    });
+  });
+}
