@@ -1,0 +1,41 @@
+/**
+ * `connect`: the access token, verified locally (HMAC, key ring, expiry) and against the
+ * revocation set. The first one opens the session; a later one with a fresh token of the
+ * same device extends it.
+ */
+import { DEVICE_ID_RE } from '../protocol/ids.js';
+import { TAIL_CLOSE, type ConnectArgs, type ConnectReply } from '../protocol/tail-schemas.js';
+import { verifyToken, type AccessClaims } from '../protocol/token.js';
+import type { TailContext } from './context.js';
+import type { Session } from './session.js';
+
+export function handleConnect(ctx: TailContext, session: Session, id: number, args: ConnectArgs): void {
+  const v = verifyToken<AccessClaims>(ctx.deps.ring, args.token, 'access');
+  const claims = v.ok ? v.claims : null;
+  if (
+    claims === null ||
+    typeof claims.dev !== 'string' ||
+    !DEVICE_ID_RE.test(claims.dev) ||
+    typeof claims.fam !== 'string' ||
+    ctx.revoked.isRevoked(claims.dev, claims.fam)
+  ) {
+    session.replyError(id, 'UNAUTHORIZED', v.ok ? 'token revoked' : `token ${v.reason}`);
+    session.close(TAIL_CLOSE.unauthorized, 'unauthorized');
+    return;
+  }
+  const current = session.auth;
+  if (current !== null) {
+    if (current.device !== claims.dev || current.user !== claims.sub) {
+      session.replyError(id, 'UNAUTHORIZED', 'a session belongs to one device');
+      return;
+    }
+    current.exp = Math.max(current.exp, claims.exp);
+    current.family = claims.fam;
+  } else {
+    session.auth = { user: claims.sub, device: claims.dev, family: claims.fam, exp: claims.exp };
+    ctx.sessions.connected(session);
+  }
+  const { maxFrame, maxEntries, maxEntryBytes, maxHandles } = ctx.limits;
+  const reply: ConnectReply = { session: session.id, user: claims.sub, device: claims.dev, limits: { maxFrame, maxEntries, maxEntryBytes, maxHandles } };
+  session.reply(id, reply);
+}

@@ -1,0 +1,26 @@
+/** The parts of the tail service, shared by the op handlers (built once in service.ts). */
+import type { FastifyBaseLogger } from 'fastify';
+import type { AccessControl } from './access.js';
+import type { TailDeps } from './deps.js';
+import type { Fanout } from './fanout.js';
+import type { GroupCommitter } from './group-commit.js';
+import type { LogRegistry } from './leaders.js';
+import type { TailLimits } from './limits.js';
+import type { TailMetrics } from './metrics.js';
+import type { NotifyPublisher } from './notify-publish.js';
+import type { RevokedSet } from './revocation.js';
+import type { SessionRegistry } from './sessions.js';
+
+export interface TailContext {
+  deps: TailDeps;
+  limits: TailLimits;
+  metrics: TailMetrics;
+  log: FastifyBaseLogger;
+  committer: GroupCommitter;
+  logs: LogRegistry;
+  access: AccessControl;
+  fanout: Fanout;
+  notify: NotifyPublisher;
+  sessions: SessionRegistry;
+  revoked: RevokedSet;
+}

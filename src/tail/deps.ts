@@ -1,0 +1,22 @@
+/** What the tail service needs from its host (the composition root wires it). */
+import type { FastifyBaseLogger } from 'fastify';
+import type { Registry } from 'prom-client';
+import type { Bus } from '../bus/bus.js';
+import type { KeyRing } from '../protocol/token.js';
+import type { TailLimits } from './limits.js';
+import type { LogStore } from './log-store.js';
+
+export interface TailDeps {
+  store: LogStore;
+  bus: Bus;
+  ring: KeyRing;
+  nodeId: string;
+  publicUrl: string;
+  leaseGraceMs: number;
+  /** The tail URL of the node that serves `site`, or null when this node does. */
+  redirectFor: (site: string) => string | null;
+  log: FastifyBaseLogger;
+  registry: Registry;
+  /** Overrides of DEFAULT_TAIL_LIMITS (tests shrink the time-based ones). */
+  limits?: Partial<TailLimits>;
+}

@@ -1,0 +1,51 @@
+/**
+ * One incoming frame: parse and validate, rate-limit, check the session is connected,
+ * run the op. Nothing a client sends can throw out of here: errors become replies
+ * (DgError keeps its code; anything else is INTERNAL, logged, without details).
+ */
+import { DgError, toWireError } from '../protocol/errors.js';
+import type { TailOp, TailOpArgs } from '../protocol/tail-schemas.js';
+import { handleConnect } from './connect.js';
+import type { TailContext } from './context.js';
+import { parseFrame } from './frames.js';
+import { handleAttest, handleLease, handleRelease } from './lease.js';
+import { handleRead } from './read.js';
+import type { Session } from './session.js';
+import { handleSignal } from './signaling.js';
+import { handleWrite } from './writes.js';
+
+type OpHandler<K extends TailOp> = (ctx: TailContext, session: Session, id: number, args: TailOpArgs[K]) => void | Promise<void>;
+
+const HANDLERS: { [K in TailOp]: OpHandler<K> } = {
+  connect: handleConnect,
+  lease: handleLease,
+  release: handleRelease,
+  read: handleRead,
+  write: handleWrite,
+  signal: handleSignal,
+  attest: handleAttest,
+  ping: (_ctx, session, id) => session.reply(id, {}),
+};
+
+function failed(ctx: TailContext, session: Session, id: number, err: unknown): void {
+  const wire = toWireError(err);
+  if (!(err instanceof DgError) || wire.code === 'INTERNAL') ctx.log.error({ err }, 'tail op failed');
+  else if (err.cause !== undefined) ctx.log.warn({ err: err.cause, code: wire.code }, 'tail op failed');
+  session.replyError(id, wire.code, wire.message);
+}
+
+export function onFrame(ctx: TailContext, session: Session, data: Buffer, isBinary: boolean): void {
+  if (session.closing) return;
+  const frame = parseFrame(data, isBinary, ctx.limits.maxFrame);
+  if (!frame.ok) return session.replyError(frame.id, frame.code, frame.message);
+  const { id } = frame;
+  if (!session.ops.take()) return session.replyError(id, 'RATE_LIMITED', 'too many requests');
+  if (session.auth === null && frame.op !== 'connect') return session.replyError(id, 'UNAUTHORIZED', 'connect first');
+  try {
+    const run = HANDLERS[frame.op] as OpHandler<TailOp>;
+    const r = run(ctx, session, id, frame.args);
+    if (r instanceof Promise) r.catch((err: unknown) => failed(ctx, session, id, err));
+  } catch (err) {
+    failed(ctx, session, id, err);
+  }
+}

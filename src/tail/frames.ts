@@ -1,0 +1,57 @@
+/**
+ * Frames on the wire: parsing and validating what clients send, and building replies.
+ * Parsing never throws: every malformed frame becomes a typed problem the session answers.
+ */
+import type { ErrorCode } from '../protocol/errors.js';
+import { isTailOp, tailArgsProblem, type TailOp, type TailOpArgs } from '../protocol/tail-schemas.js';
+
+export type Parsed =
+  | { [K in TailOp]: { ok: true; id: number; op: K; args: TailOpArgs[K] } }[TailOp]
+  | { ok: false; id: number | null; code: ErrorCode; message: string };
+
+/** Reads a leading `"id": <int>` cheaply, for frames too large to parse. */
+const LEADING_ID = /^\s*\{\s*"id"\s*:\s*(-?\d{1,16})\s*[,}]/;
+
+function bad(id: number | null, code: ErrorCode, message: string): Parsed {
+  return { ok: false, id, code, message };
+}
+
+export function parseFrame(data: Buffer, isBinary: boolean, maxFrame: number): Parsed {
+  if (data.length > maxFrame) {
+    const m = LEADING_ID.exec(data.subarray(0, 64).toString('latin1'));
+    const id = m?.[1] === undefined ? null : Number(m[1]);
+    return bad(id !== null && Number.isSafeInteger(id) ? id : null, 'TOO_LARGE', `frame over ${maxFrame} bytes`);
+  }
+  if (isBinary) return bad(null, 'BAD_REQUEST', 'frames are JSON text messages');
+  let value: unknown;
+  try {
+    value = JSON.parse(data.toString('utf8'));
+  } catch {
+    return bad(null, 'BAD_REQUEST', 'frame is not JSON');
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return bad(null, 'BAD_REQUEST', 'frame must be a JSON object');
+  const frame = value as Record<string, unknown>;
+  const id = frame.id;
+  if (typeof id !== 'number' || !Number.isSafeInteger(id)) return bad(null, 'BAD_REQUEST', 'id: must be an integer');
+  const op = frame.op;
+  if (typeof op !== 'string') return bad(id, 'BAD_REQUEST', 'op: must be a string');
+  if (!isTailOp(op)) return bad(id, 'UNKNOWN_OP', `unknown op '${op.slice(0, 32)}'`);
+  const problem = tailArgsProblem(op, frame);
+  if (problem !== null) return bad(id, 'BAD_REQUEST', problem);
+  return { ok: true, id, op, args: frame } as Parsed;
+}
+
+/** `{"re":id, ...result}` built without copying the result object. */
+export function replyFrame(id: number, result: object): string {
+  const body = JSON.stringify(result);
+  return body === '{}' ? `{"re":${id}}` : `{"re":${id},${body.slice(1)}`;
+}
+
+export function errorFrame(id: number | null, code: ErrorCode, message: string): string {
+  return JSON.stringify({ re: id, error: { code, message } });
+}
+
+/** A JSON array of strings that are known to need no escaping (validated base64url). */
+export function b64Array(entries: readonly string[]): string {
+  return entries.length === 0 ? '[]' : `["${entries.join('","')}"]`;
+}

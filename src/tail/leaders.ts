@@ -1,0 +1,240 @@
+/**
+ * The logs this node serves, their handles and their leaders.
+ *
+ * Guarantees:
+ * - At most one leader per (site, log) on this node; taking leadership bumps the epoch in
+ *   the store first (persisted, never going back), so a leader elsewhere is fenced by the
+ *   store even if this node's view is stale.
+ * - Lease changes on one log are serialized (`log.lock`); writes never wait for them.
+ * - When a leader's session ends, its leadership lapses after `leaseGraceMs`; within the
+ *   grace only the same device can retake it (with a new epoch). `release`, a step-down
+ *   and a revocation end leadership at once.
+ * - A new leader reports the committed length after every write of the previous leader
+ *   settled, so it appends exactly at the end.
+ */
+import { DgError } from '../protocol/errors.js';
+import type { LeaseReply } from '../protocol/tail-schemas.js';
+import type { TailContext } from './context.js';
+import { canWrite, Handle, LiveLog, type AccessGrant } from './live-log.js';
+import type { Session } from './session.js';
+
+function logKey(site: string, name: string): string {
+  return `${site}\u0000${name}`;
+}
+
+export class LogRegistry {
+  readonly #logs = new Map<string, LiveLog>();
+  readonly #loading = new Map<string, Promise<LiveLog>>();
+  #seq = 0;
+
+  constructor(private readonly ctx: TailContext) {}
+
+  get size(): number {
+    return this.#logs.size;
+  }
+
+  /** The live log if this node has it in memory. */
+  get(site: string, name: string): LiveLog | undefined {
+    return this.#logs.get(logKey(site, name));
+  }
+
+  /** The live log, loading its state from the store on first use. */
+  async open(site: string, name: string): Promise<LiveLog> {
+    const key = logKey(site, name);
+    const live = this.#logs.get(key);
+    if (live !== undefined) return live;
+    let loading = this.#loading.get(key);
+    if (loading === undefined) {
+      loading = (async () => {
+        try {
+          const st = await this.ctx.deps.store.state(site, name);
+          const log = new LiveLog(key, site, name, `h${(++this.#seq).toString(36)}`);
+          log.epoch = st.epoch;
+          log.committed = st.length;
+          log.decided = st.length;
+          this.#logs.set(key, log);
+          return log;
+        } catch (err) {
+          throw new DgError('UNAVAILABLE', 'log store unavailable', { cause: err });
+        } finally {
+          this.#loading.delete(key);
+        }
+      })();
+      this.#loading.set(key, loading);
+    }
+    return loading;
+  }
+
+  /** Takes or refreshes the session's handle on (site, log). */
+  async acquire(session: Session, site: string, name: string, access: AccessGrant, lead: boolean): Promise<LeaseReply> {
+    let log = await this.open(site, name);
+    // Another lease may have evicted it between the load and now: only the mapped one counts.
+    while (this.#logs.get(log.key) !== log) log = await this.open(site, name);
+    return this.#exclusive(log, async () => {
+      let h = session.handles.get(log.hid);
+      const isNew = h === undefined;
+      if (session.closing) throw new DgError('UNAVAILABLE', 'session closing');
+      if (h === undefined) {
+        if (session.handles.size >= this.ctx.limits.maxHandles) {
+          this.maybeEvict(log);
+          throw new DgError('TOO_LARGE', `at most ${this.ctx.limits.maxHandles} handles per session`);
+        }
+        h = new Handle(session, log, access);
+        log.handles.add(h);
+        session.handles.set(log.hid, h);
+        this.ctx.metrics.handles.inc({ role: 'follower' });
+      } else {
+        h.access = access;
+      }
+      const device = session.auth?.device ?? '';
+      const wantLead = lead && canWrite(access.rights);
+      try {
+        if (log.leader === h) {
+          if (!wantLead) this.#endLeadership(log, h);
+        } else if (wantLead && log.leader === null && (log.lapse === null || log.lapse.device === device)) {
+          await this.#takeLeadership(log, h);
+        }
+      } catch (err) {
+        if (isNew) this.#remove(h, 'release');
+        throw err;
+      }
+      if (h.dead) throw new DgError('UNAVAILABLE', 'session closing');
+      if (isNew) this.#broadcast(log, peerEvent(log, device, 'join'), h);
+      return { handle: log.hid, role: h.role, epoch: log.epoch, length: log.committed, leader: log.leaderDevice(), peers: log.peers(h) };
+    });
+  }
+
+  release(h: Handle): void {
+    this.#remove(h, 'release');
+  }
+
+  /** The handle lost its access: it dies now, and so does its leadership. */
+  revoke(h: Handle, reason: string): void {
+    if (h.dead) return;
+    h.session.send(JSON.stringify({ ev: 'revoke', handle: h.id, reason }));
+    this.#remove(h, 'release');
+  }
+
+  /** Every handle of a session that is closing; `grace` keeps leadership for the same device a while. */
+  sessionEnded(session: Session, grace: boolean): void {
+    for (const h of [...session.handles.values()]) this.#remove(h, grace ? 'close' : 'release');
+  }
+
+  /** The store reported the log fenced by a newer epoch (another node took it). */
+  fenced(log: LiveLog, epoch: number): void {
+    if (epoch > log.epoch) log.epoch = epoch;
+    const old = log.leader;
+    if (old === null || old.epoch >= log.epoch) return;
+    log.leader = null;
+    this.#broadcast(log, leaderEvent(log), null);
+  }
+
+  #remove(h: Handle, mode: 'release' | 'close'): void {
+    if (h.dead) return;
+    h.dead = true;
+    const log = h.log;
+    log.handles.delete(h);
+    h.session.handles.delete(log.hid);
+    this.ctx.metrics.handles.dec({ role: h.role });
+    if (log.leader === h) {
+      log.leader = null;
+      const device = h.session.auth?.device;
+      const graceMs = this.ctx.deps.leaseGraceMs;
+      if (mode === 'close' && graceMs > 0 && device !== undefined) {
+        const timer = setTimeout(() => this.#lapsed(log), graceMs);
+        timer.unref();
+        log.lapse = { device, timer };
+      } else {
+        this.#broadcast(log, leaderEvent(log), null);
+      }
+    }
+    const device = h.session.auth?.device;
+    if (device !== undefined) this.#broadcast(log, peerEvent(log, device, 'leave'), null);
+    this.maybeEvict(log);
+  }
+
+  #endLeadership(log: LiveLog, h: Handle): void {
+    log.leader = null;
+    this.ctx.metrics.handles.dec({ role: 'leader' });
+    this.ctx.metrics.handles.inc({ role: 'follower' });
+    h.role = 'follower';
+    this.#broadcast(log, leaderEvent(log), h);
+  }
+
+  async #takeLeadership(log: LiveLog, h: Handle): Promise<void> {
+    if (log.lapse !== null) {
+      clearTimeout(log.lapse.timer);
+      log.lapse = null;
+    }
+    const { store } = this.ctx.deps;
+    let epoch: number;
+    try {
+      epoch = await store.bumpEpoch(log.site, log.name);
+      // Writes of the previous leader commit before the bump or are fenced by it; wait for them.
+      await log.idle();
+      const st = await store.state(log.site, log.name);
+      log.committed = st.length;
+      log.decided = st.length;
+      log.gen++;
+      log.epoch = Math.max(log.epoch, st.epoch);
+    } catch (err) {
+      throw new DgError('UNAVAILABLE', 'log store unavailable', { cause: err });
+    }
+    if (h.dead || log.epoch !== epoch || log.leader !== null) {
+      // Lost the session meanwhile, or another node took it: no leader here for this epoch.
+      this.#broadcast(log, leaderEvent(log), h);
+      return;
+    }
+    log.leader = h;
+    h.role = 'leader';
+    h.epoch = epoch;
+    this.ctx.metrics.handles.dec({ role: 'follower' });
+    this.ctx.metrics.handles.inc({ role: 'leader' });
+    this.#broadcast(log, leaderEvent(log), h);
+  }
+
+  #lapsed(log: LiveLog): void {
+    log.lapse = null;
+    this.#broadcast(log, leaderEvent(log), null);
+    this.maybeEvict(log);
+  }
+
+  /** Forgets the log when nothing keeps it (no handles, lease change, lapse, write or event pending). */
+  maybeEvict(log: LiveLog): void {
+    if (log.unused() && this.#logs.get(log.key) === log) this.#logs.delete(log.key);
+  }
+
+  /**
+   * Runs `fn` after the log's earlier lease changes. Called synchronously after the map
+   * check, so the pin keeps the log in memory (and in the map) until `fn` is done.
+   */
+  async #exclusive<T>(log: LiveLog, fn: () => Promise<T>): Promise<T> {
+    log.pins++;
+    const prev = log.lock;
+    let done!: () => void;
+    log.lock = new Promise<void>((r) => (done = r));
+    try {
+      await prev;
+      return await fn();
+    } finally {
+      done();
+      log.pins--;
+      this.maybeEvict(log);
+    }
+  }
+
+  /** Sends one frame, built once, to every handle of the log but `except`. */
+  #broadcast(log: LiveLog, frame: string, except: Handle | null): void {
+    if (log.handles.size === 0 || (log.handles.size === 1 && except !== null && log.handles.has(except))) return;
+    const buf = Buffer.from(frame);
+    for (const h of log.handles) if (h !== except) h.session.send(buf);
+  }
+}
+
+function leaderEvent(log: LiveLog): string {
+  return JSON.stringify({ ev: 'leader', handle: log.hid, leader: log.leaderDevice(), epoch: log.epoch });
+}
+
+function peerEvent(log: LiveLog, device: string, state: 'join' | 'leave'): string {
+  return JSON.stringify({ ev: 'peer', handle: log.hid, device, state });
+}

@@ -1,0 +1,51 @@
+/**
+ * `lease`, `release` and `attest`: access first (a lease token, the cache, or auth), then
+ * the handle and leadership (leaders.ts).
+ */
+import { DgError } from '../protocol/errors.js';
+import type { AttestArgs, LeaseArgs, ReleaseArgs } from '../protocol/tail-schemas.js';
+import { verifyToken, type LeaseClaims } from '../protocol/token.js';
+import type { TailContext } from './context.js';
+import type { AccessGrant } from './live-log.js';
+import type { Session } from './session.js';
+
+/** The access a lease token proves, or a DgError UNAUTHORIZED. */
+function leaseTokenAccess(ctx: TailContext, session: Session, args: LeaseArgs, token: string): AccessGrant {
+  const v = verifyToken<LeaseClaims>(ctx.deps.ring, token, 'lease');
+  if (!v.ok) throw new DgError('UNAUTHORIZED', `lease token ${v.reason}`);
+  const c = v.claims;
+  const auth = session.auth;
+  if (auth === null || c.dev !== auth.device || c.sub !== auth.user || c.site !== args.site || c.log !== args.log || !Array.isArray(c.rights)) {
+    throw new DgError('UNAUTHORIZED', 'lease token is for another device or log');
+  }
+  return { rights: c.rights, expiresAt: c.exp * 1000 };
+}
+
+export async function handleLease(ctx: TailContext, session: Session, id: number, args: LeaseArgs): Promise<void> {
+  const auth = session.auth;
+  if (auth === null) return;
+  const redirect = ctx.deps.redirectFor(args.site);
+  if (redirect !== null) return session.reply(id, { redirect });
+  const access =
+    args.token !== undefined
+      ? leaseTokenAccess(ctx, session, args, args.token)
+      : await ctx.access.check(auth.user, auth.device, args.site, args.log);
+  if (session.closing) return;
+  if (access === null || access.rights.length === 0) return session.reply(id, { needproof: true });
+  const reply = await ctx.logs.acquire(session, args.site, args.log, access, args.lead ?? true);
+  session.reply(id, reply);
+}
+
+export function handleRelease(ctx: TailContext, session: Session, id: number, args: ReleaseArgs): void {
+  const h = session.handles.get(args.handle);
+  if (h === undefined) return session.replyError(id, 'NOT_FOUND', 'no such handle');
+  ctx.logs.release(h);
+  session.reply(id, {});
+}
+
+export async function handleAttest(ctx: TailContext, session: Session, id: number, args: AttestArgs): Promise<void> {
+  const auth = session.auth;
+  if (auth === null) return;
+  const result = await ctx.access.join(auth.user, auth.device, args.grant);
+  session.reply(id, result);
+}

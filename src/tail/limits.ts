@@ -1,0 +1,99 @@
+/**
+ * Every limit of the tail service in one place. The defaults are the production values;
+ * tests shrink the time-based ones (TailDeps.limits) to run in seconds.
+ */
+export interface TailLimits {
+  /** Largest frame a client may send (advertised in `connect`); larger frames get TOO_LARGE. */
+  maxFrame: number;
+  /** Frames over this are cut by the WebSocket layer itself (close 1009) without being read. */
+  maxPayload: number;
+  maxEntries: number;
+  maxEntryBytes: number;
+  maxHandles: number;
+  /** `read`: default and largest `limit`, and the byte budget of one reply. */
+  readLimit: number;
+  readMaxBytes: number;
+  /** A `tail` event carries its entries only when the committed batch is at most this many bytes. */
+  inlineBatchBytes: number;
+  maxSignalBytes: number;
+  /** `connect` must arrive within this time. */
+  connectTimeoutMs: number;
+  /** A session whose access token expired longer ago than this is closed 4401. */
+  expiredCloseMs: number;
+  /** Slow consumers: over `softBuffer` bytes queued, events lose entries and coalesce; over `hardBuffer`, or soft for longer than `lagCloseMs`, close 4408. */
+  softBuffer: number;
+  hardBuffer: number;
+  lagCloseMs: number;
+  /** Token bucket of ops per session. */
+  opsPerSec: number;
+  opsBurst: number;
+  /** Rate-limited ops within `windowMs` that close the session 4429. */
+  abuseRejects: number;
+  /** Bad frames within `windowMs` that close the session 4400. */
+  badFrames: number;
+  windowMs: number;
+  /** Signals per second (and burst) and signal bytes per second (and burst) per session. */
+  signalsPerSec: number;
+  signalsBurst: number;
+  signalBytesPerSec: number;
+  signalBytesBurst: number;
+  /** Cached access answers kept at most (oldest dropped first). */
+  accessCacheMax: number;
+  /** How long a revoked device or family is remembered: longer than any token lives (15 min). */
+  revokedKeepMs: number;
+  /** WebSocket ping to find dead peers; a peer that missed one pong is terminated. */
+  pingIntervalMs: number;
+  /** Presence TTL (full snapshots every third of it). */
+  presenceTtlMs: number;
+  /** At most one dg.notify.publish per log per this interval, carrying the latest length. */
+  notifyIntervalMs: number;
+  /** Group commit: requests and bytes per store transaction. */
+  commitMaxBatch: number;
+  commitMaxBatchBytes: number;
+  /** Timeout of requests to auth over the bus. */
+  authTimeoutMs: number;
+  /** On drain, sessions not closed by their clients within this time are cut. */
+  drainCloseMs: number;
+}
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+export const DEFAULT_TAIL_LIMITS: Readonly<TailLimits> = Object.freeze({
+  maxFrame: 1 * MiB,
+  maxPayload: 2 * MiB,
+  maxEntries: 1024,
+  maxEntryBytes: 256 * KiB,
+  maxHandles: 256,
+  readLimit: 1000,
+  readMaxBytes: 1 * MiB,
+  inlineBatchBytes: 64 * KiB,
+  maxSignalBytes: 64 * KiB,
+  connectTimeoutMs: 10_000,
+  expiredCloseMs: 60_000,
+  softBuffer: 1 * MiB,
+  hardBuffer: 8 * MiB,
+  lagCloseMs: 30_000,
+  opsPerSec: 2000,
+  opsBurst: 4000,
+  abuseRejects: 500,
+  badFrames: 20,
+  windowMs: 10_000,
+  signalsPerSec: 200,
+  signalsBurst: 400,
+  signalBytesPerSec: 1 * MiB,
+  signalBytesBurst: 4 * MiB,
+  accessCacheMax: 100_000,
+  revokedKeepMs: 16 * 60_000,
+  pingIntervalMs: 30_000,
+  presenceTtlMs: 30_000,
+  notifyIntervalMs: 250,
+  commitMaxBatch: 512,
+  commitMaxBatchBytes: 8 * MiB,
+  authTimeoutMs: 5000,
+  drainCloseMs: 1000,
+});
+
+export function resolveLimits(overrides: Partial<TailLimits> | undefined): TailLimits {
+  return { ...DEFAULT_TAIL_LIMITS, ...(overrides ?? {}) };
+}

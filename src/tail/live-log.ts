@@ -1,0 +1,150 @@
+/**
+ * The in-memory state of one (site, log) on this node, and the handles sessions hold on it.
+ * The store is the source of truth (and the fence); `epoch` and `committed` are caches of
+ * it, `decided` is the length after every accepted write, committed or not.
+ *
+ * Handle ids are per log: every session's handle on a log has the log's `hid`. A session
+ * holds at most one handle per log, so the id is unambiguous within the session, and an
+ * event for a log is the same bytes for every follower (built once, sent to all).
+ */
+import type { Right } from '../protocol/ids.js';
+import { ReplyQueue, type ReplySlot } from './reply-queue.js';
+import type { Session } from './session.js';
+
+export interface AccessGrant {
+  rights: readonly Right[];
+  /** ms since the epoch; null when it does not expire. */
+  expiresAt: number | null;
+}
+
+export function canRead(rights: readonly Right[]): boolean {
+  return rights.includes('read') || rights.includes('admin');
+}
+
+export function canWrite(rights: readonly Right[]): boolean {
+  return rights.includes('write') || rights.includes('admin');
+}
+
+export class Handle {
+  role: 'leader' | 'follower' = 'follower';
+  /** The epoch this handle leads in (meaningful while role is leader). */
+  epoch = 0;
+  access: AccessGrant;
+  /** Removed from its log and session. */
+  dead = false;
+  /** A re-check of access with auth is running. */
+  rechecking = false;
+  /** Coalesced length-only tail event owed to a lagging follower (`lagAt` -1: none). */
+  lagAt = -1;
+  lagLength = 0;
+
+  constructor(
+    readonly session: Session,
+    readonly log: LiveLog,
+    access: AccessGrant,
+  ) {
+    this.access = access;
+  }
+
+  get id(): string {
+    return this.log.hid;
+  }
+}
+
+/** A write submitted to the store and not yet settled. */
+export interface PendingWrite {
+  handle: Handle;
+  /** The request id, for the reply. */
+  id: number;
+  slot: ReplySlot;
+  at: number;
+  /** Counted in `decided` (false for a resend the store is expected to answer dup or nack). */
+  decided: boolean;
+  gen: number;
+  /** The entries as the client sent them (base64url), reused verbatim for fan-out. */
+  b64: string[];
+  bytes: number;
+  widKey: string | null;
+  /** Resends of the same wid that arrived while this one was in flight. */
+  waiters: { slot: ReplySlot; id: number }[];
+}
+
+/** A committed range waiting to be fanned out. */
+export interface Committed {
+  at: number;
+  length: number;
+  b64: string[];
+  bytes: number;
+}
+
+/** Leadership of a departed session, kept for the grace period. */
+export interface Lapse {
+  device: string;
+  timer: NodeJS.Timeout;
+}
+
+export class LiveLog {
+  epoch = 0;
+  committed = 0;
+  decided = 0;
+  /** Bumped when a write fails: writes decided before it that settle later fail too. */
+  gen = 0;
+  leader: Handle | null = null;
+  lapse: Lapse | null = null;
+  readonly handles = new Set<Handle>();
+  readonly replies = new ReplyQueue();
+  inflight = 0;
+  readonly inflightWids = new Map<string, PendingWrite>();
+  /** Recently committed write ids (device + wid) with their position; bounded. */
+  readonly recentWids = new Map<string, { at: number; length: number }>();
+  readonly fan: Committed[] = [];
+  fanScheduled = false;
+  /** Serializes lease changes (leader election) on this log. */
+  lock: Promise<unknown> = Promise.resolve();
+  idleWaiters: (() => void)[] = [];
+  /** Lease operations running on this log (they keep it in memory). */
+  pins = 0;
+
+  constructor(
+    readonly key: string,
+    readonly site: string,
+    readonly name: string,
+    readonly hid: string,
+  ) {}
+
+  leaderDevice(): string | null {
+    return this.leader?.session.auth?.device ?? this.lapse?.device ?? null;
+  }
+
+  /** Devices of the other handle holders. */
+  peers(except: Handle): string[] {
+    const out = new Set<string>();
+    for (const h of this.handles) {
+      const dev = h.session.auth?.device;
+      if (h !== except && dev !== undefined) out.add(dev);
+    }
+    return [...out];
+  }
+
+  /** Resolves when no write of this log is in flight. */
+  idle(): Promise<void> {
+    if (this.inflight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  settled(): void {
+    this.inflight--;
+    if (this.inflight === 0 && this.idleWaiters.length > 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  /** Nothing keeps this log in memory. */
+  unused(): boolean {
+    return this.handles.size === 0 && this.pins === 0 && this.lapse === null && this.inflight === 0 && this.replies.empty && !this.fanScheduled;
+  }
+}
+
+export const RECENT_WIDS = 256;

@@ -1,0 +1,29 @@
+/** `read`: committed entries from `from`, bounded by count and bytes. */
+import type { ReadArgs } from '../protocol/tail-schemas.js';
+import { DgError } from '../protocol/errors.js';
+import type { TailContext } from './context.js';
+import { canRead } from './live-log.js';
+import type { ReadResult } from './log-store.js';
+import type { Session } from './session.js';
+
+export async function handleRead(ctx: TailContext, session: Session, id: number, args: ReadArgs): Promise<void> {
+  const h = session.handles.get(args.handle);
+  if (h === undefined) return session.replyError(id, 'NOT_FOUND', 'no such handle');
+  if (!canRead(h.access.rights)) return session.replyError(id, 'FORBIDDEN', 'no read right on this log');
+  const { readLimit, readMaxBytes } = ctx.limits;
+  const limit = Math.min(args.limit ?? readLimit, readLimit);
+  let res: ReadResult;
+  try {
+    res = await ctx.deps.store.read(h.log.site, h.log.name, args.from, limit, readMaxBytes);
+  } catch (err) {
+    if (err instanceof DgError) throw err;
+    throw new DgError('UNAVAILABLE', 'log store unavailable', { cause: err });
+  }
+  if (args.from > res.length) return session.replyError(id, 'BAD_REQUEST', `from: beyond the log's length ${res.length}`);
+  let body = '';
+  for (let i = 0; i < res.entries.length; i++) {
+    const e = res.entries[i] as Buffer;
+    body += i === 0 ? `"${e.toString('base64url')}"` : `,"${e.toString('base64url')}"`;
+  }
+  session.send(`{"re":${id},"from":${args.from},"entries":[${body}],"length":${res.length}}`);
+}

@@ -1,0 +1,119 @@
+/**
+ * Revocation on the tail side: a set of revoked devices and refresh families (seeded from
+ * auth at start, kept current from dg.tail.revoke), and what a revocation does to live
+ * sessions and handles.
+ *
+ * Guarantees:
+ * - A token of a revoked device or family is refused by `connect` for as long as such a
+ *   token can live (`revokedKeepMs` is longer than the longest token lifetime).
+ * - `device`/`family`: every matching session gets `{ev:'revoke', reason}` and closes 4403.
+ * - `access`: cached access of each (user, site) is dropped; each live handle of that user
+ *   on that site is re-checked with auth, and dies (`{ev:'revoke', handle, reason}`) when
+ *   its access is gone, no longer covers its role, or auth cannot be asked (fail closed).
+ */
+import { SUBJECTS, type RevokeEvent, type RevokedList } from '../protocol/bus-messages.js';
+import { TAIL_CLOSE } from '../protocol/tail-schemas.js';
+import type { TailContext } from './context.js';
+import { canRead, canWrite, type Handle } from './live-log.js';
+import type { Session } from './session.js';
+
+export class RevokedSet {
+  readonly #devices = new Map<string, number>();
+  readonly #families = new Map<string, number>();
+
+  constructor(private readonly keepMs: number) {}
+
+  addDevice(device: string, now = Date.now()): void {
+    this.#devices.delete(device);
+    this.#devices.set(device, now);
+  }
+
+  addFamily(family: string, now = Date.now()): void {
+    this.#families.delete(family);
+    this.#families.set(family, now);
+  }
+
+  isRevoked(device: string, family: string): boolean {
+    return this.#devices.has(device) || this.#families.has(family);
+  }
+
+  /** Forgets entries older than any token that could still carry them (insertion order = age). */
+  prune(now = Date.now()): void {
+    for (const map of [this.#devices, this.#families]) {
+      for (const [k, at] of map) {
+        if (now - at < this.keepMs) break;
+        map.delete(k);
+      }
+    }
+  }
+}
+
+function strings(value: unknown): string[] {
+  return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
+}
+
+/** Seeds the set from auth; a missing or failing auth is logged and tolerated. */
+export async function seedRevoked(ctx: TailContext): Promise<void> {
+  try {
+    const list = await ctx.deps.bus.request<RevokedList>(SUBJECTS.authRevoked, {}, { timeoutMs: ctx.limits.authTimeoutMs });
+    if (list === null || typeof list !== 'object' || list.ok !== true) throw new Error('bad reply');
+    for (const d of strings(list.devices)) ctx.revoked.addDevice(d);
+    for (const f of strings(list.families)) ctx.revoked.addFamily(f);
+  } catch (err) {
+    ctx.log.warn({ err }, 'could not load the revocation list from auth; continuing with revocations published from now on');
+  }
+}
+
+function revokeSession(s: Session, reason: string): void {
+  if (s.closing) return;
+  s.send(JSON.stringify({ ev: 'revoke', reason }));
+  s.close(TAIL_CLOSE.revoked, 'revoked');
+}
+
+/** Handles a dg.tail.revoke message (validated here: the bus carries plain JSON). */
+export function onRevoke(ctx: TailContext, message: unknown): void {
+  if (message === null || typeof message !== 'object') return;
+  const m = message as Partial<RevokeEvent>;
+  const reason = typeof m.reason === 'string' ? m.reason.slice(0, 32) : 'revoked';
+  if (typeof m.device === 'string') {
+    const device = m.device;
+    ctx.revoked.addDevice(device);
+    ctx.access.dropDevice(device);
+    for (const s of ctx.sessions.all()) if (s.auth?.device === device) revokeSession(s, reason);
+  }
+  if (typeof m.family === 'string') {
+    const family = m.family;
+    ctx.revoked.addFamily(family);
+    for (const s of ctx.sessions.all()) if (s.auth?.family === family) revokeSession(s, reason);
+  }
+  if (Array.isArray(m.access)) {
+    for (const a of m.access as unknown[]) {
+      if (a === null || typeof a !== 'object') continue;
+      const { user, site } = a as { user?: unknown; site?: unknown };
+      if (typeof user !== 'string' || typeof site !== 'string') continue;
+      ctx.access.dropUserSite(user, site);
+      for (const s of ctx.sessions.ofUser(user)) {
+        for (const h of s.handles.values()) if (h.log.site === site) void recheck(ctx, h, reason);
+      }
+    }
+  }
+}
+
+/** Asks auth again whether the handle may stay; kills it when not (or when auth cannot say). */
+export async function recheck(ctx: TailContext, h: Handle, reason: string): Promise<void> {
+  const auth = h.session.auth;
+  if (h.dead || auth === null) return;
+  h.rechecking = true;
+  try {
+    const access = await ctx.access.check(auth.user, auth.device, h.log.site, h.log.name);
+    if (h.dead) return;
+    const keeps = access !== null && (h.role === 'leader' ? canWrite(access.rights) : canRead(access.rights) || canWrite(access.rights));
+    if (access === null || !keeps) return ctx.logs.revoke(h, reason);
+    h.access = access;
+  } catch (err) {
+    ctx.log.warn({ err }, 'access re-check failed; the handle is revoked');
+    ctx.logs.revoke(h, reason);
+  } finally {
+    h.rechecking = false;
+  }
+}

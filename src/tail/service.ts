@@ -1,0 +1,205 @@
+/**
+ * The tail service: WebSocket sessions on /tail (subprotocol datagrove.v1), the bus
+ * subscriptions, the once-a-second sweep, and graceful shutdown.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { Subscription } from '../bus/bus.js';
+import { SUBJECTS } from '../protocol/bus-messages.js';
+import { TAIL_CLOSE, TAIL_SUBPROTOCOL } from '../protocol/tail-schemas.js';
+import { AccessControl } from './access.js';
+import type { TailContext } from './context.js';
+import type { TailDeps } from './deps.js';
+import { onFrame } from './dispatch.js';
+import { Fanout } from './fanout.js';
+import { GroupCommitter } from './group-commit.js';
+import { LogRegistry } from './leaders.js';
+import { resolveLimits } from './limits.js';
+import { createTailMetrics } from './metrics.js';
+import { NotifyPublisher } from './notify-publish.js';
+import { Presence } from './presence.js';
+import { onRevoke, recheck, RevokedSet, seedRevoked } from './revocation.js';
+import { Session } from './session.js';
+import { SessionRegistry } from './sessions.js';
+import { onUserEvent } from './user-events.js';
+
+export interface TailService {
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+  start(): Promise<void>;
+  ready(): boolean;
+  /** Stop accepting, finish committing, close sessions with 1001. */
+  drain(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const SWEEP_MS = 1000;
+
+function refuse(socket: Duplex, status: string): void {
+  socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+}
+
+function offersSubprotocol(req: IncomingMessage): boolean {
+  const header = req.headers['sec-websocket-protocol'];
+  if (typeof header !== 'string') return false;
+  return header.split(',').some((p) => p.trim() === TAIL_SUBPROTOCOL);
+}
+
+export function createTail(deps: TailDeps): TailService {
+  const limits = resolveLimits(deps.limits);
+  const log = deps.log.child({ svc: 'tail' });
+  const metrics = createTailMetrics(deps.registry);
+  const presence = new Presence(deps.bus, deps.nodeId, limits.presenceTtlMs, log);
+  const ctx = {
+    deps,
+    limits,
+    metrics,
+    log,
+    committer: new GroupCommitter(deps.store, { maxBatch: limits.commitMaxBatch, maxBatchBytes: limits.commitMaxBatchBytes }),
+    access: new AccessControl(deps.bus, limits.authTimeoutMs, limits.accessCacheMax),
+    notify: new NotifyPublisher(deps.bus, limits.notifyIntervalMs, log),
+    sessions: new SessionRegistry(presence),
+    revoked: new RevokedSet(limits.revokedKeepMs),
+  } as TailContext;
+  ctx.logs = new LogRegistry(ctx);
+  ctx.fanout = new Fanout(ctx);
+
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: limits.maxPayload,
+    perMessageDeflate: false,
+    clientTracking: false,
+    handleProtocols: () => TAIL_SUBPROTOCOL,
+  });
+  let accepting = false;
+  let closed = false;
+  let sweeps = 0;
+  let sweepTimer: NodeJS.Timeout | null = null;
+  const subs: Subscription[] = [];
+
+  const hooks = {
+    onClosing(s: Session, code: number): void {
+      // A session closed by revocation gives up leadership at once; others keep the grace.
+      ctx.logs.sessionEnded(s, code !== TAIL_CLOSE.revoked);
+      ctx.sessions.remove(s);
+      if (code >= 4000 || code === TAIL_CLOSE.goingAway) metrics.closes.inc({ code: String(code) });
+      if (code === TAIL_CLOSE.slow) metrics.slowCloses.inc();
+    },
+    onError: (code: Parameters<typeof metrics.error>[0]) => metrics.error(code),
+  };
+
+  function onConnection(ws: WebSocket): void {
+    const session = new Session(ws, limits, hooks);
+    ctx.sessions.add(session);
+    metrics.sessions.inc();
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      try {
+        onFrame(ctx, session, data, isBinary);
+      } catch (err) {
+        log.error({ err }, 'tail frame handling failed');
+      }
+    });
+    ws.on('pong', () => {
+      session.alive = true;
+    });
+    ws.on('error', (err) => log.debug({ err }, 'tail socket error'));
+    ws.on('close', (code: number) => {
+      metrics.sessions.dec();
+      session.closed(code);
+    });
+  }
+
+  function sweep(): void {
+    const now = Date.now();
+    sweeps++;
+    const ping = sweeps % Math.max(1, Math.round(limits.pingIntervalMs / SWEEP_MS)) === 0;
+    for (const s of ctx.sessions.all()) {
+      if (s.closing) continue;
+      if (s.auth === null) {
+        if (now - s.openedAt > limits.connectTimeoutMs) s.close(TAIL_CLOSE.unauthorized, 'connect timeout');
+        continue;
+      }
+      if (now > s.auth.exp * 1000 + limits.expiredCloseMs) {
+        s.close(TAIL_CLOSE.unauthorized, 'token expired');
+        continue;
+      }
+      for (const h of s.handles.values()) {
+        if (!h.rechecking && h.access.expiresAt !== null && h.access.expiresAt <= now) void recheck(ctx, h, 'expired');
+      }
+      if (ping) {
+        if (!s.alive) {
+          s.closed(1006);
+          s.ws.terminate();
+          continue;
+        }
+        s.alive = false;
+        try {
+          s.ws.ping();
+        } catch {
+          // The close event follows.
+        }
+      }
+    }
+    ctx.revoked.prune(now);
+  }
+
+  let drained = false;
+  async function drain(): Promise<void> {
+    accepting = false;
+    if (drained) return;
+    drained = true;
+    try {
+      await ctx.committer.flush();
+    } catch (err) {
+      log.error({ err }, 'flush on drain failed');
+    }
+    const open = [...ctx.sessions.all()];
+    for (const s of open) s.close(TAIL_CLOSE.goingAway, 'server going away');
+    const deadline = Date.now() + limits.drainCloseMs;
+    while (open.some((s) => s.ws.readyState !== s.ws.CLOSED) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    for (const s of open) if (s.ws.readyState !== s.ws.CLOSED) s.ws.terminate();
+    presence.stop();
+    ctx.notify.stop();
+  }
+
+  return {
+    handleUpgrade(req, socket, head) {
+      if (!accepting) return refuse(socket, '503 Service Unavailable');
+      if (!offersSubprotocol(req)) return refuse(socket, '400 Bad Request');
+      wss.handleUpgrade(req, socket, head, onConnection);
+    },
+
+    async start() {
+      subs.push(deps.bus.subscribe(SUBJECTS.tailRevoke, (m) => onRevoke(ctx, m)));
+      subs.push(deps.bus.subscribe(SUBJECTS.tailUser, (m) => onUserEvent(ctx, m)));
+      await seedRevoked(ctx);
+      presence.start();
+      sweepTimer = setInterval(sweep, SWEEP_MS);
+      sweepTimer.unref();
+      accepting = true;
+    },
+
+    ready() {
+      return accepting && deps.store.healthy();
+    },
+
+    drain,
+
+    async close() {
+      if (closed) return;
+      closed = true;
+      await drain();
+      if (sweepTimer !== null) clearInterval(sweepTimer);
+      for (const sub of subs) sub.unsubscribe();
+      ctx.fanout.stop();
+      try {
+        await ctx.committer.close();
+      } finally {
+        await deps.store.close();
+      }
+      wss.close();
+    },
+  };
+}

@@ -1,0 +1,110 @@
+/**
+ * One WebSocket session: who it is (after `connect`), the handles it holds, its rate
+ * limits, and sending with a bound on what may queue up. Sending never throws and never
+ * queues more than `hardBuffer` (plus one frame): over it the session closes 4408.
+ */
+import { randomBytes } from 'node:crypto';
+import type { WebSocket } from 'ws';
+import type { ErrorCode } from '../protocol/errors.js';
+import { TAIL_CLOSE } from '../protocol/tail-schemas.js';
+import { errorFrame, replyFrame } from './frames.js';
+import type { TailLimits } from './limits.js';
+import type { Handle } from './live-log.js';
+import { TokenBucket, WindowCounter } from './rate-limit.js';
+
+export interface SessionAuth {
+  user: string;
+  device: string;
+  family: string;
+  /** Access token expiry, seconds since the epoch. */
+  exp: number;
+}
+
+/** What a session reports to the service. */
+export interface SessionHooks {
+  /** The session decided to close (any code); its handles must go now. */
+  onClosing(session: Session, code: number): void;
+  onError(code: ErrorCode): void;
+}
+
+const TEXT = { binary: false } as const;
+
+export class Session {
+  readonly id = randomBytes(12).toString('base64url');
+  readonly openedAt = Date.now();
+  auth: SessionAuth | null = null;
+  /** Handles by handle id (one per log; see live-log.ts). */
+  readonly handles = new Map<string, Handle>();
+  /** Set once closing started (by either side): nothing more is sent or handled. */
+  closing = false;
+  /** Answered the last WebSocket ping. */
+  alive = true;
+  /** When the socket went over the soft buffer limit (0 while keeping up). */
+  slowSince = 0;
+  readonly ops: TokenBucket;
+  readonly signals: TokenBucket;
+  readonly signalBytes: TokenBucket;
+  readonly #rejects: WindowCounter;
+  readonly #bad: WindowCounter;
+
+  constructor(
+    readonly ws: WebSocket,
+    readonly limits: TailLimits,
+    private readonly hooks: SessionHooks,
+  ) {
+    this.ops = new TokenBucket(limits.opsPerSec, limits.opsBurst);
+    this.signals = new TokenBucket(limits.signalsPerSec, limits.signalsBurst);
+    this.signalBytes = new TokenBucket(limits.signalBytesPerSec, limits.signalBytesBurst);
+    this.#rejects = new WindowCounter(limits.abuseRejects, limits.windowMs);
+    this.#bad = new WindowCounter(limits.badFrames, limits.windowMs);
+  }
+
+  get buffered(): number {
+    return this.ws.bufferedAmount;
+  }
+
+  /** Sends one text frame (a string, or a prebuilt UTF-8 buffer shared by many sessions). */
+  send(frame: string | Buffer): void {
+    if (this.closing) return;
+    try {
+      this.ws.send(frame, TEXT);
+    } catch {
+      return;
+    }
+    if (this.ws.bufferedAmount > this.limits.hardBuffer) this.close(TAIL_CLOSE.slow, 'slow consumer');
+  }
+
+  reply(id: number, result: object): void {
+    this.send(replyFrame(id, result));
+  }
+
+  /** Sends an error reply; bad frames count toward 4400, rate-limited ones toward 4429. */
+  replyError(id: number | null, code: ErrorCode, message: string): void {
+    this.hooks.onError(code);
+    this.send(errorFrame(id, code, message));
+    if (code === 'BAD_REQUEST' || code === 'UNKNOWN_OP' || code === 'TOO_LARGE') {
+      if (this.#bad.hit()) this.close(TAIL_CLOSE.abuse, 'too many bad frames');
+    } else if (code === 'RATE_LIMITED') {
+      if (this.#rejects.hit()) this.close(TAIL_CLOSE.rateLimited, 'rate limited');
+    }
+  }
+
+  /** Starts the close handshake; the socket is cut if the peer does not answer (ws closeTimeout). */
+  close(code: number, reason: string): void {
+    if (this.closing) return;
+    this.closing = true;
+    this.hooks.onClosing(this, code);
+    try {
+      this.ws.close(code, reason);
+    } catch {
+      this.ws.terminate();
+    }
+  }
+
+  /** The peer closed the socket (or it was cut: 1006). */
+  closed(code: number): void {
+    if (this.closing) return;
+    this.closing = true;
+    this.hooks.onClosing(this, code);
+  }
+}

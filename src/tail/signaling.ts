@@ -1,0 +1,33 @@
+/**
+ * `signal`: relays WebRTC signaling (or small data) between devices holding handles on
+ * the same log. `from` is stamped by the server; each session has a count and a byte
+ * budget for signals.
+ */
+import type { SignalArgs } from '../protocol/tail-schemas.js';
+import type { TailContext } from './context.js';
+import type { Handle } from './live-log.js';
+import type { Session } from './session.js';
+
+/** The handle `to` designates on the sender's log: the leader, or the newest handle of that device. */
+function recipient(sender: Handle, to: string): Handle | null {
+  const log = sender.log;
+  if (to === 'leader') return log.leader !== null && log.leader !== sender ? log.leader : null;
+  if (log.leader !== null && log.leader !== sender && log.leader.session.auth?.device === to) return log.leader;
+  let found: Handle | null = null;
+  for (const h of log.handles) if (h !== sender && h.session.auth?.device === to) found = h;
+  return found;
+}
+
+export function handleSignal(ctx: TailContext, session: Session, id: number, args: SignalArgs): void {
+  const h = session.handles.get(args.handle);
+  if (h === undefined) return session.replyError(id, 'NOT_FOUND', 'no such handle');
+  const data = JSON.stringify(args.data);
+  const bytes = Buffer.byteLength(data);
+  if (bytes > ctx.limits.maxSignalBytes) return session.replyError(id, 'TOO_LARGE', `data: over ${ctx.limits.maxSignalBytes} bytes`);
+  if (!session.signals.take(1) || !session.signalBytes.take(bytes)) return session.replyError(id, 'RATE_LIMITED', 'too many signals');
+  const target = recipient(h, args.to);
+  if (target === null) return session.replyError(id, 'NOT_FOUND', `no peer '${args.to}' on this log`);
+  const from = session.auth?.device ?? '';
+  target.session.send(`{"ev":"signal","handle":"${target.id}","from":"${from}","kind":"${args.kind}","data":${data}}`);
+  session.reply(id, {});
+}

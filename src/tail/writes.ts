@@ -1,0 +1,163 @@
+/**
+ * The write path (the hot path): decide, submit to group commit, reply once durable.
+ *
+ * Guarantees:
+ * - Writes to a log are decided in arrival order against `decided`, the length after every
+ *   earlier accepted write, so a leader may pipeline at increasing `at`.
+ * - `{length}` is sent only after the store committed the entries (acknowledged = durable).
+ * - Replies of one log's writes leave in arrival order (ReplyQueue).
+ * - A write id this device already committed on this log is answered dup and not stored
+ *   again; a resend while the first is still in flight waits for it and gets its outcome.
+ * - When a commit fails, every write decided before the failure became known fails too,
+ *   and `decided` restarts from the committed length: never a hole.
+ */
+import type { ErrorCode } from '../protocol/errors.js';
+import type { WriteArgs } from '../protocol/tail-schemas.js';
+import type { TailContext } from './context.js';
+import { errorFrame } from './frames.js';
+import { canWrite, RECENT_WIDS, type LiveLog, type PendingWrite } from './live-log.js';
+import type { AppendResult } from './log-store.js';
+import type { Session } from './session.js';
+
+export function handleWrite(ctx: TailContext, session: Session, id: number, args: WriteArgs): void {
+  const h = session.handles.get(args.handle);
+  if (h === undefined) return session.replyError(id, 'NOT_FOUND', 'no such handle');
+  const log = h.log;
+  const refuse = (code: ErrorCode, message: string): void => {
+    ctx.metrics.writes.inc({ result: 'refused' });
+    ctx.metrics.error(code);
+    log.replies.send(session, errorFrame(id, code, message));
+  };
+  if (!canWrite(h.access.rights)) return refuse('FORBIDDEN', 'no write right on this log');
+  if (log.leader !== h || h.epoch !== log.epoch) {
+    return h.role === 'leader' ? refuse('FENCED', 'this handle is no longer the leader') : refuse('NOT_LEADER', 'only the leader writes');
+  }
+  const { maxEntries, maxEntryBytes } = ctx.limits;
+  const b64 = args.entries;
+  if (b64.length > maxEntries) return session.replyError(id, 'TOO_LARGE', `entries: at most ${maxEntries} per write`);
+  const entries = new Array<Buffer>(b64.length);
+  let bytes = 0;
+  for (let i = 0; i < b64.length; i++) {
+    const s = b64[i] as string;
+    if (s.length % 4 === 1) return session.replyError(id, 'BAD_REQUEST', `entries.${i}: not base64url`);
+    const size = (s.length * 3) >>> 2;
+    if (size > maxEntryBytes) return session.replyError(id, 'TOO_LARGE', `entries.${i}: over ${maxEntryBytes} bytes`);
+    entries[i] = Buffer.from(s, 'base64url');
+    bytes += size;
+  }
+  const device = session.auth?.device ?? '';
+  const widKey = args.wid === undefined ? null : `${device}\u0000${args.wid}`;
+  if (widKey !== null) {
+    const recent = log.recentWids.get(widKey);
+    if (recent !== undefined) {
+      ctx.metrics.writes.inc({ result: 'dup' });
+      return log.replies.send(session, dupFrame(id, recent.at, recent.length));
+    }
+    const first = log.inflightWids.get(widKey);
+    if (first !== undefined) {
+      first.waiters.push({ slot: log.replies.reserve(session), id });
+      return;
+    }
+  }
+  // A resend with a wid at an old position is still sent to the store: it may know the wid.
+  const decided = args.at === log.decided;
+  if (!decided && widKey === null) {
+    ctx.metrics.writes.inc({ result: 'nack' });
+    return log.replies.send(session, () => nackFrame(id, log.decided));
+  }
+  const w: PendingWrite = { handle: h, id, slot: log.replies.reserve(session), at: args.at, decided, gen: log.gen, b64, bytes, widKey, waiters: [] };
+  if (decided) log.decided += entries.length;
+  if (widKey !== null) log.inflightWids.set(widKey, w);
+  log.inflight++;
+  ctx.committer
+    .submit({ site: log.site, log: log.name, at: args.at, epoch: log.epoch, device, wid: args.wid, entries })
+    .then(
+      (res) => settle(ctx, log, w, res),
+      (err: unknown) => failed(ctx, log, w, err),
+    );
+}
+
+function settle(ctx: TailContext, log: LiveLog, w: PendingWrite, res: AppendResult): void {
+  try {
+    if (w.widKey !== null) log.inflightWids.delete(w.widKey);
+    switch (res.status) {
+      case 'ok': {
+        if (res.length > log.committed) log.committed = res.length;
+        if (log.decided < log.committed) log.decided = log.committed;
+        if (w.widKey !== null) remember(log, w.widKey, res.at, res.length);
+        ctx.metrics.writes.inc({ result: 'ok' });
+        ctx.metrics.entries.inc(res.length - res.at);
+        log.replies.complete(w.slot, `{"re":${w.id},"length":${res.length}}`);
+        for (const x of w.waiters) log.replies.complete(x.slot, dupFrame(x.id, res.at, res.length));
+        ctx.fanout.committed(log, { at: res.at, length: res.length, b64: w.b64, bytes: w.bytes });
+        ctx.notify.committed(log.site, log.name, res.length);
+        return;
+      }
+      case 'dup': {
+        // Nothing new was stored: if it was counted in `decided`, later decisions were off.
+        if (w.decided && w.gen === log.gen) restart(log, log.committed);
+        if (w.widKey !== null) remember(log, w.widKey, res.at, res.length);
+        ctx.metrics.writes.inc({ result: 'dup' });
+        log.replies.complete(w.slot, dupFrame(w.id, res.at, res.length));
+        for (const x of w.waiters) log.replies.complete(x.slot, dupFrame(x.id, res.at, res.length));
+        return;
+      }
+      case 'nack': {
+        if (w.decided && w.gen !== log.gen) return fail(ctx, log, w, 'UNAVAILABLE', 'an earlier write on this log failed; read and retry');
+        if (res.length > log.committed) log.committed = res.length;
+        // Decided against a length the store does not have (another writer, or a dup before it).
+        if (w.decided) restart(log, log.committed);
+        ctx.metrics.writes.inc({ result: 'nack' });
+        log.replies.complete(w.slot, () => nackFrame(w.id, log.decided));
+        for (const x of w.waiters) log.replies.complete(x.slot, () => nackFrame(x.id, log.decided));
+        return;
+      }
+      case 'fenced': {
+        if (w.gen === log.gen) restart(log, Math.max(log.committed, res.length));
+        ctx.logs.fenced(log, res.epoch);
+        return fail(ctx, log, w, 'FENCED', 'this handle is no longer the leader');
+      }
+    }
+  } finally {
+    log.settled();
+  }
+}
+
+function failed(ctx: TailContext, log: LiveLog, w: PendingWrite, err: unknown): void {
+  if (w.widKey !== null) log.inflightWids.delete(w.widKey);
+  if (w.gen === log.gen) {
+    ctx.log.error({ err, site: log.site, log: log.name }, 'commit failed');
+    restart(log, log.committed);
+  }
+  fail(ctx, log, w, 'UNAVAILABLE', 'commit failed; read and retry');
+  log.settled();
+}
+
+function fail(ctx: TailContext, log: LiveLog, w: PendingWrite, code: ErrorCode, message: string): void {
+  ctx.metrics.writes.inc({ result: 'failed' });
+  ctx.metrics.error(code);
+  log.replies.complete(w.slot, errorFrame(w.id, code, message));
+  for (const x of w.waiters) log.replies.complete(x.slot, errorFrame(x.id, code, message));
+}
+
+/** Writes decided before now become stale; `decided` restarts at `length`. */
+function restart(log: LiveLog, length: number): void {
+  log.gen++;
+  log.decided = length;
+}
+
+function remember(log: LiveLog, key: string, at: number, length: number): void {
+  log.recentWids.set(key, { at, length });
+  if (log.recentWids.size > RECENT_WIDS) {
+    const oldest = log.recentWids.keys().next();
+    if (oldest.done !== true) log.recentWids.delete(oldest.value);
+  }
+}
+
+function dupFrame(id: number, at: number, length: number): string {
+  return `{"re":${id},"length":${length},"at":${at},"dup":true}`;
+}
+
+function nackFrame(id: number, length: number): string {
+  return `{"re":${id},"nack":true,"length":${length}}`;
+}

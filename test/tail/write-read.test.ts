@@ -1,0 +1,135 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { decodeEntry, entry, TailClient } from '../helpers/tail-client.js';
+import { connect, joined, lease, logName, world, type World } from './fixture.js';
+
+describe('tail: write and read', async () => {
+  const w: World = await world();
+
+  it('connects, leases as leader, appends conditionally, nacks a wrong position and reads back', async () => {
+    const c = await TailClient.open(w.wsUrl);
+    const hello = await c.call<{ session: string; user: string; device: string; limits: Record<string, number> }>('connect', { token: w.owner.access });
+    assert.equal(hello.user, w.owner.user);
+    assert.equal(hello.device, w.owner.device);
+    assert.equal(typeof hello.session, 'string');
+    assert.deepEqual(hello.limits, { maxFrame: 1048576, maxEntries: 1024, maxEntryBytes: 262144, maxHandles: 256 });
+
+    const log = logName();
+    const l = await lease(c, w.site, log);
+    assert.equal(l.role, 'leader');
+    assert.equal(l.length, 0);
+    assert.equal(l.leader, w.owner.device);
+    assert.ok(l.epoch >= 1);
+    assert.deepEqual(l.peers, []);
+
+    assert.deepEqual(await c.call('write', { handle: l.handle, at: 0, entries: [entry('a'), entry('b')] }), { re: 3, length: 2 });
+    const nack = await c.call('write', { handle: l.handle, at: 0, entries: [entry('x')] });
+    assert.deepEqual({ nack: nack.nack, length: nack.length }, { nack: true, length: 2 });
+    assert.equal((await c.call('write', { handle: l.handle, at: 2, entries: [entry('c')] })).length, 3);
+
+    const r = await c.call<{ from: number; entries: string[]; length: number }>('read', { handle: l.handle, from: 1 });
+    assert.equal(r.from, 1);
+    assert.equal(r.length, 3);
+    assert.deepEqual(r.entries.map(decodeEntry), ['b', 'c']);
+    const limited = await c.call<{ entries: string[] }>('read', { handle: l.handle, from: 0, limit: 2 });
+    assert.deepEqual(limited.entries.map(decodeEntry), ['a', 'b']);
+    const empty = await c.call<{ entries: string[]; length: number }>('read', { handle: l.handle, from: 3 });
+    assert.deepEqual(empty.entries, []);
+    assert.equal((await c.failure('read', { handle: l.handle, from: 4 })).code, 'BAD_REQUEST');
+    c.close();
+  });
+
+  it('answers a resent wid with dup and does not append it again', async () => {
+    const c = await connect(w, w.owner);
+    const l = await lease(c, w.site, logName());
+    assert.equal((await c.call('write', { handle: l.handle, at: 0, entries: [entry('one')], wid: 'w-1' })).length, 1);
+    assert.equal((await c.call('write', { handle: l.handle, at: 1, entries: [entry('two')], wid: 'w-2' })).length, 2);
+    const dup = await c.call('write', { handle: l.handle, at: 0, entries: [entry('one')], wid: 'w-1' });
+    assert.deepEqual({ length: dup.length, at: dup.at, dup: dup.dup }, { length: 1, at: 0, dup: true });
+    // Resent at the current end (a client that lost the ack and re-read the length): still dup.
+    const dup2 = await c.call('write', { handle: l.handle, at: 2, entries: [entry('two')], wid: 'w-2' });
+    assert.deepEqual({ length: dup2.length, at: dup2.at, dup: dup2.dup }, { length: 2, at: 1, dup: true });
+    const r = await c.call<{ entries: string[]; length: number }>('read', { handle: l.handle, from: 0 });
+    assert.deepEqual(r.entries.map(decodeEntry), ['one', 'two']);
+    c.close();
+  });
+
+  it('answers a wid resent while the first is in flight with the same position, once', async () => {
+    const c = await connect(w, w.owner);
+    const l = await lease(c, w.site, logName());
+    const [a, b] = await Promise.all([
+      c.call('write', { handle: l.handle, at: 0, entries: [entry('x')], wid: 'same' }),
+      c.call('write', { handle: l.handle, at: 0, entries: [entry('x')], wid: 'same' }),
+    ]);
+    assert.deepEqual(a, { re: a.re, length: 1 });
+    assert.deepEqual({ length: b.length, at: b.at, dup: b.dup }, { length: 1, at: 0, dup: true });
+    const r = await c.call<{ length: number }>('read', { handle: l.handle, from: 0 });
+    assert.equal(r.length, 1);
+    c.close();
+  });
+
+  it('decides pipelined writes in order and replies in order, acknowledging only durable lengths', async () => {
+    const c = await connect(w, w.owner);
+    const l = await lease(c, w.site, logName());
+    const n = 200;
+    const order: number[] = [];
+    const replies = await Promise.all(
+      Array.from({ length: n }, (_, i) =>
+        c.request('write', { handle: l.handle, at: i * 2, entries: [entry(`e${i}a`), entry(`e${i}b`)] }).then((r) => {
+          order.push(r.re as number);
+          return r;
+        }),
+      ),
+    );
+    for (let i = 0; i < n; i++) assert.equal(replies[i]?.length, (i + 1) * 2);
+    assert.deepEqual(order, [...order].sort((x, y) => x - y));
+    const r = await c.call<{ entries: string[]; length: number }>('read', { handle: l.handle, from: 398 });
+    assert.equal(r.length, 400);
+    assert.deepEqual(r.entries.map(decodeEntry), ['e199a', 'e199b']);
+    // A write in the middle of a pipeline at a stale position is nacked with the decided length.
+    const [ok1, stale, ok2] = await Promise.all([
+      c.request('write', { handle: l.handle, at: 400, entries: [entry('p')] }),
+      c.request('write', { handle: l.handle, at: 400, entries: [entry('q')] }),
+      c.request('write', { handle: l.handle, at: 401, entries: [entry('r')] }),
+    ]);
+    assert.equal(ok1.length, 401);
+    assert.deepEqual({ nack: stale.nack, length: stale.length }, { nack: true, length: 402 });
+    assert.equal(ok2.length, 402);
+    c.close();
+  });
+
+  it('limits read replies by count and byte size', async () => {
+    const c = await connect(w, w.owner);
+    const l = await lease(c, w.site, logName());
+    const big = Buffer.alloc(200 * 1024, 7).toString('base64url');
+    for (let i = 0; i < 8; i++) await c.call('write', { handle: l.handle, at: i * 3, entries: [big, big, big] });
+    const small = Array.from({ length: 1024 }, (_, i) => entry(String(i)));
+    await c.call('write', { handle: l.handle, at: 24, entries: small });
+    await c.call('write', { handle: l.handle, at: 1048, entries: small });
+    const bytes = await c.call<{ entries: string[]; length: number }>('read', { handle: l.handle, from: 0 });
+    assert.equal(bytes.length, 24 + 2048);
+    assert.ok(bytes.entries.length >= 1 && bytes.entries.length <= 6, `about 1 MiB: ${bytes.entries.length} entries`);
+    const count = await c.call<{ entries: string[] }>('read', { handle: l.handle, from: 24, limit: 5000 });
+    assert.equal(count.entries.length, 1000);
+    c.close();
+  });
+
+  it('lets a member with a read grant follow and read, but not write or lead', async () => {
+    const reader = await joined(w, ['read']);
+    const log = logName();
+    const lc = await connect(w, w.owner);
+    const ll = await lease(lc, w.site, log);
+    await lc.call('write', { handle: ll.handle, at: 0, entries: [entry('hello')] });
+    const rc = await connect(w, reader);
+    const rl = await lease(rc, w.site, log);
+    assert.equal(rl.role, 'follower');
+    assert.equal(rl.leader, w.owner.device);
+    assert.equal(rl.length, 1);
+    assert.deepEqual(rl.peers, [w.owner.device]);
+    assert.equal((await rc.failure('write', { handle: rl.handle, at: 1, entries: [entry('no')] })).code, 'FORBIDDEN');
+    const r = await rc.call<{ entries: string[] }>('read', { handle: rl.handle, from: 0 });
+    assert.deepEqual(r.entries.map(decodeEntry), ['hello']);
+    lc.close();
+    rc.close();
+  });
+});
