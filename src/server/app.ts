@@ -124,6 +124,7 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
       redirectFor: () => null,
       log: app.log,
       registry: metrics.registry,
+      limits: config.tailLimits,
     });
     await tail.start();
     const t = tail;

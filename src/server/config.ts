@@ -3,6 +3,7 @@
  * (PROTOCOL.md "Service endpoints and configuration"); a flag wins over the environment.
  */
 import { DgError } from '../protocol/errors.js';
+import type { TailLimits } from '../tail/index.js';
 
 export type Role = 'auth' | 'tail' | 'notify';
 export const ALL_ROLES: readonly Role[] = ['auth', 'tail', 'notify'];
@@ -25,6 +26,8 @@ export interface Config {
   vapidSubject: string;
   devIdp: boolean;
   logLevel: string;
+  /** Overrides of the tail service's limits; set in code only (tests shrink the time-based ones). */
+  tailLimits?: Partial<TailLimits>;
 }
 
 export const DEFAULT_PUSH_HOSTS = [
