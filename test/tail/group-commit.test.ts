@@ -3,15 +3,19 @@
  * store's own transaction by a trigger that aborts on a poisoned entry.
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
+import pg from 'pg';
 import { DgError } from '../../src/protocol/errors.js';
 import { GroupCommitter } from '../../src/tail/group-commit.js';
 import type { AppendRequest, LogStore } from '../../src/tail/log-store.js';
 import { openSqliteLogStore } from '../../src/tail/sqlite-log-store.js';
+import { openPgLogStore } from '../../src/tail/pg-log-store.js';
 import { deviceId, freshSite } from '../conformance/log-store.js';
 import { tempDir } from '../helpers/server.js';
+import { PG_URL, pgSkip } from '../helpers/services.js';
 
 const POISON = Buffer.from('poison');
 const D = deviceId(7);
@@ -179,5 +183,38 @@ describe('GroupCommitter', () => {
   it('refuses nonsensical options', () => {
     assert.throws(() => new GroupCommitter(store, { maxBatch: 0 }), RangeError);
     assert.throws(() => new GroupCommitter(store, { maxPending: 1.5 }), RangeError);
+  });
+});
+
+describe('GroupCommitter over PostgreSQL (commits take real time)', { skip: await pgSkip() }, () => {
+  const schema = `test_gc_${randomBytes(5).toString('hex')}`;
+  let store: LogStore;
+  before(async () => {
+    store = await openPgLogStore(PG_URL, { schema });
+  });
+  after(async () => {
+    await store?.close();
+    const c = new pg.Client({ connectionString: PG_URL });
+    await c.connect();
+    await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await c.end();
+  });
+
+  it('groups what arrives during a commit into the next batch, one batch in flight, in order', async () => {
+    const gc = new GroupCommitter(store);
+    const site = freshSite();
+    const ps: Promise<unknown>[] = [];
+    // A pipelining leader: one write per loop turn, each at the next position, never
+    // waiting for acks. Were two batches ever in flight at once, a later one could commit
+    // first and be nacked.
+    for (let i = 0; i < 60; i++) {
+      ps.push(gc.submit(req(site, i)));
+      await new Promise((r) => setImmediate(r));
+    }
+    const results = await Promise.all(ps);
+    assert.deepEqual(results, Array.from({ length: 60 }, (_, i) => ({ status: 'ok', at: i, length: i + 1 })));
+    assert.ok(gc.stats.batches < 60, `writes were grouped (${gc.stats.batches} batches)`);
+    assert.equal((await store.state(site, 'main')).length, 60);
+    await gc.close();
   });
 });

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import pg from 'pg';
 import { openPgLogStore } from '../../src/tail/pg-log-store.js';
-import type { AppendRequest, LogStore } from '../../src/tail/log-store.js';
+import { WID_MEMORY, type AppendRequest, type LogStore } from '../../src/tail/log-store.js';
 import { deviceId, freshSite, runLogStoreConformance } from '../conformance/log-store.js';
 import { PG_URL, pgSkip } from '../helpers/services.js';
 
@@ -56,6 +56,25 @@ describe('PostgreSQL log store', { skip }, () => {
       await c.query(`UPDATE "${schema}".tail_schema SET version = 99`);
       await assert.rejects(openPgLogStore(PG_URL, { schema }), /newer than this server/);
       await c.query(`UPDATE "${schema}".tail_schema SET version = 1`);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('prunes old write ids in the appending transaction', async () => {
+    const s = await open();
+    const site = freshSite();
+    for (let i = 0; i < 150; i += 25) {
+      await s.appendBatch(Array.from({ length: 25 }, (_, k) => ({ ...req(site, 'main', i + k, 0), wid: `w${i + k}` })));
+    }
+    const c = new pg.Client({ connectionString: PG_URL });
+    await c.connect();
+    try {
+      const { rows } = await c.query(
+        `SELECT COUNT(*)::int AS n FROM "${schema}".tail_wids w JOIN "${schema}".tail_logs l ON l.id = w.log_id WHERE l.site = $1`,
+        [site],
+      );
+      assert.deepEqual(rows, [{ n: WID_MEMORY }]);
     } finally {
       await c.end();
     }

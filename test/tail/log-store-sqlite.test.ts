@@ -11,7 +11,8 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { SQLITE_LOG_SCHEMA_VERSION, SqliteLogStore, openSqliteLogStore } from '../../src/tail/sqlite-log-store.js';
-import { runLogStoreConformance } from '../conformance/log-store.js';
+import { WID_MEMORY } from '../../src/tail/log-store.js';
+import { deviceId, runLogStoreConformance } from '../conformance/log-store.js';
 import { tempDir } from '../helpers/server.js';
 import { CRASH_LOG, CRASH_SITE, crashEntry } from './log-store-crash-writer.js';
 
@@ -31,6 +32,21 @@ describe('SQLite log store', () => {
     db.pragma('user_version = 99');
     db.close();
     assert.throws(() => openSqliteLogStore(path), /newer than this server/, 'a newer schema is refused, not misread');
+  });
+
+  it('prunes old write ids in the appending transaction', async () => {
+    const path = join(tempDir('dg-logstore-wids-'), 'tail.db');
+    const store = openSqliteLogStore(path);
+    const device = deviceId(5);
+    for (let i = 0; i < 200; i += 20) {
+      const batch = Array.from({ length: 20 }, (_, k) => ({ site: 'w', log: 'main', at: i + k, epoch: 0, device, wid: `w${i + k}`, entries: [Buffer.from('x')] }));
+      await store.appendBatch(batch);
+    }
+    await store.close();
+    const db = new Database(path, { readonly: true });
+    const kept = db.prepare('SELECT COUNT(*) FROM wids').pluck().get() as number;
+    db.close();
+    assert.ok(kept >= WID_MEMORY && kept <= WID_MEMORY + 16, `kept ${kept} write ids`);
   });
 
   it('fails to open a file that is not a database', async () => {
