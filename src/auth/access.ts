@@ -72,14 +72,17 @@ async function verifiedOrThrow(ctx: AuthContext, link: GrantLink): Promise<Verif
   return r.chain;
 }
 
+/** A grant just received as a compact JWS, before it is stored. */
+type FreshGrant = GrantLink & { jws: string; iat: number };
+
 /** A compact JWS grant parsed and signature-checked, or BAD_REQUEST. */
-function parsedOrThrow(jws: string): ReturnType<typeof linkOfParsed> & { jws: string; iat: number } {
+function parsedOrThrow(jws: string): FreshGrant {
   const r = parseGrant(jws);
   if (!r.ok) throw new DgError('BAD_REQUEST', r.message);
   return { ...linkOfParsed(r.grant), jws, iat: r.grant.payload.iat };
 }
 
-async function store(ctx: AuthContext, g: GrantLink & { jws: string; iat: number }): Promise<void> {
+async function storeGrant(ctx: AuthContext, g: FreshGrant): Promise<void> {
   await ctx.store.putGrant({
     hash: g.hash, jws: g.jws, issuer: g.iss, subject: g.sub, site: g.site, logs: g.logs, rights: g.rights,
     iat: g.iat, exp: g.exp, prf: g.prf, declaredAt: ctx.now(),
@@ -90,7 +93,7 @@ async function store(ctx: AuthContext, g: GrantLink & { jws: string; iat: number
 export async function declareGrant(ctx: AuthContext, jws: string): Promise<string> {
   const g = parsedOrThrow(jws);
   await verifiedOrThrow(ctx, g);
-  await store(ctx, g);
+  await storeGrant(ctx, g);
   return g.hash;
 }
 
@@ -109,7 +112,7 @@ export interface JoinInput {
  */
 export async function joinGrant(ctx: AuthContext, input: JoinInput): Promise<AccessAnswer & { site: string }> {
   let link: GrantLink;
-  let fresh: (GrantLink & { jws: string; iat: number }) | null = null;
+  let fresh: FreshGrant | null = null;
   if (input.grant.includes('.')) {
     fresh = parsedOrThrow(input.grant);
     link = fresh;
@@ -124,7 +127,7 @@ export async function joinGrant(ctx: AuthContext, input: JoinInput): Promise<Acc
   const names =
     sub === `user:${input.user}` || sub === `device:${input.device}` || (sub.startsWith('email:') && (await emailAttestedFor(ctx.store, sub.slice(6), input.user)));
   if (!names) throw new DgError('FORBIDDEN', 'grant: does not name the caller');
-  if (fresh !== null) await store(ctx, fresh);
+  if (fresh !== null) await storeGrant(ctx, fresh);
   const row: AccessRecord = {
     user: input.user, site: link.site, grant: link.hash, logs: link.logs, rights: expandRights(link.rights),
     expiresAt: chain.expiresAt, createdAt: ctx.now(),

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SUBJECTS, type RevokeEvent } from '../../src/protocol/bus-messages.js';
 import { createSite, declareGrant, get, loginDevice, post, signupDevice, type SignedUpDevice } from '../helpers/auth-client.js';
-import { startServer } from '../helpers/server.js';
+import { startServer, tempDir } from '../helpers/server.js';
 import { addDevice, rotationRequired } from './db.js';
 
 type ErrorBody = { error: { code: string; message: string } };
@@ -113,6 +113,18 @@ describe('revocation', async () => {
     assert.equal((await join(b, site, g2.hash)).status, 403);
     // The issuer's user may revoke its own grant too (idempotent for an already revoked one).
     assert.equal((await revoke(a, { grant: g2.hash })).status, 200);
+  });
+
+  it('still refuses the tokens of a revoked device after a restart', async () => {
+    const dir = tempDir();
+    const first = await startServer({ dataDir: dir });
+    const d = await signupDevice(first.url);
+    const keep = await signupDevice(first.url);
+    assert.equal((await post(first.url, '/revoke', { device: d.device }, d.access)).status, 200);
+    await first.stop();
+    const second = await startServer({ dataDir: dir });
+    assert.equal((await get(second.url, '/me', d.access)).status, 401, 'the revocation set is loaded from the store');
+    assert.equal((await get(second.url, '/me', keep.access)).status, 200, 'other tokens survive the restart');
   });
 
   it('checks who may revoke, and what', async () => {

@@ -177,7 +177,9 @@ describe('auth sessions', async () => {
     assert.equal(last?.status, 429);
     assert.equal(last?.body.error.code, 'RATE_LIMITED');
     assert.ok(Number(last?.headers.get('retry-after')) >= 1);
-    // Another device is not affected.
-    assert.equal((await post(url, '/challenge', { device: newDeviceKeys().device })).status, 200);
+    // Another device is not affected; the per-address limit is announced on every reply.
+    const other = await post(url, '/challenge', { device: newDeviceKeys().device });
+    assert.equal(other.status, 200);
+    assert.equal(other.headers.get('x-ratelimit-limit'), '300');
   });
 });
