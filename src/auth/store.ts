@@ -116,6 +116,8 @@ export interface AuthStore {
   // ---- users and devices ----
   /** Creates a user whose first device this is. false (nothing written) when the device id exists. */
   createUser(user: { id: string; createdAt: number }, device: NewDevice): Promise<boolean>;
+  /** Adds a device to an existing user (a device flow completed). false (nothing written) when the id exists or the user does not. */
+  addDevice(user: string, device: NewDevice): Promise<boolean>;
   getDevice(id: string): Promise<DeviceRecord | null>;
   /** Every device of the user, revoked ones included. */
   listDevices(user: string): Promise<DeviceRecord[]>;

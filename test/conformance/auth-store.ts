@@ -50,6 +50,15 @@ export function runAuthStoreConformance(name: string, open: () => Promise<AuthSt
       assert.equal(await s.getDevice(dev()), null);
     });
 
+    it('adds devices to an existing user only, and lists them in creation order', async () => {
+      const { user, device } = await newUser(1000);
+      const second = dev();
+      assert.equal(await s.addDevice(user, { id: second, boxKey: dev(), name: 'two', createdAt: 2000 }), true);
+      assert.equal(await s.addDevice(user, { id: second, boxKey: dev(), name: 'again', createdAt: 3000 }), false, 'existing id');
+      assert.equal(await s.addDevice(id(), { id: dev(), boxKey: dev(), name: 'x', createdAt: 3000 }), false, 'unknown user');
+      assert.deepEqual((await s.listDevices(user)).map((d) => [d.id, d.name]), [[device, 'd'], [second, 'two']]);
+    });
+
     it('consumes a nonce once, only for its device and before it expires', async () => {
       const [n1, n2, n3, d] = [id(32), id(32), id(32), dev()];
       await s.putNonce(n1, d, 5000);

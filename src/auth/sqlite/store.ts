@@ -88,6 +88,7 @@ export class SqliteAuthStore implements AuthStore {
     this.#q = {
       insertUser: p('INSERT INTO users (id, created_at) VALUES (?, ?)'),
       deviceExists: p('SELECT 1 FROM devices WHERE id = ?'),
+      userExists: p('SELECT 1 FROM users WHERE id = ?'),
       insertDevice: p('INSERT INTO devices (id, user_id, box_key, name, created_at) VALUES (?, ?, ?, ?, ?)'),
       getDevice: p('SELECT * FROM devices WHERE id = ?'),
       listDevices: p('SELECT * FROM devices WHERE user_id = ? ORDER BY created_at, id'),
@@ -159,6 +160,14 @@ export class SqliteAuthStore implements AuthStore {
       if (this.#s('deviceExists').get(device.id) !== undefined) return false;
       this.#s('insertUser').run(user.id, user.createdAt);
       this.#s('insertDevice').run(device.id, user.id, device.boxKey, device.name, device.createdAt);
+      return true;
+    });
+  }
+
+  async addDevice(user: string, device: NewDevice): Promise<boolean> {
+    return this.#tx(() => {
+      if (this.#s('deviceExists').get(device.id) !== undefined || this.#s('userExists').get(user) === undefined) return false;
+      this.#s('insertDevice').run(device.id, user, device.boxKey, device.name, device.createdAt);
       return true;
     });
   }
