@@ -1,3 +1,8 @@
+/** `retry-after` of a push service's reply (RFC 9110 §10.2.3). */
+const IMF_FIXDATE = /^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$/;
+const RFC850 = /^[A-Z][a-z]{5,8}, \d{2}-[A-Z][a-z]{2}-\d{2} \d{2}:\d{2}:\d{2} GMT$/;
+const ASCTIME = /^[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2} \d{4}$/;
+
 /**
  * `retry-after` (RFC 9110 §10.2.3) as push services send it with 429 and 503: either a
  * number of seconds or an HTTP date. Returns the wait in ms (0 for a date in the past), or
@@ -12,10 +17,13 @@ export function parseRetryAfter(value: string | string[] | undefined, now: numbe
   if (raw === undefined) return null;
   const text = raw.trim();
   if (/^\d{1,10}$/.test(text)) return Number(text) * 1000;
-  // Only the IMF-fixdate and the two obsolete forms are dates; Date.parse accepts more, so
-  // require a weekday and "GMT" or a 4-digit year to avoid reading garbage as a date.
-  if (!/^[A-Za-z]{3,9},? /.test(text) || !/(GMT|\d{4})/.test(text)) return null;
-  const at = Date.parse(text);
+  // The three HTTP date forms only (Date.parse alone accepts far more). asctime carries
+  // no zone but is GMT by definition.
+  let dated: string;
+  if (IMF_FIXDATE.test(text) || RFC850.test(text)) dated = text;
+  else if (ASCTIME.test(text)) dated = `${text} GMT`;
+  else return null;
+  const at = Date.parse(dated);
   if (Number.isNaN(at)) return null;
   return Math.max(0, at - now);
 }
