@@ -1,0 +1,226 @@
+/**
+ * The SDK's front door: one device, one signed-in session, connections to the tail shards,
+ * and the logs opened through them.
+ */
+import { DgError } from '../protocol/errors.js';
+import { AuthClient, type FetchLike, type JoinInfo, type MeInfo, type SiteInfo } from './auth-client.js';
+import { DeviceKeys } from './device-keys.js';
+import { Emitter } from './emitter.js';
+import { grantHash, signGrant, type GrantSpec } from './grants.js';
+import { MemoryKeyStorage, type KeyStorage } from './key-storage.js';
+import { Log, type LogOptions } from './log.js';
+import type { RtcPeerConnectionConstructor } from './rtc-types.js';
+import { Session } from './session.js';
+import { ShardRouter } from './shards.js';
+import { TailConnection } from './tail-connection.js';
+import type { TailEvent, WebSocketConstructor } from './tail-types.js';
+
+export interface ClientOptions {
+  /** The server's base URL, e.g. "https://example.com". */
+  url: string;
+  /** Where device keys and the session are kept (default: memory only). */
+  storage?: KeyStorage;
+  fetch?: FetchLike;
+  /** WebSocket class (default: the global one; in Node pass `ws`). */
+  WebSocket?: WebSocketConstructor;
+  /** RTCPeerConnection class (default: the global one; in Node pass werift's); null: relay only. */
+  RTCPeerConnection?: RtcPeerConnectionConstructor | null;
+  /** Passed to `new RTCPeerConnection(...)`, e.g. `{ iceServers: [...] }`. */
+  rtcConfig?: object;
+  /** Called when the session ends on the server's word (refresh reuse, revocation). */
+  onAuthError?: (err: DgError) => void;
+  /** Rewrites tail URLs from the shard map before use (e.g. behind a proxy). */
+  shardUrl?: (url: string) => string;
+  requestTimeoutMs?: number;
+}
+
+export interface ClientEvents extends Record<string, unknown> {
+  /** Session-wide tail events: `device`, `envelope`, and `revoke` without handle. */
+  event: TailEvent;
+}
+
+/**
+ * A Datagrove client for one device.
+ *
+ * @example
+ * ```ts
+ * import WebSocket from 'ws';
+ * import { DatagroveClient } from 'datagrove/client';
+ * const client = await DatagroveClient.create({ url: 'http://localhost:8080', WebSocket });
+ * if (!client.signedIn) await client.signup('my laptop');
+ * const { site } = await client.createSite('notes');
+ * const log = client.openLog(site, 'main');
+ * log.subscribe((entries) => console.log(entries.length, 'new entries'));
+ * await log.append([new TextEncoder().encode('hello')]);
+ * await client.close();
+ * ```
+ */
+export class DatagroveClient extends Emitter<ClientEvents> {
+  readonly auth: AuthClient;
+  readonly keys: DeviceKeys;
+  readonly session: Session;
+  private readonly router: ShardRouter;
+  private readonly logs = new Map<string, Log>();
+  private readonly grants = new Map<string, string>();
+  private closed = false;
+
+  private constructor(
+    private readonly opts: ClientOptions,
+    keys: DeviceKeys,
+    auth: AuthClient,
+    session: Session,
+  ) {
+    super();
+    this.keys = keys;
+    this.auth = auth;
+    this.session = session;
+    this.router = new ShardRouter({
+      auth,
+      connect: (url) => this.newConnection(url),
+      ...(opts.shardUrl === undefined ? {} : { mapUrl: opts.shardUrl }),
+    });
+  }
+
+  /** Loads (or creates) the device keys and any stored session. */
+  static async create(opts: ClientOptions): Promise<DatagroveClient> {
+    const storage = opts.storage ?? new MemoryKeyStorage();
+    const keys = await DeviceKeys.loadOrCreate(storage);
+    const auth = new AuthClient({ url: opts.url, ...(opts.fetch === undefined ? {} : { fetch: opts.fetch }) });
+    let client: DatagroveClient | null = null;
+    const session = new Session(auth, keys, storage, { onAuthError: (err) => client?.authFailed(err) });
+    await session.restore();
+    client = new DatagroveClient(opts, keys, auth, session);
+    return client;
+  }
+
+  /** This device's id. */
+  get device(): string {
+    return this.keys.deviceId;
+  }
+  get user(): string | null {
+    return this.session.user;
+  }
+  get signedIn(): boolean {
+    return this.session.signedIn;
+  }
+
+  /** Creates a user with this device as its first device, and signs in. */
+  async signup(name?: string): Promise<{ user: string; device: string }> {
+    const t = await this.session.signup(name);
+    return { user: t.user, device: t.device };
+  }
+
+  /** Signs in with this (registered) device. */
+  async login(): Promise<{ user: string; device: string }> {
+    const t = await this.session.login();
+    return { user: t.user, device: t.device };
+  }
+
+  me(): Promise<MeInfo> {
+    return this.session.authed((t) => this.auth.me(t));
+  }
+
+  /** Creates a site owned by the user. */
+  createSite(name?: string): Promise<{ site: string; owner: string }> {
+    return this.session.authed((t) => this.auth.createSite(t, name));
+  }
+
+  siteInfo(site: string): Promise<SiteInfo> {
+    return this.session.authed((t) => this.auth.site(t, site));
+  }
+
+  /** Signs a grant with this device's key (see PROTOCOL.md "Grant"). */
+  signGrant(spec: GrantSpec): string {
+    return signGrant(this.keys, spec);
+  }
+
+  /** Registers a signed grant with the server; returns its hash. */
+  async declare(grant: string): Promise<string> {
+    const { hash } = await this.session.authed((t) => this.auth.declare(t, grant));
+    if (hash !== grantHash(grant)) throw new DgError('INTERNAL', 'server reported another grant hash');
+    return hash;
+  }
+
+  /** Joins a site through a grant (JWS or hash) that covers this user or device; remembers it for `attest`. */
+  async join(site: string, grant: string): Promise<JoinInfo> {
+    const r = await this.session.authed((t) => this.auth.join(t, site, grant));
+    if (grant.includes('.')) this.grants.set(site, grant);
+    return r;
+  }
+
+  /** Remembers a grant for `site`: used to `attest` when a lease answers `needproof`. */
+  useGrant(site: string, grant: string): void {
+    this.grants.set(site, grant);
+  }
+
+  /** Revokes a device of the user, or a grant (by hash). */
+  revoke(what: { device: string } | { grant: string }): Promise<{ rotate: string[] }> {
+    return this.session.authed((t) => this.auth.revoke(t, what));
+  }
+
+  /**
+   * Opens a log (or returns the one already open): leases it in the background; await
+   * `log.opened` to know it is leased and caught up.
+   */
+  openLog(site: string, log: string, opts: LogOptions = {}): Log {
+    if (this.closed) throw new DgError('UNAVAILABLE', 'client closed');
+    if (!this.session.signedIn) throw new DgError('UNAUTHORIZED', 'not signed in');
+    const key = `${site}\u0000${log}`;
+    const open = this.logs.get(key);
+    if (open !== undefined) return open;
+    const rtc = this.opts.RTCPeerConnection === null ? undefined : (this.opts.RTCPeerConnection ?? (globalThis as { RTCPeerConnection?: RtcPeerConnectionConstructor }).RTCPeerConnection);
+    const l = new Log(
+      {
+        site,
+        log,
+        device: this.device,
+        connectionFor: (s) => this.router.connectionFor(s),
+        redirected: (s, url) => this.router.redirected(s, url),
+        grantFor: (s) => this.grants.get(s),
+        ...(rtc === undefined ? {} : { RTCPeerConnection: rtc }),
+        ...(this.opts.rtcConfig === undefined ? {} : { rtcConfig: this.opts.rtcConfig }),
+        onClosed: () => {
+          if (this.logs.get(key) === l) this.logs.delete(key);
+        },
+      },
+      opts,
+    );
+    this.logs.set(key, l);
+    return l;
+  }
+
+  /** The tail connection that serves `site` (for direct use of the Tail API). */
+  connection(site: string): Promise<TailConnection> {
+    return this.router.connectionFor(site);
+  }
+
+  /** Closes every log and connection (the session stays stored for next time). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all([...this.logs.values()].map((l) => l.close()));
+    this.router.close();
+  }
+
+  private newConnection(url: string): TailConnection {
+    const WS = this.opts.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+    if (WS === undefined) throw new DgError('BAD_REQUEST', 'WebSocket: no implementation available (pass one)');
+    const conn = new TailConnection({
+      url,
+      WebSocket: WS,
+      token: (fresh) => (fresh ? this.session.refresh() : this.session.accessToken()),
+      tokenExpiresAt: () => this.session.accessExpiresAt,
+      onRevoked: (reason) => void this.session.revoked(reason),
+      ...(this.opts.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: this.opts.requestTimeoutMs }),
+    });
+    conn.on('event', (ev) => {
+      if (!('handle' in ev) || ev.handle === undefined) this.emit('event', ev);
+    });
+    return conn;
+  }
+
+  private authFailed(err: DgError): void {
+    this.opts.onAuthError?.(err);
+    this.router.close();
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * Messages between a log's followers and its leader (over a WebRTC data channel, or relayed
+ * through the server's `signal` kind `data`), and their framing into pieces that fit the
+ * 64 KiB limit of a relayed signal.
+ *
+ * - `submit` (follower → leader): entries (full entry bytes with the SDK header, base64url)
+ *   of one writer stream for the leader of `epoch` to sequence. `floor` is the stream's
+ *   lowest unacknowledged seq: every seq below it is known to be in the log.
+ * - `ack` (leader → follower): entries of `stream` now durable, as [seq, index] pairs.
+ * - `stale` (leader → follower): the sender is not the leader of `epoch` (anymore).
+ */
+import { randomId } from './bytes.js';
+
+export type LinkMessage =
+  | { t: 'submit'; epoch: number; stream: string; floor: number; entries: string[] }
+  | { t: 'ack'; epoch: number; stream: string; acks: [number, number][] }
+  | { t: 'stale'; epoch: number };
+
+interface Fragment {
+  t: 'frag';
+  id: string;
+  i: number;
+  n: number;
+  d: string;
+}
+
+/** Text of one frame on the wire, at most this many characters of payload. */
+export const FRAGMENT_CHARS = 24_000;
+const MAX_PARTS = 1024;
+const MAX_PARTIAL = 8;
+
+/** The frames that carry `msg` (one when small, else fragments). */
+export function toFrames(msg: LinkMessage): object[] {
+  const text = JSON.stringify(msg);
+  if (text.length <= FRAGMENT_CHARS) return [msg];
+  const n = Math.ceil(text.length / FRAGMENT_CHARS);
+  if (n > MAX_PARTS) throw new Error('link message too large');
+  const id = randomId(6);
+  const out: Fragment[] = [];
+  for (let i = 0; i < n; i++) out.push({ t: 'frag', id, i, n, d: text.slice(i * FRAGMENT_CHARS, (i + 1) * FRAGMENT_CHARS) });
+  return out;
+}
+
+function isInt(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+/** Validates a decoded message; null when it is not one. */
+export function parseMessage(v: unknown): LinkMessage | null {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return null;
+  const o = v as Record<string, unknown>;
+  if (o.t === 'submit') {
+    if (!isInt(o.epoch) || !isInt(o.floor) || typeof o.stream !== 'string' || !Array.isArray(o.entries)) return null;
+    if (!o.entries.every((e) => typeof e === 'string')) return null;
+    return { t: 'submit', epoch: o.epoch, stream: o.stream, floor: o.floor, entries: o.entries as string[] };
+  }
+  if (o.t === 'ack') {
+    if (!isInt(o.epoch) || typeof o.stream !== 'string' || !Array.isArray(o.acks)) return null;
+    const acks = o.acks as unknown[];
+    if (!acks.every((a) => Array.isArray(a) && a.length === 2 && isInt(a[0]) && isInt(a[1]))) return null;
+    return { t: 'ack', epoch: o.epoch, stream: o.stream, acks: acks as [number, number][] };
+  }
+  if (o.t === 'stale') return isInt(o.epoch) ? { t: 'stale', epoch: o.epoch } : null;
+  return null;
+}
+
+/** Reassembles fragments of one peer; keeps at most a few partial messages. */
+export class Reassembler {
+  private readonly partial = new Map<string, { n: number; parts: (string | undefined)[]; got: number }>();
+
+  /** A complete message, or null (a fragment was stored, or the frame was invalid). */
+  push(frame: unknown): LinkMessage | null {
+    if (frame === null || typeof frame !== 'object') return null;
+    const f = frame as Record<string, unknown>;
+    if (f.t !== 'frag') return parseMessage(frame);
+    if (typeof f.id !== 'string' || !isInt(f.i) || !isInt(f.n) || typeof f.d !== 'string') return null;
+    if (f.n < 1 || f.n > MAX_PARTS || f.i >= f.n || f.d.length > FRAGMENT_CHARS) return null;
+    let p = this.partial.get(f.id);
+    if (p === undefined) {
+      if (this.partial.size >= MAX_PARTIAL) this.partial.delete(this.partial.keys().next().value as string);
+      p = { n: f.n, parts: new Array<string | undefined>(f.n), got: 0 };
+      this.partial.set(f.id, p);
+    }
+    if (p.n !== f.n || p.parts[f.i] !== undefined) return null;
+    p.parts[f.i] = f.d;
+    p.got++;
+    if (p.got < p.n) return null;
+    this.partial.delete(f.id);
+    try {
+      return parseMessage(JSON.parse(p.parts.join('')));
+    } catch {
+      return null;
+    }
+  }
+}

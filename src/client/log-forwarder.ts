@@ -1,0 +1,97 @@
+/**
+ * The follower's side of appending: sends this device's pending entries to the leader
+ * (through the PeerHub) and resends what is not acknowledged.
+ *
+ * Exactly-once rules (with the Log):
+ * - Entries never sent can go to the leader at any time.
+ * - An entry sent to an earlier epoch's leader is resent only after the Log has read the
+ *   log to its end under the new epoch (so an entry that made it is found, not resent):
+ *   the Log calls `setLeader` only after that catch-up.
+ * - Within one epoch an entry may be resent (no acknowledgement within `retransmitMs`):
+ *   the leader of that epoch knows every entry it sequenced and drops duplicates.
+ */
+import { b64urlEncode } from './bytes.js';
+import type { LinkMessage } from './link-messages.js';
+import type { PendingAppends, PendingEntry } from './log-pending.js';
+
+export interface ForwarderOptions {
+  pending: PendingAppends;
+  stream: string;
+  /** The next seq the writer will use (the floor when nothing is pending). */
+  nextSeq: () => number;
+  send: (leader: string, msg: LinkMessage) => void;
+  retransmitMs: number;
+  /** Entries per submit message. */
+  batch: number;
+}
+
+export class Forwarder {
+  private leader: string | null = null;
+  private epoch = -1;
+  private timer: ReturnType<typeof setInterval> | null = null;
+
+  constructor(private readonly opts: ForwarderOptions) {}
+
+  get target(): { leader: string | null; epoch: number } {
+    return { leader: this.leader, epoch: this.epoch };
+  }
+
+  /** Follow `leader` at `epoch` (null: no leader; nothing is sent). */
+  setLeader(leader: string | null, epoch: number): void {
+    this.leader = leader;
+    this.epoch = epoch;
+    if (leader !== null && this.timer === null) {
+      this.timer = setInterval(() => this.retransmit(), Math.max(50, this.opts.retransmitMs / 2));
+    }
+    if (leader === null) this.stop();
+    else this.flush();
+  }
+
+  /** Sends every pending entry not yet sent to the current epoch. */
+  flush(): void {
+    if (this.leader === null) return;
+    const fresh = this.opts.pending.all().filter((p) => p.sentEpoch !== this.epoch);
+    this.send(fresh);
+  }
+
+  private retransmit(): void {
+    if (this.leader === null) return;
+    const now = Date.now();
+    const all = this.opts.pending.all();
+    if (!all.some((p) => p.sentEpoch === this.epoch && now - p.sentAt >= this.opts.retransmitMs)) return;
+    // Resend everything of the epoch from the oldest, so the leader's gap (if any) fills.
+    this.send(all.filter((p) => p.sentEpoch === this.epoch));
+  }
+
+  private send(entries: PendingEntry[]): void {
+    const leader = this.leader;
+    if (leader === null || entries.length === 0) return;
+    const now = Date.now();
+    for (let i = 0; i < entries.length; i += this.opts.batch) {
+      const chunk = entries.slice(i, i + this.opts.batch);
+      for (const p of chunk) {
+        p.sentEpoch = this.epoch;
+        p.sentAt = now;
+      }
+      this.opts.send(leader, {
+        t: 'submit',
+        epoch: this.epoch,
+        stream: this.opts.stream,
+        floor: this.opts.pending.floor(this.opts.nextSeq()),
+        entries: chunk.map((p) => b64urlEncode(p.bytes)),
+      });
+    }
+  }
+
+  /** An `ack` from the leader: those entries are durable. */
+  onAck(msg: Extract<LinkMessage, { t: 'ack' }>): void {
+    if (msg.stream !== this.opts.stream) return;
+    for (const [seq, index] of msg.acks) this.opts.pending.resolve(seq, index);
+  }
+
+  stop(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+    this.leader = null;
+  }
+}

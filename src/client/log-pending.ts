@@ -1,0 +1,72 @@
+/**
+ * This writer's appends that are not yet known to be durable, by origin sequence number.
+ * Each settles exactly once: resolved with its index when it is seen in the log or
+ * acknowledged by the leader, or rejected when the log closes.
+ */
+import type { DgError } from '../protocol/errors.js';
+
+export interface PendingEntry {
+  seq: number;
+  /** The full entry: SDK header + payload. */
+  bytes: Uint8Array;
+  /** Term in which it was last queued (leader) or sent (follower); -1 when never. */
+  term: number;
+  /** Leader epoch it was last sent to (follower). */
+  sentEpoch: number;
+  sentAt: number;
+  resolve: (index: number) => void;
+  reject: (err: DgError) => void;
+}
+
+export class PendingAppends {
+  private readonly map = new Map<number, PendingEntry>();
+
+  get size(): number {
+    return this.map.size;
+  }
+
+  add(seq: number, bytes: Uint8Array): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.map.set(seq, { seq, bytes, term: -1, sentEpoch: -1, sentAt: 0, resolve, reject });
+    });
+  }
+
+  has(seq: number): boolean {
+    return this.map.has(seq);
+  }
+
+  /** The entry is durable at `index`; false when it was not pending. */
+  resolve(seq: number, index: number): boolean {
+    const p = this.map.get(seq);
+    if (p === undefined) return false;
+    this.map.delete(seq);
+    p.resolve(index);
+    return true;
+  }
+
+  /** The entry can never be written; false when it was not pending. */
+  reject(seq: number, err: DgError): boolean {
+    const p = this.map.get(seq);
+    if (p === undefined) return false;
+    this.map.delete(seq);
+    p.reject(err);
+    return true;
+  }
+
+  /** Every pending entry, in sequence order. */
+  all(): PendingEntry[] {
+    return [...this.map.values()];
+  }
+
+  /** The lowest pending seq, or `next` when nothing is pending. */
+  floor(next: number): number {
+    for (const seq of this.map.keys()) return seq;
+    return next;
+  }
+
+  rejectAll(err: DgError): void {
+    const all = [...this.map.values()];
+    this.map.clear();
+    for (const p of all) p.reject(err);
+  }
+}

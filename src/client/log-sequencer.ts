@@ -1,0 +1,254 @@
+/**
+ * The leader's write pipeline: it sequences this device's appends and the entries its
+ * followers submit, and writes them with pipelined conditional writes (`at` = the length the
+ * log will have after the earlier writes, a `wid` per write).
+ *
+ * Exactly-once rules (the Log runs them together with its feed):
+ * - Within one epoch only this leader writes, so every entry committed in the epoch passes
+ *   through `noteCommitted` (from write replies or reads) before anything is resent.
+ * - Each follower stream is sequenced in seq order without gaps: an entry is queued only
+ *   when its seq is the stream's next one; later seqs wait (bounded) for the gap to fill;
+ *   earlier seqs are duplicates (acknowledged again if their index is known).
+ * - On nack, fence or any failure the pipeline halts; when every write in flight has
+ *   settled the Log re-leases, reads to the end of the log, and `resume`s: items found in
+ *   the log are dropped, the rest are queued again in their order. A new epoch drops the
+ *   followers' items (they resubmit to the new leader after checking the log themselves).
+ */
+import { DgError } from '../protocol/errors.js';
+import { b64urlDecode, b64urlEncode } from './bytes.js';
+import { decodeEntry, type EntryOrigin } from './entry-header.js';
+import type { LinkMessage } from './link-messages.js';
+import type { TailLimitsView, WriteReply } from './tail-types.js';
+
+export interface SeqItem {
+  bytes: Uint8Array;
+  origin: EntryOrigin;
+  /** This device's own append (tracked by the Log's pending set). */
+  own: boolean;
+}
+
+interface StreamState {
+  next: number;
+  held: Map<number, SeqItem>;
+  committed: Map<number, number>;
+  reply: ((m: LinkMessage) => void) | null;
+  acks: [number, number][];
+}
+
+interface Inflight {
+  items: SeqItem[];
+  done: Promise<void>;
+}
+
+export type WriteFn = (at: number, entries: string[], wid: string) => Promise<WriteReply>;
+
+export interface SequencerHooks {
+  write: WriteFn;
+  /** A write committed `items` at `at…` (the log's length is now at least `length`). */
+  written: (at: number, items: SeqItem[], length: number) => void;
+  /** The pipeline halted (nack, fenced, error); the Log recovers. */
+  failed: (err: DgError | null) => void;
+  /** Own entries that can never be written (too large): reject them. */
+  refused: (items: SeqItem[], err: DgError) => void;
+}
+
+const MAX_INFLIGHT = 4;
+const MAX_HELD = 10_000;
+const MAX_COMMITTED = 10_000;
+
+export class Sequencer {
+  private epoch = -1;
+  private nextAt = 0;
+  private active = false;
+  private halted = false;
+  private queue: SeqItem[] = [];
+  private readonly inflight: Inflight[] = [];
+  private failedItems: SeqItem[] = [];
+  private streams = new Map<string, StreamState>();
+  private wids = 0;
+
+  constructor(
+    private readonly hooks: SequencerHooks,
+    private readonly widPrefix: string,
+    private limits: TailLimitsView,
+  ) {}
+
+  get isActive(): boolean {
+    return this.active;
+  }
+
+  setLimits(limits: TailLimitsView): void {
+    this.limits = limits;
+  }
+
+  /** Resolves when no write is in flight. */
+  async idle(): Promise<void> {
+    while (this.inflight.length > 0) await Promise.all(this.inflight.map((w) => w.done));
+  }
+
+  /**
+   * Starts (or continues) leading at `epoch`, writing from `at` (the caught-up length).
+   * Own items are dropped from the carried queue: the Log enqueues its pending appends again.
+   */
+  resume(epoch: number, at: number): void {
+    const carried = [...this.failedItems, ...this.queue];
+    this.failedItems = [];
+    if (epoch !== this.epoch) {
+      this.streams = new Map();
+      this.epoch = epoch;
+    }
+    this.queue = carried.filter((it) => !it.own && this.isRemoteWanted(it));
+    this.nextAt = at;
+    this.active = true;
+    this.halted = false;
+  }
+
+  private isRemoteWanted(it: SeqItem): boolean {
+    const st = this.streams.get(streamKey(it.origin));
+    return st !== undefined && !st.committed.has(it.origin.seq);
+  }
+
+  /** Leadership ended: nothing more is written; followers' items are dropped. */
+  stop(): void {
+    this.active = false;
+    this.halted = false;
+    this.queue = [];
+    this.failedItems = [];
+    this.streams = new Map();
+    this.epoch = -1;
+  }
+
+  enqueueOwn(items: SeqItem[]): void {
+    this.queue.push(...items);
+    this.pump();
+  }
+
+  /** A follower's `submit`: validated, deduplicated, put in its stream's order. */
+  submitRemote(from: string, msg: Extract<LinkMessage, { t: 'submit' }>, reply: (m: LinkMessage) => void): void {
+    if (!this.active || msg.epoch !== this.epoch) {
+      reply({ t: 'stale', epoch: this.epoch });
+      return;
+    }
+    const items: SeqItem[] = [];
+    for (const e of msg.entries) {
+      const bytes = b64urlDecode(e);
+      if (bytes === null || bytes.length > this.limits.maxEntryBytes) return;
+      const { origin } = decodeEntry(bytes);
+      if (origin === null || origin.device !== from || origin.stream !== msg.stream) return;
+      items.push({ bytes, origin, own: false });
+    }
+    const key = `${from}/${msg.stream}`;
+    let st = this.streams.get(key);
+    if (st === undefined) {
+      st = { next: Math.max(1, msg.floor), held: new Map(), committed: new Map(), reply, acks: [] };
+      this.streams.set(key, st);
+    }
+    st.reply = reply;
+    if (msg.floor > st.next) {
+      // Everything below the floor is in the log already (the follower checked).
+      st.next = msg.floor;
+      for (const s of st.held.keys()) if (s < st.next) st.held.delete(s);
+    }
+    for (const s of st.committed.keys()) if (s < msg.floor) st.committed.delete(s);
+    for (const it of items.sort((a, b) => a.origin.seq - b.origin.seq)) {
+      const seq = it.origin.seq;
+      if (seq < st.next) {
+        const index = st.committed.get(seq);
+        if (index !== undefined) st.acks.push([seq, index]);
+      } else if (st.held.size < MAX_HELD) st.held.set(seq, it);
+    }
+    for (let it = st.held.get(st.next); it !== undefined; it = st.held.get(st.next)) {
+      st.held.delete(st.next);
+      st.next++;
+      this.queue.push(it);
+    }
+    this.flushAcks();
+    this.pump();
+  }
+
+  /** An entry is in the log at `index` (seen by the feed while this device leads). */
+  noteCommitted(origin: EntryOrigin, index: number): void {
+    if (!this.active) return;
+    const key = streamKey(origin);
+    const st = this.streams.get(key);
+    if (st === undefined) return;
+    st.committed.set(origin.seq, index);
+    if (st.committed.size > MAX_COMMITTED) st.committed.delete(st.committed.keys().next().value as number);
+    if (origin.seq >= st.next) {
+      st.next = origin.seq + 1;
+      for (const s of st.held.keys()) if (s < st.next) st.held.delete(s);
+    }
+    st.acks.push([origin.seq, index]);
+  }
+
+  /** Sends the acknowledgements gathered since the last flush. */
+  flushAcks(): void {
+    for (const [key, st] of this.streams) {
+      if (st.acks.length === 0 || st.reply === null) continue;
+      const acks = st.acks;
+      st.acks = [];
+      st.reply({ t: 'ack', epoch: this.epoch, stream: key.slice(key.indexOf('/') + 1), acks });
+    }
+  }
+
+  private pump(): void {
+    while (this.active && !this.halted && this.queue.length > 0 && this.inflight.length < MAX_INFLIGHT) {
+      const batch = this.takeBatch();
+      const at = this.nextAt;
+      this.nextAt += batch.length;
+      const wid = `${this.widPrefix}.${(this.wids++).toString(36)}`;
+      const entry: Inflight = { items: batch, done: Promise.resolve() };
+      entry.done = this.hooks
+        .write(at, batch.map((b) => b64urlEncode(b.bytes)), wid)
+        .then(
+          (r) => this.settled(entry, at, r, null),
+          (err: unknown) => this.settled(entry, at, null, err instanceof DgError ? err : new DgError('UNAVAILABLE', 'write failed')),
+        );
+      this.inflight.push(entry);
+    }
+  }
+
+  private takeBatch(): SeqItem[] {
+    // Base64 grows 4/3; keep a write frame well under the server's frame limit.
+    const budget = Math.floor((this.limits.maxFrame * 3) / 4) - 4096;
+    const max = Math.max(1, this.limits.maxEntries);
+    const batch: SeqItem[] = [];
+    let bytes = 0;
+    while (this.queue.length > 0 && batch.length < max) {
+      const next = this.queue[0]!;
+      if (batch.length > 0 && bytes + next.bytes.length + 4 > budget) break;
+      bytes += next.bytes.length + 4;
+      batch.push(this.queue.shift()!);
+    }
+    return batch;
+  }
+
+  private settled(entry: Inflight, at: number, r: WriteReply | null, err: DgError | null): void {
+    const i = this.inflight.indexOf(entry);
+    if (i >= 0) this.inflight.splice(i, 1);
+    if (r !== null && !('nack' in r) && !this.halted) {
+      const committedAt = 'dup' in r ? r.at : at;
+      this.hooks.written(committedAt, entry.items, r.length);
+      this.flushAcks();
+      this.pump();
+      return;
+    }
+    // Failed, or after a failure (replies of later writes are not trusted to be in order).
+    if (r !== null && !('nack' in r)) {
+      this.hooks.written('dup' in r ? r.at : at, entry.items, r.length);
+      this.flushAcks();
+    } else if (err?.code === 'TOO_LARGE' || err?.code === 'BAD_REQUEST') {
+      this.hooks.refused(entry.items.filter((it) => it.own), err);
+    } else {
+      this.failedItems.push(...entry.items);
+    }
+    if (!this.halted) {
+      this.halted = true;
+      this.hooks.failed(err);
+    }
+  }
+}
+
+function streamKey(o: EntryOrigin): string {
+  return `${o.device}/${o.stream}`;
+}

@@ -1,0 +1,493 @@
+/**
+ * A log opened by this device: leases it (taking leadership when free), delivers its
+ * entries to subscribers in order and exactly once, and appends.
+ *
+ * Appends: the leader writes (log-sequencer.ts); a follower sends its entries to the leader
+ * over a WebRTC data channel or the signal relay (log-forwarder.ts, peer-link.ts). Every
+ * entry carries the SDK header (entry-header.ts) naming its writer, so after any disruption
+ * (socket drop, leader change, nack) the Log re-leases, reads the log to its end, settles
+ * the appends it finds there, and sends only the rest: an append whose promise resolved is
+ * in the log exactly once, and none is lost while the Log stays open.
+ */
+import { DgError } from '../protocol/errors.js';
+import { Backoff, sleep } from './backoff.js';
+import { b64urlDecode, b64urlEncode, randomBytes } from './bytes.js';
+import { Emitter } from './emitter.js';
+import { decodeEntry, encodeEntry, originPrefix, STREAM_BYTES, MAX_HEADER_BYTES, type EntryOrigin, type OriginPrefix } from './entry-header.js';
+import { Forwarder } from './log-forwarder.js';
+import { LogFeed, type FeedRead } from './log-feed.js';
+import { PendingAppends } from './log-pending.js';
+import { Sequencer, type SeqItem } from './log-sequencer.js';
+import { PeerHub } from './peer-link.js';
+import type { LinkMessage } from './link-messages.js';
+import type { RtcPeerConnectionConstructor } from './rtc-types.js';
+import type { TailConnection } from './tail-connection.js';
+import type { LeaseReply, TailEvent, TailLimitsView } from './tail-types.js';
+
+/** One entry as subscribers see it: the app's payload, its index, and who wrote it. */
+export interface LogEntry {
+  index: number;
+  payload: Uint8Array;
+  /** The writer (device, writer stream, seq); null for an entry written without the SDK header. */
+  origin: EntryOrigin | null;
+}
+
+export type LogRole = 'leader' | 'follower';
+export type LogState = 'opening' | 'ready' | 'recovering' | 'closed';
+
+export interface LogEvents extends Record<string, unknown> {
+  role: LogRole;
+  leader: string | null;
+  state: LogState;
+  /** A fatal error: the log is closed. */
+  error: DgError;
+}
+
+export interface LogOptions {
+  /** First index to deliver (default 0: the whole log). */
+  from?: number;
+  /** Take leadership when it is free (default true). */
+  lead?: boolean;
+  /** Wait this long for a WebRTC channel to the leader before relaying, ms (default 3000). */
+  channelTimeoutMs?: number;
+  /** Resend unacknowledged entries to the leader after this long, ms (default 4000). */
+  retransmitMs?: number;
+}
+
+/** What the client gives each Log (not part of the public API). */
+export interface LogContext {
+  site: string;
+  log: string;
+  device: string;
+  connectionFor: (site: string) => Promise<TailConnection>;
+  redirected: (site: string, url: string) => Promise<TailConnection>;
+  grantFor: (site: string) => string | undefined;
+  RTCPeerConnection?: RtcPeerConnectionConstructor;
+  rtcConfig?: object;
+  onClosed: () => void;
+}
+
+type LeaseOk = Extract<LeaseReply, { handle: string }>;
+
+const DEFAULT_LIMITS: TailLimitsView = { maxFrame: 1 << 20, maxEntries: 1000, maxEntryBytes: 256 * 1024, maxHandles: 256 };
+const MAX_PENDING = 100_000;
+const FATAL = new Set(['FORBIDDEN', 'BAD_REQUEST', 'NOT_FOUND', 'UNAUTHORIZED', 'REFRESH_REUSED']);
+
+export class Log extends Emitter<LogEvents> {
+  readonly site: string;
+  readonly name: string;
+  private conn: TailConnection | null = null;
+  private offConn: (() => void)[] = [];
+  private handle: string | null = null;
+  private st: LogState = 'opening';
+  private currentRole: LogRole | null = null;
+  private currentLeader: string | null = null;
+  private currentEpoch = -1;
+  private peerSet = new Set<string>();
+  private stash: TailEvent[] | null = null;
+  private readonly feed: LogFeed;
+  private readonly pending = new PendingAppends();
+  private readonly sequencer: Sequencer;
+  private readonly forwarder: Forwarder;
+  private readonly hub: PeerHub;
+  private readonly prefix: OriginPrefix;
+  private readonly stream: string;
+  private seq = 0;
+  private term = 0;
+  private needRecover = false;
+  private recovering: Promise<void> | null = null;
+  private readonly subscribers = new Set<(entries: LogEntry[]) => void>();
+  private openedResolve!: () => void;
+  private openedReject!: (e: DgError) => void;
+  /** Resolves when the log is first leased and caught up; rejects if opening fails for good. */
+  readonly opened: Promise<void>;
+  private readonly lead: boolean;
+
+  constructor(
+    private readonly ctx: LogContext,
+    opts: LogOptions = {},
+  ) {
+    super();
+    this.site = ctx.site;
+    this.name = ctx.log;
+    this.lead = opts.lead ?? true;
+    this.opened = new Promise((resolve, reject) => {
+      this.openedResolve = resolve;
+      this.openedReject = reject;
+    });
+    this.opened.catch(() => undefined);
+    this.stream = b64urlEncode(randomBytes(STREAM_BYTES));
+    this.prefix = originPrefix(ctx.device, this.stream);
+    this.feed = new LogFeed(opts.from ?? 0, (from) => this.read(from), (at, entries) => this.onEntries(at, entries));
+    this.sequencer = new Sequencer(
+      {
+        write: (at, entries, wid) => this.requireConn().request('write', { handle: this.requireHandle(), at, entries, wid }, { retry: false }),
+        written: (at, items, length) => {
+          this.feed.observe(length);
+          this.feed.offer(at, items.map((i) => i.bytes));
+        },
+        failed: () => this.requestRecover(),
+        refused: (items, err) => {
+          for (const it of items) this.pending.reject(it.origin.seq, err);
+        },
+      },
+      this.stream,
+      DEFAULT_LIMITS,
+    );
+    this.hub = new PeerHub({
+      signal: async (to, kind, data) => {
+        await this.requireConn().request('signal', { handle: this.requireHandle(), to, kind, data }, { retry: false });
+      },
+      ...(ctx.RTCPeerConnection === undefined ? {} : { RTCPeerConnection: ctx.RTCPeerConnection }),
+      ...(ctx.rtcConfig === undefined ? {} : { rtcConfig: ctx.rtcConfig }),
+      channelTimeoutMs: opts.channelTimeoutMs ?? 3000,
+      onMessage: (from, msg, reply) => this.onLinkMessage(from, msg, reply),
+    });
+    this.forwarder = new Forwarder({
+      pending: this.pending,
+      stream: this.stream,
+      nextSeq: () => this.seq + 1,
+      send: (leader, msg) => this.hub.sendTo(leader, msg),
+      retransmitMs: opts.retransmitMs ?? 4000,
+      batch: 256,
+    });
+    this.requestRecover();
+  }
+
+  /** "leader" or "follower" (null before the first lease). */
+  get role(): LogRole | null {
+    return this.currentRole;
+  }
+  /** The leader's device id, or null when there is none. */
+  get leader(): string | null {
+    return this.currentLeader;
+  }
+  get epoch(): number {
+    return this.currentEpoch;
+  }
+  /** The largest length of the log heard of. */
+  get length(): number {
+    return this.feed.length;
+  }
+  /** How many entries (from index 0) have been delivered; the next index to deliver. */
+  get position(): number {
+    return this.feed.position;
+  }
+  get state(): LogState {
+    return this.st;
+  }
+  /** Devices holding a handle on this log, as last reported. */
+  get peers(): string[] {
+    return [...this.peerSet];
+  }
+  /** This writer's stream id (in the origin of its entries). */
+  get writerStream(): string {
+    return this.stream;
+  }
+  /** The path appends to the leader take now: "channel", "relay", "pending", or null. */
+  get leaderPath(): 'channel' | 'relay' | 'pending' | null {
+    const l = this.currentLeader;
+    return l === null || this.currentRole === 'leader' ? null : this.hub.pathTo(l);
+  }
+
+  /**
+   * Calls `fn` with each batch of new entries, in index order, each entry once.
+   * Entries before the subscription are not replayed: subscribe right after `openLog`.
+   * Returns a function that unsubscribes.
+   *
+   * @example
+   * ```ts
+   * const log = client.openLog(site, 'chat');
+   * const stop = log.subscribe((entries) => {
+   *   for (const e of entries) console.log(e.index, new TextDecoder().decode(e.payload));
+   * });
+   * ```
+   */
+  subscribe(fn: (entries: LogEntry[]) => void): () => void {
+    this.subscribers.add(fn);
+    return () => this.subscribers.delete(fn);
+  }
+
+  /**
+   * Appends payloads; resolves with their indexes once they are durable in the log (in
+   * this order; they may interleave with other writers' entries).
+   *
+   * @example
+   * ```ts
+   * const [index] = await log.append([new TextEncoder().encode('hello')]);
+   * ```
+   */
+  append(payloads: Uint8Array[]): Promise<number[]> {
+    if (this.st === 'closed') return Promise.reject(new DgError('UNAVAILABLE', 'log closed'));
+    const max = this.limits().maxEntryBytes - MAX_HEADER_BYTES;
+    for (const p of payloads) {
+      if (!(p instanceof Uint8Array)) return Promise.reject(new DgError('BAD_REQUEST', 'payloads: must be Uint8Array'));
+      if (p.length > max) return Promise.reject(new DgError('TOO_LARGE', `payload: at most ${max} bytes`));
+    }
+    if (this.pending.size + payloads.length > MAX_PENDING) return Promise.reject(new DgError('RATE_LIMITED', 'too many appends waiting'));
+    const promises = payloads.map((p) => {
+      const seq = ++this.seq;
+      return this.pending.add(seq, encodeEntry(this.prefix, seq, p));
+    });
+    this.pump();
+    return Promise.all(promises);
+  }
+
+  /** Releases the lease and closes; pending appends fail with UNAVAILABLE. */
+  async close(): Promise<void> {
+    if (this.st === 'closed') return;
+    const conn = this.conn;
+    const handle = this.handle;
+    this.shutdown(new DgError('UNAVAILABLE', 'log closed'));
+    if (conn !== null && handle !== null) await conn.request('release', { handle }, { retry: false, timeoutMs: 3000 }).catch(() => undefined);
+  }
+
+  private shutdown(err: DgError): void {
+    if (this.st === 'closed') return;
+    this.setState('closed');
+    this.sequencer.stop();
+    this.forwarder.stop();
+    this.hub.close();
+    for (const off of this.offConn) off();
+    this.offConn = [];
+    this.pending.rejectAll(err);
+    this.openedReject(err);
+    this.ctx.onClosed();
+  }
+
+  private fail(err: DgError): void {
+    if (this.st === 'closed') return;
+    this.shutdown(err);
+    this.emit('error', err);
+  }
+
+  private limits(): TailLimitsView {
+    return this.conn?.info?.limits ?? DEFAULT_LIMITS;
+  }
+
+  private requireConn(): TailConnection {
+    if (this.conn === null) throw new DgError('UNAVAILABLE', 'not connected');
+    return this.conn;
+  }
+
+  private requireHandle(): string {
+    if (this.handle === null) throw new DgError('UNAVAILABLE', 'no lease');
+    return this.handle;
+  }
+
+  private setState(s: LogState): void {
+    if (this.st === s || this.st === 'closed') return;
+    this.st = s;
+    this.emit('state', s);
+  }
+
+  private async read(from: number): Promise<FeedRead> {
+    const r = await this.requireConn().request('read', { handle: this.requireHandle(), from }, { retry: false });
+    const entries: Uint8Array[] = [];
+    for (const e of r.entries) {
+      const b = b64urlDecode(e);
+      if (b === null) throw new DgError('INTERNAL', 'malformed entry in read reply');
+      entries.push(b);
+    }
+    return { from: r.from, entries, length: r.length };
+  }
+
+  /** Every entry passes here once, in order. */
+  private onEntries(at: number, raw: Uint8Array[]): void {
+    const out: LogEntry[] = [];
+    for (let i = 0; i < raw.length; i++) {
+      const index = at + i;
+      const { origin, payload } = decodeEntry(raw[i]!);
+      if (origin !== null) {
+        if (origin.device === this.ctx.device && origin.stream === this.stream) this.pending.resolve(origin.seq, index);
+        else this.sequencer.noteCommitted(origin, index);
+      }
+      out.push({ index, payload, origin });
+    }
+    for (const fn of [...this.subscribers]) {
+      try {
+        fn(out);
+      } catch (err) {
+        console.error('datagrove: log subscriber failed', err);
+      }
+    }
+  }
+
+  /** Moves pending appends along in the current role. */
+  private pump(): void {
+    if (this.st !== 'ready') return;
+    if (this.currentRole === 'leader') {
+      const items: SeqItem[] = [];
+      for (const p of this.pending.all()) {
+        if (p.term === this.term) continue;
+        p.term = this.term;
+        items.push({ bytes: p.bytes, origin: { device: this.ctx.device, stream: this.stream, seq: p.seq }, own: true });
+      }
+      if (items.length > 0) this.sequencer.enqueueOwn(items);
+    } else {
+      this.forwarder.flush();
+    }
+  }
+
+  private onLinkMessage(from: string, msg: LinkMessage, reply: (m: LinkMessage) => void): void {
+    if (msg.t === 'submit') this.sequencer.submitRemote(from, msg, reply);
+    else if (msg.t === 'ack') this.forwarder.onAck(msg);
+    else if (msg.t === 'stale' && this.currentRole === 'follower' && msg.epoch !== this.currentEpoch) this.requestRecover();
+  }
+
+  // ---- connection, lease and recovery ----
+
+  private useConn(conn: TailConnection): void {
+    if (this.conn === conn) return;
+    for (const off of this.offConn) off();
+    this.conn = conn;
+    this.handle = null;
+    this.offConn = [
+      conn.on('event', (ev) => this.onEvent(ev)),
+      conn.on('open', ({ reconnect }) => {
+        if (reconnect) this.requestRecover();
+      }),
+      conn.on('close', () => {
+        this.handle = null;
+        this.setState('recovering');
+      }),
+      conn.on('stopped', (err) => this.fail(err)),
+    ];
+    conn.start();
+  }
+
+  private requestRecover(): void {
+    if (this.st === 'closed') return;
+    this.needRecover = true;
+    if (this.recovering === null) this.recovering = this.recoverLoop().finally(() => (this.recovering = null));
+  }
+
+  private async recoverLoop(): Promise<void> {
+    const backoff = new Backoff({ baseMs: 100, maxMs: 5000 });
+    while (this.needRecover && this.st !== 'closed') {
+      this.needRecover = false;
+      if (this.st === 'ready') this.setState('recovering');
+      try {
+        await this.sequencer.idle();
+        const lease = await this.leaseNow();
+        if (this.feed.position > lease.length) throw new DgError('BAD_REQUEST', `from: beyond the log's length ${lease.length}`);
+        await this.feed.catchUp(lease.length);
+        if (this.needRecover) continue;
+        this.term++;
+        this.settle(lease);
+        backoff.reset();
+      } catch (err) {
+        const e = err instanceof DgError ? err : new DgError('INTERNAL', 'log recovery failed', { cause: err });
+        if (FATAL.has(e.code) || this.conn?.state === 'stopped') {
+          this.fail(e);
+          return;
+        }
+        this.needRecover = true;
+        await sleep(backoff.next());
+      }
+    }
+  }
+
+  private async leaseNow(): Promise<LeaseOk> {
+    let attested = false;
+    if (this.conn === null) this.useConn(await this.ctx.connectionFor(this.site));
+    for (let hops = 0; hops < 5; hops++) {
+      const conn = this.requireConn();
+      await conn.ready();
+      this.stash = [];
+      const r = await conn.request('lease', { site: this.site, log: this.name, lead: this.lead }, { retry: false });
+      if ('redirect' in r) {
+        this.useConn(await this.ctx.redirected(this.site, r.redirect));
+        continue;
+      }
+      if ('needproof' in r) {
+        const grant = this.ctx.grantFor(this.site);
+        if (grant === undefined || attested) throw new DgError('FORBIDDEN', `no access to site ${this.site}`);
+        await conn.request('attest', { grant });
+        attested = true;
+        continue;
+      }
+      this.applyLease(r);
+      return r;
+    }
+    throw new DgError('UNAVAILABLE', 'too many redirects');
+  }
+
+  private applyLease(r: LeaseOk): void {
+    this.handle = r.handle;
+    this.sequencer.setLimits(this.limits());
+    this.peerSet = new Set(r.peers);
+    this.feed.observe(r.length);
+    const stash = this.stash ?? [];
+    this.stash = null;
+    for (const ev of stash) if ('handle' in ev && ev.handle === r.handle) this.onEvent(ev);
+  }
+
+  /** After a lease and a catch-up: take up the role. */
+  private settle(r: LeaseOk): void {
+    const prevRole = this.currentRole;
+    const prevLeader = this.currentLeader;
+    this.currentEpoch = Math.max(this.currentEpoch, r.epoch);
+    this.currentRole = r.role;
+    this.currentLeader = r.role === 'leader' ? this.ctx.device : r.leader;
+    for (const p of this.pending.all()) p.term = -1;
+    if (r.role === 'leader') {
+      this.forwarder.stop();
+      this.sequencer.resume(r.epoch, this.feed.position);
+    } else {
+      this.sequencer.stop();
+      if (prevLeader !== null && prevLeader !== this.currentLeader) this.hub.drop(prevLeader);
+      this.forwarder.setLeader(this.currentLeader, r.epoch);
+    }
+    this.setState('ready');
+    this.openedResolve();
+    if (prevRole !== this.currentRole) this.emit('role', r.role);
+    if (prevLeader !== this.currentLeader) this.emit('leader', this.currentLeader);
+    this.pump();
+  }
+
+  private onEvent(ev: TailEvent): void {
+    if (!('handle' in ev) || ev.handle === undefined) return;
+    if (ev.handle !== this.handle) {
+      if (this.stash !== null && this.stash.length < 10_000) this.stash.push(ev);
+      return;
+    }
+    switch (ev.ev) {
+      case 'tail': {
+        if (ev.entries === undefined) {
+          this.feed.observe(ev.length);
+          this.feed.catchUpInBackground();
+        } else {
+          const entries = ev.entries.map((e) => b64urlDecode(e));
+          if (entries.some((e) => e === null)) this.feed.catchUp(ev.length).catch(() => undefined);
+          else this.feed.offer(ev.at, entries as Uint8Array[]);
+          this.feed.observe(ev.length);
+          if (this.feed.position < ev.length) this.feed.catchUpInBackground();
+        }
+        break;
+      }
+      case 'leader':
+        if (ev.epoch > this.currentEpoch || (ev.leader === null && this.currentLeader !== null)) {
+          if (ev.leader !== this.currentLeader) {
+            this.currentLeader = ev.leader;
+            this.emit('leader', ev.leader);
+          }
+          this.requestRecover();
+        }
+        break;
+      case 'peer':
+        if (ev.state === 'join') this.peerSet.add(ev.device);
+        else {
+          this.peerSet.delete(ev.device);
+          if (ev.device !== this.currentLeader) this.hub.drop(ev.device, false);
+        }
+        break;
+      case 'signal':
+        this.hub.handleSignal(ev.from, ev.kind, ev.data);
+        break;
+      case 'revoke':
+        this.fail(new DgError('FORBIDDEN', `access revoked: ${ev.reason}`));
+        break;
+    }
+  }
+}

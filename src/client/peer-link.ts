@@ -1,0 +1,256 @@
+/**
+ * Point-to-point links between the devices of one log: a WebRTC data channel when one
+ * opens, else the server's `signal` kind `data` as a relay of last resort.
+ *
+ * The follower side opens a link to the leader (`sendTo`): it creates the peer connection
+ * and the channel, sends the offer and its ICE candidates through `signal`, and holds
+ * messages until the channel opens. When no channel opens within `channelTimeoutMs` (or
+ * WebRTC is not available), messages go through the relay; a channel that opens later
+ * takes over. The leader side answers offers (`handleSignal`) and replies over the link a
+ * message came on. Remote ICE candidates are queued until the remote description is set.
+ *
+ * Messages are ordered per path, not across a switch of path: the log protocol does not
+ * rely on link order (the leader keeps each writer's order by sequence number).
+ */
+import { randomId } from './bytes.js';
+import { Reassembler, toFrames, type LinkMessage } from './link-messages.js';
+import type { RtcDataChannelLike, RtcPeerConnectionConstructor, RtcPeerConnectionLike, RtcSessionDescriptionLike } from './rtc-types.js';
+import type { SignalKind } from './tail-types.js';
+
+export interface PeerHubOptions {
+  /** Sends a signal to a device on the same log. */
+  signal: (to: string, kind: SignalKind, data: unknown) => Promise<void>;
+  RTCPeerConnection?: RtcPeerConnectionConstructor;
+  rtcConfig?: object;
+  /** How long to wait for a data channel before relaying, ms (default 3000). */
+  channelTimeoutMs?: number;
+  onMessage: (from: string, msg: LinkMessage, reply: (m: LinkMessage) => void) => void;
+}
+
+type Path = 'channel' | 'relay';
+
+class PeerLink {
+  pc: RtcPeerConnectionLike | null = null;
+  dc: RtcDataChannelLike | null = null;
+  remoteSet = false;
+  readonly candidates: { candidate: string; sdpMid?: string | null; sdpMLineIndex?: number | null }[] = [];
+  readonly held: object[] = [];
+  relay = false;
+  timer: ReturnType<typeof setTimeout> | null = null;
+  readonly rx = new Reassembler();
+
+  constructor(
+    readonly device: string,
+    readonly id: string,
+  ) {}
+
+  channelOpen(): boolean {
+    return this.dc !== null && this.dc.readyState === 'open';
+  }
+}
+
+export class PeerHub {
+  private readonly links = new Map<string, PeerLink>();
+  private closed = false;
+
+  constructor(private readonly opts: PeerHubOptions) {}
+
+  /** The path messages to `device` take now (for tests and diagnostics). */
+  pathTo(device: string): Path | 'pending' | null {
+    const l = this.links.get(device);
+    if (l === undefined) return null;
+    return l.channelOpen() ? 'channel' : l.relay ? 'relay' : 'pending';
+  }
+
+  /** Sends to `device`, opening a link (as the initiator) when there is none. */
+  sendTo(device: string, msg: LinkMessage): void {
+    if (this.closed) return;
+    let link = this.links.get(device);
+    if (link === undefined) link = this.initiate(device);
+    this.sendFrames(link, toFrames(msg));
+  }
+
+  private sendFrames(link: PeerLink, frames: object[]): void {
+    for (const f of frames) {
+      if (link.channelOpen()) {
+        try {
+          link.dc!.send(JSON.stringify(f));
+          continue;
+        } catch {
+          // fall through to the relay
+        }
+      }
+      if (link.relay) this.opts.signal(link.device, 'data', f).catch(() => undefined);
+      else link.held.push(f);
+    }
+  }
+
+  private flushHeld(link: PeerLink): void {
+    const held = link.held.splice(0);
+    this.sendFrames(link, held);
+  }
+
+  private initiate(device: string): PeerLink {
+    const link = new PeerLink(device, randomId(6));
+    this.links.set(device, link);
+    const RTC = this.opts.RTCPeerConnection;
+    if (RTC === undefined) {
+      link.relay = true;
+      return link;
+    }
+    link.timer = setTimeout(() => {
+      link.timer = null;
+      if (!link.channelOpen()) {
+        link.relay = true;
+        this.flushHeld(link);
+      }
+    }, this.opts.channelTimeoutMs ?? 3000);
+    void this.startOffer(link, RTC).catch(() => {
+      link.relay = true;
+      this.flushHeld(link);
+    });
+    return link;
+  }
+
+  private async startOffer(link: PeerLink, RTC: RtcPeerConnectionConstructor): Promise<void> {
+    const pc = new RTC(this.opts.rtcConfig);
+    link.pc = pc;
+    this.watchIce(link, pc);
+    this.adoptChannel(link, pc.createDataChannel('datagrove', { ordered: true }));
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    const desc = pc.localDescription ?? offer;
+    await this.opts.signal(link.device, 'offer', { link: link.id, type: desc.type, sdp: desc.sdp });
+  }
+
+  private watchIce(link: PeerLink, pc: RtcPeerConnectionLike): void {
+    pc.onicecandidate = ((ev: { candidate?: unknown }) => {
+      const c = ev.candidate as { candidate?: string; sdpMid?: string | null; sdpMLineIndex?: number | null; toJSON?: () => object } | null | undefined;
+      if (c === null || c === undefined || typeof c.candidate !== 'string' || c.candidate === '') return;
+      const data = { link: link.id, candidate: c.candidate, sdpMid: c.sdpMid ?? null, sdpMLineIndex: c.sdpMLineIndex ?? null };
+      this.opts.signal(link.device, 'candidate', data).catch(() => undefined);
+    }) as (ev: never) => void;
+  }
+
+  private adoptChannel(link: PeerLink, dc: RtcDataChannelLike): void {
+    link.dc = dc;
+    dc.onopen = () => {
+      if (link.timer !== null) clearTimeout(link.timer);
+      link.timer = null;
+      this.flushHeld(link);
+    };
+    dc.onmessage = ((ev: { data: unknown }) => {
+      if (typeof ev.data !== 'string') return;
+      let frame: unknown;
+      try {
+        frame = JSON.parse(ev.data);
+      } catch {
+        return;
+      }
+      this.receive(link, frame);
+    }) as (ev: never) => void;
+    dc.onclose = () => {
+      if (link.dc === dc) {
+        link.dc = null;
+        link.relay = true;
+        this.flushHeld(link);
+      }
+    };
+  }
+
+  private receive(link: PeerLink, frame: unknown): void {
+    const msg = link.rx.push(frame);
+    if (msg === null) return;
+    this.opts.onMessage(link.device, msg, (m) => this.sendFrames(link, toFrames(m)));
+  }
+
+  /** Handles a `signal` event of the log's handle. */
+  handleSignal(from: string, kind: SignalKind, data: unknown): void {
+    if (this.closed) return;
+    const d = (data !== null && typeof data === 'object' ? data : {}) as Record<string, unknown>;
+    if (kind === 'data') {
+      let link = this.links.get(from);
+      if (link === undefined) {
+        // A follower relaying to us without a channel: reply through the relay as well.
+        link = new PeerLink(from, randomId(6));
+        link.relay = true;
+        this.links.set(from, link);
+      }
+      this.receive(link, data);
+      return;
+    }
+    const linkId = typeof d.link === 'string' ? d.link : '';
+    if (kind === 'offer') {
+      if (typeof d.sdp !== 'string' || this.opts.RTCPeerConnection === undefined) return;
+      this.drop(from, false);
+      const link = new PeerLink(from, linkId);
+      link.relay = true; // reply by relay until the channel opens
+      this.links.set(from, link);
+      void this.answer(link, { type: 'offer', sdp: d.sdp }).catch(() => undefined);
+      return;
+    }
+    const link = this.links.get(from);
+    if (link === undefined || link.id !== linkId || link.pc === null) return;
+    if (kind === 'answer' && typeof d.sdp === 'string') {
+      void link.pc
+        .setRemoteDescription({ type: 'answer', sdp: d.sdp })
+        .then(() => this.remoteReady(link))
+        .catch(() => undefined);
+    } else if (kind === 'candidate' && typeof d.candidate === 'string') {
+      const c = {
+        candidate: d.candidate,
+        sdpMid: typeof d.sdpMid === 'string' ? d.sdpMid : null,
+        sdpMLineIndex: typeof d.sdpMLineIndex === 'number' ? d.sdpMLineIndex : null,
+      };
+      if (link.remoteSet) link.pc.addIceCandidate(c).catch(() => undefined);
+      else if (link.candidates.length < 64) link.candidates.push(c);
+    } else if (kind === 'bye') {
+      this.drop(from, false);
+    }
+  }
+
+  private async answer(link: PeerLink, offer: RtcSessionDescriptionLike): Promise<void> {
+    const pc = new this.opts.RTCPeerConnection!(this.opts.rtcConfig);
+    link.pc = pc;
+    this.watchIce(link, pc);
+    pc.ondatachannel = ((ev: { channel: RtcDataChannelLike }) => {
+      this.adoptChannel(link, ev.channel);
+      if (ev.channel.readyState === 'open') this.flushHeld(link);
+    }) as (ev: never) => void;
+    await pc.setRemoteDescription(offer);
+    this.remoteReady(link);
+    const answer = await pc.createAnswer();
+    await pc.setLocalDescription(answer);
+    const desc = pc.localDescription ?? answer;
+    await this.opts.signal(link.device, 'answer', { link: link.id, type: desc.type, sdp: desc.sdp });
+  }
+
+  private remoteReady(link: PeerLink): void {
+    link.remoteSet = true;
+    for (const c of link.candidates.splice(0)) link.pc?.addIceCandidate(c).catch(() => undefined);
+  }
+
+  /** Closes the link to `device` (telling it `bye` when asked). */
+  drop(device: string, sayBye = true): void {
+    const link = this.links.get(device);
+    if (link === undefined) return;
+    this.links.delete(device);
+    if (link.timer !== null) clearTimeout(link.timer);
+    if (sayBye && link.pc !== null) this.opts.signal(device, 'bye', { link: link.id }).catch(() => undefined);
+    try {
+      link.dc?.close();
+    } catch {
+      // already closed
+    }
+    try {
+      void Promise.resolve(link.pc?.close()).catch(() => undefined);
+    } catch {
+      // already closed
+    }
+  }
+
+  close(): void {
+    for (const d of [...this.links.keys()]) this.drop(d, false);
+    this.closed = true;
+  }
+}
