@@ -39,7 +39,7 @@ export class Fanout {
   stop(): void {
     if (this.#timer !== null) clearInterval(this.#timer);
     this.#timer = null;
-    this.#slow.clear();
+    for (const s of [...this.#slow]) this.#unslow(s);
   }
 
   #flush(log: LiveLog): void {
@@ -101,10 +101,17 @@ export class Fanout {
     if (s.slowSince !== 0) return;
     s.slowSince = Date.now();
     this.#slow.add(s);
+    this.ctx.metrics.lagging.inc();
     if (this.#timer === null) {
       this.#timer = setInterval(() => this.#check(), CHECK_MS);
       this.#timer.unref();
     }
+  }
+
+  #unslow(s: Session): void {
+    this.#slow.delete(s);
+    s.slowSince = 0;
+    this.ctx.metrics.lagging.dec();
   }
 
   /** Slow sessions: catch up the ones that drained, close the ones lagging too long. */
@@ -113,10 +120,9 @@ export class Fanout {
     const { softBuffer, lagCloseMs } = this.ctx.limits;
     for (const s of this.#slow) {
       if (s.closing) {
-        this.#slow.delete(s);
+        this.#unslow(s);
       } else if (s.buffered <= softBuffer) {
-        this.#slow.delete(s);
-        s.slowSince = 0;
+        this.#unslow(s);
         let n = 0;
         for (const h of s.handles.values()) {
           if (h.lagAt < 0) continue;
@@ -127,7 +133,7 @@ export class Fanout {
         }
         if (n > 0) this.ctx.metrics.fanout.inc({ kind: 'length' }, n);
       } else if (now - s.slowSince > lagCloseMs) {
-        this.#slow.delete(s);
+        this.#unslow(s);
         s.close(TAIL_CLOSE.slow, 'slow consumer');
       }
     }

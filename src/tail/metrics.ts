@@ -9,6 +9,7 @@ export interface TailMetrics {
   entries: Counter;
   commitBatch: Histogram;
   fanout: Counter<'kind'>;
+  lagging: Gauge;
   slowCloses: Counter;
   closes: Counter<'code'>;
   errors: Counter<'code'>;
@@ -30,6 +31,7 @@ export function createTailMetrics(registry: Registry): TailMetrics {
       registers,
     }),
     fanout: new Counter({ name: 'datagrove_tail_fanout_deliveries_total', help: 'Tail events delivered to followers, with or without entries', labelNames: ['kind'], registers }),
+    lagging: new Gauge({ name: 'datagrove_tail_lagging_sessions', help: 'Sessions over the soft send-buffer limit (events without entries, coalesced)', registers }),
     slowCloses: new Counter({ name: 'datagrove_tail_slow_consumer_closes_total', help: 'Sessions closed 4408 as slow consumers', registers }),
     closes: new Counter({ name: 'datagrove_tail_closes_total', help: 'Sessions closed by the server, by close code', labelNames: ['code'], registers }),
     errors,

@@ -1,0 +1,172 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { SUBJECTS, type NotifyPublish } from '../../src/protocol/bus-messages.js';
+import { decodeEntry, entry, type TailClient, type TailEventFrame } from '../helpers/tail-client.js';
+import { connect, joined, lease, logName, metric, sleep, until, world } from './fixture.js';
+
+/** Checks the tail events of a handle cover `from`…`to` exactly, each starting where the last ended. */
+function assertContiguous(events: TailEventFrame[], from: number, to: number): void {
+  let pos = from;
+  for (const e of events) {
+    assert.equal(e.at, pos, `event at ${String(e.at)} continues at ${pos}`);
+    assert.ok((e.length as number) > pos);
+    if (e.entries !== undefined) assert.equal((e.entries as string[]).length, (e.length as number) - pos);
+    pos = e.length as number;
+  }
+  assert.equal(pos, to);
+}
+
+async function tailEventsUntil(c: TailClient, handle: string, length: number, timeoutMs = 20_000): Promise<TailEventFrame[]> {
+  const out: TailEventFrame[] = [];
+  let last = -1;
+  while (last < length) {
+    const e = await c.nextEvent('tail', handle, timeoutMs);
+    out.push(e);
+    last = e.length as number;
+  }
+  return out;
+}
+
+/** Writes 60 KiB entries one at a time until the server reports a lagging session; returns the length. */
+async function fillUntilLagging(url: string, a: TailClient, handle: string, from: number): Promise<number> {
+  const chunk = Buffer.alloc(60 * 1024, 2).toString('base64url');
+  let at = from;
+  for (let i = 0; i < 1000; i++) {
+    await a.call('write', { handle, at, entries: [chunk] });
+    at++;
+    if (i % 10 === 9 && (await metric(url, 'datagrove_tail_lagging_sessions')) > 0) return at;
+  }
+  throw new Error('the follower never lagged');
+}
+
+describe('tail: fan-out', async () => {
+  const w = await world();
+  const reader = await joined(w, ['read']);
+
+  it('sends followers one tail event per committed batch, with the entries, built once', async () => {
+    const log = logName();
+    const a = await connect(w, w.owner);
+    const la = await lease(a, w.site, log);
+    const f1 = await connect(w, reader);
+    const f2 = await connect(w, reader);
+    const h1 = (await lease(f1, w.site, log)).handle;
+    const h2 = (await lease(f2, w.site, log)).handle;
+    assert.equal((await a.call('write', { handle: la.handle, at: 0, entries: [entry('a'), entry('b')] })).length, 2);
+    const e1 = await f1.nextEvent('tail', h1);
+    assert.deepEqual(e1, { ev: 'tail', handle: h1, at: 0, length: 2, entries: [entry('a'), entry('b')] });
+    assert.deepEqual(await f2.nextEvent('tail', h2), { ...e1, handle: h2 });
+    assert.equal(a.events.filter((e) => e.ev === 'tail').length, 0, 'the leader gets no tail event for its own writes');
+
+    // 100 pipelined writes commit in few batches: fewer events than writes, covering every entry once.
+    const n = 100;
+    await Promise.all(Array.from({ length: n }, (_, i) => a.call('write', { handle: la.handle, at: 2 + i, entries: [entry(`w${i}`)] })));
+    const events = await tailEventsUntil(f1, h1, 2 + n);
+    assertContiguous(events, 2, 2 + n);
+    assert.ok(events.length < n, `${events.length} events for ${n} writes`);
+    const all = events.flatMap((e) => (e.entries as string[]).map(decodeEntry));
+    assert.deepEqual(all, Array.from({ length: n }, (_, i) => `w${i}`));
+    assert.ok((await metric(w.url, 'datagrove_tail_fanout_deliveries_total', 'kind="entries"')) >= events.length * 2);
+    for (const c of [a, f1, f2]) c.close();
+  });
+
+  it('leaves the entries out of events for batches over 64 KiB', async () => {
+    const log = logName();
+    const a = await connect(w, w.owner);
+    const la = await lease(a, w.site, log);
+    const f = await connect(w, reader);
+    const h = (await lease(f, w.site, log)).handle;
+    const big = Buffer.alloc(70 * 1024, 1).toString('base64url');
+    await a.call('write', { handle: la.handle, at: 0, entries: [big] });
+    assert.deepEqual(await f.nextEvent('tail', h), { ev: 'tail', handle: h, at: 0, length: 1 });
+    const r = await f.call<{ entries: string[] }>('read', { handle: h, from: 0 });
+    assert.equal(r.entries[0], big);
+    a.close();
+    f.close();
+  });
+
+  it('publishes dg.notify.publish coalesced per log with the latest length', async () => {
+    const log = logName();
+    const seen: NotifyPublish[] = [];
+    const sub = w.srv.server.bus.subscribe(SUBJECTS.notifyPublish, (m) => {
+      const p = m as NotifyPublish;
+      if (p.log === log) seen.push(p);
+    });
+    const a = await connect(w, w.owner);
+    const la = await lease(a, w.site, log);
+    for (let i = 0; i < 30; i++) await a.call('write', { handle: la.handle, at: i, entries: [entry(String(i))] });
+    await until(() => seen.at(-1)?.length === 30, 5000, 'the latest length published');
+    assert.ok(seen.length < 30, `${seen.length} publishes for 30 commits`);
+    assert.deepEqual(seen[0], { site: w.site, log, length: 1 });
+    sub.unsubscribe();
+    a.close();
+  });
+
+  it('sends a follower that stops reading length-only events, then one catch-up event', async () => {
+    const log = logName();
+    const a = await connect(w, w.owner);
+    const la = await lease(a, w.site, log);
+    const f = await connect(w, reader);
+    const h = (await lease(f, w.site, log)).handle;
+    f.pause();
+    let at = 0;
+    // Fill the socket (one write per batch, so each event carries its 60 KiB) until the
+    // server counts the follower as lagging (bounded).
+    at = await fillUntilLagging(w.url, a, la.handle, at);
+    assert.equal(await metric(w.url, 'datagrove_tail_lagging_sessions'), 1, 'the follower lags');
+    for (let i = 0; i < 10; i++) await a.call('write', { handle: la.handle, at: at++, entries: [entry('late')] });
+    f.resume();
+    const events = await tailEventsUntil(f, h, at);
+    assertContiguous(events, 0, at);
+    assert.ok(events[0]?.entries !== undefined, 'entries while it kept up');
+    const last = events.at(-1) as TailEventFrame;
+    assert.equal(last.entries, undefined, 'length only after it fell behind');
+    assert.ok((last.length as number) - (last.at as number) >= 10, 'the missed writes are coalesced into one event');
+    await until(async () => (await metric(w.url, 'datagrove_tail_lagging_sessions')) === 0, 5000, 'caught up');
+    assert.equal(f.open, true);
+    // It catches up by reading and keeps following.
+    await a.call('write', { handle: la.handle, at, entries: [entry('fresh')] });
+    assert.deepEqual((await f.nextEvent('tail', h)).entries, [entry('fresh')]);
+    a.close();
+    f.close();
+  });
+
+  it('closes a session over the hard buffer limit with 4408', async () => {
+    const log = logName();
+    const a = await connect(w, w.owner);
+    const la = await lease(a, w.site, log);
+    const quarter = Buffer.alloc(250 * 1024, 3).toString('base64url');
+    for (let i = 0; i < 5; i++) await a.call('write', { handle: la.handle, at: i * 3, entries: [quarter, quarter, quarter] });
+    const f = await connect(w, reader);
+    const h = (await lease(f, w.site, log)).handle;
+    const before = await metric(w.url, 'datagrove_tail_slow_consumer_closes_total');
+    f.pause();
+    // Ask for ~1 MiB replies without reading them (bounded).
+    for (let i = 0; i < 200 && (await metric(w.url, 'datagrove_tail_slow_consumer_closes_total')) === before; i++) {
+      f.send({ id: f.freshId(), op: 'read', handle: h, from: 0 });
+      await sleep(10);
+    }
+    assert.equal(await metric(w.url, 'datagrove_tail_slow_consumer_closes_total'), before + 1);
+    f.resume();
+    assert.equal((await f.closedWith(20_000)).code, 4408);
+    a.close();
+  });
+});
+
+describe('tail: fan-out to a follower lagging too long', async () => {
+  const w = await world({ tailLimits: { lagCloseMs: 300 } });
+  const reader = await joined(w, ['read']);
+
+  it('closes it with 4408', async () => {
+    const log = logName();
+    const a = await connect(w, w.owner);
+    const la = await lease(a, w.site, log);
+    const f = await connect(w, reader);
+    await lease(f, w.site, log);
+    f.pause();
+    await fillUntilLagging(w.url, a, la.handle, 0);
+    await until(async () => (await metric(w.url, 'datagrove_tail_slow_consumer_closes_total')) === 1, 5000, 'the lag close');
+    f.resume();
+    assert.equal((await f.closedWith(20_000)).code, 4408);
+    a.close();
+  });
+});

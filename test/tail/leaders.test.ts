@@ -1,0 +1,152 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { startServer } from '../helpers/server.js';
+import { entry, TailClient } from '../helpers/tail-client.js';
+import { connect, joined, lease, logName, sleep, world } from './fixture.js';
+
+const GRACE = 400;
+
+describe('tail: leases and leaders', async () => {
+  const w = await world({ leaseGraceMs: GRACE });
+  const writer = await joined(w, ['read', 'write']);
+
+  it('makes the first writer leader and later ones followers that get NOT_LEADER', async () => {
+    const log = logName();
+    const a = await connect(w, w.owner);
+    const la = await lease(a, w.site, log);
+    const b = await connect(w, writer);
+    const lb = await lease(b, w.site, log);
+    assert.equal(lb.role, 'follower');
+    assert.equal(lb.leader, w.owner.device);
+    assert.equal(lb.epoch, la.epoch);
+    assert.equal((await b.failure('write', { handle: lb.handle, at: 0, entries: [entry('x')] })).code, 'NOT_LEADER');
+    assert.equal((await b.failure('write', { handle: 'nope', at: 0, entries: [entry('x')] })).code, 'NOT_FOUND');
+    a.close();
+    b.close();
+  });
+
+  it('returns the same handle with fresh state when leasing again, and steps down with lead:false', async () => {
+    const log = logName();
+    const a = await connect(w, w.owner);
+    const first = await lease(a, w.site, log);
+    await a.call('write', { handle: first.handle, at: 0, entries: [entry('1')] });
+    const again = await lease(a, w.site, log);
+    assert.equal(again.handle, first.handle);
+    assert.equal(again.role, 'leader');
+    assert.equal(again.epoch, first.epoch, 'the leader keeps its epoch');
+    assert.equal(again.length, 1);
+    const b = await connect(w, writer);
+    const lb = await lease(b, w.site, log, { lead: false });
+    assert.equal(lb.role, 'follower');
+    const down = await lease(a, w.site, log, { lead: false });
+    assert.equal(down.role, 'follower');
+    assert.equal(down.leader, null);
+    assert.deepEqual(await b.nextEvent('leader', lb.handle), { ev: 'leader', handle: lb.handle, leader: null, epoch: first.epoch });
+    assert.equal((await a.failure('write', { handle: first.handle, at: 1, entries: [entry('2')] })).code, 'NOT_LEADER');
+    const up = await lease(b, w.site, log);
+    assert.equal(up.role, 'leader');
+    assert.ok(up.epoch > first.epoch);
+    assert.equal(up.length, 1);
+    a.close();
+    b.close();
+  });
+
+  it('sends peer join and leave events to the other holders', async () => {
+    const log = logName();
+    const a = await connect(w, w.owner);
+    const la = await lease(a, w.site, log);
+    const b = await connect(w, writer);
+    const lb = await lease(b, w.site, log);
+    assert.deepEqual(lb.peers, [w.owner.device]);
+    assert.deepEqual(await a.nextEvent('peer', la.handle), { ev: 'peer', handle: la.handle, device: writer.device, state: 'join' });
+    b.close();
+    assert.deepEqual(await a.nextEvent('peer', la.handle), { ev: 'peer', handle: la.handle, device: writer.device, state: 'leave' });
+    a.close();
+  });
+
+  it('ends leadership at once on release, and the released handle is gone', async () => {
+    const log = logName();
+    const a = await connect(w, w.owner);
+    const la = await lease(a, w.site, log);
+    const b = await connect(w, writer);
+    const lb = await lease(b, w.site, log);
+    assert.deepEqual(await a.call('release', { handle: la.handle }), { re: 3 });
+    assert.deepEqual(await b.nextEvent('leader', lb.handle), { ev: 'leader', handle: lb.handle, leader: null, epoch: la.epoch });
+    assert.equal((await b.nextEvent('peer', lb.handle)).state, 'leave');
+    assert.equal((await a.failure('write', { handle: la.handle, at: 0, entries: [entry('x')] })).code, 'NOT_FOUND');
+    assert.equal((await a.failure('release', { handle: la.handle })).code, 'NOT_FOUND');
+    const taken = await lease(b, w.site, log);
+    assert.equal(taken.role, 'leader');
+    assert.equal(taken.epoch, la.epoch + 1);
+    a.close();
+    b.close();
+  });
+
+  it('keeps leadership for the same device during the grace, then lapses it for the next taker with a higher epoch', async () => {
+    const log = logName();
+    const a1 = await connect(w, w.owner);
+    const l1 = await lease(a1, w.site, log);
+    await a1.call('write', { handle: l1.handle, at: 0, entries: [entry('a')] });
+    const b = await connect(w, writer);
+    const lb = await lease(b, w.site, log);
+    a1.terminate();
+    await sleep(50);
+    // Within the grace: another device cannot take it; the departed leader still shows.
+    const during = await lease(b, w.site, log);
+    assert.equal(during.role, 'follower');
+    assert.equal(during.leader, w.owner.device);
+    // The same device, from a new session, retakes it with a new epoch.
+    const a2 = await connect(w, w.owner);
+    const l2 = await lease(a2, w.site, log);
+    assert.equal(l2.role, 'leader');
+    assert.equal(l2.epoch, l1.epoch + 1);
+    assert.equal(l2.length, 1);
+    assert.deepEqual(await b.event((e) => e.ev === 'leader' && e.leader !== null), { ev: 'leader', handle: lb.handle, leader: w.owner.device, epoch: l2.epoch });
+    // It leaves again: after the grace, followers learn the log has no leader.
+    const left = Date.now();
+    a2.close();
+    const lapse = await b.event((e) => e.ev === 'leader' && e.leader === null);
+    assert.ok(Date.now() - left >= GRACE - 50, 'lapsed only after the grace');
+    assert.deepEqual(lapse, { ev: 'leader', handle: lb.handle, leader: null, epoch: l2.epoch });
+    const l3 = await lease(b, w.site, log);
+    assert.equal(l3.role, 'leader');
+    assert.equal(l3.epoch, l2.epoch + 1);
+    assert.equal((await b.call('write', { handle: l3.handle, at: 1, entries: [entry('b')] })).length, 2);
+    b.close();
+  });
+
+  it('fences a leader whose log another node took over (two servers on one store)', async () => {
+    const log = logName();
+    const a = await connect(w, w.owner);
+    const la = await lease(a, w.site, log);
+    assert.equal((await a.call('write', { handle: la.handle, at: 0, entries: [entry('a')] })).length, 1);
+    const f = await connect(w, writer);
+    const lf = await lease(f, w.site, log);
+    // A second node on the same data: it knows nothing of the first node's leader.
+    const other = await startServer({ dataDir: w.srv.dataDir, leaseGraceMs: GRACE });
+    const z = await TailClient.connect(other.wsUrl, w.owner.access);
+    const lz = await lease(z, w.site, log);
+    assert.equal(lz.role, 'leader');
+    assert.equal(lz.epoch, la.epoch + 1);
+    assert.equal((await a.failure('write', { handle: la.handle, at: 1, entries: [entry('zombie')] })).code, 'FENCED');
+    assert.deepEqual(await f.nextEvent('leader', lf.handle), { ev: 'leader', handle: lf.handle, leader: null, epoch: lz.epoch });
+    assert.equal((await a.failure('write', { handle: la.handle, at: 1, entries: [entry('zombie')] })).code, 'FENCED');
+    assert.equal((await z.call('write', { handle: lz.handle, at: 1, entries: [entry('b')] })).length, 2);
+    const r = await z.call<{ entries: string[] }>('read', { handle: lz.handle, from: 0 });
+    assert.deepEqual(r.entries.map((e) => Buffer.from(e, 'base64url').toString()), ['a', 'b']);
+    z.close();
+    await other.stop();
+    a.close();
+    f.close();
+  });
+
+  it('refuses more handles than maxHandles per session', async () => {
+    const a = await connect(w, w.owner);
+    const prefix = logName('many');
+    await Promise.all(Array.from({ length: 256 }, (_, i) => lease(a, w.site, `${prefix}-${i}`, { lead: false })));
+    assert.equal((await a.failure('lease', { site: w.site, log: `${prefix}-x`, lead: false })).code, 'TOO_LARGE');
+    // Leasing one it already holds is fine.
+    assert.equal((await lease(a, w.site, `${prefix}-0`, { lead: false })).role, 'follower');
+    a.close();
+  });
+});
