@@ -74,12 +74,8 @@ interface LogRow {
 /** SQLite result codes that mean "the storage is not usable right now", not a bug. */
 const UNAVAILABLE_CODES = /^SQLITE_(BUSY|LOCKED|FULL|IOERR|CANTOPEN|READONLY|NOMEM|PROTOCOL)/;
 
-function mapError(err: unknown): unknown {
-  if (err instanceof DgError) return err;
-  if (err instanceof Database.SqliteError && UNAVAILABLE_CODES.test(err.code)) {
-    return new DgError('UNAVAILABLE', 'log store is unavailable', { cause: err });
-  }
-  return err;
+function isUnavailable(err: unknown): boolean {
+  return err instanceof Database.SqliteError && UNAVAILABLE_CODES.test(err.code);
 }
 
 function migrate(db: Database.Database): void {
@@ -99,6 +95,8 @@ function migrate(db: Database.Database): void {
 export class SqliteLogStore implements LogStore {
   private readonly db: Database.Database;
   private closed = false;
+  /** False after a storage failure, true again after the next success (for /ready). */
+  private ok = true;
 
   private readonly getLog: Database.Statement<[string, string], LogRow>;
   private readonly createLog: Database.Statement<[string, string], LogRow>;
@@ -212,63 +210,62 @@ export class SqliteLogStore implements LogStore {
     if (this.closed) throw storeClosed();
   }
 
+  /** Runs one call against the database, mapping storage failures and tracking health. */
+  private guard<T>(fn: () => T): T {
+    try {
+      const out = fn();
+      this.ok = true;
+      return out;
+    } catch (err) {
+      if (!isUnavailable(err)) throw err;
+      this.ok = false;
+      throw new DgError('UNAVAILABLE', 'log store is unavailable', { cause: err });
+    }
+  }
+
   async state(site: string, log: string): Promise<LogState> {
     this.open();
     checkLogName(site, log);
-    try {
-      const row = this.getLog.get(site, log);
-      return { length: row?.length ?? 0, epoch: row?.epoch ?? 0 };
-    } catch (err) {
-      throw mapError(err);
-    }
+    const row = this.guard(() => this.getLog.get(site, log));
+    return { length: row?.length ?? 0, epoch: row?.epoch ?? 0 };
   }
 
   async bumpEpoch(site: string, log: string): Promise<number> {
     this.open();
     checkLogName(site, log);
-    try {
-      return this.bumpTx(site, log);
-    } catch (err) {
-      throw mapError(err);
-    }
+    return this.guard(() => this.bumpTx(site, log));
   }
 
   async appendBatch(requests: AppendRequest[]): Promise<AppendResult[]> {
     this.open();
     checkAppendBatch(requests);
     if (requests.length === 0) return [];
-    try {
-      return this.appendTx(requests);
-    } catch (err) {
-      throw mapError(err);
-    }
+    return this.guard(() => this.appendTx(requests));
   }
 
   async read(site: string, log: string, from: number, limit: number, maxBytes: number): Promise<ReadResult> {
     this.open();
     const clamped = checkReadArgs(site, log, from, limit, maxBytes);
-    try {
-      // No transaction needed: the connection is used synchronously, so no commit can land
-      // between reading the length and reading the entries.
-      const row = this.getLog.get(site, log);
-      const length = row?.length ?? 0;
-      if (from > length) throw beyondEnd(from, length);
-      const entries: Buffer[] = [];
-      if (row === undefined || from === length) return { entries, length };
+    // No transaction needed: the connection is used synchronously, so no commit can land
+    // between reading the length and reading the entries.
+    const row = this.guard(() => this.getLog.get(site, log));
+    const length = row?.length ?? 0;
+    if (from > length) throw beyondEnd(from, length);
+    const entries: Buffer[] = [];
+    if (row === undefined || from === length) return { entries, length };
+    this.guard(() => {
       let bytes = 0;
       for (const data of this.readEntries.iterate(row.id, from, clamped.limit)) {
         if (entries.length > 0 && bytes + data.length > clamped.maxBytes) break;
         bytes += data.length;
         entries.push(data);
       }
-      return { entries, length };
-    } catch (err) {
-      throw mapError(err);
-    }
+    });
+    return { entries, length };
   }
 
   healthy(): boolean {
-    return !this.closed && this.db.open;
+    return !this.closed && this.ok && this.db.open;
   }
 
   /** The durability settings of this store's own connection (for diagnostics and tests). */

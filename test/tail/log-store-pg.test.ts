@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import pg from 'pg';
 import { openPgLogStore } from '../../src/tail/pg-log-store.js';
+import { PG_LOG_SCHEMA_VERSION } from '../../src/tail/pg-log-store-sql.js';
 import { WID_MEMORY, type AppendRequest, type LogStore } from '../../src/tail/log-store.js';
 import { deviceId, freshSite, runLogStoreConformance } from '../conformance/log-store.js';
 import { PG_URL, pgSkip } from '../helpers/services.js';
@@ -51,7 +52,7 @@ describe('PostgreSQL log store', { skip }, () => {
     await c.connect();
     try {
       const { rows } = await c.query(`SELECT version FROM "${schema}".tail_schema`);
-      assert.deepEqual(rows, [{ version: 1 }]);
+      assert.deepEqual(rows, [{ version: PG_LOG_SCHEMA_VERSION }]);
       // A database migrated by a newer server is refused, not misread.
       await c.query(`UPDATE "${schema}".tail_schema SET version = 99`);
       await assert.rejects(openPgLogStore(PG_URL, { schema }), /newer than this server/);
@@ -127,6 +128,28 @@ describe('PostgreSQL log store', { skip }, () => {
       assert.deepEqual(await a.state(site, 'x'), { length: 1, epoch: e });
       assert.deepEqual(await a.state(site, 'y'), { length: 1, epoch: e });
     }
+  });
+
+  it('survives its connections being killed: unhealthy at once, then reconnects', async () => {
+    const s = await open();
+    const site = freshSite();
+    await s.appendBatch([req(site, 'main', 0, 0)]);
+    const admin = new pg.Client({ connectionString: PG_URL });
+    await admin.connect();
+    try {
+      const { rows } = await admin.query('SELECT pg_terminate_backend(pid) AS t FROM pg_stat_activity WHERE application_name = $1', [
+        `datagrove-tail:${schema}`,
+      ]);
+      assert.ok(rows.length > 0, 'the store has connections to kill');
+    } finally {
+      await admin.end();
+    }
+    // The idle connections' deaths reach the pool as 'error' events, which must not take
+    // the process down, and mark the store unhealthy.
+    for (let i = 0; i < 100 && s.healthy(); i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(s.healthy(), false);
+    assert.deepEqual(await s.appendBatch([req(site, 'main', 1, 0)]), [{ status: 'ok', at: 1, length: 2 }]);
+    assert.equal(s.healthy(), true);
   });
 
   it('reports UNAVAILABLE and unhealthy when the database cannot be reached', async () => {
