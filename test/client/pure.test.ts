@@ -1,0 +1,184 @@
+/**
+ * The SDK's pure parts: byte encodings, the entry header, rendezvous hashing, backoff,
+ * grant signatures (checked with jose, an independent JWS implementation), link framing
+ * and the file key storage.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as jose from 'jose';
+import fc from 'fast-check';
+import {
+  b64urlDecode,
+  b64urlEncode,
+  backoffDelay,
+  decodeEntry,
+  DeviceKeys,
+  encodeEntry,
+  grantHash,
+  MemoryKeyStorage,
+  originPrefix,
+  pickShard,
+  readGrant,
+  signGrant,
+  tailUrl,
+  verifyDeviceSignature,
+} from '../../src/client/index.js';
+import { FileKeyStorage } from '../../src/client/node/index.js';
+import { Reassembler, toFrames, type LinkMessage } from '../../src/client/link-messages.js';
+import { tempDir } from '../helpers/server.js';
+
+test('base64url matches Node and rejects non-canonical input', () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => {
+      const enc = b64urlEncode(bytes);
+      assert.equal(enc, Buffer.from(bytes).toString('base64url'));
+      assert.deepEqual(b64urlDecode(enc), bytes);
+    }),
+  );
+  assert.equal(b64urlDecode('a'), null, 'length 1 mod 4');
+  assert.equal(b64urlDecode('ab+c'), null, 'standard alphabet');
+  assert.equal(b64urlDecode('ab=='), null, 'padding');
+  assert.equal(b64urlDecode('AB'), null, 'non-zero trailing bits');
+  assert.deepEqual(b64urlDecode('AA'), new Uint8Array([0]));
+});
+
+test('entry header: round trip, layout, and raw entries pass through', () => {
+  const keys = DeviceKeys.generate();
+  const stream = b64urlEncode(new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]));
+  const prefix = originPrefix(keys.deviceId, stream);
+  for (const seq of [1, 127, 128, 300, 2 ** 32 + 5, Number.MAX_SAFE_INTEGER]) {
+    const payload = new TextEncoder().encode(`p${seq}`);
+    const bytes = encodeEntry(prefix, seq, payload);
+    const d = decodeEntry(bytes);
+    assert.deepEqual(d.origin, { device: keys.deviceId, stream, seq });
+    assert.deepEqual(d.payload, payload);
+  }
+  const e = encodeEntry(prefix, 300, new Uint8Array([9]));
+  assert.equal(e[0], 0xdb);
+  assert.equal(e[1], 1);
+  assert.deepEqual(e.subarray(2, 34), keys.publicKey);
+  assert.deepEqual([...e.subarray(34, 42)], [1, 2, 3, 4, 5, 6, 7, 8]);
+  assert.deepEqual([...e.subarray(42)], [0xac, 0x02, 9], 'LEB128 of 300, then the payload');
+  // Empty payloads are fine; entries not written by the SDK come back unchanged with no origin.
+  assert.equal(decodeEntry(encodeEntry(prefix, 1, new Uint8Array())).payload.length, 0);
+  for (const raw of [new Uint8Array([1, 2, 3]), new TextEncoder().encode('plain text entry, no header at all, long enough'), e.subarray(0, 42)]) {
+    const d = decodeEntry(raw);
+    assert.equal(d.origin, null);
+    assert.deepEqual(d.payload, raw);
+  }
+  assert.throws(() => encodeEntry(prefix, 0, new Uint8Array()));
+});
+
+test('rendezvous hashing agrees with an independent SHA-256 computation', () => {
+  const shards = [
+    { id: 'tail-1', url: 'ws://a/tail' },
+    { id: 'tail-2', url: 'ws://b/tail' },
+    { id: 'tail-3', url: 'ws://c/tail' },
+  ];
+  const score = (id: string, site: string) => createHash('sha256').update(`${id}/${site}`, 'utf8').digest().readBigUInt64BE(0);
+  const counts = new Map<string, number>();
+  for (let i = 0; i < 300; i++) {
+    const site = `site${i}`;
+    const expected = [...shards].sort((a, b) => (score(b.id, site) > score(a.id, site) ? 1 : -1))[0]!;
+    const got = pickShard(shards, site)!;
+    assert.equal(got.id, expected.id, site);
+    counts.set(got.id, (counts.get(got.id) ?? 0) + 1);
+    // Removing a shard moves only that shard's sites.
+    const without = pickShard(shards.filter((s) => s.id !== 'tail-3'), site)!;
+    if (got.id !== 'tail-3') assert.equal(without.id, got.id);
+  }
+  for (const s of shards) assert.ok((counts.get(s.id) ?? 0) > 60, `fair share for ${s.id}`);
+  // Fixed vectors, computed once with node:crypto and frozen here.
+  const fixed: [string, string][] = [
+    ['alpha', 'tail-3'],
+    ['beta', 'tail-2'],
+    ['gamma', 'tail-3'],
+    ['delta', 'tail-3'],
+    ['site-42', 'tail-2'],
+  ];
+  for (const [site, id] of fixed) assert.equal(pickShard(shards, site)!.id, id, site);
+  assert.equal(score('tail-1', 'alpha').toString(16), 'c93bad357dd4c47c');
+  assert.equal(pickShard([], 'x'), null);
+  assert.equal(tailUrl('http://h:1'), 'ws://h:1/tail');
+  assert.equal(tailUrl('https://h/x/tail'), 'wss://h/x/tail');
+  assert.equal(tailUrl('ws://h:2/tail'), 'ws://h:2/tail');
+});
+
+test('backoff grows exponentially, stays within [d/2, d], and is capped', () => {
+  for (let n = 0; n < 20; n++) {
+    const d = Math.min(30_000, 250 * 2 ** n);
+    assert.equal(backoffDelay(n, {}, () => 0), Math.round(d / 2));
+    assert.equal(backoffDelay(n, {}, () => 1), d);
+    const r = backoffDelay(n);
+    assert.ok(r >= d / 2 - 1 && r <= d + 1);
+  }
+  assert.equal(backoffDelay(3, { baseMs: 100, maxMs: 500 }, () => 1), 500);
+});
+
+test('grants verify with jose and hash as the protocol says', async () => {
+  const keys = DeviceKeys.generate();
+  const jws = signGrant(keys, { sub: 'user:bob', site: 'site1', logs: ['*'], rights: ['read', 'write'], exp: 2_000_000_000 }, 1_700_000_000_000);
+  const jwk = { kty: 'OKP', crv: 'Ed25519', x: keys.deviceId };
+  const key = await jose.importJWK(jwk, 'EdDSA');
+  const { payload, protectedHeader } = await jose.compactVerify(jws, key);
+  assert.deepEqual(protectedHeader, { alg: 'EdDSA', typ: 'dg-grant+jwt' });
+  assert.deepEqual(JSON.parse(new TextDecoder().decode(payload)), {
+    iss: keys.deviceId,
+    sub: 'user:bob',
+    site: 'site1',
+    logs: ['*'],
+    rights: ['read', 'write'],
+    iat: 1_700_000_000,
+    exp: 2_000_000_000,
+  });
+  assert.equal(grantHash(jws), createHash('sha256').update(jws, 'ascii').digest('base64url'));
+  assert.equal(readGrant(jws)?.sub, 'user:bob');
+  const [h, p, s] = jws.split('.');
+  const forged = `${h}.${Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(p!, 'base64url').toString()), rights: ['admin'] })).toString('base64url')}.${s}`;
+  assert.equal(readGrant(forged), null);
+  assert.throws(() => signGrant(keys, { sub: 'bob', site: 'x', logs: ['*'], rights: ['read'] }), /sub/);
+  assert.throws(() => signGrant(keys, { sub: 'user:b', site: 'x', logs: [], rights: ['read'] }), /logs/);
+  // The challenge signature is Ed25519 over "datagrove-auth-v1:" + nonce.
+  const sig = Buffer.from(keys.signChallenge('n0nce'), 'base64url');
+  assert.ok(verifyDeviceSignature(keys.deviceId, new TextEncoder().encode('datagrove-auth-v1:n0nce'), sig));
+  assert.ok(!verifyDeviceSignature(keys.deviceId, new TextEncoder().encode('datagrove-auth-v1:other'), sig));
+});
+
+test('link messages fragment and reassemble; bad frames are dropped', () => {
+  const big: LinkMessage = { t: 'submit', epoch: 3, stream: 'abc', floor: 1, entries: Array.from({ length: 50 }, (_, i) => 'A'.repeat(2000) + i) };
+  const frames = toFrames(big);
+  assert.ok(frames.length > 1);
+  for (const f of frames) assert.ok(JSON.stringify(f).length < 64 * 1024);
+  const r = new Reassembler();
+  const shuffled = [...frames].reverse();
+  let out: LinkMessage | null = null;
+  for (const f of shuffled) out = r.push(f) ?? out;
+  assert.deepEqual(out, big);
+  assert.equal(r.push({ t: 'frag', id: 'x', i: 5, n: 2, d: '' }), null);
+  assert.equal(r.push({ t: 'submit', epoch: -1, stream: 'a', floor: 0, entries: [] }), null);
+  assert.equal(r.push('nope'), null);
+  assert.deepEqual(r.push({ t: 'ack', epoch: 1, stream: 's', acks: [[1, 2]] }), { t: 'ack', epoch: 1, stream: 's', acks: [[1, 2]] });
+});
+
+test('device keys persist through a 0600 key file, and memory storage', async () => {
+  const path = join(tempDir(), 'sub', 'keys.json');
+  const storage = new FileKeyStorage(path);
+  const a = await DeviceKeys.loadOrCreate(storage);
+  const b = await DeviceKeys.loadOrCreate(new FileKeyStorage(path));
+  assert.equal(a.deviceId, b.deviceId);
+  assert.equal(a.boxKey, b.boxKey);
+  assert.equal((await stat(path)).mode & 0o777, 0o600);
+  await storage.save('other', { x: [1, 'two', null] });
+  assert.deepEqual(await new FileKeyStorage(path).load('other'), { x: [1, 'two', null] });
+  await storage.remove('other');
+  assert.equal(await storage.load('other'), null);
+  assert.ok(JSON.parse(await readFile(path, 'utf8'))['datagrove.device']);
+  const mem = new MemoryKeyStorage();
+  const c = await DeviceKeys.loadOrCreate(mem);
+  assert.equal((await DeviceKeys.loadOrCreate(mem)).deviceId, c.deviceId);
+  assert.notEqual(c.deviceId, a.deviceId);
+  assert.throws(() => DeviceKeys.fromJSON({ sign: 'short', box: 'x' }), /malformed/);
+});
