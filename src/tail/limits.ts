@@ -41,6 +41,8 @@ export interface TailLimits {
   accessCacheMax: number;
   /** How long a revoked device or family is remembered: longer than any token lives (15 min). */
   revokedKeepMs: number;
+  /** How often the revocation list is re-read from auth (covers lost bus messages). */
+  revokedPollMs: number;
   /** WebSocket ping to find dead peers; a peer that missed one pong is terminated. */
   pingIntervalMs: number;
   /** Presence TTL (full snapshots every third of it). */
@@ -85,6 +87,7 @@ export const DEFAULT_TAIL_LIMITS: Readonly<TailLimits> = Object.freeze({
   signalBytesBurst: 4 * MiB,
   accessCacheMax: 100_000,
   revokedKeepMs: 16 * 60_000,
+  revokedPollMs: 30_000,
   pingIntervalMs: 30_000,
   presenceTtlMs: 30_000,
   notifyIntervalMs: 250,

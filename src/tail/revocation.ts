@@ -1,7 +1,7 @@
 /**
- * Revocation on the tail side: a set of revoked devices and refresh families (seeded from
- * auth at start, kept current from dg.tail.revoke), and what a revocation does to live
- * sessions and handles.
+ * Revocation on the tail side: a set of revoked devices and refresh families (loaded from
+ * auth at start and now and then, kept current from dg.tail.revoke), and what a revocation
+ * does to live sessions and handles.
  *
  * Guarantees:
  * - A token of a revoked device or family is refused by `connect` for as long as such a
@@ -33,6 +33,14 @@ export class RevokedSet {
     this.#families.set(family, now);
   }
 
+  hasDevice(device: string): boolean {
+    return this.#devices.has(device);
+  }
+
+  hasFamily(family: string): boolean {
+    return this.#families.has(family);
+  }
+
   isRevoked(device: string, family: string): boolean {
     return this.#devices.has(device) || this.#families.has(family);
   }
@@ -52,16 +60,22 @@ function strings(value: unknown): string[] {
   return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
 }
 
-/** Seeds the set from auth; a missing or failing auth is logged and tolerated. */
-export async function seedRevoked(ctx: TailContext): Promise<void> {
+/**
+ * Loads the revoked devices and families from auth (at start, then every `revokedPollMs`,
+ * so a revocation whose bus message was lost still takes effect). Newly learned ones act
+ * like a dg.tail.revoke. A missing or failing auth is logged and tolerated.
+ */
+export async function syncRevoked(ctx: TailContext): Promise<void> {
+  let list: RevokedList;
   try {
-    const list = await ctx.deps.bus.request<RevokedList>(SUBJECTS.authRevoked, {}, { timeoutMs: ctx.limits.authTimeoutMs });
+    list = await ctx.deps.bus.request<RevokedList>(SUBJECTS.authRevoked, {}, { timeoutMs: ctx.limits.authTimeoutMs });
     if (list === null || typeof list !== 'object' || list.ok !== true) throw new Error('bad reply');
-    for (const d of strings(list.devices)) ctx.revoked.addDevice(d);
-    for (const f of strings(list.families)) ctx.revoked.addFamily(f);
   } catch (err) {
-    ctx.log.warn({ err }, 'could not load the revocation list from auth; continuing with revocations published from now on');
+    ctx.log.warn({ err }, 'could not load the revocation list from auth; continuing with revocations published on the bus');
+    return;
   }
+  for (const device of strings(list.devices)) if (!ctx.revoked.hasDevice(device)) onRevoke(ctx, { reason: 'device', device });
+  for (const family of strings(list.families)) if (!ctx.revoked.hasFamily(family)) onRevoke(ctx, { reason: 'family', family });
 }
 
 function revokeSession(s: Session, reason: string): void {

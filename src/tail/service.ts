@@ -19,7 +19,7 @@ import { resolveLimits } from './limits.js';
 import { createTailMetrics } from './metrics.js';
 import { NotifyPublisher } from './notify-publish.js';
 import { Presence } from './presence.js';
-import { onRevoke, recheck, RevokedSet, seedRevoked } from './revocation.js';
+import { onRevoke, recheck, RevokedSet, syncRevoked } from './revocation.js';
 import { Session } from './session.js';
 import { SessionRegistry } from './sessions.js';
 import { onUserEvent } from './user-events.js';
@@ -141,6 +141,7 @@ export function createTail(deps: TailDeps): TailService {
       }
     }
     ctx.revoked.prune(now);
+    if (sweeps % Math.max(1, Math.round(limits.revokedPollMs / SWEEP_MS)) === 0) void syncRevoked(ctx);
   }
 
   let drained = false;
@@ -174,7 +175,7 @@ export function createTail(deps: TailDeps): TailService {
     async start() {
       subs.push(deps.bus.subscribe(SUBJECTS.tailRevoke, (m) => onRevoke(ctx, m)));
       subs.push(deps.bus.subscribe(SUBJECTS.tailUser, (m) => onUserEvent(ctx, m)));
-      await seedRevoked(ctx);
+      await syncRevoked(ctx);
       presence.start();
       sweepTimer = setInterval(sweep, SWEEP_MS);
       sweepTimer.unref();

@@ -1,0 +1,158 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { SUBJECTS, type PresenceMessage } from '../../src/protocol/bus-messages.js';
+import { declareGrant, post, signupDevice } from '../helpers/auth-client.js';
+import { startServer } from '../helpers/server.js';
+import { entry, TailClient } from '../helpers/tail-client.js';
+import { connect, joined, lease, logName, member, until, world } from './fixture.js';
+
+describe('tail: access', async () => {
+  const w = await world();
+
+  it('answers needproof without access, then attest joins the grant and the lease succeeds', async () => {
+    const m = await member(w, ['read', 'write'], ['notes', 'chat']);
+    const c = await connect(w, m.dev);
+    assert.deepEqual(await c.call('lease', { site: w.site, log: 'notes' }), { re: 2, needproof: true });
+    const att = await c.call('attest', { grant: m.grant.jws });
+    assert.deepEqual(att, { re: 3, site: w.site, logs: ['notes', 'chat'], rights: ['read', 'write'] });
+    const l = await lease(c, w.site, 'notes');
+    assert.equal(l.role, 'leader');
+    assert.deepEqual(await c.call('lease', { site: w.site, log: 'other' }), { re: 5, needproof: true });
+    c.close();
+  });
+
+  it('answers attest of a bad grant with the error auth gives', async () => {
+    const m = await member(w, ['read']);
+    const c = await connect(w, m.dev);
+    const stranger = await signupDevice(w.url);
+    const forged = await declareGrant(w.url, stranger, { sub: `user:${m.dev.user}`, site: w.site, logs: ['*'], rights: ['read'] }).catch(() => null);
+    assert.equal(forged, null, 'a stranger cannot declare a grant on a site it does not own');
+    const err = await c.failure('attest', { grant: 'not-a-grant' });
+    assert.ok(['BAD_REQUEST', 'NOT_FOUND', 'FORBIDDEN'].includes(err.code), err.code);
+    assert.equal(c.open, true);
+    c.close();
+  });
+
+  it('accepts a lease token from auth for exactly its device and log', async () => {
+    const dev = await joined(w, ['read', 'write'], ['tok']);
+    const r = await post<{ token: string }>(w.url, '/lease', { site: w.site, log: 'tok' }, dev.access);
+    assert.equal(r.status, 200, r.text);
+    const c = await connect(w, dev);
+    const l = await lease(c, w.site, 'tok', { token: r.body.token });
+    assert.equal(l.role, 'leader');
+    assert.equal((await c.failure('lease', { site: w.site, log: 'other', token: r.body.token })).code, 'UNAUTHORIZED');
+    const other = await connect(w, w.owner);
+    assert.equal((await other.failure('lease', { site: w.site, log: 'tok', token: r.body.token })).code, 'UNAUTHORIZED');
+    assert.equal((await other.failure('lease', { site: w.site, log: 'tok', token: 'x.y.z' })).code, 'UNAUTHORIZED');
+    assert.equal(other.open, true, 'a bad lease token does not end the session');
+    c.close();
+    other.close();
+  });
+
+  it('kills the handles of a revoked grant with a revoke event; the session goes on', async () => {
+    const m = await member(w, ['read']);
+    await post(w.url, '/join', { site: w.site, grant: m.grant.hash }, m.dev.access);
+    const log = logName();
+    const c = await connect(w, m.dev);
+    const l = await lease(c, w.site, log);
+    assert.equal(l.role, 'follower');
+    const r = await post(w.url, '/revoke', { grant: m.grant.hash }, w.owner.access);
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(await c.nextEvent('revoke'), { ev: 'revoke', handle: l.handle, reason: 'grant' });
+    assert.equal((await c.failure('read', { handle: l.handle, from: 0 })).code, 'NOT_FOUND');
+    assert.deepEqual(await c.call('lease', { site: w.site, log }), { re: 4, needproof: true });
+    assert.deepEqual(await c.call('ping'), { re: 5 });
+    c.close();
+  });
+
+  it('closes every session of a revoked device with a revoke event and 4403, and refuses its token', async () => {
+    const dev = await signupDevice(w.url);
+    const c1 = await TailClient.connect(w.wsUrl, dev.access);
+    const c2 = await TailClient.connect(w.wsUrl, dev.access);
+    const bystander = await connect(w, w.owner);
+    const r = await post(w.url, '/revoke', { device: dev.device }, dev.access);
+    assert.equal(r.status, 200, r.text);
+    for (const c of [c1, c2]) {
+      assert.deepEqual(await c.nextEvent('revoke'), { ev: 'revoke', reason: 'device' });
+      assert.equal((await c.closedWith()).code, 4403);
+    }
+    const again = await TailClient.open(w.wsUrl);
+    assert.equal((await again.failure('connect', { token: dev.access })).code, 'UNAUTHORIZED');
+    assert.equal((await again.closedWith()).code, 4401);
+    assert.deepEqual(await bystander.call('ping'), { re: 2 });
+    bystander.close();
+  });
+
+  it('closes the sessions of a refresh family revoked for reuse with 4403', async () => {
+    const dev = await signupDevice(w.url);
+    const c = await TailClient.connect(w.wsUrl, dev.access);
+    const first = await post(w.url, '/refresh', { refresh: dev.refresh, guid: 'guid-0001' });
+    assert.equal(first.status, 200, first.text);
+    const reuse = await post<{ error: { code: string } }>(w.url, '/refresh', { refresh: dev.refresh, guid: 'guid-0002' });
+    assert.equal(reuse.body.error.code, 'REFRESH_REUSED');
+    assert.deepEqual(await c.nextEvent('revoke'), { ev: 'revoke', reason: 'family' });
+    assert.equal((await c.closedWith()).code, 4403);
+  });
+
+  it('revokes a handle whose grant expires', async () => {
+    const m = await member(w, ['read']);
+    const exp = Math.floor(Date.now() / 1000) + 2;
+    const g = await declareGrant(w.url, w.owner, { sub: `user:${m.dev.user}`, site: w.site, logs: ['*'], rights: ['read'], exp });
+    const c = await connect(w, m.dev);
+    await c.call('attest', { grant: g.jws });
+    const l = await lease(c, w.site, logName());
+    assert.deepEqual(await c.nextEvent('revoke', l.handle, 6000), { ev: 'revoke', handle: l.handle, reason: 'expired' });
+    c.close();
+  });
+
+  it('delivers user events to the sessions of the user, or of one device', async () => {
+    const dev = await signupDevice(w.url);
+    const a = await TailClient.connect(w.wsUrl, dev.access);
+    const b = await TailClient.connect(w.wsUrl, dev.access);
+    const other = await connect(w, w.owner);
+    w.srv.server.bus.publish(SUBJECTS.tailUser, { user: dev.user, event: { ev: 'device', device: w.owner.device, name: 'new phone' } });
+    for (const c of [a, b]) assert.deepEqual(await c.nextEvent('device'), { ev: 'device', device: w.owner.device, name: 'new phone' });
+    w.srv.server.bus.publish(SUBJECTS.tailUser, { user: dev.user, device: dev.device, event: { ev: 'envelope', id: 'e1', from: w.owner.device } });
+    assert.deepEqual(await a.nextEvent('envelope'), { ev: 'envelope', id: 'e1', from: w.owner.device });
+    w.srv.server.bus.publish(SUBJECTS.tailUser, { user: dev.user, device: 'someone-else', event: { ev: 'envelope', id: 'e2', from: w.owner.device } });
+    w.srv.server.bus.publish(SUBJECTS.tailUser, { user: dev.user, event: { ev: 'bogus' } });
+    assert.deepEqual(await a.call('ping'), { re: 2 });
+    assert.deepEqual(a.events, []);
+    assert.equal(other.events.length, 0);
+    for (const c of [a, b, other]) c.close();
+  });
+
+  it('publishes presence when a user comes online and goes offline', async () => {
+    const seen: PresenceMessage[] = [];
+    const sub = w.srv.server.bus.subscribe(SUBJECTS.notifyPresence, (m) => void seen.push(m as PresenceMessage));
+    const dev = await signupDevice(w.url);
+    const a = await TailClient.connect(w.wsUrl, dev.access);
+    const b = await TailClient.connect(w.wsUrl, dev.access);
+    await until(() => seen.some((p) => !p.full && p.online.includes(dev.user)), 3000, 'online');
+    a.close();
+    await b.call('ping');
+    assert.equal(seen.filter((p) => !p.full && p.offline.includes(dev.user)).length, 0, 'still online with one session');
+    b.close();
+    await until(() => seen.some((p) => !p.full && p.offline.includes(dev.user)), 3000, 'offline');
+    assert.equal(seen.filter((p) => !p.full && p.online.includes(dev.user)).length, 1);
+    assert.equal(seen[0]?.node, 'tail-1');
+    sub.unsubscribe();
+  });
+});
+
+describe('tail: access while auth is unreachable', async () => {
+  it('answers lease UNAVAILABLE on a tail-only node with no auth on its bus', async () => {
+    const w = await world();
+    const log = logName();
+    const tailOnly = await startServer({ dataDir: w.srv.dataDir, roles: ['tail'] });
+    const c = await TailClient.connect(tailOnly.wsUrl, w.owner.access);
+    assert.equal((await c.failure('lease', { site: w.site, log })).code, 'UNAVAILABLE');
+    assert.equal((await c.failure('attest', { grant: 'x' })).code, 'UNAVAILABLE');
+    // A lease token needs no round trip to auth.
+    const t = await post<{ token: string }>(w.url, '/lease', { site: w.site, log }, w.owner.access);
+    const l = await lease(c, w.site, log, { token: t.body.token });
+    assert.equal(l.role, 'leader');
+    assert.equal((await c.call('write', { handle: l.handle, at: 0, entries: [entry('x')] })).length, 1);
+    c.close();
+  });
+});
