@@ -12,13 +12,14 @@ import type { FastifyBaseLogger, FastifyPluginAsync } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { Bus, Subscription } from '../bus/bus.js';
 import { SUBJECTS } from '../protocol/bus-messages.js';
+import { DgError } from '../protocol/errors.js';
 import { NotifyPublishCheck, PresenceMessageCheck, firstSchemaError } from '../protocol/notify-schemas.js';
 import { DEFAULT_DELIVERY_LIMITS, Delivery, type DeliveryLimits } from './delivery.js';
 import { createNotifyMetrics } from './metrics.js';
 import { PresenceTracker } from './presence.js';
 import { notifyRoutes } from './routes.js';
 import type { NotifyStore } from './store.js';
-import { handleUpdate } from './updates.js';
+import { handleUpdate, type UpdateReply } from './updates.js';
 import { loadVapidKeys, type VapidKeys } from './vapid.js';
 
 export { openSqliteNotifyStore } from './store-sqlite.js';
@@ -109,6 +110,16 @@ export function createNotify(deps: NotifyDeps): NotifyService {
     }
   }
 
+  async function onUpdate(message: unknown): Promise<UpdateReply> {
+    try {
+      return await handleUpdate({ store, pushHosts: deps.pushHosts, log }, message);
+    } catch (err) {
+      // The bus answers {ok:false, error}; a malformed update is a bug in the sender.
+      if (err instanceof DgError) log.warn({ reason: err.message }, 'dg.notify.update refused');
+      throw err;
+    }
+  }
+
   function onPresence(message: unknown): void {
     if (!PresenceMessageCheck.Check(message)) {
       log.warn({ reason: firstSchemaError(PresenceMessageCheck, message) }, 'dg.notify.presence refused');
@@ -134,7 +145,7 @@ export function createNotify(deps: NotifyDeps): NotifyService {
         log,
       });
       subs = [
-        bus.subscribe(SUBJECTS.notifyUpdate, (m) => handleUpdate({ store, pushHosts: deps.pushHosts, log }, m), { queue: 'notify' }),
+        bus.subscribe(SUBJECTS.notifyUpdate, (m) => onUpdate(m), { queue: 'notify' }),
         bus.subscribe(SUBJECTS.notifyPublish, (m) => onPublish(m), { queue: 'notify' }),
         bus.subscribe(SUBJECTS.notifyPresence, (m) => onPresence(m)),
       ];

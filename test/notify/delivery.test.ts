@@ -123,6 +123,24 @@ describe('notify delivery', () => {
     assert.equal(await slow.metric('datagrove_notify_pushes_coalesced_total'), 4);
   });
 
+  it('checks again when a held push is due: nothing goes to a user who came online', async () => {
+    const r5 = await startPushReceiver();
+    const n = await startNotify({ receiver: r5, pushIntervalMs: 400 });
+    const { user, site, sub } = await member(n, r5);
+    n.publish(site, 'main', 1);
+    await r5.waitFor(sub.id, 1);
+    n.publish(site, 'main', 2);
+    await sleep(50);
+    n.presence({ node: 'tail-x', ttlMs: 10_000, full: true, online: [user], offline: [] });
+    await sleep(600);
+    assert.equal(r5.received(sub.id).length, 1, 'the held push was dropped');
+    n.presence({ node: 'tail-x', ttlMs: 10_000, full: true, online: [], offline: [] });
+    await sleep(20);
+    n.publish(site, 'main', 3);
+    const all = await r5.waitFor(sub.id, 2);
+    assert.deepEqual(all[1]?.payload, { site, log: 'main', length: 3 });
+  });
+
   it('deletes an endpoint answered 410, but not one renewed meanwhile', async () => {
     const { user, device, site, sub } = await member(h, receiver);
     receiver.script(sub.id, { status: 410 });

@@ -139,6 +139,7 @@ describe('notify state and keys', () => {
       assert.equal(r.error?.code, 'BAD_REQUEST', JSON.stringify(message));
     }
     assert.equal((await h.store.userState(user)).version, 0, 'nothing applied');
+    assert.equal(h.logs.filter((l) => l.msg === 'dg.notify.update refused').length, bad.length);
     h.publish('bad site', 'main', 1);
     h.bus.publish('dg.notify.publish', { site: 's', log: 'main', length: -1 });
     h.bus.publish('dg.notify.presence', { node: 'n', ttlMs: 0, full: true, online: [], offline: [] });
