@@ -3,7 +3,6 @@
  * statements, all qualified with the store's schema.
  */
 import { createHash } from 'node:crypto';
-import { WID_MEMORY } from './log-store.js';
 
 /** Migrations, in order; entry i brings the schema from version i to i + 1. Never edit one. */
 export function pgLogMigrations(s: string): string[] {
@@ -47,7 +46,7 @@ export interface PgQuery {
   text: string;
 }
 
-export type PgLogQueries = Record<'lockAll' | 'createAll' | 'findWid' | 'write' | 'writeWid' | 'state' | 'bump' | 'read', PgQuery>;
+export type PgLogQueries = Record<'lockAll' | 'createAll' | 'knownWids' | 'writeAll' | 'state' | 'bump' | 'read', PgQuery>;
 
 /** The store's statements for `schema` (a validated identifier), as named prepared statements. */
 export function pgLogQueries(schema: string): PgLogQueries {
@@ -73,40 +72,37 @@ export function pgLogQueries(schema: string): PgLogQueries {
        SELECT k.site, k.log FROM unnest($1::text[], $2::text[]) AS k(site, log) ORDER BY k.site, k.log
        ON CONFLICT (site, log) DO NOTHING`,
     ),
-    findWid: q('find_wid', `SELECT at, length FROM ${s}.tail_wids WHERE log_id = $1 AND device = $2 AND wid = $3`),
-    write: q(
-      'write',
-      `WITH ins AS (
-         INSERT INTO ${s}.tail_entries (log_id, idx, data)
-         SELECT $1::bigint, $2::bigint + t.ord - 1, t.data FROM unnest($3::bytea[]) WITH ORDINALITY AS t(data, ord)
-       )
-       UPDATE ${s}.tail_logs SET length = $4::bigint WHERE id = $1::bigint`,
+    // The stored wids among the batch's ($1-$3), and the last wid sequence number of each
+    // (log, device) that sends one ($4-$5; 0 when it has none).
+    knownWids: q(
+      'known_wids',
+      `SELECT w.log_id, w.device, w.wid, w.at, w.length, NULL::bigint AS maxseq
+       FROM ${s}.tail_wids w
+       JOIN unnest($1::bigint[], $2::text[], $3::text[]) AS k(log_id, device, wid)
+         ON w.log_id = k.log_id AND w.device = k.device AND w.wid = k.wid
+       UNION ALL
+       SELECT k.log_id, k.device, NULL, NULL, NULL,
+         (SELECT COALESCE(MAX(x.seq), 0) FROM ${s}.tail_wids x WHERE x.log_id = k.log_id AND x.device = k.device)
+       FROM unnest($4::bigint[], $5::text[]) AS k(log_id, device)`,
     ),
-    // One round trip for a write with a write id: writes nothing and returns the earlier
-    // position when the wid is known, else inserts the entries, moves the length, records
-    // the wid and prunes the device's wids beyond the last WID_MEMORY. Runs after the
-    // row lock, so its snapshot holds every wid committed for this log.
-    writeWid: q(
-      'write_wid',
-      `WITH dup AS (
-         SELECT at, length FROM ${s}.tail_wids WHERE log_id = $1::bigint AND device = $5::text AND wid = $6::text
-       ), ins AS (
+    // Everything a batch stores, in one statement: the entries ($1-$3), the new wids
+    // ($4-$9), the pruning of wids older than the last WID_MEMORY per (log, device)
+    // ($10-$12: delete seq <= upto) and the new lengths ($13-$14). The parts touch
+    // disjoint rows, so sharing one snapshot is safe.
+    writeAll: q(
+      'write_all',
+      `WITH e AS (
          INSERT INTO ${s}.tail_entries (log_id, idx, data)
-         SELECT $1::bigint, $2::bigint + t.ord - 1, t.data FROM unnest($3::bytea[]) WITH ORDINALITY AS t(data, ord)
-         WHERE NOT EXISTS (SELECT 1 FROM dup)
-       ), upd AS (
-         UPDATE ${s}.tail_logs SET length = $4::bigint WHERE id = $1::bigint AND NOT EXISTS (SELECT 1 FROM dup)
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])
        ), w AS (
          INSERT INTO ${s}.tail_wids (log_id, device, seq, wid, at, length)
-         SELECT $1::bigint, $5::text, COALESCE(MAX(seq), 0) + 1, $6::text, $2::bigint, $4::bigint
-         FROM ${s}.tail_wids WHERE log_id = $1::bigint AND device = $5::text
-         HAVING NOT EXISTS (SELECT 1 FROM dup)
-         RETURNING seq
-       ), prune AS (
-         DELETE FROM ${s}.tail_wids
-         WHERE log_id = $1::bigint AND device = $5::text AND seq <= (SELECT seq FROM w) - ${WID_MEMORY}
+         SELECT * FROM unnest($4::bigint[], $5::text[], $6::bigint[], $7::text[], $8::bigint[], $9::bigint[])
+       ), p AS (
+         DELETE FROM ${s}.tail_wids w USING unnest($10::bigint[], $11::text[], $12::bigint[]) AS k(log_id, device, upto)
+         WHERE w.log_id = k.log_id AND w.device = k.device AND w.seq <= k.upto
        )
-       SELECT at, length FROM dup`,
+       UPDATE ${s}.tail_logs l SET length = k.length
+       FROM unnest($13::bigint[], $14::bigint[]) AS k(id, length) WHERE l.id = k.id`,
     ),
     state: q('state', `SELECT length, epoch FROM ${s}.tail_logs WHERE site = $1 AND log = $2`),
     bump: q(

@@ -18,6 +18,7 @@ import pg from 'pg';
 import { DgError } from '../protocol/errors.js';
 import { pgLogMigrations, pgLogQueries, type PgLogQueries } from './pg-log-store-sql.js';
 import {
+  WID_MEMORY,
   beyondEnd,
   checkAppendBatch,
   checkLogName,
@@ -76,6 +77,8 @@ interface LockedLog {
   id: number;
   length: number;
   epoch: number;
+  /** The batch moved its length. */
+  dirty?: boolean;
 }
 
 class PgLogStore implements LogStore {
@@ -199,43 +202,98 @@ class PgLogStore implements LogStore {
     return locked;
   }
 
-  /** Inside the batch transaction: decides each request in order (see LogStore). */
+  /**
+   * The write ids the batch mentions that are already stored, and the last wid sequence
+   * number of each (log, device) that sends a wid. Runs after the row locks, so its snapshot
+   * holds every wid ever committed for these logs.
+   */
+  private async knownWids(c: pg.PoolClient, requests: AppendRequest[], locked: Map<string, LockedLog>) {
+    const prior = new Map<string, { at: number; length: number }>();
+    const lastSeq = new Map<string, number>();
+    const w: [number[], string[], string[]] = [[], [], []];
+    const pairs = new Map<string, [number, string]>();
+    for (const r of requests) {
+      if (r.wid === undefined) continue;
+      const id = (locked.get(`${r.site}\u0000${r.log}`) as LockedLog).id;
+      w[0].push(id);
+      w[1].push(r.device);
+      w[2].push(r.wid);
+      pairs.set(`${id}\u0000${r.device}`, [id, r.device]);
+    }
+    if (pairs.size === 0) return { prior, lastSeq };
+    const p = [...pairs.values()];
+    const { rows } = await c.query({ ...this.q.knownWids, values: [...w, p.map((x) => x[0]), p.map((x) => x[1])] });
+    for (const r of rows as { log_id: string; device: string; wid: string | null; at: string | null; length: string | null; maxseq: string | null }[]) {
+      if (r.wid !== null) prior.set(`${r.log_id}\u0000${r.device}\u0000${r.wid}`, { at: num(r.at), length: num(r.length) });
+      else lastSeq.set(`${r.log_id}\u0000${r.device}`, num(r.maxseq));
+    }
+    return { prior, lastSeq };
+  }
+
+  /**
+   * Inside the batch transaction: decides each request in order (see LogStore) in memory,
+   * against the locked rows and the known wids, then stores everything that was accepted
+   * in one statement. A batch costs the same few round trips whatever its size.
+   */
   private async decide(c: pg.PoolClient, requests: AppendRequest[]): Promise<AppendResult[]> {
     // No other transaction can change the locked rows until COMMIT, so their length is kept
     // here as the batch goes on instead of being read again.
     const locked = await this.lockLogs(c, requests);
+    const { prior, lastSeq } = await this.knownWids(c, requests, locked);
+    const entries: [number[], number[], Buffer[]] = [[], [], []];
+    const wids: [number[], string[], number[], string[], number[], number[]] = [[], [], [], [], [], []];
+    const grown = new Set<string>();
     const results: AppendResult[] = [];
     for (const req of requests) {
       const row = locked.get(`${req.site}\u0000${req.log}`) as LockedLog;
-      if (req.epoch === row.epoch && req.at === row.length) {
-        const length = req.at + req.entries.length;
-        // pg encodes only Buffers as bytea; a plain Uint8Array is wrapped without a copy.
-        const entries = req.entries.map((e: Uint8Array) => (Buffer.isBuffer(e) ? e : Buffer.from(e.buffer, e.byteOffset, e.byteLength)));
-        if (req.wid === undefined) {
-          await c.query({ ...this.q.write, values: [row.id, req.at, entries, length] });
-        } else {
-          const { rows } = await c.query({ ...this.q.writeWid, values: [row.id, req.at, entries, length, req.device, req.wid] });
-          const prior = rows[0] as { at: string; length: string } | undefined;
-          if (prior !== undefined) {
-            results.push({ status: 'dup', at: num(prior.at), length: num(prior.length) });
-            continue;
-          }
-        }
-        row.length = length;
-        results.push({ status: 'ok', at: req.at, length });
+      const widKey = req.wid === undefined ? null : `${row.id}\u0000${req.device}\u0000${req.wid}`;
+      const dup = widKey === null ? undefined : prior.get(widKey);
+      if (dup !== undefined) {
+        results.push({ status: 'dup', at: dup.at, length: dup.length });
         continue;
       }
-      if (req.wid !== undefined) {
-        const { rows } = await c.query({ ...this.q.findWid, values: [row.id, req.device, req.wid] });
-        const prior = rows[0] as { at: string; length: string } | undefined;
-        if (prior !== undefined) {
-          results.push({ status: 'dup', at: num(prior.at), length: num(prior.length) });
-          continue;
-        }
+      if (req.epoch !== row.epoch || req.at !== row.length) {
+        const { length, epoch } = row;
+        results.push(req.epoch !== epoch ? { status: 'fenced', length, epoch } : { status: 'nack', length, epoch });
+        continue;
       }
-      const { length, epoch } = row;
-      results.push(req.epoch !== epoch ? { status: 'fenced', length, epoch } : { status: 'nack', length, epoch });
+      let idx = req.at;
+      for (const e of req.entries as Uint8Array[]) {
+        entries[0].push(row.id);
+        entries[1].push(idx++);
+        // pg encodes only Buffers as bytea; a plain Uint8Array is wrapped without a copy.
+        entries[2].push(Buffer.isBuffer(e) ? e : Buffer.from(e.buffer, e.byteOffset, e.byteLength));
+      }
+      if (widKey !== null && req.wid !== undefined) {
+        const pair = `${row.id}\u0000${req.device}`;
+        const seq = (lastSeq.get(pair) ?? 0) + 1;
+        lastSeq.set(pair, seq);
+        wids[0].push(row.id);
+        wids[1].push(req.device);
+        wids[2].push(seq);
+        wids[3].push(req.wid);
+        wids[4].push(req.at);
+        wids[5].push(idx);
+        prior.set(widKey, { at: req.at, length: idx });
+        grown.add(pair);
+      }
+      row.length = idx;
+      row.dirty = true;
+      results.push({ status: 'ok', at: req.at, length: idx });
     }
+    const dirty = [...locked.values()].filter((r) => r.dirty);
+    if (dirty.length === 0) return results;
+    // Prune each (log, device) that got new wids down to its last WID_MEMORY.
+    const prune: [number[], string[], number[]] = [[], [], []];
+    for (const pair of grown) {
+      const seq = lastSeq.get(pair) as number;
+      if (seq <= WID_MEMORY) continue;
+      const [id, device] = pair.split('\u0000') as [string, string];
+      prune[0].push(Number(id));
+      prune[1].push(device);
+      prune[2].push(seq - WID_MEMORY);
+    }
+    await c.query({ ...this.q.writeAll, values: [...entries, ...wids, ...prune, dirty.map((r) => r.id), dirty.map((r) => r.length)] });
     return results;
   }
 
