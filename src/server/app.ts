@@ -15,6 +15,7 @@ import { InProcessBus } from '../bus/inproc.js';
 import { NatsBus } from '../bus/nats.js';
 import { createAuth, openSqliteAuthStore, type AuthService } from '../auth/index.js';
 import { createTail, openSqliteLogStore, type TailService } from '../tail/index.js';
+import { createNotify, openSqliteNotifyStore, type NotifyService } from '../notify/index.js';
 import type { Config } from './config.js';
 import { createMetrics } from './metrics.js';
 import { installErrorHandlers, sendError } from './http-errors.js';
@@ -29,6 +30,7 @@ export interface DatagroveServer {
   secrets: Secrets;
   auth: AuthService | null;
   tail: TailService | null;
+  notify: NotifyService | null;
   /** Binds the port; resolves with the bound port. */
   listen(): Promise<number>;
   /** Graceful stop: refuse new work, finish commits, close sessions with 1001, close stores. */
@@ -136,9 +138,27 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
     closers.unshift(() => t.close());
   }
 
+  let notify: NotifyService | null = null;
+  if (config.roles.includes('notify')) {
+    notify = createNotify({
+      store: openSqliteNotifyStore(join(config.dataDir, 'notify.db')),
+      bus,
+      dataDir: config.dataDir,
+      vapidSubject: config.vapidSubject,
+      pushHosts: config.pushHosts,
+      pushIntervalMs: config.pushIntervalMs,
+      log: app.log,
+      registry: metrics.registry,
+    });
+    await app.register(notify.routes, { prefix: '/notify/v1' });
+    await notify.start();
+    const n = notify;
+    closers.push(() => n.close());
+  }
+
   app.get('/health', async () => ({ ok: true }));
   app.get('/ready', async (_req, reply) => {
-    const ok = bus.healthy() && (auth?.ready() ?? true) && (tail?.ready() ?? true);
+    const ok = bus.healthy() && (auth?.ready() ?? true) && (tail?.ready() ?? true) && (notify?.ready() ?? true);
     if (!ok) return sendError(reply, 'UNAVAILABLE', 'not ready');
     return { ok: true };
   });
@@ -155,6 +175,7 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
     secrets,
     auth,
     tail,
+    notify,
     async listen() {
       await app.listen({ port: config.port, host: config.host });
       const addr = app.server.address();
