@@ -18,7 +18,11 @@
  * - The write ids (at least the last 64 per (site, log, device)) are stored in the same
  *   transaction as the entries.
  * - When `appendBatch` resolves, every `ok` result is durable (synchronous=FULL for SQLite,
- *   a committed transaction for PostgreSQL). If it rejects, nothing of the batch is stored.
+ *   a committed transaction for PostgreSQL). If it rejects, nothing of the batch is stored,
+ *   with one exception a networked store cannot rule out: a connection lost while COMMIT
+ *   was in flight (UNAVAILABLE) may hide a commit. Callers therefore trust the lengths in
+ *   later results (a nack reports the real length) over their own after a failure, and
+ *   resend with the same write ids, which are answered `dup` if they were stored.
  * - Invalid arguments (see `checkAppendRequest`, `checkReadArgs`) reject with DgError
  *   BAD_REQUEST before anything is written; a whole batch is refused if one request of it
  *   is invalid. A store that cannot reach its storage rejects with DgError UNAVAILABLE.

@@ -1,9 +1,10 @@
 /**
  * The PostgreSQL log store (clusters): any number of tail nodes share one database, and the
- * database is the fence. Each batch is one READ COMMITTED transaction; a request first locks
- * its log's row (`SELECT … FOR UPDATE`), then decides against the locked length and epoch,
- * so two nodes that both believe they lead a log (one of them a zombie) serialize on that
- * row and the loser is nacked or fenced: a log can never be corrupted.
+ * database is the fence. Each batch is one READ COMMITTED transaction that first locks the
+ * rows of all its logs (`SELECT … FOR UPDATE`, in sorted order), then decides every request
+ * against the locked lengths and epochs and the stored write ids, then stores what it
+ * accepted. Two nodes that both believe they lead a log (one of them a zombie) serialize on
+ * that row and the loser is nacked or fenced: a log can never be corrupted.
  *
  * Tables live in `options.schema` (default `public`), prefixed `tail_`, created and
  * migrated on open under an advisory lock so nodes starting together do not race:
@@ -55,22 +56,26 @@ function num(v: unknown): number {
   return n;
 }
 
-/** Errors that mean the database is unreachable or overloaded, not that the request is wrong. */
-function isUnavailable(err: unknown): boolean {
-  if (!(err instanceof Error)) return false;
+/**
+ * Errors that are not the request's fault: `down` when the database is unreachable (the
+ * store turns unhealthy), `busy` when it refused this transaction (deadlock or
+ * serialization failure still there after the retries). Anything else is a bug.
+ */
+function classify(err: unknown): 'down' | 'busy' | null {
+  if (!(err instanceof Error) || err instanceof DgError) return null;
   const code = (err as { code?: unknown }).code;
   if (typeof code === 'string') {
     // 08 connection, 53 insufficient resources, 57 operator intervention (shutdown,
     // statement timeout), 58 system error; node errors such as ECONNREFUSED.
-    return /^(08|53|57|58)/.test(code) || code.startsWith('E');
+    if (/^(08|53|57|58)/.test(code) || code.startsWith('E')) return 'down';
+    if (code.startsWith('40')) return 'busy';
+    return null;
   }
-  return /connect|terminat|timeout/i.test(err.message);
+  return /connect|terminat|timeout/i.test(err.message) ? 'down' : null;
 }
 
 function mapError(err: unknown): unknown {
-  if (err instanceof DgError) return err;
-  if (isUnavailable(err)) return new DgError('UNAVAILABLE', 'log store is unavailable', { cause: err });
-  return err;
+  return classify(err) === null ? err : new DgError('UNAVAILABLE', 'log store is unavailable', { cause: err });
 }
 
 interface LockedLog {
@@ -115,9 +120,8 @@ class PgLogStore implements LogStore {
       this.ok = true;
       return out;
     } catch (err) {
-      const mapped = mapError(err);
-      if (mapped instanceof DgError && mapped.code === 'UNAVAILABLE' && !(err instanceof DgError)) this.ok = false;
-      throw mapped;
+      if (classify(err) === 'down') this.ok = false;
+      throw mapError(err);
     }
   }
 
