@@ -1,0 +1,108 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { signToken, newJti } from '../../src/protocol/token.js';
+import { post, signupDevice } from '../helpers/auth-client.js';
+import { entry, TailClient } from '../helpers/tail-client.js';
+import { connect, lease, logName, sleep, world } from './fixture.js';
+
+describe('tail: sessions', async () => {
+  const w = await world({ tailLimits: { connectTimeoutMs: 300 } });
+
+  it('refuses an upgrade without the datagrove.v1 subprotocol', async () => {
+    await assert.rejects(TailClient.open(w.wsUrl, []), /400/);
+    await assert.rejects(TailClient.open(w.wsUrl, 'chat.v2'), /400/);
+    const ok = await TailClient.open(w.wsUrl, ['chat.v2', 'datagrove.v1']);
+    assert.equal(ok.ws.protocol, 'datagrove.v1');
+    ok.close();
+  });
+
+  it('answers any op before connect UNAUTHORIZED and keeps the socket for the connect', async () => {
+    const c = await TailClient.open(w.wsUrl);
+    assert.equal((await c.failure('ping')).code, 'UNAUTHORIZED');
+    assert.equal((await c.failure('lease', { site: w.site, log: 'x' })).code, 'UNAUTHORIZED');
+    await c.call('connect', { token: w.owner.access });
+    assert.deepEqual(await c.call('ping'), { re: 4 });
+    c.close();
+  });
+
+  it('answers an invalid token UNAUTHORIZED and closes 4401', async () => {
+    const lease = signToken(w.srv.server.secrets.ring, {
+      typ: 'lease', sub: w.owner.user, dev: w.owner.device, site: w.site, log: 'x', rights: ['read'],
+      iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + 60, jti: newJti(),
+    });
+    const [head, body, sig] = w.owner.access.split('.') as [string, string, string];
+    const tampered = `${head}.${Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(body, 'base64url').toString()), sub: 'someone' })).toString('base64url')}.${sig}`;
+    for (const token of ['garbage', `${head}.${body}.AAAA`, tampered, lease]) {
+      const c = await TailClient.open(w.wsUrl);
+      const err = await c.failure('connect', { token });
+      assert.equal(err.code, 'UNAUTHORIZED');
+      assert.equal((await c.closedWith()).code, 4401);
+    }
+  });
+
+  it('closes a socket that does not connect in time with 4401', async () => {
+    const c = await TailClient.open(w.wsUrl);
+    const t0 = Date.now();
+    assert.equal((await c.closedWith(5000)).code, 4401);
+    assert.ok(Date.now() - t0 >= 250);
+  });
+
+  it('extends a session with a fresh token of the same device, and refuses another device', async () => {
+    const c = await connect(w, w.owner);
+    const again = await c.call<{ device: string; session: string }>('connect', { token: w.owner.access });
+    assert.equal(again.device, w.owner.device);
+    const other = await signupDevice(w.url);
+    const err = await c.failure('connect', { token: other.access });
+    assert.equal(err.code, 'UNAUTHORIZED');
+    assert.deepEqual(await c.call('ping'), { re: 4 });
+    c.close();
+  });
+});
+
+describe('tail: expired tokens', async () => {
+  const w = await world({ accessTtlSec: 2, tailLimits: { expiredCloseMs: 300 } });
+
+  it('closes a session whose token expired (past the allowance) with 4401, unless refreshed by connect', async () => {
+    const dev = await signupDevice(w.url);
+    const stale = await TailClient.connect(w.wsUrl, dev.access);
+    const fresh = await TailClient.connect(w.wsUrl, dev.access);
+    await sleep(1100);
+    const r = await post<{ access: string }>(w.url, '/refresh', { refresh: dev.refresh, guid: 'guid-refresh-1' });
+    assert.equal(r.status, 200, r.text);
+    await fresh.call('connect', { token: r.body.access });
+    assert.equal((await stale.closedWith(5000)).code, 4401);
+    assert.equal(fresh.open, true, 'the refreshed session lives on');
+    const late = await TailClient.open(w.wsUrl);
+    assert.equal((await late.failure('connect', { token: dev.access })).code, 'UNAUTHORIZED');
+    assert.equal((await fresh.closedWith(5000)).code, 4401);
+  });
+});
+
+describe('tail: graceful shutdown', async () => {
+  it('commits what it acknowledged and closes sessions with 1001', async () => {
+    const w = await world();
+    const c = await connect(w, w.owner);
+    const log = logName();
+    const l = await lease(c, w.site, log);
+    const acked: number[] = [];
+    const writes = Array.from({ length: 50 }, (_, i) =>
+      c.request('write', { handle: l.handle, at: i, entries: [entry(String(i))] }).then(
+        (r) => void (typeof r.length === 'number' && r.error === undefined && acked.push(r.length)),
+        () => {},
+      ),
+    );
+    await sleep(1);
+    const stopping = w.srv.stop();
+    assert.equal((await c.closedWith()).code, 1001);
+    await stopping;
+    await Promise.all(writes);
+    await assert.rejects(TailClient.open(w.wsUrl));
+    const again = await world({ dataDir: w.srv.dataDir });
+    const c2 = await TailClient.connect(again.wsUrl, w.owner.access);
+    const l2 = await lease(c2, w.site, log);
+    assert.ok(acked.length > 0, "writes that arrived before the drain were acknowledged");
+    assert.ok(l2.length >= Math.max(0, ...acked), `every acknowledged write survived (${l2.length} ≥ ${Math.max(0, ...acked)})`);
+    assert.ok(l2.epoch > l.epoch);
+    c2.close();
+  });
+});

@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { connect, joined, lease, logName, world } from './fixture.js';
+
+describe('tail: signaling', async () => {
+  const w = await world();
+  const peer = await joined(w, ['read', 'write']);
+
+  it('relays signals both ways between a follower and the leader, stamping the sender', async () => {
+    const log = logName();
+    const a = await connect(w, w.owner);
+    const la = await lease(a, w.site, log);
+    const b = await connect(w, peer);
+    const lb = await lease(b, w.site, log);
+    const offer = { type: 'offer', sdp: 'v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n', nested: [1, { x: 'é' }] };
+    assert.deepEqual(await b.call('signal', { handle: lb.handle, to: 'leader', kind: 'offer', data: offer }), { re: 3 });
+    assert.deepEqual(await a.nextEvent('signal', la.handle), { ev: 'signal', handle: la.handle, from: peer.device, kind: 'offer', data: offer });
+    await a.call('signal', { handle: la.handle, to: peer.device, kind: 'answer', data: { type: 'answer', sdp: 'ok' } });
+    assert.deepEqual(await b.nextEvent('signal', lb.handle), { ev: 'signal', handle: lb.handle, from: w.owner.device, kind: 'answer', data: { type: 'answer', sdp: 'ok' } });
+    for (const kind of ['candidate', 'data', 'bye']) {
+      await b.call('signal', { handle: lb.handle, to: w.owner.device, kind, data: kind === 'bye' ? null : { k: kind } });
+      assert.equal((await a.nextEvent('signal', la.handle)).kind, kind);
+    }
+    a.close();
+    b.close();
+  });
+
+  it('answers NOT_FOUND for a peer without a handle on the log, or no leader', async () => {
+    const log = logName();
+    const b = await connect(w, peer);
+    const lb = await lease(b, w.site, log, { lead: false });
+    assert.equal((await b.failure('signal', { handle: lb.handle, to: 'leader', kind: 'offer', data: {} })).code, 'NOT_FOUND');
+    assert.equal((await b.failure('signal', { handle: lb.handle, to: w.owner.device, kind: 'offer', data: {} })).code, 'NOT_FOUND');
+    assert.equal((await b.failure('signal', { handle: lb.handle, to: peer.device, kind: 'offer', data: {} })).code, 'NOT_FOUND', 'not to itself');
+    assert.equal((await b.failure('signal', { handle: 'h0', to: 'leader', kind: 'offer', data: {} })).code, 'NOT_FOUND');
+    // The owner holds a handle on another log only: still not found on this one.
+    const a = await connect(w, w.owner);
+    await lease(a, w.site, logName());
+    assert.equal((await b.failure('signal', { handle: lb.handle, to: w.owner.device, kind: 'offer', data: {} })).code, 'NOT_FOUND');
+    a.close();
+    b.close();
+  });
+
+  it('refuses bad kinds, missing data and data over 64 KiB', async () => {
+    const log = logName();
+    const a = await connect(w, w.owner);
+    const la = await lease(a, w.site, log);
+    const b = await connect(w, peer);
+    const lb = await lease(b, w.site, log);
+    const badKind = await b.failure('signal', { handle: lb.handle, to: 'leader', kind: 'shout', data: {} });
+    assert.equal(badKind.code, 'BAD_REQUEST');
+    assert.match(badKind.message, /kind/);
+    assert.match((await b.failure('signal', { handle: lb.handle, to: 'leader', kind: 'data' })).message, /data/);
+    assert.match((await b.failure('signal', { handle: lb.handle, to: 'nobody', kind: 'data', data: 1 })).message, /^to/);
+    assert.equal((await b.failure('signal', { handle: lb.handle, to: 'leader', kind: 'data', data: 'x'.repeat(64 * 1024) })).code, 'TOO_LARGE');
+    assert.deepEqual(await b.call('signal', { handle: lb.handle, to: 'leader', kind: 'data', data: 'x'.repeat(60 * 1024) }), { re: 7 });
+    assert.equal((await a.nextEvent('signal', la.handle)).data, 'x'.repeat(60 * 1024));
+    a.close();
+    b.close();
+  });
+
+  it('rate-limits signals per session', async () => {
+    const log = logName();
+    const a = await connect(w, w.owner);
+    await lease(a, w.site, log);
+    const b = await connect(w, peer);
+    const lb = await lease(b, w.site, log);
+    const replies = await Promise.all(Array.from({ length: 450 }, () => b.request('signal', { handle: lb.handle, to: 'leader', kind: 'candidate', data: { c: 1 } })));
+    const limited = replies.filter((r) => r.error?.code === 'RATE_LIMITED').length;
+    assert.ok(limited >= 40 && limited <= 60, `${limited} of 450 rate-limited (burst 400)`);
+    assert.equal(b.open, true);
+    a.close();
+    b.close();
+  });
+});
