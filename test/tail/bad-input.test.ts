@@ -83,7 +83,7 @@ describe('tail: bad input', async () => {
       assert.equal(r.error?.code, k.code, `${k.name}: ${JSON.stringify(r)}`);
       if (k.mentions !== undefined) assert.match(r.error?.message ?? '', k.mentions instanceof RegExp ? k.mentions : new RegExp(k.mentions.replace('.', '\\.')), k.name);
       assert.deepEqual(Object.keys(r).sort(), ['error', 're'], k.name);
-      const pong = await c.request('ping');
+      const pong: TailReply = await c.request('ping');
       assert.equal(pong.error, undefined, `usable after ${k.name}`);
     }
     c?.close();
