@@ -65,6 +65,15 @@ const PRUNE_EVERY = 16;
 /** The schema version this code writes. */
 export const SQLITE_LOG_SCHEMA_VERSION = MIGRATIONS.length;
 
+export interface SqliteLogStoreOptions {
+  /**
+   * How long a write waits for another connection's lock on the file before it fails with
+   * UNAVAILABLE (default 5 000 ms). Only another process (a backup, an operator's shell)
+   * ever holds one: the store itself uses one connection.
+   */
+  busyTimeoutMs?: number;
+}
+
 interface LogRow {
   id: number;
   length: number;
@@ -112,8 +121,8 @@ export class SqliteLogStore implements LogStore {
   private readonly appendTx: (requests: AppendRequest[]) => AppendResult[];
   private readonly bumpTx: (site: string, log: string) => number;
 
-  constructor(path: string) {
-    const db = new Database(path, { timeout: 5000 });
+  constructor(path: string, options: SqliteLogStoreOptions = {}) {
+    const db = new Database(path, { timeout: options.busyTimeoutMs ?? 5000 });
     try {
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
@@ -292,6 +301,6 @@ export class SqliteLogStore implements LogStore {
  *   const store = openSqliteLogStore(join(dataDir, 'tail.db'));
  *   const [r] = await store.appendBatch([{ site, log, at: 0, epoch: 0, device, entries: [buf] }]);
  */
-export function openSqliteLogStore(path: string): LogStore {
-  return new SqliteLogStore(path);
+export function openSqliteLogStore(path: string, options?: SqliteLogStoreOptions): LogStore {
+  return new SqliteLogStore(path, options);
 }

@@ -11,6 +11,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { SQLITE_LOG_SCHEMA_VERSION, SqliteLogStore, openSqliteLogStore } from '../../src/tail/sqlite-log-store.js';
+import { DgError } from '../../src/protocol/errors.js';
 import { WID_MEMORY } from '../../src/tail/log-store.js';
 import { deviceId, runLogStoreConformance } from '../conformance/log-store.js';
 import { tempDir } from '../helpers/server.js';
@@ -47,6 +48,27 @@ describe('SQLite log store', () => {
     const kept = db.prepare('SELECT COUNT(*) FROM wids').pluck().get() as number;
     db.close();
     assert.ok(kept >= WID_MEMORY && kept <= WID_MEMORY + 16, `kept ${kept} write ids`);
+  });
+
+  it('answers UNAVAILABLE and turns unhealthy while another process locks the file', async () => {
+    const path = join(tempDir('dg-logstore-busy-'), 'tail.db');
+    const store = openSqliteLogStore(path, { busyTimeoutMs: 50 });
+    const site = 'busy';
+    const write = (at: number) => store.appendBatch([{ site, log: 'main', at, epoch: 0, device: deviceId(1), entries: [Buffer.from('x')] }]);
+    assert.equal((await write(0))[0]?.status, 'ok');
+    const other = new Database(path);
+    other.exec('BEGIN IMMEDIATE');
+    try {
+      await assert.rejects(write(1), (e: unknown) => e instanceof DgError && e.code === 'UNAVAILABLE');
+      assert.equal(store.healthy(), false);
+      assert.deepEqual(await store.read(site, 'main', 0, 10, 100).then((r) => r.length), 1, 'reads still work in WAL mode');
+    } finally {
+      other.exec('ROLLBACK');
+      other.close();
+    }
+    assert.equal((await write(1))[0]?.status, 'ok');
+    assert.equal(store.healthy(), true);
+    await store.close();
   });
 
   it('fails to open a file that is not a database', async () => {
