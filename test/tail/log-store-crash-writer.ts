@@ -4,6 +4,7 @@
  * write once its commit resolved, until it is killed.
  *   node --import tsx test/tail/log-store-crash-writer.ts <db path>
  */
+import { pathToFileURL } from 'node:url';
 import { GroupCommitter } from '../../src/tail/group-commit.js';
 import { openSqliteLogStore } from '../../src/tail/sqlite-log-store.js';
 
@@ -42,8 +43,10 @@ async function main(path: string): Promise<void> {
   }
 }
 
-if (process.argv[2] !== undefined) {
-  main(process.argv[2]).catch((err: unknown) => {
+// Runs only as the entry point, never when the test imports crashEntry from this file.
+const path = process.argv[2];
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href && path !== undefined) {
+  main(path).catch((err: unknown) => {
     process.stderr.write(`${String(err)}\n`);
     process.exit(1);
   });
