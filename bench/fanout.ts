@@ -5,6 +5,8 @@
  * the serving process's own CPU time (user + system) per delivered entry, where delivered
  * entries = entries × followers; its ratio to the relay's must stay ≤ 0.5 (and never
  * exceed 1.0). Deliveries/s and delivery latency come from the same rounds.
+ * DG_BENCH_PROF=DIR writes a CPU profile of each measured window of each serving process
+ * into DIR (for diagnosis only: profiling adds its own cost).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,7 +14,7 @@ import { join } from 'node:path';
 import { cpuBetween, scriptPath, startChild, type Child } from './lib/child.js';
 import { fanoutRound } from './lib/fanout-round.js';
 import { Payload } from './lib/payload.js';
-import { row, type BenchOptions, type BenchResult } from './lib/result.js';
+import { row, type BenchOptions, type BenchResult, type Row } from './lib/result.js';
 import { fmt, median } from './lib/stats.js';
 import { projectTarget, relayTarget, type Target } from './lib/targets.js';
 
@@ -36,10 +38,13 @@ async function measure(target: Target, child: Child, log: string, payload: Paylo
   const conns = await target.open(log);
   try {
     await sleep(300); // let the connection and lease work finish before the window opens
+    const prof = process.env.DG_BENCH_PROF;
+    if (prof !== undefined && prof !== '') await child.profileStart();
     const u0 = await child.usage();
     const c0 = process.cpuUsage();
     const s = await fanoutRound(conns.leader, conns.followers, payload, window);
     const u1 = await child.usage();
+    if (prof !== undefined && prof !== '') await child.profileStop(join(prof, `fanout-${target.name}-${log}.cpuprofile`));
     const c1 = process.cpuUsage(c0);
     return {
       cpuPerDelivery: cpuBetween(u0, u1) / s.deliveries,
@@ -56,13 +61,61 @@ async function measure(target: Target, child: Child, log: string, payload: Paylo
   }
 }
 
+interface Scenario {
+  /** Batches in flight end to end (sent but not yet delivered to every follower). */
+  window: number;
+  label: string;
+}
+
+/**
+ * Two ends of a leader's behaviour: deep pipelining (several writes in flight, which lets
+ * the server merge commits into fewer, larger events) and one write at a time (no merging
+ * possible: the same one frame per write per follower as the relay).
+ */
+const SCENARIOS: Scenario[] = [
+  { window: 8, label: '8 writes in flight' },
+  { window: 1, label: '1 write in flight' },
+];
+
+async function scenario(
+  sc: Scenario,
+  sides: { project: Target; peer: Target; server: Child; relay: Child },
+  payload: Payload,
+  warm: Payload,
+  reps: number,
+  followers: number,
+  log: (line: string) => void,
+): Promise<{ P: Measured[]; R: Measured[] }> {
+  const { project, peer, server, relay } = sides;
+  // Warm-up: one smaller round on each side, not measured, so both run optimized code.
+  await measure(project, server, `fan-w${sc.window}-warm`, warm, sc.window, followers);
+  await measure(peer, relay, `fan-w${sc.window}-warm`, warm, sc.window, followers);
+  const P: Measured[] = [];
+  const R: Measured[] = [];
+  for (let r = 0; r < reps; r++) {
+    // Interleave and alternate the order, so drifts of the shared machine hit both sides.
+    const order: [Target, Child, Measured[]][] = [
+      [project, server, P],
+      [peer, relay, R],
+    ];
+    if (r % 2 === 1) order.reverse();
+    for (const [t, c, out] of order) out.push(await measure(t, c, `fan-w${sc.window}-${r}`, payload, sc.window, followers));
+    const p = P.at(-1);
+    const q = R.at(-1);
+    if (p !== undefined && q !== undefined) {
+      log(`fanout ${sc.label}, rep ${r + 1}/${reps}: CPU/delivery ${fmt(p.cpuPerDelivery)} vs ${fmt(q.cpuPerDelivery)} µs (ratio ${fmt(p.cpuPerDelivery / q.cpuPerDelivery)}); ` +
+        `${fmt(p.deliveriesPerSec)} vs ${fmt(q.deliveriesPerSec)} deliveries/s; p50 ${fmt(p.p50)} vs ${fmt(q.p50)} ms; ${fmt(p.framesPerFollower)} vs ${fmt(q.framesPerFollower)} frames/follower`);
+    }
+  }
+  return { P, R };
+}
+
 export async function run(opts: BenchOptions): Promise<BenchResult> {
   const t0 = performance.now();
   const followers = opts.quick ? 20 : 50;
   const entries = opts.quick ? 4000 : 20_000;
-  const reps = opts.quick ? 1 : 3;
+  const reps = opts.quick ? 1 : 5;
   const entryBytes = 100;
-  const window = 8;
   let batch = 100;
 
   const dataDir = mkdtempSync(join(tmpdir(), 'dg-bench-fanout-'));
@@ -81,56 +134,42 @@ export async function run(opts: BenchOptions): Promise<BenchResult> {
     await probe.close();
     if (probe.maxEntries !== null && probe.maxEntries < batch) batch = probe.maxEntries;
     const payload = new Payload(entries, entryBytes, batch);
-
-    // Warm-up: one smaller round on each side, not measured, so both run optimized code.
     const warm = new Payload(Math.min(entries, 20 * batch), entryBytes, batch);
-    await measure(project, server, 'fan-warm', warm, window, followers);
-    await measure(peer, relay, 'fan-warm', warm, window, followers);
 
-    const P: Measured[] = [];
-    const R: Measured[] = [];
-    for (let r = 0; r < reps; r++) {
-      // Interleave and alternate the order, so drifts of the shared machine hit both sides.
-      const order: [Target, Child, Measured[]][] = [
-        [project, server, P],
-        [peer, relay, R],
-      ];
-      if (r % 2 === 1) order.reverse();
-      for (const [t, c, out] of order) out.push(await measure(t, c, `fan-${r}`, payload, window, followers));
-      const p = P.at(-1);
-      const q = R.at(-1);
-      if (p !== undefined && q !== undefined) {
-        opts.log(`fanout rep ${r + 1}/${reps}: CPU/delivery ${fmt(p.cpuPerDelivery)} vs ${fmt(q.cpuPerDelivery)} µs (ratio ${fmt(p.cpuPerDelivery / q.cpuPerDelivery)}); ` +
-          `${fmt(p.deliveriesPerSec)} vs ${fmt(q.deliveriesPerSec)} deliveries/s; p50 ${fmt(p.p50)} vs ${fmt(q.p50)} ms`);
-      }
-    }
-
-    const pick = (xs: Measured[], k: keyof Measured) => xs.map((m) => m[k]);
-    const cpuRow = row('server CPU per delivered entry', 'µs', 'lower', pick(P, 'cpuPerDelivery'), pick(R, 'cpuPerDelivery'), {
-      text: '≤ 0.5',
-      test: (x) => x <= 0.5,
-    });
+    const rows: Row[] = [];
     const notes = [
-      `${followers} followers, ${entries} entries of ${entryBytes} B in writes of ${batch} (at most ${window} batches in flight end to end); ${reps} interleaved repetitions after one warm-up round each.`,
+      `${followers} followers, ${entries} entries of ${entryBytes} B in writes of ${batch}; a window of W writes means at most W writes not yet delivered to every follower; ${reps} interleaved repetitions per scenario after one warm-up round each.`,
       'CPU is the serving child process\'s own user+system time (process.cpuUsage over IPC) from the first write to the last delivery; set-up (sign-up, connect, lease) is outside the window.',
-      `Clients (bench process) used ${fmt(median(pick(P, 'clientCpuPerDelivery')))} µs (project) and ${fmt(median(pick(R, 'clientCpuPerDelivery')))} µs (peer) of CPU per delivered entry; they share the 2 cores with the server.`,
-      `Follower frames per follower: ${fmt(median(pick(P, 'framesPerFollower')))} (project) vs ${fmt(median(pick(R, 'framesPerFollower')))} (peer); share of project frames carrying their entries: ${fmt(median(pick(P, 'pushedShare')) * 100)}%.`,
-      `Serving process RSS after a round: ${fmt(median(pick(P, 'rssMiB')))} MiB (project, with SQLite) vs ${fmt(median(pick(R, 'rssMiB')))} MiB (peer).`,
     ];
-    if (cpuRow.ratio > 1) notes.unshift(`The project used MORE CPU per delivered entry than the bare relay (ratio ${fmt(cpuRow.ratio)} > 1.0).`);
+    const pick = (xs: Measured[], k: keyof Measured) => xs.map((m) => m[k]);
+    for (const sc of SCENARIOS) {
+      const { P, R } = await scenario(sc, { project, peer, server, relay }, payload, warm, reps, followers, opts.log);
+      const cpuRow = row(`server CPU per delivered entry, ${sc.label}`, 'µs', 'lower', pick(P, 'cpuPerDelivery'), pick(R, 'cpuPerDelivery'), {
+        text: '≤ 0.5',
+        test: (x) => x <= 0.5,
+      });
+      rows.push(
+        cpuRow,
+        row(`deliveries per second, ${sc.label}`, 'entries/s', 'higher', pick(P, 'deliveriesPerSec'), pick(R, 'deliveriesPerSec')),
+        row(`delivery latency p50, ${sc.label}`, 'ms', 'lower', pick(P, 'p50'), pick(R, 'p50')),
+        row(`delivery latency p99, ${sc.label}`, 'ms', 'lower', pick(P, 'p99'), pick(R, 'p99')),
+      );
+      if (cpuRow.ratio > 1) notes.push(`${sc.label}: the project used MORE CPU per delivered entry than the bare relay (ratio ${fmt(cpuRow.ratio)} > 1.0).`);
+      notes.push(
+        `${sc.label}: frames per follower ${fmt(median(pick(P, 'framesPerFollower')))} (project) vs ${fmt(median(pick(R, 'framesPerFollower')))} (peer); ` +
+          `${fmt(median(pick(P, 'pushedShare')) * 100)}% of project frames carried their entries (the rest needed a read); ` +
+          `clients used ${fmt(median(pick(P, 'clientCpuPerDelivery')))} vs ${fmt(median(pick(R, 'clientCpuPerDelivery')))} µs of CPU per delivered entry (they share the 2 cores); ` +
+          `serving RSS ${fmt(median(pick(P, 'rssMiB')))} vs ${fmt(median(pick(R, 'rssMiB')))} MiB.`,
+      );
+    }
     return {
       name: 'fanout',
       title: `Fan-out: 1 leader, ${followers} followers, ${entries} × ${entryBytes} B entries`,
       project: 'datagrove server (tail over WebSocket, SQLite, acked durable writes)',
       peer: 'bare ws relay (parse + send to every other client; no auth, no durability)',
       quick: opts.quick,
-      params: { followers, entries, entryBytes, batch, window, reps },
-      rows: [
-        cpuRow,
-        row('deliveries per second', 'entries/s', 'higher', pick(P, 'deliveriesPerSec'), pick(R, 'deliveriesPerSec')),
-        row('delivery latency p50', 'ms', 'lower', pick(P, 'p50'), pick(R, 'p50')),
-        row('delivery latency p99', 'ms', 'lower', pick(P, 'p99'), pick(R, 'p99')),
-      ],
+      params: { followers, entries, entryBytes, batch, reps, windows: SCENARIOS.map((s) => s.window).join(',') },
+      rows,
       notes,
       seconds: (performance.now() - t0) / 1000,
     };

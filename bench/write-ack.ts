@@ -4,6 +4,7 @@
  * process, paired with the floor: raw better-sqlite3 inserts (WAL, synchronous=FULL) fed by
  * the same schedule and committed in the same bursts (bench/peers/sqlite-floor.ts).
  * Latency runs from each write's due time to its durable ack (to the commit, for the floor).
+ * DG_BENCH_PROF=DIR writes a CPU profile of each measured server window into DIR.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -23,7 +24,7 @@ interface Measured {
   p99: number;
   /** Writes acked per second over the run (the schedule asks for `rate`). */
   rate: number;
-  /** Mean writes per store transaction. */
+  /** Mean writes of one log committed together (per store transaction and log). */
   perCommit: number;
   /** Serving CPU µs per write (project only; the floor's is the bench process's). */
   cpuPerWrite: number;
@@ -37,11 +38,12 @@ async function commitBatches(port: number): Promise<{ sum: number; count: number
   return { sum: num('datagrove_tail_commit_batch_writes_sum'), count: num('datagrove_tail_commit_batch_writes_count') };
 }
 
-async function measureProject(child: Child, conns: Conn[], rate: number, seconds: number, entry: string): Promise<Measured> {
+async function measureProject(child: Child, conns: Conn[], rate: number, seconds: number, entry: string, profile: string | null): Promise<Measured> {
   const lat = new Samples();
   let acked = 0;
   let failure: Error | null = null;
   const m0 = await commitBatches(child.port);
+  if (profile !== null) await child.profileStart();
   const u0 = await child.usage();
   const t0 = performance.now();
   const total = await runSchedule(rate, conns.length, seconds, (burst) => {
@@ -64,6 +66,7 @@ async function measureProject(child: Child, conns: Conn[], rate: number, seconds
   if (acked < total) throw new Error(`only ${acked} of ${total} writes acked`);
   const elapsed = (performance.now() - t0) / 1000;
   const u1 = await child.usage();
+  if (profile !== null) await child.profileStop(profile);
   const m1 = await commitBatches(child.port);
   return {
     p50: lat.q(0.5),
@@ -87,7 +90,7 @@ async function measureFloor(dir: string, name: string, writers: number, rate: nu
     });
     const elapsed = (performance.now() - t0) / 1000;
     const c1 = process.cpuUsage(c0);
-    return { p50: lat.q(0.5), p99: lat.q(0.99), rate: total / elapsed, perCommit: floor.writes / floor.batches, cpuPerWrite: (c1.user + c1.system) / total };
+    return { p50: lat.q(0.5), p99: lat.q(0.99), rate: total / elapsed, perCommit: floor.writes / floor.logCommits, cpuPerWrite: (c1.user + c1.system) / total };
   } finally {
     floor.close();
   }
@@ -121,7 +124,9 @@ export async function run(opts: BenchOptions): Promise<BenchResult> {
       const conns = await open(log);
       try {
         await new Promise((r) => setTimeout(r, 200));
-        return await measureProject(server as Child, conns, rate, secs, entry);
+        const prof = process.env.DG_BENCH_PROF;
+        const path = prof === undefined || prof === '' ? null : join(prof, `write-ack-${log}.cpuprofile`);
+        return await measureProject(server as Child, conns, rate, secs, entry, path);
       } finally {
         await Promise.all(conns.map((c) => c.client.close()));
       }
@@ -158,11 +163,12 @@ export async function run(opts: BenchOptions): Promise<BenchResult> {
         row('write-ack latency p50', 'ms', 'lower', pick(P, 'p50'), pick(F, 'p50')),
         row('write-ack latency p99', 'ms', 'lower', pick(P, 'p99'), pick(F, 'p99')),
         row('writes acked per second', 'writes/s', 'higher', pick(P, 'rate'), pick(F, 'rate')),
-        row('writes per commit', 'writes', 'higher', pick(P, 'perCommit'), pick(F, 'perCommit')),
+        row('writes per commit, per log', 'writes', 'higher', pick(P, 'perCommit'), pick(F, 'perCommit')),
       ],
       notes: [
         `${writers} leaders (one log each) at ${rate / writers} writes/s each, one ${entryBytes}-byte entry per write with a write id; ${seconds} s per run; ${reps} interleaved repetitions after a 1 s warm-up each.`,
         'Latency is measured from each write\'s due time on the schedule, so time a write waited to be sent counts against it, on both sides.',
+        'Writes per commit, per log: for the server, the datagrove_tail_commit_batch_writes histogram (writes of one log committed together); for the floor, writes per (transaction, log).',
         `Server CPU per write: ${fmt(median(pick(P, 'cpuPerWrite')))} µs (the floor spent ${fmt(median(pick(F, 'cpuPerWrite')))} µs per write in one process, scheduler included).`,
       ],
       seconds: (performance.now() - t0) / 1000,

@@ -1,3 +1,6 @@
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+
 /**
  * The control channel between the bench process and a measured child (the real server or
  * a peer): the child reports `ready` with its port, answers `usage` with its own
@@ -12,10 +15,15 @@ export interface Usage {
   rss: number;
 }
 
-export type ToChild = { type: 'usage'; seq: number } | { type: 'stop' };
+export type ToChild =
+  | { type: 'usage'; seq: number }
+  | { type: 'profile-start'; seq: number }
+  | { type: 'profile-stop'; seq: number; path: string }
+  | { type: 'stop' };
 export type FromChild =
   | { type: 'ready'; port: number }
   | { type: 'usage'; seq: number; usage: Usage }
+  | { type: 'done'; seq: number }
   | { type: 'failed'; message: string };
 
 function send(msg: FromChild): void {
@@ -30,6 +38,10 @@ export function serveControl(port: number, stop: () => Promise<void>): void {
     if (msg.type === 'usage') {
       const u = process.cpuUsage();
       send({ type: 'usage', seq: msg.seq, usage: { user: u.user, system: u.system, rss: process.memoryUsage().rss } });
+    } else if (msg.type === 'profile-start') {
+      void profileStart().then(() => send({ type: 'done', seq: msg.seq }));
+    } else if (msg.type === 'profile-stop') {
+      void profileStop(msg.path).then(() => send({ type: 'done', seq: msg.seq }));
     } else if (msg.type === 'stop') {
       const force = setTimeout(() => process.exit(0), 5000);
       force.unref();
@@ -42,6 +54,24 @@ export function serveControl(port: number, stop: () => Promise<void>): void {
   // The bench died: do not linger.
   process.on('disconnect', () => process.exit(0));
   send({ type: 'ready', port });
+}
+
+let inspector: Session | null = null;
+
+async function profileStart(): Promise<void> {
+  inspector = new Session();
+  inspector.connect();
+  await inspector.post('Profiler.enable');
+  await inspector.post('Profiler.setSamplingInterval', { interval: 100 });
+  await inspector.post('Profiler.start');
+}
+
+async function profileStop(path: string): Promise<void> {
+  if (inspector === null) return;
+  const { profile } = await inspector.post('Profiler.stop');
+  writeFileSync(path, JSON.stringify(profile));
+  inspector.disconnect();
+  inspector = null;
 }
 
 export function reportFailure(err: unknown): void {

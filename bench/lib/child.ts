@@ -12,6 +12,10 @@ export interface Child {
   pid: number;
   port: number;
   usage(): Promise<Usage>;
+  /** Starts a V8 CPU profile in the child (diagnosis only: profiling itself costs CPU). */
+  profileStart(): Promise<void>;
+  /** Stops the profile and writes it (a .cpuprofile file, for bench/lib/profile-summary.ts). */
+  profileStop(path: string): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -32,6 +36,7 @@ export async function startChild(script: string, args: string[] = [], env: NodeJ
     stderr = (stderr + d.toString('utf8')).slice(-4000);
   });
   const pending = new Map<number, (u: Usage) => void>();
+  const acks = new Map<number, () => void>();
   let seq = 0;
   let exited = false;
   const exitedP = new Promise<void>((resolve) => proc.once('exit', () => ((exited = true), resolve())));
@@ -49,6 +54,9 @@ export async function startChild(script: string, args: string[] = [], env: NodeJ
       } else if (msg.type === 'usage') {
         pending.get(msg.seq)?.(msg.usage);
         pending.delete(msg.seq);
+      } else if (msg.type === 'done') {
+        acks.get(msg.seq)?.();
+        acks.delete(msg.seq);
       }
     });
     proc.once('exit', (code) => {
@@ -67,6 +75,20 @@ export async function startChild(script: string, args: string[] = [], env: NodeJ
       return new Promise<Usage>((resolve) => {
         pending.set(s, resolve);
         proc.send({ type: 'usage', seq: s } satisfies ToChild);
+      });
+    },
+    profileStart() {
+      const s = ++seq;
+      return new Promise<void>((resolve) => {
+        acks.set(s, resolve);
+        proc.send({ type: 'profile-start', seq: s } satisfies ToChild);
+      });
+    },
+    profileStop(path) {
+      const s = ++seq;
+      return new Promise<void>((resolve) => {
+        acks.set(s, resolve);
+        proc.send({ type: 'profile-stop', seq: s, path } satisfies ToChild);
       });
     },
     async stop() {

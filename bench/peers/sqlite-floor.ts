@@ -14,6 +14,8 @@ export interface Floor {
   commit(burst: Due[], entry: Buffer): void;
   batches: number;
   writes: number;
+  /** (transaction, log) pairs: how many per-log commit groups the writes formed. */
+  logCommits: number;
   close(): void;
 }
 
@@ -40,10 +42,12 @@ export function openFloor(dir: string, name: string, writers: number): Floor {
   const floor: Floor = {
     batches: 0,
     writes: 0,
+    logCommits: 0,
     commit(burst, entry) {
       tx.immediate(burst, entry);
       floor.batches++;
       floor.writes += burst.length;
+      floor.logCommits += new Set(burst.map((d) => d.writer)).size;
     },
     close: () => db.close(),
   };
