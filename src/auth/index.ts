@@ -9,11 +9,13 @@ import type { Subscription } from '../bus/bus.js';
 import { subscribeBus } from './bus-handlers.js';
 import { createContext, type AuthDeps } from './context.js';
 import { authRoutes } from './routes/index.js';
+import { openPgAuthStore as openPgStore, type PgAuthStoreOptions } from './pg/store.js';
 import { SqliteAuthStore } from './sqlite/store.js';
 import type { AuthStore } from './store.js';
 
 export type { AttestationKeyView, AuthDeps } from './context.js';
 export type { AuthStore } from './store.js';
+export type { PgAuthStoreOptions } from './pg/store.js';
 
 export interface AuthService {
   routes: FastifyPluginAsync;
@@ -72,4 +74,12 @@ export function createAuth(deps: AuthDeps): AuthService {
 
 export function openSqliteAuthStore(path: string): AuthStore {
   return new SqliteAuthStore(path);
+}
+
+/**
+ * The PostgreSQL auth store of a cluster: tables created or migrated on open, inside
+ * `options.schema` (default `public`, created if missing).
+ */
+export function openPgAuthStore(url: string, options?: PgAuthStoreOptions): Promise<AuthStore> {
+  return openPgStore(url, options);
 }

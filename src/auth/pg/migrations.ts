@@ -1,0 +1,144 @@
+/**
+ * Schema of the PostgreSQL auth store, versioned in code. Migration i brings the schema from
+ * version i to i + 1; `auth_migrations` holds one row per applied version. All pending
+ * migrations run in one transaction under an advisory lock, so nodes that open the same
+ * schema together wait for each other and a crash leaves a whole version. Migrations are
+ * append-only: never edit one that has been released.
+ *
+ * Tables are prefixed `auth_` because in a cluster they share a schema with the tail and
+ * notify stores. Identifiers use the "C" collation so that "ordered by id" is the same
+ * byte order as in the SQLite store, whatever the database's locale. Times are bigint
+ * milliseconds (grant `iat`/`exp`: JWT seconds), as in the SQLite store.
+ */
+import type { Sql, TxSql } from './sql.js';
+import { num } from './sql.js';
+
+/** The migrations for the quoted schema `s`, in order. */
+export function authMigrations(s: string): readonly string[] {
+  return [
+    `
+    CREATE TABLE ${s}.auth_users (
+      id         text COLLATE "C" PRIMARY KEY,
+      created_at bigint NOT NULL
+    );
+    CREATE TABLE ${s}.auth_devices (
+      id         text COLLATE "C" PRIMARY KEY,
+      user_id    text COLLATE "C" NOT NULL REFERENCES ${s}.auth_users (id),
+      box_key    text NOT NULL,
+      name       text NOT NULL,
+      created_at bigint NOT NULL,
+      revoked_at bigint
+    );
+    CREATE INDEX auth_devices_user ON ${s}.auth_devices (user_id, created_at, id);
+    CREATE INDEX auth_devices_revoked ON ${s}.auth_devices (revoked_at) WHERE revoked_at IS NOT NULL;
+
+    CREATE TABLE ${s}.auth_nonces (
+      nonce      text COLLATE "C" PRIMARY KEY,
+      device     text COLLATE "C" NOT NULL,
+      expires_at bigint NOT NULL
+    );
+    CREATE INDEX auth_nonces_expiry ON ${s}.auth_nonces (expires_at);
+
+    CREATE TABLE ${s}.auth_families (
+      id         text COLLATE "C" PRIMARY KEY,
+      user_id    text COLLATE "C" NOT NULL,
+      device     text COLLATE "C" NOT NULL,
+      created_at bigint NOT NULL,
+      revoked_at bigint
+    );
+    CREATE INDEX auth_families_device ON ${s}.auth_families (device);
+    CREATE INDEX auth_families_revoked ON ${s}.auth_families (revoked_at) WHERE revoked_at IS NOT NULL;
+
+    CREATE TABLE ${s}.auth_refresh_tokens (
+      hash       text COLLATE "C" PRIMARY KEY,
+      family     text COLLATE "C" NOT NULL REFERENCES ${s}.auth_families (id),
+      state      text NOT NULL CHECK (state IN ('live', 'rotated')),
+      expires_at bigint NOT NULL,
+      rotated_at bigint,
+      guid       text,
+      answer     text
+    );
+    CREATE INDEX auth_refresh_family ON ${s}.auth_refresh_tokens (family);
+    CREATE INDEX auth_refresh_expiry ON ${s}.auth_refresh_tokens (expires_at);
+
+    CREATE TABLE ${s}.auth_sites (
+      id                text COLLATE "C" PRIMARY KEY,
+      owner             text COLLATE "C" NOT NULL,
+      name              text NOT NULL,
+      key_epoch         bigint NOT NULL CHECK (key_epoch >= 1),
+      rotation_required boolean NOT NULL DEFAULT false,
+      created_at        bigint NOT NULL
+    );
+    CREATE INDEX auth_sites_owner ON ${s}.auth_sites (owner, created_at, id);
+
+    CREATE TABLE ${s}.auth_grants (
+      hash        text COLLATE "C" PRIMARY KEY,
+      jws         text NOT NULL,
+      issuer      text COLLATE "C" NOT NULL,
+      subject     text COLLATE "C" NOT NULL,
+      site        text COLLATE "C" NOT NULL,
+      logs        text[] NOT NULL,
+      rights      text[] NOT NULL,
+      iat         bigint NOT NULL,
+      exp         bigint,
+      prf         text COLLATE "C",
+      declared_at bigint NOT NULL,
+      revoked_at  bigint
+    );
+    CREATE INDEX auth_grants_issuer ON ${s}.auth_grants (issuer);
+    CREATE INDEX auth_grants_subject ON ${s}.auth_grants (subject);
+    CREATE INDEX auth_grants_prf ON ${s}.auth_grants (prf) WHERE prf IS NOT NULL;
+
+    CREATE TABLE ${s}.auth_access (
+      user_id    text COLLATE "C" NOT NULL,
+      site       text COLLATE "C" NOT NULL,
+      grant_hash text COLLATE "C" NOT NULL,
+      logs       text[] NOT NULL,
+      rights     text[] NOT NULL,
+      expires_at bigint,
+      created_at bigint NOT NULL,
+      PRIMARY KEY (user_id, site, grant_hash)
+    );
+    CREATE INDEX auth_access_grant ON ${s}.auth_access (grant_hash);
+    CREATE INDEX auth_access_expiry ON ${s}.auth_access (expires_at) WHERE expires_at IS NOT NULL;
+
+    CREATE TABLE ${s}.auth_identities (
+      email       text COLLATE "C" NOT NULL,
+      provider    text COLLATE "C" NOT NULL,
+      device      text COLLATE "C" NOT NULL,
+      user_id     text COLLATE "C" NOT NULL,
+      attested_at bigint NOT NULL,
+      PRIMARY KEY (email, provider, device)
+    );
+    CREATE INDEX auth_identities_user ON ${s}.auth_identities (user_id);
+    `,
+  ];
+}
+
+/** The schema version this code writes. */
+export const PG_AUTH_SCHEMA_VERSION = authMigrations('x').length;
+
+/**
+ * Creates the schema when missing and applies the pending migrations, in `sql`'s transaction.
+ * Refuses a schema written by a newer server (it would be misread).
+ */
+export async function migrate(sql: TxSql, schema: string, now: number): Promise<void> {
+  const s = sql.s;
+  // Serializes nodes that open the same schema at once (CREATE … IF NOT EXISTS races).
+  await sql.rows('SELECT pg_advisory_xact_lock(hashtext($1))', [`datagrove.auth.${schema}`]);
+  await sql.rows(`CREATE SCHEMA IF NOT EXISTS ${s}`);
+  await sql.rows(`CREATE TABLE IF NOT EXISTS ${s}.auth_migrations (version integer PRIMARY KEY, applied_at bigint NOT NULL)`);
+  const version = await schemaVersion(sql);
+  const all = authMigrations(s);
+  if (version > all.length) throw new Error(`auth store schema version ${version} is newer than this server (${all.length})`);
+  for (let v = version; v < all.length; v++) {
+    await sql.rows(all[v] as string);
+    await sql.rows(`INSERT INTO ${s}.auth_migrations (version, applied_at) VALUES ($1, $2)`, [v + 1, now]);
+  }
+}
+
+/** The newest applied version (0 for an empty schema). */
+export async function schemaVersion(sql: Sql): Promise<number> {
+  const rows = await sql.rows<{ v: unknown }>(`SELECT COALESCE(MAX(version), 0) AS v FROM ${sql.s}.auth_migrations`);
+  return num(rows[0]?.v ?? 0);
+}
