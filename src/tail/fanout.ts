@@ -2,10 +2,11 @@
  * Fan-out of commits to followers, and slow consumers.
  *
  * Guarantees:
- * - One `tail` event per committed batch of a log (contiguous commits settled in the same
- *   turn are merged), serialized once and sent as the same bytes to every follower.
- * - Entries ride along only when the batch is at most `inlineBatchBytes` and the follower
- *   keeps up (its socket has at most `softBuffer` queued) and may read.
+ * - Contiguous commits of a log settled in the same turn (one group commit) go out as one
+ *   `tail` event, or as few as keep each event's entries within `inlineBatchBytes`;
+ *   each event is serialized once and sent as the same bytes to every follower.
+ * - Entries ride along only when the event's commits are at most `inlineBatchBytes` and
+ *   the follower keeps up (its socket has at most `softBuffer` queued).
  * - A follower over `softBuffer` gets no further events until it drains; then one
  *   length-only event per handle covers everything it missed (`at` = first missed entry).
  *   Over `hardBuffer` (checked on every send) or lagging for `lagCloseMs`: close 4408.
@@ -13,7 +14,7 @@
  */
 import { TAIL_CLOSE } from '../protocol/tail-schemas.js';
 import type { TailContext } from './context.js';
-import { canRead, type Committed, type LiveLog } from './live-log.js';
+import type { Committed, LiveLog } from './live-log.js';
 import type { Session } from './session.js';
 
 const CHECK_MS = 50;
@@ -42,24 +43,33 @@ export class Fanout {
     for (const s of [...this.#slow]) this.#unslow(s);
   }
 
+  /**
+   * Merges contiguous commits into as few events as keep entries inline: commits of at most
+   * `inlineBatchBytes` merge while the sum stays within it; larger ones merge into
+   * length-only events. So pipelined small writes still reach followers with their entries.
+   */
   #flush(log: LiveLog): void {
     log.fanScheduled = false;
     const items = log.fan.splice(0);
-    let i = 0;
-    while (i < items.length) {
-      const first = items[i] as Committed;
-      let length = first.length;
-      let bytes = first.bytes;
-      const parts = [first.b64];
-      i++;
-      for (let next = items[i]; next !== undefined && next.at === length; next = items[++i]) {
-        length = next.length;
-        bytes += next.bytes;
-        parts.push(next.b64);
+    const inline = this.ctx.limits.inlineBatchBytes;
+    let cur: { at: number; length: number; bytes: number; parts: string[][]; fits: boolean } | null = null;
+    const emit = () => {
+      if (cur === null) return;
+      this.ctx.metrics.commitBatch.observe(cur.parts.length);
+      this.#deliver(log, cur.at, cur.length, cur.fits ? cur.parts : null);
+    };
+    for (const c of items) {
+      const fits = c.bytes <= inline;
+      if (cur !== null && c.at === cur.length && fits === cur.fits && (!fits || cur.bytes + c.bytes <= inline)) {
+        cur.length = c.length;
+        cur.bytes += c.bytes;
+        cur.parts.push(c.b64);
+      } else {
+        emit();
+        cur = { at: c.at, length: c.length, bytes: c.bytes, parts: [c.b64], fits };
       }
-      this.ctx.metrics.commitBatch.observe(parts.length);
-      this.#deliver(log, first.at, length, bytes <= this.ctx.limits.inlineBatchBytes ? parts : null);
     }
+    emit();
     this.ctx.logs.maybeEvict(log);
   }
 
@@ -83,7 +93,7 @@ export class Fanout {
         this.#markSlow(s);
         continue;
       }
-      if (parts !== null && canRead(h.access.rights)) {
+      if (parts !== null) {
         full ??= Buffer.from(`{"ev":"tail","handle":"${log.hid}","at":${at},"length":${length},"entries":["${parts.map((p) => p.join('","')).join('","')}"]}`);
         s.send(full);
         inline++;

@@ -17,8 +17,9 @@ export interface AccessGrant {
   expiresAt: number | null;
 }
 
+/** Every right lets its holder read: admin implies read, and a writer must re-read to recover. */
 export function canRead(rights: readonly Right[]): boolean {
-  return rights.includes('read') || rights.includes('admin');
+  return rights.includes('read') || rights.includes('write') || rights.includes('admin');
 }
 
 export function canWrite(rights: readonly Right[]): boolean {

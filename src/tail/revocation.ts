@@ -121,7 +121,7 @@ export async function recheck(ctx: TailContext, h: Handle, reason: string): Prom
   try {
     const access = await ctx.access.check(auth.user, auth.device, h.log.site, h.log.name);
     if (h.dead) return;
-    const keeps = access !== null && (h.role === 'leader' ? canWrite(access.rights) : canRead(access.rights) || canWrite(access.rights));
+    const keeps = access !== null && (h.role === 'leader' ? canWrite(access.rights) : canRead(access.rights));
     if (access === null || !keeps) return ctx.logs.revoke(h, reason);
     h.access = access;
   } catch (err) {

@@ -120,6 +120,7 @@ function settle(ctx: TailContext, log: LiveLog, w: PendingWrite, res: AppendResu
     }
   } finally {
     log.settled();
+    ctx.logs.maybeEvict(log);
   }
 }
 
@@ -131,6 +132,7 @@ function failed(ctx: TailContext, log: LiveLog, w: PendingWrite, err: unknown): 
   }
   fail(ctx, log, w, 'UNAVAILABLE', 'commit failed; read and retry');
   log.settled();
+  ctx.logs.maybeEvict(log);
 }
 
 function fail(ctx: TailContext, log: LiveLog, w: PendingWrite, code: ErrorCode, message: string): void {

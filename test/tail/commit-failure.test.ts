@@ -1,0 +1,43 @@
+/**
+ * A commit that fails: another connection holds the SQLite write lock past the store's busy
+ * timeout, so the group's transaction fails. Every write of it is answered UNAVAILABLE
+ * (never acknowledged), nothing of it is stored, and the leader continues from the
+ * committed length.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import { decodeEntry, entry } from '../helpers/tail-client.js';
+import { connect, lease, logName, world } from './fixture.js';
+
+describe('tail: a failing commit', async () => {
+  const w = await world();
+
+  it('fails every write decided with it, acknowledges none, and restarts from the committed length', { timeout: 60_000 }, async () => {
+    const c = await connect(w, w.owner);
+    const l = await lease(c, w.site, logName());
+    assert.equal((await c.call('write', { handle: l.handle, at: 0, entries: [entry('kept')] })).length, 1);
+    const blocker = new Database(join(w.srv.dataDir, 'tail.db'));
+    blocker.exec('BEGIN IMMEDIATE');
+    let replies;
+    try {
+      replies = await Promise.all(Array.from({ length: 5 }, (_, i) => c.request('write', { handle: l.handle, at: 1 + i, entries: [entry(`lost${i}`)], wid: `x${i}` })));
+    } finally {
+      blocker.exec('ROLLBACK');
+      blocker.close();
+    }
+    for (const r of replies) assert.equal(r.error?.code, 'UNAVAILABLE', JSON.stringify(r));
+    // The writes decided after the failed ones are checked against the committed length again.
+    const nack = await c.call('write', { handle: l.handle, at: 6, entries: [entry('gap')] });
+    assert.deepEqual({ nack: nack.nack, length: nack.length }, { nack: true, length: 1 });
+    // Resending with the same wids stores them now (they were never committed).
+    for (let i = 0; i < 5; i++) {
+      const r = await c.call('write', { handle: l.handle, at: 1 + i, entries: [entry(`lost${i}`)], wid: `x${i}` });
+      assert.deepEqual(r, { re: r.re, length: 2 + i });
+    }
+    const read = await c.call<{ entries: string[] }>('read', { handle: l.handle, from: 0 });
+    assert.deepEqual(read.entries.map(decodeEntry), ['kept', 'lost0', 'lost1', 'lost2', 'lost3', 'lost4']);
+    c.close();
+  });
+});
