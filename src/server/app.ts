@@ -13,9 +13,9 @@ import rateLimit from '@fastify/rate-limit';
 import type { Bus } from '../bus/bus.js';
 import { InProcessBus } from '../bus/inproc.js';
 import { NatsBus } from '../bus/nats.js';
-import { createAuth, openSqliteAuthStore, type AuthService } from '../auth/index.js';
-import { createTail, openSqliteLogStore, type TailService } from '../tail/index.js';
-import { createNotify, openSqliteNotifyStore, type NotifyService } from '../notify/index.js';
+import { createAuth, openPgAuthStore, openSqliteAuthStore, type AuthService } from '../auth/index.js';
+import { createTail, openPgLogStore, openSqliteLogStore, type TailService } from '../tail/index.js';
+import { createNotify, openPgNotifyStore, openSqliteNotifyStore, type NotifyService } from '../notify/index.js';
 import type { Config } from './config.js';
 import { createMetrics } from './metrics.js';
 import { installErrorHandlers, sendError } from './http-errors.js';
@@ -91,10 +91,12 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
   const publicUrl = config.publicUrl || `http://localhost:${config.port}`;
   const shardMap = { version: 1, shards: [{ id: 'tail-1', url: wsUrl(publicUrl) }] };
   const closers: (() => Promise<void>)[] = [];
+  // One PostgreSQL database is shared by every role of a cluster (tables are prefixed per service).
+  const pg = config.db !== 'sqlite';
 
   let auth: AuthService | null = null;
   if (config.roles.includes('auth')) {
-    const store = openSqliteAuthStore(join(config.dataDir, 'auth.db'));
+    const store = pg ? await openPgAuthStore(config.db) : openSqliteAuthStore(join(config.dataDir, 'auth.db'));
     auth = createAuth({
       store,
       bus,
@@ -115,7 +117,7 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
 
   let tail: TailService | null = null;
   if (config.roles.includes('tail')) {
-    const store = openSqliteLogStore(join(config.dataDir, 'tail.db'));
+    const store = pg ? await openPgLogStore(config.db) : openSqliteLogStore(join(config.dataDir, 'tail.db'));
     tail = createTail({
       store,
       bus,
@@ -141,7 +143,7 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
   let notify: NotifyService | null = null;
   if (config.roles.includes('notify')) {
     notify = createNotify({
-      store: openSqliteNotifyStore(join(config.dataDir, 'notify.db')),
+      store: pg ? await openPgNotifyStore(config.db) : openSqliteNotifyStore(join(config.dataDir, 'notify.db')),
       bus,
       dataDir: config.dataDir,
       vapidSubject: config.vapidSubject,
