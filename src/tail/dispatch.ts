@@ -27,6 +27,9 @@ const HANDLERS: { [K in TailOp]: OpHandler<K> } = {
   ping: (_ctx, session, id) => session.reply(id, {}),
 };
 
+/** Ops that wait for auth or the store; a session has at most `maxInFlight` of them at once. */
+const WAITING_OPS: ReadonlySet<TailOp> = new Set<TailOp>(['lease', 'attest', 'read']);
+
 function failed(ctx: TailContext, session: Session, id: number, err: unknown): void {
   const wire = toWireError(err);
   if (!(err instanceof DgError) || wire.code === 'INTERNAL') ctx.log.error({ err }, 'tail op failed');
@@ -41,10 +44,17 @@ export function onFrame(ctx: TailContext, session: Session, data: Buffer, isBina
   const { id } = frame;
   if (!session.ops.take()) return session.replyError(id, 'RATE_LIMITED', 'too many requests');
   if (session.auth === null && frame.op !== 'connect') return session.replyError(id, 'UNAUTHORIZED', 'connect first');
+  const waits = WAITING_OPS.has(frame.op);
+  if (waits && session.inFlight >= ctx.limits.maxInFlight) return session.replyError(id, 'RATE_LIMITED', 'too many requests in flight');
   try {
     const run = HANDLERS[frame.op] as OpHandler<TailOp>;
     const r = run(ctx, session, id, frame.args);
-    if (r instanceof Promise) r.catch((err: unknown) => failed(ctx, session, id, err));
+    if (r instanceof Promise) {
+      if (waits) session.inFlight++;
+      r.catch((err: unknown) => failed(ctx, session, id, err)).finally(() => {
+        if (waits) session.inFlight--;
+      });
+    }
   } catch (err) {
     failed(ctx, session, id, err);
   }

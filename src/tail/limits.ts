@@ -27,6 +27,8 @@ export interface TailLimits {
   /** Token bucket of ops per session. */
   opsPerSec: number;
   opsBurst: number;
+  /** Requests waiting for auth or the store (lease, attest, read) at once per session; more are RATE_LIMITED. */
+  maxInFlight: number;
   /** Rate-limited ops within `windowMs` that close the session 4429. */
   abuseRejects: number;
   /** Bad frames within `windowMs` that close the session 4400. */
@@ -78,6 +80,7 @@ export const DEFAULT_TAIL_LIMITS: Readonly<TailLimits> = Object.freeze({
   lagCloseMs: 30_000,
   opsPerSec: 2000,
   opsBurst: 4000,
+  maxInFlight: 256,
   abuseRejects: 500,
   badFrames: 20,
   windowMs: 10_000,

@@ -39,6 +39,8 @@ export class Session {
   closing = false;
   /** Answered the last WebSocket ping. */
   alive = true;
+  /** Requests waiting for auth or the store (lease, attest, read). */
+  inFlight = 0;
   /** When the socket went over the soft buffer limit (0 while keeping up). */
   slowSince = 0;
   readonly ops: TokenBucket;

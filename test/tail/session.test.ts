@@ -6,7 +6,19 @@ import { entry, TailClient } from '../helpers/tail-client.js';
 import { connect, lease, logName, sleep, world } from './fixture.js';
 
 describe('tail: sessions', async () => {
-  const w = await world({ tailLimits: { connectTimeoutMs: 300 } });
+  const w = await world({ tailLimits: { connectTimeoutMs: 300, maxInFlight: 4 } });
+
+  it('bounds the requests waiting for auth or the store per session', async () => {
+    const c = await connect(w, w.owner);
+    const prefix = logName('burst');
+    const replies = await Promise.all(Array.from({ length: 20 }, (_, i) => c.request('lease', { site: w.site, log: `${prefix}-${i}`, lead: false })));
+    const limited = replies.filter((r) => r.error?.code === 'RATE_LIMITED').length;
+    const leased = replies.filter((r) => r.role === 'follower').length;
+    assert.equal(limited + leased, 20);
+    assert.ok(limited > 0 && leased >= 4, `${leased} leased, ${limited} refused`);
+    assert.equal((await lease(c, w.site, `${prefix}-19`, { lead: false })).role, 'follower', 'fine once the others are done');
+    c.close();
+  });
 
   it('refuses an upgrade without the datagrove.v1 subprotocol', async () => {
     await assert.rejects(TailClient.open(w.wsUrl, []), /400/);
