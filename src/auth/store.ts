@@ -14,6 +14,11 @@
  * - `putAccess` is atomic with respect to `revokeGrant` and `revokeDevice`: an access row is
  *   never left in place for a chain that a completed revocation killed (it checks its guard
  *   and inserts in one transaction; a revocation marks first, then deletes).
+ * - `linkIdentity`, `putProfile`, `claim`, `putEnvelope` and the OIDC login steps are
+ *   compare-and-set or insert-if-absent under a unique key: of concurrent callers racing for
+ *   the same email, profile version, name, mailbox slot or login state, each outcome is one
+ *   that some serial order of the calls would give.
+ * - Emails are stored lower-cased and trimmed; callers pass them normalized.
  * - Times are milliseconds since the epoch, except grant `iat`/`exp`, which are JWT seconds.
  * - Lists come back in a stable order (creation time, then id) so callers and tests can rely
  *   on it.
@@ -107,6 +112,86 @@ export interface IdentityRecord {
   attestedAt: number;
 }
 
+export interface IdentityLink {
+  /** Normalized (trimmed, lower-cased) and verified by the provider. */
+  email: string;
+  provider: string;
+  /** The device that signed in; `boxKey` is needed only when it is new. */
+  device: { id: string; boxKey: string | null; name: string };
+  /** The id a new user gets when the email is new and the device unknown. */
+  newUser: string;
+  /** The identity attestation (compact JWS) of this device and email. */
+  attestation: string;
+  now: number;
+}
+
+export type IdentityLinkResult =
+  | { ok: true; user: string; newUser: boolean; newDevice: boolean }
+  | { ok: false; reason: 'device-revoked' | 'device-of-another-user' | 'box-key-required' };
+
+/** The result of an OIDC login, kept until the device collects it. */
+export type OidcOutcome =
+  | { ok: true; user: string; email: string; identity: string; newDevice: boolean }
+  | { ok: false; code: 'FORBIDDEN' | 'UNAUTHORIZED' | 'UNAVAILABLE' | 'BAD_REQUEST'; message: string };
+
+export interface NewOidcLogin {
+  state: string;
+  provider: string;
+  device: string;
+  boxKey: string | null;
+  name: string;
+  /** PKCE code verifier: a short-lived secret, wiped when the callback is taken. */
+  verifier: string;
+  /** The `nonce` of the ID token (not the device's challenge nonce). */
+  oidcNonce: string;
+  redirect: string | null;
+  createdAt: number;
+  expiresAt: number;
+}
+
+export interface OidcLoginRecord extends NewOidcLogin {
+  /** started: waiting for the callback; callback: the callback is being handled; done: outcome ready. */
+  phase: 'started' | 'callback' | 'done';
+  outcome: OidcOutcome | null;
+}
+
+export interface ProfileSubscription {
+  device: string;
+  site: string;
+  /** ms since the epoch; null when not muted. */
+  mutedUntil: number | null;
+}
+
+export interface ProfilePush {
+  device: string;
+  endpoint: string;
+  keys: { p256dh: string; auth: string };
+}
+
+export interface ProfileState {
+  /** App data: opaque JSON values by key. */
+  data: Record<string, unknown>;
+  subscriptions: ProfileSubscription[];
+  push: ProfilePush[];
+}
+
+export interface ProfileRecord extends ProfileState {
+  /** 0 for a user whose profile was never written. */
+  version: number;
+}
+
+export type ClaimResult = { ok: true; id: number; created: boolean } | { ok: false; reason: 'taken' | 'limit' };
+
+export interface EnvelopeRecord {
+  id: string;
+  to: string;
+  from: string;
+  /** Opaque base64url. */
+  data: string;
+  at: number;
+  expiresAt: number;
+}
+
 export interface Revoked {
   id: string;
   at: number;
@@ -187,8 +272,58 @@ export interface AuthStore {
   /** Identities attested for the user's devices, revoked devices included (callers filter). */
   identitiesOf(user: string): Promise<IdentityRecord[]>;
 
+  /**
+   * The OIDC login result, in one transaction: the email's user (or, for an email never seen,
+   * the device's user, or a new user `newUser` whose first device this is), the device added
+   * to that user when it is new, the email bound to that user, and the identity (with its
+   * attestation) recorded. Nothing is written when it fails. An email belongs to at most one
+   * user, even under concurrent first logins.
+   */
+  linkIdentity(link: IdentityLink): Promise<IdentityLinkResult>;
+  /** Attestations of `email` on live devices, oldest first, at most `limit`. */
+  attestationsOf(email: string, limit: number): Promise<{ device: string; provider: string; attestation: string }[]>;
+  /** Renames a live device of `user`; false (nothing written) otherwise. */
+  renameDevice(user: string, device: string, name: string): Promise<boolean>;
+
+  // ---- OIDC logins (start → callback → complete) ----
+  putOidcLogin(login: NewOidcLogin): Promise<void>;
+  getOidcLogin(state: string): Promise<OidcLoginRecord | null>;
+  /** Compare-and-set started → callback (unexpired): the record exactly once, else null. */
+  takeOidcCallback(state: string, now: number): Promise<OidcLoginRecord | null>;
+  /** callback → done with its outcome, expiring at `expiresAt`; the PKCE verifier is wiped. */
+  finishOidcLogin(state: string, outcome: OidcOutcome, expiresAt: number): Promise<void>;
+  /** Deletes a done, unexpired login of `device` and returns its outcome: exactly once, else null. */
+  takeOidcOutcome(state: string, device: string, now: number): Promise<OidcOutcome | null>;
+
+  // ---- profiles ----
+  /** The profile; version 0 and empty when never written. */
+  getProfile(user: string): Promise<ProfileRecord>;
+  /** Compare-and-set: when the stored version is `version`, replaces the state at `version + 1`. */
+  putProfile(user: string, version: number, next: ProfileState, now: number): Promise<boolean>;
+  /**
+   * Removes what a revoked device leaves behind: its envelopes, subscriptions and push
+   * endpoint. When the profile changed, its version is bumped and returned, else null.
+   */
+  purgeDevice(user: string, device: string, now: number): Promise<{ profileVersion: number | null }>;
+
+  // ---- claims ----
+  /**
+   * Claims `name` in `namespace` for `user`: a new id (1, 2, … per namespace), or the same id
+   * again for its owner; `taken` when another user owns it; `limit` when the user already
+   * holds `maxPerUser` claims. Ids are never reused.
+   */
+  claim(c: { namespace: string; name: string; user: string; now: number; maxPerUser: number }): Promise<ClaimResult>;
+
+  // ---- envelopes ----
+  /** Stores it unless the recipient is not a live device or already holds `maxPerDevice` unexpired envelopes. */
+  putEnvelope(envelope: EnvelopeRecord, maxPerDevice: number, now: number): Promise<'ok' | 'full' | 'no-device'>;
+  /** Unexpired envelopes to `device`, oldest first, at most `limit`. */
+  listEnvelopes(device: string, now: number, limit: number): Promise<EnvelopeRecord[]>;
+  /** Deletes an envelope addressed to `device`; false when there is none. */
+  deleteEnvelope(id: string, device: string): Promise<boolean>;
+
   // ---- housekeeping ----
-  /** Deletes expired nonces, expired refresh tokens and expired access rows. */
+  /** Deletes expired nonces, refresh tokens, access rows, OIDC logins and envelopes. */
   prune(now: number): Promise<void>;
   /** true while the store answers (for /ready). */
   healthy(): Promise<boolean>;

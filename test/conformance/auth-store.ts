@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { AccessRecord, AuthStore, GrantRecord } from '../../src/auth/store.js';
+import { accountConformance } from './auth-store-accounts.js';
 
 const id = (n = 16) => randomBytes(n).toString('base64url');
 const dev = () => id(32);
@@ -201,5 +202,7 @@ export function runAuthStoreConformance(name: string, open: () => Promise<AuthSt
       assert.deepEqual(await s.identitiesOf(user), [{ email: 'ann@example.com', provider: 'google', device, user, attestedAt: 6 }]);
       assert.deepEqual(await s.identitiesOf(id()), []);
     });
+
+    accountConformance(() => s);
   });
 }

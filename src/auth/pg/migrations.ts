@@ -112,6 +112,84 @@ export function authMigrations(s: string): readonly string[] {
     );
     CREATE INDEX auth_identities_user ON ${s}.auth_identities (user_id);
     `,
+    // 2: OIDC logins and attestations, profiles, claims, envelopes.
+    `
+    ALTER TABLE ${s}.auth_identities ADD COLUMN attestation text;
+    CREATE INDEX auth_identities_email ON ${s}.auth_identities (email, attested_at);
+
+    CREATE TABLE ${s}.auth_emails (
+      email      text COLLATE "C" PRIMARY KEY,
+      user_id    text COLLATE "C" NOT NULL,
+      created_at bigint NOT NULL
+    );
+    INSERT INTO ${s}.auth_emails (email, user_id, created_at)
+      SELECT DISTINCT ON (email) email, user_id, attested_at FROM ${s}.auth_identities ORDER BY email, attested_at;
+
+    CREATE TABLE ${s}.auth_oidc_logins (
+      state      text COLLATE "C" PRIMARY KEY,
+      provider   text NOT NULL,
+      device     text COLLATE "C" NOT NULL,
+      box_key    text,
+      name       text NOT NULL,
+      verifier   text,
+      oidc_nonce text NOT NULL,
+      redirect   text,
+      phase      text NOT NULL CHECK (phase IN ('started', 'callback', 'done')),
+      outcome    text,
+      created_at bigint NOT NULL,
+      expires_at bigint NOT NULL
+    );
+    CREATE INDEX auth_oidc_logins_expiry ON ${s}.auth_oidc_logins (expires_at);
+
+    CREATE TABLE ${s}.auth_profiles (
+      user_id    text COLLATE "C" PRIMARY KEY,
+      version    bigint NOT NULL,
+      data       text NOT NULL,
+      updated_at bigint NOT NULL
+    );
+    CREATE TABLE ${s}.auth_subscriptions (
+      user_id     text COLLATE "C" NOT NULL,
+      device      text COLLATE "C" NOT NULL,
+      site        text COLLATE "C" NOT NULL,
+      muted_until bigint,
+      PRIMARY KEY (device, site)
+    );
+    CREATE INDEX auth_subscriptions_user ON ${s}.auth_subscriptions (user_id, device, site);
+    CREATE TABLE ${s}.auth_push_endpoints (
+      device   text COLLATE "C" PRIMARY KEY,
+      user_id  text COLLATE "C" NOT NULL,
+      endpoint text NOT NULL,
+      p256dh   text NOT NULL,
+      auth     text NOT NULL
+    );
+    CREATE INDEX auth_push_endpoints_user ON ${s}.auth_push_endpoints (user_id, device);
+
+    CREATE TABLE ${s}.auth_claim_counters (
+      namespace text COLLATE "C" PRIMARY KEY,
+      last      bigint NOT NULL
+    );
+    CREATE TABLE ${s}.auth_claims (
+      namespace  text COLLATE "C" NOT NULL,
+      name       text COLLATE "C" NOT NULL,
+      user_id    text COLLATE "C" NOT NULL,
+      id         bigint NOT NULL,
+      created_at bigint NOT NULL,
+      PRIMARY KEY (namespace, name),
+      UNIQUE (namespace, id)
+    );
+    CREATE INDEX auth_claims_user ON ${s}.auth_claims (user_id);
+
+    CREATE TABLE ${s}.auth_envelopes (
+      id          text COLLATE "C" PRIMARY KEY,
+      to_device   text COLLATE "C" NOT NULL,
+      from_device text COLLATE "C" NOT NULL,
+      data        text NOT NULL,
+      at          bigint NOT NULL,
+      expires_at  bigint NOT NULL
+    );
+    CREATE INDEX auth_envelopes_to ON ${s}.auth_envelopes (to_device, at, id);
+    CREATE INDEX auth_envelopes_expiry ON ${s}.auth_envelopes (expires_at);
+    `,
   ];
 }
 

@@ -24,10 +24,19 @@ import type {
   AccessGuard,
   AccessRecord,
   AuthStore,
+  ClaimResult,
   DeviceRecord,
+  EnvelopeRecord,
   GrantRecord,
+  IdentityLink,
+  IdentityLinkResult,
   IdentityRecord,
   NewDevice,
+  NewOidcLogin,
+  OidcLoginRecord,
+  OidcOutcome,
+  ProfileRecord,
+  ProfileState,
   RefreshRecord,
   Revoked,
   RotateRefresh,
@@ -37,8 +46,11 @@ import * as access from './access.js';
 import { mapError, PgDb } from './db.js';
 import * as grants from './grants.js';
 import * as identities from './identities.js';
+import * as mailbox from './mailbox.js';
 import { migrate } from './migrations.js';
 import * as nonces from './nonces.js';
+import * as oidc from './oidc.js';
+import * as profiles from './profiles.js';
 import * as refresh from './refresh.js';
 import * as sites from './sites.js';
 import * as users from './users.js';
@@ -221,6 +233,76 @@ export class PgAuthStore implements AuthStore {
     return identities.identitiesOf(this.#db, user);
   }
 
+  async linkIdentity(link: IdentityLink): Promise<IdentityLinkResult> {
+    return this.#db.tx((sql) => oidc.linkIdentity(sql, link));
+  }
+
+  async attestationsOf(email: string, limit: number): Promise<{ device: string; provider: string; attestation: string }[]> {
+    return oidc.attestationsOf(this.#db, email, limit);
+  }
+
+  async renameDevice(user: string, device: string, name: string): Promise<boolean> {
+    return oidc.renameDevice(this.#db, user, device, name);
+  }
+
+  // ---- OIDC logins ----
+
+  async putOidcLogin(login: NewOidcLogin): Promise<void> {
+    await oidc.putOidcLogin(this.#db, login);
+  }
+
+  async getOidcLogin(state: string): Promise<OidcLoginRecord | null> {
+    return oidc.getOidcLogin(this.#db, state);
+  }
+
+  async takeOidcCallback(state: string, now: number): Promise<OidcLoginRecord | null> {
+    return oidc.takeOidcCallback(this.#db, state, now);
+  }
+
+  async finishOidcLogin(state: string, outcome: OidcOutcome, expiresAt: number): Promise<void> {
+    await oidc.finishOidcLogin(this.#db, state, outcome, expiresAt);
+  }
+
+  async takeOidcOutcome(state: string, device: string, now: number): Promise<OidcOutcome | null> {
+    return oidc.takeOidcOutcome(this.#db, state, device, now);
+  }
+
+  // ---- profiles ----
+
+  async getProfile(user: string): Promise<ProfileRecord> {
+    return this.#db.tx((sql) => profiles.getProfile(sql, user));
+  }
+
+  async putProfile(user: string, version: number, next: ProfileState, now: number): Promise<boolean> {
+    return this.#db.tx((sql) => profiles.putProfile(sql, user, version, next, now));
+  }
+
+  async purgeDevice(user: string, device: string, now: number): Promise<{ profileVersion: number | null }> {
+    return this.#db.tx((sql) => profiles.purgeDevice(sql, user, device, now));
+  }
+
+  // ---- claims and envelopes ----
+
+  async claim(c: { namespace: string; name: string; user: string; now: number; maxPerUser: number }): Promise<ClaimResult> {
+    // A lost race (a concurrent claim of the name committed first) is rolled back and re-read.
+    for (;;) {
+      const r = await this.#db.tx((sql) => mailbox.claim(sql, c));
+      if (r !== 'retry') return r;
+    }
+  }
+
+  async putEnvelope(envelope: EnvelopeRecord, maxPerDevice: number, now: number): Promise<'ok' | 'full' | 'no-device'> {
+    return this.#db.tx((sql) => mailbox.putEnvelope(sql, envelope, maxPerDevice, now));
+  }
+
+  async listEnvelopes(device: string, now: number, limit: number): Promise<EnvelopeRecord[]> {
+    return mailbox.listEnvelopes(this.#db, device, now, limit);
+  }
+
+  async deleteEnvelope(id: string, device: string): Promise<boolean> {
+    return mailbox.deleteEnvelope(this.#db, id, device);
+  }
+
   // ---- housekeeping ----
 
   async prune(now: number): Promise<void> {
@@ -228,6 +310,8 @@ export class PgAuthStore implements AuthStore {
       await nonces.pruneNonces(sql, now);
       await refresh.pruneTokens(sql, now);
       await access.pruneAccess(sql, now);
+      await oidc.pruneOidcLogins(sql, now);
+      await mailbox.pruneEnvelopes(sql, now);
     });
   }
 

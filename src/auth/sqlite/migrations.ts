@@ -102,6 +102,85 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX identities_user ON identities(user_id);
   `,
+  // 2: OIDC logins and attestations, profiles, claims, envelopes.
+  `
+  ALTER TABLE identities ADD COLUMN attestation TEXT;
+  CREATE INDEX identities_email ON identities(email);
+
+  -- An email belongs to one user (the first to sign in with it).
+  CREATE TABLE emails (
+    email TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+  );
+  INSERT OR IGNORE INTO emails (email, user_id, created_at)
+    SELECT email, user_id, MIN(attested_at) FROM identities GROUP BY email, user_id ORDER BY MIN(attested_at);
+
+  CREATE TABLE oidc_logins (
+    state TEXT PRIMARY KEY,
+    provider TEXT NOT NULL,
+    device TEXT NOT NULL,
+    box_key TEXT,
+    name TEXT NOT NULL,
+    verifier TEXT,
+    oidc_nonce TEXT NOT NULL,
+    redirect TEXT,
+    phase TEXT NOT NULL CHECK (phase IN ('started', 'callback', 'done')),
+    outcome TEXT,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+  );
+  CREATE INDEX oidc_logins_expiry ON oidc_logins(expires_at);
+
+  CREATE TABLE profiles (
+    user_id TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+  );
+  CREATE TABLE subscriptions (
+    user_id TEXT NOT NULL,
+    device TEXT NOT NULL,
+    site TEXT NOT NULL,
+    muted_until INTEGER,
+    PRIMARY KEY (device, site)
+  );
+  CREATE INDEX subscriptions_user ON subscriptions(user_id);
+  CREATE TABLE push_endpoints (
+    device TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    p256dh TEXT NOT NULL,
+    auth TEXT NOT NULL
+  );
+  CREATE INDEX push_endpoints_user ON push_endpoints(user_id);
+
+  CREATE TABLE claim_counters (
+    namespace TEXT PRIMARY KEY,
+    last INTEGER NOT NULL
+  );
+  CREATE TABLE claims (
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    id INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (namespace, name),
+    UNIQUE (namespace, id)
+  );
+  CREATE INDEX claims_user ON claims(user_id);
+
+  CREATE TABLE envelopes (
+    id TEXT PRIMARY KEY,
+    to_device TEXT NOT NULL,
+    from_device TEXT NOT NULL,
+    data TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+  );
+  CREATE INDEX envelopes_to ON envelopes(to_device, at);
+  CREATE INDEX envelopes_expiry ON envelopes(expires_at);
+  `,
 ];
 
 /** Brings the database to the newest version; refuses a file newer than this code. */

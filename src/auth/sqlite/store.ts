@@ -10,16 +10,28 @@ import type {
   AccessGuard,
   AccessRecord,
   AuthStore,
+  ClaimResult,
   DeviceRecord,
+  EnvelopeRecord,
   GrantRecord,
+  IdentityLink,
+  IdentityLinkResult,
   IdentityRecord,
   NewDevice,
+  NewOidcLogin,
+  OidcLoginRecord,
+  OidcOutcome,
+  ProfileRecord,
+  ProfileState,
   RefreshRecord,
   Revoked,
   RotateRefresh,
   SiteRecord,
 } from '../store.js';
+import { SqliteIdentities } from './identity.js';
+import { SqliteMailbox } from './mailbox.js';
 import { migrate } from './migrations.js';
+import { SqliteProfiles } from './profile.js';
 
 type Row = Record<string, unknown>;
 
@@ -76,6 +88,9 @@ const DESCENDANTS = `
 export class SqliteAuthStore implements AuthStore {
   readonly #db: Database;
   readonly #q: Record<string, Statement>;
+  readonly #identities: SqliteIdentities;
+  readonly #profiles: SqliteProfiles;
+  readonly #mailbox: SqliteMailbox;
 
   constructor(path: string) {
     this.#db = new BetterSqlite3(path);
@@ -143,6 +158,9 @@ export class SqliteAuthStore implements AuthStore {
       pruneAccess: p('DELETE FROM access WHERE expires_at IS NOT NULL AND expires_at <= ?'),
       ping: p('SELECT 1'),
     };
+    this.#identities = new SqliteIdentities(this.#db);
+    this.#profiles = new SqliteProfiles(this.#db);
+    this.#mailbox = new SqliteMailbox(this.#db);
   }
 
   #s(name: string): Statement {
@@ -328,11 +346,73 @@ export class SqliteAuthStore implements AuthStore {
     }));
   }
 
+  linkIdentity(link: IdentityLink): Promise<IdentityLinkResult> {
+    return this.#identities.linkIdentity(link);
+  }
+
+  attestationsOf(email: string, limit: number): Promise<{ device: string; provider: string; attestation: string }[]> {
+    return this.#identities.attestationsOf(email, limit);
+  }
+
+  renameDevice(user: string, device: string, name: string): Promise<boolean> {
+    return this.#identities.renameDevice(user, device, name);
+  }
+
+  putOidcLogin(login: NewOidcLogin): Promise<void> {
+    return this.#identities.putOidcLogin(login);
+  }
+
+  getOidcLogin(state: string): Promise<OidcLoginRecord | null> {
+    return this.#identities.getOidcLogin(state);
+  }
+
+  takeOidcCallback(state: string, now: number): Promise<OidcLoginRecord | null> {
+    return this.#identities.takeOidcCallback(state, now);
+  }
+
+  finishOidcLogin(state: string, outcome: OidcOutcome, expiresAt: number): Promise<void> {
+    return this.#identities.finishOidcLogin(state, outcome, expiresAt);
+  }
+
+  takeOidcOutcome(state: string, device: string, now: number): Promise<OidcOutcome | null> {
+    return this.#identities.takeOidcOutcome(state, device, now);
+  }
+
+  getProfile(user: string): Promise<ProfileRecord> {
+    return this.#profiles.getProfile(user);
+  }
+
+  putProfile(user: string, version: number, next: ProfileState, now: number): Promise<boolean> {
+    return this.#profiles.putProfile(user, version, next, now);
+  }
+
+  purgeDevice(user: string, device: string, now: number): Promise<{ profileVersion: number | null }> {
+    return this.#profiles.purgeDevice(user, device, now);
+  }
+
+  claim(c: { namespace: string; name: string; user: string; now: number; maxPerUser: number }): Promise<ClaimResult> {
+    return this.#mailbox.claim(c);
+  }
+
+  putEnvelope(envelope: EnvelopeRecord, maxPerDevice: number, now: number): Promise<'ok' | 'full' | 'no-device'> {
+    return this.#mailbox.putEnvelope(envelope, maxPerDevice, now);
+  }
+
+  listEnvelopes(device: string, now: number, limit: number): Promise<EnvelopeRecord[]> {
+    return this.#mailbox.listEnvelopes(device, now, limit);
+  }
+
+  deleteEnvelope(id: string, device: string): Promise<boolean> {
+    return this.#mailbox.deleteEnvelope(id, device);
+  }
+
   async prune(now: number): Promise<void> {
     this.#tx(() => {
       this.#s('pruneNonces').run(now);
       this.#s('pruneRefresh').run(now);
       this.#s('pruneAccess').run(now);
+      this.#identities.prune(now);
+      this.#mailbox.prune(now);
     });
   }
 
