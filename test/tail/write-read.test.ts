@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { decodeEntry, entry, TailClient } from '../helpers/tail-client.js';
-import { connect, joined, lease, logName, world, type World } from './fixture.js';
+import { connect, joined, lease, logName, metric, world, type World } from './fixture.js';
 
 describe('tail: write and read', async () => {
   const w: World = await world();
@@ -131,5 +131,20 @@ describe('tail: write and read', async () => {
     assert.deepEqual(r.entries.map(decodeEntry), ['hello']);
     lc.close();
     rc.close();
+  });
+
+  it('counts sessions, leases, writes, entries, batches and errors in /metrics', async () => {
+    const c = await connect(w, w.owner);
+    const l = await lease(c, w.site, logName());
+    await c.call('write', { handle: l.handle, at: 0, entries: [entry('m1'), entry('m2')] });
+    assert.equal((await c.request('write', { handle: l.handle, at: 7, entries: [entry('x')], wid: 'nope' })).nack, true);
+    await c.failure('read', { handle: 'h-none', from: 0 });
+    assert.ok((await metric(w.url, 'datagrove_tail_sessions')) >= 1);
+    assert.ok((await metric(w.url, 'datagrove_tail_leases', 'role="leader"')) >= 1);
+    assert.ok((await metric(w.url, 'datagrove_tail_writes_total', 'result="ok"')) >= 1);
+    assert.ok((await metric(w.url, 'datagrove_tail_entries_committed_total')) >= 2);
+    assert.ok((await metric(w.url, 'datagrove_tail_commit_batch_writes_count')) >= 1);
+    assert.ok((await metric(w.url, 'datagrove_tail_errors_total', 'code="NOT_FOUND"')) >= 1);
+    c.close();
   });
 });
