@@ -1,7 +1,8 @@
 /**
  * docs/protocol.md must agree with the code: the error table lists exactly the registry of
- * src/protocol/errors.ts, every internal bus subject is documented, and every route of the
- * wire contract (PROTOCOL.md, version 1) is documented.
+ * src/protocol/errors.ts, every internal bus subject is documented, every route of the
+ * wire contract (PROTOCOL.md, version 1) is documented, and so is every HTTP route the
+ * server actually serves.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -9,6 +10,9 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ERROR_STATUS } from '../../src/protocol/errors.js';
 import { SUBJECTS } from '../../src/protocol/bus-messages.js';
+import { buildServer } from '../../src/server/app.js';
+import { defaultConfig } from '../../src/server/config.js';
+import { tempDir } from '../helpers/server.js';
 
 const DOC_PATH = fileURLToPath(new URL('../../docs/protocol.md', import.meta.url));
 const doc = readFileSync(DOC_PATH, 'utf8');
@@ -71,6 +75,28 @@ function tablesWithHeader(markdown: string, header: string[]): string[][][] {
   return tables;
 }
 
+/**
+ * The routes of fastify's `printRoutes({commonPrefix: false})` tree as `METHOD /path`
+ * (HEAD and OPTIONS left out: fastify adds them by itself). Each line is a node: its
+ * indentation (4 characters a level) gives its parent, whose path it extends.
+ */
+function routesOfTree(tree: string): string[] {
+  const out: string[] = [];
+  const stack: string[] = [];
+  for (const line of tree.split('\n')) {
+    const m = /^((?:│ {3}| {4})*)(?:├── |└── )(.+?)(?: \(([A-Z, ]+)\))?$/.exec(line);
+    if (m === null) continue;
+    const depth = (m[1] ?? '').length / 4;
+    const path = (stack[depth - 1] ?? '') + (m[2] ?? '');
+    stack.length = depth;
+    stack.push(path);
+    for (const method of (m[3] ?? '').split(',').map((x) => x.trim())) {
+      if (method !== '' && method !== 'HEAD' && method !== 'OPTIONS') out.push(`${method} ${path}`);
+    }
+  }
+  return out;
+}
+
 describe('docs/protocol.md agrees with the code', () => {
   it('has one error table listing exactly the codes and HTTP statuses of the registry', () => {
     const tables = tablesWithHeader(doc, ['code', 'HTTP', 'meaning']);
@@ -108,6 +134,23 @@ describe('docs/protocol.md agrees with the code', () => {
 
   it('documents the notify route', () => {
     assert.ok(doc.includes('GET /notify/v1/vapid'));
+  });
+
+  it('documents every HTTP route the server serves', async () => {
+    const config = { ...defaultConfig(), port: 0, host: '127.0.0.1', logLevel: 'silent', dataDir: tempDir() };
+    const server = await buildServer(config);
+    try {
+      await server.app.ready();
+      const routes = routesOfTree(server.app.printRoutes({ commonPrefix: false }));
+      // The parse must have found the routes every monolith serves, else it checks nothing.
+      for (const known of ['POST /auth/v1/challenge', 'GET /auth/v1/sites/:site', 'GET /notify/v1/vapid', 'GET /health']) {
+        assert.ok(routes.includes(known), `route tree parse missed ${known}: ${routes.join(', ')}`);
+      }
+      const missing = routes.filter((r) => !doc.includes(r));
+      assert.deepEqual(missing, [], 'served routes missing from docs/protocol.md');
+    } finally {
+      await server.close();
+    }
   });
 
   it('lists the same auth routes as the contract file, when given one', (t) => {
