@@ -108,7 +108,7 @@ describe('tail: bad input', async () => {
     c.ws.on('message', (data: Buffer) => {
       if ((JSON.parse(data.toString()) as TailReply).error?.code === 'RATE_LIMITED') limited++;
     });
-    for (let i = 0; i < 7000 && c.open; i++) c.send({ id: 1000 + i, op: 'ping' });
+    for (let i = 0; i < 20_000 && c.open; i++) c.send({ id: 1000 + i, op: 'ping' });
     assert.equal((await c.closedWith()).code, 4429);
     assert.ok(limited >= 400, `${limited} RATE_LIMITED replies before the close`);
   });
