@@ -9,6 +9,9 @@ import type { Bus } from '../bus/bus.js';
 import type { KeyRing } from '../protocol/token.js';
 import type { Shard } from '../protocol/shards.js';
 import { createAuthMetrics, type AuthMetrics } from './metrics.js';
+import { NotifySync } from './notify-sync.js';
+import type { OidcProviderConfig } from './oidc/config.js';
+import { OidcProviders } from './oidc/providers.js';
 import { RevocationSet } from './revocation-set.js';
 import type { AuthStore } from './store.js';
 
@@ -24,7 +27,12 @@ export interface AuthDeps {
   bus: Bus;
   ring: KeyRing;
   attestation: AttestationKeyView[];
-  publicUrl: string;
+  /** The URL clients use (issuer of attestations, base of the OIDC callback); read when needed, since a server on port 0 knows it only once listening. */
+  publicUrl: () => string;
+  /** CORS origins; OIDC redirects must go to one of them (or to the public URL). */
+  origins: string[];
+  /** The OpenID Connect providers (DATAGROVE_OIDC, plus the dev IdP when mounted). */
+  oidc: () => readonly OidcProviderConfig[];
   accessTtlSec: number;
   pushHosts: string[];
   shards: () => { version: number; shards: Shard[] };
@@ -44,15 +52,21 @@ export interface AuthContext {
   store: AuthStore;
   metrics: AuthMetrics;
   revocations: RevocationSet;
+  providers: OidcProviders;
+  /** Keeps notify's copy of each profile's subscriptions and push endpoints current. */
+  notify: NotifySync;
   now(): number;
 }
 
 export function createContext(deps: AuthDeps): AuthContext {
+  const metrics = createAuthMetrics(deps.registry);
   return {
     deps,
     store: deps.store,
-    metrics: createAuthMetrics(deps.registry),
+    metrics,
     revocations: new RevocationSet(Math.max(REVOCATION_WINDOW_MS, (deps.accessTtlSec + 60) * 1000)),
+    providers: new OidcProviders(deps.oidc, deps.log),
+    notify: new NotifySync({ bus: deps.bus, store: deps.store, log: deps.log, count: (outcome) => metrics.notifySync.inc({ outcome }) }),
     now: () => Date.now(),
   };
 }

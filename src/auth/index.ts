@@ -67,6 +67,8 @@ export function createAuth(deps: AuthDeps): AuthService {
       closed = true;
       clearInterval(timer);
       for (const s of subs) s.unsubscribe();
+      ctx.notify.close();
+      await ctx.notify.idle();
       await deps.store.close();
     },
   };

@@ -7,6 +7,8 @@ export interface AuthMetrics {
   refreshes: Counter<'outcome'>;
   tokenChecks: Counter<'outcome'>;
   revocations: Counter<'kind'>;
+  oidcLogins: Counter<'step' | 'outcome'>;
+  notifySync: Counter<'outcome'>;
 }
 
 export function createAuthMetrics(registry: Registry): AuthMetrics {
@@ -18,5 +20,12 @@ export function createAuthMetrics(registry: Registry): AuthMetrics {
     refreshes: counter('datagrove_auth_refreshes_total', 'Refreshes by outcome (ok, replay, reused, invalid)', 'outcome'),
     tokenChecks: counter('datagrove_auth_token_checks_total', 'Bearer token checks by outcome', 'outcome'),
     revocations: counter('datagrove_auth_revocations_total', 'Revocations by kind (device, family, grant)', 'kind'),
+    oidcLogins: new Counter({
+      name: 'datagrove_auth_oidc_logins_total',
+      help: 'OIDC login steps (start, callback, complete) by outcome',
+      labelNames: ['step', 'outcome'],
+      registers: [registry],
+    }),
+    notifySync: counter('datagrove_auth_notify_sync_total', 'Profile updates sent to notify by outcome (changes, full, gap, unreachable)', 'outcome'),
   };
 }

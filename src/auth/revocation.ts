@@ -26,7 +26,8 @@ async function stillValid(ctx: AuthContext, row: AccessRecord): Promise<boolean>
 }
 
 /**
- * Revokes a device of the caller's user. The device and its refresh families die at once; the
+ * Revokes a device of the caller's user. The device and its refresh families die at once, its
+ * envelopes, subscriptions and push endpoint are removed (notify gets the new state); the
  * access rows whose chains relied on it (grants it issued, grants naming it, and through them
  * every descendant) are re-verified and the dead ones dropped; every site the user could read,
  * and every site where access was dropped, is marked rotationRequired and returned.
@@ -45,6 +46,9 @@ export async function revokeDevice(ctx: AuthContext, caller: Principal, device: 
     ctx.deps.log.info({ device, user }, 'device revoked');
   }
   publishRevoke(ctx, { reason: 'device', device });
+  // What the device leaves behind: envelopes waiting for it, its subscriptions and push endpoint.
+  const purged = await ctx.store.purgeDevice(user, device, now);
+  if (purged.profileVersion !== null) ctx.notify.replaced(user);
 
   const readable = new Set<string>(await ctx.store.sitesOwnedBy(user));
   for (const r of await ctx.store.accessOfUser(user)) if (r.expiresAt === null || r.expiresAt > now) readable.add(r.site);

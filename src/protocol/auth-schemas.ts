@@ -205,3 +205,187 @@ export const BusAccessRequest = Type.Object({ user: UserId, device: DeviceId, si
 export type BusAccessRequest = Static<typeof BusAccessRequest>;
 export const BusJoinRequest = Type.Object({ user: UserId, device: DeviceId, grant: GrantRef });
 export type BusJoinRequest = Static<typeof BusJoinRequest>;
+
+// ---- OpenID Connect login (docs/protocol.md "OpenID Connect login") ----
+
+/** A provider id from the server's configuration (DATAGROVE_OIDC), e.g. `google`, `dev`. */
+export const PROVIDER_ID_PATTERN = '^[a-z0-9][a-z0-9_-]{0,31}$';
+/** An OIDC login state: 32 random bytes, base64url. */
+export const OIDC_STATE_PATTERN = '^[A-Za-z0-9_-]{43}$';
+export const MAX_REDIRECT_LENGTH = 2048;
+export const MAX_EMAIL_LENGTH = 254;
+
+export const OidcStartBody = Type.Object({
+  provider: Type.String({ pattern: PROVIDER_ID_PATTERN }),
+  device: DeviceId,
+  /** Needed when the device is new to the server (it may become a new user's first device). */
+  boxKey: Type.Optional(BoxKey),
+  /** The name a new device gets. */
+  name: Type.Optional(Type.String({ maxLength: MAX_NAME_LENGTH })),
+  nonce: Type.String({ pattern: NONCE_PATTERN }),
+  sig: Type.String({ pattern: SIGNATURE_PATTERN }),
+  /** Where the browser goes after the callback (an allowed origin or the public URL). */
+  redirect: Type.Optional(Type.String({ minLength: 1, maxLength: MAX_REDIRECT_LENGTH })),
+});
+export type OidcStartBody = Static<typeof OidcStartBody>;
+
+export const OidcStartReply = Type.Object({ url: Type.String(), state: Type.String({ pattern: OIDC_STATE_PATTERN }) });
+export type OidcStartReply = Static<typeof OidcStartReply>;
+
+/** The provider's redirect: `code` and `state`, or `error`; other parameters (`iss`, …) pass through. */
+export const OidcCallbackQuery = Type.Object({
+  state: Type.Optional(Type.String({ maxLength: 256 })),
+  code: Type.Optional(Type.String({ maxLength: 4096 })),
+  error: Type.Optional(Type.String({ maxLength: 256 })),
+});
+export type OidcCallbackQuery = Static<typeof OidcCallbackQuery>;
+
+export const OidcCompleteBody = Type.Object({
+  state: Type.String({ pattern: OIDC_STATE_PATTERN }),
+  nonce: Type.String({ pattern: NONCE_PATTERN }),
+  sig: Type.String({ pattern: SIGNATURE_PATTERN }),
+});
+export type OidcCompleteBody = Static<typeof OidcCompleteBody>;
+
+export const OidcCompleteReply = Type.Object({
+  user: UserId,
+  device: DeviceId,
+  access: Type.String(),
+  refresh: Type.String(),
+  expiresIn: Type.Integer(),
+  /** The identity attestation (compact JWS, typ dg-identity+jwt). */
+  identity: Type.String({ pattern: COMPACT_JWS_PATTERN }),
+  /** true when this login added the device to the user. */
+  newDevice: Type.Boolean(),
+});
+export type OidcCompleteReply = Static<typeof OidcCompleteReply>;
+
+/** The payload of an identity attestation (PROTOCOL.md); times in seconds. */
+export const IdentityPayload = Type.Object({
+  iss: Type.String(),
+  sub: DeviceId,
+  email: Type.String({ maxLength: MAX_EMAIL_LENGTH }),
+  provider: Type.String({ pattern: PROVIDER_ID_PATTERN }),
+  iat: Type.Integer({ minimum: 0 }),
+});
+export type IdentityPayload = Static<typeof IdentityPayload>;
+
+// ---- keys, devices ----
+
+export const KeysQuery = Type.Object({ email: Type.String({ minLength: 3, maxLength: MAX_EMAIL_LENGTH, pattern: '^[^\\s@]+@[^\\s@]+$' }) });
+export type KeysQuery = Static<typeof KeysQuery>;
+
+export const KeysReply = Type.Object({ attestations: Type.Array(Type.String({ pattern: COMPACT_JWS_PATTERN })) });
+export type KeysReply = Static<typeof KeysReply>;
+
+export const DeviceParams = Type.Object({ device: DeviceId });
+export type DeviceParams = Static<typeof DeviceParams>;
+
+export const RenameDeviceBody = Type.Object({ name: Type.String({ maxLength: MAX_NAME_LENGTH }) });
+export type RenameDeviceBody = Static<typeof RenameDeviceBody>;
+
+export const RenameDeviceReply = Type.Object({ device: DeviceId, name: Type.String() });
+export type RenameDeviceReply = Static<typeof RenameDeviceReply>;
+
+// ---- profile ----
+
+export const MAX_PROFILE_CHANGES = 100;
+export const MAX_PROFILE_KEY_LENGTH = 128;
+const PushKey = Type.String({ minLength: 1, maxLength: 256 });
+const MsTime = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+
+/** `value: null` removes the key. */
+export const SetChange = Type.Object({ op: Type.Literal('set'), key: Type.String({ minLength: 1, maxLength: MAX_PROFILE_KEY_LENGTH }), value: Type.Unknown() });
+export const JoinChange = Type.Object({ op: Type.Literal('join'), device: DeviceId, site: SiteId });
+export const LeaveChange = Type.Object({ op: Type.Literal('leave'), device: DeviceId, site: SiteId });
+export const MuteChange = Type.Object({ op: Type.Literal('mute'), device: DeviceId, site: SiteId, until: MsTime });
+export const UnmuteChange = Type.Object({ op: Type.Literal('unmute'), device: DeviceId, site: SiteId });
+export const PushChange = Type.Object({
+  op: Type.Literal('push'),
+  device: DeviceId,
+  subscription: Type.Object({ endpoint: Type.String({ minLength: 1, maxLength: 2048 }), keys: Type.Object({ p256dh: PushKey, auth: PushKey }) }),
+});
+export const UnpushChange = Type.Object({ op: Type.Literal('unpush'), device: DeviceId });
+export const ProfileChangeSchemas = {
+  set: SetChange,
+  join: JoinChange,
+  leave: LeaveChange,
+  mute: MuteChange,
+  unmute: UnmuteChange,
+  push: PushChange,
+  unpush: UnpushChange,
+} as const;
+export type ProfileChange =
+  | Static<typeof SetChange>
+  | Static<typeof JoinChange>
+  | Static<typeof LeaveChange>
+  | Static<typeof MuteChange>
+  | Static<typeof UnmuteChange>
+  | Static<typeof PushChange>
+  | Static<typeof UnpushChange>;
+
+/** Each change is checked on its own, so that a bad one gets a comment instead of a 400. */
+export const ProfileBody = Type.Object({
+  version: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
+  changes: Type.Array(Type.Unknown(), { maxItems: MAX_PROFILE_CHANGES }),
+});
+export type ProfileBody = Static<typeof ProfileBody>;
+
+export const ProfileReply = Type.Object({
+  version: Type.Integer(),
+  data: Type.Record(Type.String(), Type.Unknown()),
+  subscriptions: Type.Array(Type.Object({ device: DeviceId, site: SiteId, mutedUntil: Type.Union([Type.Integer(), Type.Null()]) })),
+  push: Type.Array(Type.Object({ device: DeviceId, endpoint: Type.String() })),
+});
+export type ProfileReply = Static<typeof ProfileReply>;
+
+/** `change`: the index of the refused change, or null for the request as a whole (a stale version). */
+export const ProfileComment = Type.Object({ change: Type.Union([Type.Integer(), Type.Null()]), message: Type.String() });
+export type ProfileComment = Static<typeof ProfileComment>;
+
+export const ProfileUpdateReply = Type.Union([
+  Type.Object({ ok: Type.Literal(true), version: Type.Integer() }),
+  Type.Object({ ok: Type.Literal(false), version: Type.Integer(), profile: ProfileReply, comments: Type.Array(ProfileComment) }),
+]);
+export type ProfileUpdateReply = Static<typeof ProfileUpdateReply>;
+
+// ---- claims ----
+
+export const CLAIM_NAMESPACE_PATTERN = '^[a-z0-9][a-z0-9._-]{0,63}$';
+/** Compared case-insensitively (ASCII): the server folds names to lower case. */
+export const CLAIM_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$';
+
+export const ClaimBody = Type.Object({
+  namespace: Type.String({ pattern: CLAIM_NAMESPACE_PATTERN }),
+  name: Type.String({ pattern: CLAIM_NAME_PATTERN }),
+});
+export type ClaimBody = Static<typeof ClaimBody>;
+
+export const ClaimReply = Type.Object({ id: Type.Integer({ minimum: 1 }) });
+export type ClaimReply = Static<typeof ClaimReply>;
+
+// ---- envelopes ----
+
+/** 64 KiB of opaque bytes, base64url without padding. */
+export const MAX_ENVELOPE_BYTES = 64 * 1024;
+export const MAX_ENVELOPE_DATA_LENGTH = Math.ceil((MAX_ENVELOPE_BYTES * 4) / 3);
+export const ENVELOPE_ID_PATTERN = '^[A-Za-z0-9_-]{22}$';
+
+export const EnvelopeBody = Type.Object({
+  to: DeviceId,
+  data: Type.String({ minLength: 1, maxLength: MAX_ENVELOPE_DATA_LENGTH, pattern: '^[A-Za-z0-9_-]+$' }),
+});
+export type EnvelopeBody = Static<typeof EnvelopeBody>;
+
+export const EnvelopeReply = Type.Object({ id: Type.String({ pattern: ENVELOPE_ID_PATTERN }) });
+export type EnvelopeReply = Static<typeof EnvelopeReply>;
+
+export const EnvelopeParams = Type.Object({ id: Type.String({ pattern: ENVELOPE_ID_PATTERN }) });
+export type EnvelopeParams = Static<typeof EnvelopeParams>;
+
+export const EnvelopesReply = Type.Object({
+  envelopes: Type.Array(Type.Object({ id: Type.String(), from: DeviceId, data: Type.String(), at: Type.Integer() })),
+  /** true when more envelopes wait than one reply carries: delete these, then ask again. */
+  more: Type.Boolean(),
+});
+export type EnvelopesReply = Static<typeof EnvelopesReply>;

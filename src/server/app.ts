@@ -16,6 +16,8 @@ import { NatsBus } from '../bus/nats.js';
 import { createAuth, openPgAuthStore, openSqliteAuthStore, type AuthService } from '../auth/index.js';
 import { createTail, openPgLogStore, openSqliteLogStore, type TailService } from '../tail/index.js';
 import { createNotify, openPgNotifyStore, openSqliteNotifyStore, type NotifyService } from '../notify/index.js';
+import { createDevIdp, DEV_PROVIDER_ID } from '../devidp/index.js';
+import { DgError } from '../protocol/errors.js';
 import type { Config } from './config.js';
 import { createMetrics } from './metrics.js';
 import { installErrorHandlers, sendError } from './http-errors.js';
@@ -35,6 +37,12 @@ export interface DatagroveServer {
   listen(): Promise<number>;
   /** Graceful stop: refuse new work, finish commits, close sessions with 1001, close stores. */
   close(): Promise<void>;
+}
+
+/** The host part of a URL for a bound address: a wildcard address means this machine. */
+function urlHost(host: string): string {
+  if (host === '0.0.0.0' || host === '::' || host === '') return 'localhost';
+  return host.includes(':') ? `[${host}]` : host;
 }
 
 function wsUrl(publicUrl: string): string {
@@ -89,6 +97,15 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
   const bus: Bus =
     config.bus === 'inproc' ? new InProcessBus(app.log) : await NatsBus.connect(config.bus, { name: `datagrove-${config.roles.join('+')}-${process.pid}`, log: app.log });
   const publicUrl = config.publicUrl || `http://localhost:${config.port}`;
+  // What auth and the dev IdP use as the public URL: with port 0 it is known only once listening.
+  let boundUrl = publicUrl;
+  const publicUrlNow = () => boundUrl;
+  const devIdp = config.devIdp ? createDevIdp({ publicUrl: publicUrlNow, log: app.log }) : null;
+  if (devIdp !== null) {
+    if (config.oidc.some((p) => p.id === DEV_PROVIDER_ID)) throw new DgError('BAD_REQUEST', `--oidc: provider id '${DEV_PROVIDER_ID}' is taken by --dev-idp`);
+    await app.register(devIdp.routes);
+  }
+  const oidcProviders = () => (devIdp === null ? config.oidc : [...config.oidc, devIdp.provider()]);
   const shardMap = { version: 1, shards: [{ id: 'tail-1', url: wsUrl(publicUrl) }] };
   const closers: (() => Promise<void>)[] = [];
   // One PostgreSQL database is shared by every role of a cluster (tables are prefixed per service).
@@ -102,7 +119,9 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
       bus,
       ring: secrets.ring,
       attestation: secrets.attestation,
-      publicUrl,
+      publicUrl: publicUrlNow,
+      origins: config.origins,
+      oidc: oidcProviders,
       accessTtlSec: config.accessTtlSec,
       pushHosts: config.pushHosts,
       shards: () => shardMap,
@@ -181,7 +200,9 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
     async listen() {
       await app.listen({ port: config.port, host: config.host });
       const addr = app.server.address();
-      return typeof addr === 'object' && addr !== null ? addr.port : config.port;
+      const port = typeof addr === 'object' && addr !== null ? addr.port : config.port;
+      if (config.publicUrl === '' && config.port === 0) boundUrl = `http://${urlHost(config.host)}:${port}`;
+      return port;
     },
     async close() {
       if (closed) return;

@@ -2,6 +2,7 @@
  * Configuration of `datagrove serve`: every option is an environment variable and a flag
  * (PROTOCOL.md "Service endpoints and configuration"); a flag wins over the environment.
  */
+import { parseOidcProviders, type OidcProviderConfig } from '../auth/oidc/config.js';
 import { DgError } from '../protocol/errors.js';
 import type { TailLimits } from '../tail/index.js';
 
@@ -25,6 +26,8 @@ export interface Config {
   pushIntervalMs: number;
   vapidSubject: string;
   devIdp: boolean;
+  /** OpenID Connect providers for login (JSON array of {id, issuer, clientId, clientSecret, scopes?, prompt?}). */
+  oidc: OidcProviderConfig[];
   logLevel: string;
   /** Overrides of the tail service's limits; set in code only (tests shrink the time-based ones). */
   tailLimits?: Partial<TailLimits>;
@@ -46,7 +49,7 @@ interface OptionSpec {
   flag: string;
   env: string;
   help: string;
-  kind: 'string' | 'int' | 'list' | 'bool' | 'roles';
+  kind: 'string' | 'int' | 'list' | 'bool' | 'roles' | 'oidc';
 }
 
 export const OPTIONS: readonly OptionSpec[] = [
@@ -64,6 +67,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'pushIntervalMs', flag: '--push-interval-ms', env: 'DATAGROVE_PUSH_INTERVAL_MS', kind: 'int', help: 'at most one push per (device, site) per interval (default 10000)' },
   { key: 'vapidSubject', flag: '--vapid-subject', env: 'DATAGROVE_VAPID_SUBJECT', kind: 'string', help: 'VAPID subject, a mailto: or https: URL (default mailto:admin@localhost)' },
   { key: 'devIdp', flag: '--dev-idp', env: 'DATAGROVE_DEV_IDP', kind: 'bool', help: 'mount a development OpenID Connect provider (refused with NODE_ENV=production)' },
+  { key: 'oidc', flag: '--oidc', env: 'DATAGROVE_OIDC', kind: 'oidc', help: 'OpenID Connect providers: JSON array of {id, issuer, clientId, clientSecret, scopes?} (default: none)' },
   { key: 'logLevel', flag: '--log-level', env: 'DATAGROVE_LOG_LEVEL', kind: 'string', help: 'fatal, error, warn, info (default), debug, trace or silent' },
 ];
 
@@ -83,6 +87,7 @@ export function defaultConfig(): Config {
     pushIntervalMs: 10000,
     vapidSubject: 'mailto:admin@localhost',
     devIdp: false,
+    oidc: [],
     logLevel: 'info',
   };
 }
@@ -105,6 +110,8 @@ function parseValue(spec: OptionSpec, raw: string): Config[keyof Config] {
       if (roles.length === 0) throw new DgError('BAD_REQUEST', '--roles needs at least one role');
       return [...new Set(roles)] as Role[];
     }
+    case 'oidc':
+      return parseOidcProviders(raw);
     default:
       return raw;
   }

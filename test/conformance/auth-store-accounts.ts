@@ -26,16 +26,16 @@ export function accountConformance(store: () => AuthStore): void {
 
   it('links a new email to a new user and device, then adds other devices to that user', async () => {
     const email = `${id(6).toLowerCase()}@example.com`;
-    const [d1, d2] = [dev(), dev()];
-    const first = await s().linkIdentity(link(email, d1, { newUser: 'u-first' }));
-    assert.deepEqual(first, { ok: true, user: 'u-first', newUser: true, newDevice: true });
+    const [d1, d2, u] = [dev(), dev(), id()];
+    const first = await s().linkIdentity(link(email, d1, { newUser: u }));
+    assert.deepEqual(first, { ok: true, user: u, newUser: true, newDevice: true });
     assert.equal((await s().getDevice(d1))?.name, 'phone');
-    const second = await s().linkIdentity(link(email, d2, { device: { id: d2, boxKey: dev(), name: 'laptop' } }));
-    assert.deepEqual(second, { ok: true, user: 'u-first', newUser: false, newDevice: true });
-    assert.deepEqual((await s().listDevices('u-first')).map((d) => [d.id, d.name]), [[d1, 'phone'], [d2, 'laptop']]);
-    const again = await s().linkIdentity(link(email, d1, { device: { id: d1, boxKey: null, name: 'x' } }));
-    assert.deepEqual(again, { ok: true, user: 'u-first', newUser: false, newDevice: false });
-    assert.deepEqual((await s().identitiesOf('u-first')).map((i) => [i.email, i.device]).sort(), [[email, d1], [email, d2]].sort());
+    const second = await s().linkIdentity(link(email, d2, { device: { id: d2, boxKey: dev(), name: 'laptop' }, now: 6000 }));
+    assert.deepEqual(second, { ok: true, user: u, newUser: false, newDevice: true });
+    assert.deepEqual((await s().listDevices(u)).map((d) => [d.id, d.name]), [[d1, 'phone'], [d2, 'laptop']]);
+    const again = await s().linkIdentity(link(email, d1, { device: { id: d1, boxKey: null, name: 'x' }, now: 7000 }));
+    assert.deepEqual(again, { ok: true, user: u, newUser: false, newDevice: false });
+    assert.deepEqual((await s().identitiesOf(u)).map((i) => [i.email, i.device]).sort(), [[email, d1], [email, d2]].sort());
   });
 
   it('links a new email to the existing user of a known device, and refuses what does not fit', async () => {

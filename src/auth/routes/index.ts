@@ -7,9 +7,14 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { AuthContext } from '../context.js';
 import { typeboxValidatorCompiler } from '../validation.js';
 import { challengeRoute } from './challenge.js';
+import { claimRoutes } from './claims.js';
+import { deviceRoutes } from './devices.js';
+import { envelopeRoutes } from './envelopes.js';
 import { grantRoutes } from './grants.js';
 import { leaseRoute } from './lease.js';
 import { meRoute } from './me.js';
+import { oidcRoutes } from './oidc.js';
+import { profileRoutes } from './profile.js';
 import { publicRoutes } from './public.js';
 import { refreshRoute } from './refresh.js';
 import { revokeRoute } from './revoke.js';
@@ -28,5 +33,10 @@ export function authRoutes(ctx: AuthContext): FastifyPluginAsync {
     leaseRoute(app, ctx);
     revokeRoute(app, ctx);
     publicRoutes(app, ctx);
+    oidcRoutes(app, ctx);
+    deviceRoutes(app, ctx);
+    profileRoutes(app, ctx);
+    claimRoutes(app, ctx);
+    envelopeRoutes(app, ctx);
   };
 }

@@ -7,21 +7,10 @@ import type { FastifyInstance } from 'fastify';
 import { LoginBody, SignupBody, type SessionReply } from '../../protocol/auth-schemas.js';
 import { DgError } from '../../protocol/errors.js';
 import type { AuthContext } from '../context.js';
-import { challengeMessage, randomId, verifyDeviceSignature } from '../crypto.js';
+import { randomId } from '../crypto.js';
+import { proveDevice } from '../proof.js';
 import { IP_LIMITS, KEY_LIMITS, ipLimit, keyLimit } from '../rate-limits.js';
 import { issueSession } from '../session.js';
-
-/** Checks the signature, then consumes the nonce (atomically: one of two concurrent uses fails). */
-async function proveDevice(ctx: AuthContext, body: LoginBody, count: (outcome: string) => void): Promise<void> {
-  if (!verifyDeviceSignature(body.device, challengeMessage(body.nonce), body.sig)) {
-    count('bad-signature');
-    throw new DgError('UNAUTHORIZED', 'sig: does not verify with the device key');
-  }
-  if (!(await ctx.store.takeNonce(body.nonce, body.device, ctx.now()))) {
-    count('bad-nonce');
-    throw new DgError('UNAUTHORIZED', 'nonce: unknown, already used, expired, or issued to another device');
-  }
-}
 
 export function sessionRoutes(app: FastifyInstance, ctx: AuthContext): void {
   app.post<{ Body: SignupBody }>(

@@ -1,0 +1,38 @@
+/**
+ * GET /keys?email= (identity attestations of an email's live devices, for encrypting to
+ * them) and POST /devices/:device/name {name} (rename a device of the caller's user).
+ */
+import type { FastifyInstance } from 'fastify';
+import { DeviceParams, KeysQuery, RenameDeviceBody, type KeysReply, type RenameDeviceReply } from '../../protocol/auth-schemas.js';
+import { DgError } from '../../protocol/errors.js';
+import { normalizeEmail } from '../attestation.js';
+import { bearerHook, principal } from '../bearer.js';
+import type { AuthContext } from '../context.js';
+
+/** Attestations in one answer: more devices than this under one email is not a real user. */
+export const MAX_ATTESTATIONS = 256;
+
+export function deviceRoutes(app: FastifyInstance, ctx: AuthContext): void {
+  const onRequest = bearerHook(ctx);
+
+  app.get<{ Querystring: KeysQuery }>('/keys', { onRequest, schema: { querystring: KeysQuery } }, async (req): Promise<KeysReply> => {
+    principal(req);
+    const found = await ctx.store.attestationsOf(normalizeEmail(req.query.email), MAX_ATTESTATIONS);
+    return { attestations: found.map((a) => a.attestation) };
+  });
+
+  app.post<{ Params: DeviceParams; Body: RenameDeviceBody }>(
+    '/devices/:device/name',
+    { onRequest, schema: { params: DeviceParams, body: RenameDeviceBody } },
+    async (req): Promise<RenameDeviceReply> => {
+      const p = principal(req);
+      const { device } = req.params;
+      if (!(await ctx.store.renameDevice(p.user, device, req.body.name))) {
+        const d = await ctx.store.getDevice(device);
+        if (d === null) throw new DgError('NOT_FOUND', 'device: no such device');
+        throw new DgError('FORBIDDEN', d.user === p.user ? 'device: revoked' : 'device: belongs to another user');
+      }
+      return { device, name: req.body.name };
+    },
+  );
+}
