@@ -139,3 +139,139 @@ export async function declareGrant(url: string, issuer: SignedUpDevice, claims: 
   if (r.body.hash !== g.hash) throw new Error('declare: the server computed another hash');
   return g;
 }
+
+// ---- OpenID Connect login through the dev identity provider ----
+
+interface Cookie {
+  value: string;
+  path: string;
+}
+
+/**
+ * A minimal browser for the OIDC redirects: a cookie jar (name, path; one host) and manual
+ * redirects, so a test sees every hop and can stop at any of them.
+ */
+export class TestBrowser {
+  readonly #cookies = new Map<string, Cookie>();
+
+  #cookieHeader(url: URL): string {
+    const out: string[] = [];
+    for (const [name, c] of this.#cookies) if (url.pathname.startsWith(c.path)) out.push(`${name}=${c.value}`);
+    return out.join('; ');
+  }
+
+  #store(url: URL, res: Response): void {
+    for (const line of res.headers.getSetCookie()) {
+      const [pair = '', ...attrs] = line.split(';').map((s) => s.trim());
+      const eq = pair.indexOf('=');
+      if (eq <= 0) continue;
+      const name = pair.slice(0, eq);
+      let path = url.pathname.replace(/\/[^/]*$/, '') || '/';
+      let expired = false;
+      for (const a of attrs) {
+        const [k = '', v = ''] = a.split('=');
+        if (k.toLowerCase() === 'path') path = v || '/';
+        if (k.toLowerCase() === 'max-age' && Number(v) <= 0) expired = true;
+        if (k.toLowerCase() === 'expires' && Date.parse(v) <= Date.now()) expired = true;
+      }
+      if (expired) this.#cookies.delete(name);
+      else this.#cookies.set(name, { value: pair.slice(eq + 1), path });
+    }
+  }
+
+  /** One request, no redirect followed. */
+  async request(url: string, init: { method?: string; form?: Record<string, string> } = {}): Promise<Response> {
+    const u = new URL(url);
+    const headers: Record<string, string> = {};
+    const cookie = this.#cookieHeader(u);
+    if (cookie !== '') headers.cookie = cookie;
+    let body: string | undefined;
+    if (init.form !== undefined) {
+      headers['content-type'] = 'application/x-www-form-urlencoded';
+      body = new URLSearchParams(init.form).toString();
+    }
+    const res = await fetch(u, { method: init.method ?? (body === undefined ? 'GET' : 'POST'), headers, body, redirect: 'manual' });
+    this.#store(u, res);
+    return res;
+  }
+
+  /** Follows redirects from `res` (at `url`) until a non-redirect, or until `stop(url)` holds for the next hop. */
+  async follow(url: string, res: Response, stop: (next: string) => boolean = () => false): Promise<{ url: string; res: Response }> {
+    let [u, r] = [url, res];
+    for (let hops = 0; r.status >= 300 && r.status < 400; hops++) {
+      if (hops > 20) throw new Error('too many redirects');
+      const next = new URL(r.headers.get('location') ?? '', u).href;
+      await r.arrayBuffer();
+      if (stop(next)) return { url: next, res: r };
+      [u, r] = [next, await this.request(next)];
+    }
+    return { url: u, res: r };
+  }
+}
+
+export interface OidcStarted {
+  state: string;
+  url: string;
+}
+
+/** POST /oidc/start for `keys` (a fresh challenge signature). */
+export async function oidcStart(url: string, keys: DeviceKeys, opts: { provider?: string; name?: string; redirect?: string; boxKey?: boolean } = {}): Promise<HttpResult<OidcStarted>> {
+  const nonce = await challenge(url, keys.device);
+  return post<OidcStarted>(url, '/oidc/start', {
+    provider: opts.provider ?? 'dev',
+    device: keys.device,
+    ...(opts.boxKey === false ? {} : { boxKey: keys.boxKey }),
+    name: opts.name ?? 'oidc device',
+    nonce,
+    sig: signChallenge(keys.privateKey, nonce),
+    ...(opts.redirect === undefined ? {} : { redirect: opts.redirect }),
+  });
+}
+
+/**
+ * Signs in at the dev IdP in a fresh browser: opens the authorization URL, posts the sign-in
+ * form, and follows the redirects up to (not into) the server's OIDC callback, whose URL it
+ * returns with the browser.
+ */
+export async function devIdpSignIn(authorizationUrl: string, email: string, verified = true): Promise<{ callback: string; browser: TestBrowser }> {
+  const browser = new TestBrowser();
+  const isCallback = (u: string) => new URL(u).pathname === `${AUTH_PREFIX}/oidc/callback`;
+  const form = await browser.follow(authorizationUrl, await browser.request(authorizationUrl), isCallback);
+  const html = await form.res.text();
+  const action = /<form method="post" action="([^"]+)"/.exec(html)?.[1];
+  if (form.res.status !== 200 || action === undefined) throw new Error(`no sign-in form at ${form.url}: ${form.res.status} ${html.slice(0, 300)}`);
+  const target = new URL(action.replaceAll('&amp;', '&'), form.url).href;
+  const fields: Record<string, string> = { email };
+  if (verified) fields.email_verified = 'yes';
+  const done = await browser.follow(target, await browser.request(target, { form: fields }), isCallback);
+  if (!isCallback(done.url)) throw new Error(`sign-in did not reach the callback: ${done.url} ${done.res.status}`);
+  return { callback: done.url, browser };
+}
+
+export interface OidcCompleted {
+  user: string;
+  device: string;
+  access: string;
+  refresh: string;
+  expiresIn: number;
+  identity: string;
+  newDevice: boolean;
+}
+
+/** POST /oidc/complete for `keys` (a fresh challenge signature). */
+export async function oidcComplete(url: string, keys: DeviceKeys, state: string): Promise<HttpResult<OidcCompleted>> {
+  const nonce = await challenge(url, keys.device);
+  return post<OidcCompleted>(url, '/oidc/complete', { state, nonce, sig: signChallenge(keys.privateKey, nonce) });
+}
+
+/** The whole login through the dev IdP; throws unless every step succeeds. */
+export async function oidcLogin(url: string, keys: DeviceKeys, email: string, opts: { name?: string } = {}): Promise<OidcCompleted> {
+  const started = await oidcStart(url, keys, { name: opts.name });
+  expectStatus(started, 200, 'oidc start');
+  const { callback, browser } = await devIdpSignIn(started.body.url, email);
+  const cb = await browser.request(callback);
+  if (cb.status !== 200) throw new Error(`oidc callback: ${cb.status} ${await cb.text()}`);
+  const done = await oidcComplete(url, keys, started.body.state);
+  expectStatus(done, 200, 'oidc complete');
+  return done.body;
+}

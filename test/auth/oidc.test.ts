@@ -1,0 +1,171 @@
+/**
+ * OpenID Connect login end to end, against a real oidc-provider (the dev IdP, mounted in the
+ * same server): the sign-in form is driven over HTTP with a cookie jar, redirects followed by
+ * hand. Two devices sign in with one email: the first makes the user, the second joins it and
+ * the first device's live sessions hear of it. Attestations verify against /server-keys.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { describe, it } from 'node:test';
+import { Value } from '@sinclair/typebox/value';
+import { decodeProtectedHeader, importJWK, jwtVerify } from 'jose';
+import { KeysReply, MeReply, OidcCompleteReply, ServerKeysReply } from '../../src/protocol/auth-schemas.js';
+import { SUBJECTS, type UserEvent } from '../../src/protocol/bus-messages.js';
+import { devIdpSignIn, get, newDeviceKeys, oidcComplete, oidcLogin, oidcStart, post, signupDevice, TestBrowser } from '../helpers/auth-client.js';
+import { startServer } from '../helpers/server.js';
+import { TailClient } from '../helpers/tail-client.js';
+
+type ErrorBody = { error: { code: string; message: string } };
+const newEmail = () => `user-${randomBytes(4).toString('hex')}@example.com`;
+
+describe('OIDC login through the dev identity provider', async () => {
+  const { url, wsUrl, server } = await startServer({ devIdp: true });
+  const userEvents: UserEvent[] = [];
+  server.bus.subscribe(SUBJECTS.tailUser, (m) => void userEvents.push(m as UserEvent));
+
+  async function verifyAttestation(jws: string) {
+    const keys = await get<ServerKeysReply>(url, '/server-keys');
+    assert.ok(Value.Check(ServerKeysReply, keys.body));
+    const { kid, typ, alg } = decodeProtectedHeader(jws);
+    assert.deepEqual([typ, alg], ['dg-identity+jwt', 'EdDSA']);
+    const k = keys.body.keys.find((x) => x.kid === kid);
+    assert.equal(k?.status, 'active');
+    const key = await importJWK({ kty: 'OKP', crv: 'Ed25519', x: k?.publicKey ?? '' }, 'EdDSA');
+    return (await jwtVerify(jws, key, { typ: 'dg-identity+jwt', issuer: url })).payload;
+  }
+
+  it('creates a user on the first login, joins the second device to it, and tells the first device', async () => {
+    const email = newEmail();
+    const phone = newDeviceKeys();
+    const first = await oidcLogin(url, phone, `  ${email.toUpperCase()} `, { name: 'phone' });
+    assert.ok(Value.Check(OidcCompleteReply, first), JSON.stringify(first));
+    assert.equal(first.newDevice, true);
+    assert.equal(first.device, phone.device);
+    const p1 = await verifyAttestation(first.identity);
+    assert.deepEqual([p1.sub, p1.email, p1.provider], [phone.device, email, 'dev']);
+
+    const me1 = await get<MeReply>(url, '/me', first.access);
+    assert.deepEqual(me1.body.identities, [{ email, provider: 'dev' }]);
+    assert.deepEqual(me1.body.devices.map((d) => [d.device, d.name]), [[phone.device, 'phone']]);
+
+    const session = await TailClient.connect(wsUrl, first.access);
+    const seen = userEvents.length;
+    const laptop = newDeviceKeys();
+    const second = await oidcLogin(url, laptop, email, { name: 'laptop' });
+    assert.equal(second.user, first.user, 'the second device joins the email’s user');
+    assert.equal(second.newDevice, true);
+    const p2 = await verifyAttestation(second.identity);
+    assert.deepEqual([p2.sub, p2.email], [laptop.device, email]);
+
+    const ev = await session.nextEvent('device');
+    assert.deepEqual(ev, { ev: 'device', device: laptop.device, name: 'laptop', identity: second.identity });
+    assert.deepEqual(userEvents.slice(seen), [{ user: first.user, event: { ev: 'device', device: laptop.device, name: 'laptop', identity: second.identity } }]);
+    session.close();
+
+    const me2 = await get<MeReply>(url, '/me', second.access);
+    assert.deepEqual(me2.body.devices.map((d) => d.device), [phone.device, laptop.device]);
+
+    // Signing in again with a known device: not new, no event.
+    const again = await oidcLogin(url, phone, email);
+    assert.deepEqual([again.user, again.newDevice], [first.user, false]);
+
+    const keys = await get<KeysReply>(url, `/keys?email=${encodeURIComponent(email.toUpperCase())}`, first.access);
+    assert.equal(keys.status, 200);
+    assert.ok(Value.Check(KeysReply, keys.body));
+    assert.deepEqual(new Set((await Promise.all(keys.body.attestations.map(verifyAttestation))).map((p) => p.sub)), new Set([phone.device, laptop.device]));
+    assert.equal((await get(url, `/keys?email=${encodeURIComponent(email)}`)).status, 401, 'Bearer required');
+
+    assert.equal((await post(url, '/revoke', { device: laptop.device }, first.access)).status, 200);
+    const after = await get<KeysReply>(url, `/keys?email=${encodeURIComponent(email)}`, first.access);
+    assert.deepEqual((await Promise.all(after.body.attestations.map(verifyAttestation))).map((p) => p.sub), [phone.device]);
+    assert.deepEqual((await get<KeysReply>(url, '/keys?email=nobody@example.com', first.access)).body, { attestations: [] });
+  });
+
+  it('refuses an email the provider did not verify', async () => {
+    const keys = newDeviceKeys();
+    const started = await oidcStart(url, keys);
+    assert.equal(started.status, 200, started.text);
+    const { callback, browser } = await devIdpSignIn(started.body.url, newEmail(), false);
+    const cb = await browser.request(callback);
+    assert.equal(cb.status, 403);
+    assert.equal(((await cb.json()) as ErrorBody).error.code, 'FORBIDDEN');
+    const done = await oidcComplete(url, keys, started.body.state);
+    assert.equal(done.status, 403);
+    assert.equal((done.body as unknown as ErrorBody).error.code, 'FORBIDDEN');
+    assert.equal((await oidcComplete(url, keys, started.body.state)).status, 401, 'collected once');
+  });
+
+  it('refuses a wrong state, a replayed callback and a replayed code', async () => {
+    const wrong = await new TestBrowser().request(`${url}/auth/v1/oidc/callback?code=abc&state=${randomBytes(32).toString('base64url')}`);
+    assert.equal(wrong.status, 401);
+    assert.equal(((await wrong.json()) as ErrorBody).error.code, 'UNAUTHORIZED');
+
+    const keys = newDeviceKeys();
+    const a = await oidcStart(url, keys);
+    const { callback, browser } = await devIdpSignIn(a.body.url, newEmail());
+    assert.equal((await browser.request(callback)).status, 200);
+    assert.equal((await browser.request(callback)).status, 401, 'the state is single use');
+
+    // The same code under a fresh login's state: the provider refuses it (used, and not this PKCE verifier).
+    const b = await oidcStart(url, keys);
+    const replay = new URL(callback);
+    replay.searchParams.set('state', b.body.state);
+    const r = await browser.request(replay.href);
+    assert.equal(r.status, 401);
+    assert.equal(((await r.json()) as ErrorBody).error.code, 'UNAUTHORIZED');
+    assert.equal((await oidcComplete(url, keys, b.body.state)).status, 401);
+    const ok = await oidcComplete(url, keys, a.body.state);
+    assert.equal(ok.status, 200, 'the first login still completes');
+    assert.equal((await oidcComplete(url, keys, a.body.state)).status, 401, 'once');
+  });
+
+  it('binds the login to the device that started it', async () => {
+    const keys = newDeviceKeys();
+    const started = await oidcStart(url, keys);
+    const early = await oidcComplete(url, keys, started.body.state);
+    assert.equal(early.status, 409, 'not signed in at the provider yet');
+    const { callback, browser } = await devIdpSignIn(started.body.url, newEmail());
+    assert.equal((await browser.request(callback)).status, 200);
+    const thief = newDeviceKeys();
+    const stolen = await oidcComplete(url, thief, started.body.state);
+    assert.equal(stolen.status, 401, 'another device cannot collect it');
+    assert.equal((await oidcComplete(url, keys, started.body.state)).status, 200);
+  });
+
+  it('redirects the browser to an allowed app URL with dg_state, and refuses other redirects', async () => {
+    const keys = newDeviceKeys();
+    const started = await oidcStart(url, keys, { redirect: `${url}/app/signed-in?x=1` });
+    assert.equal(started.status, 200, started.text);
+    const { callback, browser } = await devIdpSignIn(started.body.url, newEmail());
+    const cb = await browser.request(callback);
+    assert.equal(cb.status, 303);
+    const to = new URL(cb.headers.get('location') ?? '');
+    assert.equal(`${to.origin}${to.pathname}`, `${url}/app/signed-in`);
+    assert.deepEqual([to.searchParams.get('x'), to.searchParams.get('dg_state')], ['1', started.body.state]);
+    assert.equal((await oidcComplete(url, keys, started.body.state)).status, 200);
+
+    const evil = await oidcStart(url, newDeviceKeys(), { redirect: 'https://evil.example/steal' });
+    assert.equal(evil.status, 400);
+  });
+
+  it('refuses unknown providers, unknown devices without a box key, and revoked devices', async () => {
+    assert.equal((await oidcStart(url, newDeviceKeys(), { provider: 'nope' })).status, 404);
+    const noBox = await oidcStart(url, newDeviceKeys(), { boxKey: false });
+    assert.equal(noBox.status, 400);
+    const d = await signupDevice(url);
+    assert.equal((await oidcStart(url, d, { boxKey: false })).status, 200, 'a known device needs no box key');
+    await post(url, '/revoke', { device: d.device }, d.access);
+    assert.equal((await oidcStart(url, d)).status, 401);
+  });
+});
+
+describe('OIDC login with an unreachable provider', async () => {
+  const { url } = await startServer({ oidc: [{ id: 'down', issuer: 'http://127.0.0.1:1', clientId: 'c', clientSecret: 's' }] });
+
+  it('answers 503 UNAVAILABLE with retry-after', async () => {
+    const r = await oidcStart(url, newDeviceKeys(), { provider: 'down' });
+    assert.equal(r.status, 503);
+    assert.equal((r.body as unknown as ErrorBody).error.code, 'UNAVAILABLE');
+    assert.ok(Number(r.headers.get('retry-after')) > 0);
+  });
+});
