@@ -17,6 +17,8 @@ export const SUBJECTS = {
   tailRevoke: 'dg.tail.revoke',
   /** pub UserEvent: a user-scoped event for that user's live sessions. */
   tailUser: 'dg.tail.user',
+  /** pub TailNodeMessage: cluster membership of tail nodes (heartbeats and departures). */
+  tailNode: 'dg.tail.node',
   /** pub NotifyPublish, coalesced per log by tail. */
   notifyPublish: 'dg.notify.publish',
   /** pub PresenceMessage. */
@@ -80,6 +82,14 @@ export interface UserEvent {
   device?: string;
   event: { ev: 'device'; device: string; name: string; identity?: string } | { ev: 'envelope'; id: string; from: string };
 }
+
+/**
+ * Membership of one tail node. A live node publishes a heartbeat every `ttlMs / 3`; a node
+ * that heard nothing from it for `ttlMs` drops it (a killed node leaves by itself). A
+ * draining node says `leaving` so its sites move at once. `at` is the sender's clock (ms),
+ * for logs only: receivers time expiry with their own clock.
+ */
+export type TailNodeMessage = { id: string; url: string; ttlMs: number; at: number } | { id: string; url: string; leaving: true };
 
 export interface NotifyPublish {
   site: string;
