@@ -53,7 +53,7 @@ export function benchChart(r: BenchResult): string {
   body.push(`<rect x="12" y="50" width="12" height="12" fill="${PEER}"/>`, text(30, 60, `peer: ${r.peer}`));
   let y = 84;
   const barX = 80;
-  const barW = WIDTH - barX - 110;
+  const barW = WIDTH - barX - 170;
   for (const w of r.rows) {
     const max = Math.max(w.project, w.peer, Number.MIN_VALUE);
     body.push(text(12, y + 13, `${w.metric} (${w.unit})`, 'font-weight="600"'));
@@ -85,15 +85,17 @@ export function overviewChart(results: BenchResult[]): string {
   const span = Math.log10(hi) - l0;
   const xOf = (v: number) => LABEL_W + ((Math.log10(v) - l0) / span) * BAR_W;
   const body: string[] = [];
-  body.push(text(12, 22, 'Project / peer ratios (log scale; green = the project is better)', 'font-size="15" font-weight="600"'));
+  body.push(text(12, 22, 'Project / peer ratios (log scale; green: the project is better, red: worse, grey: a tie)', 'font-size="15" font-weight="600"'));
   let y = 44;
   const top = y;
   for (const { r, w } of rows) {
     const good = w.better === 'lower' ? w.ratio <= 1 : w.ratio >= 1;
+    // Within 2% of parity is a tie, drawn neutral.
+    const color = Math.abs(Math.log(w.ratio)) < Math.log(1.02) ? '#999999' : good ? '#3a9a5b' : '#c8553d';
     const x1 = xOf(1);
     const x2 = xOf(w.ratio);
     body.push(text(12, y + 12, `${r.name}: ${w.metric}`));
-    body.push(`<rect x="${Math.min(x1, x2).toFixed(1)}" y="${y}" width="${Math.max(1, Math.abs(x2 - x1)).toFixed(1)}" height="16" fill="${good ? '#3a9a5b' : '#c8553d'}"><title>${esc(ratioLabel(w))}</title></rect>`);
+    body.push(`<rect x="${Math.min(x1, x2).toFixed(1)}" y="${y}" width="${Math.max(1, Math.abs(x2 - x1)).toFixed(1)}" height="16" fill="${color}"><title>${esc(ratioLabel(w))}</title></rect>`);
     body.push(text(Math.max(x1, x2) + 8, y + 12, `${fmt(w.ratio)}×${w.goal === '' ? '' : ` (goal ${w.goal})`}`));
     y += 24;
   }

@@ -100,7 +100,7 @@ export async function run(opts: BenchOptions): Promise<BenchResult> {
   const t0 = performance.now();
   const rate = 5000;
   const seconds = opts.quick ? 3 : 10;
-  const reps = opts.quick ? 1 : 3;
+  const reps = opts.quick ? 1 : 5;
   // The tail service limits each session to 2 000 ops/s; 5 leaders at 1 000 writes/s each stay well inside it.
   const writers = 5;
   const entryBytes = 100;
