@@ -22,6 +22,7 @@ import type { Config } from './config.js';
 import { createMetrics } from './metrics.js';
 import { installErrorHandlers, sendError } from './http-errors.js';
 import { ensureDataDir, loadSecrets, type Secrets } from './secrets.js';
+import { defaultNodeId, ShardRegistry, type ShardMap } from './shard-registry.js';
 
 export const BODY_LIMIT = 64 * 1024;
 
@@ -106,14 +107,31 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
     await app.register(devIdp.routes);
   }
   const oidcProviders = () => (devIdp === null ? config.oidc : [...config.oidc, devIdp.provider()]);
-  const shardMap = { version: 1, shards: [{ id: 'tail-1', url: wsUrl(publicUrl) }] };
+  // Shards: the monolith (in-process bus) has one tail node, itself. In a cluster (NATS)
+  // the map is the set of tail nodes heard from within their TTL (shard-registry.ts), and
+  // two processes briefly disagreeing about a site's owner is safe: the log store fences
+  // every append by length and epoch in one transaction, so a log cannot be corrupted.
+  const nodeId = config.nodeId || (config.bus === 'inproc' ? 'tail-1' : defaultNodeId(config.port));
+  const tailUrlNow = () => config.tailUrl || wsUrl(boundUrl);
+  const membership =
+    config.bus !== 'inproc' && (config.roles.includes('auth') || config.roles.includes('tail'))
+      ? new ShardRegistry({
+          bus,
+          log: app.log,
+          ttlMs: config.nodeTtlMs,
+          self: config.roles.includes('tail') ? { id: nodeId, url: tailUrlNow } : null,
+          registry: metrics.registry,
+        })
+      : null;
+  membership?.start();
+  const shardMap = (): ShardMap => membership?.shards() ?? { version: 1, shards: [{ id: nodeId, url: tailUrlNow() }] };
   const closers: (() => Promise<void>)[] = [];
   // One PostgreSQL database is shared by every role of a cluster (tables are prefixed per service).
   const pg = config.db !== 'sqlite';
 
   let auth: AuthService | null = null;
   if (config.roles.includes('auth')) {
-    const store = pg ? await openPgAuthStore(config.db) : openSqliteAuthStore(join(config.dataDir, 'auth.db'));
+    const store = pg ? await openPgAuthStore(config.db, { schema: config.dbSchema }) : openSqliteAuthStore(join(config.dataDir, 'auth.db'));
     auth = createAuth({
       store,
       bus,
@@ -124,7 +142,7 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
       oidc: oidcProviders,
       accessTtlSec: config.accessTtlSec,
       pushHosts: config.pushHosts,
-      shards: () => shardMap,
+      shards: shardMap,
       log: app.log,
       registry: metrics.registry,
     });
@@ -136,15 +154,15 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
 
   let tail: TailService | null = null;
   if (config.roles.includes('tail')) {
-    const store = pg ? await openPgLogStore(config.db) : openSqliteLogStore(join(config.dataDir, 'tail.db'));
+    const store = pg ? await openPgLogStore(config.db, { schema: config.dbSchema }) : openSqliteLogStore(join(config.dataDir, 'tail.db'));
     tail = createTail({
       store,
       bus,
       ring: secrets.ring,
-      nodeId: 'tail-1',
+      nodeId,
       publicUrl,
       leaseGraceMs: config.leaseGraceMs,
-      redirectFor: () => null,
+      redirectFor: (site) => membership?.redirectFor(site) ?? null,
       log: app.log,
       registry: metrics.registry,
       limits: config.tailLimits,
@@ -162,7 +180,7 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
   let notify: NotifyService | null = null;
   if (config.roles.includes('notify')) {
     notify = createNotify({
-      store: pg ? await openPgNotifyStore(config.db) : openSqliteNotifyStore(join(config.dataDir, 'notify.db')),
+      store: pg ? await openPgNotifyStore(config.db, { schema: config.dbSchema }) : openSqliteNotifyStore(join(config.dataDir, 'notify.db')),
       bus,
       dataDir: config.dataDir,
       vapidSubject: config.vapidSubject,
@@ -202,11 +220,15 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
       const addr = app.server.address();
       const port = typeof addr === 'object' && addr !== null ? addr.port : config.port;
       if (config.publicUrl === '' && config.port === 0) boundUrl = `http://${urlHost(config.host)}:${port}`;
+      // Join the shard map only once the tail URL is known and connections are accepted.
+      membership?.announce();
       return port;
     },
     async close() {
       if (closed) return;
       closed = true;
+      // Leave the shard map first, so clients are sent to the remaining nodes at once.
+      membership?.stop();
       if (tail !== null) await tail.drain();
       await app.close();
       for (const c of closers) await c();

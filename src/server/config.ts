@@ -5,6 +5,7 @@
 import { parseOidcProviders, type OidcProviderConfig } from '../auth/oidc/config.js';
 import { DgError } from '../protocol/errors.js';
 import type { TailLimits } from '../tail/index.js';
+import { MAX_NODE_TTL_MS, MIN_NODE_TTL_MS, NODE_ID_RE } from './shard-registry.js';
 
 export type Role = 'auth' | 'tail' | 'notify';
 export const ALL_ROLES: readonly Role[] = ['auth', 'tail', 'notify'];
@@ -18,9 +19,17 @@ export interface Config {
   pushHosts: string[];
   /** 'sqlite' (files under dataDir) or a postgres:// URL. */
   db: string;
+  /** PostgreSQL schema that holds every service's tables (created when missing). */
+  dbSchema: string;
   /** 'inproc' or a nats:// URL. */
   bus: string;
   roles: Role[];
+  /** This process's tail node id (the shard id); '' derives one (tail-1 in the monolith). */
+  nodeId: string;
+  /** The ws(s):// URL of this node's /tail that clients use; '' derives it from the public URL. */
+  tailUrl: string;
+  /** Cluster membership: a tail node is dropped this long after its last heartbeat (sent every third of it). */
+  nodeTtlMs: number;
   accessTtlSec: number;
   leaseGraceMs: number;
   pushIntervalMs: number;
@@ -60,8 +69,12 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'origins', flag: '--origins', env: 'DATAGROVE_ORIGINS', kind: 'list', help: 'comma-separated CORS origins allowed to call the HTTP APIs (default: none)' },
   { key: 'pushHosts', flag: '--push-hosts', env: 'DATAGROVE_PUSH_HOSTS', kind: 'list', help: 'comma-separated hosts (or host:port) allowed as Web Push endpoints (default: public browser push services)' },
   { key: 'db', flag: '--db', env: 'DATAGROVE_DB', kind: 'string', help: "store: 'sqlite' (files in the data dir, default) or a postgres:// URL" },
+  { key: 'dbSchema', flag: '--db-schema', env: 'DATAGROVE_DB_SCHEMA', kind: 'string', help: 'PostgreSQL schema for every service\'s tables, created when missing (default public)' },
   { key: 'bus', flag: '--bus', env: 'DATAGROVE_BUS', kind: 'string', help: "bus: 'inproc' (default) or a nats:// URL" },
   { key: 'roles', flag: '--roles', env: 'DATAGROVE_ROLES', kind: 'roles', help: 'comma-separated services to run here: auth,tail,notify (default all)' },
+  { key: 'nodeId', flag: '--node-id', env: 'DATAGROVE_NODE_ID', kind: 'string', help: 'id of this tail node in the shard map (default tail-1 with the in-process bus, else tail-HOST-PORT)' },
+  { key: 'tailUrl', flag: '--tail-url', env: 'DATAGROVE_TAIL_URL', kind: 'string', help: "ws(s):// URL clients use to reach this node's /tail (default: the public URL with ws, plus /tail)" },
+  { key: 'nodeTtlMs', flag: '--node-ttl-ms', env: 'DATAGROVE_NODE_TTL_MS', kind: 'int', help: 'a tail node leaves the shard map this long after its last heartbeat (default 10000)' },
   { key: 'accessTtlSec', flag: '--access-ttl', env: 'DATAGROVE_ACCESS_TTL', kind: 'int', help: 'access and lease token lifetime in seconds (default 900, at most 900)' },
   { key: 'leaseGraceMs', flag: '--lease-grace-ms', env: 'DATAGROVE_LEASE_GRACE_MS', kind: 'int', help: "how long a departed leader's device may retake leadership (default 3000)" },
   { key: 'pushIntervalMs', flag: '--push-interval-ms', env: 'DATAGROVE_PUSH_INTERVAL_MS', kind: 'int', help: 'at most one push per (device, site) per interval (default 10000)' },
@@ -80,8 +93,12 @@ export function defaultConfig(): Config {
     origins: [],
     pushHosts: DEFAULT_PUSH_HOSTS,
     db: 'sqlite',
+    dbSchema: 'public',
     bus: 'inproc',
     roles: [...ALL_ROLES],
+    nodeId: '',
+    tailUrl: '',
+    nodeTtlMs: 10000,
     accessTtlSec: 900,
     leaseGraceMs: 3000,
     pushIntervalMs: 10000,
@@ -146,6 +163,10 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   if (c.port > 65535) throw new DgError('BAD_REQUEST', '--port must be at most 65535');
   if (c.db !== 'sqlite' && !/^postgres(ql)?:\/\//.test(c.db)) throw new DgError('BAD_REQUEST', "--db must be 'sqlite' or a postgres:// URL");
   if (c.bus !== 'inproc' && !/^nats:\/\//.test(c.bus)) throw new DgError('BAD_REQUEST', "--bus must be 'inproc' or a nats:// URL");
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(c.dbSchema)) throw new DgError('BAD_REQUEST', '--db-schema must be a lower-case SQL identifier');
+  if (c.nodeId !== '' && !NODE_ID_RE.test(c.nodeId)) throw new DgError('BAD_REQUEST', '--node-id must be 1 to 128 of A-Z a-z 0-9 . _ : -');
+  if (c.tailUrl !== '' && !/^wss?:\/\/[^\s]+$/.test(c.tailUrl)) throw new DgError('BAD_REQUEST', '--tail-url must be a ws:// or wss:// URL');
+  if (c.nodeTtlMs < MIN_NODE_TTL_MS || c.nodeTtlMs > MAX_NODE_TTL_MS) throw new DgError('BAD_REQUEST', `--node-ttl-ms must be between ${MIN_NODE_TTL_MS} and ${MAX_NODE_TTL_MS}`);
   if (!/^(mailto:|https:)/.test(c.vapidSubject)) throw new DgError('BAD_REQUEST', '--vapid-subject must be a mailto: or https: URL');
   return c;
 }

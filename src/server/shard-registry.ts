@@ -1,0 +1,251 @@
+/**
+ * Cluster membership of tail nodes and the shard map built from it (PROTOCOL.md "Shards").
+ *
+ * Every process that runs the tail role announces itself on `dg.tail.node`: a heartbeat
+ * `{id, url, ttlMs, at}` every `ttlMs / 3`, and `{id, url, leaving:true}` when it drains.
+ * Every process that runs auth or tail keeps a ShardRegistry: the set of nodes heard from
+ * within their TTL. Auth serves it as `GET /auth/v1/shards` and names the owner of a site
+ * in `/lease`; tail answers `redirect` for sites another live node owns.
+ *
+ * Guarantees:
+ * - A node is live from its first heartbeat until `ttlMs` (as it announced) after its last
+ *   one, measured on this process's clock (senders' clocks are never compared), or until
+ *   it says `leaving`. A killed node therefore leaves by itself within its TTL.
+ * - `version` grows on every change of the live set (a join, a departure, an expiry, a
+ *   node's URL changing). It is `max(previous + 1, now in ms)`, so it never repeats in a
+ *   process, and maps served by different auth processes compare roughly by time.
+ * - This process's own node is in its own map while it announces, whatever the bus does:
+ *   a node cut off from the bus keeps serving the sites it is asked about instead of
+ *   refusing every one.
+ * - The live set is bounded (`MAX_NODES`); messages that are not well-formed are dropped.
+ *
+ * Processes may briefly disagree about who owns a site (a heartbeat in flight, a node that
+ * just died, a partition). That cannot corrupt a log: the log store is the fence. An
+ * append commits only if the log's stored length and epoch match, checked in the same
+ * transaction that stores the entries, and taking leadership bumps the stored epoch. So
+ * when two nodes both think they own a site, the later leader's epoch fences the earlier
+ * one's writes (FENCED); at worst a client is redirected once more or re-leases.
+ */
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import type { FastifyBaseLogger } from 'fastify';
+import { Gauge, type Registry } from 'prom-client';
+import type { Bus, Subscription } from '../bus/bus.js';
+import { SUBJECTS, type TailNodeMessage } from '../protocol/bus-messages.js';
+import { pickShard, type Shard } from '../protocol/shards.js';
+
+export interface ShardMap {
+  version: number;
+  /** Sorted by id. */
+  shards: Shard[];
+}
+
+export interface ShardRegistryOptions {
+  bus: Bus;
+  log: FastifyBaseLogger;
+  /** Heartbeat lifetime this process announces; heartbeats go out every ttlMs / 3. */
+  ttlMs: number;
+  /** This process's tail node (its URL may be known only once listening); null without tail. */
+  self: { id: string; url: () => string } | null;
+  /** Where the `datagrove_cluster_tail_nodes` gauge goes. */
+  registry?: Registry;
+  now?: () => number;
+}
+
+/** Node ids: what a shard id may be (also a NATS-safe, log-safe token). */
+export const NODE_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
+export const MIN_NODE_TTL_MS = 100;
+export const MAX_NODE_TTL_MS = 600_000;
+const MAX_URL = 2048;
+/** More tail nodes than any sane cluster; beyond it strangers are ignored (and logged). */
+const MAX_NODES = 1024;
+
+/**
+ * The default node id of a tail process in a cluster: stable across restarts on the same
+ * host and port (its sites come back to it), random when the port is picked at bind time.
+ */
+export function defaultNodeId(port: number, host = hostname()): string {
+  const h = host.replace(/[^A-Za-z0-9.-]/g, '-').slice(0, 80) || 'host';
+  return port === 0 ? `tail-${h}-${randomBytes(4).toString('hex')}` : `tail-${h}-${port}`;
+}
+
+function isNodeMessage(m: unknown): m is TailNodeMessage {
+  if (typeof m !== 'object' || m === null) return false;
+  const r = m as Record<string, unknown>;
+  if (typeof r.id !== 'string' || !NODE_ID_RE.test(r.id)) return false;
+  if (typeof r.url !== 'string' || r.url.length > MAX_URL || !/^wss?:\/\//.test(r.url)) return false;
+  if (r.leaving === true) return true;
+  return (
+    typeof r.ttlMs === 'number' &&
+    Number.isInteger(r.ttlMs) &&
+    r.ttlMs >= MIN_NODE_TTL_MS &&
+    r.ttlMs <= MAX_NODE_TTL_MS &&
+    typeof r.at === 'number' &&
+    Number.isFinite(r.at)
+  );
+}
+
+interface Peer {
+  url: string;
+  expiresAt: number;
+}
+
+export class ShardRegistry {
+  readonly #opts: ShardRegistryOptions;
+  readonly #now: () => number;
+  readonly #log: FastifyBaseLogger;
+  /** Other nodes, by id (this process's own node is kept apart, see `#announcing`). */
+  readonly #peers = new Map<string, Peer>();
+  #announcing = false;
+  #version = 0;
+  #sub: Subscription | null = null;
+  #timer: NodeJS.Timeout | null = null;
+  #warnedFull = false;
+  #warnedTwin = false;
+
+  constructor(opts: ShardRegistryOptions) {
+    this.#opts = opts;
+    this.#now = opts.now ?? Date.now;
+    this.#log = opts.log.child({ svc: 'cluster' });
+    if (opts.registry !== undefined && opts.registry.getSingleMetric('datagrove_cluster_tail_nodes') === undefined) {
+      const live = () => this.shards().shards.length;
+      new Gauge({
+        name: 'datagrove_cluster_tail_nodes',
+        help: 'Live tail nodes in the shard map as this process sees it',
+        registers: [opts.registry],
+        collect() {
+          this.set(live());
+        },
+      });
+    }
+  }
+
+  /** Listens to membership messages. */
+  start(): void {
+    if (this.#sub !== null) return;
+    this.#sub = this.#opts.bus.subscribe(SUBJECTS.tailNode, (m) => this.#onMessage(m));
+  }
+
+  /** Starts heartbeats of this process's node (call once it accepts connections). */
+  announce(): void {
+    const self = this.#opts.self;
+    if (self === null || this.#announcing) return;
+    this.#announcing = true;
+    this.#changed();
+    this.#log.info({ node: self.id, url: self.url(), ttlMs: this.#opts.ttlMs }, 'tail node joins the cluster');
+    this.#heartbeat();
+    this.#timer = setInterval(() => this.#heartbeat(), Math.max(1, Math.floor(this.#opts.ttlMs / 3)));
+    this.#timer.unref();
+  }
+
+  /** Says `leaving` (so the node's sites move at once) and stops listening. Idempotent. */
+  stop(): void {
+    if (this.#timer !== null) clearInterval(this.#timer);
+    this.#timer = null;
+    const self = this.#opts.self;
+    if (self !== null && this.#announcing) {
+      this.#announcing = false;
+      this.#changed();
+      this.#publish({ id: self.id, url: self.url(), leaving: true });
+    }
+    this.#sub?.unsubscribe();
+    this.#sub = null;
+  }
+
+  /** The live nodes, sorted by id, and the map's version. */
+  shards(): ShardMap {
+    this.#expire();
+    const shards: Shard[] = [...this.#peers].map(([id, p]) => ({ id, url: p.url }));
+    const self = this.#opts.self;
+    if (self !== null && this.#announcing) shards.push({ id: self.id, url: self.url() });
+    shards.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    return { version: this.#version, shards };
+  }
+
+  /** The node that serves `site` (rendezvous hashing over the live set), or null when none is live. */
+  owner(site: string): Shard | null {
+    return pickShard(this.shards().shards, site);
+  }
+
+  /**
+   * For tail's `redirect`: the URL of the owner of `site` when that is another live node;
+   * null when it is this node, or when no other node is known.
+   */
+  redirectFor(site: string): string | null {
+    const owner = this.owner(site);
+    if (owner === null || owner.id === this.#opts.self?.id) return null;
+    return owner.url;
+  }
+
+  #heartbeat(): void {
+    const self = this.#opts.self;
+    if (self === null) return;
+    this.#publish({ id: self.id, url: self.url(), ttlMs: this.#opts.ttlMs, at: this.#now() });
+  }
+
+  #publish(m: TailNodeMessage): void {
+    try {
+      this.#opts.bus.publish(SUBJECTS.tailNode, m);
+    } catch (err) {
+      // The bus reconnects by itself; the next heartbeat tries again.
+      this.#log.warn({ err }, 'tail node heartbeat not published');
+    }
+  }
+
+  #onMessage(m: unknown): void {
+    if (!isNodeMessage(m)) {
+      this.#log.warn('malformed tail node message dropped');
+      return;
+    }
+    const self = this.#opts.self;
+    if (self !== null && m.id === self.id) {
+      // Our own heartbeat, echoed by the bus. Another process with our id would steal our
+      // sites' traffic half the time: say so, once.
+      if (m.url !== self.url() && !this.#warnedTwin) {
+        this.#warnedTwin = true;
+        this.#log.error({ node: m.id, url: m.url }, 'another process announces this node id; give each tail node its own --node-id');
+      }
+      return;
+    }
+    if ('leaving' in m) {
+      if (this.#peers.delete(m.id)) {
+        this.#changed();
+        this.#log.info({ node: m.id }, 'tail node left the cluster');
+      }
+      return;
+    }
+    const expiresAt = this.#now() + m.ttlMs;
+    const known = this.#peers.get(m.id);
+    if (known !== undefined) {
+      known.expiresAt = expiresAt;
+      if (known.url !== m.url) {
+        known.url = m.url;
+        this.#changed();
+      }
+      return;
+    }
+    this.#expire();
+    if (this.#peers.size >= MAX_NODES) {
+      if (!this.#warnedFull) this.#log.error({ max: MAX_NODES }, 'too many tail nodes; ignoring new ones');
+      this.#warnedFull = true;
+      return;
+    }
+    this.#peers.set(m.id, { url: m.url, expiresAt });
+    this.#changed();
+    this.#log.info({ node: m.id, url: m.url }, 'tail node joined the cluster');
+  }
+
+  #expire(): void {
+    const now = this.#now();
+    for (const [id, p] of this.#peers) {
+      if (p.expiresAt > now) continue;
+      this.#peers.delete(id);
+      this.#changed();
+      this.#log.warn({ node: id }, 'tail node expired (no heartbeat within its TTL)');
+    }
+  }
+
+  #changed(): void {
+    this.#version = Math.max(this.#version + 1, this.#now());
+  }
+}
