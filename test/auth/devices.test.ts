@@ -1,0 +1,33 @@
+/** Device names: POST /devices/:device/name, and what /me shows. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { MeReply } from '../../src/protocol/auth-schemas.js';
+import { get, loginDevice, newDeviceKeys, post, signupDevice } from '../helpers/auth-client.js';
+import { startServer } from '../helpers/server.js';
+import { addDevice } from './db.js';
+
+type Err = { error?: { code: string } };
+
+describe('device names', async () => {
+  const { url, dataDir } = await startServer({ roles: ['auth'] });
+
+  it('renames a device of the caller’s user, and only that', async () => {
+    const me = await signupDevice(url, { name: 'old' });
+    const keys = addDevice(dataDir, me.user, 'tablet');
+    const r = await post(url, `/devices/${keys.device}/name`, { name: 'kitchen tablet' }, me.access);
+    assert.deepEqual([r.status, r.body], [200, { device: keys.device, name: 'kitchen tablet' }]);
+    const me2 = await get<MeReply>(url, '/me', me.access);
+    assert.deepEqual(me2.body.devices.map((d) => d.name), ['old', 'kitchen tablet']);
+
+    const other = await signupDevice(url);
+    assert.equal((await post<Err>(url, `/devices/${other.device}/name`, { name: 'mine now' }, me.access)).body.error?.code, 'FORBIDDEN');
+    assert.equal((await post<Err>(url, `/devices/${newDeviceKeys().device}/name`, { name: 'x' }, me.access)).body.error?.code, 'NOT_FOUND');
+    assert.equal((await post(url, `/devices/${keys.device}/name`, { name: 'x'.repeat(129) }, me.access)).status, 400);
+    assert.equal((await post(url, '/devices/short/name', { name: 'x' }, me.access)).status, 400);
+    assert.equal((await post(url, `/devices/${keys.device}/name`, { name: 'x' })).status, 401);
+
+    const tablet = await loginDevice(url, keys);
+    await post(url, '/revoke', { device: keys.device }, tablet.body.access);
+    assert.equal((await post<Err>(url, `/devices/${keys.device}/name`, { name: 'gone' }, me.access)).body.error?.code, 'FORBIDDEN');
+  });
+});

@@ -1,0 +1,116 @@
+/** Envelopes over HTTP: send, list, delete, limits, the envelope event, and revocation. */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { describe, it } from 'node:test';
+import { Value } from '@sinclair/typebox/value';
+import { EnvelopesReply } from '../../src/protocol/auth-schemas.js';
+import { SUBJECTS, type UserEvent } from '../../src/protocol/bus-messages.js';
+import { call, get, loginDevice, newDeviceKeys, post, signupDevice, type SignedUpDevice } from '../helpers/auth-client.js';
+import { startServer } from '../helpers/server.js';
+import { TailClient } from '../helpers/tail-client.js';
+import { addDevice } from './db.js';
+
+type Err = { error: { code: string; message: string } };
+const data = (n = 32) => randomBytes(n).toString('base64url');
+
+describe('envelopes', async () => {
+  const { url, wsUrl, server, dataDir } = await startServer();
+  const events: UserEvent[] = [];
+  server.bus.subscribe(SUBJECTS.tailUser, (m) => void events.push(m as UserEvent));
+
+  const send = (from: SignedUpDevice, to: string, d: string) => post<{ id: string } & Err>(url, '/envelopes', { to, data: d }, from.access);
+  const list = async (d: SignedUpDevice) => {
+    const r = await get<EnvelopesReply>(url, '/envelopes', d.access);
+    assert.equal(r.status, 200);
+    assert.ok(Value.Check(EnvelopesReply, r.body), r.text);
+    return r.body;
+  };
+  const del = (d: SignedUpDevice, id: string) => call<Err>(url, 'DELETE', `/envelopes/${id}`, { token: d.access });
+
+  async function secondDevice(of: SignedUpDevice): Promise<SignedUpDevice> {
+    const keys = addDevice(dataDir, of.user, 'new phone');
+    const r = await loginDevice(url, keys);
+    return { ...keys, user: r.body.user, access: r.body.access, refresh: r.body.refresh, expiresIn: r.body.expiresIn };
+  }
+
+  it('delivers to the recipient device only, with an envelope event, until it deletes it', async () => {
+    const alice = await signupDevice(url);
+    const bob = await signupDevice(url);
+    const bobSession = await TailClient.connect(wsUrl, bob.access);
+    const payload = data(100);
+    const seen = events.length;
+    const sent = await send(alice, bob.device, payload);
+    assert.equal(sent.status, 201, sent.text);
+    const id = sent.body.id;
+    const ev = await bobSession.nextEvent('envelope');
+    assert.deepEqual(ev, { ev: 'envelope', id, from: alice.device });
+    assert.deepEqual(events.slice(seen), [{ user: bob.user, device: bob.device, event: { ev: 'envelope', id, from: alice.device } }]);
+    bobSession.close();
+
+    const got = await list(bob);
+    assert.equal(got.more, false);
+    assert.deepEqual(got.envelopes.map((e) => [e.id, e.from, e.data]), [[id, alice.device, payload]]);
+    assert.ok(Math.abs((got.envelopes[0]?.at ?? 0) - Date.now()) < 60_000);
+    assert.deepEqual((await list(alice)).envelopes, []);
+    const bobsOther = await secondDevice(bob);
+    assert.deepEqual((await list(bobsOther)).envelopes, [], 'per device, not per user');
+
+    assert.equal((await del(alice, id)).status, 404, 'only the recipient deletes');
+    const d = await del(bob, id);
+    assert.deepEqual([d.status, d.text], [204, '']);
+    assert.equal((await del(bob, id)).status, 404);
+    assert.deepEqual((await list(bob)).envelopes, []);
+  });
+
+  it('refuses unknown or revoked recipients, bad data, and sizes over 64 KiB', async () => {
+    const alice = await signupDevice(url);
+    const bob = await signupDevice(url);
+    assert.equal((await send(alice, newDeviceKeys().device, data())).body.error.code, 'NOT_FOUND');
+    assert.equal((await send(alice, bob.device, 'not base64!')).status, 400);
+    assert.equal((await send(alice, bob.device, '')).status, 400);
+    assert.equal((await send(alice, bob.device, 'A')).status, 400);
+    assert.equal((await send(alice, bob.device, data(64 * 1024))).status, 201, 'exactly 64 KiB');
+    const over = await send(alice, bob.device, data(64 * 1024 + 1));
+    assert.equal(over.status, 413);
+    assert.equal((await post(url, '/envelopes', { to: bob.device, data: data() })).status, 401);
+    assert.equal((await call(url, 'DELETE', '/envelopes/short', { token: bob.access })).status, 400);
+    await post(url, '/revoke', { device: bob.device }, bob.access);
+    assert.equal((await send(alice, bob.device, data())).body.error.code, 'NOT_FOUND');
+  });
+
+  it('bounds the mailbox of one device and pages long lists', async () => {
+    const bob = await signupDevice(url);
+    const senders = await Promise.all(Array.from({ length: 3 }, () => signupDevice(url)));
+    // 256 envelopes from three senders (each under its per-minute send limit).
+    for (let i = 0; i < 256; i++) {
+      const r = await send(senders[i % 3] as SignedUpDevice, bob.device, data(8));
+      assert.equal(r.status, 201, `envelope ${i}: ${r.text}`);
+    }
+    const full = await send(senders[0] as SignedUpDevice, bob.device, data(8));
+    assert.equal(full.status, 429);
+    assert.equal(full.body.error.code, 'RATE_LIMITED');
+    assert.ok(Number(full.headers.get('retry-after')) > 0);
+
+    const page = await list(bob);
+    assert.equal(page.envelopes.length, 64);
+    assert.equal(page.more, true);
+    for (const e of page.envelopes) assert.equal((await del(bob, e.id)).status, 204);
+    assert.equal((await send(senders[1] as SignedUpDevice, bob.device, data(8))).status, 201, 'room again');
+  });
+
+  it('deletes the envelopes of a revoked device', async () => {
+    const alice = await signupDevice(url);
+    const bob = await signupDevice(url);
+    const tablet = await secondDevice(bob);
+    assert.equal((await send(alice, tablet.device, data())).status, 201);
+    assert.equal((await list(tablet)).envelopes.length, 1);
+    assert.equal((await post(url, '/revoke', { device: tablet.device }, bob.access)).status, 200);
+    assert.equal((await get(url, '/envelopes', tablet.access)).status, 401);
+    const db = (await import('better-sqlite3')).default(`${dataDir}/auth.db`, { readonly: true });
+    try {
+      assert.deepEqual(db.prepare('SELECT count(*) AS n FROM envelopes WHERE to_device = ?').get(tablet.device), { n: 0 });
+    } finally {
+      db.close();
+    }
+  });
+});
