@@ -1,0 +1,182 @@
+/**
+ * ShardRegistry over the real in-process bus, with a clock the test moves: joins, TTL
+ * expiry, departures, the version, ownership and redirects, and bad messages.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import pino from 'pino';
+import { Registry } from 'prom-client';
+import { InProcessBus } from '../../src/bus/inproc.js';
+import { SUBJECTS } from '../../src/protocol/bus-messages.js';
+import { pickShard } from '../../src/protocol/shards.js';
+import { defaultNodeId, ShardRegistry } from '../../src/server/shard-registry.js';
+
+const log = pino({ level: 'silent' });
+/** Lets queued bus deliveries (microtasks) run. */
+const settle = () => new Promise((r) => setImmediate(r));
+
+function setup(self: { id: string; url: string } | null = null, ttlMs = 3000) {
+  const bus = new InProcessBus();
+  let now = 1_000_000;
+  const sent: unknown[] = [];
+  bus.subscribe(SUBJECTS.tailNode, (m) => void sent.push(m));
+  const reg = new ShardRegistry({
+    bus,
+    log,
+    ttlMs,
+    self: self === null ? null : { id: self.id, url: () => self.url },
+    now: () => now,
+  });
+  reg.start();
+  return {
+    bus,
+    reg,
+    sent,
+    advance: (ms: number) => (now += ms),
+    beat: async (id: string, url = `ws://${id}.test/tail`, ttl = 3000) => {
+      bus.publish(SUBJECTS.tailNode, { id, url, ttlMs: ttl, at: now });
+      await settle();
+    },
+  };
+}
+
+describe('ShardRegistry', () => {
+  it('lists the nodes it heard from, sorted by id, with a growing version', async () => {
+    const t = setup();
+    assert.deepEqual(t.reg.shards().shards, []);
+    const v0 = t.reg.shards().version;
+    await t.beat('b');
+    const v1 = t.reg.shards().version;
+    assert.ok(v1 > v0);
+    await t.beat('a');
+    const m = t.reg.shards();
+    assert.deepEqual(m.shards, [
+      { id: 'a', url: 'ws://a.test/tail' },
+      { id: 'b', url: 'ws://b.test/tail' },
+    ]);
+    assert.ok(m.version > v1);
+    // A repeated heartbeat is no change.
+    await t.beat('a');
+    assert.equal(t.reg.shards().version, m.version);
+    // A new URL for a known id is.
+    await t.beat('a', 'ws://a2.test/tail');
+    assert.ok(t.reg.shards().version > m.version);
+    assert.equal(t.reg.shards().shards[0]?.url, 'ws://a2.test/tail');
+  });
+
+  it('drops a node after its own TTL without a heartbeat, and keeps one that beats', async () => {
+    const t = setup();
+    await t.beat('slow', undefined, 1000);
+    await t.beat('steady', undefined, 5000);
+    t.advance(900);
+    assert.equal(t.reg.shards().shards.length, 2);
+    const before = t.reg.shards().version;
+    t.advance(200);
+    assert.deepEqual(t.reg.shards().shards.map((s) => s.id), ['steady']);
+    assert.ok(t.reg.shards().version > before);
+    t.advance(4000);
+    await t.beat('steady', undefined, 5000);
+    t.advance(4000);
+    assert.deepEqual(t.reg.shards().shards.map((s) => s.id), ['steady']);
+    t.advance(1001);
+    assert.deepEqual(t.reg.shards().shards, []);
+  });
+
+  it('drops a node that says it is leaving at once', async () => {
+    const t = setup();
+    await t.beat('x');
+    await t.beat('y');
+    const v = t.reg.shards().version;
+    t.bus.publish(SUBJECTS.tailNode, { id: 'x', url: 'ws://x.test/tail', leaving: true });
+    await settle();
+    assert.deepEqual(t.reg.shards().shards.map((s) => s.id), ['y']);
+    assert.ok(t.reg.shards().version > v);
+  });
+
+  it('ignores malformed messages', async () => {
+    const t = setup();
+    const bad: unknown[] = [
+      null,
+      'x',
+      { id: 'a' },
+      { id: 'bad id', url: 'ws://a/tail', ttlMs: 1000, at: 1 },
+      { id: 'a', url: 'http://a/tail', ttlMs: 1000, at: 1 },
+      { id: 'a', url: 'ws://a/tail', ttlMs: 5, at: 1 },
+      { id: 'a', url: 'ws://a/tail', ttlMs: 1.5, at: 1 },
+      { id: 'a', url: 'ws://a/tail', ttlMs: 10_000_000, at: 1 },
+      { id: 'a', url: 'ws://a/tail', ttlMs: 1000 },
+      { id: 'a', url: `ws://${'a'.repeat(3000)}/tail`, ttlMs: 1000, at: 1 },
+      { id: 'a'.repeat(200), url: 'ws://a/tail', ttlMs: 1000, at: 1 },
+    ];
+    for (const m of bad) t.bus.publish(SUBJECTS.tailNode, m);
+    await settle();
+    assert.deepEqual(t.reg.shards(), { version: 0, shards: [] });
+  });
+
+  it('owner() and redirectFor() follow rendezvous hashing, and a node never redirects to itself', async () => {
+    const t = setup({ id: 'self', url: 'ws://self.test/tail' });
+    // Before announcing, the node knows nobody: it serves what it is asked.
+    assert.equal(t.reg.redirectFor('site-1'), null);
+    t.reg.announce();
+    await settle();
+    // Its own echoed heartbeat does not count twice.
+    assert.deepEqual(t.reg.shards().shards, [{ id: 'self', url: 'ws://self.test/tail' }]);
+    for (let i = 0; i < 20; i++) assert.equal(t.reg.redirectFor(`site-${i}`), null);
+    await t.beat('other');
+    const map = t.reg.shards().shards;
+    assert.equal(map.length, 2);
+    let redirected = 0;
+    for (let i = 0; i < 64; i++) {
+      const site = `site-${i}`;
+      const owner = pickShard(map, site);
+      assert.deepEqual(t.reg.owner(site), owner);
+      if (owner?.id === 'other') {
+        assert.equal(t.reg.redirectFor(site), 'ws://other.test/tail');
+        redirected++;
+      } else {
+        assert.equal(t.reg.redirectFor(site), null);
+      }
+    }
+    // Rendezvous hashing splits 64 sites between two nodes; all on one side is a bug.
+    assert.ok(redirected > 0 && redirected < 64, `redirected ${redirected} of 64`);
+    // Once the other node expires, this node owns everything again.
+    t.advance(3001);
+    await t.beat('self', 'ws://self.test/tail');
+    for (let i = 0; i < 64; i++) assert.equal(t.reg.redirectFor(`site-${i}`), null);
+    t.reg.stop();
+  });
+
+  it('announces heartbeats with its TTL, and says leaving on stop', async () => {
+    const t = setup({ id: 'n1', url: 'ws://n1.test/tail' }, 90);
+    t.reg.announce();
+    await new Promise((r) => setTimeout(r, 150));
+    t.reg.stop();
+    await settle();
+    const beats = t.sent.filter((m) => (m as { ttlMs?: number }).ttlMs === 90);
+    // One at once and one every 30 ms after: at least 3 within 150 ms on a loaded machine.
+    assert.ok(beats.length >= 3, `${beats.length} heartbeats`);
+    assert.deepEqual(Object.keys(beats[0] as object).sort(), ['at', 'id', 'ttlMs', 'url']);
+    assert.deepEqual(t.sent.at(-1), { id: 'n1', url: 'ws://n1.test/tail', leaving: true });
+    assert.deepEqual(t.reg.shards().shards, []);
+    const count = t.sent.length;
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(t.sent.length, count, 'no heartbeat after stop');
+  });
+
+  it('reports the live node count as a gauge', async () => {
+    const bus = new InProcessBus();
+    const registry = new Registry();
+    const reg = new ShardRegistry({ bus, log, ttlMs: 3000, self: null, registry });
+    reg.start();
+    bus.publish(SUBJECTS.tailNode, { id: 'g1', url: 'ws://g1/tail', ttlMs: 3000, at: Date.now() });
+    await settle();
+    assert.match(await registry.metrics(), /^datagrove_cluster_tail_nodes 1$/m);
+  });
+
+  it('derives node ids that are stable for a fixed port and unique for port 0', () => {
+    assert.equal(defaultNodeId(8081, 'host.example'), 'tail-host.example-8081');
+    assert.equal(defaultNodeId(8081, 'weird host/name'), 'tail-weird-host-name-8081');
+    assert.notEqual(defaultNodeId(0, 'h'), defaultNodeId(0, 'h'));
+    assert.match(defaultNodeId(0, 'h'), /^tail-h-[0-9a-f]{8}$/);
+  });
+});
