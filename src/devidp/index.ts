@@ -58,6 +58,7 @@ export function createDevIdp(deps: DevIdpDeps): DevIdp {
   if ((deps.env ?? process.env).NODE_ENV === 'production') {
     throw new DgError('BAD_REQUEST', '--dev-idp is refused with NODE_ENV=production: it signs anyone in as any email');
   }
+  deps.log.warn({ path: DEV_IDP_PREFIX }, 'dev identity provider enabled: anyone can sign in as any email');
   const secret = randomBytes(32).toString('base64url');
   const accounts = new Map<string, DevAccount>();
   let provider: Promise<Provider> | undefined;
@@ -89,6 +90,8 @@ export function createDevIdp(deps: DevIdpDeps): DevIdp {
       claims: { openid: ['sub'], email: ['email', 'email_verified'] },
       scopes: ['openid', 'email'],
       features: { devInteractions: { enabled: false } },
+      // Seconds; short, since nothing here outlives a sign-in for long.
+      ttl: { AuthorizationCode: 60, IdToken: 600, AccessToken: 600, Interaction: 600, Session: 3600, Grant: 3600 },
       interactions: { url: (_ctx: unknown, interaction: { uid: string }) => `${DEV_IDP_PREFIX}/interaction/${interaction.uid}` },
       findAccount: async (_ctx: unknown, id: string): Promise<Account | undefined> => {
         const a = accounts.get(id);
@@ -115,7 +118,7 @@ export function createDevIdp(deps: DevIdpDeps): DevIdp {
         ctx.body = errorPage(`${out.error ?? 'error'}: ${out.error_description ?? ''}`);
       },
     });
-    deps.log.warn({ issuer: issuer() }, 'dev identity provider mounted: anyone can sign in as any email');
+    deps.log.info({ issuer: issuer() }, 'dev identity provider started');
     return p;
   }
 
