@@ -1,0 +1,198 @@
+/**
+ * A real cluster: one `datagrove serve --roles auth,notify` process and two `--roles tail`
+ * processes, all on NATS and one PostgreSQL schema, driven the way clients drive it (fetch
+ * and WebSocket). Shows that the shard map follows the live tail nodes, that a lease goes
+ * to the rendezvous owner and the other node redirects, that events and revocations cross
+ * the bus, and that after a tail node is SIGKILLed its sites move to the survivor, which
+ * takes leadership with a higher epoch over a log that still holds every acknowledged write.
+ */
+import assert from 'node:assert/strict';
+import { copyFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import pg from 'pg';
+import { pickShard, type Shard } from '../../src/protocol/shards.js';
+import { loadSecrets } from '../../src/server/secrets.js';
+import { createSite, get, post, signupDevice } from '../helpers/auth-client.js';
+import { NATS_URL, PG_URL, natsSkip, pgSkip } from '../helpers/services.js';
+import { tempDir } from '../helpers/server.js';
+import { decodeEntry, entry, TailClient } from '../helpers/tail-client.js';
+import { freePort, spawnCli, until, waitHttp, type Child } from '../server/child.js';
+
+const skip = (await natsSkip()) || (await pgSkip());
+const run = randomBytes(4).toString('hex');
+const schema = `test_cluster_${run}`;
+/** Short, so the SIGKILLed node leaves within seconds; heartbeats every third of it. */
+const TTL_MS = 2000;
+
+interface ShardsReply {
+  version: number;
+  shards: Shard[];
+}
+
+interface LeaseReply {
+  handle: string;
+  role: 'leader' | 'follower';
+  epoch: number;
+  length: number;
+}
+
+after(async () => {
+  if (skip) return;
+  const c = new pg.Client({ connectionString: PG_URL });
+  await c.connect();
+  await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  await c.end();
+});
+
+interface Node {
+  child: Child;
+  id: string;
+  http: string;
+  ws: string;
+}
+
+/** The key files every process of the cluster shares, as an operator would copy them. */
+function dataDirWithKeys(keys: string): string {
+  const dir = tempDir('dg-cluster-');
+  for (const f of ['hmac-keys.json', 'attestation-keys.json']) copyFileSync(join(keys, f), join(dir, f));
+  return dir;
+}
+
+async function startNode(keys: string, roles: string, id: string): Promise<Node> {
+  const port = await freePort();
+  const http = `http://127.0.0.1:${port}`;
+  // Fresh node ids per run: other runs on the same NATS are other nodes, never these.
+  const args = ['serve', '--roles', roles, '--port', String(port), '--host', '127.0.0.1', '--public-url', http, '--data', dataDirWithKeys(keys)];
+  args.push('--bus', NATS_URL, '--db', PG_URL, '--db-schema', schema, '--node-id', id, '--node-ttl-ms', String(TTL_MS), '--log-level', 'warn');
+  const child = spawnCli(args);
+  return { child, id, http, ws: `ws://127.0.0.1:${port}/tail` };
+}
+
+async function shards(authUrl: string): Promise<ShardsReply> {
+  const r = await get<ShardsReply>(authUrl, '/shards');
+  assert.equal(r.status, 200);
+  return r.body;
+}
+
+/** How many live tail nodes a process sees (its datagrove_cluster_tail_nodes gauge). */
+async function liveNodes(n: Node): Promise<number> {
+  const text = await (await fetch(`${n.http}/metrics`)).text();
+  const m = /^datagrove_cluster_tail_nodes (\d+)$/m.exec(text);
+  return m === null ? -1 : Number(m[1]);
+}
+
+describe('cluster: split roles over NATS and PostgreSQL', { skip }, () => {
+  it('routes sites to live tail nodes, crosses the bus, and moves a dead node’s sites', { timeout: 180_000 }, async () => {
+    const keys = tempDir('dg-cluster-keys-');
+    loadSecrets(keys);
+
+    const auth = await startNode(keys, 'auth,notify', `auth-${run}`);
+    await waitHttp(auth.child, `${auth.http}/ready`);
+    const [a, b] = await Promise.all([startNode(keys, 'tail', `tail-${run}-a`), startNode(keys, 'tail', `tail-${run}-b`)]);
+    const tails = [a, b] as Node[];
+    await Promise.all(tails.map((n) => waitHttp(n.child, `${n.http}/ready`)));
+
+    // Every process sees both tail nodes: auth serves them as the shard map.
+    const both = await until('auth to list both tail nodes', async () => {
+      const m = await shards(auth.http);
+      return m.shards.length === 2 ? m : undefined;
+    });
+    assert.deepEqual(
+      both.shards,
+      tails.map((n) => ({ id: n.id, url: n.ws })).sort((x, y) => (x.id < y.id ? -1 : 1)),
+    );
+    assert.ok(both.version > 0);
+    for (const n of tails) await until(`${n.id} to see both nodes`, async () => ((await liveNodes(n)) === 2 ? true : undefined));
+
+    // A user and a site; the rendezvous owner of the site is the node auth names in /lease.
+    const dev = await signupDevice(auth.http, { name: 'writer' });
+    const site = await createSite(auth.http, dev.access);
+    const ownerShard = pickShard(both.shards, site);
+    assert.ok(ownerShard !== null);
+    const owner = tails.find((n) => n.id === ownerShard.id) as Node;
+    const other = tails.find((n) => n.id !== ownerShard.id) as Node;
+    const leaseToken = await post<{ shard: Shard }>(auth.http, '/lease', { site, log: 'main' }, dev.access);
+    assert.equal(leaseToken.status, 200);
+    assert.deepEqual(leaseToken.body.shard, { id: owner.id, url: owner.ws });
+
+    // The owner grants leadership; a second session on the owner follows.
+    const leader = await TailClient.connect(owner.ws, dev.access);
+    const first = await leader.call<LeaseReply>('lease', { site, log: 'main' });
+    assert.equal(first.role, 'leader');
+    const follower = await TailClient.connect(owner.ws, dev.access);
+    const f = await follower.call<LeaseReply>('lease', { site, log: 'main', lead: false });
+    assert.equal(f.role, 'follower');
+
+    // The other node does not serve the site: it redirects to the owner and grants nothing.
+    const elsewhere = await TailClient.connect(other.ws, dev.access);
+    const redirected = await elsewhere.call<{ redirect?: string; handle?: string }>('lease', { site, log: 'main' });
+    assert.equal(redirected.redirect, owner.ws);
+    assert.equal(redirected.handle, undefined);
+
+    // Durable writes, seen live by the follower.
+    const written: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const entries = [entry(`e${i}.0`), entry(`e${i}.1`)];
+      const w = await leader.call<{ length: number }>('write', { handle: first.handle, at: written.length, entries, wid: `w${i}` });
+      written.push(...entries.map(decodeEntry));
+      assert.equal(w.length, written.length);
+    }
+    const seen: string[] = [];
+    while (seen.length < written.length) {
+      const ev = await follower.nextEvent('tail', f.handle);
+      assert.equal(ev.at, seen.length);
+      seen.push(...(ev.entries as string[]).map(decodeEntry));
+    }
+    assert.deepEqual(seen, written);
+
+    // A site the other node owns is served there, without a redirect.
+    let otherSite = '';
+    for (let i = 0; i < 40 && otherSite === ''; i++) {
+      const s = await createSite(auth.http, dev.access, `site ${i}`);
+      if (pickShard(both.shards, s)?.id === other.id) otherSite = s;
+    }
+    assert.notEqual(otherSite, '', 'no site mapped to the other node in 40 tries');
+    const there = await elsewhere.call<LeaseReply>('lease', { site: otherSite, log: 'main' });
+    assert.equal(there.role, 'leader');
+
+    // A device revoked through auth loses its session on a tail node: 4403 over NATS.
+    const doomed = await signupDevice(auth.http, { name: 'doomed' });
+    const doomedSession = await TailClient.connect(other.ws, doomed.access);
+    const revoked = await post(auth.http, '/revoke', { device: doomed.device }, doomed.access);
+    assert.equal(revoked.status, 200);
+    assert.deepEqual(await doomedSession.nextEvent('revoke'), { ev: 'revoke', reason: 'device' });
+    assert.equal((await doomedSession.closedWith()).code, 4403);
+
+    // The owner dies without a word. After its TTL the map lists the survivor alone, the
+    // site maps to it, and the survivor leads the log from the store: higher epoch, every
+    // acknowledged entry in order.
+    const killedAt = Date.now();
+    assert.equal((await owner.child.stop('SIGKILL')).signal, 'SIGKILL');
+    const alone = await until('the dead node to leave the shard map', async () => {
+      const m = await shards(auth.http);
+      return m.shards.length === 1 ? m : undefined;
+    });
+    // It left by expiry: a killed process says nothing, so this takes at least most of a TTL.
+    assert.ok(Date.now() - killedAt >= TTL_MS / 2, `left after ${Date.now() - killedAt} ms`);
+    assert.deepEqual(alone.shards, [{ id: other.id, url: other.ws }]);
+    assert.ok(alone.version > both.version);
+    assert.equal(pickShard(alone.shards, site)?.id, other.id);
+    await until(`${other.id} to see itself alone`, async () => ((await liveNodes(other)) === 1 ? true : undefined));
+
+    const taker = await TailClient.connect(other.ws, dev.access);
+    const taken = await taker.call<LeaseReply>('lease', { site, log: 'main' });
+    assert.equal(taken.role, 'leader');
+    assert.ok(taken.epoch > first.epoch, `epoch ${taken.epoch} after ${first.epoch}`);
+    assert.equal(taken.length, written.length);
+    const read = await taker.call<{ entries: string[]; length: number }>('read', { handle: taken.handle, from: 0 });
+    assert.deepEqual(read.entries.map(decodeEntry), written);
+    // And the new leader writes on.
+    const more = await taker.call<{ length: number }>('write', { handle: taken.handle, at: written.length, entries: [entry('after')] });
+    assert.equal(more.length, written.length + 1);
+
+    for (const c of [leader, follower, elsewhere, taker]) c.close();
+    await Promise.all([auth, other].map((n) => n.child.stop('SIGTERM')));
+  });
+});

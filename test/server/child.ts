@@ -1,0 +1,124 @@
+/**
+ * Real `datagrove` processes for tests: spawn the CLI (through tsx, or any command), wait
+ * until it answers HTTP, stop it with a signal, and keep its output for failure messages.
+ * Every child still running when the test file ends is killed (node:test `after`).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { after } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const MAX_OUTPUT = 64 * 1024;
+
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface Child {
+  proc: ChildProcess;
+  /** stdout and stderr so far (the last 64 KiB). */
+  output(): string;
+  exited: Promise<Exit>;
+  /** Sends `signal` and resolves with the exit. */
+  stop(signal?: NodeJS.Signals): Promise<Exit>;
+}
+
+const running = new Set<Child>();
+after(async () => {
+  await Promise.all([...running].map((c) => c.stop('SIGKILL')));
+});
+
+/** A port that was free a moment ago (bound on 127.0.0.1, then released). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const addr = s.address();
+      s.close(() => (typeof addr === 'object' && addr !== null ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** The environment without any DATAGROVE_* setting of the caller's, plus `extra`. */
+export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('DATAGROVE_')) env[k] = v;
+  return { ...env, ...extra };
+}
+
+/** Spawns `command args` in the repository root. */
+export function spawnChild(command: string, args: string[], env: NodeJS.ProcessEnv = cleanEnv()): Child {
+  const proc = spawn(command, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const keep = (d: Buffer) => {
+    out += d.toString('utf8');
+    if (out.length > MAX_OUTPUT) out = out.slice(-MAX_OUTPUT);
+  };
+  proc.stdout?.on('data', keep);
+  proc.stderr?.on('data', keep);
+  const exited = new Promise<Exit>((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
+  const child: Child = {
+    proc,
+    output: () => out,
+    exited,
+    stop(signal = 'SIGTERM') {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      return exited;
+    },
+  };
+  running.add(child);
+  void exited.then(() => running.delete(child));
+  return child;
+}
+
+/** Runs the CLI from source: `node --import tsx src/server/cli.ts ...args`. */
+export function spawnCli(args: string[], env?: NodeJS.ProcessEnv): Child {
+  return spawnChild(process.execPath, ['--import', 'tsx', 'src/server/cli.ts', ...args], env);
+}
+
+/** Runs a command to its end and resolves with its exit and output. */
+export async function runCli(args: string[], env?: NodeJS.ProcessEnv, timeoutMs = 30_000): Promise<Exit & { output: string }> {
+  const c = spawnCli(args, env);
+  const timer = setTimeout(() => void c.stop('SIGKILL'), timeoutMs);
+  const exit = await c.exited;
+  clearTimeout(timer);
+  return { ...exit, output: c.output() };
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Waits until `url` answers 200; fails early when the child exits. */
+export async function waitHttp(child: Child, url: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (child.proc.exitCode !== null || child.proc.signalCode !== null) {
+      throw new Error(`process exited (${child.proc.exitCode ?? child.proc.signalCode}) before ${url} answered:\n${child.output()}`);
+    }
+    try {
+      if ((await fetch(url)).ok) return;
+    } catch {
+      // Not listening yet.
+    }
+    if (Date.now() > deadline) throw new Error(`${url} did not answer within ${timeoutMs} ms:\n${child.output()}`);
+    await sleep(100);
+  }
+}
+
+/** Polls `probe` until it returns a value other than undefined. */
+export async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000, everyMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown = undefined;
+  for (;;) {
+    try {
+      const v = await probe();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last === undefined ? '' : `: ${String(last)}`}`);
+    await sleep(everyMs);
+  }
+}
