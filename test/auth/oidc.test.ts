@@ -119,6 +119,18 @@ describe('OIDC login through the dev identity provider', async () => {
     assert.equal((await oidcComplete(url, keys, a.body.state)).status, 401, 'once');
   });
 
+  it('records a sign-in the provider refused, for the device to learn', async () => {
+    const keys = newDeviceKeys();
+    const started = await oidcStart(url, keys);
+    const refused = new URL(`${url}/auth/v1/oidc/callback`);
+    refused.search = new URLSearchParams({ error: 'access_denied', state: started.body.state, iss: `${url}/dev-idp` }).toString();
+    const r = await new TestBrowser().request(refused.href);
+    assert.equal(r.status, 403);
+    assert.match(((await r.json()) as ErrorBody).error.message, /access_denied/);
+    const done = await oidcComplete(url, keys, started.body.state);
+    assert.equal((done.body as unknown as ErrorBody).error.code, 'FORBIDDEN');
+  });
+
   it('binds the login to the device that started it', async () => {
     const keys = newDeviceKeys();
     const started = await oidcStart(url, keys);
