@@ -10,6 +10,9 @@ import { num, numOrNull, type TxSql } from './sql.js';
 export async function getProfile(sql: TxSql, user: string): Promise<ProfileRecord> {
   const s = sql.s;
   const head = await sql.rows<{ version: string; data: string }>(`SELECT version, data FROM ${s}.auth_profiles WHERE user_id = $1 FOR SHARE`, [user]);
+  const h = head[0];
+  // No row yet: nothing else exists either (a first write creates the row before its other rows).
+  if (h === undefined) return { version: 0, data: {}, subscriptions: [], push: [] };
   const subs = await sql.rows<{ device: string; site: string; muted_until: string | null }>(
     `SELECT device, site, muted_until FROM ${s}.auth_subscriptions WHERE user_id = $1 ORDER BY device, site`,
     [user],
@@ -18,10 +21,9 @@ export async function getProfile(sql: TxSql, user: string): Promise<ProfileRecor
     `SELECT device, endpoint, p256dh, auth FROM ${s}.auth_push_endpoints WHERE user_id = $1 ORDER BY device`,
     [user],
   );
-  const h = head[0];
   return {
-    version: h === undefined ? 0 : num(h.version),
-    data: h === undefined ? {} : (JSON.parse(h.data) as Record<string, unknown>),
+    version: num(h.version),
+    data: JSON.parse(h.data) as Record<string, unknown>,
     subscriptions: subs.map((r) => ({ device: r.device, site: r.site, mutedUntil: numOrNull(r.muted_until) })),
     push: push.map((r) => ({ device: r.device, endpoint: r.endpoint, keys: { p256dh: r.p256dh, auth: r.auth } })),
   };
