@@ -198,6 +198,19 @@ describe('profile', async () => {
     assert.deepEqual(mine.find((m) => m.version === 2), { user: me.user, version: 2, full: { subscriptions: [], push: [] } });
   });
 
+  it('re-sends the full state by itself once notify is back', async () => {
+    const me = await signupDevice(url);
+    const site = await createSite(url, me.access);
+    notify?.unsubscribe();
+    notify = null;
+    assert.deepEqual(await update(me, 0, [{ op: 'join', device: me.device, site }]), { ok: true, version: 1 });
+    await new Promise((r) => setTimeout(r, 50));
+    const n = sent.length;
+    notify = standIn();
+    await until('the retried full state', () => sent.slice(n).some((m) => m.user === me.user), 10_000);
+    assert.deepEqual(sent.slice(n).find((m) => m.user === me.user), { user: me.user, version: 1, full: { subscriptions: [{ device: me.device, site, mutedUntil: null }], push: [] } });
+  });
+
   it('drops a revoked device from the profile and tells notify', async () => {
     const me = await signupDevice(url);
     const site = await createSite(url, me.access);
