@@ -49,9 +49,13 @@ export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv 
   return { ...env, ...extra };
 }
 
-/** Spawns `command args` in the repository root. */
-export function spawnChild(command: string, args: string[], env: NodeJS.ProcessEnv = cleanEnv()): Child {
-  const proc = spawn(command, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * Spawns `command args` in the repository root. With `group`, the child leads a process
+ * group of its own and signals go to the whole group (for wrappers such as `npm start`
+ * whose real work runs in a grandchild).
+ */
+export function spawnChild(command: string, args: string[], env: NodeJS.ProcessEnv = cleanEnv(), group = false): Child {
+  const proc = spawn(command, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: group });
   let out = '';
   const keep = (d: Buffer) => {
     out += d.toString('utf8');
@@ -65,7 +69,17 @@ export function spawnChild(command: string, args: string[], env: NodeJS.ProcessE
     output: () => out,
     exited,
     stop(signal = 'SIGTERM') {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      if (proc.exitCode === null && proc.signalCode === null) {
+        if (group && proc.pid !== undefined) {
+          try {
+            process.kill(-proc.pid, signal);
+          } catch {
+            // The group is gone already.
+          }
+        } else {
+          proc.kill(signal);
+        }
+      }
       return exited;
     },
   };
