@@ -5,7 +5,6 @@
  * process opening the same file cannot interleave.
  */
 import BetterSqlite3, { type Database, type Statement } from 'better-sqlite3';
-import type { Right } from '../../protocol/ids.js';
 import type {
   AccessGuard,
   AccessRecord,
@@ -32,50 +31,7 @@ import { SqliteIdentities } from './identity.js';
 import { SqliteMailbox } from './mailbox.js';
 import { migrate } from './migrations.js';
 import { SqliteProfiles } from './profile.js';
-
-type Row = Record<string, unknown>;
-
-const num = (v: unknown): number => Number(v);
-const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
-const str = (v: unknown): string => String(v);
-const strOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
-
-function toDevice(r: Row): DeviceRecord {
-  return { id: str(r.id), user: str(r.user_id), boxKey: str(r.box_key), name: str(r.name), createdAt: num(r.created_at), revokedAt: numOrNull(r.revoked_at) };
-}
-
-function toSite(r: Row): SiteRecord {
-  return { id: str(r.id), owner: str(r.owner), name: str(r.name), keyEpoch: num(r.key_epoch), rotationRequired: num(r.rotation_required) === 1, createdAt: num(r.created_at) };
-}
-
-function toGrant(r: Row): GrantRecord {
-  return {
-    hash: str(r.hash),
-    jws: str(r.jws),
-    issuer: str(r.issuer),
-    subject: str(r.subject),
-    site: str(r.site),
-    logs: JSON.parse(str(r.logs)) as string[],
-    rights: JSON.parse(str(r.rights)) as Right[],
-    iat: num(r.iat),
-    exp: numOrNull(r.exp),
-    prf: strOrNull(r.prf),
-    declaredAt: num(r.declared_at),
-    revokedAt: numOrNull(r.revoked_at),
-  };
-}
-
-function toAccess(r: Row): AccessRecord {
-  return {
-    user: str(r.user_id),
-    site: str(r.site),
-    grant: str(r.grant_hash),
-    logs: JSON.parse(str(r.logs)) as string[],
-    rights: JSON.parse(str(r.rights)) as Right[],
-    expiresAt: numOrNull(r.expires_at),
-    createdAt: num(r.created_at),
-  };
-}
+import { num, numOrNull, str, strOrNull, toAccess, toDevice, toGrant, toSite, type Row } from './rows.js';
 
 /** Grants that are `hashes` or descend from one through `prf` (bounded: chains are ≤ 8 deep). */
 const DESCENDANTS = `
