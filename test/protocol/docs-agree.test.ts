@@ -1,8 +1,8 @@
 /**
  * docs/protocol.md must agree with the code: the error table lists exactly the registry of
  * src/protocol/errors.ts, every internal bus subject is documented, every route of the
- * wire contract (PROTOCOL.md, version 1) is documented, and so is every HTTP route the
- * server actually serves.
+ * wire contract (PROTOCOL.md, version 1) is documented, and so are every HTTP route the
+ * server actually serves and every configuration option of `datagrove serve`.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { ERROR_STATUS } from '../../src/protocol/errors.js';
 import { SUBJECTS } from '../../src/protocol/bus-messages.js';
 import { buildServer } from '../../src/server/app.js';
-import { defaultConfig } from '../../src/server/config.js';
+import { OPTIONS, defaultConfig } from '../../src/server/config.js';
 import { tempDir } from '../helpers/server.js';
 
 const DOC_PATH = fileURLToPath(new URL('../../docs/protocol.md', import.meta.url));
@@ -134,6 +134,12 @@ describe('docs/protocol.md agrees with the code', () => {
 
   it('documents the notify route', () => {
     assert.ok(doc.includes('GET /notify/v1/vapid'));
+  });
+
+  it('documents every configuration option with its variable and flag', () => {
+    for (const o of OPTIONS) {
+      assert.ok(doc.includes(`| \`${o.env}\` | \`${o.flag}\` |`), `option ${o.env} (${o.flag}) is not in the configuration table`);
+    }
   });
 
   it('documents every HTTP route the server serves', async () => {
