@@ -14,6 +14,7 @@ import { SqliteAuthStore } from './sqlite/store.js';
 import type { AuthStore } from './store.js';
 
 export type { AttestationKeyView, AuthDeps } from './context.js';
+export type { OidcProviderConfig } from './oidc/config.js';
 export type { AuthStore } from './store.js';
 export type { PgAuthStoreOptions } from './pg/store.js';
 
