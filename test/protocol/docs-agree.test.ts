@@ -2,7 +2,8 @@
  * docs/protocol.md must agree with the code: the error table lists exactly the registry of
  * src/protocol/errors.ts, every internal bus subject is documented, every route of the
  * wire contract (PROTOCOL.md, version 1) is documented, and so are every HTTP route the
- * server actually serves and every configuration option of `datagrove serve`.
+ * server actually serves and every configuration option of `datagrove serve`. The worked
+ * tail session is replayed against a real server, frame by frame.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -10,9 +11,11 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ERROR_STATUS } from '../../src/protocol/errors.js';
 import { SUBJECTS } from '../../src/protocol/bus-messages.js';
+import { WebSocket } from 'ws';
+import { newJti, signToken } from '../../src/protocol/token.js';
 import { buildServer } from '../../src/server/app.js';
 import { OPTIONS, defaultConfig } from '../../src/server/config.js';
-import { tempDir } from '../helpers/server.js';
+import { startServer, tempDir } from '../helpers/server.js';
 
 const DOC_PATH = fileURLToPath(new URL('../../docs/protocol.md', import.meta.url));
 const doc = readFileSync(DOC_PATH, 'utf8');
@@ -174,5 +177,103 @@ describe('docs/protocol.md agrees with the code', () => {
       return `${m[1]} ${m[2]}`;
     });
     assert.deepEqual(routes, CONTRACT_AUTH_ROUTES);
+  });
+});
+
+/** One line of the worked example: a frame a device sends, or one it must receive next. */
+interface ExampleStep {
+  device: string;
+  send: boolean;
+  frame: Record<string, unknown>;
+}
+
+/** The `A→ {…}` / `→A {…}` lines of the code blocks of the worked-example section. */
+function exampleSteps(markdown: string): ExampleStep[] {
+  const start = markdown.indexOf('## Worked example');
+  assert.ok(start >= 0, 'docs/protocol.md has a worked example section');
+  const end = markdown.indexOf('\n## ', start + 1);
+  const steps: ExampleStep[] = [];
+  for (const line of markdown.slice(start, end < 0 ? undefined : end).split('\n')) {
+    const m = /^(?:([A-Z])→|→([A-Z]))\s+(\{.*\})\s*$/.exec(line);
+    if (m === null) continue;
+    steps.push({ device: m[1] ?? m[2] ?? '', send: m[1] !== undefined, frame: JSON.parse(m[3] ?? '') as Record<string, unknown> });
+  }
+  return steps;
+}
+
+/** A raw socket with its incoming frames in arrival order. */
+class FrameQueue {
+  readonly #frames: Record<string, unknown>[] = [];
+  #waiter: ((f: Record<string, unknown>) => void) | null = null;
+  constructor(readonly ws: WebSocket) {
+    ws.on('message', (data: Buffer) => {
+      const f = JSON.parse(data.toString('utf8')) as Record<string, unknown>;
+      const w = this.#waiter;
+      if (w !== null) {
+        this.#waiter = null;
+        w(f);
+      } else this.#frames.push(f);
+    });
+  }
+  next(timeoutMs = 5000): Promise<Record<string, unknown>> {
+    const f = this.#frames.shift();
+    if (f !== undefined) return Promise.resolve(f);
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('no frame arrived')), timeoutMs);
+      this.#waiter = (x) => {
+        clearTimeout(t);
+        resolve(x);
+      };
+    });
+  }
+}
+
+describe('the worked tail session of docs/protocol.md', () => {
+  it('runs as written against a real server', async () => {
+    const steps = exampleSteps(doc);
+    assert.ok(steps.length >= 30, `the example has its frames (${steps.length} found)`);
+    const { server, wsUrl } = await startServer();
+    const ring = server.secrets.ring;
+    const now = Math.floor(Date.now() / 1000);
+    const sockets = new Map<string, FrameQueue>();
+    try {
+      for (const [i, step] of steps.entries()) {
+        const where = `example step ${i + 1} (${step.send ? `${step.device}→` : `→${step.device}`} ${JSON.stringify(step.frame).slice(0, 60)})`;
+        if (step.send) {
+          const frame = { ...step.frame };
+          if (frame.op === 'connect') {
+            // The example's device ids and user come from the docs; the access token is real.
+            const reply = steps.slice(i + 1).find((s) => !s.send && s.device === step.device && s.frame.re === frame.id);
+            const user = String(reply?.frame.user);
+            const dev = String(reply?.frame.device);
+            frame.token = signToken(ring, { typ: 'access', sub: user, dev, fam: `fam-${step.device}`, iat: now, exp: now + 600, jti: newJti() });
+            const ws = new WebSocket(wsUrl, 'datagrove.v1');
+            await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+            sockets.set(step.device, new FrameQueue(ws));
+            sockets.set(`${step.device}:user`, { user, dev } as unknown as FrameQueue);
+          }
+          if (frame.op === 'lease') {
+            // A lease token stands in for the grant the example's user holds on the site.
+            const who = sockets.get(`${step.device}:user`) as unknown as { user: string; dev: string };
+            frame.token = signToken(ring, { typ: 'lease', sub: who.user, dev: who.dev, site: String(frame.site), log: String(frame.log), rights: ['read', 'write'], iat: now, exp: now + 600, jti: newJti() });
+          }
+          const q = sockets.get(step.device);
+          assert.ok(q !== undefined, `${where}: the device connects first`);
+          q.ws.send(JSON.stringify(frame));
+        } else {
+          const q = sockets.get(step.device);
+          assert.ok(q !== undefined, `${where}: the device is connected`);
+          const got = await q.next();
+          const want = { ...step.frame };
+          if (typeof want.session === 'string') {
+            assert.equal(typeof got.session, 'string', `${where}: session`);
+            want.session = got.session;
+          }
+          assert.deepEqual(got, want, where);
+        }
+      }
+    } finally {
+      for (const [key, q] of sockets) if (!key.endsWith(':user')) q.ws.close();
+    }
   });
 });
