@@ -236,6 +236,7 @@ describe('the worked tail session of docs/protocol.md', () => {
     const ring = server.secrets.ring;
     const now = Math.floor(Date.now() / 1000);
     const sockets = new Map<string, FrameQueue>();
+    const identities = new Map<string, { user: string; dev: string }>();
     try {
       for (const [i, step] of steps.entries()) {
         const where = `example step ${i + 1} (${step.send ? `${step.device}→` : `→${step.device}`} ${JSON.stringify(step.frame).slice(0, 60)})`;
@@ -250,11 +251,12 @@ describe('the worked tail session of docs/protocol.md', () => {
             const ws = new WebSocket(wsUrl, 'datagrove.v1');
             await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
             sockets.set(step.device, new FrameQueue(ws));
-            sockets.set(`${step.device}:user`, { user, dev } as unknown as FrameQueue);
+            identities.set(step.device, { user, dev });
           }
           if (frame.op === 'lease') {
             // A lease token stands in for the grant the example's user holds on the site.
-            const who = sockets.get(`${step.device}:user`) as unknown as { user: string; dev: string };
+            const who = identities.get(step.device);
+            assert.ok(who !== undefined, `${where}: the device connects first`);
             frame.token = signToken(ring, { typ: 'lease', sub: who.user, dev: who.dev, site: String(frame.site), log: String(frame.log), rights: ['read', 'write'], iat: now, exp: now + 600, jti: newJti() });
           }
           const q = sockets.get(step.device);
@@ -273,7 +275,7 @@ describe('the worked tail session of docs/protocol.md', () => {
         }
       }
     } finally {
-      for (const [key, q] of sockets) if (!key.endsWith(':user')) q.ws.close();
+      for (const q of sockets.values()) q.ws.close();
     }
   });
 });
