@@ -4,17 +4,15 @@
  * runs to completion on the event loop, which makes every batch one serial transaction
  * and leaves the group committer to amortize the fsync over many writes.
  *
- * Schema (versioned with `PRAGMA user_version`, migrated on open):
- * - logs(id, site, log, length, epoch): one row per log that was ever written or leased;
- *   `id` is a small integer so the entries and write ids are keyed by it, not by two
- *   strings repeated in every row.
- * - entries(log_id, idx, data) WITHOUT ROWID: a log's entries are one contiguous key range,
- *   so reads are a single range scan and appends go to the end of that range.
- * - wids(log_id, device, seq, wid, at, length): the last WID_MEMORY write ids per
- *   (log, device), numbered by `seq`; older ones are pruned in the appending transaction.
+ * The schema (sqlite-log-schema.ts) keeps one row per write, its entries packed in one
+ * blob, so a batch costs a few statements per write whatever the number of entries: the
+ * chunk, the write id (decided against an in-memory copy of the stored ones,
+ * sqlite-wid-memory.ts, so no query precedes it), a prune every PRUNE_EVERY writes of a
+ * (log, device), and the new length once per log per batch.
  */
 import Database from 'better-sqlite3';
 import { DgError } from '../protocol/errors.js';
+import { packEntries, unpackEntries } from './entry-pack.js';
 import {
   WID_MEMORY,
   beyondEnd,
@@ -28,42 +26,19 @@ import {
   type LogStore,
   type ReadResult,
 } from './log-store.js';
+import { SQLITE_LOG_SCHEMA_VERSION, migrateLogSchema } from './sqlite-log-schema.js';
+import { WidMemory } from './sqlite-wid-memory.js';
 
-/** Migrations, in order; entry i brings the schema from version i to i + 1. Never edit one. */
-const MIGRATIONS: readonly string[] = [
-  `
-  CREATE TABLE logs (
-    id     INTEGER PRIMARY KEY,
-    site   TEXT    NOT NULL,
-    log    TEXT    NOT NULL,
-    length INTEGER NOT NULL DEFAULT 0 CHECK (length >= 0),
-    epoch  INTEGER NOT NULL DEFAULT 0 CHECK (epoch >= 0),
-    UNIQUE (site, log)
-  );
-  CREATE TABLE entries (
-    log_id INTEGER NOT NULL,
-    idx    INTEGER NOT NULL,
-    data   BLOB    NOT NULL,
-    PRIMARY KEY (log_id, idx)
-  ) WITHOUT ROWID;
-  CREATE TABLE wids (
-    log_id INTEGER NOT NULL,
-    device TEXT    NOT NULL,
-    seq    INTEGER NOT NULL,
-    wid    TEXT    NOT NULL,
-    at     INTEGER NOT NULL,
-    length INTEGER NOT NULL,
-    PRIMARY KEY (log_id, device, seq)
-  ) WITHOUT ROWID;
-  CREATE UNIQUE INDEX wids_by_wid ON wids (log_id, device, wid);
-  `,
-];
+export { SQLITE_LOG_SCHEMA_VERSION };
 
-/** Old write ids are pruned every this many writes of a (log, device). */
-const PRUNE_EVERY = 16;
+/**
+ * Old write ids are pruned every this many writes of a (log, device): the table keeps
+ * between WID_MEMORY and WID_MEMORY + PRUNE_EVERY of them, for one delete per PRUNE_EVERY writes.
+ */
+const PRUNE_EVERY = 64;
 
-/** The schema version this code writes. */
-export const SQLITE_LOG_SCHEMA_VERSION = MIGRATIONS.length;
+/** (log, device) pairs whose write ids are kept in memory. */
+const WID_MEMORY_PAIRS = 4096;
 
 export interface SqliteLogStoreOptions {
   /**
@@ -87,36 +62,24 @@ function isUnavailable(err: unknown): boolean {
   return err instanceof Database.SqliteError && UNAVAILABLE_CODES.test(err.code);
 }
 
-function migrate(db: Database.Database): void {
-  const version = db.pragma('user_version', { simple: true });
-  if (typeof version !== 'number' || version > MIGRATIONS.length) {
-    throw new Error(`log store schema version ${String(version)} is newer than this server (${MIGRATIONS.length})`);
-  }
-  if (version === MIGRATIONS.length) return;
-  db.transaction(() => {
-    for (let v = version; v < MIGRATIONS.length; v++) {
-      db.exec(MIGRATIONS[v] as string);
-      db.pragma(`user_version = ${v + 1}`);
-    }
-  }).immediate();
-}
-
 export class SqliteLogStore implements LogStore {
   private readonly db: Database.Database;
   private closed = false;
   /** False after a storage failure, true again after the next success (for /ready). */
   private ok = true;
+  /** `PRAGMA data_version` when this connection last looked: a change means another connection committed. */
+  private dataVersion = -1;
 
   private readonly getLog: Database.Statement<[string, string], LogRow>;
   private readonly createLog: Database.Statement<[string, string], LogRow>;
-  private readonly findWid: Database.Statement<[number, string, string], { at: number; length: number }>;
-  private readonly insertEntry: Database.Statement<[number, number, Buffer]>;
+  private readonly insertChunk: Database.Statement<[number, number, Buffer]>;
   private readonly setLength: Database.Statement<[number, number]>;
-  private readonly maxSeq: Database.Statement<[number, string], number>;
+  private readonly loadWids: Database.Statement<[number, string], { seq: number; wid: string; at: number; length: number }>;
   private readonly insertWid: Database.Statement<[number, string, number, string, number, number]>;
   private readonly pruneWids: Database.Statement<[number, string, number]>;
   private readonly bump: Database.Statement<[string, string], number>;
-  private readonly readEntries: Database.Statement<[number, number, number], Buffer>;
+  private readonly readChunks: Database.Statement<[number, number, number], { first: number; data: Buffer }>;
+  private readonly wids: WidMemory;
 
   private readonly appendTx: (requests: AppendRequest[]) => AppendResult[];
   private readonly bumpTx: (site: string, log: string) => number;
@@ -126,7 +89,7 @@ export class SqliteLogStore implements LogStore {
     try {
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
-      migrate(db);
+      migrateLogSchema(db);
     } catch (err) {
       db.close();
       throw err;
@@ -135,10 +98,9 @@ export class SqliteLogStore implements LogStore {
 
     this.getLog = db.prepare('SELECT id, length, epoch FROM logs WHERE site = ? AND log = ?');
     this.createLog = db.prepare('INSERT INTO logs (site, log) VALUES (?, ?) RETURNING id, length, epoch');
-    this.findWid = db.prepare('SELECT at, length FROM wids WHERE log_id = ? AND device = ? AND wid = ?');
-    this.insertEntry = db.prepare('INSERT INTO entries (log_id, idx, data) VALUES (?, ?, ?)');
+    this.insertChunk = db.prepare('INSERT INTO chunks (log_id, first, data) VALUES (?, ?, ?)');
     this.setLength = db.prepare('UPDATE logs SET length = ? WHERE id = ?');
-    this.maxSeq = db.prepare<[number, string], number>('SELECT COALESCE(MAX(seq), 0) FROM wids WHERE log_id = ? AND device = ?').pluck();
+    this.loadWids = db.prepare('SELECT seq, wid, at, length FROM wids WHERE log_id = ? AND device = ? ORDER BY seq');
     this.insertWid = db.prepare('INSERT INTO wids (log_id, device, seq, wid, at, length) VALUES (?, ?, ?, ?, ?, ?)');
     this.pruneWids = db.prepare('DELETE FROM wids WHERE log_id = ? AND device = ? AND seq <= ?');
     this.bump = db
@@ -147,12 +109,34 @@ export class SqliteLogStore implements LogStore {
          ON CONFLICT (site, log) DO UPDATE SET epoch = epoch + 1 RETURNING epoch`,
       )
       .pluck();
-    this.readEntries = db
-      .prepare<[number, number, number], Buffer>('SELECT data FROM entries WHERE log_id = ? AND idx >= ? ORDER BY idx LIMIT ?')
-      .pluck();
+    // The chunk holding `from` (the greatest first <= from) and every later one, in order.
+    this.readChunks = db.prepare(
+      `SELECT first, data FROM chunks WHERE log_id = ? AND first >= COALESCE(
+         (SELECT first FROM chunks WHERE log_id = ? AND first <= ? ORDER BY first DESC LIMIT 1), 0)
+       ORDER BY first`,
+    );
+    this.wids = new WidMemory((logId, device) => this.loadWids.iterate(logId, device), WID_MEMORY_PAIRS);
+    const dataVersion = db.prepare<[], number>('PRAGMA data_version').pluck();
 
-    const appendTx = db.transaction((requests: AppendRequest[]) => this.decide(requests));
-    this.appendTx = (requests) => appendTx.immediate(requests);
+    const appendTx = db.transaction((requests: AppendRequest[]) => {
+      // Inside the write lock: if another connection committed since this one last looked,
+      // the cached write ids may be stale.
+      const v = dataVersion.get() as number;
+      if (v !== this.dataVersion) {
+        this.wids.clear();
+        this.dataVersion = v;
+      }
+      return this.decide(requests);
+    });
+    this.appendTx = (requests) => {
+      try {
+        return appendTx.immediate(requests);
+      } catch (err) {
+        // Rolled back: the cache may hold write ids of this batch that were never stored.
+        this.wids.clear();
+        throw err;
+      }
+    };
     const bumpTx = db.transaction((site: string, log: string) => this.bump.get(site, log) as number);
     this.bumpTx = (site, log) => bumpTx.immediate(site, log);
   }
@@ -162,8 +146,6 @@ export class SqliteLogStore implements LogStore {
     // The log rows this batch touched, with their length as the batch goes on; written back
     // once per log at the end of the batch.
     const touched = new Map<string, LogRow & { dirty: boolean }>();
-    // The last wid sequence number per (log, device) written in this batch.
-    const seqs = new Map<string, number>();
     const results: AppendResult[] = [];
     for (const req of requests) {
       const key = `${req.site}\u0000${req.log}`;
@@ -175,8 +157,9 @@ export class SqliteLogStore implements LogStore {
           touched.set(key, row);
         }
       }
-      if (row !== undefined && req.wid !== undefined) {
-        const prior = this.findWid.get(row.id, req.device, req.wid);
+      const mine = row !== undefined && req.wid !== undefined ? this.wids.get(row.id, req.device) : undefined;
+      if (mine !== undefined && req.wid !== undefined) {
+        const prior = mine.byWid.get(req.wid);
         if (prior !== undefined) {
           results.push({ status: 'dup', at: prior.at, length: prior.length });
           continue;
@@ -196,20 +179,22 @@ export class SqliteLogStore implements LogStore {
         row = { ...(this.createLog.get(req.site, req.log) as LogRow), dirty: false };
         touched.set(key, row);
       }
-      let idx = req.at;
-      for (const data of req.entries) this.insertEntry.run(row.id, idx++, data);
-      row.length = idx;
+      const end = req.at + req.entries.length;
+      // An empty write stores no chunk: its `first` would be the next write's.
+      if (end > req.at) this.insertChunk.run(row.id, req.at, packEntries(req.entries));
+      row.length = end;
       row.dirty = true;
       if (req.wid !== undefined) {
-        const seqKey = `${row.id}\u0000${req.device}`;
-        const seq = (seqs.get(seqKey) ?? (this.maxSeq.get(row.id, req.device) as number)) + 1;
-        seqs.set(seqKey, seq);
-        this.insertWid.run(row.id, req.device, seq, req.wid, req.at, idx);
-        // Pruning in steps of PRUNE_EVERY keeps between WID_MEMORY and WID_MEMORY +
-        // PRUNE_EVERY wids, for one delete statement per PRUNE_EVERY writes.
-        if (seq % PRUNE_EVERY === 0 && seq > WID_MEMORY) this.pruneWids.run(row.id, req.device, seq - WID_MEMORY);
+        const d = mine ?? this.wids.get(row.id, req.device);
+        const seq = ++d.seq;
+        this.insertWid.run(row.id, req.device, seq, req.wid, req.at, end);
+        d.byWid.set(req.wid, { seq, at: req.at, length: end });
+        if (seq % PRUNE_EVERY === 0 && seq > WID_MEMORY) {
+          this.pruneWids.run(row.id, req.device, seq - WID_MEMORY);
+          WidMemory.prune(d, seq - WID_MEMORY);
+        }
       }
-      results.push({ status: 'ok', at: req.at, length: idx });
+      results.push({ status: 'ok', at: req.at, length: end });
     }
     for (const row of touched.values()) if (row.dirty) this.setLength.run(row.length, row.id);
     return results;
@@ -255,20 +240,25 @@ export class SqliteLogStore implements LogStore {
   async read(site: string, log: string, from: number, limit: number, maxBytes: number): Promise<ReadResult> {
     this.open();
     const clamped = checkReadArgs(site, log, from, limit, maxBytes);
-    // No transaction needed: the connection is used synchronously, so no commit can land
-    // between reading the length and reading the entries.
+    // No transaction needed: the connection is used synchronously, so no commit of this
+    // store can land between reading the length and reading the entries (and chunks that
+    // another connection committed since are cut off at `length`).
     const row = this.guard(() => this.getLog.get(site, log));
     const length = row?.length ?? 0;
     if (from > length) throw beyondEnd(from, length);
     const entries: Buffer[] = [];
     if (row === undefined || from === length) return { entries, length };
     this.guard(() => {
-      let bytes = 0;
-      for (const data of this.readEntries.iterate(row.id, from, clamped.limit)) {
-        if (entries.length > 0 && bytes + data.length > clamped.maxBytes) break;
-        bytes += data.length;
-        entries.push(data);
+      const budget = { bytes: 0, max: clamped.maxBytes };
+      // The first chunk must hold `from`, and each next one start where the last ended.
+      let next = -1;
+      for (const chunk of this.readChunks.iterate(row.id, row.id, from)) {
+        if (chunk.first >= length) break; // committed by another connection after `length` was read
+        if (next < 0 ? chunk.first > from : chunk.first !== next) throw new Error(`log store: the chunks of log ${row.id} leave a gap at ${Math.max(next, from)}`);
+        next = unpackEntries(chunk.data, chunk.first, from, clamped.limit, budget, entries);
+        if (next < 0) break;
       }
+      if (entries.length === 0) throw new Error(`log store: no chunk holds entry ${from} of log ${row.id}`);
     });
     return { entries, length };
   }

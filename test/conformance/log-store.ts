@@ -285,6 +285,41 @@ export function runLogStoreConformance(name: string, open: () => Promise<LogStor
       assert.deepEqual((await readAll(store, site)).entries, ['b']);
     });
 
+    it('sees the write ids another instance committed in between', async () => {
+      const a = await openTracked();
+      const b = await openTracked();
+      const site = freshSite();
+      assert.deepEqual(await a.appendBatch([req(site, 0, ['a'], { wid: 'x1' })]), [{ status: 'ok', at: 0, length: 1 }]);
+      assert.deepEqual(await b.appendBatch([req(site, 1, ['b'], { wid: 'x2' })]), [{ status: 'ok', at: 1, length: 2 }]);
+      // a learned nothing of x2 by itself: the store must still answer dup from the stored ids.
+      assert.deepEqual(await a.appendBatch([req(site, 2, ['b'], { wid: 'x2' })]), [{ status: 'dup', at: 1, length: 2 }]);
+      assert.deepEqual(await a.appendBatch([req(site, 2, ['c'], { wid: 'x3' })]), [{ status: 'ok', at: 2, length: 3 }]);
+      assert.deepEqual(await b.appendBatch([req(site, 0, ['c'], { wid: 'x3' }), req(site, 3, ['d'], { wid: 'x4' })]), [
+        { status: 'dup', at: 2, length: 3 },
+        { status: 'ok', at: 3, length: 4 },
+      ]);
+      for (const s of [a, b]) assert.deepEqual(await readAll(s, site), { entries: ['a', 'b', 'c', 'd'], length: 4 });
+    });
+
+    it('reads from any position inside multi-entry writes', async () => {
+      const site = freshSite();
+      const sizes = [3, 1, 0, 7, 2];
+      let at = 0;
+      const all: string[] = [];
+      for (const n of sizes) {
+        const entries = Array.from({ length: n }, (_, k) => `e${at + k}`);
+        assert.deepEqual(await append(req(site, at, entries)), { status: 'ok', at, length: at + n });
+        all.push(...entries);
+        at += n;
+      }
+      for (let from = 0; from <= at; from++) {
+        const r = await store.read(site, 'main', from, 3, 1 << 20);
+        assert.deepEqual({ entries: strs(r.entries), length: r.length }, { entries: all.slice(from, from + 3), length: at }, `from ${from}`);
+      }
+      const capped = await store.read(site, 'main', 2, 100, 6); // entries of 2 bytes each ("e2", ...) up to 6 bytes
+      assert.deepEqual(strs(capped.entries), ['e2', 'e3', 'e4']);
+    });
+
     it('refuses invalid arguments with BAD_REQUEST and writes nothing', async () => {
       const site = freshSite();
       await rejectsWith(store.read(site, 'main', -1, 10, 100), 'BAD_REQUEST');

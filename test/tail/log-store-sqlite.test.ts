@@ -11,6 +11,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { SQLITE_LOG_SCHEMA_VERSION, SqliteLogStore, openSqliteLogStore } from '../../src/tail/sqlite-log-store.js';
+import { SQLITE_LOG_SCHEMA_V1 } from '../../src/tail/sqlite-log-schema.js';
 import { DgError } from '../../src/protocol/errors.js';
 import { WID_MEMORY } from '../../src/tail/log-store.js';
 import { deviceId, runLogStoreConformance } from '../conformance/log-store.js';
@@ -29,7 +30,7 @@ describe('SQLite log store', () => {
     const db = new Database(path);
     assert.equal(db.pragma('user_version', { simple: true }), SQLITE_LOG_SCHEMA_VERSION);
     const tables = db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").pluck().all();
-    assert.deepEqual(tables, ['entries', 'logs', 'wids']);
+    assert.deepEqual(tables, ['chunks', 'logs', 'wids']);
     db.pragma('user_version = 99');
     db.close();
     assert.throws(() => openSqliteLogStore(path), /newer than this server/, 'a newer schema is refused, not misread');
@@ -47,7 +48,63 @@ describe('SQLite log store', () => {
     const db = new Database(path, { readonly: true });
     const kept = db.prepare('SELECT COUNT(*) FROM wids').pluck().get() as number;
     db.close();
-    assert.ok(kept >= WID_MEMORY && kept <= WID_MEMORY + 16, `kept ${kept} write ids`);
+    assert.ok(kept >= WID_MEMORY && kept <= 2 * WID_MEMORY, `kept ${kept} write ids`);
+  });
+
+  it('migrates a version-1 file (one row per entry) without losing entries or write ids', async () => {
+    const path = join(tempDir('dg-logstore-v1-'), 'tail.db');
+    const db = new Database(path);
+    db.exec(SQLITE_LOG_SCHEMA_V1);
+    db.pragma('user_version = 1');
+    db.prepare("INSERT INTO logs (id, site, log, length, epoch) VALUES (1, 'm', 'a', 2500, 3), (2, 'm', 'b', 2, 0), (3, 'm', 'empty', 0, 1)").run();
+    const entry = (log: number, i: number) => Buffer.from(`${log}:${i}:${'x'.repeat(i % 7 === 0 ? 2000 : i % 5)}`);
+    const insert = db.prepare('INSERT INTO entries (log_id, idx, data) VALUES (?, ?, ?)');
+    db.transaction(() => {
+      for (let i = 0; i < 2500; i++) insert.run(1, i, entry(1, i));
+      for (let i = 0; i < 2; i++) insert.run(2, i, entry(2, i));
+    })();
+    db.prepare("INSERT INTO wids (log_id, device, seq, wid, at, length) VALUES (1, ?, 1, 'old', 2000, 2500)").run(deviceId(1));
+    db.close();
+
+    const store = openSqliteLogStore(path);
+    assert.deepEqual(await store.state('m', 'a'), { length: 2500, epoch: 3 });
+    for (const from of [0, 1, 1023, 1024, 1500, 2499]) {
+      const r = await store.read('m', 'a', from, 1000, 1 << 30);
+      assert.equal(r.entries.length, Math.min(1000, 2500 - from));
+      r.entries.forEach((e, k) => assert.ok(e.equals(entry(1, from + k)), `entry ${from + k}`));
+    }
+    assert.deepEqual((await store.read('m', 'b', 0, 10, 1 << 20)).entries.map(String), [entry(2, 0).toString(), entry(2, 1).toString()]);
+    assert.deepEqual(await store.read('m', 'empty', 0, 10, 100), { entries: [], length: 0 });
+    const dev = deviceId(1);
+    assert.deepEqual(await store.appendBatch([{ site: 'm', log: 'a', at: 0, epoch: 3, device: dev, wid: 'old', entries: [] }]), [{ status: 'dup', at: 2000, length: 2500 }]);
+    assert.deepEqual(await store.appendBatch([{ site: 'm', log: 'a', at: 2500, epoch: 3, device: dev, wid: 'new', entries: [Buffer.from('z')] }]), [{ status: 'ok', at: 2500, length: 2501 }]);
+    assert.deepEqual((await store.read('m', 'a', 2499, 10, 1 << 20)).entries.map(String), [entry(1, 2499).toString(), 'z']);
+    await store.close();
+    const after = new Database(path, { readonly: true });
+    assert.equal(after.pragma('user_version', { simple: true }), SQLITE_LOG_SCHEMA_VERSION);
+    assert.equal(after.prepare("SELECT COUNT(*) FROM sqlite_schema WHERE name = 'entries'").pluck().get(), 0, 'the per-entry table is gone');
+    after.close();
+  });
+
+  it('stores one row per write and reads from inside a write', async () => {
+    const path = join(tempDir('dg-logstore-chunks-'), 'tail.db');
+    const store = openSqliteLogStore(path);
+    const dev = deviceId(2);
+    const writes = [5, 1, 0, 3, 100];
+    let at = 0;
+    for (const n of writes) {
+      const entries = Array.from({ length: n }, (_, k) => Buffer.from(`e${at + k}`));
+      assert.deepEqual(await store.appendBatch([{ site: 'c', log: 'l', at, epoch: 0, device: dev, entries }]), [{ status: 'ok', at, length: at + n }]);
+      at += n;
+    }
+    for (let from = 0; from <= at; from++) {
+      const r = await store.read('c', 'l', from, 4, 1 << 20);
+      assert.deepEqual(r.entries.map(String), Array.from({ length: Math.min(4, at - from) }, (_, k) => `e${from + k}`), `from ${from}`);
+    }
+    await store.close();
+    const db = new Database(path, { readonly: true });
+    assert.equal(db.prepare('SELECT COUNT(*) FROM chunks').pluck().get(), writes.filter((n) => n > 0).length);
+    db.close();
   });
 
   it('answers UNAVAILABLE and turns unhealthy while another process locks the file', async () => {
