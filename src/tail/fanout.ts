@@ -2,11 +2,14 @@
  * Fan-out of commits to followers, and slow consumers.
  *
  * Guarantees:
- * - Contiguous commits of a log settled in the same turn (one group commit) go out as one
- *   `tail` event, or as few as keep each event's entries within `inlineBatchBytes`;
- *   each event is serialized once and sent as the same bytes to every follower.
- * - Entries ride along only when the event's commits are at most `inlineBatchBytes` and
- *   the follower keeps up (its socket has at most `softBuffer` queued).
+ * - The entries of a log committed in the same turn (one group commit) are packed into as
+ *   few `tail` events as keep each event's entries within `inlineBatchBytes`: commits
+ *   merge, and a commit may be split across consecutive events. Events go out in log
+ *   order with no gap, each with `at`/`length` describing exactly its entries; each is
+ *   serialized once and sent as the same bytes to every follower that keeps up.
+ * - Entries ride along only when they fit in `inlineBatchBytes` and the follower keeps up
+ *   (its socket has at most `softBuffer` queued). An entry larger than the limit goes out
+ *   in a length-only event (with any such entries next to it), to be read.
  * - A follower over `softBuffer` gets no further events until it drains; then one
  *   length-only event per handle covers everything it missed (`at` = first missed entry).
  *   Over `hardBuffer` (checked on every send) or lagging for `lagCloseMs`: close 4408.
@@ -21,6 +24,17 @@ const CHECK_MS = 50;
 
 function tailEvent(hid: string, at: number, length: number): string {
   return `{"ev":"tail","handle":"${hid}","at":${at},"length":${length}}`;
+}
+
+/** The JSON array body of base64url strings (validated: nothing to escape), without brackets. */
+function joinParts(parts: string[][]): string {
+  if (parts.length === 1) return `"${(parts[0] as string[]).join('","')}"`;
+  let out = '';
+  for (const p of parts) {
+    if (p.length === 0) continue;
+    out += out === '' ? `"${p.join('","')}"` : `,"${p.join('","')}"`;
+  }
+  return out;
 }
 
 export class Fanout {
@@ -44,30 +58,58 @@ export class Fanout {
   }
 
   /**
-   * Merges contiguous commits into as few events as keep entries inline: commits of at most
-   * `inlineBatchBytes` merge while the sum stays within it; larger ones merge into
-   * length-only events. So pipelined small writes still reach followers with their entries.
+   * Packs the commits waiting for `log` into events: inline events of at most
+   * `inlineBatchBytes` of entries (filled up, splitting a commit where one ends), and
+   * length-only events for runs of entries that are each over the limit.
    */
   #flush(log: LiveLog): void {
     log.fanScheduled = false;
     const items = log.fan.splice(0);
-    const inline = this.ctx.limits.inlineBatchBytes;
-    let cur: { at: number; length: number; bytes: number; parts: string[][]; fits: boolean } | null = null;
+    const limit = this.ctx.limits.inlineBatchBytes;
+    this.ctx.metrics.commitBatch.observe(items.length);
+    // The event being filled: entries [at, length), as slices of the commits' base64 arrays.
+    let at = -1;
+    let length = -1;
+    let bytes = 0;
+    let parts: string[][] = [];
+    let inline = true;
     const emit = () => {
-      if (cur === null) return;
-      this.ctx.metrics.commitBatch.observe(cur.parts.length);
-      this.#deliver(log, cur.at, cur.length, cur.fits ? cur.parts : null);
+      if (length > at) this.#deliver(log, at, length, inline ? parts : null);
+      parts = [];
+      bytes = 0;
+      at = length;
     };
     for (const c of items) {
-      const fits = c.bytes <= inline;
-      if (cur !== null && c.at === cur.length && fits === cur.fits && (!fits || cur.bytes + c.bytes <= inline)) {
-        cur.length = c.length;
-        cur.bytes += c.bytes;
-        cur.parts.push(c.b64);
-      } else {
+      if (c.at !== length) {
+        // Not contiguous with the event being filled (cannot happen while commits settle in
+        // order; kept safe anyway): close it and start at this commit.
         emit();
-        cur = { at: c.at, length: c.length, bytes: c.bytes, parts: [c.b64], fits };
+        at = length = c.at;
       }
+      if (inline && bytes + c.bytes <= limit) {
+        // The common case: the whole commit fits in the event.
+        parts.push(c.b64);
+        bytes += c.bytes;
+        length = c.length;
+        continue;
+      }
+      // Entry by entry: fill the event to the limit, then start the next.
+      const b64 = c.b64;
+      let from = 0;
+      for (let i = 0; i < b64.length; i++) {
+        const size = ((b64[i] as string).length * 3) >>> 2;
+        const fits = size <= limit;
+        if (fits !== inline || (fits && bytes + size > limit)) {
+          if (inline && i > from) parts.push(b64.slice(from, i));
+          length = c.at + i;
+          emit();
+          inline = fits;
+          from = i;
+        }
+        if (fits) bytes += size;
+      }
+      if (inline && b64.length > from) parts.push(from === 0 ? b64 : b64.slice(from));
+      length = c.length;
     }
     emit();
     this.ctx.logs.maybeEvict(log);
@@ -94,7 +136,7 @@ export class Fanout {
         continue;
       }
       if (parts !== null) {
-        full ??= Buffer.from(`{"ev":"tail","handle":"${log.hid}","at":${at},"length":${length},"entries":["${parts.map((p) => p.join('","')).join('","')}"]}`);
+        full ??= Buffer.from(`{"ev":"tail","handle":"${log.hid}","at":${at},"length":${length},"entries":[${joinParts(parts)}]}`);
         s.send(full);
         inline++;
       } else {

@@ -84,6 +84,47 @@ describe('tail: fan-out', async () => {
     f.close();
   });
 
+  it('packs pipelined commits into events of at most 64 KiB of entries, splitting writes', async () => {
+    const log = logName();
+    const a = await connect(w, w.owner);
+    const la = await lease(a, w.site, log);
+    const f = await connect(w, reader);
+    const h = (await lease(f, w.site, log)).handle;
+    // 12 writes of 3 entries of 8 KiB: 288 KiB committed in a few batches.
+    const e8k = (i: number) => Buffer.alloc(8 * 1024, i).toString('base64url');
+    const n = 12;
+    await Promise.all(Array.from({ length: n }, (_, i) => a.call('write', { handle: la.handle, at: 3 * i, entries: [e8k(3 * i), e8k(3 * i + 1), e8k(3 * i + 2)] })));
+    const events = await tailEventsUntil(f, h, 3 * n);
+    assertContiguous(events, 0, 3 * n);
+    for (const e of events) {
+      assert.ok(e.entries !== undefined, 'every event carries its entries');
+      assert.ok((e.entries as string[]).length <= 8, `${(e.entries as string[]).length} entries of 8 KiB in one event`);
+    }
+    const all = events.flatMap((e) => e.entries as string[]);
+    assert.deepEqual(all, Array.from({ length: 3 * n }, (_, i) => e8k(i)));
+    assert.ok(events.length < 2 * n, `${events.length} events for ${n} writes`);
+
+    // One write of 20 entries of 8 KiB (160 KiB) is split into events of 8, 8 and 4.
+    const one = Array.from({ length: 20 }, (_, i) => e8k(100 + i));
+    await a.call('write', { handle: la.handle, at: 3 * n, entries: one });
+    const split = await tailEventsUntil(f, h, 3 * n + 20);
+    assertContiguous(split, 3 * n, 3 * n + 20);
+    assert.deepEqual(split.map((e) => (e.entries as string[]).length), [8, 8, 4]);
+    assert.deepEqual(split.flatMap((e) => e.entries as string[]), one);
+
+    // A write mixing small entries and one over the limit: inline, length-only, inline.
+    const big = Buffer.alloc(70 * 1024, 9).toString('base64url');
+    await a.call('write', { handle: la.handle, at: 3 * n + 20, entries: [entry('x'), big, entry('y')] });
+    const mixed = await tailEventsUntil(f, h, 3 * n + 23);
+    assertContiguous(mixed, 3 * n + 20, 3 * n + 23);
+    assert.deepEqual(
+      mixed.map((e) => e.entries),
+      [[entry('x')], undefined, [entry('y')]],
+    );
+    a.close();
+    f.close();
+  });
+
   it('publishes dg.notify.publish coalesced per log with the latest length', async () => {
     const log = logName();
     const seen: NotifyPublish[] = [];
