@@ -188,6 +188,7 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
       pushIntervalMs: config.pushIntervalMs,
       log: app.log,
       registry: metrics.registry,
+      pushAgent: config.notifyPushAgent,
     });
     await app.register(notify.routes, { prefix: '/notify/v1' });
     await notify.start();

@@ -2,6 +2,7 @@
  * Configuration of `datagrove serve`: every option is an environment variable and a flag
  * (PROTOCOL.md "Service endpoints and configuration"); a flag wins over the environment.
  */
+import type { Agent } from 'node:https';
 import { parseOidcProviders, type OidcProviderConfig } from '../auth/oidc/config.js';
 import { DgError } from '../protocol/errors.js';
 import type { TailLimits } from '../tail/index.js';
@@ -40,6 +41,8 @@ export interface Config {
   logLevel: string;
   /** Overrides of the tail service's limits; set in code only (tests shrink the time-based ones). */
   tailLimits?: Partial<TailLimits>;
+  /** TLS agent for notify's push requests; set in code only (tests trust a local push receiver). */
+  notifyPushAgent?: Agent;
 }
 
 export const DEFAULT_PUSH_HOSTS = [
