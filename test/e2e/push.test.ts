@@ -241,7 +241,9 @@ describe('push end to end (monolith)', async () => {
     await writeWithoutPushToB(s, receiver, 1);
     await writeWithoutPushToB(s, receiver, 1);
 
-    // Auth never hears of the 410: the profile keeps the endpoint and the subscription.
+    // Auth never hears of the 410: the profile keeps the endpoint and the subscription (so a
+    // later full-state resend would hand it to notify again, until a 404/410 drops it again).
+    // The client replaces it with a `push` of its new subscription, or removes it with `unpush`.
     const profile = await get<{ push: { device: string; endpoint: string }[] }>(srv.url, '/profile', s.b.access);
     assert.deepEqual(profile.body.push, [{ device: s.b.device, endpoint: s.bSub.endpoint }]);
 
