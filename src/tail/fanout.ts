@@ -21,6 +21,8 @@ import type { Committed, LiveLog } from './live-log.js';
 import type { Session } from './session.js';
 
 const CHECK_MS = 50;
+/** Longest a flush is held for the next commit of its log (see #hold). */
+const HOLD_MS = 5;
 
 function tailEvent(hid: string, at: number, length: number): string {
   return `{"ev":"tail","handle":"${hid}","at":${at},"length":${length}}`;
@@ -43,12 +45,25 @@ export class Fanout {
 
   constructor(private readonly ctx: TailContext) {}
 
-  /** A write of `log` committed; delivered once the current turn's commits are in. */
+  /** A write of `log` committed: its entries go out with the next flush of the log. */
   committed(log: LiveLog, c: Committed): void {
     log.fan.push(c);
+    this.#schedule(log);
+  }
+
+  /** A write of `log` settled, whatever the outcome: a flush held for it may go. */
+  settled(log: LiveLog): void {
+    if (log.fanHeld) this.#schedule(log);
+  }
+
+  /**
+   * The flush waits for the end of the turn (setImmediate), not just for the end of this
+   * batch (a microtask), so every commit that settles in this turn joins it.
+   */
+  #schedule(log: LiveLog): void {
     if (log.fanScheduled) return;
     log.fanScheduled = true;
-    queueMicrotask(() => this.#flush(log));
+    setImmediate(() => this.#flush(log));
   }
 
   stop(): void {
@@ -64,8 +79,9 @@ export class Fanout {
    */
   #flush(log: LiveLog): void {
     log.fanScheduled = false;
-    const items = log.fan.splice(0);
     const limit = this.ctx.limits.inlineBatchBytes;
+    if (this.#hold(log, limit)) return;
+    const items = log.fan.splice(0);
     this.ctx.metrics.commitBatch.observe(items.length);
     // The event being filled: entries [at, length), as slices of the commits' base64 arrays.
     let at = -1;
@@ -113,6 +129,33 @@ export class Fanout {
     }
     emit();
     this.ctx.logs.maybeEvict(log);
+  }
+
+  /**
+   * Holds a flush once while more writes of the log are on their way to the store and what
+   * waits does not fill an event yet: the next settle (or HOLD_MS) releases it, and the
+   * commits merge into fuller events (a pipelining leader's writes reach followers in
+   * fewer frames). A flush is never held twice in a row, so an entry waits for at most one
+   * more commit of its log, and never longer than HOLD_MS for it.
+   */
+  #hold(log: LiveLog, limit: number): boolean {
+    if (log.fanHeld) {
+      log.fanHeld = false;
+      if (log.fanTimer !== null) clearTimeout(log.fanTimer);
+      log.fanTimer = null;
+      return false;
+    }
+    if (log.inflight === 0) return false;
+    let bytes = 0;
+    for (const c of log.fan) bytes += c.bytes;
+    if (bytes >= limit) return false;
+    log.fanHeld = true;
+    log.fanTimer = setTimeout(() => {
+      log.fanTimer = null;
+      this.#schedule(log);
+    }, HOLD_MS);
+    log.fanTimer.unref();
+    return true;
   }
 
   #deliver(log: LiveLog, at: number, length: number, parts: string[][] | null): void {

@@ -100,6 +100,9 @@ export class LiveLog {
   readonly recentWids = new Map<string, { at: number; length: number }>();
   readonly fan: Committed[] = [];
   fanScheduled = false;
+  /** The flush of `fan` waits for the next commit of this log (see Fanout). */
+  fanHeld = false;
+  fanTimer: NodeJS.Timeout | null = null;
   /** Serializes lease changes (leader election) on this log. */
   lock: Promise<unknown> = Promise.resolve();
   idleWaiters: (() => void)[] = [];
@@ -144,7 +147,7 @@ export class LiveLog {
 
   /** Nothing keeps this log in memory. */
   unused(): boolean {
-    return this.handles.size === 0 && this.pins === 0 && this.lapse === null && this.inflight === 0 && this.replies.empty && !this.fanScheduled;
+    return this.handles.size === 0 && this.pins === 0 && this.lapse === null && this.inflight === 0 && this.replies.empty && !this.fanScheduled && this.fan.length === 0;
   }
 }
 

@@ -120,6 +120,7 @@ function settle(ctx: TailContext, log: LiveLog, w: PendingWrite, res: AppendResu
     }
   } finally {
     log.settled();
+    ctx.fanout.settled(log);
     ctx.logs.maybeEvict(log);
   }
 }
@@ -132,6 +133,7 @@ function failed(ctx: TailContext, log: LiveLog, w: PendingWrite, err: unknown): 
   }
   fail(ctx, log, w, 'UNAVAILABLE', 'commit failed; read and retry');
   log.settled();
+  ctx.fanout.settled(log);
   ctx.logs.maybeEvict(log);
 }
 
