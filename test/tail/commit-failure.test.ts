@@ -9,14 +9,17 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { decodeEntry, entry } from '../helpers/tail-client.js';
-import { connect, lease, logName, world } from './fixture.js';
+import { connect, joined, lease, logName, world } from './fixture.js';
 
 describe('tail: a failing commit', async () => {
   const w = await world();
 
   it('fails every write decided with it, acknowledges none, and restarts from the committed length', { timeout: 60_000 }, async () => {
     const c = await connect(w, w.owner);
-    const l = await lease(c, w.site, logName());
+    const name = logName();
+    const l = await lease(c, w.site, name);
+    const f = await connect(w, await joined(w, ['read']));
+    const fh = (await lease(f, w.site, name)).handle;
     assert.equal((await c.call('write', { handle: l.handle, at: 0, entries: [entry('kept')] })).length, 1);
     const blocker = new Database(join(w.srv.dataDir, 'tail.db'));
     blocker.exec('BEGIN IMMEDIATE');
@@ -38,6 +41,15 @@ describe('tail: a failing commit', async () => {
     }
     const read = await c.call<{ entries: string[] }>('read', { handle: l.handle, from: 0 });
     assert.deepEqual(read.entries.map(decodeEntry), ['kept', 'lost0', 'lost1', 'lost2', 'lost3', 'lost4']);
+    // The follower saw exactly the committed entries, in order, nothing of the failed commit.
+    const seen: string[] = [];
+    while (seen.length < 6) {
+      const e = await f.nextEvent('tail', fh);
+      assert.equal(e.at, seen.length, 'events continue where the last ended');
+      seen.push(...(e.entries as string[]).map(decodeEntry));
+    }
+    assert.deepEqual(seen, ['kept', 'lost0', 'lost1', 'lost2', 'lost3', 'lost4']);
     c.close();
+    f.close();
   });
 });
