@@ -1,5 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 
 /**
  * The control channel between the bench process and a measured child (the real server or
@@ -13,12 +15,15 @@ export interface Usage {
   user: number;
   system: number;
   rss: number;
+  /** V8 heap in use (bytes); after a `gc` request it counts live objects only. */
+  heapUsed: number;
 }
 
 export type ToChild =
   | { type: 'usage'; seq: number }
   | { type: 'profile-start'; seq: number }
   | { type: 'profile-stop'; seq: number; path: string }
+  | { type: 'gc'; seq: number }
   | { type: 'stop' };
 export type FromChild =
   | { type: 'ready'; port: number }
@@ -37,7 +42,11 @@ export function serveControl(port: number, stop: () => Promise<void>): void {
     const msg = raw as ToChild;
     if (msg.type === 'usage') {
       const u = process.cpuUsage();
-      send({ type: 'usage', seq: msg.seq, usage: { user: u.user, system: u.system, rss: process.memoryUsage().rss } });
+      const m = process.memoryUsage();
+      send({ type: 'usage', seq: msg.seq, usage: { user: u.user, system: u.system, rss: m.rss, heapUsed: m.heapUsed } });
+    } else if (msg.type === 'gc') {
+      fullGc();
+      send({ type: 'done', seq: msg.seq });
     } else if (msg.type === 'profile-start') {
       void profileStart().then(() => send({ type: 'done', seq: msg.seq }));
     } else if (msg.type === 'profile-stop') {
@@ -54,6 +63,22 @@ export function serveControl(port: number, stop: () => Promise<void>): void {
   // The bench died: do not linger.
   process.on('disconnect', () => process.exit(0));
   send({ type: 'ready', port });
+}
+
+let gcFn: (() => void) | null = null;
+
+/**
+ * A full garbage collection, so memory readings count live objects only (for memory per
+ * session). The child is not started with --expose-gc: the flag is set at run time and
+ * `gc` taken from a fresh context, which is where V8 puts it.
+ */
+function fullGc(): void {
+  if (gcFn === null) {
+    setFlagsFromString('--expose-gc');
+    gcFn = runInNewContext('gc') as () => void;
+  }
+  gcFn();
+  gcFn();
 }
 
 let inspector: Session | null = null;

@@ -16,6 +16,8 @@ export interface Child {
   profileStart(): Promise<void>;
   /** Stops the profile and writes it (a .cpuprofile file, for bench/lib/profile-summary.ts). */
   profileStop(path: string): Promise<void>;
+  /** Runs a full garbage collection in the child (before reading memory). */
+  gc(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -89,6 +91,13 @@ export async function startChild(script: string, args: string[] = [], env: NodeJ
       return new Promise<void>((resolve) => {
         acks.set(s, resolve);
         proc.send({ type: 'profile-stop', seq: s, path } satisfies ToChild);
+      });
+    },
+    gc() {
+      const s = ++seq;
+      return new Promise<void>((resolve) => {
+        acks.set(s, resolve);
+        proc.send({ type: 'gc', seq: s } satisfies ToChild);
       });
     },
     async stop() {
