@@ -38,7 +38,8 @@ describe('GroupCommitter', () => {
     // A second connection adds a trigger that makes any batch holding the poisoned entry
     // fail inside the store's transaction.
     const db = new Database(path);
-    db.exec(`CREATE TRIGGER poison BEFORE INSERT ON entries WHEN NEW.data = x'${POISON.toString('hex')}'
+    // (A write's entries are stored packed in one chunk row, so the trigger looks inside it.)
+    db.exec(`CREATE TRIGGER poison BEFORE INSERT ON chunks WHEN instr(NEW.data, x'${POISON.toString('hex')}') > 0
              BEGIN SELECT RAISE(ABORT, 'poisoned entry'); END`);
     db.close();
   });
