@@ -370,8 +370,8 @@ export class Log extends Emitter<LogEvents> {
       try {
         await this.sequencer.idle();
         const lease = await this.leaseNow();
-        if (this.feed.position > lease.length) throw new DgError('BAD_REQUEST', `from: beyond the log's length ${lease.length}`);
         await this.feed.catchUp(lease.length);
+        if (this.st === 'closed') return;
         if (this.needRecover) continue;
         this.term++;
         this.settle(lease);
@@ -414,6 +414,8 @@ export class Log extends Emitter<LogEvents> {
   }
 
   private applyLease(r: LeaseOk): void {
+    // Only meaningful when opening: later, events newer than the reply may already be in.
+    if (this.st === 'opening' && this.feed.position > r.length) throw new DgError('BAD_REQUEST', `from: beyond the log's length ${r.length}`);
     this.handle = r.handle;
     this.sequencer.setLimits(this.limits());
     this.peerSet = new Set(r.peers);
@@ -425,6 +427,7 @@ export class Log extends Emitter<LogEvents> {
 
   /** After a lease and a catch-up: take up the role. */
   private settle(r: LeaseOk): void {
+    if (this.st === 'closed') return;
     const prevRole = this.currentRole;
     const prevLeader = this.currentLeader;
     this.currentEpoch = Math.max(this.currentEpoch, r.epoch);

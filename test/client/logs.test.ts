@@ -1,0 +1,137 @@
+/**
+ * Logs through the SDK against the real server: leader election, follower appends over a
+ * real WebRTC data channel (werift) and over the signal relay, and exactly-once delivery
+ * when the leader's connection is cut while followers append.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { assertExactlyOnce, enc, makeClient, record, server, sharedSite, waitFor, type TestClient } from './harness.js';
+
+test('one leader, the others follow; leadership passes on when the leader closes', async () => {
+  const srv = await server();
+  const cs = await Promise.all([0, 1, 2].map(() => makeClient(srv)));
+  const site = await sharedSite(cs[0]!, cs.slice(1));
+  const logs = cs.map((c) => c.client.openLog(site, 'election'));
+  await Promise.all(logs.map((l) => l.opened));
+  const leaders = logs.filter((l) => l.role === 'leader');
+  assert.equal(leaders.length, 1);
+  const leaderDevice = cs[logs.indexOf(leaders[0]!)]!.client.device;
+  for (const l of logs) assert.equal(l.leader, leaderDevice);
+  const epoch = leaders[0]!.epoch;
+
+  const rest = logs.filter((l) => l !== leaders[0]);
+  await leaders[0]!.close(); // release: leadership ends at once
+  await waitFor('a new leader', () => rest.filter((l) => l.role === 'leader').length === 1 && rest.every((l) => l.leader !== leaderDevice && l.leader !== null));
+  const next = rest.find((l) => l.role === 'leader')!;
+  assert.ok(next.epoch > epoch, 'every change of leader increments the epoch');
+  await waitFor('followers agree', () => rest.every((l) => l.leader === next.leader));
+  for (const c of cs) await c.client.close();
+});
+
+async function followerAppends(rtc: boolean): Promise<void> {
+  const srv = await server();
+  const a = await makeClient(srv, { rtc });
+  const b = await makeClient(srv, { rtc });
+  const site = await sharedSite(a, [b]);
+  const la = a.client.openLog(site, 'chat', { channelTimeoutMs: 4000 });
+  const ra = record(la);
+  await la.opened;
+  const lb = b.client.openLog(site, 'chat', { channelTimeoutMs: 4000 });
+  const rb = record(lb);
+  await lb.opened;
+  assert.equal(la.role, 'leader');
+  assert.equal(lb.role, 'follower');
+
+  const acked = new Map<string, number>();
+  const idx = await lb.append([enc('b1'), enc('b2')]);
+  idx.forEach((i, k) => acked.set(`b${k + 1}`, i));
+  assert.equal(lb.leaderPath, rtc ? 'channel' : 'relay');
+  const [ia] = await la.append([enc('a1')]);
+  acked.set('a1', ia!);
+  const more = await Promise.all([lb.append([enc('b3')]), lb.append([enc('b4'), enc('b5')]), la.append([enc('a2')])]);
+  ['b3', 'b4', 'b5', 'a2'].forEach((p, k) => acked.set(p, more.flat()[k]!));
+  assert.equal(lb.leaderPath, rtc ? 'channel' : 'relay');
+
+  await waitFor('both caught up', () => ra.seen.length === 7 && rb.seen.length === 7);
+  assertExactlyOnce(acked, [ra, rb]);
+  // The follower's own entries carry its origin; payloads come back without the header.
+  const mine = rb.seen.filter((e) => e.origin?.device === b.client.device);
+  assert.deepEqual(mine.map((e) => new TextDecoder().decode(e.payload)), ['b1', 'b2', 'b3', 'b4', 'b5']);
+  assert.deepEqual(mine.map((e) => e.origin!.seq), [1, 2, 3, 4, 5]);
+  await a.client.close();
+  await b.client.close();
+}
+
+test("a follower's appends reach the log over a WebRTC data channel (werift)", async () => {
+  await followerAppends(true);
+});
+
+test("a follower's appends reach the log through the signal relay when WebRTC is off", async () => {
+  await followerAppends(false);
+});
+
+/** Followers (and the leader) append steadily; `disrupt` runs in the middle. */
+async function appendThroughDisruption(cs: TestClient[], site: string, disrupt: (leader: TestClient) => Promise<void>): Promise<void> {
+  const logs = cs.map((c) => c.client.openLog(site, 'stream', { retransmitMs: 1500, channelTimeoutMs: 1000 }));
+  const recs = logs.map((l) => record(l));
+  await Promise.all(logs.map((l) => l.opened));
+  const acked = new Map<string, number>();
+  const appends: Promise<void>[] = [];
+  let stop = false;
+  const writers = logs.map(async (log, w) => {
+    for (let i = 0; !stop && i < 200; i++) {
+      const payloads = [`w${w}-${i}a`, `w${w}-${i}b`];
+      appends.push(
+        log.append(payloads.map(enc)).then((idx) => {
+          payloads.forEach((p, k) => acked.set(p, idx[k]!));
+        }),
+      );
+      await new Promise((r) => setTimeout(r, 15));
+    }
+  });
+  await new Promise((r) => setTimeout(r, 400));
+  const leader = cs[logs.findIndex((l) => l.role === 'leader')]!;
+  await disrupt(leader);
+  await new Promise((r) => setTimeout(r, 1200));
+  stop = true;
+  await Promise.all(writers);
+  await Promise.all(appends);
+  const total = acked.size;
+  assert.ok(total >= 100, `appends went through (${total})`);
+  await waitFor('every subscriber caught up', () => recs.every((r) => r.seen.length >= total), 20_000);
+  await new Promise((r) => setTimeout(r, 300));
+  for (const r of recs) assert.equal(r.seen.length, total, 'nothing beyond the acknowledged appends');
+  assertExactlyOnce(acked, recs);
+}
+
+test("the leader's connection is cut mid-stream: every acknowledged append is in the log exactly once", async () => {
+  const srv = await server();
+  const cs = await Promise.all([0, 1, 2].map(() => makeClient(srv)));
+  const site = await sharedSite(cs[0]!, cs.slice(1));
+  await appendThroughDisruption(cs, site, async (leader) => {
+    leader.cut();
+    await new Promise((r) => setTimeout(r, 500));
+    leader.cut(); // again, while it recovers
+  });
+  for (const c of cs) await c.client.close();
+});
+
+test('the leader is cut for longer than the grace: another device leads and nothing is lost', async () => {
+  const srv = await server({ leaseGraceMs: 100 });
+  const cs = await Promise.all([0, 1, 2].map(() => makeClient(srv)));
+  const site = await sharedSite(cs[0]!, cs.slice(1));
+  let first = '';
+  await appendThroughDisruption(cs, site, async (leader) => {
+    first = leader.client.device;
+    // Keep cutting its sockets so it cannot retake leadership within the grace.
+    const end = Date.now() + 700;
+    while (Date.now() < end) {
+      leader.cut();
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  });
+  const leaders = cs.map((c) => c.client.openLog(site, 'stream')).filter((l) => l.role === 'leader');
+  assert.equal(leaders.length, 1);
+  assert.ok(first !== '');
+  for (const c of cs) await c.client.close();
+});
