@@ -82,7 +82,15 @@ export class Fanout {
     const limit = this.ctx.limits.inlineBatchBytes;
     if (this.#hold(log, limit)) return;
     const items = log.fan.splice(0);
-    this.ctx.metrics.commitBatch.observe(items.length);
+    // Writes of this log committed together, per batch (a flush may cover several batches).
+    let n = 0;
+    for (let i = 0; i < items.length; i++) {
+      n++;
+      if (i + 1 === items.length || (items[i + 1] as Committed).batch !== (items[i] as Committed).batch) {
+        this.ctx.metrics.commitBatch.observe(n);
+        n = 0;
+      }
+    }
     // The event being filled: entries [at, length), as slices of the commits' base64 arrays.
     let at = -1;
     let length = -1;
@@ -145,7 +153,8 @@ export class Fanout {
       log.fanTimer = null;
       return false;
     }
-    if (log.inflight === 0) return false;
+    // Nothing to gain without followers, or without more writes coming.
+    if (log.inflight === 0 || log.handles.size < 2) return false;
     let bytes = 0;
     for (const c of log.fan) bytes += c.bytes;
     if (bytes >= limit) return false;

@@ -95,6 +95,11 @@ export class GroupCommitter {
     this.maxPendingBytes = positive('maxPendingBytes', options.maxPendingBytes, DEFAULTS.maxPendingBytes);
   }
 
+  /** The number of the batch whose results are being delivered (1, 2, …; grows by one per batch). */
+  get batchNumber(): number {
+    return this.batches + this.failedBatches;
+  }
+
   get stats(): GroupCommitStats {
     return {
       batches: this.batches,

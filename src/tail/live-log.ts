@@ -72,6 +72,8 @@ export interface PendingWrite {
 
 /** A committed range waiting to be fanned out. */
 export interface Committed {
+  /** The group-commit batch it was committed in (GroupCommitter.batchNumber). */
+  batch: number;
   at: number;
   length: number;
   b64: string[];

@@ -26,7 +26,7 @@ export function createTailMetrics(registry: Registry): TailMetrics {
     entries: new Counter({ name: 'datagrove_tail_entries_committed_total', help: 'Log entries committed', registers }),
     commitBatch: new Histogram({
       name: 'datagrove_tail_commit_batch_writes',
-      help: 'Writes of one log committed together (fanned out together, packed into as few tail events as fit)',
+      help: 'Writes of one log committed together (in one group-commit batch)',
       buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
       registers,
     }),

@@ -89,7 +89,7 @@ function settle(ctx: TailContext, log: LiveLog, w: PendingWrite, res: AppendResu
         ctx.metrics.entries.inc(res.length - res.at);
         log.replies.complete(w.slot, `{"re":${w.id},"length":${res.length}}`);
         for (const x of w.waiters) log.replies.complete(x.slot, dupFrame(x.id, res.at, res.length));
-        ctx.fanout.committed(log, { at: res.at, length: res.length, b64: w.b64, bytes: w.bytes });
+        ctx.fanout.committed(log, { batch: ctx.committer.batchNumber, at: res.at, length: res.length, b64: w.b64, bytes: w.bytes });
         ctx.notify.committed(log.site, log.name, res.length);
         return;
       }
