@@ -6,7 +6,7 @@
  *   (acknowledged); then nothing.
  * Each opens from a given loopback source address (bench/lib/loopback.ts).
  */
-import { io, type ManagerOptions, type SocketOptions } from 'socket.io-client';
+import { io, type ManagerOptions, type Socket, type SocketOptions } from 'socket.io-client';
 import WebSocket from 'ws';
 
 export interface Idle {
@@ -45,15 +45,15 @@ export function openTailSession(url: string, token: string, site: string, log: s
   });
 }
 
-/** Connects a Socket.IO socket and joins `room`. */
-export function openSocketIo(url: string, room: string, from: string): Promise<Idle> {
+/** Connects a Socket.IO socket over WebSocket (from `from`, when given). */
+export function connectSocketIo(url: string, from?: string): Promise<Socket> {
   // localAddress reaches the `ws` transport (engine.io-client passes it through), but is not in the option types.
-  const options: Partial<ManagerOptions & SocketOptions> & { localAddress: string } = {
+  const options: Partial<ManagerOptions & SocketOptions> & { localAddress?: string } = {
     transports: ['websocket'],
     forceNew: true,
     reconnection: false,
     timeout: TIMEOUT_MS,
-    localAddress: from,
+    ...(from === undefined ? {} : { localAddress: from }),
   };
   const socket = io(url, options);
   return new Promise((resolve, reject) => {
@@ -61,15 +61,23 @@ export function openSocketIo(url: string, room: string, from: string): Promise<I
       socket.close();
       reject(e);
     });
-    socket.once('connect', () => {
-      socket.timeout(TIMEOUT_MS).emit('join', room, (err: Error | null) => {
-        if (err !== null) {
-          socket.close();
-          reject(new Error(`socket.io join: ${err.message}`));
-          return;
-        }
-        resolve({ close: () => socket.close() });
-      });
-    });
+    socket.once('connect', () => resolve(socket));
   });
+}
+
+/** Joins `room` (acknowledged by the server). */
+export async function joinRoom(socket: Socket, room: string): Promise<void> {
+  try {
+    await socket.timeout(TIMEOUT_MS).emitWithAck('join', room);
+  } catch (e) {
+    socket.close();
+    throw new Error(`socket.io join: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
+
+/** Connects a Socket.IO socket and joins `room`. */
+export async function openSocketIo(url: string, room: string, from: string): Promise<Idle> {
+  const socket = await connectSocketIo(url, from);
+  await joinRoom(socket, room);
+  return { close: () => socket.close() };
 }
