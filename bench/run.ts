@@ -2,7 +2,7 @@
  * `npm run bench`: runs the benchmarks, prints one table, and writes JSON results.
  *   npm run bench                      all benchmarks, full size; results in bench/results/
  *   npm run bench -- --quick           a smoke check (under 2 minutes); results in bench/results/quick/
- *   npm run bench -- --only token,fanout
+ *   npm run bench -- --only token,fanout   (token, fanout, write-ack, fanout-peers, signaling, sessions, auth)
  * Every figure is a median of interleaved repetitions and is shown next to its peer,
  * measured in the same run; the ratio is the point, not the absolute number.
  */
@@ -20,6 +20,10 @@ const BENCHES: Record<string, () => Promise<Bench>> = {
   token: async () => (await import('./token.js')).run,
   fanout: async () => (await import('./fanout.js')).run,
   'write-ack': async () => (await import('./write-ack.js')).run,
+  'fanout-peers': async () => (await import('./fanout-peers.js')).run,
+  signaling: async () => (await import('./signaling.js')).run,
+  sessions: async () => (await import('./sessions.js')).run,
+  auth: async () => (await import('./auth.js')).run,
 };
 
 interface Args {
@@ -40,7 +44,7 @@ function parseArgs(argv: string[]): Args {
       args.only = v.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
       for (const n of args.only) if (!(n in BENCHES)) throw new Error(`unknown benchmark '${n}' (known: ${Object.keys(BENCHES).join(', ')})`);
     } else if (a === '--help' || a === '-h') {
-      process.stdout.write('usage: npm run bench [-- --quick] [--only token,fanout,write-ack] [--no-charts]\n');
+      process.stdout.write(`usage: npm run bench [-- --quick] [--only ${Object.keys(BENCHES).join(',')}] [--no-charts]\n`);
       process.exit(0);
     } else throw new Error(`unknown argument '${a}'`);
   }
