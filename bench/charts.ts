@@ -9,6 +9,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
+import { extraCharts } from './charts-peers.js';
 import type { BenchResult, ResultFile, Row } from './lib/result.js';
 import { fmt } from './lib/stats.js';
 
@@ -128,6 +129,10 @@ export function writeCharts(resultsPath: string): string[] {
   for (const r of file.results) {
     writeFileSync(join(dir, `${r.name}.svg`), benchChart(r));
     written.push(`docs/benchmarks/${r.name}.svg`);
+  }
+  for (const [name, svg] of extraCharts(file.results)) {
+    writeFileSync(join(dir, name), svg);
+    if (!written.includes(`docs/benchmarks/${name}`)) written.push(`docs/benchmarks/${name}`);
   }
   writeFileSync(join(dir, 'ratios.svg'), overviewChart(file.results));
   written.push('docs/benchmarks/ratios.svg');
