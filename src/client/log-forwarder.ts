@@ -20,6 +20,8 @@ export interface ForwarderOptions {
   /** The next seq the writer will use (the floor when nothing is pending). */
   nextSeq: () => number;
   send: (leader: string, msg: LinkMessage) => void;
+  /** Resends went unanswered twice in a row: the link to `leader` should be rebuilt. */
+  stalled: (leader: string) => void;
   retransmitMs: number;
   /** Entries per submit message. */
   batch: number;
@@ -29,6 +31,7 @@ export class Forwarder {
   private leader: string | null = null;
   private epoch = -1;
   private timer: ReturnType<typeof setInterval> | null = null;
+  private unanswered = 0;
 
   constructor(private readonly opts: ForwarderOptions) {}
 
@@ -40,6 +43,7 @@ export class Forwarder {
   setLeader(leader: string | null, epoch: number): void {
     this.leader = leader;
     this.epoch = epoch;
+    this.unanswered = 0;
     if (leader !== null && this.timer === null) {
       this.timer = setInterval(() => this.retransmit(), Math.max(50, this.opts.retransmitMs / 2));
     }
@@ -59,6 +63,10 @@ export class Forwarder {
     const now = Date.now();
     const all = this.opts.pending.all();
     if (!all.some((p) => p.sentEpoch === this.epoch && now - p.sentAt >= this.opts.retransmitMs)) return;
+    if (++this.unanswered >= 2) {
+      this.unanswered = 0;
+      this.opts.stalled(this.leader);
+    }
     // Resend everything of the epoch from the oldest, so the leader's gap (if any) fills.
     this.send(all.filter((p) => p.sentEpoch === this.epoch));
   }
@@ -86,6 +94,7 @@ export class Forwarder {
   /** An `ack` from the leader: those entries are durable. */
   onAck(msg: Extract<LinkMessage, { t: 'ack' }>): void {
     if (msg.stream !== this.opts.stream) return;
+    this.unanswered = 0;
     for (const [seq, index] of msg.acks) this.opts.pending.resolve(seq, index);
   }
 

@@ -121,7 +121,7 @@ export class Log extends Emitter<LogEvents> {
     this.feed = new LogFeed(opts.from ?? 0, (from) => this.read(from), (at, entries) => this.onEntries(at, entries));
     this.sequencer = new Sequencer(
       {
-        write: (at, entries, wid) => this.requireConn().request('write', { handle: this.requireHandle(), at, entries, wid }, { retry: false }),
+        write: async (at, entries, wid) => this.requireConn().request('write', { handle: this.requireHandle(), at, entries, wid }, { retry: false }),
         written: (at, items, length) => {
           this.feed.observe(length);
           this.feed.offer(at, items.map((i) => i.bytes));
@@ -148,6 +148,8 @@ export class Log extends Emitter<LogEvents> {
       stream: this.stream,
       nextSeq: () => this.seq + 1,
       send: (leader, msg) => this.hub.sendTo(leader, msg),
+      // No acknowledgement through two resends: the link may be dead on the far side.
+      stalled: (leader) => this.hub.drop(leader),
       retransmitMs: opts.retransmitMs ?? 4000,
       batch: 256,
     });
@@ -275,6 +277,10 @@ export class Log extends Emitter<LogEvents> {
     return this.handle;
   }
 
+  private isClosed(): boolean {
+    return this.st === 'closed';
+  }
+
   private setState(s: LogState): void {
     if (this.st === s || this.st === 'closed') return;
     this.st = s;
@@ -371,7 +377,7 @@ export class Log extends Emitter<LogEvents> {
         await this.sequencer.idle();
         const lease = await this.leaseNow();
         await this.feed.catchUp(lease.length);
-        if (this.st === 'closed') return;
+        if (this.isClosed()) return;
         if (this.needRecover) continue;
         this.term++;
         this.settle(lease);
@@ -480,10 +486,8 @@ export class Log extends Emitter<LogEvents> {
         break;
       case 'peer':
         if (ev.state === 'join') this.peerSet.add(ev.device);
-        else {
-          this.peerSet.delete(ev.device);
-          if (ev.device !== this.currentLeader) this.hub.drop(ev.device, false);
-        }
+        // A data channel can outlive its peer's socket (which reconnects): links stay.
+        else this.peerSet.delete(ev.device);
         break;
       case 'signal':
         this.hub.handleSignal(ev.from, ev.kind, ev.data);
