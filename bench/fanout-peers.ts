@@ -68,8 +68,9 @@ export async function run(opts: BenchOptions): Promise<BenchResult> {
   const t0 = performance.now();
   const quick = opts.quick;
   const sizes: Size[] = quick
-    ? [{ followers: 1, entries: 2000 }, { followers: 50, entries: 2000 }]
-    : [{ followers: 1, entries: 20_000 }, { followers: 50, entries: 20_000 }, { followers: 500, entries: 4000 }];
+    ? [{ followers: 1, entries: 5000 }, { followers: 50, entries: 2000 }]
+    : // One follower gets more entries, so its round lasts long enough to measure CPU over.
+      [{ followers: 1, entries: 100_000 }, { followers: 50, entries: 20_000 }, { followers: 500, entries: 4000 }];
   const reps = quick ? 1 : 3;
   requireOpenFiles(Math.max(...sizes.map((s) => s.followers)) + 64, 'fanout-peers');
 
