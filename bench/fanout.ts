@@ -1,10 +1,14 @@
 /**
  * Fan-out benchmark: one leader, N followers, the real server as a child process against
  * a bare `ws` relay as a child process (bench/peers/ws-relay.ts), with the same payloads,
- * batches, pipelining window, follower count and client code. The figure that matters is
+ * writes, pipelining window, follower count and client code. The figure that matters is
  * the serving process's own CPU time (user + system) per delivered entry, where delivered
  * entries = entries × followers; its ratio to the relay's must stay ≤ 0.5 (and never
  * exceed 1.0). Deliveries/s and delivery latency come from the same rounds.
+ *
+ * The same entries are written 1, 10 or 100 to a write (collaborative apps write small
+ * entries often), with the client SDK's pipelining window, and 100 to a write one at a time.
+ * Both sides receive exactly the same leader messages, one per write.
  * DG_BENCH_PROF=DIR writes a CPU profile of each measured window of each serving process
  * into DIR (for diagnosis only: profiling adds its own cost).
  */
@@ -12,7 +16,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cpuBetween, scriptPath, startChild, type Child } from './lib/child.js';
-import { fanoutRound } from './lib/fanout-round.js';
+import { commitCounts, writesPerCommit } from './lib/commit-metrics.js';
+import { fanoutRound, type Pace } from './lib/fanout-round.js';
 import { Payload } from './lib/payload.js';
 import { row, type BenchOptions, type BenchResult, type Row } from './lib/result.js';
 import { fmt, median } from './lib/stats.js';
@@ -30,22 +35,26 @@ interface Measured {
   /** Share of follower frames that carried their entries (no read needed). */
   pushedShare: number;
   framesPerFollower: number;
+  /** Writes per durable commit (project only: the server's commit-group histogram). */
+  writesPerCommit: number;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function measure(target: Target, child: Child, log: string, payload: Payload, window: number, followers: number): Promise<Measured> {
+async function measure(target: Target, child: Child, log: string, payload: Payload, window: number, followers: number, pace: Pace): Promise<Measured> {
   const conns = await target.open(log);
   try {
     await sleep(300); // let the connection and lease work finish before the window opens
     const prof = process.env.DG_BENCH_PROF;
+    const m0 = target.name === 'project' ? await commitCounts(child.port) : null;
     if (prof !== undefined && prof !== '') await child.profileStart();
     const u0 = await child.usage();
     const c0 = process.cpuUsage();
-    const s = await fanoutRound(conns.leader, conns.followers, payload, window);
+    const s = await fanoutRound(conns.leader, conns.followers, payload, window, pace);
     const u1 = await child.usage();
     if (prof !== undefined && prof !== '') await child.profileStop(join(prof, `fanout-${target.name}-${log}.cpuprofile`));
     const c1 = process.cpuUsage(c0);
+    const m1 = m0 === null ? null : await commitCounts(child.port);
     return {
       cpuPerDelivery: cpuBetween(u0, u1) / s.deliveries,
       deliveriesPerSec: s.deliveries / s.seconds,
@@ -55,6 +64,7 @@ async function measure(target: Target, child: Child, log: string, payload: Paylo
       clientCpuPerDelivery: (c1.user + c1.system) / s.deliveries,
       pushedShare: s.frames === 0 ? 0 : s.pushed / s.frames,
       framesPerFollower: s.frames / followers,
+      writesPerCommit: m0 === null || m1 === null ? Number.NaN : writesPerCommit(m0, m1),
     };
   } finally {
     await conns.close();
@@ -62,34 +72,52 @@ async function measure(target: Target, child: Child, log: string, payload: Paylo
 }
 
 interface Scenario {
-  /** Batches in flight end to end (sent but not yet delivered to every follower). */
+  /** Entries per write. */
+  perWrite: number;
+  /** Writes in flight end to end (sent but not yet delivered to every follower). */
   window: number;
   label: string;
 }
 
 /**
- * Two ends of a leader's behaviour: deep pipelining (several writes in flight, which lets
- * the server merge commits into fewer, larger events) and one write at a time (no merging
- * possible: the same one frame per write per follower as the relay).
+ * Writes the client SDK keeps in flight (MAX_INFLIGHT in src/client/log-sequencer.ts).
+ * Here a write counts until every follower has it, a little stricter than the SDK's
+ * "until acked" (a follower gets a write about when the leader gets its ack).
  */
-const SCENARIOS: Scenario[] = [
-  { window: 8, label: '8 writes in flight' },
-  { window: 1, label: '1 write in flight' },
-];
+const SDK_WINDOW = 4;
+
+/**
+ * The write size at the SDK's pipelining (the server can merge writes committed together
+ * into fewer, larger events), and one write of 100 at a time (no merging possible: the
+ * same one frame per write per follower as the relay), the worst case.
+ */
+function scenarios(quick: boolean): Scenario[] {
+  const sizes = quick ? [10, 100] : [1, 10, 100];
+  const out: Scenario[] = sizes.map((n) => ({ perWrite: n, window: SDK_WINDOW, label: `${n} per write, ${SDK_WINDOW} in flight` }));
+  out.push({ perWrite: 100, window: 1, label: '100 per write, 1 in flight' });
+  return out;
+}
+
+/**
+ * The tail service lets a session send 2 000 operations a second (burst 4 000: limits.ts);
+ * the leader keeps a little inside that, on both sides, so no write is refused.
+ */
+const PACE: Pace = { perSec: 1900, burst: 3000 };
 
 async function scenario(
   sc: Scenario,
   sides: { project: Target; peer: Target; server: Child; relay: Child },
   payload: Payload,
-  warm: Payload,
   reps: number,
   followers: number,
   log: (line: string) => void,
 ): Promise<{ P: Measured[]; R: Measured[] }> {
   const { project, peer, server, relay } = sides;
-  // Warm-up: one round on each side, not measured, so both run optimized code.
-  await measure(project, server, `fan-w${sc.window}-warm`, warm, sc.window, followers);
-  await measure(peer, relay, `fan-w${sc.window}-warm`, warm, sc.window, followers);
+  const key = `e${sc.perWrite}w${sc.window}`;
+  // Warm-up: one full-size round on each side, not measured, so both run optimized code
+  // (a shorter one left the server's longer code path partly unoptimized).
+  await measure(project, server, `fan-${key}-warm`, payload, sc.window, followers, PACE);
+  await measure(peer, relay, `fan-${key}-warm`, payload, sc.window, followers, PACE);
   const P: Measured[] = [];
   const R: Measured[] = [];
   for (let r = 0; r < reps; r++) {
@@ -99,12 +127,12 @@ async function scenario(
       [peer, relay, R],
     ];
     if (r % 2 === 1) order.reverse();
-    for (const [t, c, out] of order) out.push(await measure(t, c, `fan-w${sc.window}-${r}`, payload, sc.window, followers));
+    for (const [t, c, out] of order) out.push(await measure(t, c, `fan-${key}-${r}`, payload, sc.window, followers, PACE));
     const p = P.at(-1);
     const q = R.at(-1);
     if (p !== undefined && q !== undefined) {
       log(`fanout ${sc.label}, rep ${r + 1}/${reps}: CPU/delivery ${fmt(p.cpuPerDelivery)} vs ${fmt(q.cpuPerDelivery)} µs (ratio ${fmt(p.cpuPerDelivery / q.cpuPerDelivery)}); ` +
-        `${fmt(p.deliveriesPerSec)} vs ${fmt(q.deliveriesPerSec)} deliveries/s; p50 ${fmt(p.p50)} vs ${fmt(q.p50)} ms; ${fmt(p.framesPerFollower)} vs ${fmt(q.framesPerFollower)} frames/follower`);
+        `${fmt(p.deliveriesPerSec)} vs ${fmt(q.deliveriesPerSec)} deliveries/s; p50 ${fmt(p.p50)} vs ${fmt(q.p50)} ms; ${fmt(p.framesPerFollower)} vs ${fmt(q.framesPerFollower)} frames/follower; ${fmt(p.writesPerCommit)} writes/commit`);
     }
   }
   return { P, R };
@@ -114,9 +142,10 @@ export async function run(opts: BenchOptions): Promise<BenchResult> {
   const t0 = performance.now();
   const followers = opts.quick ? 20 : 50;
   const entries = opts.quick ? 4000 : 20_000;
-  const reps = opts.quick ? 1 : 5;
+  const reps = Number(process.env.DG_BENCH_FANOUT_REPS ?? '') || (opts.quick ? 1 : 5); // the variable: diagnosis only
   const entryBytes = 100;
-  let batch = 100;
+  const only = process.env.DG_BENCH_FANOUT_ONLY; // diagnosis: e.g. "1" runs only 1 entry per write
+  const all = scenarios(opts.quick).filter((sc) => only === undefined || only === '' || only.split(',').includes(String(sc.perWrite)));
 
   const dataDir = mkdtempSync(join(tmpdir(), 'dg-bench-fanout-'));
   const children: Child[] = [];
@@ -132,20 +161,20 @@ export async function run(opts: BenchOptions): Promise<BenchResult> {
     // Respect the server's announced limit on entries per write (the relay has none).
     const probe = await project.open('fan-probe');
     await probe.close();
-    if (probe.maxEntries !== null && probe.maxEntries < batch) batch = probe.maxEntries;
-    const payload = new Payload(entries, entryBytes, batch);
-    // A full-size warm-up: a shorter one left the server's longer code path partly
-    // unoptimized in the first measured repetitions (the relay's too, less so).
-    const warm = payload;
+    const maxEntries = probe.maxEntries ?? Number.POSITIVE_INFINITY;
+    for (const sc of all) if (sc.perWrite > maxEntries) throw new Error(`the server takes at most ${maxEntries} entries per write, the benchmark writes ${sc.perWrite}`);
 
     const rows: Row[] = [];
     const notes = [
-      `${followers} followers, ${entries} entries of ${entryBytes} B in writes of ${batch}; a window of W writes means at most W writes not yet delivered to every follower; ${reps} interleaved repetitions per scenario after one full-size warm-up round each.`,
+      `${followers} followers, ${entries} entries of ${entryBytes} B in writes of 1, 10 or 100 entries; a window of W writes means at most W writes not yet delivered to every follower ` +
+        `(W = ${SDK_WINDOW} is what the client SDK keeps in flight); ${reps} interleaved repetitions per scenario after one full-size warm-up round each.`,
+      `The leader keeps to ${PACE.perSec} writes/s (burst ${PACE.burst}) on both sides, inside the server's limit of 2 000 operations/s per session.`,
       'CPU is the serving child process\'s own user+system time (process.cpuUsage over IPC) from the first write to the last delivery; set-up (sign-up, connect, lease) is outside the window.',
     ];
     const pick = (xs: Measured[], k: keyof Measured) => xs.map((m) => m[k]);
-    for (const sc of SCENARIOS) {
-      const { P, R } = await scenario(sc, { project, peer, server, relay }, payload, warm, reps, followers, opts.log);
+    for (const sc of all) {
+      const payload = new Payload(entries, entryBytes, sc.perWrite);
+      const { P, R } = await scenario(sc, { project, peer, server, relay }, payload, reps, followers, opts.log);
       const cpuRow = row(`server CPU per delivered entry, ${sc.label}`, 'µs', 'lower', pick(P, 'cpuPerDelivery'), pick(R, 'cpuPerDelivery'), {
         text: '≤ 0.5',
         test: (x) => x <= 0.5,
@@ -159,9 +188,10 @@ export async function run(opts: BenchOptions): Promise<BenchResult> {
       if (cpuRow.ratio > 1) notes.push(`${sc.label}: the project used MORE CPU per delivered entry than the bare relay (ratio ${fmt(cpuRow.ratio)} > 1.0).`);
       notes.push(
         `${sc.label}: frames per follower ${fmt(median(pick(P, 'framesPerFollower')))} (project) vs ${fmt(median(pick(R, 'framesPerFollower')))} (peer); ` +
-          `${fmt(median(pick(P, 'pushedShare')) * 100)}% of project frames carried their entries (the rest needed a read); ` +
+          `${fmt(median(pick(P, 'writesPerCommit')))} writes per durable commit; ${fmt(median(pick(P, 'pushedShare')) * 100)}% of project frames carried their entries (the rest needed a read); ` +
           `clients used ${fmt(median(pick(P, 'clientCpuPerDelivery')))} vs ${fmt(median(pick(R, 'clientCpuPerDelivery')))} µs of CPU per delivered entry (they share the 2 cores); ` +
-          `serving RSS ${fmt(median(pick(P, 'rssMiB')))} vs ${fmt(median(pick(R, 'rssMiB')))} MiB.`,
+          `serving RSS ${fmt(median(pick(P, 'rssMiB')))} vs ${fmt(median(pick(R, 'rssMiB')))} MiB; ` +
+          `CPU ratio per repetition ${cpuRow.projectRuns?.map((x, i) => fmt(x / (cpuRow.peerRuns?.[i] ?? Number.NaN))).join(', ')}.`,
       );
     }
     return {
@@ -170,7 +200,7 @@ export async function run(opts: BenchOptions): Promise<BenchResult> {
       project: 'datagrove server (tail over WebSocket, SQLite, acked durable writes)',
       peer: 'bare ws relay (parse + send to every other client; no auth, no durability)',
       quick: opts.quick,
-      params: { followers, entries, entryBytes, batch, reps, windows: SCENARIOS.map((s) => s.window).join(',') },
+      params: { followers, entries, entryBytes, reps, scenarios: all.map((sc) => `${sc.perWrite}x${sc.window}`).join(','), paceWritesPerSec: PACE.perSec },
       rows,
       notes,
       seconds: (performance.now() - t0) / 1000,

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createSite, signup, type Session } from './lib/auth-client.js';
 import { cpuBetween, scriptPath, startChild, type Child } from './lib/child.js';
+import { commitCounts, writesPerCommit } from './lib/commit-metrics.js';
 import type { Conn } from './lib/fanout-round.js';
 import { row, type BenchOptions, type BenchResult } from './lib/result.js';
 import { runSchedule } from './lib/schedule.js';
@@ -32,17 +33,11 @@ interface Measured {
 
 const ACK_TIMEOUT_MS = 60_000;
 
-async function commitBatches(port: number): Promise<{ sum: number; count: number }> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  const num = (name: string) => Number(/^(\S+) (\S+)$/m.exec(text.split('\n').find((l) => l.startsWith(`${name} `)) ?? '')?.[2] ?? Number.NaN);
-  return { sum: num('datagrove_tail_commit_batch_writes_sum'), count: num('datagrove_tail_commit_batch_writes_count') };
-}
-
 async function measureProject(child: Child, conns: Conn[], rate: number, seconds: number, entry: string, profile: string | null): Promise<Measured> {
   const lat = new Samples();
   let acked = 0;
   let failure: Error | null = null;
-  const m0 = await commitBatches(child.port);
+  const m0 = await commitCounts(child.port);
   if (profile !== null) await child.profileStart();
   const u0 = await child.usage();
   const t0 = performance.now();
@@ -67,12 +62,12 @@ async function measureProject(child: Child, conns: Conn[], rate: number, seconds
   const elapsed = (performance.now() - t0) / 1000;
   const u1 = await child.usage();
   if (profile !== null) await child.profileStop(profile);
-  const m1 = await commitBatches(child.port);
+  const m1 = await commitCounts(child.port);
   return {
     p50: lat.q(0.5),
     p99: lat.q(0.99),
     rate: total / elapsed,
-    perCommit: (m1.sum - m0.sum) / (m1.count - m0.count),
+    perCommit: writesPerCommit(m0, m1),
     cpuPerWrite: cpuBetween(u0, u1) / total,
   };
 }

@@ -93,8 +93,18 @@ class Follower {
   }
 }
 
+/**
+ * A client-side token bucket for the leader's writes: `perSec` writes a second, `burst`
+ * saved up. Both sides get the same one, so it only keeps the leader inside the server's
+ * per-session operation limit (an over-limit write would be refused, not measured).
+ */
+export interface Pace {
+  perSec: number;
+  burst: number;
+}
+
 /** Runs one round; resolves when every follower has every entry and every write is acked. */
-export function fanoutRound(leader: Conn, followers: Conn[], payload: Payload, window: number): Promise<RoundStats> {
+export function fanoutRound(leader: Conn, followers: Conn[], payload: Payload, window: number, pace?: Pace): Promise<RoundStats> {
   const stats: RoundStats = { deliveries: 0, seconds: 0, latency: new Samples(), pushed: 0, reads: 0, frames: 0 };
   const B = payload.batches;
   const delivered = new Int32Array(B); // followers that have all of batch b
@@ -104,24 +114,48 @@ export function fanoutRound(leader: Conn, followers: Conn[], payload: Payload, w
   let acked = 0;
   let lastProgress = performance.now();
   const t0 = performance.now();
+  let tokens = pace?.burst ?? 0;
+  let tokensAt = t0;
+  let paceTimer: NodeJS.Timeout | null = null;
+  /** Whether the pace allows one more write now (takes the token); always true without a pace. */
+  const mayWrite = (): boolean => {
+    if (pace === undefined) return true;
+    const now = performance.now();
+    tokens = Math.min(pace.burst, tokens + ((now - tokensAt) * pace.perSec) / 1000);
+    tokensAt = now;
+    if (tokens < 1) return false;
+    tokens--;
+    return true;
+  };
 
   return new Promise<RoundStats>((resolve, reject) => {
     let done = false;
-    const fail = (e: Error) => {
-      if (done) return;
+    const stop = () => {
       done = true;
       clearInterval(watchdog);
+      if (paceTimer !== null) clearTimeout(paceTimer);
+    };
+    const fail = (e: Error) => {
+      if (done) return;
+      stop();
       reject(e);
     };
     const finishIfDone = () => {
       if (done || frontier < B || acked < B) return;
-      done = true;
-      clearInterval(watchdog);
+      stop();
       stats.seconds = (performance.now() - t0) / 1000;
       resolve(stats);
     };
     const pump = () => {
       while (!done && sent < B && sent - frontier < window) {
+        if (!mayWrite()) {
+          // Out of tokens: come back when the next one is due.
+          paceTimer ??= setTimeout(() => {
+            paceTimer = null;
+            pump();
+          }, 1);
+          return;
+        }
         const b = sent++;
         const entries = payload.stamped(b);
         const at = b * payload.batch;
