@@ -197,8 +197,8 @@ export class Fanout {
         bare++;
       }
     }
-    if (inline > 0) this.ctx.metrics.fanout.inc({ kind: 'entries' }, inline);
-    if (bare > 0) this.ctx.metrics.fanout.inc({ kind: 'length' }, bare);
+    if (inline > 0) this.ctx.metrics.fannedOut('entries', inline);
+    if (bare > 0) this.ctx.metrics.fannedOut('length', bare);
   }
 
   #markSlow(s: Session): void {
@@ -235,7 +235,7 @@ export class Fanout {
           s.send(tailEvent(h.id, at, h.lagLength));
           n++;
         }
-        if (n > 0) this.ctx.metrics.fanout.inc({ kind: 'length' }, n);
+        if (n > 0) this.ctx.metrics.fannedOut('length', n);
       } else if (now - s.slowSince > lagCloseMs) {
         this.#unslow(s);
         s.close(TAIL_CLOSE.slow, 'slow consumer');

@@ -10,9 +10,11 @@
  * - At most one batch is in flight at a time, and batches commit in submission order, so
  *   the store decides requests exactly in the order they were submitted. Use one
  *   GroupCommitter per store.
- * - Each `submit` resolves with its own request's result, in submission order, only after
- *   the batch's transaction committed (acknowledged means durable).
- * - If a batch's commit rejects, every request of that batch rejects with that error and
+ * - Each request's result reaches its caller, in submission order, only after the batch's
+ *   transaction committed (acknowledged means durable): `submit` resolves a promise;
+ *   `enqueue` calls its sink, all of a batch's sinks one after the other in one go, so the
+ *   replies they send can leave together.
+ * - If a batch's commit rejects, every request of that batch fails with that error and
  *   nothing of the batch was stored (the store's guarantee). Later batches still run.
  * - Bounded: when the queue of requests not yet in a batch would exceed `maxPending`
  *   requests or `maxPendingBytes`, `submit` rejects with DgError UNAVAILABLE instead of
@@ -31,6 +33,13 @@ export interface GroupCommitOptions {
   maxPending?: number;
   /** Most entry bytes waiting for a batch (default 128 MiB). */
   maxPendingBytes?: number;
+  /**
+   * Runs the delivery of each batch's outcomes (every sink of the batch, in order) inside
+   * it, synchronously: the tail service corks the sockets the replies go to around it.
+   */
+  deliverWith?: (deliver: () => void) => void;
+  /** Gets an error a sink threw (a bug); the other sinks still get their outcome. Default: rethrown in a microtask. */
+  onSinkError?: (err: unknown) => void;
 }
 
 export interface GroupCommitStats {
@@ -46,11 +55,27 @@ export interface GroupCommitStats {
   inFlight: number;
 }
 
+/**
+ * Where `enqueue` delivers one request's outcome: exactly one of the two is called, once.
+ * (The write path passes its pending write itself, so a write costs no promise or closure.)
+ */
+export interface CommitSink {
+  committed(result: AppendResult): void;
+  failed(err: unknown): void;
+}
+
 interface Pending {
   req: AppendRequest;
   bytes: number;
-  resolve: (r: AppendResult) => void;
-  reject: (err: unknown) => void;
+  sink: CommitSink;
+}
+
+/** `submit`'s sink: settles a promise. */
+class PromiseSink implements CommitSink {
+  constructor(
+    readonly committed: (r: AppendResult) => void,
+    readonly failed: (err: unknown) => void,
+  ) {}
 }
 
 const DEFAULTS = {
@@ -72,6 +97,8 @@ export class GroupCommitter {
   private readonly maxBatchBytes: number;
   private readonly maxPending: number;
   private readonly maxPendingBytes: number;
+  private readonly deliverWith: (deliver: () => void) => void;
+  private readonly onSinkError: (err: unknown) => void;
 
   private queue: Pending[] = [];
   private queuedBytes = 0;
@@ -93,6 +120,13 @@ export class GroupCommitter {
     this.maxBatchBytes = positive('maxBatchBytes', options.maxBatchBytes, DEFAULTS.maxBatchBytes);
     this.maxPending = positive('maxPending', options.maxPending, DEFAULTS.maxPending);
     this.maxPendingBytes = positive('maxPendingBytes', options.maxPendingBytes, DEFAULTS.maxPendingBytes);
+    this.deliverWith = options.deliverWith ?? ((deliver) => deliver());
+    this.onSinkError =
+      options.onSinkError ??
+      ((err) =>
+        queueMicrotask(() => {
+          throw err;
+        }));
   }
 
   /** The number of the batch whose results are being delivered (1, 2, …; grows by one per batch). */
@@ -112,22 +146,30 @@ export class GroupCommitter {
 
   /** Queues one request for the next batch; resolves with its result once committed. */
   submit(req: AppendRequest): Promise<AppendResult> {
-    if (this.closed) return Promise.reject(new DgError('UNAVAILABLE', 'log writer is closing'));
+    return new Promise<AppendResult>((resolve, reject) => this.enqueue(req, new PromiseSink(resolve, reject)));
+  }
+
+  /**
+   * Queues one request for the next batch; `sink` learns its outcome once committed. A
+   * request refused at once (closing, malformed, over the queue bound) fails in a
+   * microtask, never inside this call.
+   */
+  enqueue(req: AppendRequest, sink: CommitSink): void {
     let bytes: number;
     try {
+      if (this.closed) throw new DgError('UNAVAILABLE', 'log writer is closing');
       bytes = checkAppendRequest(req);
+      if (this.queue.length >= this.maxPending || this.queuedBytes + bytes > this.maxPendingBytes) {
+        throw new DgError('UNAVAILABLE', 'too many writes waiting to commit', { retryAfter: 1 });
+      }
     } catch (err) {
-      return Promise.reject(err);
+      queueMicrotask(() => sink.failed(err));
+      return;
     }
-    if (this.queue.length >= this.maxPending || this.queuedBytes + bytes > this.maxPendingBytes) {
-      return Promise.reject(new DgError('UNAVAILABLE', 'too many writes waiting to commit', { retryAfter: 1 }));
-    }
-    return new Promise<AppendResult>((resolve, reject) => {
-      this.queue.push({ req, bytes, resolve, reject });
-      this.queuedBytes += bytes;
-      this.submitted++;
-      this.schedule();
-    });
+    this.queue.push({ req, bytes, sink });
+    this.queuedBytes += bytes;
+    this.submitted++;
+    this.schedule();
   }
 
   /** Resolves once every request submitted before this call is committed or failed. */
@@ -179,22 +221,44 @@ export class GroupCommitter {
 
   private async commit(batch: Pending[]): Promise<void> {
     this.inFlight = batch.length;
+    const reqs = new Array<AppendRequest>(batch.length);
+    for (let i = 0; i < batch.length; i++) reqs[i] = (batch[i] as Pending).req;
     let results: AppendResult[];
     try {
-      results = await this.store.appendBatch(batch.map((p) => p.req));
+      results = await this.store.appendBatch(reqs);
       if (!Array.isArray(results) || results.length !== batch.length) {
         throw new DgError('INTERNAL', 'internal error', { cause: new Error('log store returned a result count that does not match the batch') });
       }
     } catch (err) {
       this.failedBatches++;
-      for (const p of batch) p.reject(err);
+      this.deliver(batch, null, err);
       this.settle(batch.length);
       return;
     }
     this.batches++;
     this.committedRequests += batch.length;
-    batch.forEach((p, i) => p.resolve(results[i] as AppendResult));
+    this.deliver(batch, results, null);
     this.settle(batch.length);
+  }
+
+  /** Calls every sink of the batch in order, inside one `deliverWith` run. */
+  private deliver(batch: Pending[], results: AppendResult[] | null, err: unknown): void {
+    const all = () => {
+      for (let i = 0; i < batch.length; i++) {
+        const p = batch[i] as Pending;
+        try {
+          if (results === null) p.sink.failed(err);
+          else p.sink.committed(results[i] as AppendResult);
+        } catch (e) {
+          this.onSinkError(e);
+        }
+      }
+    };
+    try {
+      this.deliverWith(all);
+    } catch (e) {
+      this.onSinkError(e);
+    }
   }
 
   private settle(n: number): void {

@@ -1,6 +1,18 @@
-/** The tail service's Prometheus metrics, registered on the process registry. */
+/**
+ * The tail service's Prometheus metrics, registered on the process registry.
+ *
+ * What the write path and fan-out count on every write or event (write results, entries
+ * committed, events delivered) is kept in plain numbers and folded into the counters when
+ * they are scraped (`collect`): prom-client hashes the labels on every labelled `inc`, even
+ * through `labels()`, which cost more than the rest of a small write's bookkeeping.
+ */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { ErrorCode } from '../protocol/errors.js';
+
+export type WriteResult = 'ok' | 'dup' | 'nack' | 'refused' | 'failed';
+const WRITE_RESULTS: readonly WriteResult[] = ['ok', 'dup', 'nack', 'refused', 'failed'];
+export type FanoutKind = 'entries' | 'length';
+const FANOUT_KINDS: readonly FanoutKind[] = ['entries', 'length'];
 
 export interface TailMetrics {
   sessions: Gauge;
@@ -14,27 +26,78 @@ export interface TailMetrics {
   closes: Counter<'code'>;
   errors: Counter<'code'>;
   error(code: ErrorCode): void;
+  /** One write answered with `result` (counted in `writes`). */
+  wrote(result: WriteResult): void;
+  /** `n` entries committed (counted in `entries`). */
+  committedEntries(n: number): void;
+  /** `n` tail events of `kind` delivered (counted in `fanout`). */
+  fannedOut(kind: FanoutKind, n: number): void;
+}
+
+/** A counter by one label whose increments wait in plain numbers until it is read. */
+function foldedCounter<V extends string>(
+  config: { name: string; help: string; label: string; values: readonly V[]; registers: Registry[] },
+): { counter: Counter<string>; add: (v: V, n: number) => void } {
+  const pending = new Map<V, number>(config.values.map((v) => [v, 0]));
+  const counter = new Counter<string>({
+    name: config.name,
+    help: config.help,
+    labelNames: [config.label],
+    registers: config.registers,
+    collect() {
+      for (const [v, n] of pending) {
+        if (n === 0) continue;
+        this.inc({ [config.label]: v }, n);
+        pending.set(v, 0);
+      }
+    },
+  });
+  return { counter, add: (v, n) => pending.set(v, (pending.get(v) ?? 0) + n) };
 }
 
 export function createTailMetrics(registry: Registry): TailMetrics {
   const registers = [registry];
   const errors = new Counter({ name: 'datagrove_tail_errors_total', help: 'Tail error replies by code', labelNames: ['code'], registers });
+  const writes = foldedCounter({ name: 'datagrove_tail_writes_total', help: 'Write requests by outcome', label: 'result', values: WRITE_RESULTS, registers });
+  const fanout = foldedCounter({
+    name: 'datagrove_tail_fanout_deliveries_total',
+    help: 'Tail events delivered to followers, with or without entries',
+    label: 'kind',
+    values: FANOUT_KINDS,
+    registers,
+  });
+  let entriesPending = 0;
+  const entries = new Counter({
+    name: 'datagrove_tail_entries_committed_total',
+    help: 'Log entries committed',
+    registers,
+    collect() {
+      if (entriesPending === 0) return;
+      this.inc(entriesPending);
+      entriesPending = 0;
+    },
+  });
   return {
     sessions: new Gauge({ name: 'datagrove_tail_sessions', help: 'Open tail WebSocket sessions', registers }),
     handles: new Gauge({ name: 'datagrove_tail_leases', help: 'Live handles (leases) by role', labelNames: ['role'], registers }),
-    writes: new Counter({ name: 'datagrove_tail_writes_total', help: 'Write requests by outcome', labelNames: ['result'], registers }),
-    entries: new Counter({ name: 'datagrove_tail_entries_committed_total', help: 'Log entries committed', registers }),
+    writes: writes.counter,
+    entries,
     commitBatch: new Histogram({
       name: 'datagrove_tail_commit_batch_writes',
       help: 'Writes of one log committed together (in one group-commit batch)',
       buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
       registers,
     }),
-    fanout: new Counter({ name: 'datagrove_tail_fanout_deliveries_total', help: 'Tail events delivered to followers, with or without entries', labelNames: ['kind'], registers }),
+    fanout: fanout.counter,
     lagging: new Gauge({ name: 'datagrove_tail_lagging_sessions', help: 'Sessions over the soft send-buffer limit (events without entries, coalesced)', registers }),
     slowCloses: new Counter({ name: 'datagrove_tail_slow_consumer_closes_total', help: 'Sessions closed 4408 as slow consumers', registers }),
     closes: new Counter({ name: 'datagrove_tail_closes_total', help: 'Sessions closed by the server, by close code', labelNames: ['code'], registers }),
     errors,
     error: (code) => errors.inc({ code }),
+    wrote: (result) => writes.add(result, 1),
+    committedEntries: (n) => {
+      entriesPending += n;
+    },
+    fannedOut: (kind, n) => fanout.add(kind, n),
   };
 }

@@ -24,8 +24,8 @@ export class NotifyPublisher {
     private readonly log: FastifyBaseLogger,
   ) {}
 
-  committed(site: string, log: string, length: number): void {
-    const key = `${site}\u0000${log}`;
+  /** A commit of (site, log); `key` names the pair uniquely (the live log's key). */
+  committed(key: string, site: string, log: string, length: number): void {
     const p = this.#pending.get(key);
     if (p !== undefined) {
       if (length > p.length) p.length = length;

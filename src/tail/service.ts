@@ -20,7 +20,7 @@ import { createTailMetrics } from './metrics.js';
 import { NotifyPublisher } from './notify-publish.js';
 import { Presence } from './presence.js';
 import { onRevoke, recheck, RevokedSet, syncRevoked } from './revocation.js';
-import { Session } from './session.js';
+import { ReplyCork, Session } from './session.js';
 import { SessionRegistry } from './sessions.js';
 import { onUserEvent } from './user-events.js';
 
@@ -50,12 +50,19 @@ export function createTail(deps: TailDeps): TailService {
   const log = deps.log.child({ svc: 'tail' });
   const metrics = createTailMetrics(deps.registry);
   const presence = new Presence(deps.bus, deps.nodeId, limits.presenceTtlMs, log);
+  // The acks of one commit group leave in one socket write per session.
+  const cork = new ReplyCork();
   const ctx = {
     deps,
     limits,
     metrics,
     log,
-    committer: new GroupCommitter(deps.store, { maxBatch: limits.commitMaxBatch, maxBatchBytes: limits.commitMaxBatchBytes }),
+    committer: new GroupCommitter(deps.store, {
+      maxBatch: limits.commitMaxBatch,
+      maxBatchBytes: limits.commitMaxBatchBytes,
+      deliverWith: (deliver) => cork.during(deliver),
+      onSinkError: (err) => log.error({ err }, 'settling a write failed'),
+    }),
     access: new AccessControl(deps.bus, limits.authTimeoutMs, limits.accessCacheMax),
     notify: new NotifyPublisher(deps.bus, limits.notifyIntervalMs, log),
     sessions: new SessionRegistry(presence),
@@ -88,8 +95,8 @@ export function createTail(deps: TailDeps): TailService {
     onError: (code: Parameters<typeof metrics.error>[0]) => metrics.error(code),
   };
 
-  function onConnection(ws: WebSocket): void {
-    const session = new Session(ws, limits, hooks);
+  function onConnection(ws: WebSocket, socket: Duplex): void {
+    const session = new Session(ws, limits, hooks, socket, cork);
     ctx.sessions.add(session);
     metrics.sessions.inc();
     ws.on('message', (data: Buffer, isBinary: boolean) => {
@@ -169,7 +176,7 @@ export function createTail(deps: TailDeps): TailService {
     handleUpgrade(req, socket, head) {
       if (!accepting) return refuse(socket, '503 Service Unavailable');
       if (!offersSubprotocol(req)) return refuse(socket, '400 Bad Request');
-      wss.handleUpgrade(req, socket, head, onConnection);
+      wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, socket));
     },
 
     async start() {

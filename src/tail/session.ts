@@ -4,6 +4,7 @@
  * queues more than `hardBuffer` (plus one frame): over it the session closes 4408.
  */
 import { randomBytes } from 'node:crypto';
+import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
 import type { ErrorCode } from '../protocol/errors.js';
 import { TAIL_CLOSE } from '../protocol/tail-schemas.js';
@@ -29,6 +30,35 @@ export interface SessionHooks {
 
 const TEXT = { binary: false } as const;
 
+/**
+ * Replies sent during one synchronous run (`during`: a commit group's outcomes) leave in one
+ * socket write per session: the first send corks the session's socket, the end of the run
+ * uncorks it. Nothing waits longer than the run itself; outside a run, sends go at once.
+ */
+export class ReplyCork {
+  #open = false;
+  readonly #corked: Duplex[] = [];
+
+  during(run: () => void): void {
+    if (this.#open) return run();
+    this.#open = true;
+    try {
+      run();
+    } finally {
+      this.#open = false;
+      for (const socket of this.#corked) socket.uncork();
+      this.#corked.length = 0;
+    }
+  }
+
+  /** Corks `socket` until the end of the current run, if one is open. */
+  hold(socket: Duplex): void {
+    if (!this.#open) return;
+    socket.cork();
+    this.#corked.push(socket);
+  }
+}
+
 export class Session {
   readonly id = randomBytes(12).toString('base64url');
   readonly openedAt = Date.now();
@@ -48,11 +78,16 @@ export class Session {
   readonly signalBytes: TokenBucket;
   readonly #rejects: WindowCounter;
   readonly #bad: WindowCounter;
-
+  /**
+   * @param socket the connection under `ws` (the one the HTTP upgrade handed over), corked
+   *   around a run of replies; null sends every frame at once.
+   */
   constructor(
     readonly ws: WebSocket,
     readonly limits: TailLimits,
     private readonly hooks: SessionHooks,
+    private readonly socket: Duplex | null = null,
+    private readonly cork: ReplyCork | null = null,
   ) {
     this.ops = new TokenBucket(limits.opsPerSec, limits.opsBurst);
     this.signals = new TokenBucket(limits.signalsPerSec, limits.signalsBurst);
@@ -68,6 +103,8 @@ export class Session {
   /** Sends one text frame (a string, or a prebuilt UTF-8 buffer shared by many sessions). */
   send(frame: string | Buffer): void {
     if (this.closing) return;
+    // Corked already (by an earlier reply of this run) when writableCorked > 0.
+    if (this.socket !== null && this.cork !== null && this.socket.writableCorked === 0) this.cork.hold(this.socket);
     try {
       this.ws.send(frame, TEXT);
     } catch {

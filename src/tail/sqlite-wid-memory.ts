@@ -28,6 +28,8 @@ export type WidLoader = (logId: number, device: string) => Iterable<{ seq: numbe
 
 export class WidMemory {
   readonly #pairs = new Map<string, DeviceWids>();
+  /** The most recently used pair (a leader's writes ask for the same one again and again). */
+  #last: { logId: number; device: string; d: DeviceWids } | null = null;
 
   constructor(
     private readonly load: WidLoader,
@@ -36,6 +38,14 @@ export class WidMemory {
 
   /** The wids of (log, device), loading them on first use. */
   get(logId: number, device: string): DeviceWids {
+    const last = this.#last;
+    if (last !== null && last.logId === logId && last.device === device) return last.d;
+    const d = this.#get(logId, device);
+    this.#last = { logId, device, d };
+    return d;
+  }
+
+  #get(logId: number, device: string): DeviceWids {
     const key = `${logId}\u0000${device}`;
     let d = this.#pairs.get(key);
     if (d !== undefined) {
@@ -66,6 +76,7 @@ export class WidMemory {
   }
 
   clear(): void {
+    this.#last = null;
     this.#pairs.clear();
   }
 }

@@ -15,42 +15,92 @@ import type { ErrorCode } from '../protocol/errors.js';
 import type { WriteArgs } from '../protocol/tail-schemas.js';
 import type { TailContext } from './context.js';
 import { errorFrame } from './frames.js';
-import { canWrite, RECENT_WIDS, type LiveLog, type PendingWrite } from './live-log.js';
+import type { CommitSink } from './group-commit.js';
+import { canWrite, RECENT_WIDS, type Handle, type LiveLog, type PendingWrite } from './live-log.js';
 import type { AppendResult } from './log-store.js';
+import type { ReplySlot } from './reply-queue.js';
 import type { Session } from './session.js';
+
+/** A write on its way to the store; it receives its own commit outcome (no promise per write). */
+class WriteJob implements PendingWrite, CommitSink {
+  readonly waiters: { slot: ReplySlot; id: number }[] = [];
+
+  constructor(
+    readonly ctx: TailContext,
+    readonly log: LiveLog,
+    readonly handle: Handle,
+    readonly id: number,
+    readonly slot: ReplySlot,
+    readonly at: number,
+    readonly decided: boolean,
+    readonly gen: number,
+    readonly b64: string[],
+    readonly bytes: number,
+    readonly widKey: string | null,
+  ) {}
+
+  committed(res: AppendResult): void {
+    settle(this.ctx, this.log, this, res);
+  }
+
+  failed(err: unknown): void {
+    failed(this.ctx, this.log, this, err);
+  }
+}
+
+function refuse(ctx: TailContext, session: Session, log: LiveLog, id: number, code: ErrorCode, message: string): void {
+  ctx.metrics.wrote('refused');
+  ctx.metrics.error(code);
+  log.replies.send(session, errorFrame(id, code, message));
+}
+
+/**
+ * Decodes the entries (validated base64url: the frame schema checked the alphabet) into
+ * views of one buffer, one allocation per write; a string that no whole number of bytes
+ * encodes, or an entry over `maxEntryBytes`, makes the problem string.
+ */
+function decodeEntries(b64: string[], maxEntryBytes: number, out: Buffer[]): { bytes: number } | { code: ErrorCode; message: string } {
+  let total = 0;
+  for (let i = 0; i < b64.length; i++) {
+    const s = b64[i] as string;
+    if (s.length % 4 === 1) return { code: 'BAD_REQUEST', message: `entries.${i}: not base64url` };
+    const size = (s.length * 3) >>> 2;
+    if (size > maxEntryBytes) return { code: 'TOO_LARGE', message: `entries.${i}: over ${maxEntryBytes} bytes` };
+    total += size;
+  }
+  const buf = Buffer.allocUnsafe(total);
+  let off = 0;
+  for (let i = 0; i < b64.length; i++) {
+    const n = buf.write(b64[i] as string, off, 'base64url');
+    out[i] = buf.subarray(off, off + n);
+    off += n;
+  }
+  return { bytes: total };
+}
 
 export function handleWrite(ctx: TailContext, session: Session, id: number, args: WriteArgs): void {
   const h = session.handles.get(args.handle);
   if (h === undefined) return session.replyError(id, 'NOT_FOUND', 'no such handle');
   const log = h.log;
-  const refuse = (code: ErrorCode, message: string): void => {
-    ctx.metrics.writes.inc({ result: 'refused' });
-    ctx.metrics.error(code);
-    log.replies.send(session, errorFrame(id, code, message));
-  };
-  if (!canWrite(h.access.rights)) return refuse('FORBIDDEN', 'no write right on this log');
+  if (!canWrite(h.access.rights)) return refuse(ctx, session, log, id, 'FORBIDDEN', 'no write right on this log');
   if (log.leader !== h || h.epoch !== log.epoch) {
-    return h.role === 'leader' ? refuse('FENCED', 'this handle is no longer the leader') : refuse('NOT_LEADER', 'only the leader writes');
+    return h.role === 'leader'
+      ? refuse(ctx, session, log, id, 'FENCED', 'this handle is no longer the leader')
+      : refuse(ctx, session, log, id, 'NOT_LEADER', 'only the leader writes');
   }
-  const { maxEntries, maxEntryBytes } = ctx.limits;
+  const maxEntries = ctx.limits.maxEntries;
   const b64 = args.entries;
   if (b64.length > maxEntries) return session.replyError(id, 'TOO_LARGE', `entries: at most ${maxEntries} per write`);
   const entries = new Array<Buffer>(b64.length);
-  let bytes = 0;
-  for (let i = 0; i < b64.length; i++) {
-    const s = b64[i] as string;
-    if (s.length % 4 === 1) return session.replyError(id, 'BAD_REQUEST', `entries.${i}: not base64url`);
-    const size = (s.length * 3) >>> 2;
-    if (size > maxEntryBytes) return session.replyError(id, 'TOO_LARGE', `entries.${i}: over ${maxEntryBytes} bytes`);
-    entries[i] = Buffer.from(s, 'base64url');
-    bytes += size;
-  }
+  const decoded = decodeEntries(b64, ctx.limits.maxEntryBytes, entries);
+  if (!('bytes' in decoded)) return session.replyError(id, decoded.code, decoded.message);
+  const bytes = decoded.bytes;
   const device = session.auth?.device ?? '';
   const widKey = args.wid === undefined ? null : `${device}\u0000${args.wid}`;
   if (widKey !== null) {
     const recent = log.recentWids.get(widKey);
     if (recent !== undefined) {
-      ctx.metrics.writes.inc({ result: 'dup' });
+      ctx.metrics.wrote('dup');
       return log.replies.send(session, dupFrame(id, recent.at, recent.length));
     }
     const first = log.inflightWids.get(widKey);
@@ -62,19 +112,14 @@ export function handleWrite(ctx: TailContext, session: Session, id: number, args
   // A resend with a wid at an old position is still sent to the store: it may know the wid.
   const decided = args.at === log.decided;
   if (!decided && widKey === null) {
-    ctx.metrics.writes.inc({ result: 'nack' });
+    ctx.metrics.wrote('nack');
     return log.replies.send(session, () => nackFrame(id, log.decided));
   }
-  const w: PendingWrite = { handle: h, id, slot: log.replies.reserve(session), at: args.at, decided, gen: log.gen, b64, bytes, widKey, waiters: [] };
+  const w = new WriteJob(ctx, log, h, id, log.replies.reserve(session), args.at, decided, log.gen, b64, bytes, widKey);
   if (decided) log.decided += entries.length;
   if (widKey !== null) log.inflightWids.set(widKey, w);
   log.inflight++;
-  ctx.committer
-    .submit({ site: log.site, log: log.name, at: args.at, epoch: log.epoch, device, wid: args.wid, entries })
-    .then(
-      (res) => settle(ctx, log, w, res),
-      (err: unknown) => failed(ctx, log, w, err),
-    );
+  ctx.committer.enqueue({ site: log.site, log: log.name, at: args.at, epoch: log.epoch, device, wid: args.wid, entries }, w);
 }
 
 function settle(ctx: TailContext, log: LiveLog, w: PendingWrite, res: AppendResult): void {
@@ -85,19 +130,19 @@ function settle(ctx: TailContext, log: LiveLog, w: PendingWrite, res: AppendResu
         if (res.length > log.committed) log.committed = res.length;
         if (log.decided < log.committed) log.decided = log.committed;
         if (w.widKey !== null) remember(log, w.widKey, res.at, res.length);
-        ctx.metrics.writes.inc({ result: 'ok' });
-        ctx.metrics.entries.inc(res.length - res.at);
+        ctx.metrics.wrote('ok');
+        ctx.metrics.committedEntries(res.length - res.at);
         log.replies.complete(w.slot, `{"re":${w.id},"length":${res.length}}`);
         for (const x of w.waiters) log.replies.complete(x.slot, dupFrame(x.id, res.at, res.length));
         ctx.fanout.committed(log, { batch: ctx.committer.batchNumber, at: res.at, length: res.length, b64: w.b64, bytes: w.bytes });
-        ctx.notify.committed(log.site, log.name, res.length);
+        ctx.notify.committed(log.key, log.site, log.name, res.length);
         return;
       }
       case 'dup': {
         // Nothing new was stored: if it was counted in `decided`, later decisions were off.
         if (w.decided && w.gen === log.gen) restart(log, log.committed);
         if (w.widKey !== null) remember(log, w.widKey, res.at, res.length);
-        ctx.metrics.writes.inc({ result: 'dup' });
+        ctx.metrics.wrote('dup');
         log.replies.complete(w.slot, dupFrame(w.id, res.at, res.length));
         for (const x of w.waiters) log.replies.complete(x.slot, dupFrame(x.id, res.at, res.length));
         return;
@@ -107,7 +152,7 @@ function settle(ctx: TailContext, log: LiveLog, w: PendingWrite, res: AppendResu
         if (res.length > log.committed) log.committed = res.length;
         // Decided against a length the store does not have (another writer, or a dup before it).
         if (w.decided) restart(log, log.committed);
-        ctx.metrics.writes.inc({ result: 'nack' });
+        ctx.metrics.wrote('nack');
         log.replies.complete(w.slot, () => nackFrame(w.id, log.decided));
         for (const x of w.waiters) log.replies.complete(x.slot, () => nackFrame(x.id, log.decided));
         return;
@@ -138,7 +183,7 @@ function failed(ctx: TailContext, log: LiveLog, w: PendingWrite, err: unknown): 
 }
 
 function fail(ctx: TailContext, log: LiveLog, w: PendingWrite, code: ErrorCode, message: string): void {
-  ctx.metrics.writes.inc({ result: 'failed' });
+  ctx.metrics.wrote('failed');
   ctx.metrics.error(code);
   log.replies.complete(w.slot, errorFrame(w.id, code, message));
   for (const x of w.waiters) log.replies.complete(x.slot, errorFrame(x.id, code, message));

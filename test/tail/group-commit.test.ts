@@ -68,6 +68,52 @@ describe('GroupCommitter', () => {
     await gc.close();
   });
 
+  it('enqueue: calls each sink of a batch in order, all inside one deliverWith run; a throwing sink spoils no other', async () => {
+    const runs: string[][] = [];
+    let current: string[] | null = null;
+    const sinkErrors: unknown[] = [];
+    const gc = new GroupCommitter(store, {
+      maxBatch: 3,
+      onSinkError: (e) => sinkErrors.push(e),
+      deliverWith: (deliver) => {
+        current = [];
+        deliver();
+        runs.push(current);
+        current = null;
+      },
+    });
+    const site = freshSite();
+    const seen: string[] = [];
+    const done = new Promise<void>((resolve) => {
+      for (let i = 0; i < 5; i++) {
+        gc.enqueue(req(site, i), {
+          committed: (r) => {
+            const tag = `${i}:${r.status}`;
+            seen.push(tag);
+            (current as string[] | null)?.push(tag);
+            if (i === 1) throw new Error('a sink bug');
+            if (i === 4) resolve();
+          },
+          failed: (err) => seen.push(`${i}:failed:${String(err)}`),
+        });
+      }
+    });
+    assert.equal(seen.length, 0, 'nothing is delivered synchronously');
+    await done;
+    assert.deepEqual(seen, ['0:ok', '1:ok', '2:ok', '3:ok', '4:ok']);
+    assert.deepEqual(runs, [['0:ok', '1:ok', '2:ok'], ['3:ok', '4:ok']], 'one run per batch, every sink of the batch inside it');
+    assert.deepEqual(sinkErrors.map(String), ['Error: a sink bug'], 'the sink\'s own error is reported, the others still delivered');
+    assert.equal(gc.stats.batches, 2);
+
+    // A request refused at once fails in a microtask, not inside enqueue.
+    const failedWith: unknown[] = [];
+    gc.enqueue(req(site, -1), { committed: () => assert.fail('not committed'), failed: (e) => failedWith.push(e) });
+    assert.equal(failedWith.length, 0);
+    await Promise.resolve();
+    const e = failedWith[0];
+    assert.ok(e instanceof DgError && e.code === 'BAD_REQUEST');
+  });
+
   it('splits by maxBatch and maxBatchBytes, keeping the order', async () => {
     const site = freshSite();
     const byCount = new GroupCommitter(store, { maxBatch: 10 });
