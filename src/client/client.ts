@@ -220,7 +220,7 @@ export class DatagroveClient extends Emitter<ClientEvents> {
   }
 
   private authFailed(err: DgError): void {
+    this.router.close(err);
     this.opts.onAuthError?.(err);
-    this.router.close();
   }
 }

@@ -97,9 +97,9 @@ export class ShardRouter {
     return [...this.conns.values()];
   }
 
-  close(): void {
+  close(reason?: DgError): void {
     this.closed = true;
-    for (const c of this.conns.values()) c.close();
+    for (const c of this.conns.values()) c.close(reason);
     this.conns.clear();
   }
 }

@@ -8,8 +8,8 @@
  *   connection loss).
  * - When the socket drops, requests in flight are failed with UNAVAILABLE unless they are
  *   idempotent (read, lease, ping, attest, and writes that carry a `wid`), which are sent
- *   again after reconnecting. Pass the arguments as a function to have them rebuilt at
- *   resend time (a handle does not survive a reconnect).
+ *   again after reconnecting, once the `beforeResend` hooks have run (a hook re-leases: a
+ *   handle belongs to a session). Arguments given as a function are rebuilt at each send.
  * - Reconnects follow the close code: 4401 refreshes the token first; 4403 stops for good
  *   (`stopped` event, `onRevoked`); 1001, 4408, 4429 and anything else back off
  *   exponentially with jitter (4429 waits at least 5 s).
@@ -108,6 +108,7 @@ export class TailConnection extends Emitter<TailConnectionEvents> {
   private connectInfo: ConnectReply | null = null;
   private readonly waiters: { resolve: (i: ConnectReply) => void; reject: (e: DgError) => void }[] = [];
   private stopError: DgError | null = null;
+  private readonly hooks = new Set<() => Promise<void>>();
   readonly url: string;
   private readonly timeoutMs: number;
 
@@ -165,9 +166,9 @@ export class TailConnection extends Emitter<TailConnectionEvents> {
     });
   }
 
-  /** Closes for good: pending requests fail with UNAVAILABLE, no reconnect. */
-  close(): void {
-    this.stop(new DgError('UNAVAILABLE', 'connection closed'), CLOSE.normal);
+  /** Closes for good: pending requests fail with `reason` (default UNAVAILABLE), no reconnect. */
+  close(reason?: DgError): void {
+    this.stop(reason ?? new DgError('UNAVAILABLE', 'connection closed'), CLOSE.normal);
   }
 
   private expire(req: Req): void {
@@ -246,13 +247,34 @@ export class TailConnection extends Emitter<TailConnectionEvents> {
     this.lastRx = Date.now();
     const reconnect = this.opened;
     this.opened = true;
-    const queued = this.queue;
-    this.queue = [];
-    for (const r of queued) this.send(r);
-    for (const w of this.waiters.splice(0)) w.resolve(info);
     this.scheduleRenew();
     this.startPings();
     this.emit('open', { info, reconnect });
+    void this.runHooks(reconnect).then(() => {
+      if (this.sock !== sock) return;
+      const queued = this.queue;
+      this.queue = [];
+      for (const r of queued) this.send(r);
+      for (const w of this.waiters.splice(0)) w.resolve(info);
+    });
+  }
+
+  /**
+   * Registers `fn` to run after each reconnect, before queued and resent requests go out
+   * (it may send requests itself, e.g. a re-lease, whose new handle the resent requests'
+   * argument functions then use). Returns a function that unregisters it.
+   */
+  beforeResend(fn: () => Promise<void>): () => void {
+    this.hooks.add(fn);
+    return () => this.hooks.delete(fn);
+  }
+
+  private async runHooks(reconnect: boolean): Promise<void> {
+    if (!reconnect || this.hooks.size === 0) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const limit = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.timeoutMs)));
+    await Promise.race([Promise.allSettled([...this.hooks].map((fn) => fn())), limit]);
+    clearTimeout(timer);
   }
 
   private onMessage(sock: WebSocketLike, data: unknown): void {

@@ -1,0 +1,193 @@
+/**
+ * Sessions and tail connections through the SDK against the real server: stored sessions,
+ * the refresh guid rule, reuse detection, reconnects after drops, 4401 and 4403 handling,
+ * and re-`connect` before the access token expires.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import WebSocket from 'ws';
+import { AuthClient, DatagroveClient, DgError, MemoryKeyStorage, TailConnection, type FetchLike, type WebSocketConstructor } from '../../src/client/index.js';
+import { makeClient, server, waitFor } from './harness.js';
+
+test('a stored session survives a restart; login works with the stored device key', async () => {
+  const srv = await server();
+  const storage = new MemoryKeyStorage();
+  const first = await DatagroveClient.create({ url: srv.url, storage });
+  const { user } = await first.signup('laptop');
+  const again = await DatagroveClient.create({ url: srv.url, storage });
+  assert.ok(again.signedIn);
+  assert.equal(again.device, first.device);
+  assert.equal((await again.me()).user, user);
+  await again.session.signOut();
+  const third = await DatagroveClient.create({ url: srv.url, storage });
+  assert.equal(third.signedIn, false);
+  assert.deepEqual(await third.login(), { user, device: first.device });
+  assert.equal((await third.me()).devices[0]?.device, first.device);
+});
+
+test('a refresh whose answer is lost is retried with the same guid and never trips reuse detection', async () => {
+  const srv = await server();
+  const storage = new MemoryKeyStorage();
+  const guids: string[] = [];
+  let loseNext = true;
+  let storedDuringCall: unknown = null;
+  const lossy: FetchLike = async (input, init) => {
+    if (input.endsWith('/refresh')) {
+      guids.push((JSON.parse(init!.body!) as { guid: string }).guid);
+      storedDuringCall = await storage.load(`datagrove.session:${srv.url}/auth/v1`);
+    }
+    const res = await fetch(input, init);
+    if (input.endsWith('/refresh') && loseNext) {
+      loseNext = false;
+      await res.text();
+      throw new TypeError('network error after the server answered');
+    }
+    return res as unknown as Awaited<ReturnType<FetchLike>>;
+  };
+  let authErrors = 0;
+  const c = await DatagroveClient.create({ url: srv.url, storage, fetch: lossy, onAuthError: () => authErrors++ });
+  await c.signup();
+  const t1 = await c.session.refresh();
+  assert.equal(guids.length, 2, 'the lost answer was retried');
+  assert.equal(guids[0], guids[1], 'with the same guid');
+  assert.equal((storedDuringCall as { pendingGuid: string }).pendingGuid, guids[1], 'the guid was stored before sending');
+  const t2 = await c.session.refresh();
+  assert.notEqual(t1, t2);
+  assert.notEqual(guids[2], guids[1], 'a new refresh gets a new guid');
+  assert.equal((await c.me()).device, c.device);
+  assert.equal(authErrors, 0);
+  const stored = (await storage.load(`datagrove.session:${srv.url}/auth/v1`)) as { pendingGuid: string | null };
+  assert.equal(stored.pendingGuid, null);
+});
+
+test('refresh reuse ends the session: onAuthError is called and the tail connection stops', async () => {
+  const srv = await server();
+  const storage = new MemoryKeyStorage();
+  const errors: DgError[] = [];
+  const c = await DatagroveClient.create({ url: srv.url, storage, WebSocket: WebSocket as unknown as WebSocketConstructor, shardUrl: () => srv.wsUrl, onAuthError: (e) => errors.push(e) });
+  await c.signup();
+  const { site } = await c.createSite();
+  const log = c.openLog(site, 'l');
+  await log.opened;
+  const logError = new Promise<DgError>((resolve) => log.on('error', resolve));
+  const old = ((await storage.load(`datagrove.session:${srv.url}/auth/v1`)) as { refresh: string }).refresh;
+  await c.session.refresh(); // rotates `old`
+  // Someone replays the rotated token: the server revokes the whole family.
+  await assert.rejects(new AuthClient({ url: srv.url }).refresh(old, 'another-guid-123'), (e: DgError) => e.code === 'REFRESH_REUSED');
+  assert.match((await logError).code, /^(FORBIDDEN|UNAUTHORIZED)$/);
+  await assert.rejects(c.session.refresh(), (e: DgError) => e.code === 'UNAUTHORIZED' || e.code === 'REFRESH_REUSED');
+  await waitFor('onAuthError', () => errors.length === 1);
+  assert.equal(c.signedIn, false);
+  assert.equal(await storage.load(`datagrove.session:${srv.url}/auth/v1`), null, 'the dead refresh token is forgotten');
+  await c.close();
+});
+
+test('tail connection: reconnects after a drop, resends idempotent requests, fails the others', async () => {
+  const srv = await server();
+  const t = await makeClient(srv);
+  await t.client.signup();
+  const { site } = await t.client.createSite();
+  const conn = await t.client.connection(site);
+  const first = await conn.ready();
+  const lease = await conn.request('lease', { site, log: 'x' });
+  assert.ok('handle' in lease);
+  const opens: boolean[] = [];
+  conn.on('open', ({ reconnect }) => opens.push(reconnect));
+  const ping = conn.request('ping', {});
+  const signal = assert.rejects(conn.request('signal', { handle: lease.handle, to: 'leader', kind: 'data', data: {} }), (e: DgError) => e.code === 'UNAVAILABLE' && /connection lost/.test(e.message));
+  t.cut();
+  await ping; // resent on the new socket
+  await signal; // not idempotent: failed
+  assert.deepEqual(opens, [true]);
+  assert.notEqual(conn.info!.session, first.session, 'a new session');
+  // Resends wait for the reconnect hooks: one re-leases, and the read's arguments (a
+  // function) then name the new handle.
+  let handle = lease.handle;
+  let releases = 0;
+  const off = conn.beforeResend(async () => {
+    releases++;
+    const r = await conn.request('lease', { site, log: 'x' });
+    if ('handle' in r) handle = r.handle;
+  });
+  let built = 0;
+  const read = conn.request('read', () => {
+    built++;
+    return { handle, from: 0 };
+  });
+  t.cut();
+  assert.equal((await read).length, 0);
+  assert.equal(releases, 1);
+  assert.equal(built, 2, 'built once per send');
+  off();
+  await t.client.close();
+  assert.equal(conn.state, 'stopped');
+});
+
+test('tail connection: a refused token (4401) is refreshed and the connection comes back', async () => {
+  const srv = await server();
+  const t = await makeClient(srv);
+  await t.client.signup();
+  const calls: boolean[] = [];
+  const closes: number[] = [];
+  const conn = new TailConnection({
+    url: srv.wsUrl,
+    WebSocket: WebSocket as unknown as WebSocketConstructor,
+    token: async (fresh) => {
+      calls.push(fresh);
+      return calls.length === 1 ? 'not-a-token' : t.client.session.accessToken();
+    },
+  });
+  conn.on('close', ({ code }) => closes.push(code));
+  const info = await conn.ready();
+  assert.equal(info.device, t.client.device);
+  assert.deepEqual(calls, [false, true], 'the second attempt asked for a fresh token');
+  conn.close();
+});
+
+test('tail connection: revocation (4403) stops it for good', async () => {
+  const srv = await server();
+  const t = await makeClient(srv);
+  await t.client.signup();
+  const { site } = await t.client.createSite();
+  const conn = await t.client.connection(site);
+  await conn.ready();
+  const stopped = new Promise<DgError>((resolve) => conn.on('stopped', resolve));
+  await t.client.revoke({ device: t.client.device });
+  const err = await stopped;
+  assert.match(err.code, /^(FORBIDDEN|UNAUTHORIZED)$/);
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(t.sockets.size, 0, 'no reconnect after 4403');
+  assert.equal(conn.state, 'stopped');
+  assert.equal(t.client.signedIn, false, 'the session ended');
+  await assert.rejects(t.client.login(), (e: DgError) => e.code === 'UNAUTHORIZED' || e.code === 'FORBIDDEN');
+});
+
+test('tail connection: connect is sent again with a fresh token before the access token expires', async () => {
+  const srv = await server({ accessTtlSec: 3 });
+  const t = await makeClient(srv);
+  await t.client.signup();
+  const sent: string[] = [];
+  class Spy extends WebSocket {
+    override send(data: string): void {
+      const op = (JSON.parse(data) as { op: string }).op;
+      sent.push(op);
+      super.send(data);
+    }
+  }
+  const opens: boolean[] = [];
+  const conn = new TailConnection({
+    url: srv.wsUrl,
+    WebSocket: Spy as unknown as WebSocketConstructor,
+    token: (fresh) => (fresh ? t.client.session.refresh() : t.client.session.accessToken()),
+    tokenExpiresAt: () => t.client.session.accessExpiresAt,
+  });
+  conn.on('open', ({ reconnect }) => opens.push(reconnect));
+  await conn.ready();
+  const expires = t.client.session.accessExpiresAt;
+  await new Promise((r) => setTimeout(r, 4500));
+  assert.ok(sent.filter((op) => op === 'connect').length >= 3, `connect re-sent on the same socket (${sent.join(',')})`);
+  assert.ok(t.client.session.accessExpiresAt > expires, 'the token was refreshed');
+  await conn.request('ping', {});
+  assert.deepEqual(opens, [false], 'never reconnected');
+  conn.close();
+});
