@@ -24,6 +24,7 @@
  *   on it.
  */
 import type { Right } from '../protocol/ids.js';
+import type { KeyDirectoryStore } from './key-directory.js';
 
 export interface NewDevice {
   id: string;
@@ -198,6 +199,9 @@ export interface Revoked {
 }
 
 export interface AuthStore {
+  /** Public user keys, device certificates and site member lookups (key-directory.ts). */
+  readonly keys: KeyDirectoryStore;
+
   // ---- users and devices ----
   /** Creates a user whose first device this is. false (nothing written) when the device id exists. */
   createUser(user: { id: string; createdAt: number }, device: NewDevice): Promise<boolean>;

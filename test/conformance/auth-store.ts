@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { AccessRecord, AuthStore, GrantRecord } from '../../src/auth/store.js';
 import { accountConformance } from './auth-store-accounts.js';
+import { keyDirectoryConformance } from './auth-store-keys.js';
 
 const id = (n = 16) => randomBytes(n).toString('base64url');
 const dev = () => id(32);
@@ -204,5 +205,6 @@ export function runAuthStoreConformance(name: string, open: () => Promise<AuthSt
     });
 
     accountConformance(() => s);
+    keyDirectoryConformance(() => s);
   });
 }

@@ -4,7 +4,7 @@ import type { AccessRecord } from '../store.js';
 import { descendantsCte } from './grants.js';
 import { num, numOrNull, type Sql } from './sql.js';
 
-interface AccessRow {
+export interface AccessRow {
   user_id: string;
   site: string;
   grant_hash: string;
@@ -14,9 +14,9 @@ interface AccessRow {
   created_at: string;
 }
 
-const ACCESS_COLUMNS = 'user_id, site, grant_hash, logs, rights, expires_at, created_at';
+export const ACCESS_COLUMNS = 'user_id, site, grant_hash, logs, rights, expires_at, created_at';
 
-function toAccess(r: AccessRow): AccessRecord {
+export function toAccess(r: AccessRow): AccessRecord {
   return {
     user: r.user_id,
     site: r.site,

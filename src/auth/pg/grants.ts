@@ -3,7 +3,7 @@ import type { Right } from '../../protocol/ids.js';
 import type { GrantRecord } from '../store.js';
 import { num, numOrNull, type Sql } from './sql.js';
 
-interface GrantRow {
+export interface GrantRow {
   hash: string;
   jws: string;
   issuer: string;
@@ -18,9 +18,9 @@ interface GrantRow {
   revoked_at: string | null;
 }
 
-const GRANT_COLUMNS = 'hash, jws, issuer, subject, site, logs, rights, iat, exp, prf, declared_at, revoked_at';
+export const GRANT_COLUMNS = 'hash, jws, issuer, subject, site, logs, rights, iat, exp, prf, declared_at, revoked_at';
 
-function toGrant(r: GrantRow): GrantRecord {
+export function toGrant(r: GrantRow): GrantRecord {
   return {
     hash: r.hash,
     jws: r.jws,

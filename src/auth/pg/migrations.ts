@@ -190,6 +190,28 @@ export function authMigrations(s: string): readonly string[] {
     CREATE INDEX auth_envelopes_to ON ${s}.auth_envelopes (to_device, at, id);
     CREATE INDEX auth_envelopes_expiry ON ${s}.auth_envelopes (expires_at);
     `,
+    // 3: the key directory: user key chains, device certificates; site lookups for members.
+    `
+    CREATE TABLE ${s}.auth_user_keys (
+      user_id    text COLLATE "C" NOT NULL,
+      version    integer NOT NULL CHECK (version >= 1),
+      public_key text NOT NULL,
+      sig        text NOT NULL,
+      prev_sig   text,
+      created_at bigint NOT NULL,
+      PRIMARY KEY (user_id, version)
+    );
+    CREATE TABLE ${s}.auth_device_certificates (
+      device      text COLLATE "C" PRIMARY KEY,
+      user_id     text COLLATE "C" NOT NULL,
+      key_version integer NOT NULL,
+      certificate text NOT NULL,
+      created_at  bigint NOT NULL
+    );
+    CREATE INDEX auth_device_certificates_user ON ${s}.auth_device_certificates (user_id);
+    CREATE INDEX auth_access_site ON ${s}.auth_access (site);
+    CREATE INDEX auth_grants_site ON ${s}.auth_grants (site, declared_at, hash);
+    `,
   ];
 }
 

@@ -46,6 +46,7 @@ import * as access from './access.js';
 import { mapError, PgDb } from './db.js';
 import * as grants from './grants.js';
 import * as identities from './identities.js';
+import { PgKeyDirectory } from './keys.js';
 import * as mailbox from './mailbox.js';
 import { migrate } from './migrations.js';
 import * as nonces from './nonces.js';
@@ -70,9 +71,11 @@ const SCHEMA_RE = /^[a-z_][a-z0-9_]{0,62}$/;
 
 export class PgAuthStore implements AuthStore {
   readonly #db: PgDb;
+  readonly keys: PgKeyDirectory;
 
   constructor(db: PgDb) {
     this.#db = db;
+    this.keys = new PgKeyDirectory(db);
   }
 
   // ---- users and devices ----

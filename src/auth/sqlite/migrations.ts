@@ -181,6 +181,28 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX envelopes_to ON envelopes(to_device, at);
   CREATE INDEX envelopes_expiry ON envelopes(expires_at);
   `,
+  // 3: the key directory: user key chains, device certificates; site lookups for members.
+  `
+  CREATE TABLE user_keys (
+    user_id TEXT NOT NULL,
+    version INTEGER NOT NULL CHECK (version >= 1),
+    public_key TEXT NOT NULL,
+    sig TEXT NOT NULL,
+    prev_sig TEXT,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (user_id, version)
+  );
+  CREATE TABLE device_certificates (
+    device TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    key_version INTEGER NOT NULL,
+    certificate TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+  );
+  CREATE INDEX device_certificates_user ON device_certificates(user_id);
+  CREATE INDEX access_site ON access(site);
+  CREATE INDEX grants_site ON grants(site);
+  `,
 ];
 
 /** Brings the database to the newest version; refuses a file newer than this code. */

@@ -28,6 +28,7 @@ import type {
   SiteRecord,
 } from '../store.js';
 import { SqliteIdentities } from './identity.js';
+import { SqliteKeyDirectory } from './keys.js';
 import { SqliteMailbox } from './mailbox.js';
 import { migrate } from './migrations.js';
 import { SqliteProfiles } from './profile.js';
@@ -47,6 +48,7 @@ export class SqliteAuthStore implements AuthStore {
   readonly #identities: SqliteIdentities;
   readonly #profiles: SqliteProfiles;
   readonly #mailbox: SqliteMailbox;
+  readonly keys: SqliteKeyDirectory;
 
   constructor(path: string) {
     this.#db = new BetterSqlite3(path);
@@ -117,6 +119,7 @@ export class SqliteAuthStore implements AuthStore {
     this.#identities = new SqliteIdentities(this.#db);
     this.#profiles = new SqliteProfiles(this.#db);
     this.#mailbox = new SqliteMailbox(this.#db);
+    this.keys = new SqliteKeyDirectory(this.#db);
   }
 
   #s(name: string): Statement {
