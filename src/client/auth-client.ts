@@ -83,7 +83,9 @@ export class AuthClient {
 
   constructor(opts: AuthClientOptions) {
     this.base = `${opts.url.replace(/\/+$/, '')}/auth/v1`;
-    const f = opts.fetch ?? (globalThis.fetch as unknown as FetchLike | undefined);
+    const global = globalThis.fetch as unknown as FetchLike | undefined;
+    // The browser's fetch must be called with the global as `this` ("Illegal invocation").
+    const f = opts.fetch ?? global?.bind(globalThis);
     if (f === undefined) throw new DgError('BAD_REQUEST', 'fetch: no fetch implementation available');
     this.fetchFn = f;
     this.timeoutMs = opts.timeoutMs ?? 15_000;
