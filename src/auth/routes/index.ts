@@ -11,6 +11,7 @@ import { claimRoutes } from './claims.js';
 import { deviceRoutes } from './devices.js';
 import { envelopeRoutes } from './envelopes.js';
 import { grantRoutes } from './grants.js';
+import { keyRoutes } from './keys.js';
 import { leaseRoute } from './lease.js';
 import { meRoute } from './me.js';
 import { oidcRoutes } from './oidc.js';
@@ -38,5 +39,6 @@ export function authRoutes(ctx: AuthContext): FastifyPluginAsync {
     profileRoutes(app, ctx);
     claimRoutes(app, ctx);
     envelopeRoutes(app, ctx);
+    keyRoutes(app, ctx);
   };
 }
