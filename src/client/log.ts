@@ -13,61 +13,21 @@ import { DgError } from '../protocol/errors.js';
 import { Backoff, sleep } from './backoff.js';
 import { b64urlDecode, b64urlEncode, randomBytes } from './bytes.js';
 import { Emitter } from './emitter.js';
-import { decodeEntry, encodeEntry, originPrefix, STREAM_BYTES, MAX_HEADER_BYTES, type EntryOrigin, type OriginPrefix } from './entry-header.js';
+import { decodeEntry, encodeEntry, originPrefix, STREAM_BYTES, MAX_HEADER_BYTES, type OriginPrefix } from './entry-header.js';
 import { Forwarder } from './log-forwarder.js';
 import { LogFeed, type FeedRead } from './log-feed.js';
 import { PendingAppends } from './log-pending.js';
 import { Sequencer, type SeqItem } from './log-sequencer.js';
 import { PeerHub } from './peer-link.js';
 import type { LinkMessage } from './link-messages.js';
-import type { RtcPeerConnectionConstructor } from './rtc-types.js';
 import type { TailConnection } from './tail-connection.js';
-import type { LeaseReply, TailEvent, TailLimitsView } from './tail-types.js';
+import type { TailEvent, TailLimitsView } from './tail-types.js';
+import { leaseWithProof, type LeaseOk } from './log-lease.js';
 
-/** One entry as subscribers see it: the app's payload, its index, and who wrote it. */
-export interface LogEntry {
-  index: number;
-  payload: Uint8Array;
-  /** The writer (device, writer stream, seq); null for an entry written without the SDK header. */
-  origin: EntryOrigin | null;
-}
+import type { LogContext, LogEntry, LogEvents, LogOptions, LogRole, LogState } from './log-types.js';
 
-export type LogRole = 'leader' | 'follower';
-export type LogState = 'opening' | 'ready' | 'recovering' | 'closed';
+export type { LogContext, LogEntry, LogEvents, LogOptions, LogRole, LogState };
 
-export interface LogEvents extends Record<string, unknown> {
-  role: LogRole;
-  leader: string | null;
-  state: LogState;
-  /** A fatal error: the log is closed. */
-  error: DgError;
-}
-
-export interface LogOptions {
-  /** First index to deliver (default 0: the whole log). */
-  from?: number;
-  /** Take leadership when it is free (default true). */
-  lead?: boolean;
-  /** Wait this long for a WebRTC channel to the leader before relaying, ms (default 3000). */
-  channelTimeoutMs?: number;
-  /** Resend unacknowledged entries to the leader after this long, ms (default 4000). */
-  retransmitMs?: number;
-}
-
-/** What the client gives each Log (not part of the public API). */
-export interface LogContext {
-  site: string;
-  log: string;
-  device: string;
-  connectionFor: (site: string) => Promise<TailConnection>;
-  redirected: (site: string, url: string) => Promise<TailConnection>;
-  grantFor: (site: string) => string | undefined;
-  RTCPeerConnection?: RtcPeerConnectionConstructor;
-  rtcConfig?: object;
-  onClosed: () => void;
-}
-
-type LeaseOk = Extract<LeaseReply, { handle: string }>;
 
 const DEFAULT_LIMITS: TailLimitsView = { maxFrame: 1 << 20, maxEntries: 1000, maxEntryBytes: 256 * 1024, maxHandles: 256 };
 const MAX_PENDING = 100_000;
@@ -95,6 +55,7 @@ export class Log extends Emitter<LogEvents> {
   private seq = 0;
   private term = 0;
   private needRecover = false;
+  private vacancyTimer: ReturnType<typeof setTimeout> | null = null;
   private recovering: Promise<void> | null = null;
   private readonly subscribers = new Set<(entries: LogEntry[]) => void>();
   private openedResolve!: () => void;
@@ -247,6 +208,7 @@ export class Log extends Emitter<LogEvents> {
   private shutdown(err: DgError): void {
     if (this.st === 'closed') return;
     this.setState('closed');
+    if (this.vacancyTimer !== null) clearTimeout(this.vacancyTimer);
     this.sequencer.stop();
     this.forwarder.stop();
     this.hub.close();
@@ -395,28 +357,18 @@ export class Log extends Emitter<LogEvents> {
   }
 
   private async leaseNow(): Promise<LeaseOk> {
-    let attested = false;
     if (this.conn === null) this.useConn(await this.ctx.connectionFor(this.site));
-    for (let hops = 0; hops < 5; hops++) {
-      const conn = this.requireConn();
-      await conn.ready();
-      this.stash = [];
-      const r = await conn.request('lease', { site: this.site, log: this.name, lead: this.lead }, { retry: false });
-      if ('redirect' in r) {
-        this.useConn(await this.ctx.redirected(this.site, r.redirect));
-        continue;
-      }
-      if ('needproof' in r) {
-        const grant = this.ctx.grantFor(this.site);
-        if (grant === undefined || attested) throw new DgError('FORBIDDEN', `no access to site ${this.site}`);
-        await conn.request('attest', { grant });
-        attested = true;
-        continue;
-      }
-      this.applyLease(r);
-      return r;
-    }
-    throw new DgError('UNAVAILABLE', 'too many redirects');
+    const r = await leaseWithProof({
+      site: this.site,
+      log: this.name,
+      lead: this.lead,
+      conn: () => this.requireConn(),
+      follow: async (url) => this.useConn(await this.ctx.redirected(this.site, url)),
+      grant: () => this.ctx.grantFor(this.site),
+      sending: () => (this.stash = []),
+    });
+    this.applyLease(r);
+    return r;
   }
 
   private applyLease(r: LeaseOk): void {
@@ -450,6 +402,13 @@ export class Log extends Emitter<LogEvents> {
     }
     this.setState('ready');
     this.openedResolve();
+    // No leader yet (another device's grace runs): look again later, in case no event comes.
+    if (this.currentLeader === null && this.lead && this.vacancyTimer === null) {
+      this.vacancyTimer = setTimeout(() => {
+        this.vacancyTimer = null;
+        if (this.currentLeader === null) this.requestRecover();
+      }, 1000);
+    }
     if (prevRole !== this.currentRole) this.emit('role', r.role);
     if (prevLeader !== this.currentLeader) this.emit('leader', this.currentLeader);
     this.pump();
@@ -476,7 +435,8 @@ export class Log extends Emitter<LogEvents> {
         break;
       }
       case 'leader':
-        if (ev.epoch > this.currentEpoch || (ev.leader === null && this.currentLeader !== null)) {
+        // A lapse (leader null, same epoch) matters too: a device that may lead takes over.
+        if (ev.epoch > this.currentEpoch || (ev.leader === null && (this.currentLeader !== null || this.lead))) {
           if (ev.leader !== this.currentLeader) {
             this.currentLeader = ev.leader;
             this.emit('leader', ev.leader);

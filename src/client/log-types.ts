@@ -1,0 +1,50 @@
+/**
+ * The public shapes of a Log (log.ts) and what the client hands each Log.
+ */
+import type { EntryOrigin } from './entry-header.js';
+import type { RtcPeerConnectionConstructor } from './rtc-types.js';
+import type { TailConnection } from './tail-connection.js';
+import type { DgError } from '../protocol/errors.js';
+
+/** One entry as subscribers see it: the app's payload, its index, and who wrote it. */
+export interface LogEntry {
+  index: number;
+  payload: Uint8Array;
+  /** The writer (device, writer stream, seq); null for an entry written without the SDK header. */
+  origin: EntryOrigin | null;
+}
+
+export type LogRole = 'leader' | 'follower';
+export type LogState = 'opening' | 'ready' | 'recovering' | 'closed';
+
+export interface LogEvents extends Record<string, unknown> {
+  role: LogRole;
+  leader: string | null;
+  state: LogState;
+  /** A fatal error: the log is closed. */
+  error: DgError;
+}
+
+export interface LogOptions {
+  /** First index to deliver (default 0: the whole log). */
+  from?: number;
+  /** Take leadership when it is free (default true). */
+  lead?: boolean;
+  /** Wait this long for a WebRTC channel to the leader before relaying, ms (default 3000). */
+  channelTimeoutMs?: number;
+  /** Resend unacknowledged entries to the leader after this long, ms (default 4000). */
+  retransmitMs?: number;
+}
+
+/** What the client gives each Log (not part of the public API). */
+export interface LogContext {
+  site: string;
+  log: string;
+  device: string;
+  connectionFor: (site: string) => Promise<TailConnection>;
+  redirected: (site: string, url: string) => Promise<TailConnection>;
+  grantFor: (site: string) => string | undefined;
+  RTCPeerConnection?: RtcPeerConnectionConstructor;
+  rtcConfig?: object;
+  onClosed: () => void;
+}
