@@ -31,7 +31,17 @@ export function backoffDelay(attempt: number, opts: BackoffOptions = {}, random:
   return Math.round(capped / 2 + random() * (capped / 2));
 }
 
-/** A counter of consecutive failures that yields the next delay and resets on success. */
+/**
+ * A counter of consecutive failures that yields the next delay and resets on success.
+ *
+ * @example
+ * ```ts
+ * import { Backoff } from 'datagrove/client';
+ * const b = new Backoff({ baseMs: 100 });
+ * await new Promise((r) => setTimeout(r, b.next())); // 50..100 ms, then 100..200 ms, ...
+ * b.reset();
+ * ```
+ */
 export class Backoff {
   private attempt = 0;
   constructor(private readonly opts: BackoffOptions = {}) {}

@@ -9,7 +9,15 @@ for (let i = 0; i < ALPHABET.length; i++) LOOKUP[ALPHABET.charCodeAt(i)] = i;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
-/** base64url without padding. */
+/**
+ * base64url without padding.
+ *
+ * @example
+ * ```ts
+ * import { b64urlEncode, b64urlDecode, utf8, fromUtf8 } from 'datagrove/client';
+ * fromUtf8(b64urlDecode(b64urlEncode(utf8('hi')))!); // "hi"
+ * ```
+ */
 export function b64urlEncode(bytes: Uint8Array): string {
   let out = '';
   let i = 0;

@@ -89,7 +89,17 @@ export class DeviceKeys {
   }
 }
 
-/** Verifies an Ed25519 signature by a device id (base64url public key). */
+/**
+ * Verifies an Ed25519 signature by a device id (base64url public key).
+ *
+ * @example
+ * ```ts
+ * import { DeviceKeys, verifyDeviceSignature } from 'datagrove/client';
+ * const keys = DeviceKeys.generate();
+ * const msg = new TextEncoder().encode('hi');
+ * verifyDeviceSignature(keys.deviceId, msg, keys.sign(msg)); // true
+ * ```
+ */
 export function verifyDeviceSignature(deviceId: string, message: Uint8Array, signature: Uint8Array): boolean {
   const pk = b64urlDecode(deviceId);
   if (pk?.length !== 32 || signature.length !== 64) return false;

@@ -83,7 +83,15 @@ export function encodeEntry(prefix: OriginPrefix, seq: number, payload: Uint8Arr
   return out;
 }
 
-/** Splits an entry into origin and payload; an entry without a valid header has origin null. */
+/**
+ * Splits an entry into origin and payload; an entry without a valid header has origin null.
+ *
+ * @example
+ * ```ts
+ * import { decodeEntry } from 'datagrove/client';
+ * const { origin, payload } = decodeEntry(bytes);
+ * ```
+ */
 export function decodeEntry(bytes: Uint8Array): DecodedEntry {
   if (bytes.length <= FIXED || bytes[0] !== ENTRY_MAGIC || bytes[1] !== ENTRY_VERSION) return { origin: null, payload: bytes };
   let seq = 0;

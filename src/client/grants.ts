@@ -75,6 +75,12 @@ export function grantHash(jws: string): string {
 /**
  * Reads a grant's payload and checks its signature by its issuer (not the chain: that is
  * the server's job). Returns null when malformed or badly signed.
+ *
+ * @example
+ * ```ts
+ * import { readGrant } from 'datagrove/client';
+ * readGrant(jws)?.rights; // ["read", "write"]
+ * ```
  */
 export function readGrant(jws: string): GrantPayload | null {
   const parts = jws.split('.');

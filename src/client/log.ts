@@ -33,6 +33,19 @@ const DEFAULT_LIMITS: TailLimitsView = { maxFrame: 1 << 20, maxEntries: 1000, ma
 const MAX_PENDING = 100_000;
 const FATAL = new Set(['FORBIDDEN', 'BAD_REQUEST', 'NOT_FOUND', 'UNAUTHORIZED', 'REFRESH_REUSED']);
 
+/**
+ * An open log (made by `client.openLog`).
+ *
+ * @example
+ * ```ts
+ * const log = client.openLog(site, 'chat');
+ * log.on('role', (role) => console.log('now', role));
+ * log.subscribe((entries) => entries.forEach((e) => console.log(e.index, e.origin?.device)));
+ * await log.opened;
+ * await log.append([new TextEncoder().encode('hi')]);
+ * await log.close();
+ * ```
+ */
 export class Log extends Emitter<LogEvents> {
   readonly site: string;
   readonly name: string;

@@ -36,6 +36,18 @@ export interface SessionOptions {
   now?: () => number;
 }
 
+/**
+ * The session of one device (the client creates one; use it directly only without a client).
+ *
+ * @example
+ * ```ts
+ * import { AuthClient, DeviceKeys, MemoryKeyStorage, Session } from 'datagrove/client';
+ * const storage = new MemoryKeyStorage();
+ * const session = new Session(new AuthClient({ url: 'http://localhost:8080' }), await DeviceKeys.loadOrCreate(storage), storage);
+ * if (!(await session.restore())) await session.signup('laptop');
+ * const token = await session.accessToken(); // refreshed when close to expiry
+ * ```
+ */
 export class Session {
   private state: SessionState | null = null;
   private refreshing: Promise<string> | null = null;

@@ -13,7 +13,15 @@ import type { TailConnection } from './tail-connection.js';
 
 export { pickShard };
 
-/** The tail URL of a shard URL: http(s) becomes ws(s), and a bare origin gets "/tail". */
+/**
+ * The tail URL of a shard URL: http(s) becomes ws(s), and a bare origin gets "/tail".
+ *
+ * @example
+ * ```ts
+ * import { tailUrl } from 'datagrove/client';
+ * tailUrl('https://example.com'); // "wss://example.com/tail"
+ * ```
+ */
 export function tailUrl(url: string): string {
   const u = new URL(url);
   if (u.protocol === 'http:') u.protocol = 'ws:';
@@ -29,6 +37,16 @@ export interface ShardRouterOptions {
   mapUrl?: (url: string) => string;
 }
 
+/**
+ * Routes sites to tail connections (the client makes one; use it directly only without a client).
+ *
+ * @example
+ * ```ts
+ * import { AuthClient, ShardRouter, TailConnection } from 'datagrove/client';
+ * const router = new ShardRouter({ auth: new AuthClient({ url }), connect: (u) => new TailConnection({ url: u, WebSocket, token }) });
+ * const conn = await router.connectionFor(site);
+ * ```
+ */
 export class ShardRouter {
   private map: ShardMapInfo | null = null;
   private loading: Promise<ShardMapInfo> | null = null;
