@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
-import { AuthClient, DatagroveClient, DgError, MemoryKeyStorage, TailConnection, type FetchLike, type WebSocketConstructor } from '../../src/client/index.js';
+import { AuthClient, DatagroveClient, DgError, MemoryKeyStorage, ShardRouter, TailConnection, type FetchLike, type WebSocketConstructor } from '../../src/client/index.js';
 import { makeClient, server, waitFor } from './harness.js';
 
 test('a stored session survives a restart; login works with the stored device key', async () => {
@@ -190,4 +190,40 @@ test('tail connection: connect is sent again with a fresh token before the acces
   await conn.request('ping', {});
   assert.deepEqual(opens, [false], 'never reconnected');
   conn.close();
+});
+
+test('shard routing: the map comes from /auth/v1/shards, one connection per shard, a redirect re-routes the site', async () => {
+  const srv = await server();
+  const other = await server();
+  const t = await makeClient(srv);
+  await t.client.signup();
+  const { site } = await t.client.createSite();
+  const map = await t.client.auth.shards();
+  assert.equal(map.shards.length, 1, 'the monolith has one shard');
+  let fetches = 0;
+  const counting: FetchLike = async (input, init) => {
+    if (input.endsWith('/shards')) fetches++;
+    return (await fetch(input, init)) as unknown as Awaited<ReturnType<FetchLike>>;
+  };
+  const made: string[] = [];
+  const router = new ShardRouter({
+    auth: new AuthClient({ url: srv.url, fetch: counting }),
+    connect: (url) => {
+      made.push(url);
+      return new TailConnection({ url, WebSocket: WebSocket as unknown as WebSocketConstructor, token: () => t.client.session.accessToken() });
+    },
+    mapUrl: (u) => (u.includes(':0/') ? srv.wsUrl : u),
+  });
+  const a = await router.connectionFor(site);
+  assert.equal(await router.connectionFor(site), a, 'one connection per shard');
+  assert.equal(a.url, srv.wsUrl);
+  await a.request('ping', {});
+  // A node answered `redirect`: the map is fetched again and the site goes to that node.
+  const b = await router.redirected(site, other.url);
+  assert.equal(b.url, other.wsUrl);
+  assert.equal(fetches, 2);
+  assert.equal(await router.connectionFor(site), b);
+  assert.deepEqual(made, [srv.wsUrl, other.wsUrl]);
+  router.close();
+  assert.equal(a.state, 'stopped');
 });
