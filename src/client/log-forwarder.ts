@@ -32,6 +32,7 @@ export class Forwarder {
   private epoch = -1;
   private timer: ReturnType<typeof setInterval> | null = null;
   private unanswered = 0;
+  private resendTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(private readonly opts: ForwarderOptions) {}
 
@@ -91,6 +92,19 @@ export class Forwarder {
     }
   }
 
+  /**
+   * The leader did not take our entries (it is not ready for this epoch yet): send them
+   * again shortly. Resending within an epoch is safe (the leader drops duplicates).
+   */
+  notTaken(): void {
+    if (this.resendTimer !== null || this.leader === null) return;
+    this.resendTimer = setTimeout(() => {
+      this.resendTimer = null;
+      for (const p of this.opts.pending.all()) if (p.sentEpoch === this.epoch) p.sentEpoch = -1;
+      this.flush();
+    }, 200);
+  }
+
   /** An `ack` from the leader: those entries are durable. */
   onAck(msg: Extract<LinkMessage, { t: 'ack' }>): void {
     if (msg.stream !== this.opts.stream) return;
@@ -100,7 +114,9 @@ export class Forwarder {
 
   stop(): void {
     if (this.timer !== null) clearInterval(this.timer);
+    if (this.resendTimer !== null) clearTimeout(this.resendTimer);
     this.timer = null;
+    this.resendTimer = null;
     this.leader = null;
   }
 }

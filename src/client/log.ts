@@ -313,7 +313,11 @@ export class Log extends Emitter<LogEvents> {
   private onLinkMessage(from: string, msg: LinkMessage, reply: (m: LinkMessage) => void): void {
     if (msg.t === 'submit') this.sequencer.submitRemote(from, msg, reply);
     else if (msg.t === 'ack') this.forwarder.onAck(msg);
-    else if (msg.t === 'stale' && this.currentRole === 'follower' && msg.epoch !== this.currentEpoch) this.requestRecover();
+    else if (msg.t === 'stale' && this.currentRole === 'follower') {
+      // The leader knows a newer epoch: learn it. Otherwise it is not ready yet: resend soon.
+      if (msg.epoch > this.currentEpoch) this.requestRecover();
+      else this.forwarder.notTaken();
+    }
   }
 
   // ---- connection, lease and recovery ----
