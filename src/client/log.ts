@@ -68,6 +68,7 @@ export class Log extends Emitter<LogEvents> {
   private seq = 0;
   private term = 0;
   private needRecover = false;
+  private pumpQueued = false;
   private vacancyTimer: ReturnType<typeof setTimeout> | null = null;
   private recovering: Promise<void> | null = null;
   private readonly subscribers = new Set<(entries: LogEntry[]) => void>();
@@ -294,8 +295,17 @@ export class Log extends Emitter<LogEvents> {
     }
   }
 
-  /** Moves pending appends along in the current role. */
+  /** Moves pending appends along in the current role, once per tick (appends made together travel together). */
   private pump(): void {
+    if (this.pumpQueued) return;
+    this.pumpQueued = true;
+    queueMicrotask(() => {
+      this.pumpQueued = false;
+      this.pumpNow();
+    });
+  }
+
+  private pumpNow(): void {
     if (this.st !== 'ready') return;
     if (this.currentRole === 'leader') {
       const items: SeqItem[] = [];

@@ -36,6 +36,8 @@ class PeerLink {
   readonly candidates: { candidate: string; sdpMid?: string | null; sdpMLineIndex?: number | null }[] = [];
   readonly held: object[] = [];
   relay = false;
+  /** This side sent the offer. */
+  initiator = false;
   timer: ReturnType<typeof setTimeout> | null = null;
   readonly rx = new Reassembler();
 
@@ -92,6 +94,7 @@ export class PeerHub {
 
   private initiate(device: string): PeerLink {
     const link = new PeerLink(device, randomId(6));
+    link.initiator = true;
     this.links.set(device, link);
     const RTC = this.opts.RTCPeerConnection;
     if (RTC === undefined) {
@@ -181,7 +184,12 @@ export class PeerHub {
     }
     const linkId = typeof d.link === 'string' ? d.link : '';
     if (kind === 'offer') {
-      if (typeof d.sdp !== 'string' || this.opts.RTCPeerConnection === undefined) return;
+      if (typeof d.sdp !== 'string') return;
+      if (this.opts.RTCPeerConnection === undefined) {
+        // No WebRTC here: say so, so the other side relays at once instead of waiting.
+        this.opts.signal(from, 'bye', { link: linkId }).catch(() => undefined);
+        return;
+      }
       this.drop(from, false);
       const link = new PeerLink(from, linkId);
       link.relay = true; // reply by relay until the channel opens
@@ -205,7 +213,24 @@ export class PeerHub {
       if (link.remoteSet) link.pc.addIceCandidate(c).catch(() => undefined);
       else if (link.candidates.length < 64) link.candidates.push(c);
     } else if (kind === 'bye') {
-      this.drop(from, false);
+      if (!link.initiator) {
+        this.drop(from, false);
+        return;
+      }
+      // Our offer was refused or the channel closed: keep the link, by relay.
+      if (link.timer !== null) clearTimeout(link.timer);
+      link.timer = null;
+      const { pc, dc } = link;
+      link.pc = null;
+      link.dc = null;
+      link.relay = true;
+      this.flushHeld(link);
+      try {
+        dc?.close();
+        void Promise.resolve(pc.close()).catch(() => undefined);
+      } catch {
+        // already closed
+      }
     }
   }
 
