@@ -13,10 +13,11 @@
  *   one certificate (a newer one replaces it).
  * - Lists come back in a stable order (versions ascending; devices by creation time, then id).
  */
+import { MAX_USER_KEY_VERSION } from '../protocol/key-statements.js';
 import type { AccessRecord, GrantRecord } from './store.js';
 
 /** At most this many user key versions per user (a rotation per revoked device is plenty). */
-export const MAX_USER_KEY_VERSIONS = 64;
+export const MAX_USER_KEY_VERSIONS = MAX_USER_KEY_VERSION;
 
 export interface UserKeyRecord {
   user: string;

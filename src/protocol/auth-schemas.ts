@@ -267,6 +267,8 @@ export const IdentityPayload = Type.Object({
   email: Type.String({ maxLength: MAX_EMAIL_LENGTH }),
   provider: Type.String({ pattern: PROVIDER_ID_PATTERN }),
   iat: Type.Integer({ minimum: 0 }),
+  /** Addition (docs/protocol.md): the device's box key, so a sender that finds it by email can encrypt to it. */
+  box: Type.Optional(BoxKey),
 });
 export type IdentityPayload = Static<typeof IdentityPayload>;
 

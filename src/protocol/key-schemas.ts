@@ -1,26 +1,16 @@
 /**
  * Wire shapes of the key directory (docs/protocol.md, "Additions: user keys, device
  * certificates and site members"): the user key chain, device certificates, and the member
- * list a site admin encrypts a new site key to. The statements signed here are defined once,
- * for the server (which checks them) and the client SDK (which makes and checks them).
+ * list a site admin encrypts a new site key to. The signed statements themselves are in
+ * key-statements.ts (shared with the client SDK, which must not pull in TypeBox).
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { BoxKey, COMPACT_JWS_PATTERN, DeviceId, MAX_EMAIL_LENGTH, Rights, SIGNATURE_PATTERN, SiteId, UserId } from './auth-schemas.js';
+import { DEVICE_CERT_TYP, MAX_USER_KEY_VERSION } from './key-statements.js';
 
-/** The JWS `typ` of a device certificate. */
-export const DEVICE_CERT_TYP = 'dg-device+jwt';
+export { DEVICE_CERT_TYP, MAX_USER_KEY_VERSION, userKeyStatement } from './key-statements.js';
+
 export const MAX_CERTIFICATE_LENGTH = 2048;
-/** The most user key versions a user may have (server/store limit). */
-export const MAX_USER_KEY_VERSION = 64;
-
-/**
- * The UTF-8 statement that version `version` of `user`'s key is `publicKey`. The new key signs
- * it (proof of possession) and, from version 2 on, the previous version signs it too, so a
- * client that knows any earlier version can follow the chain to the newest.
- */
-export function userKeyStatement(user: string, version: number, publicKey: string): string {
-  return `datagrove-user-key-v1:${user}:${version}:${publicKey}`;
-}
 
 const PublicKey = Type.String({ pattern: '^[A-Za-z0-9_-]{43}$' });
 const Signature = Type.String({ pattern: SIGNATURE_PATTERN });

@@ -134,10 +134,12 @@ describe('user keys, device certificates and site members', async () => {
     assert.deepEqual([r.body.rotationRequired, r.body.certificates[0]?.keyVersion], [false, 2]);
   });
 
-  it('looks users up by email, and refuses bad queries', async () => {
+  it('looks users up by email (the attestation carries the box key), and refuses bad queries', async () => {
     const email = `k-${randomBytes(4).toString('hex')}@example.com`;
     const keys = newDeviceKeys();
     const o = await oidcLogin(url, keys, email);
+    const attested = JSON.parse(Buffer.from(o.identity.split('.')[1] ?? '', 'base64url').toString('utf8')) as { sub: string; box?: string };
+    assert.deepEqual([attested.sub, attested.box], [keys.device, keys.boxKey], 'the identity attestation carries the box key');
     const d: SignedUpDevice = { ...keys, user: o.user, access: o.access, refresh: o.refresh, expiresIn: o.expiresIn };
     const k = newUserKey();
     assert.equal((await setKey(d, k, 1)).status, 201);

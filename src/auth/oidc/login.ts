@@ -116,7 +116,9 @@ async function verifiedEmail(ctx: AuthContext, login: OidcLoginRecord, rawQuery:
 
 async function finishLogin(ctx: AuthContext, login: OidcLoginRecord, rawQuery: string): Promise<OidcOutcome> {
   const email = await verifiedEmail(ctx, login, rawQuery);
-  const identity = await signIdentityAttestation(ctx, { device: login.device, email, provider: login.provider });
+  const known = await ctx.store.getDevice(login.device);
+  const box = known?.boxKey ?? login.boxKey ?? undefined;
+  const identity = await signIdentityAttestation(ctx, { device: login.device, email, provider: login.provider, ...(box === undefined ? {} : { box }) });
   const linked = await ctx.store.linkIdentity({
     email,
     provider: login.provider,
