@@ -5,6 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { DgError } from '../../src/client/index.js';
 import { assertExactlyOnce, enc, makeClient, record, server, sharedSite, waitFor, type TestClient } from './harness.js';
 
 test('one leader, the others follow; leadership passes on when the leader closes', async () => {
@@ -158,4 +159,49 @@ test('with WebRTC links, the leader and a follower are cut at the same moment, t
     }
   });
   for (const c of cs) await c.client.close();
+});
+
+test('a leader without WebRTC refuses the offer, so the follower relays at once', async () => {
+  const srv = await server();
+  const a = await makeClient(srv); // no WebRTC
+  const b = await makeClient(srv, { rtc: true });
+  const site = await sharedSite(a, [b]);
+  const la = a.client.openLog(site, 'mixed');
+  await la.opened;
+  const lb = b.client.openLog(site, 'mixed', { channelTimeoutMs: 20_000 });
+  await lb.opened;
+  const t0 = Date.now();
+  assert.deepEqual(await lb.append([enc('hi')]), [0]);
+  assert.ok(Date.now() - t0 < 10_000, 'did not wait for the channel timeout');
+  assert.equal(lb.leaderPath, 'relay');
+  await a.client.close();
+  await b.client.close();
+});
+
+test('append refuses bad payloads; close fails what is pending and releases leadership', async () => {
+  const srv = await server();
+  const a = await makeClient(srv);
+  const b = await makeClient(srv);
+  const site = await sharedSite(a, [b]);
+  const la = a.client.openLog(site, 'x');
+  await la.opened;
+  const max = (await a.client.connection(site)).info!.limits.maxEntryBytes;
+  await assert.rejects(la.append([new Uint8Array(max)]), (e: DgError) => e.code === 'TOO_LARGE');
+  await assert.rejects(la.append(['text' as unknown as Uint8Array]), (e: DgError) => e.code === 'BAD_REQUEST');
+  assert.deepEqual(await la.append([new Uint8Array(max - 64)]), [0], 'the largest payload fits');
+  assert.equal(a.client.openLog(site, 'x'), la, 'one Log per (site, log)');
+
+  const lb = b.client.openLog(site, 'x');
+  await lb.opened;
+  const leaderless = lb.append([enc('waits for a leader')]);
+  await la.close();
+  await assert.rejects(la.append([enc('late')]), (e: DgError) => e.code === 'UNAVAILABLE');
+  // The follower takes over and its append goes through.
+  assert.equal((await leaderless).length, 1);
+  assert.equal(lb.role, 'leader');
+  const pendingAtClose = b.client.openLog(site, 'y');
+  const failed = assert.rejects(pendingAtClose.append([enc('never sent')]), (e: DgError) => e.code === 'UNAVAILABLE');
+  await b.client.close();
+  await failed;
+  await a.client.close();
 });
