@@ -1,7 +1,7 @@
 /**
  * Checking an identity attestation (PROTOCOL.md "Identity attestation"): a compact JWS by
  * the server's Ed25519 attestation key, header {alg:"EdDSA", typ:"dg-identity+jwt", kid},
- * payload {iss, sub: deviceId, email, provider, iat}, against GET /auth/v1/server-keys.
+ * payload {iss, sub: deviceId, email, provider, iat, box?}, against GET /auth/v1/server-keys.
  * A `revoked` kid is refused (the key may have been stolen, so anything it signed may be
  * forged), and so is an unknown one; `active` and `retired` keys are trusted.
  */
@@ -19,6 +19,8 @@ export interface Attested {
   provider: string;
   iat: number;
   kid: string;
+  /** The device's box key (attestations made before it was added have none). */
+  box?: string;
 }
 
 export type AttestationCheck = { ok: true; attested: Attested } | { ok: false; reason: 'malformed' | 'unknown-key' | 'revoked-key' | 'bad-signature' | 'wrong-issuer' };
@@ -27,12 +29,12 @@ export type AttestationCheck = { ok: true; attested: Attested } | { ok: false; r
 export function checkAttestation(jws: string, keys: readonly ServerKey[], issuer?: string): AttestationCheck {
   const d = decodeJws(jws);
   if (d === null || d.header.alg !== 'EdDSA' || d.header.typ !== 'dg-identity+jwt' || typeof d.header.kid !== 'string') return { ok: false, reason: 'malformed' };
-  const { sub, email, provider, iat, iss } = d.payload;
+  const { sub, email, provider, iat, iss, box } = d.payload;
   if (typeof sub !== 'string' || typeof email !== 'string' || typeof provider !== 'string' || typeof iat !== 'number') return { ok: false, reason: 'malformed' };
   const key = keys.find((k) => k.kid === d.header.kid);
   if (key === undefined) return { ok: false, reason: 'unknown-key' };
   if (key.status === 'revoked') return { ok: false, reason: 'revoked-key' };
   if (!verifyEd25519(key.publicKey, d.signingInput, d.signature)) return { ok: false, reason: 'bad-signature' };
   if (issuer !== undefined && iss !== issuer) return { ok: false, reason: 'wrong-issuer' };
-  return { ok: true, attested: { device: sub, email, provider, iat, kid: key.kid } };
+  return { ok: true, attested: { device: sub, email, provider, iat, kid: key.kid, ...(typeof box === 'string' ? { box } : {}) } };
 }

@@ -41,14 +41,17 @@ export async function verifiedUser(api: KeyApi, pins: KeyPins, who: { user: stri
   return { user: d.user, chain, newest: chain.at(-1)?.version ?? 0, devices, rotationRequired: d.rotationRequired };
 }
 
-/** Devices attested for `email` by a key of the server that is not revoked. */
+/**
+ * Devices attested for `email` (with their box keys) by a key of the server that is not
+ * revoked. Attestations without a box key (made before it was added) are skipped.
+ */
 export async function attestedDevices(api: KeyApi, email: string, serverKeys: readonly ServerKey[]): Promise<Recipient[]> {
   const out: Recipient[] = [];
   const want = email.trim().toLowerCase();
   for (const jws of await api.attestationsOf(want)) {
     const r = checkAttestation(jws, serverKeys);
-    if (!r.ok || r.attested.email !== want) continue;
-    out.push({ device: r.attested.device, boxKey: '' });
+    if (!r.ok || r.attested.email !== want || r.attested.box === undefined) continue;
+    out.push({ device: r.attested.device, boxKey: r.attested.box });
   }
   return out;
 }

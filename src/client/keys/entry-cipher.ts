@@ -13,9 +13,8 @@
  * order is the log's, which the server decides.)
  */
 import { DgError } from '../../protocol/errors.js';
-import { utf8 } from '../bytes.js';
+import { randomBytes, utf8 } from '../bytes.js';
 import { AesKey, NONCE_BYTES, TAG_BYTES } from '../crypto/aes-gcm.js';
-import { randomBytes } from '../bytes.js';
 import type { PayloadCodec, PayloadContext } from '../crypto/payload-codec.js';
 
 export const ENTRY_CIPHER_VERSION = 1;
