@@ -31,6 +31,7 @@ export type { LogContext, LogEntry, LogEvents, LogOptions, LogRole, LogState };
 
 const DEFAULT_LIMITS: TailLimitsView = { maxFrame: 1 << 20, maxEntries: 1000, maxEntryBytes: 256 * 1024, maxHandles: 256 };
 const MAX_PENDING = 100_000;
+const PEER_LINGER_MS = 30_000;
 const FATAL = new Set(['FORBIDDEN', 'BAD_REQUEST', 'NOT_FOUND', 'UNAUTHORIZED', 'REFRESH_REUSED']);
 
 /**
@@ -473,8 +474,15 @@ export class Log extends Emitter<LogEvents> {
         break;
       case 'peer':
         if (ev.state === 'join') this.peerSet.add(ev.device);
-        // A data channel can outlive its peer's socket (which reconnects): links stay.
-        else this.peerSet.delete(ev.device);
+        else {
+          // A data channel can outlive its peer's socket (which reconnects): keep the link
+          // a while, and close it only if the device does not come back.
+          this.peerSet.delete(ev.device);
+          const device = ev.device;
+          setTimeout(() => {
+            if (!this.peerSet.has(device) && device !== this.currentLeader) this.hub.drop(device, false);
+          }, PEER_LINGER_MS).unref?.();
+        }
         break;
       case 'signal':
         this.hub.handleSignal(ev.from, ev.kind, ev.data);

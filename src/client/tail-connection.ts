@@ -185,9 +185,18 @@ export class TailConnection extends Emitter<TailConnectionEvents> {
     const id = this.nextId++;
     req.id = id;
     this.inflight.set(id, req);
-    const args = typeof req.args === 'function' ? req.args() : req.args;
+    let frame: string;
     try {
-      sock.send(JSON.stringify({ ...args, id, op: req.op }));
+      const args = typeof req.args === 'function' ? req.args() : req.args;
+      frame = JSON.stringify({ ...args, id, op: req.op });
+    } catch (err) {
+      this.inflight.delete(id);
+      clearTimeout(req.timer);
+      req.reject(err instanceof DgError ? err : new DgError('BAD_REQUEST', `${req.op}: arguments cannot be sent as JSON`));
+      return;
+    }
+    try {
+      sock.send(frame);
     } catch {
       // The close handler will deal with it (retry or fail).
     }
