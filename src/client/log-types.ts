@@ -1,6 +1,7 @@
 /**
  * The public shapes of a Log (log.ts) and what the client hands each Log.
  */
+import type { PayloadCodec } from './crypto/payload-codec.js';
 import type { EntryOrigin } from './entry-header.js';
 import type { RtcPeerConnectionConstructor } from './rtc-types.js';
 import type { TailConnection } from './tail-connection.js';
@@ -12,6 +13,8 @@ export interface LogEntry {
   payload: Uint8Array;
   /** The writer (device, writer stream, seq); null for an entry written without the SDK header. */
   origin: EntryOrigin | null;
+  /** Set when the log's codec could not open the payload (e.g. no key for its epoch); `payload` is then empty. */
+  error?: DgError;
 }
 
 export type LogRole = 'leader' | 'follower';
@@ -26,6 +29,8 @@ export interface LogEvents extends Record<string, unknown> {
 }
 
 export interface LogOptions {
+  /** Seals payloads before they are sent and opens them before delivery (end-to-end encryption: docs/keys.md). */
+  codec?: PayloadCodec;
   /** First index to deliver (default 0: the whole log). */
   from?: number;
   /** Take leadership when it is free (default true). */
