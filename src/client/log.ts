@@ -19,6 +19,7 @@ import { LogFeed, type FeedRead } from './log-feed.js';
 import { PendingAppends } from './log-pending.js';
 import { Sequencer, type SeqItem } from './log-sequencer.js';
 import { PeerHub } from './peer-link.js';
+import { PayloadPipeline } from './crypto/payload-pipeline.js';
 import type { LinkMessage } from './link-messages.js';
 import type { TailConnection } from './tail-connection.js';
 import type { TailEvent, TailLimitsView } from './tail-types.js';
@@ -78,6 +79,8 @@ export class Log extends Emitter<LogEvents> {
   /** Resolves when the log is first leased and caught up; rejects if opening fails for good. */
   readonly opened: Promise<void>;
   private readonly lead: boolean;
+  /** The payload codec (end-to-end encryption), when the log has one. */
+  private readonly codec: PayloadPipeline | null;
 
   constructor(
     private readonly ctx: LogContext,
@@ -93,6 +96,7 @@ export class Log extends Emitter<LogEvents> {
     });
     this.opened.catch(() => undefined);
     this.stream = b64urlEncode(randomBytes(STREAM_BYTES));
+    this.codec = opts.codec === undefined ? null : new PayloadPipeline(opts.codec, { site: ctx.site, log: ctx.log, device: ctx.device, stream: this.stream });
     this.prefix = originPrefix(ctx.device, this.stream);
     this.feed = new LogFeed(opts.from ?? 0, (from) => this.read(from), (at, entries) => this.onEntries(at, entries));
     this.sequencer = new Sequencer(
@@ -197,12 +201,21 @@ export class Log extends Emitter<LogEvents> {
    */
   append(payloads: Uint8Array[]): Promise<number[]> {
     if (this.st === 'closed') return Promise.reject(new DgError('UNAVAILABLE', 'log closed'));
-    const max = this.limits().maxEntryBytes - MAX_HEADER_BYTES;
+    const max = this.limits().maxEntryBytes - MAX_HEADER_BYTES - (this.codec?.overhead ?? 0);
     for (const p of payloads) {
       if (!(p instanceof Uint8Array)) return Promise.reject(new DgError('BAD_REQUEST', 'payloads: must be Uint8Array'));
       if (p.length > max) return Promise.reject(new DgError('TOO_LARGE', `payload: at most ${max} bytes`));
     }
     if (this.pending.size + payloads.length > MAX_PENDING) return Promise.reject(new DgError('RATE_LIMITED', 'too many appends waiting'));
+    if (this.codec !== null) {
+      return this.codec.seal(payloads, () => this.seq, (base, sealed) => {
+        if (this.st === 'closed') throw new DgError('UNAVAILABLE', 'log closed');
+        this.seq = base + sealed.length;
+        const queued = sealed.map((s, i) => this.pending.add(base + 1 + i, encodeEntry(this.prefix, base + 1 + i, s)));
+        this.pump();
+        return queued;
+      });
+    }
     const promises = payloads.map((p) => {
       const seq = ++this.seq;
       return this.pending.add(seq, encodeEntry(this.prefix, seq, p));
@@ -287,6 +300,11 @@ export class Log extends Emitter<LogEvents> {
       }
       out.push({ index, payload, origin });
     }
+    if (this.codec !== null) this.codec.open(out, (opened) => this.deliver(opened));
+    else this.deliver(out);
+  }
+
+  private deliver(out: LogEntry[]): void {
     for (const fn of [...this.subscribers]) {
       try {
         fn(out);
