@@ -8,6 +8,7 @@ import { DeviceKeys } from './device-keys.js';
 import { Emitter } from './emitter.js';
 import { grantHash, signGrant, type GrantSpec } from './grants.js';
 import { MemoryKeyStorage, type KeyStorage } from './key-storage.js';
+import type { PayloadCodec } from './crypto/payload-codec.js';
 import { Log, type LogOptions } from './log.js';
 import type { RtcPeerConnectionConstructor } from './rtc-types.js';
 import { Session } from './session.js';
@@ -63,6 +64,7 @@ export class DatagroveClient extends Emitter<ClientEvents> {
   private readonly logs = new Map<string, Log>();
   private readonly grants = new Map<string, string>();
   private closed = false;
+  private codec: PayloadCodec | null = null;
 
   private constructor(
     private readonly opts: ClientOptions,
@@ -183,10 +185,18 @@ export class DatagroveClient extends Emitter<ClientEvents> {
           if (this.logs.get(key) === l) this.logs.delete(key);
         },
       },
-      opts,
+      this.codec === null || opts.codec !== undefined ? opts : { ...opts, codec: this.codec },
     );
     this.logs.set(key, l);
     return l;
+  }
+
+  /**
+   * The payload codec of the logs opened from now on (unless their options name one), e.g.
+   * the end-to-end encryption of a KeyManager (keys/key-manager.ts); null for none.
+   */
+  setCodec(codec: PayloadCodec | null): void {
+    this.codec = codec;
   }
 
   /** The tail connection that serves `site` (for direct use of the Tail API). */
