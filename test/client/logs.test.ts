@@ -205,3 +205,34 @@ test('append refuses bad payloads; close fails what is pending and releases lead
   await failed;
   await a.client.close();
 });
+
+test('a follower catches up by reading when a tail event comes without its entries (an entry over 64 KiB)', async () => {
+  const srv = await server();
+  const a = await makeClient(srv);
+  const b = await makeClient(srv);
+  const site = await sharedSite(a, [b]);
+  const la = a.client.openLog(site, 'big');
+  await la.opened;
+  const lb = b.client.openLog(site, 'big');
+  const rb = record(lb);
+  await lb.opened;
+  const events: { entries?: unknown[] }[] = [];
+  (await b.client.connection(site)).on('event', (ev) => {
+    if (ev.ev === 'tail') events.push(ev);
+  });
+  const big = Array.from({ length: 3 }, (_, i) => new Uint8Array(i === 1 ? 100_000 : 30_000).fill(i + 1));
+  assert.deepEqual(await la.append(big), [0, 1, 2]);
+  await la.append([enc('small')]);
+  await waitFor('the follower has all four', () => rb.seen.length === 4);
+  assert.ok(events.some((e) => e.entries === undefined), 'the big entry came without its bytes');
+  assert.deepEqual(rb.seen.map((e) => e.index), [0, 1, 2, 3]);
+  assert.deepEqual(rb.seen[1]!.payload, big[1]);
+  assert.equal(new TextDecoder().decode(rb.seen[3]!.payload), 'small');
+  // A follower's large entry crosses the relay in fragments (a relayed signal is at most 64 KiB).
+  assert.deepEqual(await lb.append([new Uint8Array(100_000).fill(9)]), [4]);
+  assert.equal(lb.leaderPath, 'relay');
+  await waitFor('the follower sees its own', () => rb.seen.length === 5);
+  assert.deepEqual(rb.seen[4]!.payload, new Uint8Array(100_000).fill(9));
+  await a.client.close();
+  await b.client.close();
+});
