@@ -34,10 +34,10 @@ async function followerAppends(rtc: boolean): Promise<void> {
   const a = await makeClient(srv, { rtc });
   const b = await makeClient(srv, { rtc });
   const site = await sharedSite(a, [b]);
-  const la = a.client.openLog(site, 'chat', { channelTimeoutMs: 4000 });
+  const la = a.client.openLog(site, 'chat', { channelTimeoutMs: 15_000 });
   const ra = record(la);
   await la.opened;
-  const lb = b.client.openLog(site, 'chat', { channelTimeoutMs: 4000 });
+  const lb = b.client.openLog(site, 'chat', { channelTimeoutMs: 15_000 });
   const rb = record(lb);
   await lb.opened;
   assert.equal(la.role, 'leader');
