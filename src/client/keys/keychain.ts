@@ -62,7 +62,10 @@ export async function loadKeychain(api: KeyApi, key: UserKey, user: string, ukv:
 export async function saveKeychain(api: KeyApi, key: UserKey, user: string, ukv: number, ring: SiteKeyring): Promise<void> {
   let p = await api.profile();
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-    const stored = await openKeychain(key, user, ukv, p.data[KEYCHAIN_DATA_KEY]).catch(() => null);
+    const value = p.data[KEYCHAIN_DATA_KEY] as { ukv?: unknown } | undefined;
+    // Never overwrite a keychain sealed under a newer user key version with an older one.
+    if (typeof value?.ukv === 'number' && value.ukv > ukv) throw new DgError('CONFLICT', `keychain: sealed under user key version ${value.ukv}, newer than ${ukv}`);
+    const stored = await openKeychain(key, user, ukv, value).catch(() => null);
     if (stored !== null) ring.merge(stored);
     const r = await api.setProfileData(p.version, KEYCHAIN_DATA_KEY, await sealKeychain(key, user, ukv, ring));
     if (r.ok) return;

@@ -1,0 +1,445 @@
+/**
+ * End-to-end encryption for a DatagroveClient: the user key, device approval, site keys and
+ * the payload codec that seals every entry of the logs the client opens. The server sees
+ * public keys, signatures and ciphertext only (docs/keys.md).
+ *
+ * Background work (a `device` event to consider, an `envelope` to open, a key to fetch for
+ * an entry) runs one step at a time; failures are reported on the `error` event and never
+ * stop later work.
+ */
+import { DgError } from '../../protocol/errors.js';
+import { b64urlDecode, b64urlEncode } from '../bytes.js';
+import type { DatagroveClient } from '../client.js';
+import type { PayloadCodec } from '../crypto/payload-codec.js';
+import { Emitter } from '../emitter.js';
+import type { KeyStorage } from '../key-storage.js';
+import type { TailEvent } from '../tail-types.js';
+import { qrSvg } from '../qr/svg.js';
+import type { ServerKey } from './attestation.js';
+import { considerDevice, uncertifiedDevices, type ApprovalResult, type DeviceApprovalRequest } from './device-approval.js';
+import { verifiedUser, type VerifiedUser } from './directory.js';
+import { EntryCipher } from './entry-cipher.js';
+import { openEnvelope } from './envelope.js';
+import { KeyApi } from './key-api.js';
+import type { HeldUserKey, KeyContext } from './key-context.js';
+import { loadKeychain, saveKeychain } from './keychain.js';
+import { KeyPins } from './pins.js';
+import { acceptSiteKeys, createEncryptedSite, rotateSiteKey, shareSite, type Delivery, type ShareSpec } from './site-key-flows.js';
+import { SiteKeyring } from './site-keyring.js';
+import { UserKey } from './user-key.js';
+import { adoptSentUserKey, importUserKey, rotateUserKey, settleUserKey, type UserKeyState } from './user-key-flows.js';
+import { LocalVault } from './vault.js';
+
+export interface KeyManagerOptions {
+  /** Where this device keeps its sealed user key, site keys and pins (e.g. the client's storage). */
+  storage: KeyStorage;
+  /** Where the device-local key that seals them is kept (default: `storage`). */
+  localKeyStorage?: KeyStorage;
+  /** Asked before the user key goes to a new device of the user; without it no device is approved. */
+  approveDevice?: (req: DeviceApprovalRequest) => Promise<boolean>;
+  /** Check identity attestations' `iss` against this URL (default: not checked; the key check binds them to this server). */
+  issuer?: string;
+  /** How long a site's key epoch read from the server is trusted before it is read again, ms (default 30000). */
+  epochTtlMs?: number;
+}
+
+export interface KeyManagerEvents extends Record<string, unknown> {
+  /** The user key state changed. */
+  state: UserKeyState;
+  /** A device was considered for approval. */
+  device: ApprovalResult;
+  /** Keys of a site arrived (from an envelope or the keychain). */
+  'site-keys': { site: string; added: number };
+  /** Background work failed. */
+  error: DgError;
+}
+
+const userKeyName = (user: string) => `datagrove.user-key:${user}`;
+const ringName = (user: string) => `datagrove.site-keys:${user}`;
+
+/**
+ * @example
+ * ```ts
+ * const client = await DatagroveClient.create({ url, WebSocket, storage });
+ * await client.login();
+ * const keys = await KeyManager.open(client, { storage, approveDevice: async (d) => confirm(`Add ${d.name}?`) });
+ * if ((await keys.start()) === 'ready') {
+ *   const { site } = await keys.createSite('notes');
+ *   client.openLog(site, 'main').append([new TextEncoder().encode('secret')]); // sealed end to end
+ * }
+ * ```
+ */
+export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext {
+  readonly api: KeyApi;
+  readonly ring: SiteKeyring;
+  readonly user: string;
+  readonly issuer: string | undefined;
+  /** The codec that seals the client's log entries (set on the client by `open`). */
+  readonly codec: PayloadCodec;
+  private heldKey: HeldUserKey | null = null;
+  private st: UserKeyState = 'awaiting-key';
+  private readonly epochs = new Map<string, { epoch: number; at: number }>();
+  private readonly missTimes = new Map<string, number>();
+  private inbox: Promise<void> | null = null;
+  private work: Promise<unknown> = Promise.resolve();
+  private readonly decided = new Map<string, ApprovalResult>();
+  private offEvents: (() => void)[] = [];
+  private closed = false;
+
+  private constructor(
+    readonly client: DatagroveClient,
+    readonly vault: LocalVault,
+    readonly pins: KeyPins,
+    private readonly opts: KeyManagerOptions,
+    ring: SiteKeyring,
+  ) {
+    super();
+    const user = client.user;
+    if (user === null) throw new DgError('UNAUTHORIZED', 'not signed in');
+    this.user = user;
+    this.ring = ring;
+    this.issuer = opts.issuer;
+    this.api = new KeyApi(client.auth, client.session);
+    this.codec = new EntryCipher({ writeKey: (site) => this.writeKey(site), readKey: (site, epoch) => this.readKey(site, epoch) });
+  }
+
+  /** Loads this device's sealed keys and makes the client seal its logs; call `start` next. */
+  static async open(client: DatagroveClient, opts: KeyManagerOptions): Promise<KeyManager> {
+    const user = client.user;
+    if (user === null) throw new DgError('UNAUTHORIZED', 'not signed in');
+    const vault = await LocalVault.open(opts.storage, opts.localKeyStorage);
+    const ring = SiteKeyring.fromJSON(await vault.load(ringName(user)));
+    const m = new KeyManager(client, vault, new KeyPins(opts.storage), opts, ring);
+    const held = await vault.load(userKeyName(user));
+    if (held !== null && typeof held === 'object' && !Array.isArray(held) && typeof held.seed === 'string' && typeof held.version === 'number') {
+      const seed = b64urlDecode(held.seed);
+      if (seed !== null) m.heldKey = { key: UserKey.fromSeed(seed), version: held.version };
+    }
+    client.setCodec(m.codec);
+    return m;
+  }
+
+  /** 'ready' when this device holds the newest user key; 'awaiting-key' until another device (or words) provide it. */
+  get state(): UserKeyState {
+    return this.st;
+  }
+
+  /** The version of the user key this device holds, or null. */
+  get userKeyVersion(): number | null {
+    return this.heldKey?.version ?? null;
+  }
+
+  /**
+   * Settles the user key (making it on the user's first device), listens for `device` and
+   * `envelope` events on the tail connection, opens waiting envelopes, and reviews the
+   * user's uncertified devices.
+   */
+  async start(): Promise<UserKeyState> {
+    if (this.offEvents.length === 0) {
+      this.offEvents.push(this.client.on('event', (ev) => this.onEvent(ev)));
+      const conn = await this.client.connection(this.user);
+      this.offEvents.push(conn.on('open', ({ reconnect }) => reconnect && void this.background(() => this.sync())));
+      await conn.ready();
+    }
+    await this.sync();
+    return this.st;
+  }
+
+  /** Opens waiting envelopes, brings the user key up to date, and reviews uncertified devices. */
+  async sync(): Promise<void> {
+    await this.openInbox();
+    await this.settle();
+    if (this.st === 'ready' && this.opts.approveDevice !== undefined) await this.reviewDevices();
+  }
+
+  private async settle(): Promise<void> {
+    let state = await settleUserKey(this);
+    if (state === 'ready' && (await this.verified({ user: this.user })).rotationRequired) {
+      // A revoked device held the newest user key: move to a new one.
+      await rotateUserKey(this);
+      state = await settleUserKey(this);
+    }
+    this.setState(state);
+  }
+
+  private setState(s: UserKeyState): void {
+    if (s === this.st) return;
+    this.st = s;
+    this.emit('state', s);
+  }
+
+  /** Considers every live device of the user that has no certificate under the newest key. */
+  async reviewDevices(): Promise<ApprovalResult[]> {
+    const out: ApprovalResult[] = [];
+    for (const d of await uncertifiedDevices(this)) out.push(await this.consider(d));
+    return out;
+  }
+
+  private async consider(ev: { device: string; name: string; identity?: string }): Promise<ApprovalResult> {
+    const before = this.decided.get(ev.device);
+    if (before !== undefined && before.outcome !== 'no-user-key') return before;
+    const approve = this.opts.approveDevice ?? (async () => false);
+    const r = await considerDevice(this, ev, approve);
+    this.decided.set(ev.device, r);
+    this.emit('device', r);
+    return r;
+  }
+
+  // ---- user key: export and import ----
+
+  private requireKey(): HeldUserKey {
+    if (this.heldKey === null) throw new DgError('FORBIDDEN', 'user key: this device does not hold it');
+    return this.heldKey;
+  }
+
+  /** The user key as 24 BIP39 words (show them once; they restore the key on a fresh device). */
+  exportWords(): string {
+    return this.requireKey().key.toWords();
+  }
+
+  /** The user key as a QR payload string (`dgk1:…`). */
+  exportQrPayload(): string {
+    return this.requireKey().key.toQrPayload();
+  }
+
+  /** The user key as a QR code, an SVG document. */
+  exportQrSvg(): string {
+    return qrSvg(this.exportQrPayload());
+  }
+
+  /** Restores the user key from its words on this device (signed in as the user), then its site keys. */
+  async importWords(words: string): Promise<void> {
+    await this.importKey(UserKey.fromWords(words));
+  }
+
+  /** Restores the user key from a QR payload (`dgk1:…`). */
+  async importQrPayload(payload: string): Promise<void> {
+    await this.importKey(UserKey.fromQrPayload(payload));
+  }
+
+  private async importKey(key: UserKey): Promise<void> {
+    await importUserKey(this, key);
+    this.setState('ready');
+  }
+
+  // ---- sites ----
+
+  /** Creates a site with its first key (epoch 1). */
+  createSite(name?: string): Promise<{ site: string; owner: string }> {
+    return createEncryptedSite(this, name);
+  }
+
+  /** Shares a site with an email or a user: a grant, and every key of the site to their devices. */
+  share(site: string, to: { email: string } | { user: string }, spec: ShareSpec): Promise<Delivery & { grant: string; hash: string }> {
+    return shareSite(this, site, to, spec);
+  }
+
+  /** Rotates a site's key for its current members (admin only). */
+  async rotateSite(site: string): Promise<Delivery & { epoch: number }> {
+    const r = await rotateSiteKey(this, site);
+    this.epochs.set(site, { epoch: r.epoch, at: Date.now() });
+    return r;
+  }
+
+  /**
+   * Revokes a device. When it is one of the user's, the user key is rotated (it held it),
+   * then every site the server asks to rotate where this user is an admin is rotated.
+   * Sites this user does not administer are rotated by their admins (their `sync`, or
+   * `rotatePending`).
+   */
+  async revokeDevice(device: string): Promise<{ rotated: string[]; left: string[] }> {
+    const own = (await this.client.me()).devices.some((d) => d.device === device);
+    const { rotate } = await this.client.revoke({ device });
+    if (own && this.heldKey !== null) await rotateUserKey(this);
+    return this.rotateSites(rotate);
+  }
+
+  /** Rotates each of `sites` that requires it and that this user administers. */
+  async rotateSites(sites: string[]): Promise<{ rotated: string[]; left: string[] }> {
+    const rotated: string[] = [];
+    const left: string[] = [];
+    for (const site of sites) {
+      const info = await this.client.siteInfo(site).catch(() => null);
+      if (info === null || !info.rights.includes('admin') || !info.rotationRequired) {
+        left.push(site);
+        continue;
+      }
+      try {
+        await this.rotateSite(site);
+        rotated.push(site);
+      } catch (err) {
+        if (!(err instanceof DgError) || err.code !== 'CONFLICT') throw err;
+        left.push(site);
+      }
+    }
+    return { rotated, left };
+  }
+
+  /** Rotates every site whose keys this device holds, that requires rotation and that this user administers. */
+  rotatePending(): Promise<{ rotated: string[]; left: string[] }> {
+    return this.rotateSites(this.ring.siteIds());
+  }
+
+  /** Whether this device holds the key of `site` at `epoch` (default: any). */
+  hasKey(site: string, epoch?: number): boolean {
+    return epoch === undefined ? this.ring.newest(site) !== undefined : this.ring.get(site, epoch) !== undefined;
+  }
+
+  // ---- KeyContext ----
+
+  held(): HeldUserKey | null {
+    return this.heldKey;
+  }
+
+  async adoptUserKey(key: UserKey, version: number): Promise<void> {
+    await this.vault.save(userKeyName(this.user), { seed: b64urlEncode(key.seedBytes()), version });
+    this.heldKey = { key, version };
+  }
+
+  async persistRing(): Promise<void> {
+    await this.vault.save(ringName(this.user), this.ring.toJSON());
+  }
+
+  async saveRing(): Promise<void> {
+    await this.persistRing();
+    const held = this.heldKey;
+    if (held === null) return;
+    try {
+      await saveKeychain(this.api, held.key, this.user, held.version, this.ring);
+    } catch (err) {
+      // A keychain under a newer user key: this device's key is on its way; it saves then.
+      if (!(err instanceof DgError) || err.code !== 'CONFLICT') throw err;
+    }
+  }
+
+  serverKeys(): Promise<ServerKey[]> {
+    return this.api.serverKeys();
+  }
+
+  verified(who: { user: string } | { email: string }): Promise<VerifiedUser> {
+    return verifiedUser(this.api, this.pins, who);
+  }
+
+  report(err: DgError): void {
+    this.emit('error', err);
+  }
+
+  // ---- background work ----
+
+  private onEvent(ev: TailEvent): void {
+    if (this.closed) return;
+    if (ev.ev === 'envelope') void this.background(() => this.openInbox());
+    else if (ev.ev === 'device') {
+      const d = { device: ev.device, name: ev.name, ...(ev.identity === undefined ? {} : { identity: ev.identity }) };
+      void this.background(() => this.consider(d));
+    }
+  }
+
+  /** Runs `fn` after earlier background work; reports its failure. */
+  private background(fn: () => Promise<unknown>): Promise<void> {
+    const run = this.work.then(fn);
+    this.work = run.catch(() => undefined);
+    return run.then(
+      () => undefined,
+      (err: unknown) => this.report(asDg(err)),
+    );
+  }
+
+  /** Opens every waiting envelope (single flight); an envelope that can never be used is deleted and reported. */
+  private openInbox(): Promise<void> {
+    if (this.inbox === null) this.inbox = this.drainInbox().finally(() => (this.inbox = null));
+    return this.inbox;
+  }
+
+  private async drainInbox(): Promise<void> {
+    for (let round = 0; round < 16; round++) {
+      const { envelopes, more } = await this.api.envelopes();
+      for (const e of envelopes) {
+        try {
+          const body = await openEnvelope(this.client.keys, e.from, e.data);
+          if (body.t === 'user-key') {
+            if (await adoptSentUserKey(this, body)) await this.settle();
+          } else {
+            const added = await acceptSiteKeys(this, e.from, body);
+            if (added > 0) this.emit('site-keys', { site: body.site, added });
+          }
+        } catch (err) {
+          const e2 = asDg(err);
+          // Transient failures keep the envelope for the next try.
+          if (e2.code === 'UNAVAILABLE' || e2.code === 'RATE_LIMITED' || e2.code === 'INTERNAL') throw e2;
+          this.report(new DgError(e2.code, `envelope from ${e.from}: ${e2.message}`));
+        }
+        await this.api.deleteEnvelope(e.id);
+      }
+      if (!more) return;
+    }
+  }
+
+  // ---- keys for the codec ----
+
+  /** The site's current key epoch on the server (cached; the last known when the server cannot be reached). */
+  private async serverEpoch(site: string, fresh = false): Promise<number> {
+    const c = this.epochs.get(site);
+    if (!fresh && c !== undefined && Date.now() - c.at < (this.opts.epochTtlMs ?? 30_000)) return c.epoch;
+    try {
+      const info = await this.client.siteInfo(site);
+      this.epochs.set(site, { epoch: info.keyEpoch, at: Date.now() });
+      return info.keyEpoch;
+    } catch (err) {
+      if (asDg(err).code !== 'UNAVAILABLE') throw err;
+      return c?.epoch ?? this.ring.newest(site)?.epoch ?? 1;
+    }
+  }
+
+  private async writeKey(site: string): Promise<{ epoch: number; key: Uint8Array }> {
+    let newest = this.ring.newest(site);
+    let current = await this.serverEpoch(site);
+    if (newest === undefined || newest.epoch < current) {
+      await this.fetchKeys();
+      newest = this.ring.newest(site);
+      current = await this.serverEpoch(site, true);
+    }
+    if (newest === undefined) throw new DgError('FORBIDDEN', `site ${site}: this device holds no key of it`);
+    if (newest.epoch < current) throw new DgError('UNAVAILABLE', `site ${site}: the key of epoch ${current} has not reached this device yet`);
+    return newest;
+  }
+
+  private async readKey(site: string, epoch: number): Promise<Uint8Array | null> {
+    const have = this.ring.get(site, epoch);
+    if (have !== undefined) return have;
+    // Fetch at most every 5 s per missing key: a log full of entries under a key this
+    // device will never get must not turn into a request per entry.
+    const k = `${site}#${epoch}`;
+    const last = this.missTimes.get(k) ?? 0;
+    if (Date.now() - last > 5000) {
+      this.missTimes.set(k, Date.now());
+      await this.fetchKeys();
+    }
+    return this.ring.get(site, epoch) ?? null;
+  }
+
+  /** Looks for keys this device lacks: waiting envelopes, then the keychain (failures are reported, not thrown). */
+  private async fetchKeys(): Promise<void> {
+    try {
+      await this.openInbox();
+      const held = this.heldKey;
+      if (held !== null) {
+        const { stale } = await loadKeychain(this.api, held.key, this.user, held.version, this.ring);
+        await (stale ? this.saveRing() : this.persistRing());
+      }
+    } catch (err) {
+      this.report(asDg(err));
+    }
+  }
+
+  /** Stops listening (the client and its codec stay). */
+  close(): void {
+    this.closed = true;
+    for (const off of this.offEvents) off();
+    this.offEvents = [];
+  }
+}
+
+function asDg(err: unknown): DgError {
+  return err instanceof DgError ? err : new DgError('INTERNAL', err instanceof Error ? err.message : String(err), { cause: err });
+}
