@@ -1,0 +1,103 @@
+/**
+ * The new-device flow end to end, with two SDK clients and the real OIDC dev provider:
+ * the second device signs in with the user's email, the first hears of it, checks the
+ * server's identity attestation, asks the app, and sends the user key in an HPKE envelope;
+ * the second device certifies itself and decrypts the entries written before it existed.
+ * With the attestation key that signed the new device's sign-in revoked (and the server
+ * restarted), the first device refuses to share and never asks the app.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { revokeAttestationKey } from '../../src/server/secrets.js';
+import { get } from '../helpers/auth-client.js';
+import { startServer } from '../helpers/server.js';
+import { closeAll, device, newEmail, text, waitReady, withKeys } from './e2e-world.js';
+import { enc, makeClient, record, waitFor } from './harness.js';
+
+describe('new device approval', () => {
+  it('the first device approves the second, which then decrypts the older entries', async () => {
+    const srv = await startServer({ devIdp: true, leaseGraceMs: 300 });
+    const email = newEmail('ada');
+    const laptop = await device(srv, email, 'laptop');
+    assert.equal(laptop.keys.state, 'ready', 'the first device makes the user key');
+    assert.equal(laptop.keys.userKeyVersion, 1);
+    const { site } = await laptop.keys.createSite('notes');
+    const log = laptop.client.openLog(site, 'main');
+    const laptopSeen = record(log);
+    await log.opened;
+    await log.append([enc('written before the phone existed'), enc('second secret')]);
+
+    const phone = await device(srv, email, 'phone', { noStart: true });
+    await waitFor('the laptop to consider the phone', () => laptop.considered.length > 0);
+    assert.deepEqual(laptop.considered, [{ device: phone.client.device, outcome: 'shared' }]);
+    assert.equal(laptop.asked.length, 1);
+    assert.deepEqual([laptop.asked[0]?.device, laptop.asked[0]?.name, laptop.asked[0]?.email, laptop.asked[0]?.provider], [phone.client.device, 'phone', email, 'dev']);
+
+    await phone.keys.start();
+    await waitReady(phone);
+    assert.equal(phone.keys.userKeyVersion, 1);
+    assert.equal(phone.keys.hasKey(site, 1), true, 'the site key came through the keychain');
+    const envelopes = await get<{ envelopes: unknown[] }>(srv.url, '/envelopes', await phone.client.session.accessToken());
+    assert.deepEqual(envelopes.body.envelopes, [], 'the envelope was deleted once opened');
+
+    // Both devices are certified by the user key.
+    const dir = await phone.keys.verified({ user: phone.client.user! });
+    assert.deepEqual(new Set(dir.devices.map((d) => d.device)), new Set([laptop.client.device, phone.client.device]));
+
+    const phoneLog = phone.client.openLog(site, 'main');
+    const seen = record(phoneLog);
+    await waitFor('the phone to read the old entries', () => seen.seen.length >= 2);
+    assert.deepEqual(seen.seen.map((e) => [text(e.payload), e.error?.code]), [
+      ['written before the phone existed', undefined],
+      ['second secret', undefined],
+    ]);
+    await phoneLog.append([enc('from the phone')]);
+    await waitFor('the laptop to read the phone’s entry', () => laptopSeen.seen.length === 3);
+    assert.deepEqual(laptopSeen.text(), ['0:written before the phone existed', '1:second secret', '2:from the phone']);
+    assert.deepEqual(phone.errors, []);
+    assert.deepEqual(laptop.errors, []);
+    await closeAll(laptop, phone);
+  });
+
+  it('refuses to share with a device attested by a revoked server key, and never asks the app', async () => {
+    const first = await startServer({ devIdp: true, leaseGraceMs: 300 });
+    const email = newEmail('bea');
+    const laptop = await device(first, email, 'laptop');
+    assert.equal(laptop.keys.state, 'ready');
+    await closeAll(laptop);
+    // A tablet signs in while the laptop is away: the server attests it with its active key.
+    const tablet = await device(first, email, 'tablet', { noStart: true });
+    const { kid } = JSON.parse(Buffer.from(tablet.identity.split('.')[0] ?? '', 'base64url').toString('utf8')) as { kid: string };
+    await closeAll(tablet);
+    await first.stop();
+
+    // That attestation key is found compromised: revoked, then the server restarts.
+    assert.equal(revokeAttestationKey(first.dataDir, kid), true);
+    const srv = await startServer({ devIdp: true, leaseGraceMs: 300, dataDir: first.dataDir });
+    const keys = await get<{ keys: { kid: string; status: string }[] }>(srv.url, '/server-keys');
+    assert.equal(keys.body.keys.find((k) => k.kid === kid)?.status, 'revoked');
+
+    const back = await makeClient(srv, { storage: laptop.storage });
+    await back.client.login();
+    const laptop2 = await withKeys(back, laptop.storage, laptop.identity);
+    assert.equal(laptop2.keys.state, 'ready');
+    assert.deepEqual(laptop2.considered, [{ device: tablet.client.device, outcome: 'revoked-key' }]);
+    assert.deepEqual(laptop2.asked, [], 'the app is not even asked');
+
+    // The tablet got nothing: its envelopes are empty and it still waits for the key.
+    const tabletBack = await makeClient(srv, { storage: tablet.storage });
+    await tabletBack.client.login();
+    const waiting = await get<{ envelopes: unknown[] }>(srv.url, '/envelopes', await tabletBack.client.session.accessToken());
+    assert.deepEqual(waiting.body.envelopes, []);
+    const tablet2 = await withKeys(tabletBack, tablet.storage, tablet.identity);
+    assert.equal(tablet2.keys.state, 'awaiting-key');
+
+    // A device that signs in now is attested by the new active key, and is approved.
+    const phone = await device(srv, email, 'phone', { noStart: true });
+    await waitFor('the laptop to consider the phone', () => laptop2.considered.length > 1);
+    assert.deepEqual(laptop2.considered[1], { device: phone.client.device, outcome: 'shared' });
+    await phone.keys.start();
+    await waitReady(phone);
+    await closeAll(laptop2, tablet2, phone);
+  });
+});

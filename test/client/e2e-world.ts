@@ -1,0 +1,103 @@
+/**
+ * Shared setup of the end-to-end encryption tests: SDK clients (harness.ts) that sign in
+ * through the real OIDC dev provider (driven over HTTP with a cookie jar), each with its
+ * own storage and KeyManager, and a recorder of what a log's subscribers saw.
+ */
+import assert from 'node:assert/strict';
+import { DgError } from '../../src/protocol/errors.js';
+import { MemoryKeyStorage, type KeyStorage } from '../../src/client/index.js';
+import { KeyManager } from '../../src/client/keys/key-manager.js';
+import type { ApprovalResult, DeviceApprovalRequest } from '../../src/client/keys/device-approval.js';
+import { devIdpSignIn, post } from '../helpers/auth-client.js';
+import type { TestServer } from '../helpers/server.js';
+import { makeClient, waitFor, type TestClient } from './harness.js';
+
+export interface Device extends TestClient {
+  storage: KeyStorage;
+  keys: KeyManager;
+  /** Approval requests this device's app was asked. */
+  asked: DeviceApprovalRequest[];
+  /** Outcomes of the devices it considered. */
+  considered: ApprovalResult[];
+  errors: DgError[];
+  /** The identity attestation of its sign-in. */
+  identity: string;
+}
+
+/** OIDC sign-in of the client's device at the dev IdP as `email`, then an SDK session. */
+export async function oidcSignIn(srv: TestServer, c: TestClient, email: string, name: string): Promise<{ user: string; identity: string; newDevice: boolean }> {
+  const keys = c.client.keys;
+  const challenge = async () => {
+    const r = await post<{ nonce: string }>(srv.url, '/challenge', { device: keys.deviceId });
+    assert.equal(r.status, 200, r.text);
+    return r.body.nonce;
+  };
+  let nonce = await challenge();
+  const started = await post<{ url: string; state: string }>(srv.url, '/oidc/start', {
+    provider: 'dev',
+    device: keys.deviceId,
+    boxKey: keys.boxKey,
+    name,
+    nonce,
+    sig: keys.signChallenge(nonce),
+  });
+  assert.equal(started.status, 200, started.text);
+  const { callback, browser } = await devIdpSignIn(started.body.url, email);
+  const cb = await browser.request(callback);
+  assert.equal(cb.status, 200, await cb.text());
+  nonce = await challenge();
+  const done = await post<{ user: string; identity: string; newDevice: boolean }>(srv.url, '/oidc/complete', { state: started.body.state, nonce, sig: keys.signChallenge(nonce) });
+  assert.equal(done.status, 200, done.text);
+  await c.client.login();
+  return done.body;
+}
+
+export interface DeviceSetup {
+  storage?: KeyStorage;
+  /** The app's answer to approval requests (default: yes). */
+  approve?: boolean;
+  /** Do not call `start()`. */
+  noStart?: boolean;
+}
+
+/** A device signed in as `email`, with its KeyManager started. */
+export async function device(srv: TestServer, email: string, name: string, setup: DeviceSetup = {}): Promise<Device> {
+  const storage = setup.storage ?? new MemoryKeyStorage();
+  const c = await makeClient(srv, { storage });
+  const { identity } = await oidcSignIn(srv, c, email, name);
+  return withKeys(c, storage, identity, setup);
+}
+
+/** A KeyManager for an already signed-in client. */
+export async function withKeys(c: TestClient, storage: KeyStorage, identity: string, setup: DeviceSetup = {}): Promise<Device> {
+  const asked: DeviceApprovalRequest[] = [];
+  const considered: ApprovalResult[] = [];
+  const errors: DgError[] = [];
+  const keys = await KeyManager.open(c.client, {
+    storage,
+    approveDevice: async (req) => {
+      asked.push(req);
+      return setup.approve ?? true;
+    },
+  });
+  keys.on('device', (r) => considered.push(r));
+  keys.on('error', (e) => errors.push(e));
+  if (setup.noStart !== true) await keys.start();
+  return { ...c, storage, keys, asked, considered, errors, identity };
+}
+
+export async function waitReady(d: Device, timeoutMs = 15_000): Promise<void> {
+  await waitFor(`${d.client.device.slice(0, 6)} ready`, () => d.keys.state === 'ready', timeoutMs);
+}
+
+export const text = (b: Uint8Array): string => new TextDecoder().decode(b);
+
+export const newEmail = (who: string): string => `${who}-${Math.random().toString(36).slice(2, 10)}@example.com`;
+
+/** Closes the devices' key managers and clients. */
+export async function closeAll(...devices: Device[]): Promise<void> {
+  for (const d of devices) {
+    d.keys.close();
+    await d.client.close();
+  }
+}
