@@ -6,12 +6,15 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
-import jsQR from 'jsqr';
+import jsQRModule from 'jsqr';
 import { UserKey } from '../../src/client/keys/user-key.js';
 import { encodeQr, type QrCode } from '../../src/client/qr/encoder.js';
 import { QUIET_ZONE, qrSvg } from '../../src/client/qr/svg.js';
 
 const SCALE = 4;
+// jsqr is CommonJS with an ES-style default: take the function whichever way it arrives.
+type JsQr = typeof jsQRModule.default;
+const jsQR: JsQr = (jsQRModule as unknown as { default?: JsQr }).default ?? (jsQRModule as unknown as JsQr);
 
 /** RGBA pixels of a module matrix (1 = dark) with a quiet zone. */
 function pixels(size: number, dark: (r: number, c: number) => boolean): { data: Uint8ClampedArray; width: number } {
