@@ -41,3 +41,14 @@ export { encodeEntry, decodeEntry, originPrefix, ENTRY_MAGIC, ENTRY_VERSION, MAX
 export { backoffDelay, Backoff, type BackoffOptions } from './backoff.js';
 export { b64urlEncode, b64urlDecode, utf8, fromUtf8 } from './bytes.js';
 export { DgError, type ErrorCode } from '../protocol/errors.js';
+// End-to-end encryption: user key, device approval, site keys, the payload codec (docs/keys.md).
+export { KeyManager, type KeyManagerOptions, type KeyManagerEvents } from './keys/key-manager.js';
+export { UserKey } from './keys/user-key.js';
+export type { UserKeyState } from './keys/user-key-flows.js';
+export type { DeviceApprovalRequest, ApprovalResult, ApprovalOutcome } from './keys/device-approval.js';
+export type { ShareSpec, Delivery } from './keys/site-key-flows.js';
+export { EntryCipher, type SiteKeySource } from './keys/entry-cipher.js';
+export type { PayloadCodec, PayloadContext } from './crypto/payload-codec.js';
+export { checkAttestation, type ServerKey, type Attested, type AttestationCheck } from './keys/attestation.js';
+export { encodeQr, type QrCode } from './qr/encoder.js';
+export { qrSvg } from './qr/svg.js';
