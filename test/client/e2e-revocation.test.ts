@@ -96,4 +96,33 @@ describe('device revocation and site key rotation', () => {
     await raw.client.close();
     await closeAll(alice, bob1, bob2);
   });
+
+  it('moves the user key on before saving a key that arrives after a device revoked itself', async () => {
+    const srv = await startServer({ devIdp: true, leaseGraceMs: 300 });
+    const bobEmail = newEmail('bob');
+    const alice = await device(srv, newEmail('alice'), 'alice laptop');
+    const bob1 = await device(srv, bobEmail, 'bob laptop');
+    const bob2 = await device(srv, bobEmail, 'bob phone');
+    await waitReady(bob2);
+    const { site } = await alice.keys.createSite('shared');
+    await alice.keys.share(site, { user: bob1.client.user! }, { rights: ['read'] });
+    await waitFor('bob’s devices to receive the site key', () => bob1.keys.hasKey(site, 1) && bob2.keys.hasKey(site, 1));
+
+    // The phone signs itself out for good; the laptop does not know yet.
+    await bob2.keys.revokeDevice(bob2.client.device);
+    assert.equal(bob1.keys.userKeyVersion, 1);
+    assert.deepEqual((await alice.keys.rotatePending()).rotated, [site]);
+    await waitFor('bob’s laptop to receive epoch 2', () => bob1.keys.hasKey(site, 2));
+    await waitFor('bob’s laptop to move to user key version 2', () => bob1.keys.userKeyVersion === 2);
+
+    const db = new BetterSqlite3(join(srv.dataDir, 'auth.db'), { readonly: true, fileMustExist: true });
+    const row = db.prepare('SELECT data FROM profiles WHERE user_id = ?').get(bob1.client.user) as { data: string };
+    db.close();
+    const keychain = (JSON.parse(row.data) as Record<string, { ukv: number }>)[KEYCHAIN_DATA_KEY];
+    assert.equal(keychain?.ukv, 2, 'epoch 2 was never sealed under the key the phone holds');
+    await assert.rejects(openKeychain(bob2.keys.held()!.key, bob1.client.user!, 2, keychain), (e: DgError) => e.code === 'BAD_REQUEST');
+    assert.equal((await openKeychain(bob1.keys.held()!.key, bob1.client.user!, 2, keychain))?.get(site, 2) !== undefined, true);
+    assert.deepEqual([alice.errors, bob1.errors].map((e) => e.map((x) => x.message)), [[], []]);
+    await closeAll(alice, bob1, bob2);
+  });
 });

@@ -248,6 +248,11 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
    * `rotatePending`).
    */
   async revokeDevice(device: string): Promise<{ rotated: string[]; left: string[] }> {
+    if (device === this.client.device) {
+      // Revoking this very device ends its session: the user's other devices rotate (their `sync`).
+      await this.client.revoke({ device });
+      return { rotated: [], left: [] };
+    }
     const own = (await this.client.me()).devices.some((d) => d.device === device);
     const { rotate } = await this.client.revoke({ device });
     if (own && this.heldKey !== null) await rotateUserKey(this);
@@ -304,6 +309,10 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
     await this.persistRing();
     const held = this.heldKey;
     if (held === null) return;
+    // A revoked device that held the user key must not be able to open what is saved now:
+    // move to a new user key first (it re-seals the keychain, this ring included).
+    const dir = await this.verified({ user: this.user });
+    if (dir.rotationRequired && held.version === dir.newest && (await rotateUserKey(this))) return;
     try {
       await saveKeychain(this.api, held.key, this.user, held.version, this.ring);
     } catch (err) {
