@@ -19,15 +19,16 @@ import type { ServerKey } from './attestation.js';
 import { considerDevice, uncertifiedDevices, type ApprovalResult, type DeviceApprovalRequest } from './device-approval.js';
 import { verifiedUser, type VerifiedUser } from './directory.js';
 import { EntryCipher } from './entry-cipher.js';
-import { openEnvelope } from './envelope.js';
+import { drainInbox } from './inbox.js';
 import { KeyApi } from './key-api.js';
+import { ManagedKeySource } from './key-source.js';
 import type { HeldUserKey, KeyContext } from './key-context.js';
 import { loadKeychain, saveKeychain } from './keychain.js';
 import { KeyPins } from './pins.js';
-import { acceptSiteKeys, createEncryptedSite, rotateSiteKey, shareSite, type Delivery, type ShareSpec } from './site-key-flows.js';
+import { createEncryptedSite, rotateSiteKey, shareSite, type Delivery, type ShareSpec } from './site-key-flows.js';
 import { SiteKeyring } from './site-keyring.js';
 import { UserKey } from './user-key.js';
-import { adoptSentUserKey, importUserKey, rotateUserKey, settleUserKey, type UserKeyState } from './user-key-flows.js';
+import { importUserKey, rotateUserKey, settleUserKey, type UserKeyState } from './user-key-flows.js';
 import { LocalVault } from './vault.js';
 
 export interface KeyManagerOptions {
@@ -78,11 +79,10 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
   readonly codec: PayloadCodec;
   private heldKey: HeldUserKey | null = null;
   private st: UserKeyState = 'awaiting-key';
-  private readonly epochs = new Map<string, { epoch: number; at: number }>();
-  private readonly missTimes = new Map<string, number>();
+  private readonly source: ManagedKeySource;
   private inbox: Promise<void> | null = null;
   private work: Promise<unknown> = Promise.resolve();
-  private readonly decided = new Map<string, ApprovalResult>();
+  private readonly decided = new Map<string, Promise<ApprovalResult>>();
   private offEvents: (() => void)[] = [];
   private closed = false;
 
@@ -100,7 +100,8 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
     this.ring = ring;
     this.issuer = opts.issuer;
     this.api = new KeyApi(client.auth, client.session);
-    this.codec = new EntryCipher({ writeKey: (site) => this.writeKey(site), readKey: (site, epoch) => this.readKey(site, epoch) });
+    this.source = new ManagedKeySource(client, ring, () => this.fetchKeys(), opts.epochTtlMs ?? 30_000);
+    this.codec = new EntryCipher(this.source);
   }
 
   /** Loads this device's sealed keys and makes the client seal its logs; call `start` next. */
@@ -175,14 +176,20 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
     return out;
   }
 
-  private async consider(ev: { device: string; name: string; identity?: string }): Promise<ApprovalResult> {
+  /** Considers a device once per session (an event and a review of the same device share one decision). */
+  private consider(ev: { device: string; name: string; identity?: string }): Promise<ApprovalResult> {
     const before = this.decided.get(ev.device);
-    if (before !== undefined && before.outcome !== 'no-user-key') return before;
+    if (before !== undefined) return before;
     const approve = this.opts.approveDevice ?? (async () => false);
-    const r = await considerDevice(this, ev, approve);
-    this.decided.set(ev.device, r);
-    this.emit('device', r);
-    return r;
+    const run = considerDevice(this, ev, approve).then((r) => {
+      // Without the user key nothing was decided: ask again once it is here.
+      if (r.outcome === 'no-user-key') this.decided.delete(ev.device);
+      this.emit('device', r);
+      return r;
+    });
+    this.decided.set(ev.device, run);
+    run.catch(() => this.decided.delete(ev.device));
+    return run;
   }
 
   // ---- user key: export and import ----
@@ -237,7 +244,7 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
   /** Rotates a site's key for its current members (admin only). */
   async rotateSite(site: string): Promise<Delivery & { epoch: number }> {
     const r = await rotateSiteKey(this, site);
-    this.epochs.set(site, { epoch: r.epoch, at: Date.now() });
+    this.source.noteEpoch(site, r.epoch);
     return r;
   }
 
@@ -356,75 +363,11 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
 
   /** Opens every waiting envelope (single flight); an envelope that can never be used is deleted and reported. */
   private openInbox(): Promise<void> {
-    if (this.inbox === null) this.inbox = this.drainInbox().finally(() => (this.inbox = null));
+    if (this.inbox === null) {
+      const on = { userKeyAdopted: () => this.settle(), siteKeysAdded: (site: string, added: number) => this.emit('site-keys', { site, added }) };
+      this.inbox = drainInbox(this, on).finally(() => (this.inbox = null));
+    }
     return this.inbox;
-  }
-
-  private async drainInbox(): Promise<void> {
-    for (let round = 0; round < 16; round++) {
-      const { envelopes, more } = await this.api.envelopes();
-      for (const e of envelopes) {
-        try {
-          const body = await openEnvelope(this.client.keys, e.from, e.data);
-          if (body.t === 'user-key') {
-            if (await adoptSentUserKey(this, body)) await this.settle();
-          } else {
-            const added = await acceptSiteKeys(this, e.from, body);
-            if (added > 0) this.emit('site-keys', { site: body.site, added });
-          }
-        } catch (err) {
-          const e2 = asDg(err);
-          // Transient failures keep the envelope for the next try.
-          if (e2.code === 'UNAVAILABLE' || e2.code === 'RATE_LIMITED' || e2.code === 'INTERNAL') throw e2;
-          this.report(new DgError(e2.code, `envelope from ${e.from}: ${e2.message}`));
-        }
-        await this.api.deleteEnvelope(e.id);
-      }
-      if (!more) return;
-    }
-  }
-
-  // ---- keys for the codec ----
-
-  /** The site's current key epoch on the server (cached; the last known when the server cannot be reached). */
-  private async serverEpoch(site: string, fresh = false): Promise<number> {
-    const c = this.epochs.get(site);
-    if (!fresh && c !== undefined && Date.now() - c.at < (this.opts.epochTtlMs ?? 30_000)) return c.epoch;
-    try {
-      const info = await this.client.siteInfo(site);
-      this.epochs.set(site, { epoch: info.keyEpoch, at: Date.now() });
-      return info.keyEpoch;
-    } catch (err) {
-      if (asDg(err).code !== 'UNAVAILABLE') throw err;
-      return c?.epoch ?? this.ring.newest(site)?.epoch ?? 1;
-    }
-  }
-
-  private async writeKey(site: string): Promise<{ epoch: number; key: Uint8Array }> {
-    let newest = this.ring.newest(site);
-    let current = await this.serverEpoch(site);
-    if (newest === undefined || newest.epoch < current) {
-      await this.fetchKeys();
-      newest = this.ring.newest(site);
-      current = await this.serverEpoch(site, true);
-    }
-    if (newest === undefined) throw new DgError('FORBIDDEN', `site ${site}: this device holds no key of it`);
-    if (newest.epoch < current) throw new DgError('UNAVAILABLE', `site ${site}: the key of epoch ${current} has not reached this device yet`);
-    return newest;
-  }
-
-  private async readKey(site: string, epoch: number): Promise<Uint8Array | null> {
-    const have = this.ring.get(site, epoch);
-    if (have !== undefined) return have;
-    // Fetch at most every 5 s per missing key: a log full of entries under a key this
-    // device will never get must not turn into a request per entry.
-    const k = `${site}#${epoch}`;
-    const last = this.missTimes.get(k) ?? 0;
-    if (Date.now() - last > 5000) {
-      this.missTimes.set(k, Date.now());
-      await this.fetchKeys();
-    }
-    return this.ring.get(site, epoch) ?? null;
   }
 
   /** Looks for keys this device lacks: waiting envelopes, then the keychain (failures are reported, not thrown). */
