@@ -27,7 +27,7 @@ describe('restoring the user key on a fresh device', () => {
     }
 
     // A fresh device: signed in, but the laptop declines to share; the words do it.
-    const fresh = await device(srv, email, 'fresh');
+    const fresh = await device(srv, email, 'fresh', { approve: false });
     assert.equal(fresh.keys.state, 'awaiting-key');
     await waitFor('the laptop to decline', () => laptop.considered.some((c) => c.device === fresh.client.device));
     assert.equal(laptop.considered.find((c) => c.device === fresh.client.device)?.outcome, 'declined');
@@ -43,7 +43,7 @@ describe('restoring the user key on a fresh device', () => {
     assert.ok(dir.devices.some((d) => d.device === fresh.client.device), 'the fresh device certified itself');
 
     // Another fresh device restores from the QR payload.
-    const other = await device(srv, email, 'other');
+    const other = await device(srv, email, 'other', { approve: false });
     await other.keys.importQrPayload(qr);
     const seen = record(other.client.openLog(notes, 'main'));
     await waitFor('the QR-restored device to read', () => seen.seen.length === 1);
