@@ -22,6 +22,8 @@ export interface DeviceApprovalRequest {
   provider: string;
   /** When the server attested the sign-in, ms since the epoch. */
   attestedAt: number;
+  /** The identity attestation itself (compact JWS, already checked). */
+  identity: string;
 }
 
 export type ApprovalOutcome =
@@ -76,7 +78,7 @@ export async function considerDevice(
   if (device === undefined) return done('not-a-device-of-this-user');
   if (!emails.has(a.email)) return done('email-not-of-this-user');
   if (a.box !== undefined && a.box !== device.boxKey) return done('box-key-mismatch');
-  const yes = await approve({ device: ev.device, name: ev.name || device.name, email: a.email, provider: a.provider, attestedAt: a.iat * 1000 });
+  const yes = await approve({ device: ev.device, name: ev.name || device.name, email: a.email, provider: a.provider, attestedAt: a.iat * 1000, identity });
   if (!yes) return done('declined');
   const data = await sealEnvelope(ctx.client.keys, { device: ev.device, boxKey: device.boxKey }, { t: 'user-key', user: ctx.user, version: held.version, seed: b64urlEncode(held.key.seedBytes()) });
   await ctx.api.sendEnvelope(ev.device, data);
