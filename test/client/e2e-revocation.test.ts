@@ -115,10 +115,18 @@ describe('device revocation and site key rotation', () => {
     await waitFor('bob’s laptop to receive epoch 2', () => bob1.keys.hasKey(site, 2));
     await waitFor('bob’s laptop to move to user key version 2', () => bob1.keys.userKeyVersion === 2);
 
-    const db = new BetterSqlite3(join(srv.dataDir, 'auth.db'), { readonly: true, fileMustExist: true });
-    const row = db.prepare('SELECT data FROM profiles WHERE user_id = ?').get(bob1.client.user) as { data: string };
-    db.close();
-    const keychain = (JSON.parse(row.data) as Record<string, { ukv: number }>)[KEYCHAIN_DATA_KEY];
+    // The keychain is saved to the profile after the user key moves on: wait for that write.
+    const readKeychain = () => {
+      const db = new BetterSqlite3(join(srv.dataDir, 'auth.db'), { readonly: true, fileMustExist: true });
+      try {
+        const row = db.prepare('SELECT data FROM profiles WHERE user_id = ?').get(bob1.client.user) as { data: string };
+        return (JSON.parse(row.data) as Record<string, { ukv: number }>)[KEYCHAIN_DATA_KEY];
+      } finally {
+        db.close();
+      }
+    };
+    await waitFor('the keychain to be sealed under user key version 2', () => readKeychain()?.ukv === 2).catch(() => undefined);
+    const keychain = readKeychain();
     assert.equal(keychain?.ukv, 2, 'epoch 2 was never sealed under the key the phone holds');
     await assert.rejects(openKeychain(bob2.keys.held()!.key, bob1.client.user!, 2, keychain), (e: DgError) => e.code === 'BAD_REQUEST');
     assert.equal((await openKeychain(bob1.keys.held()!.key, bob1.client.user!, 2, keychain))?.get(site, 2) !== undefined, true);
