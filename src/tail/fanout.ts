@@ -6,7 +6,8 @@
  *   few `tail` events as keep each event's entries within `inlineBatchBytes`: commits
  *   merge, and a commit may be split across consecutive events. Events go out in log
  *   order with no gap, each with `at`/`length` describing exactly its entries; each is
- *   serialized once and sent as the same bytes to every follower that keeps up.
+ *   serialized and framed once (ws-frame.ts) and written as the same bytes to every
+ *   follower that keeps up.
  * - Entries ride along only when they fit in `inlineBatchBytes` and the follower keeps up
  *   (its socket has at most `softBuffer` queued). An entry larger than the limit goes out
  *   in a length-only event (with any such entries next to it), to be read.
@@ -19,6 +20,7 @@ import { TAIL_CLOSE } from '../protocol/tail-schemas.js';
 import type { TailContext } from './context.js';
 import type { Committed, LiveLog } from './live-log.js';
 import type { Session } from './session.js';
+import { textFrame, type TextFrame } from './ws-frame.js';
 
 const CHECK_MS = 50;
 /** Longest a flush is held for the next commit of its log (see #hold). */
@@ -169,8 +171,8 @@ export class Fanout {
 
   #deliver(log: LiveLog, at: number, length: number, parts: string[][] | null): void {
     const soft = this.ctx.limits.softBuffer;
-    let full: Buffer | null = null;
-    let short: Buffer | null = null;
+    let full: TextFrame | null = null;
+    let short: TextFrame | null = null;
     let inline = 0;
     let bare = 0;
     for (const h of log.handles) {
@@ -187,13 +189,14 @@ export class Fanout {
         this.#markSlow(s);
         continue;
       }
+      // Each event is framed once and the same frame written to every follower.
       if (parts !== null) {
-        full ??= Buffer.from(`{"ev":"tail","handle":"${log.hid}","at":${at},"length":${length},"entries":[${joinParts(parts)}]}`);
-        s.send(full);
+        full ??= textFrame(`{"ev":"tail","handle":"${log.hid}","at":${at},"length":${length},"entries":[${joinParts(parts)}]}`);
+        s.sendFrame(full);
         inline++;
       } else {
-        short ??= Buffer.from(tailEvent(log.hid, at, length));
-        s.send(short);
+        short ??= textFrame(tailEvent(log.hid, at, length));
+        s.sendFrame(short);
         bare++;
       }
     }

@@ -12,6 +12,7 @@ import { errorFrame, replyFrame } from './frames.js';
 import type { TailLimits } from './limits.js';
 import type { Handle } from './live-log.js';
 import { TokenBucket, WindowCounter } from './rate-limit.js';
+import type { TextFrame } from './ws-frame.js';
 
 export interface SessionAuth {
   user: string;
@@ -107,6 +108,28 @@ export class Session {
     if (this.socket !== null && this.cork !== null && this.socket.writableCorked === 0) this.cork.hold(this.socket);
     try {
       this.ws.send(frame, TEXT);
+    } catch {
+      return;
+    }
+    if (this.ws.bufferedAmount > this.limits.hardBuffer) this.close(TAIL_CLOSE.slow, 'slow consumer');
+  }
+
+  /**
+   * Sends a prebuilt text frame (the same bytes for every follower of an event) straight to
+   * the socket. Safe because `ws` writes each of its own frames whole and at once (no
+   * compression: the service turns it off), so frames never interleave; only while the
+   * WebSocket is open and `ws` holds nothing back (its buffered amount is the socket's own),
+   * else through `ws`.
+   */
+  sendFrame(f: TextFrame): void {
+    if (this.closing) return;
+    const socket = this.socket;
+    try {
+      if (socket !== null && this.ws.readyState === this.ws.OPEN && socket.writable && this.ws.bufferedAmount === socket.writableLength) {
+        socket.write(f.frame);
+      } else {
+        this.ws.send(f.payload, TEXT);
+      }
     } catch {
       return;
     }

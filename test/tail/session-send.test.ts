@@ -1,7 +1,7 @@
 /**
- * ReplyCork over a real WebSocket connection: the replies sent during one run leave
- * together (the session's socket stays corked until the run ends), in order, and sends
- * outside a run are not held.
+ * How a session sends, over a real WebSocket connection: ReplyCork (the replies sent during
+ * one run leave together, in order; sends outside a run are not held) and prebuilt frames
+ * (`textFrame`, written to the socket as they are: every length encoding arrives intact).
  */
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
@@ -10,6 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { WebSocket, WebSocketServer } from 'ws';
 import { DEFAULT_TAIL_LIMITS } from '../../src/tail/limits.js';
 import { ReplyCork, Session } from '../../src/tail/session.js';
+import { textFrame } from '../../src/tail/ws-frame.js';
 
 interface Pair {
   session: Session;
@@ -18,7 +19,7 @@ interface Pair {
   received: string[];
 }
 
-describe('ReplyCork', () => {
+describe('tail session sends', () => {
   let http: Server;
   let wss: WebSocketServer;
   let port = 0;
@@ -39,7 +40,7 @@ describe('ReplyCork', () => {
     await new Promise((r) => http.close(r));
   });
 
-  async function pair(): Promise<Pair> {
+  async function pair(withSocket = true): Promise<Pair> {
     const before = accepted.length;
     const client = new WebSocket(`ws://127.0.0.1:${port}/`, { perMessageDeflate: false });
     const received: string[] = [];
@@ -52,7 +53,7 @@ describe('ReplyCork', () => {
     const a = accepted[accepted.length - 1];
     if (a === undefined) throw new Error('no server side');
     const hooks = { onClosing: () => undefined, onError: () => undefined };
-    return { session: new Session(a.ws, DEFAULT_TAIL_LIMITS, hooks, a.socket, cork), socket: a.socket, client, received };
+    return { session: new Session(a.ws, DEFAULT_TAIL_LIMITS, hooks, withSocket ? a.socket : null, cork), socket: a.socket, client, received };
   }
 
   async function until(ok: () => boolean): Promise<void> {
@@ -97,6 +98,39 @@ describe('ReplyCork', () => {
     assert.equal(a.socket.writableCorked, 0);
     await until(() => a.received.length === 2);
     assert.deepEqual(a.received, ['{"re":1}', '{"re":2}']);
+    a.client.close();
+  });
+
+  it('writes prebuilt frames of every length encoding whole, between the frames ws sends itself', async () => {
+    const a = await pair();
+    // 7-bit, 16-bit and 64-bit lengths, and the edges between them.
+    const sizes = [14, 125, 126, 127, 200, 65_535, 65_536, 70_000, 300_000];
+    const texts = sizes.map((n, i) => `{"n":${i},"x":"${'x'.repeat(n - 14)}"}`);
+    assert.deepEqual(texts.map((t) => t.length), sizes);
+    assert.deepEqual(texts.map((t) => textFrame(t).frame.length - t.length), [2, 2, 4, 4, 4, 4, 10, 10, 10], 'header sizes');
+    for (const [i, t] of texts.entries()) {
+      a.session.sendFrame(textFrame(t));
+      a.session.send(`{"re":${i}}`); // a frame framed by ws in between
+    }
+    await until(() => a.received.length === texts.length * 2);
+    assert.deepEqual(
+      a.received,
+      texts.flatMap((t, i) => [t, `{"re":${i}}`]),
+    );
+    assert.equal(textFrame('é').payload.toString('utf8'), 'é', 'UTF-8 text keeps its bytes');
+    a.client.close();
+  });
+
+  it('sends a prebuilt frame through ws when it has no socket of its own, and nothing once closing', async () => {
+    const a = await pair(false);
+    a.session.sendFrame(textFrame('{"via":"ws"}'));
+    await until(() => a.received.length === 1);
+    assert.deepEqual(a.received, ['{"via":"ws"}']);
+    const b = await pair();
+    b.session.close(4000, 'bye');
+    b.session.sendFrame(textFrame('{"late":true}'));
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(b.received, [], 'nothing after the close');
     a.client.close();
   });
 });
