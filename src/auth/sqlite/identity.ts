@@ -3,8 +3,9 @@
  * link of a verified email to a user and device, and the attestations served by /keys.
  * Every multi-statement method runs in one IMMEDIATE transaction.
  */
-import type { Database, Statement } from 'better-sqlite3';
+import type { Database } from 'better-sqlite3';
 import type { IdentityLink, IdentityLinkResult, NewOidcLogin, OidcLoginRecord, OidcOutcome } from '../store.js';
+import { statements, type StatementLookup } from './statements.js';
 
 type Row = Record<string, unknown>;
 
@@ -28,12 +29,11 @@ function toLogin(r: Row): OidcLoginRecord {
 
 export class SqliteIdentities {
   readonly #db: Database;
-  readonly #q: Record<string, Statement>;
+  readonly #s: StatementLookup;
 
   constructor(db: Database) {
     this.#db = db;
-    const p = (sql: string) => db.prepare(sql);
-    this.#q = {
+    this.#s = statements(db, (p) => ({
       device: p('SELECT user_id, revoked_at FROM devices WHERE id = ?'),
       emailUser: p('SELECT user_id FROM emails WHERE email = ?'),
       insertEmail: p('INSERT INTO emails (email, user_id, created_at) VALUES (?, ?, ?)'),
@@ -56,14 +56,9 @@ export class SqliteIdentities {
       finish: p("UPDATE oidc_logins SET phase = 'done', outcome = ?, verifier = NULL, expires_at = ? WHERE state = ? AND phase = 'callback'"),
       takeOutcome: p("DELETE FROM oidc_logins WHERE state = ? AND device = ? AND phase = 'done' AND expires_at > ? RETURNING outcome"),
       prune: p('DELETE FROM oidc_logins WHERE expires_at <= ?'),
-    };
+    }));
   }
 
-  #s(name: string): Statement {
-    const s = this.#q[name];
-    if (s === undefined) throw new Error(`no statement ${name}`);
-    return s;
-  }
 
   async linkIdentity(l: IdentityLink): Promise<IdentityLinkResult> {
     return this.#db

@@ -4,11 +4,12 @@
  * in one IMMEDIATE transaction with their checks, so they hold against another process that
  * opens the same file.
  */
-import type { Database, Statement } from 'better-sqlite3';
+import type { Database } from 'better-sqlite3';
 import type { CertificateRecord, CertifiedDevice, KeyDirectoryStore, UserKeyRecord } from '../key-directory.js';
 import { MAX_USER_KEY_VERSIONS } from '../key-directory.js';
 import type { AccessRecord, GrantRecord } from '../store.js';
 import { num, numOrNull, str, strOrNull, toAccess, toGrant, type Row } from './rows.js';
+import { statements, type StatementLookup } from './statements.js';
 
 function toUserKey(r: Row): UserKeyRecord {
   return { user: str(r.user_id), version: num(r.version), publicKey: str(r.public_key), sig: str(r.sig), prevSig: strOrNull(r.prev_sig), createdAt: num(r.created_at) };
@@ -16,12 +17,11 @@ function toUserKey(r: Row): UserKeyRecord {
 
 export class SqliteKeyDirectory implements KeyDirectoryStore {
   readonly #db: Database;
-  readonly #q: Record<string, Statement>;
+  readonly #s: StatementLookup;
 
   constructor(db: Database) {
     this.#db = db;
-    const p = (sql: string) => db.prepare(sql);
-    this.#q = {
+    this.#s = statements(db, (p) => ({
       userKeys: p('SELECT * FROM user_keys WHERE user_id = ? ORDER BY version'),
       newestVersion: p('SELECT COALESCE(MAX(version), 0) AS v FROM user_keys WHERE user_id = ?'),
       insertUserKey: p('INSERT INTO user_keys (user_id, version, public_key, sig, prev_sig, created_at) VALUES (?, ?, ?, ?, ?, ?)'),
@@ -36,14 +36,9 @@ export class SqliteKeyDirectory implements KeyDirectoryStore {
       userOfEmail: p('SELECT user_id FROM emails WHERE email = ?'),
       accessOfSite: p('SELECT * FROM access WHERE site = ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY created_at, user_id, grant_hash LIMIT ?'),
       grantsOfSite: p('SELECT * FROM grants WHERE site = ? AND revoked_at IS NULL ORDER BY declared_at, hash LIMIT ?'),
-    };
+    }));
   }
 
-  #s(name: string): Statement {
-    const s = this.#q[name];
-    if (s === undefined) throw new Error(`no statement ${name}`);
-    return s;
-  }
 
   async userKeys(user: string): Promise<UserKeyRecord[]> {
     return (this.#s('userKeys').all(user) as Row[]).map(toUserKey);

@@ -3,8 +3,9 @@
  * counter) and envelopes (a bounded mailbox per recipient device). Checks and writes share
  * one IMMEDIATE transaction, so limits and uniqueness hold under concurrent calls.
  */
-import type { Database, Statement } from 'better-sqlite3';
+import type { Database } from 'better-sqlite3';
 import type { ClaimResult, EnvelopeRecord } from '../store.js';
+import { statements, type StatementLookup } from './statements.js';
 
 type Row = Record<string, unknown>;
 
@@ -21,12 +22,11 @@ function toEnvelope(r: Row): EnvelopeRecord {
 
 export class SqliteMailbox {
   readonly #db: Database;
-  readonly #q: Record<string, Statement>;
+  readonly #s: StatementLookup;
 
   constructor(db: Database) {
     this.#db = db;
-    const p = (sql: string) => db.prepare(sql);
-    this.#q = {
+    this.#s = statements(db, (p) => ({
       getClaim: p('SELECT user_id, id FROM claims WHERE namespace = ? AND name = ?'),
       countClaims: p('SELECT count(*) AS n FROM claims WHERE user_id = ?'),
       nextId: p('INSERT INTO claim_counters (namespace, last) VALUES (?, 1) ON CONFLICT (namespace) DO UPDATE SET last = last + 1 RETURNING last'),
@@ -38,14 +38,9 @@ export class SqliteMailbox {
       deleteEnvelope: p('DELETE FROM envelopes WHERE id = ? AND to_device = ?'),
       prune: p('DELETE FROM envelopes WHERE expires_at <= ?'),
       pruneRevoked: p('DELETE FROM envelopes WHERE to_device IN (SELECT id FROM devices WHERE revoked_at IS NOT NULL)'),
-    };
+    }));
   }
 
-  #s(name: string): Statement {
-    const s = this.#q[name];
-    if (s === undefined) throw new Error(`no statement ${name}`);
-    return s;
-  }
 
   async claim(c: { namespace: string; name: string; user: string; now: number; maxPerUser: number }): Promise<ClaimResult> {
     return this.#db

@@ -3,19 +3,19 @@
  * subscriptions and push endpoints in their own tables. A write replaces the whole state in
  * one IMMEDIATE transaction, guarded by the version (compare-and-set).
  */
-import type { Database, Statement } from 'better-sqlite3';
+import type { Database } from 'better-sqlite3';
 import type { ProfileRecord, ProfileState } from '../store.js';
+import { statements, type StatementLookup } from './statements.js';
 
 type Row = Record<string, unknown>;
 
 export class SqliteProfiles {
   readonly #db: Database;
-  readonly #q: Record<string, Statement>;
+  readonly #s: StatementLookup;
 
   constructor(db: Database) {
     this.#db = db;
-    const p = (sql: string) => db.prepare(sql);
-    this.#q = {
+    this.#s = statements(db, (p) => ({
       get: p('SELECT version, data FROM profiles WHERE user_id = ?'),
       subs: p('SELECT device, site, muted_until FROM subscriptions WHERE user_id = ? ORDER BY device, site'),
       push: p('SELECT device, endpoint, p256dh, auth FROM push_endpoints WHERE user_id = ? ORDER BY device'),
@@ -29,14 +29,9 @@ export class SqliteProfiles {
       dropSubs: p('DELETE FROM subscriptions WHERE user_id = ? AND device = ?'),
       dropPush: p('DELETE FROM push_endpoints WHERE user_id = ? AND device = ?'),
       dropEnvelopes: p('DELETE FROM envelopes WHERE to_device = ?'),
-    };
+    }));
   }
 
-  #s(name: string): Statement {
-    const s = this.#q[name];
-    if (s === undefined) throw new Error(`no statement ${name}`);
-    return s;
-  }
 
   async getProfile(user: string): Promise<ProfileRecord> {
     return this.#db

@@ -4,7 +4,7 @@
  * JavaScript; multi-statement methods also run in an IMMEDIATE transaction so that another
  * process opening the same file cannot interleave.
  */
-import BetterSqlite3, { type Database, type Statement } from 'better-sqlite3';
+import BetterSqlite3, { type Database } from 'better-sqlite3';
 import type {
   AccessGuard,
   AccessRecord,
@@ -33,6 +33,7 @@ import { SqliteMailbox } from './mailbox.js';
 import { migrate } from './migrations.js';
 import { SqliteProfiles } from './profile.js';
 import { num, numOrNull, str, strOrNull, toAccess, toDevice, toGrant, toSite, type Row } from './rows.js';
+import { statements, type StatementLookup } from './statements.js';
 
 /** Grants that are `hashes` or descend from one through `prf` (bounded: chains are ≤ 8 deep). */
 const DESCENDANTS = `
@@ -44,7 +45,7 @@ const DESCENDANTS = `
 
 export class SqliteAuthStore implements AuthStore {
   readonly #db: Database;
-  readonly #q: Record<string, Statement>;
+  readonly #s: StatementLookup;
   readonly #identities: SqliteIdentities;
   readonly #profiles: SqliteProfiles;
   readonly #mailbox: SqliteMailbox;
@@ -57,8 +58,7 @@ export class SqliteAuthStore implements AuthStore {
     this.#db.pragma('foreign_keys = ON');
     this.#db.pragma('busy_timeout = 5000');
     migrate(this.#db);
-    const p = (sql: string) => this.#db.prepare(sql);
-    this.#q = {
+    this.#s = statements(this.#db, (p) => ({
       insertUser: p('INSERT INTO users (id, created_at) VALUES (?, ?)'),
       deviceExists: p('SELECT 1 FROM devices WHERE id = ?'),
       userExists: p('SELECT 1 FROM users WHERE id = ?'),
@@ -115,18 +115,13 @@ export class SqliteAuthStore implements AuthStore {
       pruneRefresh: p('DELETE FROM refresh_tokens WHERE expires_at <= ?'),
       pruneAccess: p('DELETE FROM access WHERE expires_at IS NOT NULL AND expires_at <= ?'),
       ping: p('SELECT 1'),
-    };
+    }));
     this.#identities = new SqliteIdentities(this.#db);
     this.#profiles = new SqliteProfiles(this.#db);
     this.#mailbox = new SqliteMailbox(this.#db);
     this.keys = new SqliteKeyDirectory(this.#db);
   }
 
-  #s(name: string): Statement {
-    const s = this.#q[name];
-    if (s === undefined) throw new Error(`no statement ${name}`);
-    return s;
-  }
 
   #tx<T>(fn: () => T): T {
     return this.#db.transaction(fn).immediate();
