@@ -7,7 +7,7 @@ import { DgError } from '../protocol/errors.js';
  * same value over untouched, so the two buses would disagree. Encoding therefore refuses
  * anything that would not survive the trip: only null, booleans, finite numbers, strings,
  * arrays and plain objects (after `toJSON`, so a Date or a DgError encodes as it always
- * does in JSON).
+ * does in JSON). Negative zero is the one number JSON cannot tell apart: it arrives as 0.
  *
  * Decoding is just as strict: the payload must be valid UTF-8 and one JSON text.
  */
