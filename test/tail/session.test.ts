@@ -97,12 +97,14 @@ describe('tail: graceful shutdown', async () => {
     const log = logName();
     const l = await lease(c, w.site, log);
     const acked: number[] = [];
-    const writes = Array.from({ length: 50 }, (_, i) =>
+    const write = (i: number) =>
       c.request('write', { handle: l.handle, at: i, entries: [entry(String(i))] }).then(
         (r) => void (typeof r.length === 'number' && r.error === undefined && acked.push(r.length)),
         () => {},
-      ),
-    );
+      );
+    // One write acknowledged for certain, then 49 more in flight while the server stops.
+    await write(0);
+    const writes = Array.from({ length: 49 }, (_, i) => write(i + 1));
     await sleep(1);
     const stopping = w.srv.stop();
     assert.equal((await c.closedWith()).code, 1001);
