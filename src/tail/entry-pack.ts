@@ -26,6 +26,50 @@ export function packEntries(entries: readonly Uint8Array[], bytes?: number): Buf
 }
 
 /**
+ * Whether `entries` are, in order, exactly the entries of the packed `blob` as views into
+ * it (what `decodePacked` makes): then `blob` can be stored as it is, without packing
+ * again. Checks offsets and length prefixes only, never the bytes.
+ */
+export function isPackOf(blob: Uint8Array, entries: readonly Uint8Array[]): boolean {
+  let off = 0;
+  for (const e of entries) {
+    const start = off + PACK_PREFIX;
+    if (e.buffer !== blob.buffer || e.byteOffset !== blob.byteOffset + start || start + e.byteLength > blob.byteLength) return false;
+    const size = (blob[off] as number) | ((blob[off + 1] as number) << 8) | ((blob[off + 2] as number) << 16) | ((blob[off + 3] as number) << 24);
+    if (size !== e.byteLength) return false;
+    off = start + e.byteLength;
+  }
+  return off === blob.byteLength;
+}
+
+/**
+ * Decodes base64url strings straight into the packed form: one buffer holding, per entry,
+ * its 4-byte length and its bytes; `entries` receives the views of the entries' bytes.
+ * The strings must already be checked to hold only base64url characters. Returns the
+ * packed buffer, or the index of the first string that no whole number of bytes encodes.
+ */
+export function decodePacked(b64: readonly string[], out: Buffer[]): Buffer | number {
+  let total = 0;
+  for (let i = 0; i < b64.length; i++) {
+    const len = (b64[i] as string).length;
+    if (len % 4 === 1) return i;
+    total += PACK_PREFIX + ((len * 3) >>> 2);
+  }
+  const blob = Buffer.allocUnsafe(total);
+  let off = 0;
+  for (let i = 0; i < b64.length; i++) {
+    const s = b64[i] as string;
+    const size = (s.length * 3) >>> 2;
+    blob.writeUInt32LE(size, off);
+    off += PACK_PREFIX;
+    if (blob.write(s, off, size, 'base64url') !== size) return i;
+    out[i] = blob.subarray(off, off + size);
+    off += size;
+  }
+  return blob;
+}
+
+/**
  * Appends to `out` the entries of `blob` (whose first entry has index `first`) from index
  * `from` on, as views into `blob`, while `out` has fewer than `limit` entries and their
  * bytes (counted in `budget.bytes`) stay within `budget.max` — except that an empty `out`

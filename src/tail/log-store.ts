@@ -44,6 +44,12 @@ export interface AppendRequest {
   device: string;
   wid?: string;
   entries: Buffer[];
+  /**
+   * The same entries in the packed form of entry-pack.ts, when the caller decoded them so
+   * (`entries` then being views into it): a store that keeps that form may store it as it
+   * is. Optional; a store checks that it matches `entries` before relying on it.
+   */
+  packed?: Buffer;
 }
 
 export type AppendResult =

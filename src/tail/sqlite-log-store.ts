@@ -12,7 +12,7 @@
  */
 import Database from 'better-sqlite3';
 import { DgError } from '../protocol/errors.js';
-import { packEntries, unpackEntries } from './entry-pack.js';
+import { isPackOf, packEntries, unpackEntries } from './entry-pack.js';
 import {
   WID_MEMORY,
   beyondEnd,
@@ -181,7 +181,10 @@ export class SqliteLogStore implements LogStore {
       }
       const end = req.at + req.entries.length;
       // An empty write stores no chunk: its `first` would be the next write's.
-      if (end > req.at) this.insertChunk.run(row.id, req.at, packEntries(req.entries));
+      if (end > req.at) {
+        const packed = req.packed !== undefined && isPackOf(req.packed, req.entries) ? req.packed : packEntries(req.entries);
+        this.insertChunk.run(row.id, req.at, packed);
+      }
       row.length = end;
       row.dirty = true;
       if (req.wid !== undefined) {

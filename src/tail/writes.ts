@@ -14,6 +14,7 @@
 import type { ErrorCode } from '../protocol/errors.js';
 import type { WriteArgs } from '../protocol/tail-schemas.js';
 import type { TailContext } from './context.js';
+import { decodePacked } from './entry-pack.js';
 import { errorFrame } from './frames.js';
 import type { CommitSink } from './group-commit.js';
 import { canWrite, RECENT_WIDS, type Handle, type LiveLog, type PendingWrite } from './live-log.js';
@@ -55,27 +56,21 @@ function refuse(ctx: TailContext, session: Session, log: LiveLog, id: number, co
 }
 
 /**
- * Decodes the entries (validated base64url: the frame schema checked the alphabet) into
- * views of one buffer, one allocation per write; a string that no whole number of bytes
- * encodes, or an entry over `maxEntryBytes`, makes the problem string.
+ * Checks the entries' sizes, then decodes them (validated base64url: the frame schema
+ * checked the alphabet) straight into the store's packed form, one allocation per write,
+ * `out` getting views of each entry; a string that no whole number of bytes encodes, or
+ * an entry over `maxEntryBytes`, makes the problem.
  */
-function decodeEntries(b64: string[], maxEntryBytes: number, out: Buffer[]): { bytes: number } | { code: ErrorCode; message: string } {
+function decodeEntries(b64: string[], maxEntryBytes: number, out: Buffer[]): { bytes: number; packed: Buffer } | { code: ErrorCode; message: string } {
   let total = 0;
   for (let i = 0; i < b64.length; i++) {
-    const s = b64[i] as string;
-    if (s.length % 4 === 1) return { code: 'BAD_REQUEST', message: `entries.${i}: not base64url` };
-    const size = (s.length * 3) >>> 2;
+    const size = ((b64[i] as string).length * 3) >>> 2;
     if (size > maxEntryBytes) return { code: 'TOO_LARGE', message: `entries.${i}: over ${maxEntryBytes} bytes` };
     total += size;
   }
-  const buf = Buffer.allocUnsafe(total);
-  let off = 0;
-  for (let i = 0; i < b64.length; i++) {
-    const n = buf.write(b64[i] as string, off, 'base64url');
-    out[i] = buf.subarray(off, off + n);
-    off += n;
-  }
-  return { bytes: total };
+  const packed = decodePacked(b64, out);
+  if (typeof packed === 'number') return { code: 'BAD_REQUEST', message: `entries.${packed}: not base64url` };
+  return { bytes: total, packed };
 }
 
 export function handleWrite(ctx: TailContext, session: Session, id: number, args: WriteArgs): void {
@@ -119,7 +114,7 @@ export function handleWrite(ctx: TailContext, session: Session, id: number, args
   if (decided) log.decided += entries.length;
   if (widKey !== null) log.inflightWids.set(widKey, w);
   log.inflight++;
-  ctx.committer.enqueue({ site: log.site, log: log.name, at: args.at, epoch: log.epoch, device, wid: args.wid, entries }, w);
+  ctx.committer.enqueue({ site: log.site, log: log.name, at: args.at, epoch: log.epoch, device, wid: args.wid, entries, packed: decoded.packed }, w);
 }
 
 function settle(ctx: TailContext, log: LiveLog, w: PendingWrite, res: AppendResult): void {

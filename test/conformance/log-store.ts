@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { DgError } from '../../src/protocol/errors.js';
+import { decodePacked, isPackOf } from '../../src/tail/entry-pack.js';
 import { WID_MEMORY, type AppendRequest, type AppendResult, type LogStore } from '../../src/tail/log-store.js';
 
 let siteCounter = 0;
@@ -244,6 +245,34 @@ export function runLogStoreConformance(name: string, open: () => Promise<LogStor
         assert.ok(Buffer.isBuffer(b), 'entries come back as Buffers');
         assert.ok(b.equals(entries[i] as Buffer), `entry ${i} differs`);
       });
+    });
+
+    it('stores the entries a packed form carries, and only those', async () => {
+      const site = freshSite();
+      const b64 = ['', 'AA', 'AAEC', Buffer.from('hello world').toString('base64url'), randomBytes(300).toString('base64url')];
+      const views: Buffer[] = [];
+      const packed = decodePacked(b64, views);
+      assert.ok(Buffer.isBuffer(packed));
+      assert.ok(isPackOf(packed, views));
+      assert.deepEqual(await append({ ...req(site, 0, []), entries: views, packed }), { status: 'ok', at: 0, length: 5 });
+      // A packed form that does not match the entries (another buffer, a different order,
+      // one entry fewer) must never be what is stored: the entries are.
+      const other = Buffer.from(packed);
+      const wrong: [Buffer[], Buffer][] = [
+        [[enc('x'), enc('y')], other],
+        [[...views].reverse(), packed],
+        [views.slice(1), packed],
+      ];
+      let at = 5;
+      for (const [entries, p] of wrong) {
+        assert.equal(isPackOf(p, entries), false);
+        assert.deepEqual(await append({ ...req(site, at, []), entries, packed: p }), { status: 'ok', at, length: at + entries.length });
+        at += entries.length;
+      }
+      const back = await store.read(site, 'main', 0, 100, 1 << 20);
+      const expected = [...views, enc('x'), enc('y'), ...[...views].reverse(), ...views.slice(1)];
+      assert.deepEqual(back.entries.map((b) => b.toString('hex')), expected.map((b) => b.toString('hex')));
+      assert.equal(back.entries[3]?.toString('utf8'), 'hello world');
     });
 
     it('keeps committed entries across close and reopen', async () => {
