@@ -58,7 +58,8 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
 
   const app = Fastify({
     bodyLimit: BODY_LIMIT,
-    trustProxy: false,
+    // Only the listed proxies may say who the client is (X-Forwarded-For): never everyone.
+    trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false,
     logger: {
       level: config.logLevel,
       redact: { paths: ['req.headers.authorization', 'body.refresh', 'body.token', 'body.sig'], censor: '[redacted]' },

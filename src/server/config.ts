@@ -3,6 +3,7 @@
  * (PROTOCOL.md "Service endpoints and configuration"); a flag wins over the environment.
  */
 import type { Agent } from 'node:https';
+import { isIP } from 'node:net';
 import { parseOidcProviders, type OidcProviderConfig } from '../auth/oidc/config.js';
 import { DgError } from '../protocol/errors.js';
 import type { TailLimits } from '../tail/index.js';
@@ -39,6 +40,11 @@ export interface Config {
   /** OpenID Connect providers for login (JSON array of {id, issuer, clientId, clientSecret, scopes?, prompt?}). */
   oidc: OidcProviderConfig[];
   logLevel: string;
+  /**
+   * Reverse proxies whose `X-Forwarded-For` is believed (addresses, CIDR ranges, or
+   * loopback / linklocal / uniquelocal); empty: the peer address is the client's.
+   */
+  trustProxy: string[];
   /** Overrides of the tail service's limits; set in code only (tests shrink the time-based ones). */
   tailLimits?: Partial<TailLimits>;
   /** TLS agent for notify's push requests; set in code only (tests trust a local push receiver). */
@@ -84,6 +90,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'vapidSubject', flag: '--vapid-subject', env: 'DATAGROVE_VAPID_SUBJECT', kind: 'string', help: 'VAPID subject, a mailto: or https: URL (default mailto:admin@localhost)' },
   { key: 'devIdp', flag: '--dev-idp', env: 'DATAGROVE_DEV_IDP', kind: 'bool', help: 'mount a development OpenID Connect provider (refused with NODE_ENV=production)' },
   { key: 'oidc', flag: '--oidc', env: 'DATAGROVE_OIDC', kind: 'oidc', help: 'OpenID Connect providers: JSON array of {id, issuer, clientId, clientSecret, scopes?} (default: none)' },
+  { key: 'trustProxy', flag: '--trust-proxy', env: 'DATAGROVE_TRUST_PROXY', kind: 'list', help: 'comma-separated addresses or CIDR ranges (or loopback, linklocal, uniquelocal) of reverse proxies whose X-Forwarded-For names the client (default: none)' },
   { key: 'logLevel', flag: '--log-level', env: 'DATAGROVE_LOG_LEVEL', kind: 'string', help: 'fatal, error, warn, info (default), debug, trace or silent' },
 ];
 
@@ -109,6 +116,7 @@ export function defaultConfig(): Config {
     devIdp: false,
     oidc: [],
     logLevel: 'info',
+    trustProxy: [],
   };
 }
 
@@ -170,8 +178,23 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   if (c.nodeId !== '' && !NODE_ID_RE.test(c.nodeId)) throw new DgError('BAD_REQUEST', '--node-id must be 1 to 128 of A-Z a-z 0-9 . _ : -');
   if (c.tailUrl !== '' && !/^wss?:\/\/[^\s]+$/.test(c.tailUrl)) throw new DgError('BAD_REQUEST', '--tail-url must be a ws:// or wss:// URL');
   if (c.nodeTtlMs < MIN_NODE_TTL_MS || c.nodeTtlMs > MAX_NODE_TTL_MS) throw new DgError('BAD_REQUEST', `--node-ttl-ms must be between ${MIN_NODE_TTL_MS} and ${MAX_NODE_TTL_MS}`);
+  for (const p of c.trustProxy) checkProxy(p);
   if (!/^(mailto:|https:)/.test(c.vapidSubject)) throw new DgError('BAD_REQUEST', '--vapid-subject must be a mailto: or https: URL');
   return c;
+}
+
+const PROXY_PRESETS = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/** One --trust-proxy item: an IPv4 or IPv6 address, a CIDR range, or a preset name. */
+function checkProxy(p: string): void {
+  if (PROXY_PRESETS.has(p)) return;
+  const slash = p.indexOf('/');
+  const addr = slash < 0 ? p : p.slice(0, slash);
+  const family = isIP(addr);
+  const bits = slash < 0 ? null : p.slice(slash + 1);
+  const max = family === 6 ? 128 : 32;
+  if (family !== 0 && (bits === null || (/^\d{1,3}$/.test(bits) && Number(bits) <= max))) return;
+  throw new DgError('BAD_REQUEST', `--trust-proxy: '${p}' is not an address, a CIDR range, loopback, linklocal or uniquelocal`);
 }
 
 export function helpText(): string {
