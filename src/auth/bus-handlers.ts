@@ -4,12 +4,13 @@
  * cluster they cross a network. A thrown DgError becomes `{ok:false, error}` (bus.ts).
  */
 import type { Subscription } from '../bus/bus.js';
-import { BusAccessRequest, BusJoinRequest } from '../protocol/auth-schemas.js';
-import type { AccessReply, JoinReply, RevokeEvent, RevokedList } from '../protocol/bus-messages.js';
+import { BusAccessRequest, BusJoinRequest, BusPushGone } from '../protocol/auth-schemas.js';
+import type { AccessReply, JoinReply, PushGone, RevokeEvent, RevokedList } from '../protocol/bus-messages.js';
 import { SUBJECTS } from '../protocol/bus-messages.js';
 import { DgError } from '../protocol/errors.js';
 import { accessToLog, joinGrant, requireLiveDevice, requireSite } from './access.js';
 import type { AuthContext } from './context.js';
+import { dropGonePush } from './profile.js';
 import { describeError } from './validation.js';
 
 function validated<T>(schema: Parameters<typeof describeError>[1], message: unknown): T {
@@ -48,6 +49,22 @@ export function subscribeBus(ctx: AuthContext): Subscription[] {
       async (): Promise<RevokedList> => {
         const r = await ctx.store.revokedSince(ctx.now() - ctx.revocations.windowMs);
         return { ok: true, devices: r.devices.map((d) => d.id), families: r.families.map((f) => f.id) };
+      },
+      queue,
+    ),
+    // One auth node drops an endpoint the push service called gone from the profile.
+    bus.subscribe(
+      SUBJECTS.authPushGone,
+      async (msg) => {
+        const problem = describeError('message', BusPushGone, msg);
+        if (problem !== null) return void ctx.deps.log.warn({ problem }, 'dg.auth.push-gone ignored');
+        const m = msg as PushGone;
+        try {
+          const version = await dropGonePush(ctx, m.user, m.device, m.endpoint);
+          if (version !== null) ctx.deps.log.info({ user: m.user, device: m.device, version }, 'gone push endpoint dropped from the profile');
+        } catch (err) {
+          ctx.deps.log.warn({ err, user: m.user }, 'could not drop a gone push endpoint');
+        }
       },
       queue,
     ),

@@ -154,3 +154,24 @@ export async function updateProfile(ctx: AuthContext, user: string, version: num
 function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
+
+/** Attempts at the compare-and-set of `dropGonePush` before it gives up (concurrent updates). */
+const GONE_ATTEMPTS = 3;
+
+/**
+ * Notify found that `device`'s push endpoint is gone: drops it from the profile, as an
+ * `unpush` made by the server, but only while the device's endpoint is still `endpoint`
+ * (a renewed one stays). Returns the new version, or null when there was nothing to drop.
+ */
+export async function dropGonePush(ctx: AuthContext, user: string, device: string, endpoint: string): Promise<number | null> {
+  for (let i = 0; i < GONE_ATTEMPTS; i++) {
+    const current = await ctx.store.getProfile(user);
+    if (!current.push.some((p) => p.device === device && p.endpoint === endpoint)) return null;
+    const next: ProfileState = { data: current.data, subscriptions: current.subscriptions, push: current.push.filter((p) => p.device !== device) };
+    if (await ctx.store.putProfile(user, current.version, next, ctx.now())) {
+      ctx.notify.updated(user, current.version + 1, [{ op: 'unpush', device }]);
+      return current.version + 1;
+    }
+  }
+  return null;
+}

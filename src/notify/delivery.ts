@@ -10,10 +10,10 @@
  * - Just before each attempt the device is checked again (still joined, not muted, has an
  *   endpoint on the allowlist, its user offline, length beyond what was pushed for that log),
  *   so a state change while a push waits is honored.
- * - 404/410 deletes that endpoint (only while it is still the device's). 429, 5xx and
- *   network errors are retried after max(retry-after, exponential backoff), at most
- *   `maxAttempts` attempts; a retry-after beyond `maxRetryDelayMs` gives up. Other statuses
- *   fail at once.
+ * - 404/410 deletes that endpoint (only while it is still the device's) and tells auth
+ *   (`gone`), which drops it from the profile. 429, 5xx and network errors are retried
+ *   after max(retry-after, exponential backoff), at most `maxAttempts` attempts; a
+ *   retry-after beyond `maxRetryDelayMs` gives up. Other statuses fail at once.
  * - Memory is bounded: at most `maxSlots` (device, site) pairs are tracked, at most
  *   `maxQueue` pushes wait and `maxConcurrent` requests are in flight; a push over a bound is
  *   dropped and counted. Delivery is at most once: a dropped or failed push leaves the pushed
@@ -62,6 +62,8 @@ export interface DeliveryDeps {
   limits: DeliveryLimits;
   metrics: NotifyMetrics;
   log: FastifyBaseLogger;
+  /** Told of each endpoint deleted because the push service called it gone (auth drops it from the profile). */
+  gone?: (user: string, device: string, endpoint: string) => void;
 }
 
 interface Want {
@@ -239,6 +241,7 @@ export class Delivery {
         if (await store.removeEndpoint(slot.user, slot.device, target.endpoint)) {
           metrics.endpointsRemoved.inc();
           log.info({ user: slot.user, device: slot.device, status: outcome.status }, 'push endpoint gone; removed');
+          this.#d.gone?.(slot.user, slot.device, target.endpoint);
         }
         return this.#finish(slot);
       case 'failed':

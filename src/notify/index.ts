@@ -11,7 +11,7 @@ import type https from 'node:https';
 import type { FastifyBaseLogger, FastifyPluginAsync } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { Bus, Subscription } from '../bus/bus.js';
-import { SUBJECTS } from '../protocol/bus-messages.js';
+import { SUBJECTS, type PushGone } from '../protocol/bus-messages.js';
 import { DgError } from '../protocol/errors.js';
 import { NotifyPublishCheck, PresenceMessageCheck, firstSchemaError } from '../protocol/notify-schemas.js';
 import { DEFAULT_DELIVERY_LIMITS, Delivery, type DeliveryLimits } from './delivery.js';
@@ -143,6 +143,13 @@ export function createNotify(deps: NotifyDeps): NotifyService {
         limits,
         metrics,
         log,
+        gone: (user, device, endpoint) => {
+          try {
+            bus.publish(SUBJECTS.authPushGone, { user, device, endpoint } satisfies PushGone);
+          } catch (err) {
+            log.warn({ err }, 'could not publish dg.auth.push-gone');
+          }
+        },
       });
       subs = [
         bus.subscribe(SUBJECTS.notifyUpdate, (m) => onUpdate(m), { queue: 'notify' }),

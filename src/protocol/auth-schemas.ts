@@ -205,6 +205,9 @@ export const BusAccessRequest = Type.Object({ user: UserId, device: DeviceId, si
 export type BusAccessRequest = Static<typeof BusAccessRequest>;
 export const BusJoinRequest = Type.Object({ user: UserId, device: DeviceId, grant: GrantRef });
 export type BusJoinRequest = Static<typeof BusJoinRequest>;
+/** `dg.auth.push-gone`: notify found a device's push endpoint gone. */
+export const BusPushGone = Type.Object({ user: UserId, device: DeviceId, endpoint: Type.String({ minLength: 1, maxLength: 2048 }) });
+export type BusPushGone = Static<typeof BusPushGone>;
 
 // ---- OpenID Connect login (docs/protocol.md "OpenID Connect login") ----
 

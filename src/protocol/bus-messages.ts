@@ -25,6 +25,8 @@ export const SUBJECTS = {
   notifyPresence: 'dg.notify.presence',
   /** req NotifyUpdate → NotifyUpdateReply. */
   notifyUpdate: 'dg.notify.update',
+  /** pub PushGone: the push service said a device's endpoint is gone; auth drops it from the profile. */
+  authPushGone: 'dg.auth.push-gone',
 } as const;
 
 export type Subject = (typeof SUBJECTS)[keyof typeof SUBJECTS];
@@ -90,6 +92,13 @@ export interface UserEvent {
  * for logs only: receivers time expiry with their own clock.
  */
 export type TailNodeMessage = { id: string; url: string; ttlMs: number; at: number } | { id: string; url: string; leaving: true };
+
+/** A push endpoint the push service answered 404 or 410 for (notify → auth). */
+export interface PushGone {
+  user: string;
+  device: string;
+  endpoint: string;
+}
 
 export interface NotifyPublish {
   site: string;

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SUBJECTS, type AccessReply, type JoinReply, type RevokedList } from '../../src/protocol/bus-messages.js';
-import { createSite, declareGrant, post, signGrant, signupDevice } from '../helpers/auth-client.js';
+import { createECDH, randomBytes } from 'node:crypto';
+import { call, createSite, declareGrant, post, signGrant, signupDevice } from '../helpers/auth-client.js';
 import { startServer } from '../helpers/server.js';
 
 describe('auth on the bus', async () => {
@@ -52,6 +53,39 @@ describe('auth on the bus', async () => {
       assert.equal(r.ok, false, JSON.stringify(msg));
       assert.equal(r.error?.code, code, JSON.stringify(msg));
     }
+  });
+
+  it('drops a push endpoint on dg.auth.push-gone only while it is still the device\'s', async () => {
+    const d = await signupDevice(url);
+    const keys = { p256dh: createECDH('prime256v1').generateKeys().toString('base64url'), auth: randomBytes(16).toString('base64url') };
+    const endpoint = (n: number) => `https://fcm.googleapis.com/fcm/send/device-${d.device.slice(0, 8)}-${n}`;
+    type Profile = { version: number; push: { device: string; endpoint: string }[] };
+    const profile = async () => (await call<Profile>(url, 'GET', '/profile', { token: d.access })).body;
+    const push = async (n: number) => {
+      const p = await profile();
+      const r = await post(url, '/profile', { version: p.version, changes: [{ op: 'push', device: d.device, subscription: { endpoint: endpoint(n), keys } }] }, d.access);
+      assert.equal(r.status, 200);
+    };
+    // Waits for the bus to deliver (pub is fire-and-forget), then reads the profile.
+    const afterGone = async (msg: unknown, expectVersion: number) => {
+      bus.publish(SUBJECTS.authPushGone, msg);
+      for (let i = 0; i < 100 && (await profile()).version !== expectVersion; i++) await new Promise((r) => setTimeout(r, 20));
+      return profile();
+    };
+    await push(1);
+    await push(2); // the browser renewed its subscription: endpoint 1 is no longer the device's
+    const v = (await profile()).version;
+    let p = await afterGone({ user: d.user, device: d.device, endpoint: endpoint(1) }, v + 1);
+    assert.equal(p.version, v, 'an old endpoint called gone leaves the renewed one alone');
+    assert.deepEqual(p.push, [{ device: d.device, endpoint: endpoint(2) }]);
+    for (const bad of [null, 'x', { user: d.user, device: d.device }, { user: d.user, device: 'short', endpoint: endpoint(2) }, { user: d.user, device: d.device, endpoint: 7 }]) {
+      bus.publish(SUBJECTS.authPushGone, bad);
+    }
+    p = await afterGone({ user: d.user, device: d.device, endpoint: endpoint(2) }, v + 1);
+    assert.equal(p.version, v + 1, 'dropping it is a new version of the profile');
+    assert.deepEqual(p.push, []);
+    p = await afterGone({ user: d.user, device: d.device, endpoint: endpoint(2) }, v + 2);
+    assert.equal(p.version, v + 1, 'a repeated message changes nothing');
   });
 
   it('lists recent revocations on dg.auth.revoked', async () => {

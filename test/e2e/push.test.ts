@@ -226,7 +226,7 @@ describe('push end to end (monolith)', async () => {
     s.writer.close();
   });
 
-  it('a 410 from the push service removes the endpoint in notify; auth\'s profile still lists it', async () => {
+  it('a 410 from the push service removes the endpoint in notify and in auth\'s profile', async () => {
     const s = await scene(srv, receiver, vapid);
     const removed = await metric(srv.url, 'datagrove_notify_endpoints_removed_total');
     receiver.script(s.bSub.id, { status: 410 });
@@ -241,11 +241,13 @@ describe('push end to end (monolith)', async () => {
     await writeWithoutPushToB(s, receiver, 1);
     await writeWithoutPushToB(s, receiver, 1);
 
-    // Auth never hears of the 410: the profile keeps the endpoint and the subscription (so a
-    // later full-state resend would hand it to notify again, until a 404/410 drops it again).
-    // The client replaces it with a `push` of its new subscription, or removes it with `unpush`.
-    const profile = await get<{ push: { device: string; endpoint: string }[] }>(srv.url, '/profile', s.b.access);
-    assert.deepEqual(profile.body.push, [{ device: s.b.device, endpoint: s.bSub.endpoint }]);
+    // Notify tells auth (dg.auth.push-gone): the profile drops the endpoint in a new version,
+    // so a later full-state resend cannot hand it back to notify; the subscription stays.
+    type Profile = { version: number; push: { device: string; endpoint: string }[]; subscriptions: { device: string; site: string }[] };
+    await until('auth to drop the endpoint', async () => (await get<Profile>(srv.url, '/profile', s.b.access)).body.push.length === 0);
+    const profile = await get<Profile>(srv.url, '/profile', s.b.access);
+    assert.deepEqual(profile.body.push, []);
+    assert.ok(profile.body.subscriptions.some((x) => x.device === s.b.device && x.site === s.site), 'still joined to the site');
 
     // The browser's new subscription (as after `pushsubscriptionchange`) is pushed to again.
     const renewed = receiver.subscribe(vapid);
