@@ -506,7 +506,13 @@ export class Log extends Emitter<LogEvents> {
         this.hub.handleSignal(ev.from, ev.kind, ev.data);
         break;
       case 'revoke':
-        this.fail(new DgError('FORBIDDEN', `access revoked: ${ev.reason}`));
+        // `moved`: another node serves the site now; leasing again is redirected there.
+        if (ev.reason === 'moved') {
+          this.handle = null;
+          this.requestRecover();
+        } else {
+          this.fail(new DgError('FORBIDDEN', `access revoked: ${ev.reason}`));
+        }
         break;
     }
   }

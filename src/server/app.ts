@@ -164,6 +164,7 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
       publicUrl,
       leaseGraceMs: config.leaseGraceMs,
       redirectFor: (site) => membership?.redirectFor(site) ?? null,
+      shardVersion: () => membership?.shards().version ?? 0,
       log: app.log,
       registry: metrics.registry,
       limits: config.tailLimits,

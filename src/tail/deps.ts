@@ -15,6 +15,8 @@ export interface TailDeps {
   leaseGraceMs: number;
   /** The tail URL of the node that serves `site`, or null when this node does. */
   redirectFor: (site: string) => string | null;
+  /** Changes whenever the shard map does (absent: a map that never changes). */
+  shardVersion?: () => number;
   log: FastifyBaseLogger;
   registry: Registry;
   /** Overrides of DEFAULT_TAIL_LIMITS (tests shrink the time-based ones). */

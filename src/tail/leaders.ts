@@ -120,6 +120,46 @@ export class LogRegistry {
     for (const h of [...session.handles.values()]) this.#remove(h, grace ? 'close' : 'release');
   }
 
+  /**
+   * The shard map changed: every live log of a site that another node now serves loses its
+   * handles at once, each with `{ev:'revoke', handle, reason:'moved'}` (and a leadership
+   * held in grace ends), so clients lease again, get `redirect`, and follow their logs to
+   * the new owner instead of hearing nothing more here. Returns the handles moved.
+   */
+  moveAway(): number {
+    const away = new Map<string, boolean>();
+    let moved = 0;
+    for (const log of [...this.#logs.values()]) {
+      if (log.handles.size === 0 && log.lapse === null) continue;
+      let gone = away.get(log.site);
+      if (gone === undefined) {
+        gone = this.ctx.deps.redirectFor(log.site) !== null;
+        away.set(log.site, gone);
+      }
+      if (gone) moved += this.#evict(log);
+    }
+    return moved;
+  }
+
+  /** Every handle of the log dies (`moved`), with no events among them: all are leaving. */
+  #evict(log: LiveLog): number {
+    if (log.lapse !== null) {
+      clearTimeout(log.lapse.timer);
+      log.lapse = null;
+    }
+    const n = log.handles.size;
+    for (const h of log.handles) {
+      h.dead = true;
+      h.session.handles.delete(log.hid);
+      this.ctx.metrics.handles.dec({ role: h.role });
+      h.session.send(`{"ev":"revoke","handle":"${h.id}","reason":"moved"}`);
+    }
+    log.handles.clear();
+    log.leader = null;
+    this.maybeEvict(log);
+    return n;
+  }
+
   /** The store reported the log fenced by a newer epoch (another node took it). */
   fenced(log: LiveLog, epoch: number): void {
     if (epoch > log.epoch) log.epoch = epoch;

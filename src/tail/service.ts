@@ -81,6 +81,8 @@ export function createTail(deps: TailDeps): TailService {
   let accepting = false;
   let closed = false;
   let sweeps = 0;
+  /** The shard map version the live logs were last checked against. */
+  let shardVersion = deps.shardVersion?.() ?? 0;
   let sweepTimer: NodeJS.Timeout | null = null;
   const subs: Subscription[] = [];
 
@@ -148,6 +150,12 @@ export function createTail(deps: TailDeps): TailService {
       }
     }
     ctx.revoked.prune(now);
+    const version = deps.shardVersion?.() ?? 0;
+    if (version !== shardVersion && accepting) {
+      shardVersion = version;
+      const moved = ctx.logs.moveAway();
+      if (moved > 0) log.info({ moved, version }, 'shard map changed: handles of sites served elsewhere moved');
+    }
     if (sweeps % Math.max(1, Math.round(limits.revokedPollMs / SWEEP_MS)) === 0) void syncRevoked(ctx);
   }
 

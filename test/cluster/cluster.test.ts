@@ -12,6 +12,8 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import pg from 'pg';
+import WebSocket from 'ws';
+import { DatagroveClient, type WebSocketConstructor } from '../../src/client/index.js';
 import { pickShard, type Shard } from '../../src/protocol/shards.js';
 import { loadSecrets } from '../../src/server/secrets.js';
 import { createSite, get, post, signupDevice } from '../helpers/auth-client.js';
@@ -205,4 +207,79 @@ describe('cluster: split roles over NATS and PostgreSQL', { skip }, () => {
 
     for (const n of [auth, other]) assert.deepEqual(await n.child.stop('SIGTERM'), { code: 0, signal: null }, n.child.output());
   });
+
+  it('moves the handles of a site to a node that joins and takes it; SDK logs follow without loss', { timeout: 180_000 }, async () => {
+    const keys = tempDir('dg-cluster-keys-');
+    loadSecrets(keys);
+    const auth = await startNode(keys, 'auth,notify', `auth-${run}-m`);
+    await waitHttp(auth.child, `${auth.http}/ready`);
+    const a = await startNode(keys, 'tail', `tail-${run}-m1`);
+    await waitHttp(a.child, `${a.http}/ready`);
+    await until('auth to list the first tail node', async () => ((await shards(auth.http)).shards.length === 1 ? true : undefined));
+
+    const sdk = async () => DatagroveClient.create({ url: auth.http, WebSocket: WebSocket as unknown as WebSocketConstructor, RTCPeerConnection: null });
+    const writer = await sdk();
+    const reader = await sdk();
+    await writer.signup('writer');
+    const { site } = await writer.createSite('moving');
+    const { user } = await reader.signup('reader');
+    const grant = writer.signGrant({ sub: `user:${user}`, site, logs: ['*'], rights: ['read'] });
+    await writer.declare(grant);
+    await reader.join(site, grant);
+
+    // The second node's id is one that wins this site from the first.
+    let bId = '';
+    for (let i = 0; i < 200 && bId === ''; i++) {
+      const id = `tail-${run}-m2-${i}`;
+      if (pickShard([{ id: a.id, url: '' }, { id, url: '' }], site)?.id === id) bId = id;
+    }
+    assert.notEqual(bId, '');
+
+    const wlog = writer.openLog(site, 'doc');
+    const rlog = reader.openLog(site, 'doc', { lead: false });
+    const seen: string[] = [];
+    rlog.subscribe((entries) => seen.push(...entries.map((e) => `${e.index}:${new TextDecoder().decode(e.payload)}`)));
+    const expected: string[] = [];
+    const append = async (text: string) => {
+      const [i] = await wlog.append([new TextEncoder().encode(text)]);
+      expected.push(`${i}:${text}`);
+    };
+    for (let i = 0; i < 3; i++) await append(`before-${i}`);
+    assert.equal(wlog.role, 'leader');
+
+    // A bare client on the first node, to see the wire: its follower handle dies `moved`.
+    const dev = await signupDevice(auth.http, { name: 'bare' });
+    const bareGrant = writer.signGrant({ sub: `user:${dev.user}`, site, logs: ['*'], rights: ['read'] });
+    await writer.declare(bareGrant);
+    assert.equal((await post(auth.http, '/join', { site, grant: bareGrant }, dev.access)).status, 200);
+    const bare = await TailClient.connect(a.ws, dev.access);
+    const before = await bare.call<LeaseReply>('lease', { site, log: 'doc', lead: false });
+    assert.equal(before.role, 'follower');
+
+    const b = await startNode(keys, 'tail', bId);
+    await waitHttp(b.child, `${b.http}/ready`);
+    await until('auth to list both tail nodes', async () => ((await shards(auth.http)).shards.length === 2 ? true : undefined));
+    assert.deepEqual(await bare.nextEvent('revoke', before.handle), { ev: 'revoke', handle: before.handle, reason: 'moved' });
+    const again = await bare.call<{ redirect?: string }>('lease', { site, log: 'doc', lead: false });
+    assert.equal(again.redirect, b.ws, 'the first node sends a new lease to the new owner');
+    bare.close();
+
+    // The SDK logs lease again, are redirected, and go on at the new owner: every entry
+    // once, in order, at a higher epoch.
+    for (let i = 0; i < 5; i++) await append(`after-${i}`);
+    await until('the reader to see every entry', async () => (seen.length >= expected.length ? true : undefined));
+    assert.deepEqual(seen, expected);
+    assert.equal(wlog.role, 'leader');
+    const onB = await TailClient.connect(b.ws, dev.access);
+    const there = await onB.call<LeaseReply>('lease', { site, log: 'doc', lead: false });
+    assert.equal(there.role, 'follower');
+    assert.ok(there.epoch > 0);
+    assert.equal(there.length, expected.length);
+    onB.close();
+
+    await Promise.all([wlog.close(), rlog.close()]);
+    await Promise.all([writer.close(), reader.close()]);
+    for (const n of [b, a, auth]) assert.deepEqual(await n.child.stop('SIGTERM'), { code: 0, signal: null }, n.child.output());
+  });
 });
+
