@@ -9,8 +9,11 @@ import type { TailContext } from './context.js';
 import type { AccessGrant } from './live-log.js';
 import type { Session } from './session.js';
 
-/** The access a lease token proves, or a DgError UNAUTHORIZED. */
-function leaseTokenAccess(ctx: TailContext, session: Session, args: LeaseArgs, token: string): AccessGrant {
+/**
+ * The access a lease token proves, null when it was issued before that access was revoked
+ * (auth is asked instead), or a DgError UNAUTHORIZED.
+ */
+function leaseTokenAccess(ctx: TailContext, session: Session, args: LeaseArgs, token: string): AccessGrant | null {
   const v = verifyToken<LeaseClaims>(ctx.deps.ring, token, 'lease');
   if (!v.ok) throw new DgError('UNAUTHORIZED', `lease token ${v.reason}`);
   const c = v.claims;
@@ -18,6 +21,7 @@ function leaseTokenAccess(ctx: TailContext, session: Session, args: LeaseArgs, t
   if (auth === null || c.dev !== auth.device || c.sub !== auth.user || c.site !== args.site || c.log !== args.log || !Array.isArray(c.rights)) {
     throw new DgError('UNAUTHORIZED', 'lease token is for another device or log');
   }
+  if (ctx.revoked.leaseTokenStale(c.sub, c.site, c.iat)) return null;
   return { rights: c.rights, expiresAt: c.exp * 1000 };
 }
 
@@ -27,9 +31,8 @@ export async function handleLease(ctx: TailContext, session: Session, id: number
   const redirect = ctx.deps.redirectFor(args.site);
   if (redirect !== null) return session.reply(id, { redirect });
   const access =
-    args.token !== undefined
-      ? leaseTokenAccess(ctx, session, args, args.token)
-      : await ctx.access.check(auth.user, auth.device, args.site, args.log);
+    (args.token !== undefined ? leaseTokenAccess(ctx, session, args, args.token) : null) ??
+    (await ctx.access.check(auth.user, auth.device, args.site, args.log));
   if (session.closing) return;
   if (access === null || access.rights.length === 0) return session.reply(id, { needproof: true });
   const reply = await ctx.logs.acquire(session, args.site, args.log, access, args.lead ?? true);

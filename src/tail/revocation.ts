@@ -10,6 +10,8 @@
  * - `access`: cached access of each (user, site) is dropped; each live handle of that user
  *   on that site is re-checked with auth, and dies (`{ev:'revoke', handle, reason}`) when
  *   its access is gone, no longer covers its role, or auth cannot be asked (fail closed).
+ *   Lease tokens of that (user, site) issued before the revocation no longer prove access
+ *   (for as long as they can live): `lease` asks auth instead.
  */
 import { SUBJECTS, type RevokeEvent, type RevokedList } from '../protocol/bus-messages.js';
 import { TAIL_CLOSE } from '../protocol/tail-schemas.js';
@@ -17,11 +19,43 @@ import type { TailContext } from './context.js';
 import { canRead, canWrite, type Handle } from './live-log.js';
 import type { Session } from './session.js';
 
+/** (user, site) pairs whose lost access is remembered; past this the oldest fold into a watermark. */
+const MAX_ACCESS_ENTRIES = 100_000;
+
 export class RevokedSet {
   readonly #devices = new Map<string, number>();
   readonly #families = new Map<string, number>();
+  /** `user\0site` → when access was revoked (ms). */
+  readonly #access = new Map<string, number>();
+  /** Lease tokens issued at or before this time (ms) are not trusted for any pair (overflow). */
+  #accessWatermark = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly keepMs: number) {}
+
+  /** Access of `user` to `site` was revoked (some of it: auth decides what is left). */
+  addAccess(user: string, site: string, now = Date.now()): void {
+    const key = `${user}\u0000${site}`;
+    this.#access.delete(key);
+    this.#access.set(key, now);
+    while (this.#access.size > MAX_ACCESS_ENTRIES) {
+      const oldest = this.#access.entries().next();
+      if (oldest.done === true) break;
+      this.#access.delete(oldest.value[0]);
+      if (oldest.value[1] > this.#accessWatermark) this.#accessWatermark = oldest.value[1];
+    }
+  }
+
+  /**
+   * Whether a lease token of `user` for `site` issued at `iatSec` predates a revocation of
+   * that access: then it proves nothing, and auth must be asked.
+   */
+  leaseTokenStale(user: string, site: string, iatSec: number): boolean {
+    const issued = iatSec * 1000;
+    if (issued <= this.#accessWatermark) return true;
+    const at = this.#access.get(`${user}\u0000${site}`);
+    // iat has whole seconds: a token of the same second as the revocation counts as older.
+    return at !== undefined && issued <= at;
+  }
 
   addDevice(device: string, now = Date.now()): void {
     this.#devices.delete(device);
@@ -47,7 +81,8 @@ export class RevokedSet {
 
   /** Forgets entries older than any token that could still carry them (insertion order = age). */
   prune(now = Date.now()): void {
-    for (const map of [this.#devices, this.#families]) {
+    if (now - this.#accessWatermark >= this.keepMs) this.#accessWatermark = Number.NEGATIVE_INFINITY;
+    for (const map of [this.#devices, this.#families, this.#access]) {
       for (const [k, at] of map) {
         if (now - at < this.keepMs) break;
         map.delete(k);
@@ -106,6 +141,7 @@ export function onRevoke(ctx: TailContext, message: unknown): void {
       const { user, site } = a as { user?: unknown; site?: unknown };
       if (typeof user !== 'string' || typeof site !== 'string') continue;
       ctx.access.dropUserSite(user, site);
+      ctx.revoked.addAccess(user, site);
       for (const s of ctx.sessions.ofUser(user)) {
         for (const h of s.handles.values()) if (h.log.site === site) void recheck(ctx, h, reason);
       }

@@ -65,6 +65,31 @@ describe('tail: access', async () => {
     c.close();
   });
 
+  it('no longer takes a lease token minted before its grant was revoked: auth is asked', async () => {
+    const m = await member(w, ['read']);
+    assert.equal((await post(w.url, '/join', { site: w.site, grant: m.grant.hash }, m.dev.access)).status, 200);
+    const log = logName();
+    const t = await post<{ token: string }>(w.url, '/lease', { site: w.site, log }, m.dev.access);
+    assert.equal(t.status, 200, t.text);
+    const c = await connect(w, m.dev);
+    const l = await lease(c, w.site, log, { token: t.body.token });
+    assert.equal(l.role, 'follower');
+    assert.equal((await post(w.url, '/revoke', { grant: m.grant.hash }, w.owner.access)).status, 200);
+    assert.deepEqual(await c.nextEvent('revoke'), { ev: 'revoke', handle: l.handle, reason: 'grant' });
+    // The token is still within its lifetime and well signed, but it predates the revocation.
+    const again = await c.call<{ needproof?: boolean; handle?: string }>('lease', { site: w.site, log, token: t.body.token });
+    assert.equal(again.needproof, true);
+    assert.equal(again.handle, undefined);
+    // A new grant gives access again, and a token minted after it is taken as before.
+    const g2 = await declareGrant(w.url, w.owner, { sub: `user:${m.dev.user}`, site: w.site, logs: [log], rights: ['read'] }); // not the revoked grant's claims
+    assert.equal((await post(w.url, '/join', { site: w.site, grant: g2.hash }, m.dev.access)).status, 200);
+    await new Promise((r) => setTimeout(r, 1100)); // a token's iat has whole seconds
+    const t2 = await post<{ token: string }>(w.url, '/lease', { site: w.site, log }, m.dev.access);
+    assert.equal(t2.status, 200, t2.text);
+    assert.equal((await lease(c, w.site, log, { token: t2.body.token })).role, 'follower');
+    c.close();
+  });
+
   it('closes every session of a revoked device with a revoke event and 4403, and refuses its token', async () => {
     const dev = await signupDevice(w.url);
     const c1 = await TailClient.connect(w.wsUrl, dev.access);

@@ -1,0 +1,34 @@
+/** The tail's memory of revocations: devices, families, and lost (user, site) access for lease tokens. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { RevokedSet } from '../../src/tail/revocation.js';
+
+describe('RevokedSet', () => {
+  it('distrusts lease tokens issued up to a revocation of their (user, site), for as long as they can live', () => {
+    const keep = 60_000;
+    const r = new RevokedSet(keep);
+    const t = 1_700_000_000_000;
+    r.addAccess('u1', 's1', t);
+    assert.equal(r.leaseTokenStale('u1', 's1', t / 1000 - 10), true, 'issued before');
+    assert.equal(r.leaseTokenStale('u1', 's1', t / 1000), true, 'issued in the same second');
+    assert.equal(r.leaseTokenStale('u1', 's1', t / 1000 + 1), false, 'issued after');
+    assert.equal(r.leaseTokenStale('u1', 's2', 0), false, 'another site');
+    assert.equal(r.leaseTokenStale('u2', 's1', 0), false, 'another user');
+    r.prune(t + keep - 1);
+    assert.equal(r.leaseTokenStale('u1', 's1', t / 1000 - 10), true);
+    r.prune(t + keep);
+    assert.equal(r.leaseTokenStale('u1', 's1', t / 1000 - 10), false, 'no such token can still live');
+  });
+
+  it('folds the oldest pairs into a watermark beyond its bound, so no revocation is forgotten early', () => {
+    const r = new RevokedSet(60_000);
+    const t = 1_700_000_000_000;
+    for (let i = 0; i <= 100_000; i++) r.addAccess(`u${i}`, 's', t + i);
+    // u0 was folded: every token issued up to its revocation is distrusted, whoever holds it.
+    assert.equal(r.leaseTokenStale('u0', 's', t / 1000), true);
+    assert.equal(r.leaseTokenStale('someone', 'else', t / 1000), true);
+    assert.equal(r.leaseTokenStale('someone', 'else', t / 1000 + 1), false);
+    r.prune(t + 60_000);
+    assert.equal(r.leaseTokenStale('someone', 'else', t / 1000), false, 'the watermark ends with the token lifetime');
+  });
+});
