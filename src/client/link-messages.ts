@@ -8,13 +8,16 @@
  *   lowest unacknowledged seq: every seq below it is known to be in the log.
  * - `ack` (leader → follower): entries of `stream` now durable, as [seq, index] pairs.
  * - `stale` (leader → follower): the sender is not the leader of `epoch` (anymore).
+ * - `denied` (leader → follower): the follower's device may not write on this log (the
+ *   server said so in `writers` and `peer` events): its entries are refused, not sequenced.
  */
 import { randomId } from './bytes.js';
 
 export type LinkMessage =
   | { t: 'submit'; epoch: number; stream: string; floor: number; entries: string[] }
   | { t: 'ack'; epoch: number; stream: string; acks: [number, number][] }
-  | { t: 'stale'; epoch: number };
+  | { t: 'stale'; epoch: number }
+  | { t: 'denied'; epoch: number };
 
 interface Fragment {
   t: 'frag';
@@ -61,6 +64,7 @@ export function parseMessage(v: unknown): LinkMessage | null {
     return { t: 'ack', epoch: o.epoch, stream: o.stream, acks: acks as [number, number][] };
   }
   if (o.t === 'stale') return isInt(o.epoch) ? { t: 'stale', epoch: o.epoch } : null;
+  if (o.t === 'denied') return isInt(o.epoch) ? { t: 'denied', epoch: o.epoch } : null;
   return null;
 }
 

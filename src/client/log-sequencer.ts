@@ -50,6 +50,8 @@ export interface SequencerHooks {
   failed: (err: DgError | null) => void;
   /** Own entries that can never be written (too large): reject them. */
   refused: (items: SeqItem[], err: DgError) => void;
+  /** Whether the server says `device` may write on this log (so its entries may be taken). */
+  mayWrite: (device: string) => boolean;
 }
 
 const MAX_INFLIGHT = 4;
@@ -127,6 +129,10 @@ export class Sequencer {
   submitRemote(from: string, msg: Extract<LinkMessage, { t: 'submit' }>, reply: (m: LinkMessage) => void): void {
     if (!this.active || msg.epoch !== this.epoch) {
       reply({ t: 'stale', epoch: this.epoch });
+      return;
+    }
+    if (!this.hooks.mayWrite(from)) {
+      reply({ t: 'denied', epoch: this.epoch });
       return;
     }
     const items: SeqItem[] = [];

@@ -60,6 +60,11 @@ export class Log extends Emitter<LogEvents> {
   private currentEpoch = -1;
   private peerSet = new Set<string>();
   private stash: TailEvent[] | null = null;
+  /**
+   * Handles per device that may write, from the lease's `writers` and `peer` events (a
+   * device may hold several: two tabs); null when the server does not say.
+   */
+  private writers: Map<string, number> | null = null;
   private readonly feed: LogFeed;
   private readonly pending = new PendingAppends();
   private readonly sequencer: Sequencer;
@@ -110,6 +115,8 @@ export class Log extends Emitter<LogEvents> {
         refused: (items, err) => {
           for (const it of items) this.pending.reject(it.origin.seq, err);
         },
+        // A server that does not say who writes (no `writers`) leaves it open, as before.
+        mayWrite: (device) => this.writers === null || (this.writers.get(device) ?? 0) > 0,
       },
       this.stream,
       DEFAULT_LIMITS,
@@ -342,6 +349,10 @@ export class Log extends Emitter<LogEvents> {
   private onLinkMessage(from: string, msg: LinkMessage, reply: (m: LinkMessage) => void): void {
     if (msg.t === 'submit') this.sequencer.submitRemote(from, msg, reply);
     else if (msg.t === 'ack') this.forwarder.onAck(msg);
+    else if (msg.t === 'denied' && this.currentRole === 'follower' && from === this.currentLeader && msg.epoch === this.currentEpoch) {
+      // This device has no write right on the log: its appends can never land.
+      this.pending.rejectAll(new DgError('FORBIDDEN', 'no write right on this log'));
+    }
     else if (msg.t === 'stale' && this.currentRole === 'follower') {
       // The leader knows a newer epoch: learn it. Otherwise it is not ready yet: resend soon.
       if (msg.epoch > this.currentEpoch) this.requestRecover();
@@ -423,6 +434,7 @@ export class Log extends Emitter<LogEvents> {
     this.handle = r.handle;
     this.sequencer.setLimits(this.limits());
     this.peerSet = new Set(r.peers);
+    this.writers = Array.isArray(r.writers) ? new Map(r.writers.map((d) => [d, 1])) : null;
     this.feed.observe(r.length);
     const stash = this.stash ?? [];
     this.stash = null;
@@ -491,6 +503,13 @@ export class Log extends Emitter<LogEvents> {
         }
         break;
       case 'peer':
+        if (this.writers !== null) {
+          const n = this.writers.get(ev.device) ?? 0;
+          if (ev.state === 'join' && ev.write === true) this.writers.set(ev.device, n + 1);
+          else if (ev.state === 'join' && ev.write === false) this.writers.delete(ev.device);
+          else if (ev.state === 'leave' && n > 1) this.writers.set(ev.device, n - 1);
+          else if (ev.state === 'leave') this.writers.delete(ev.device);
+        }
         if (ev.state === 'join') this.peerSet.add(ev.device);
         else {
           // A data channel can outlive its peer's socket (which reconnects): keep the link

@@ -125,7 +125,7 @@ export interface ConnectReply {
   limits: TailLimitsView;
 }
 export type LeaseReply =
-  | { handle: string; role: 'leader' | 'follower'; epoch: number; length: number; leader: string | null; peers: string[] }
+  | { handle: string; role: 'leader' | 'follower'; epoch: number; length: number; leader: string | null; peers: string[]; writers: string[] }
   | { needproof: true }
   | { redirect: string };
 export interface ReadReply {
@@ -145,7 +145,7 @@ export interface AttestReply {
 export type TailEvent =
   | { ev: 'tail'; handle: string; at: number; length: number; entries?: string[] }
   | { ev: 'leader'; handle: string; leader: string | null; epoch: number }
-  | { ev: 'peer'; handle: string; device: string; state: 'join' | 'leave' }
+  | { ev: 'peer'; handle: string; device: string; state: 'join' | 'leave'; write?: boolean }
   | { ev: 'signal'; handle: string; from: string; kind: SignalKind; data: unknown }
   | { ev: 'revoke'; handle?: string; reason: string }
   | { ev: 'device'; device: string; name: string; identity?: string }

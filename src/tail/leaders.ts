@@ -73,6 +73,7 @@ export class LogRegistry {
     return this.#exclusive(log, async () => {
       let h = session.handles.get(log.hid);
       const isNew = h === undefined;
+      let wasWriter = false;
       if (session.closing) throw new DgError('UNAVAILABLE', 'session closing');
       if (h === undefined) {
         if (session.handles.size >= this.ctx.limits.maxHandles) {
@@ -84,6 +85,7 @@ export class LogRegistry {
         session.handles.set(log.hid, h);
         this.ctx.metrics.handles.inc({ role: 'follower' });
       } else {
+        wasWriter = canWrite(h.access.rights);
         h.access = access;
       }
       const device = session.auth?.device ?? '';
@@ -99,8 +101,10 @@ export class LogRegistry {
         throw err;
       }
       if (h.dead) throw new DgError('UNAVAILABLE', 'session closing');
-      if (isNew) this.#broadcast(log, peerEvent(log, device, 'join'), h);
-      return { handle: log.hid, role: h.role, epoch: log.epoch, length: log.committed, leader: log.leaderDevice(), peers: log.peers(h) };
+      // A new handle joins; a handle leased again with or without the write right now says so.
+      const writer = canWrite(access.rights);
+      if (isNew || writer !== wasWriter) this.#broadcast(log, peerEvent(log, device, 'join', writer), h);
+      return { handle: log.hid, role: h.role, epoch: log.epoch, length: log.committed, leader: log.leaderDevice(), peers: log.peers(h), writers: log.writers(h) };
     });
   }
 
@@ -275,6 +279,7 @@ function leaderEvent(log: LiveLog): string {
   return JSON.stringify({ ev: 'leader', handle: log.hid, leader: log.leaderDevice(), epoch: log.epoch });
 }
 
-function peerEvent(log: LiveLog, device: string, state: 'join' | 'leave'): string {
-  return JSON.stringify({ ev: 'peer', handle: log.hid, device, state });
+/** A `peer` event; a join says whether that device's handle may write. */
+function peerEvent(log: LiveLog, device: string, state: 'join' | 'leave', write?: boolean): string {
+  return JSON.stringify(write === undefined ? { ev: 'peer', handle: log.hid, device, state } : { ev: 'peer', handle: log.hid, device, state, write });
 }

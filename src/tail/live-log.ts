@@ -123,6 +123,16 @@ export class LiveLog {
   }
 
   /** Devices of the other handle holders. */
+  /** The devices among `peers(except)` whose handle may write (whose entries a leader may take). */
+  writers(except: Handle): string[] {
+    const out = new Set<string>();
+    for (const h of this.handles) {
+      const dev = h.session.auth?.device;
+      if (h !== except && dev !== undefined && canWrite(h.access.rights)) out.add(dev);
+    }
+    return [...out];
+  }
+
   peers(except: Handle): string[] {
     const out = new Set<string>();
     for (const h of this.handles) {

@@ -236,3 +236,37 @@ test('a follower catches up by reading when a tail event comes without its entri
   await a.client.close();
   await b.client.close();
 });
+
+/** A member with only the read right appends: the leader refuses the entries, so they never land. */
+async function readOnlyAppend(rtc: boolean): Promise<void> {
+  const srv = await server();
+  const owner = await makeClient(srv, { rtc });
+  const reader = await makeClient(srv, { rtc });
+  await owner.client.signup('owner');
+  const { site } = await owner.client.createSite('read only');
+  const { user } = await reader.client.signup('reader');
+  const grant = owner.client.signGrant({ sub: `user:${user}`, site, logs: ['*'], rights: ['read'] });
+  await owner.client.declare(grant);
+  await reader.client.join(site, grant);
+  const lo = owner.client.openLog(site, 'guarded', { channelTimeoutMs: 15_000 });
+  await lo.opened;
+  await lo.append([enc('o1')]);
+  const lr = reader.client.openLog(site, 'guarded', { channelTimeoutMs: 15_000 });
+  const seen = record(lr);
+  await lr.opened;
+  assert.equal(lr.role, 'follower');
+  await assert.rejects(lr.append([enc('forged')]), (e: unknown) => e instanceof DgError && e.code === 'FORBIDDEN');
+  await lo.append([enc('o2')]);
+  await waitFor('the reader to see the owner\'s entries', () => seen.seen.length === 2);
+  assert.deepEqual(seen.text(), ['0:o1', '1:o2'], 'nothing of the read-only member landed');
+  await reader.client.close();
+  await owner.client.close();
+}
+
+test('a member without the write right cannot append through the leader (WebRTC)', async () => {
+  await readOnlyAppend(true);
+});
+
+test('a member without the write right cannot append through the leader (signal relay)', async () => {
+  await readOnlyAppend(false);
+});

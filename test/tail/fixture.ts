@@ -50,6 +50,7 @@ export interface Lease {
   length: number;
   leader: string | null;
   peers: string[];
+  writers: string[];
 }
 
 export function lease(c: TailClient, site: string, log: string, extra: Record<string, unknown> = {}): Promise<Lease> {

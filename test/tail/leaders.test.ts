@@ -58,10 +58,28 @@ describe('tail: leases and leaders', async () => {
     const b = await connect(w, writer);
     const lb = await lease(b, w.site, log);
     assert.deepEqual(lb.peers, [w.owner.device]);
-    assert.deepEqual(await a.nextEvent('peer', la.handle), { ev: 'peer', handle: la.handle, device: writer.device, state: 'join' });
+    assert.deepEqual(await a.nextEvent('peer', la.handle), { ev: 'peer', handle: la.handle, device: writer.device, state: 'join', write: true });
     b.close();
     assert.deepEqual(await a.nextEvent('peer', la.handle), { ev: 'peer', handle: la.handle, device: writer.device, state: 'leave' });
     a.close();
+  });
+
+  it('says which peers may write: writers in the lease reply, write on peer joins', async () => {
+    const log = logName();
+    const a = await connect(w, w.owner);
+    const la = await lease(a, w.site, log);
+    assert.deepEqual(la.writers, []);
+    const reader = await joined(w, ['read']);
+    const r = await connect(w, reader);
+    const lr = await lease(r, w.site, log);
+    assert.deepEqual(await a.nextEvent('peer', la.handle), { ev: 'peer', handle: la.handle, device: reader.device, state: 'join', write: false });
+    assert.deepEqual(lr.writers, [w.owner.device], 'the leader may write');
+    const b = await connect(w, writer);
+    const lb = await lease(b, w.site, log, { lead: false });
+    assert.deepEqual(await a.nextEvent('peer', la.handle), { ev: 'peer', handle: la.handle, device: writer.device, state: 'join', write: true });
+    assert.deepEqual(new Set(lb.peers), new Set([w.owner.device, reader.device]));
+    assert.deepEqual(lb.writers, [w.owner.device], 'the read-only member is a peer, not a writer');
+    for (const c of [a, r, b]) c.close();
   });
 
   it('ends leadership at once on release, and the released handle is gone', async () => {
