@@ -8,8 +8,10 @@
  *   lowest unacknowledged seq: every seq below it is known to be in the log.
  * - `ack` (leader → follower): entries of `stream` now durable, as [seq, index] pairs.
  * - `stale` (leader → follower): the sender is not the leader of `epoch` (anymore).
- * - `denied` (leader → follower): the follower's device may not write on this log (the
- *   server said so in `writers` and `peer` events): its entries are refused, not sequenced.
+ * - `denied` (leader → follower): the follower's device may not write on this log, as far
+ *   as the leader knows (the server's `writers` and `peer` events; a writer between two
+ *   handles is not known for a moment): its entries are refused, not sequenced. The
+ *   follower resends, and fails its appends when the refusals last.
  */
 import { randomId } from './bytes.js';
 

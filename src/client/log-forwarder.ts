@@ -27,8 +27,17 @@ export interface ForwarderOptions {
   batch: number;
 }
 
+/**
+ * How long the leader may refuse our entries for want of a write right before the appends
+ * fail: a writer whose socket is reconnecting has no handle for a moment (the leader saw it
+ * leave), and its entries must wait for the new handle, not fail.
+ */
+const DENIED_GRACE_MS = 3000;
+
 export class Forwarder {
   private leader: string | null = null;
+  /** When the leader's refusals (`denied`) began; 0 while it takes our entries. */
+  private deniedSince = 0;
   private epoch = -1;
   private timer: ReturnType<typeof setInterval> | null = null;
   private unanswered = 0;
@@ -45,6 +54,7 @@ export class Forwarder {
     this.leader = leader;
     this.epoch = epoch;
     this.unanswered = 0;
+    this.deniedSince = 0;
     if (leader !== null && this.timer === null) {
       this.timer = setInterval(() => this.retransmit(), Math.max(50, this.opts.retransmitMs / 2));
     }
@@ -105,10 +115,26 @@ export class Forwarder {
     }, 200);
   }
 
+  /**
+   * The leader refused our entries: as far as it knows, this device may not write. Resends
+   * shortly; returns true once the refusals have lasted DENIED_GRACE_MS (then the right is
+   * missing, and the caller fails the appends).
+   */
+  denied(now = Date.now()): boolean {
+    if (this.deniedSince === 0) this.deniedSince = now;
+    if (now - this.deniedSince >= DENIED_GRACE_MS) {
+      this.deniedSince = 0;
+      return true;
+    }
+    this.notTaken();
+    return false;
+  }
+
   /** An `ack` from the leader: those entries are durable. */
   onAck(msg: Extract<LinkMessage, { t: 'ack' }>): void {
     if (msg.stream !== this.opts.stream) return;
     this.unanswered = 0;
+    this.deniedSince = 0;
     for (const [seq, index] of msg.acks) this.opts.pending.resolve(seq, index);
   }
 

@@ -350,8 +350,9 @@ export class Log extends Emitter<LogEvents> {
     if (msg.t === 'submit') this.sequencer.submitRemote(from, msg, reply);
     else if (msg.t === 'ack') this.forwarder.onAck(msg);
     else if (msg.t === 'denied' && this.currentRole === 'follower' && from === this.currentLeader && msg.epoch === this.currentEpoch) {
-      // This device has no write right on the log: its appends can never land.
-      this.pending.rejectAll(new DgError('FORBIDDEN', 'no write right on this log'));
+      // Refused for a while (not just while this device's handle was being renewed): no
+      // write right on the log, so its appends can never land.
+      if (this.forwarder.denied()) this.pending.rejectAll(new DgError('FORBIDDEN', 'no write right on this log'));
     }
     else if (msg.t === 'stale' && this.currentRole === 'follower') {
       // The leader knows a newer epoch: learn it. Otherwise it is not ready yet: resend soon.

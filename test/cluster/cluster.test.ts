@@ -215,7 +215,11 @@ describe('cluster: split roles over NATS and PostgreSQL', { skip }, () => {
     await waitHttp(auth.child, `${auth.http}/ready`);
     const a = await startNode(keys, 'tail', `tail-${run}-m1`);
     await waitHttp(a.child, `${a.http}/ready`);
-    await until('auth to list the first tail node', async () => ((await shards(auth.http)).shards.length === 1 ? true : undefined));
+    const listed = async (ids: string[]) => {
+      const m = await shards(auth.http);
+      return ids.every((id) => m.shards.some((x) => x.id === id)) ? true : undefined;
+    };
+    await until('auth to list the first tail node', () => listed([a.id]));
 
     const sdk = async () => DatagroveClient.create({ url: auth.http, WebSocket: WebSocket as unknown as WebSocketConstructor, RTCPeerConnection: null });
     const writer = await sdk();
@@ -258,7 +262,7 @@ describe('cluster: split roles over NATS and PostgreSQL', { skip }, () => {
 
     const b = await startNode(keys, 'tail', bId);
     await waitHttp(b.child, `${b.http}/ready`);
-    await until('auth to list both tail nodes', async () => ((await shards(auth.http)).shards.length === 2 ? true : undefined));
+    await until('auth to list both tail nodes', () => listed([a.id, bId]));
     assert.deepEqual(await bare.nextEvent('revoke', before.handle), { ev: 'revoke', handle: before.handle, reason: 'moved' });
     const again = await bare.call<{ redirect?: string }>('lease', { site, log: 'doc', lead: false });
     assert.equal(again.redirect, b.ws, 'the first node sends a new lease to the new owner');
