@@ -260,6 +260,15 @@ describe('cluster: split roles over NATS and PostgreSQL', { skip }, () => {
     const before = await bare.call<LeaseReply>('lease', { site, log: 'doc', lead: false });
     assert.equal(before.role, 'follower');
 
+    // The writer keeps appending (several in flight) while the site moves.
+    let moving = true;
+    const during: Promise<void>[] = [];
+    const loop = (async () => {
+      for (let k = 0; moving; k++) {
+        during.push(append(`during-${k}`));
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    })();
     const b = await startNode(keys, 'tail', bId);
     await waitHttp(b.child, `${b.http}/ready`);
     await until('auth to list both tail nodes', () => listed([a.id, bId]));
@@ -269,9 +278,17 @@ describe('cluster: split roles over NATS and PostgreSQL', { skip }, () => {
     bare.close();
 
     // The SDK logs lease again, are redirected, and go on at the new owner: every entry
-    // once, in order, at a higher epoch.
+    // once, in order, at a higher epoch, including those appended while the site moved.
+    await new Promise((r) => setTimeout(r, 500));
+    moving = false;
+    await loop;
+    await Promise.all(during);
+    assert.ok(during.length > 20, `${during.length} appends while moving`);
     for (let i = 0; i < 5; i++) await append(`after-${i}`);
     await until('the reader to see every entry', async () => (seen.length >= expected.length ? true : undefined));
+    const byIndex = (x: string, y: string) => Number(x.split(':')[0]) - Number(y.split(':')[0]);
+    expected.sort(byIndex);
+    assert.deepEqual(expected.map((e) => Number(e.split(':')[0])), expected.map((_, i) => i), 'acknowledged at every index once');
     assert.deepEqual(seen, expected);
     assert.equal(wlog.role, 'leader');
     const onB = await TailClient.connect(b.ws, dev.access);
