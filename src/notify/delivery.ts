@@ -10,6 +10,9 @@
  * - Just before each attempt the device is checked again (still joined, not muted, has an
  *   endpoint on the allowlist, its user offline, length beyond what was pushed for that log),
  *   so a state change while a push waits is honored.
+ * - The interval is claimed in the store (`claimWindow`) before the first attempt of each
+ *   window, so several notify processes on one store push at most once per (device, site)
+ *   per interval between them; a process that finds the window taken waits for its end.
  * - 404/410 deletes that endpoint (only while it is still the device's) and tells auth
  *   (`gone`), which drops it from the profile. 429, 5xx and network errors are retried
  *   after max(retry-after, exponential backoff), at most `maxAttempts` attempts; a
@@ -226,7 +229,19 @@ export class Delivery {
       log.warn({ user: slot.user, device: slot.device, reason: refused }, 'push endpoint refused; not sent');
       return this.#finish(slot);
     }
-    if (slot.attempt === 0) slot.windowEnd = now + this.#d.intervalMs;
+    if (slot.attempt === 0) {
+      // The window is shared by every notify process on the store: claim it, or wait for it.
+      const busyUntil = await store.claimWindow(slot.user, slot.device, slot.site, now, this.#d.intervalMs);
+      if (this.#closed) return;
+      if (busyUntil > now) {
+        metrics.coalesced.inc();
+        slot.want ??= w;
+        slot.sending = null;
+        slot.windowEnd = busyUntil;
+        return this.#finish(slot);
+      }
+      slot.windowEnd = now + this.#d.intervalMs;
+    }
     slot.attempt++;
     const payload = { site: slot.site, log: w.log, length: w.length };
     const outcome = await sendPush({ endpoint: target.endpoint, keys: target.keys, device: slot.device, payload }, this.#d.settings, this.#abort.signal);

@@ -44,6 +44,13 @@ CREATE TABLE IF NOT EXISTS notify_pushed (
   log TEXT NOT NULL,
   length BIGINT NOT NULL,
   PRIMARY KEY (user_id, device, site, log)
+);
+CREATE TABLE IF NOT EXISTS notify_windows (
+  user_id TEXT NOT NULL,
+  device TEXT NOT NULL,
+  site TEXT NOT NULL,
+  until BIGINT NOT NULL,
+  PRIMARY KEY (user_id, device, site)
 );`;
 }
 
@@ -75,6 +82,7 @@ async function applyOne(c: pg.PoolClient, user: string, ch: StoreChange): Promis
     case 'leave':
       await c.query('DELETE FROM notify_subs WHERE user_id = $1 AND device = $2 AND site = $3', [user, ch.device, ch.site]);
       await c.query('DELETE FROM notify_pushed WHERE user_id = $1 AND device = $2 AND site = $3', [user, ch.device, ch.site]);
+      await c.query('DELETE FROM notify_windows WHERE user_id = $1 AND device = $2 AND site = $3', [user, ch.device, ch.site]);
       break;
     case 'mute':
     case 'unmute':
@@ -201,11 +209,13 @@ export async function openPgNotifyStore(url: string, options: PgNotifyStoreOptio
             [user, list.map((x) => x.device), list.map((x) => x.endpoint), list.map((x) => x.keys.p256dh), list.map((x) => x.keys.auth)],
           );
         }
-        await c.query(
-          `DELETE FROM notify_pushed d WHERE d.user_id = $1 AND NOT EXISTS
-           (SELECT 1 FROM notify_subs s WHERE s.user_id = d.user_id AND s.device = d.device AND s.site = d.site)`,
-          [user],
-        );
+        for (const table of ['notify_pushed', 'notify_windows']) {
+          await c.query(
+            `DELETE FROM ${table} d WHERE d.user_id = $1 AND NOT EXISTS
+             (SELECT 1 FROM notify_subs s WHERE s.user_id = d.user_id AND s.device = d.device AND s.site = d.site)`,
+            [user],
+          );
+        }
         await setVersion(c, user, version);
         return { ok: true, version };
       });
@@ -258,6 +268,21 @@ export async function openPgNotifyStore(url: string, options: PgNotifyStoreOptio
     async removeEndpoint(user, device, endpoint) {
       const r = await query('DELETE FROM notify_push WHERE user_id = $1 AND device = $2 AND endpoint = $3', [user, device, endpoint]);
       return (r.rowCount ?? 0) > 0;
+    },
+    async claimWindow(user, device, site, now, intervalMs) {
+      // The conflicting row is locked while its WHERE is checked: concurrent claims queue,
+      // and only the first finds the window closed.
+      const opened = await query(
+        `INSERT INTO notify_windows (user_id, device, site, until) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (user_id, device, site) DO UPDATE SET until = EXCLUDED.until WHERE notify_windows.until <= $5
+         RETURNING until`,
+        [user, device, site, now + intervalMs, now],
+      );
+      if ((opened.rowCount ?? 0) > 0) return 0;
+      const r = await query<{ until: string }>('SELECT until FROM notify_windows WHERE user_id = $1 AND device = $2 AND site = $3', [user, device, site]);
+      const until = Number(r.rows[0]?.until ?? 0);
+      // Closed again in between (or its subscription left): claim again a moment later.
+      return until > now ? until : now + 1;
     },
     healthy() {
       return open && healthy;

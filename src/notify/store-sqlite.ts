@@ -35,6 +35,13 @@ CREATE TABLE IF NOT EXISTS notify_pushed (
   length INTEGER NOT NULL,
   PRIMARY KEY (user_id, device, site, log)
 );
+CREATE TABLE IF NOT EXISTS notify_windows (
+  user_id TEXT NOT NULL,
+  device TEXT NOT NULL,
+  site TEXT NOT NULL,
+  until INTEGER NOT NULL,
+  PRIMARY KEY (user_id, device, site)
+);
 `;
 
 interface TargetRow {
@@ -97,6 +104,14 @@ export function openSqliteNotifyStore(path: string): NotifyStore {
       WHERE EXISTS (SELECT 1 FROM notify_subs WHERE user_id = @user AND device = @device AND site = @site)
       ON CONFLICT (user_id, device, site, log) DO UPDATE SET length = MAX(length, excluded.length)`),
     removeEndpoint: db.prepare('DELETE FROM notify_push WHERE user_id = ? AND device = ? AND endpoint = ?'),
+    windowUntil: db.prepare<[string, string, string], { until: number }>('SELECT until FROM notify_windows WHERE user_id = ? AND device = ? AND site = ?'),
+    openWindow: db.prepare(
+      'INSERT INTO notify_windows (user_id, device, site, until) VALUES (?, ?, ?, ?) ON CONFLICT (user_id, device, site) DO UPDATE SET until = excluded.until',
+    ),
+    leaveWindow: db.prepare('DELETE FROM notify_windows WHERE user_id = ? AND device = ? AND site = ?'),
+    pruneWindows: db.prepare(
+      'DELETE FROM notify_windows WHERE user_id = ? AND NOT EXISTS (SELECT 1 FROM notify_subs s WHERE s.user_id = notify_windows.user_id AND s.device = notify_windows.device AND s.site = notify_windows.site)',
+    ),
   };
 
   const storedVersion = (user: string): number => s.version.get(user)?.version ?? 0;
@@ -109,6 +124,7 @@ export function openSqliteNotifyStore(path: string): NotifyStore {
       case 'leave':
         s.leave.run(user, c.device, c.site);
         s.leavePushed.run(user, c.device, c.site);
+        s.leaveWindow.run(user, c.device, c.site);
         break;
       case 'mute':
         s.mute.run(c.until, user, c.device, c.site);
@@ -144,6 +160,7 @@ export function openSqliteNotifyStore(path: string): NotifyStore {
     }
     for (const p of state.push) s.push.run(user, p.device, p.endpoint, p.keys.p256dh, p.keys.auth);
     s.prunePushed.run(user);
+    s.pruneWindows.run(user);
     s.setVersion.run(user, version);
     return { ok: true, version };
   });
@@ -152,6 +169,14 @@ export function openSqliteNotifyStore(path: string): NotifyStore {
     const subscriptions: SubscriptionState[] = s.subs.all(user).map((r) => ({ device: r.device, site: r.site, mutedUntil: r.muted_until }));
     const push: EndpointState[] = s.endpoints.all(user).map((r) => ({ device: r.device, endpoint: r.endpoint, keys: { p256dh: r.p256dh, auth: r.auth } }));
     return { version: storedVersion(user), subscriptions, push };
+  });
+
+  // One transaction (IMMEDIATE: the write lock first), so two connections cannot both see no window.
+  const claim = db.transaction((user: string, device: string, site: string, now: number, intervalMs: number): number => {
+    const until = s.windowUntil.get(user, device, site)?.until;
+    if (until !== undefined && until > now) return until;
+    s.openWindow.run(user, device, site, now + intervalMs);
+    return 0;
   });
 
   let open = true;
@@ -177,6 +202,9 @@ export function openSqliteNotifyStore(path: string): NotifyStore {
     },
     async removeEndpoint(user, device, endpoint) {
       return s.removeEndpoint.run(user, device, endpoint).changes > 0;
+    },
+    async claimWindow(user, device, site, now, intervalMs) {
+      return claim.immediate(user, device, site, now, intervalMs);
     },
     healthy() {
       return open && db.open;

@@ -25,6 +25,10 @@
  * - `markPushed` only ever raises a pushed length, and only for a live subscription.
  * - `removeEndpoint` deletes the device's endpoint only while it is still that endpoint, so
  *   an endpoint renewed in the meantime survives the failure of the old one.
+ * - `claimWindow` is atomic across every process sharing the store: of any number of
+ *   claims of one (user, device, site) while no window is open, exactly one opens it. So
+ *   notify processes together push at most once per (device, site) per interval. Windows
+ *   go with their subscription (`leave`, a full state without it).
  * - Every call that resolved is committed. Versions need not survive a power loss (SQLite
  *   runs WAL with synchronous=NORMAL): a lost version shows up as a gap and is repaired by
  *   the full state from auth.
@@ -94,6 +98,12 @@ export interface NotifyStore {
   markPushed(user: string, device: string, site: string, log: string, length: number): Promise<void>;
   /** True when the endpoint was still the device's and is now deleted. */
   removeEndpoint(user: string, device: string, endpoint: string): Promise<boolean>;
+  /**
+   * The push window of (device, site): when none is open at `now`, opens one until
+   * `now + intervalMs` and resolves 0 (push now); otherwise resolves the time (ms) the open
+   * window ends, when the caller may claim again.
+   */
+  claimWindow(user: string, device: string, site: string, now: number, intervalMs: number): Promise<number>;
   /** True while the store answers (for /ready). */
   healthy(): boolean;
   close(): Promise<void>;

@@ -188,6 +188,26 @@ export function runNotifyStoreConformance(name: string, open: () => Promise<Noti
       assert.equal((await store.userState(u)).version, 2, 'removing an endpoint keeps the version');
     });
 
+    it('opens a push window once per interval, whoever claims it, and drops it with its subscription', async () => {
+      const u = newUser();
+      const d = device();
+      assert.deepEqual(await store.applyChanges(u, 1, [{ op: 'join', device: d, site: 's1' }, { op: 'join', device: d, site: 's2' }]), { ok: true, version: 1 });
+      // Concurrent claims (the PostgreSQL pool runs them at once): exactly one opens it.
+      const claims = await Promise.all(Array.from({ length: 8 }, () => store.claimWindow(u, d, 's1', NOW, 10_000)));
+      assert.equal(claims.filter((c) => c === 0).length, 1, `claims: ${claims.join(',')}`);
+      for (const c of claims) if (c !== 0) assert.equal(c, NOW + 10_000);
+      assert.equal(await store.claimWindow(u, d, 's1', NOW + 9_999, 10_000), NOW + 10_000, 'still open');
+      assert.equal(await store.claimWindow(u, d, 's2', NOW + 5, 10_000), 0, 'another site has its own window');
+      assert.equal(await store.claimWindow(u, d, 's1', NOW + 10_000, 10_000), 0, 'the next window, at its end');
+      assert.equal(await store.claimWindow(u, d, 's1', NOW + 10_001, 10_000), NOW + 20_000);
+      // Leaving drops the window: joining again starts afresh.
+      assert.deepEqual(await store.applyChanges(u, 2, [{ op: 'leave', device: d, site: 's1' }, { op: 'join', device: d, site: 's1' }]), { ok: true, version: 2 });
+      assert.equal(await store.claimWindow(u, d, 's1', NOW + 10_002, 10_000), 0);
+      // A full state without the subscription drops it too.
+      assert.equal((await store.replaceState(u, 3, { subscriptions: [{ device: d, site: 's1', mutedUntil: null }], push: [] })).ok, true);
+      assert.equal(await store.claimWindow(u, d, 's2', NOW + 6, 10_000), 0, 's2 left with the full state, and its window with it');
+    });
+
     it('keeps users apart', async () => {
       const u1 = newUser();
       const u2 = newUser();

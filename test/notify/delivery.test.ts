@@ -4,8 +4,10 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { startPushReceiver, type BrowserSubscription, type PushReceiver } from '../helpers/push-receiver.js';
+import { tempDir } from '../helpers/server.js';
 import { SUBJECT, newDevice, newSite, newUser, pushChange, sleep, startNotify, type Harness } from './harness.js';
 
 /** One user with one device joined to one site, with a push endpoint. */
@@ -121,6 +123,29 @@ describe('notify delivery', () => {
     await sleep(700);
     assert.equal(r2.received(sub.id).length, 2, 'exactly one push for the burst');
     assert.equal(await slow.metric('datagrove_notify_pushes_coalesced_total'), 4);
+  });
+
+  it('two notify processes on one store push once per interval between them', async () => {
+    const r3 = await startPushReceiver();
+    const storePath = join(tempDir('dg-notify-shared-'), 'notify.db');
+    const one = await startNotify({ receiver: r3, pushIntervalMs: 500, storePath });
+    const two = await startNotify({ receiver: r3, pushIntervalMs: 500, storePath, dataDir: one.dataDir });
+    assert.equal(two.publicKey, one.publicKey, 'one VAPID key for the cluster');
+    const { site, sub } = await member(one, r3);
+    // Publishes go to whichever process the bus picks: the first to one, the next to two.
+    one.publish(site, 'main', 1);
+    const [first] = await r3.waitFor(sub.id, 1);
+    assert.ok(first !== undefined);
+    assert.deepEqual(first.payload, { site, log: 'main', length: 1 });
+    two.publish(site, 'main', 2);
+    await sleep(250);
+    assert.equal(r3.received(sub.id).length, 1, 'the other process waits for the window');
+    const all = await r3.waitFor(sub.id, 2, 2000);
+    assert.ok((all[1]?.at ?? 0) - first.at >= 450, 'the second push waits for the end of the interval');
+    assert.deepEqual(all[1]?.payload, { site, log: 'main', length: 2 });
+    await sleep(700);
+    assert.equal(r3.received(sub.id).length, 2, 'exactly two pushes: the first length, then the latest');
+    assert.equal((await one.metric('datagrove_notify_pushes_coalesced_total')) + (await two.metric('datagrove_notify_pushes_coalesced_total')) >= 1, true);
   });
 
   it('checks again when a held push is due: nothing goes to a user who came online', async () => {

@@ -46,6 +46,8 @@ export interface HarnessOptions {
   pushIntervalMs?: number;
   limits?: Partial<NotifyLimits>;
   pushHosts?: string[];
+  /** The SQLite store file (default: a new one); two harnesses on one file are two notify processes on one store. */
+  storePath?: string;
 }
 
 export const newDevice = (): string => randomBytes(32).toString('base64url');
@@ -65,7 +67,7 @@ export async function startNotify(opts: HarnessOptions): Promise<Harness> {
   const logs: LogLine[] = [];
   const log = pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as LogLine) });
   const bus = new InProcessBus(log);
-  const store = openSqliteNotifyStore(join(tempDir('dg-notify-db-'), 'notify.db'));
+  const store = openSqliteNotifyStore(opts.storePath ?? join(tempDir('dg-notify-db-'), 'notify.db'));
   const registry = new Registry();
   const notify = createNotify({
     store,
