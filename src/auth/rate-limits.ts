@@ -2,7 +2,8 @@
  * Rate limits of the credential endpoints (@fastify/rate-limit, registered by the composition
  * root with `global:false`): one limit per client address (route config, checked on arrival,
  * before the body is parsed) and one per device or token (checked after validation, keyed by
- * the validated body). Limits are per process; a cluster multiplies them by its auth nodes.
+ * the validated body). One process counts in memory; auth processes sharing a PostgreSQL
+ * database count there together (rate-limit-pg.ts), so a cluster's limits are these.
  */
 import type {} from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyRequest } from 'fastify';

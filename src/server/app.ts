@@ -10,6 +10,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
+import { openPgRateLimits } from '../auth/rate-limit-pg.js';
 import type { Bus } from '../bus/bus.js';
 import { InProcessBus } from '../bus/inproc.js';
 import { NatsBus } from '../bus/nats.js';
@@ -88,8 +89,12 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
     allowedHeaders: ['content-type', 'authorization'],
     maxAge: 600,
   });
+  // Auth processes sharing a PostgreSQL database count their limits there, together.
+  const sharedLimits = config.db !== 'sqlite' && config.roles.includes('auth') ? await openPgRateLimits(config.db, config.dbSchema) : null;
+  if (sharedLimits !== null) app.addHook('onClose', async () => sharedLimits.close());
   await app.register(rateLimit, {
     global: false,
+    ...(sharedLimits === null ? {} : { store: sharedLimits.store }),
     errorResponseBuilder: (_req, ctx) => {
       const err = Object.assign(new Error('too many requests'), { statusCode: 429, retryAfter: Math.ceil(ctx.ttl / 1000) });
       return err;
