@@ -4,6 +4,7 @@
  * back the same leader/followers connections for lib/fanout-round.ts.
  */
 import { createSite, grantAndJoin, signup, type Session } from './auth-client.js';
+import { inParallel } from './closed-loop.js';
 import type { Conn } from './fanout-round.js';
 import { WsClient } from './ws-client.js';
 
@@ -18,19 +19,6 @@ export interface Connections {
 export interface Target {
   name: 'project' | 'peer';
   open(log: string): Promise<Connections>;
-}
-
-async function allConcurrently<T>(n: number, limit: number, f: (i: number) => Promise<T>): Promise<T[]> {
-  const out: T[] = new Array<T>(n);
-  let next = 0;
-  const worker = async () => {
-    while (next < n) {
-      const i = next++;
-      out[i] = await f(i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, n) }, worker));
-  return out;
 }
 
 async function closeAll(conns: Conn[]): Promise<void> {
@@ -55,7 +43,7 @@ export async function projectTarget(port: number, followers: number): Promise<Ta
   const url = `ws://127.0.0.1:${port}/tail`;
   const owner = await signup(http);
   const site = await createSite(http, owner);
-  const readers = await allConcurrently(followers, 4, async () => {
+  const readers = await inParallel(followers, 4, async () => {
     const s = await signup(http);
     await grantAndJoin(http, owner, site, s, ['read']);
     return s;
@@ -67,7 +55,7 @@ export async function projectTarget(port: number, followers: number): Promise<Ta
     name: 'project',
     async open(log) {
       const l = await connect(owner, true, log);
-      const fs = await allConcurrently(readers.length, 8, (i) => connect(readers[i] as Session, false, log));
+      const fs = await inParallel(readers.length, 8, (i) => connect(readers[i] as Session, false, log));
       const all = [l.conn, ...fs.map((f) => f.conn)];
       return { leader: l.conn, followers: fs.map((f) => f.conn), maxEntries: l.maxEntries, close: () => closeAll(all) };
     },
@@ -80,7 +68,7 @@ export function relayTarget(port: number, followers: number): Target {
     name: 'peer',
     async open() {
       const leader: Conn = { client: await WsClient.open(url), handle: 0 };
-      const fs = await allConcurrently(followers, 8, async () => ({ client: await WsClient.open(url), handle: 0 }) satisfies Conn);
+      const fs = await inParallel(followers, 8, async () => ({ client: await WsClient.open(url), handle: 0 }) satisfies Conn);
       // A round trip through the relay, so every follower is registered before writes start.
       await leader.client.request('ping');
       return { leader, followers: fs, maxEntries: null, close: () => closeAll([leader, ...fs]) };

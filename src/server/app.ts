@@ -169,7 +169,7 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
       publicUrl,
       leaseGraceMs: config.leaseGraceMs,
       redirectFor: (site) => membership?.redirectFor(site) ?? null,
-      shardVersion: () => membership?.shards().version ?? 0,
+      shardVersion: () => membership?.version ?? 0,
       log: app.log,
       registry: metrics.registry,
       limits: config.tailLimits,

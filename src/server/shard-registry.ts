@@ -152,6 +152,12 @@ export class ShardRegistry {
     this.#sub = null;
   }
 
+  /** The map's version (it changes with every change of the live set). */
+  get version(): number {
+    this.#expire();
+    return this.#version;
+  }
+
   /** The live nodes, sorted by id, and the map's version. */
   shards(): ShardMap {
     this.#expire();

@@ -14,7 +14,7 @@
 import type { ErrorCode } from '../protocol/errors.js';
 import type { WriteArgs } from '../protocol/tail-schemas.js';
 import type { TailContext } from './context.js';
-import { decodePacked } from './entry-pack.js';
+import { decodePacked, PACK_PREFIX } from './entry-pack.js';
 import { errorFrame } from './frames.js';
 import type { CommitSink } from './group-commit.js';
 import { canWrite, RECENT_WIDS, type Handle, type LiveLog, type PendingWrite } from './live-log.js';
@@ -62,15 +62,12 @@ function refuse(ctx: TailContext, session: Session, log: LiveLog, id: number, co
  * an entry over `maxEntryBytes`, makes the problem.
  */
 function decodeEntries(b64: string[], maxEntryBytes: number, out: Buffer[]): { bytes: number; packed: Buffer } | { code: ErrorCode; message: string } {
-  let total = 0;
   for (let i = 0; i < b64.length; i++) {
-    const size = ((b64[i] as string).length * 3) >>> 2;
-    if (size > maxEntryBytes) return { code: 'TOO_LARGE', message: `entries.${i}: over ${maxEntryBytes} bytes` };
-    total += size;
+    if (((b64[i] as string).length * 3) >>> 2 > maxEntryBytes) return { code: 'TOO_LARGE', message: `entries.${i}: over ${maxEntryBytes} bytes` };
   }
   const packed = decodePacked(b64, out);
   if (typeof packed === 'number') return { code: 'BAD_REQUEST', message: `entries.${packed}: not base64url` };
-  return { bytes: total, packed };
+  return { bytes: packed.length - PACK_PREFIX * b64.length, packed };
 }
 
 export function handleWrite(ctx: TailContext, session: Session, id: number, args: WriteArgs): void {

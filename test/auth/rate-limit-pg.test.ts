@@ -6,20 +6,16 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, describe, it } from 'node:test';
-import pg from 'pg';
 import { newDeviceKeys } from '../helpers/auth-client.js';
 import { startServer } from '../helpers/server.js';
-import { PG_URL, pgSkip } from '../helpers/services.js';
+import { PG_URL, dropPgSchemas, pgSkip } from '../helpers/services.js';
 
 const skip = await pgSkip();
 const schema = `test_limits_${randomBytes(4).toString('hex')}`;
 
 after(async () => {
   if (skip) return;
-  const c = new pg.Client({ connectionString: PG_URL });
-  await c.connect();
-  await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-  await c.end();
+  await dropPgSchemas(schema);
 });
 
 async function post(url: string, path: string, body: unknown): Promise<Response> {

@@ -11,13 +11,12 @@ import { copyFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import pg from 'pg';
 import WebSocket from 'ws';
 import { DatagroveClient, type WebSocketConstructor } from '../../src/client/index.js';
 import { pickShard, type Shard } from '../../src/protocol/shards.js';
 import { loadSecrets } from '../../src/server/secrets.js';
 import { createSite, get, post, signupDevice } from '../helpers/auth-client.js';
-import { NATS_URL, PG_URL, natsSkip, pgSkip } from '../helpers/services.js';
+import { NATS_URL, PG_URL, natsSkip, pgSkip, dropPgSchemas } from '../helpers/services.js';
 import { tempDir } from '../helpers/server.js';
 import { decodeEntry, entry, TailClient } from '../helpers/tail-client.js';
 import { freePort, spawnCli, until, waitHttp, type Child } from '../server/child.js';
@@ -42,10 +41,7 @@ interface LeaseReply {
 
 after(async () => {
   if (skip) return;
-  const c = new pg.Client({ connectionString: PG_URL });
-  await c.connect();
-  await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-  await c.end();
+  await dropPgSchemas(schema);
 });
 
 interface Node {

@@ -12,6 +12,7 @@ import { declareGrant, get, post, signupDevice, type SignedUpDevice } from '../h
 import type { BrowserSubscription, PushReceiver, ReceivedPush } from '../helpers/push-receiver.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { TailClient, entry } from '../helpers/tail-client.js';
+import { metric } from '../helpers/metrics.js';
 
 export const VAPID_SUBJECT = 'mailto:ops@datagrove.test';
 /** Short enough that coalescing windows never slow a test down. */
@@ -47,20 +48,6 @@ export async function vapidKey(url: string): Promise<string> {
   const body = (await res.json()) as { publicKey?: unknown };
   assert.equal(typeof body.publicKey, 'string');
   return String(body.publicKey);
-}
-
-/** A metric's value from /metrics, summed over the series whose labels include `labels`. */
-export async function metric(url: string, name: string, labels = ''): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name)) continue;
-    const rest = line.slice(name.length);
-    if (!(rest.startsWith(' ') || rest.startsWith('{'))) continue;
-    if (labels !== '' && !rest.includes(labels)) continue;
-    sum += Number(line.split(' ').pop());
-  }
-  return sum;
 }
 
 export const SYNC_METRIC = 'datagrove_auth_notify_sync_total';

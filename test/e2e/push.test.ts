@@ -28,7 +28,6 @@ import {
   enablePush,
   getProfile,
   member,
-  metric,
   pushChange,
   pushWithLength,
   sleep,
@@ -39,6 +38,7 @@ import {
   until,
   vapidKey,
 } from './push-world.js';
+import { metric } from '../helpers/metrics.js';
 
 /** Long enough for a held push to have gone out after the control's push arrived. */
 const QUIET_MS = PUSH_INTERVAL_MS * 3;

@@ -5,6 +5,7 @@
  */
 import { connect } from 'node:net';
 import { existsSync } from 'node:fs';
+import pg from 'pg';
 
 export const PG_URL = process.env.DATAGROVE_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
 export const NATS_URL = process.env.DATAGROVE_TEST_NATS ?? 'nats://127.0.0.1:4222';
@@ -35,6 +36,17 @@ async function skipUnless(available: boolean, what: string): Promise<string | fa
   const reason = `${what} is not available here; skipped (CI runs it)`;
   process.stderr.write(`# SKIP: ${reason}\n`);
   return reason;
+}
+
+/** Drops the test's PostgreSQL schemas (with everything in them), after a suite that made them. */
+export async function dropPgSchemas(...schemas: string[]): Promise<void> {
+  const c = new pg.Client({ connectionString: PG_URL });
+  await c.connect();
+  try {
+    for (const s of schemas) await c.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`);
+  } finally {
+    await c.end();
+  }
 }
 
 export async function pgSkip(): Promise<string | false> {

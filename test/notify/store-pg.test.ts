@@ -1,18 +1,14 @@
 import { after } from 'node:test';
-import pg from 'pg';
 import { openPgNotifyStore } from '../../src/notify/index.js';
 import { runNotifyStoreConformance } from '../conformance/notify-store.js';
-import { PG_URL, pgSkip } from '../helpers/services.js';
+import { PG_URL, dropPgSchemas, pgSkip } from '../helpers/services.js';
 
 // Each run gets its own schema, dropped afterwards, so runs never see each other's rows.
 const schema = `notify_test_${process.pid}_${Date.now()}`;
 
 after(async () => {
   if (skip !== false) return;
-  const client = new pg.Client({ connectionString: PG_URL });
-  await client.connect();
-  await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-  await client.end();
+  await dropPgSchemas(schema);
 });
 
 const skip = await pgSkip();

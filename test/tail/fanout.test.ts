@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SUBJECTS, type NotifyPublish } from '../../src/protocol/bus-messages.js';
 import { decodeEntry, entry, type TailClient, type TailEventFrame } from '../helpers/tail-client.js';
-import { connect, joined, lease, logName, metric, sleep, until, world } from './fixture.js';
+import { connect, joined, lease, logName, sleep, until, world } from './fixture.js';
+import { metric } from '../helpers/metrics.js';
 
 /** Checks the tail events of a handle cover `from`…`to` exactly, each starting where the last ended. */
 function assertContiguous(events: TailEventFrame[], from: number, to: number): void {

@@ -72,16 +72,3 @@ export async function until(f: () => boolean | Promise<boolean>, timeoutMs = 10_
   }
 }
 
-/** A metric's value from /metrics (sum over label sets matching `labels`). */
-export async function metric(url: string, name: string, labels = ''): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name)) continue;
-    const rest = line.slice(name.length);
-    if (!(rest.startsWith(' ') || rest.startsWith('{'))) continue;
-    if (labels !== '' && !rest.includes(labels)) continue;
-    sum += Number(line.split(' ').pop());
-  }
-  return sum;
-}

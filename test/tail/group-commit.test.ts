@@ -7,7 +7,6 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import pg from 'pg';
 import { DgError } from '../../src/protocol/errors.js';
 import { GroupCommitter } from '../../src/tail/group-commit.js';
 import type { AppendRequest, LogStore } from '../../src/tail/log-store.js';
@@ -15,7 +14,7 @@ import { openSqliteLogStore } from '../../src/tail/sqlite-log-store.js';
 import { openPgLogStore } from '../../src/tail/pg-log-store.js';
 import { deviceId, freshSite } from '../conformance/log-store.js';
 import { tempDir } from '../helpers/server.js';
-import { PG_URL, pgSkip } from '../helpers/services.js';
+import { PG_URL, dropPgSchemas, pgSkip } from '../helpers/services.js';
 
 const POISON = Buffer.from('poison');
 const D = deviceId(7);
@@ -241,10 +240,7 @@ describe('GroupCommitter over PostgreSQL (commits take real time)', { skip: awai
   });
   after(async () => {
     await store?.close();
-    const c = new pg.Client({ connectionString: PG_URL });
-    await c.connect();
-    await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-    await c.end();
+    await dropPgSchemas(schema);
   });
 
   it('groups what arrives during a commit into the next batch, one batch in flight, in order', async () => {

@@ -10,17 +10,14 @@ import { openPgLogStore } from '../../src/tail/pg-log-store.js';
 import { PG_LOG_SCHEMA_VERSION } from '../../src/tail/pg-log-store-sql.js';
 import { WID_MEMORY, type AppendRequest, type LogStore } from '../../src/tail/log-store.js';
 import { deviceId, freshSite, runLogStoreConformance } from '../conformance/log-store.js';
-import { PG_URL, pgSkip } from '../helpers/services.js';
+import { PG_URL, dropPgSchemas, pgSkip } from '../helpers/services.js';
 
 const skip = await pgSkip();
 const schema = `test_tail_${randomBytes(5).toString('hex')}`;
 
 after(async () => {
   if (skip) return;
-  const c = new pg.Client({ connectionString: PG_URL });
-  await c.connect();
-  await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-  await c.end();
+  await dropPgSchemas(schema);
 });
 
 runLogStoreConformance('postgresql', () => openPgLogStore(PG_URL, { schema }), { skip });

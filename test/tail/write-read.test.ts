@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { decodeEntry, entry, TailClient } from '../helpers/tail-client.js';
-import { connect, joined, lease, logName, metric, world, type World } from './fixture.js';
+import { connect, joined, lease, logName, world, type World } from './fixture.js';
+import { metric } from '../helpers/metrics.js';
 
 describe('tail: write and read', async () => {
   const w: World = await world();
