@@ -48,7 +48,7 @@ export function subscribeBus(ctx: AuthContext): Subscription[] {
       SUBJECTS.authRevoked,
       async (): Promise<RevokedList> => {
         const r = await ctx.store.revokedSince(ctx.now() - ctx.revocations.windowMs);
-        return { ok: true, devices: r.devices.map((d) => d.id), families: r.families.map((f) => f.id) };
+        return { ok: true, devices: r.devices.map((d) => d.id), families: r.families.map((f) => f.id), access: r.access };
       },
       queue,
     ),

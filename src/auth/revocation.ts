@@ -11,9 +11,10 @@ import { linkOfRecord, subjectCovers, verifyChain } from './grant-chain.js';
 import { publishRevoke } from './session.js';
 import type { AccessRecord } from './store.js';
 
-function pairs(rows: AccessRecord[]): { user: string; site: string }[] {
-  const seen = new Map<string, { user: string; site: string }>();
-  for (const r of rows) seen.set(`${r.user}\u0000${r.site}`, { user: r.user, site: r.site });
+/** The distinct (user, site) pairs of `rows`, each with the time its access went. */
+function pairs(rows: AccessRecord[], at: number): { user: string; site: string; at: number }[] {
+  const seen = new Map<string, { user: string; site: string; at: number }>();
+  for (const r of rows) seen.set(`${r.user}\u0000${r.site}`, { user: r.user, site: r.site, at });
   return [...seen.values()];
 }
 
@@ -62,11 +63,11 @@ export async function revokeDevice(ctx: AuthContext, caller: Principal, device: 
   const candidates = await ctx.store.accessThroughGrants(touching.map((g) => g.hash));
   const dead: AccessRecord[] = [];
   for (const row of candidates) if (!(await stillValid(ctx, row))) dead.push(row);
-  await ctx.store.deleteAccess(dead);
+  await ctx.store.deleteAccess(dead, now);
 
   const rotate = [...new Set([...readable, ...dead.map((r) => r.site)])].sort();
   await ctx.store.markRotationRequired(rotate);
-  if (dead.length > 0) publishRevoke(ctx, { reason: 'grant', access: pairs(dead) });
+  if (dead.length > 0) publishRevoke(ctx, { reason: 'grant', access: pairs(dead, now) });
   return rotate;
 }
 
@@ -83,12 +84,13 @@ export async function revokeGrant(ctx: AuthContext, caller: Principal, hash: str
   if (site === null) throw new DgError('NOT_FOUND', 'grant: its site no longer exists');
   const allowed = issuer?.user === caller.user || (await isSiteAdmin(ctx, caller.user, site, rec.logs));
   if (!allowed) throw new DgError('FORBIDDEN', "grant: only its issuer's user or a site admin may revoke it");
-  const { revoked, dropped } = await ctx.store.revokeGrant(hash, ctx.now());
+  const now = ctx.now();
+  const { revoked, dropped } = await ctx.store.revokeGrant(hash, now);
   if (revoked) {
     ctx.metrics.revocations.inc({ kind: 'grant' });
     ctx.deps.log.info({ grant: hash, site: site.id }, 'grant revoked');
   }
   await ctx.store.markRotationRequired([site.id]);
-  publishRevoke(ctx, { reason: 'grant', access: pairs(dropped) });
+  publishRevoke(ctx, { reason: 'grant', access: pairs(dropped, now) });
   return [site.id];
 }

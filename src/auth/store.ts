@@ -198,6 +198,19 @@ export interface Revoked {
   at: number;
 }
 
+/** A (user, site) pair that lost access rows (its grant revoked, or rows found dead), and when. */
+export interface RevokedAccess {
+  user: string;
+  site: string;
+  at: number;
+}
+
+/**
+ * How long `revokedSince` keeps listing a (user, site) pair that lost access: well over the
+ * longest lifetime of a token that could still carry that access (lease tokens: 15 minutes).
+ */
+export const REVOKED_ACCESS_KEEP_MS = 60 * 60_000;
+
 export interface AuthStore {
   /** Public user keys, device certificates and site member lookups (key-directory.ts). */
   readonly keys: KeyDirectoryStore;
@@ -234,8 +247,11 @@ export interface AuthStore {
   rotateRefresh(hash: string, rotation: RotateRefresh): Promise<boolean>;
   /** true when this call revoked it. */
   revokeFamily(id: string, now: number): Promise<boolean>;
-  /** Devices and families revoked at or after `since`. */
-  revokedSince(since: number): Promise<{ devices: Revoked[]; families: Revoked[] }>;
+  /**
+   * Devices and families revoked at or after `since`, and the (user, site) pairs that lost
+   * access at or after it (the latest time per pair; kept `REVOKED_ACCESS_KEEP_MS`).
+   */
+  revokedSince(since: number): Promise<{ devices: Revoked[]; families: Revoked[]; access: RevokedAccess[] }>;
 
   // ---- sites ----
   /** Creates a site at key epoch 1, rotation not required. */
@@ -254,8 +270,9 @@ export interface AuthStore {
   findGrants(query: { issuers: string[]; subjects: string[] }): Promise<GrantRecord[]>;
   /**
    * Marks the grant revoked and, in the same transaction, deletes every access row whose leaf
-   * grant is it or descends from it (through `prf`); returns the deleted rows. `revoked` is
-   * false when it was already revoked (rows are still swept).
+   * grant is it or descends from it (through `prf`), recording their (user, site) pairs as
+   * revoked at `now` (see `revokedSince`); returns the deleted rows. `revoked` is false when
+   * it was already revoked (rows are still swept).
    */
   revokeGrant(hash: string, now: number): Promise<{ revoked: boolean; dropped: AccessRecord[] }>;
 
@@ -269,7 +286,8 @@ export interface AuthStore {
   accessOfUser(user: string): Promise<AccessRecord[]>;
   /** Access rows whose leaf grant is one of `hashes` or descends from one (through `prf`). */
   accessThroughGrants(hashes: string[]): Promise<AccessRecord[]>;
-  deleteAccess(rows: { user: string; site: string; grant: string }[]): Promise<number>;
+  /** Deletes these access rows and records the pairs of the deleted ones as revoked at `now`; returns how many went. */
+  deleteAccess(rows: { user: string; site: string; grant: string }[], now: number): Promise<number>;
 
   // ---- identities (OIDC logins attest device → email) ----
   addIdentity(identity: IdentityRecord): Promise<void>;
@@ -327,7 +345,10 @@ export interface AuthStore {
   deleteEnvelope(id: string, device: string): Promise<boolean>;
 
   // ---- housekeeping ----
-  /** Deletes expired nonces, refresh tokens, access rows, OIDC logins and envelopes. */
+  /**
+   * Deletes expired nonces, refresh tokens, access rows, OIDC logins and envelopes, and access
+   * revocations older than `REVOKED_ACCESS_KEEP_MS`.
+   */
   prune(now: number): Promise<void>;
   /** true while the store answers (for /ready). */
   healthy(): Promise<boolean>;

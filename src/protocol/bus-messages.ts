@@ -64,6 +64,8 @@ export interface RevokedList {
   ok: true;
   devices: string[];
   families: string[];
+  /** (user, site) pairs that lost access, with when (auth's clock, ms); absent from older auth nodes. */
+  access?: { user: string; site: string; at: number }[];
 }
 
 /**
@@ -75,7 +77,8 @@ export interface RevokeEvent {
   reason: 'device' | 'family' | 'grant';
   device?: string;
   family?: string;
-  access?: { user: string; site: string }[];
+  /** `at`: when the access went (auth's clock, ms), so a node can tell it already knows it. */
+  access?: { user: string; site: string; at?: number }[];
 }
 
 /** A user-scoped event; `device` set means only that device's sessions get it. */

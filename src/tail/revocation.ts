@@ -12,6 +12,9 @@
  *   its access is gone, no longer covers its role, or auth cannot be asked (fail closed).
  *   Lease tokens of that (user, site) issued before the revocation no longer prove access
  *   (for as long as they can live): `lease` asks auth instead.
+ * - A revocation whose bus message this node missed still arrives: every `revokedPollMs` the
+ *   node asks auth for the recent ones (devices, families and lost access, which auth keeps
+ *   in its store) and acts on those it does not know yet.
  */
 import { SUBJECTS, type RevokeEvent, type RevokedList } from '../protocol/bus-messages.js';
 import { TAIL_CLOSE } from '../protocol/tail-schemas.js';
@@ -25,24 +28,38 @@ const MAX_ACCESS_ENTRIES = 100_000;
 export class RevokedSet {
   readonly #devices = new Map<string, number>();
   readonly #families = new Map<string, number>();
-  /** `user\0site` → when access was revoked (ms). */
-  readonly #access = new Map<string, number>();
+  /**
+   * `user\0site` → when access was revoked: `at` on this node's clock (when it learned it),
+   * `authAt` on auth's (from the event, to recognise the same revocation again).
+   */
+  readonly #access = new Map<string, { at: number; authAt: number }>();
   /** Lease tokens issued at or before this time (ms) are not trusted for any pair (overflow). */
   #accessWatermark = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly keepMs: number) {}
 
-  /** Access of `user` to `site` was revoked (some of it: auth decides what is left). */
-  addAccess(user: string, site: string, now = Date.now()): void {
+  /**
+   * Access of `user` to `site` was revoked (some of it: auth decides what is left), at
+   * `authAt` on auth's clock when the message says.
+   */
+  addAccess(user: string, site: string, now = Date.now(), authAt = Number.NEGATIVE_INFINITY): void {
     const key = `${user}\u0000${site}`;
+    const prev = this.#access.get(key);
     this.#access.delete(key);
-    this.#access.set(key, now);
+    this.#access.set(key, { at: now, authAt: Math.max(prev?.authAt ?? Number.NEGATIVE_INFINITY, authAt) });
     while (this.#access.size > MAX_ACCESS_ENTRIES) {
       const oldest = this.#access.entries().next();
       if (oldest.done === true) break;
       this.#access.delete(oldest.value[0]);
-      if (oldest.value[1] > this.#accessWatermark) this.#accessWatermark = oldest.value[1];
+      const at = Math.max(oldest.value[1].at, oldest.value[1].authAt);
+      if (at > this.#accessWatermark) this.#accessWatermark = at;
     }
+  }
+
+  /** Whether this node already acted on a revocation of `user`'s access to `site` made at `authAt` (auth's clock). */
+  knowsAccess(user: string, site: string, authAt: number): boolean {
+    const e = this.#access.get(`${user}\u0000${site}`);
+    return e !== undefined && e.authAt >= authAt;
   }
 
   /**
@@ -52,9 +69,10 @@ export class RevokedSet {
   leaseTokenStale(user: string, site: string, iatSec: number): boolean {
     const issued = iatSec * 1000;
     if (issued <= this.#accessWatermark) return true;
-    const at = this.#access.get(`${user}\u0000${site}`);
+    const e = this.#access.get(`${user}\u0000${site}`);
     // iat has whole seconds: a token of the same second as the revocation counts as older.
-    return at !== undefined && issued <= at;
+    // Tokens carry auth's clock: the later of the two times covers a node whose clock is behind.
+    return e !== undefined && issued <= Math.max(e.at, e.authAt);
   }
 
   addDevice(device: string, now = Date.now()): void {
@@ -82,11 +100,15 @@ export class RevokedSet {
   /** Forgets entries older than any token that could still carry them (insertion order = age). */
   prune(now = Date.now()): void {
     if (now - this.#accessWatermark >= this.keepMs) this.#accessWatermark = Number.NEGATIVE_INFINITY;
-    for (const map of [this.#devices, this.#families, this.#access]) {
+    for (const map of [this.#devices, this.#families]) {
       for (const [k, at] of map) {
         if (now - at < this.keepMs) break;
         map.delete(k);
       }
+    }
+    for (const [k, e] of this.#access) {
+      if (now - e.at < this.keepMs) break;
+      this.#access.delete(k);
     }
   }
 }
@@ -95,10 +117,24 @@ function strings(value: unknown): string[] {
   return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
 }
 
+/** The well-formed (user, site, at?) items of a bus message's `access` list. */
+function accessItems(value: unknown): { user: string; site: string; at: number }[] {
+  if (!Array.isArray(value)) return [];
+  const out: { user: string; site: string; at: number }[] = [];
+  for (const a of value as unknown[]) {
+    if (a === null || typeof a !== 'object') continue;
+    const { user, site, at } = a as { user?: unknown; site?: unknown; at?: unknown };
+    if (typeof user !== 'string' || typeof site !== 'string') continue;
+    out.push({ user, site, at: typeof at === 'number' && Number.isFinite(at) ? at : Number.NEGATIVE_INFINITY });
+  }
+  return out;
+}
+
 /**
- * Loads the revoked devices and families from auth (at start, then every `revokedPollMs`,
- * so a revocation whose bus message was lost still takes effect). Newly learned ones act
- * like a dg.tail.revoke. A missing or failing auth is logged and tolerated.
+ * Loads the recent revocations from auth: devices, families and lost access (at start, then
+ * every `revokedPollMs`, so a revocation whose bus message was lost still takes effect).
+ * Newly learned ones act like a dg.tail.revoke. A missing or failing auth is logged and
+ * tolerated.
  */
 export async function syncRevoked(ctx: TailContext): Promise<void> {
   let list: RevokedList;
@@ -111,6 +147,11 @@ export async function syncRevoked(ctx: TailContext): Promise<void> {
   }
   for (const device of strings(list.devices)) if (!ctx.revoked.hasDevice(device)) onRevoke(ctx, { reason: 'device', device });
   for (const family of strings(list.families)) if (!ctx.revoked.hasFamily(family)) onRevoke(ctx, { reason: 'family', family });
+  const missed = accessItems(list.access).filter((a) => !ctx.revoked.knowsAccess(a.user, a.site, a.at));
+  if (missed.length > 0) {
+    ctx.log.info({ pairs: missed.length }, 'access revocations learned from auth that the bus did not bring');
+    onRevoke(ctx, { reason: 'grant', access: missed });
+  }
 }
 
 function revokeSession(s: Session, reason: string): void {
@@ -136,12 +177,9 @@ export function onRevoke(ctx: TailContext, message: unknown): void {
     for (const s of ctx.sessions.all()) if (s.auth?.family === family) revokeSession(s, reason);
   }
   if (Array.isArray(m.access)) {
-    for (const a of m.access as unknown[]) {
-      if (a === null || typeof a !== 'object') continue;
-      const { user, site } = a as { user?: unknown; site?: unknown };
-      if (typeof user !== 'string' || typeof site !== 'string') continue;
+    for (const { user, site, at } of accessItems(m.access)) {
       ctx.access.dropUserSite(user, site);
-      ctx.revoked.addAccess(user, site);
+      ctx.revoked.addAccess(user, site, Date.now(), at);
       for (const s of ctx.sessions.ofUser(user)) {
         for (const h of s.handles.values()) if (h.log.site === site) void recheck(ctx, h, reason);
       }

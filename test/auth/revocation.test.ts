@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { SUBJECTS, type RevokeEvent } from '../../src/protocol/bus-messages.js';
+import { SUBJECTS, type RevokeEvent, type RevokedList } from '../../src/protocol/bus-messages.js';
 import { createSite, declareGrant, get, loginDevice, post, signupDevice, type SignedUpDevice } from '../helpers/auth-client.js';
 import { startServer, tempDir } from '../helpers/server.js';
 import { addDevice, rotationRequired } from './db.js';
@@ -74,10 +74,16 @@ describe('revocation', async () => {
     const r = await revoke(admin, { device: admin.device });
     assert.equal(r.status, 200, r.text);
     assert.deepEqual(r.body.rotate, [site]);
-    assert.deepEqual(await eventsSince(n), [
+    const evs = await eventsSince(n);
+    const at = evs[1]?.access?.[0]?.at;
+    assert.ok(typeof at === 'number' && Math.abs(at - Date.now()) < 60_000, 'when, on auth\'s clock');
+    assert.deepEqual(evs, [
       { reason: 'device', device: admin.device },
-      { reason: 'grant', access: [{ user: member.user, site }] },
+      { reason: 'grant', access: [{ user: member.user, site, at }] },
     ]);
+    // Kept for tail nodes that missed the event.
+    const list = await server.bus.request<RevokedList>(SUBJECTS.authRevoked, {});
+    assert.ok(list.access?.some((a) => a.user === member.user && a.site === site && a.at === at));
     assert.equal((await lease(member, site)).status, 403, 'the chain through the revoked issuer is dead');
     const again = await join(member, site, child.hash);
     assert.equal(again.status, 403);

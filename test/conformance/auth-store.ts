@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { AccessRecord, AuthStore, GrantRecord } from '../../src/auth/store.js';
+import { REVOKED_ACCESS_KEEP_MS } from '../../src/auth/store.js';
 import { accountConformance } from './auth-store-accounts.js';
 import { keyDirectoryConformance } from './auth-store-keys.js';
 
@@ -178,6 +179,38 @@ export function runAuthStoreConformance(name: string, open: () => Promise<AuthSt
       assert.deepEqual(await s.accessFor(u2, site), []);
     });
 
+    it('records the (user, site) pairs that lost access, for revokedSince, and forgets them after REVOKED_ACCESS_KEEP_MS', async () => {
+      const site = id();
+      const issuer = dev();
+      const [g1, g2, g3] = [grant({ site, issuer }), grant({ site, issuer }), grant({ site, issuer })];
+      for (const g of [g1, g2, g3]) await s.putGrant(g);
+      const [u1, u2] = [id(), id()];
+      const base = 50_000_000;
+      const put = async (u: string, g: string) => assert.equal(await s.putAccess(access(u, site, g), { grants: [g], devices: [issuer] }), true);
+      const lost = async (since: number) =>
+        (await s.revokedSince(since)).access
+          .filter((a) => a.site === site)
+          .map((a) => `${a.user === u1 ? 'u1' : 'u2'}@${a.at - base}`)
+          .sort();
+      await put(u1, g1.hash);
+      await put(u2, g1.hash);
+      await s.revokeGrant(g1.hash, base);
+      assert.deepEqual(await lost(base), ['u1@0', 'u2@0'], 'a revoked grant records the pairs of its rows');
+      assert.deepEqual(await lost(base + 1), []);
+      // deleteAccess records only the rows it deleted, and a pair keeps its latest time.
+      await put(u1, g2.hash);
+      assert.equal(await s.deleteAccess([{ user: u1, site, grant: g2.hash }, { user: u2, site, grant: g2.hash }], base + 10), 1);
+      assert.deepEqual(await lost(base), ['u1@10', 'u2@0']);
+      await put(u1, g3.hash);
+      assert.equal(await s.deleteAccess([{ user: u1, site, grant: g3.hash }], base + 5), 1);
+      assert.deepEqual(await lost(base), ['u1@10', 'u2@0'], 'an earlier time does not move a pair back');
+      assert.equal(await s.deleteAccess([], base + 20), 0);
+      await s.prune(base + 10 + REVOKED_ACCESS_KEEP_MS);
+      assert.deepEqual(await lost(0), ['u1@10'], 'older than the keep time: forgotten');
+      await s.prune(base + 11 + REVOKED_ACCESS_KEEP_MS);
+      assert.deepEqual(await lost(0), []);
+    });
+
     it('keeps access rows: upsert per (user, site, grant), lists, deletes, prunes the expired', async () => {
       const { user, device } = await newUser();
       const site = id();
@@ -190,7 +223,7 @@ export function runAuthStoreConformance(name: string, open: () => Promise<AuthSt
       assert.equal((await s.accessOfUser(user)).length, 2);
       await s.prune(5000);
       assert.deepEqual((await s.accessFor(user, site)).map((r) => r.grant), [g1]);
-      assert.equal(await s.deleteAccess([{ user, site, grant: g1 }, { user, site, grant: g2 }]), 1);
+      assert.equal(await s.deleteAccess([{ user, site, grant: g1 }, { user, site, grant: g2 }], 6000), 1);
       assert.deepEqual(await s.accessOfUser(user), []);
       await s.revokeDevice(device, 10);
       assert.equal(await s.putAccess(access(user, site, g1), { grants: [g1], devices: [device] }), false, 'revoked device in the guard');

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { openSqliteAuthStore } from '../../src/auth/index.js';
 import { SUBJECTS, type PresenceMessage } from '../../src/protocol/bus-messages.js';
 import { declareGrant, post, signupDevice } from '../helpers/auth-client.js';
 import { startServer } from '../helpers/server.js';
@@ -88,6 +90,34 @@ describe('tail: access', async () => {
     assert.equal(t2.status, 200, t2.text);
     assert.equal((await lease(c, w.site, log, { token: t2.body.token })).role, 'follower');
     c.close();
+  });
+
+  it('learns a grant revocation that never came over the bus from auth\'s list, and kills the handle', async () => {
+    // A node of its own that asks auth for the recent revocations every second.
+    const v = await world({ tailLimits: { revokedPollMs: 1000 } });
+    const m = await member(v, ['read']);
+    assert.equal((await post(v.url, '/join', { site: v.site, grant: m.grant.hash }, m.dev.access)).status, 200);
+    const log = logName();
+    const t = await post<{ token: string }>(v.url, '/lease', { site: v.site, log }, m.dev.access);
+    assert.equal(t.status, 200, t.text);
+    const c = await connect(v, m.dev);
+    const l = await lease(c, v.site, log);
+    assert.equal(l.role, 'follower');
+    // The revocation is stored by another connection to auth's database: no dg.tail.revoke is published.
+    const store = openSqliteAuthStore(join(v.srv.dataDir, 'auth.db'));
+    try {
+      const r = await store.revokeGrant(m.grant.hash, Date.now());
+      assert.deepEqual(r.dropped.map((x) => x.user), [m.dev.user]);
+    } finally {
+      await store.close();
+    }
+    assert.deepEqual(await c.nextEvent('revoke', l.handle, 5000), { ev: 'revoke', handle: l.handle, reason: 'grant' });
+    assert.equal((await c.failure('read', { handle: l.handle, from: 0 })).code, 'NOT_FOUND');
+    // The lease token minted before the revocation proves nothing any more.
+    const again = await c.call<{ needproof?: boolean; handle?: string }>('lease', { site: v.site, log, token: t.body.token });
+    assert.equal(again.needproof, true);
+    c.close();
+    await v.srv.stop();
   });
 
   it('closes every session of a revoked device with a revoke event and 4403, and refuses its token', async () => {

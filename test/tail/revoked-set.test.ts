@@ -31,4 +31,22 @@ describe('RevokedSet', () => {
     r.prune(t + 60_000);
     assert.equal(r.leaseTokenStale('someone', 'else', t / 1000), false, 'the watermark ends with the token lifetime');
   });
+
+  it('knows a revocation again by auth\'s time, and takes the later clock for lease tokens', () => {
+    const r = new RevokedSet(60_000);
+    const t = 1_700_000_000_000;
+    assert.equal(r.knowsAccess('u', 's', t), false);
+    r.addAccess('u', 's', t, t - 5000);
+    assert.equal(r.knowsAccess('u', 's', t - 5000), true, 'the same revocation');
+    assert.equal(r.knowsAccess('u', 's', t - 6000), true, 'an older one');
+    assert.equal(r.knowsAccess('u', 's', t - 4000), false, 'a later one');
+    assert.equal(r.knowsAccess('u', 's2', t - 5000), false);
+    r.addAccess('u', 's', t + 1000); // a message without auth's time keeps the one known
+    assert.equal(r.knowsAccess('u', 's', t - 5000), true);
+    // This node learned it late by its own clock, or auth's clock is ahead: the later time counts.
+    const q = new RevokedSet(60_000);
+    q.addAccess('u', 's', t, t + 3000);
+    assert.equal(q.leaseTokenStale('u', 's', (t + 2000) / 1000), true);
+    assert.equal(q.leaseTokenStale('u', 's', (t + 4000) / 1000), false);
+  });
 });

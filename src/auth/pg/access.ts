@@ -1,6 +1,6 @@
 /** Access rows, the capabilities derived from joined grants (table auth_access), of the PostgreSQL auth store. */
 import type { Right } from '../../protocol/ids.js';
-import type { AccessRecord } from '../store.js';
+import type { AccessRecord, RevokedAccess } from '../store.js';
 import { descendantsCte } from './grants.js';
 import { num, numOrNull, type Sql } from './sql.js';
 
@@ -77,14 +77,40 @@ export async function deleteAccessThrough(sql: Sql, hashes: readonly string[]): 
   return rows.map(toAccess);
 }
 
-export async function deleteAccess(sql: Sql, rows: readonly { user: string; site: string; grant: string }[]): Promise<number> {
-  if (rows.length === 0) return 0;
-  return sql.count(
+/** Deletes these rows; returns the (user, site) of each row that was there. */
+export async function deleteAccess(sql: Sql, rows: readonly { user: string; site: string; grant: string }[]): Promise<{ user: string; site: string }[]> {
+  if (rows.length === 0) return [];
+  const gone = await sql.rows<{ user_id: string; site: string }>(
     `DELETE FROM ${sql.s}.auth_access a
      USING unnest($1::text[], $2::text[], $3::text[]) AS k(user_id, site, grant_hash)
-     WHERE a.user_id = k.user_id AND a.site = k.site AND a.grant_hash = k.grant_hash`,
+     WHERE a.user_id = k.user_id AND a.site = k.site AND a.grant_hash = k.grant_hash
+     RETURNING a.user_id, a.site`,
     [rows.map((r) => r.user), rows.map((r) => r.site), rows.map((r) => r.grant)],
   );
+  return gone.map((r) => ({ user: r.user_id, site: r.site }));
+}
+
+/** Records that these (user, site) pairs lost access at `now`; a pair keeps its latest time. */
+export async function recordRevokedAccess(sql: Sql, pairs: readonly { user: string; site: string }[], now: number): Promise<void> {
+  if (pairs.length === 0) return;
+  await sql.count(
+    `INSERT INTO ${sql.s}.auth_access_revocations AS r (user_id, site, revoked_at)
+     SELECT DISTINCT k.user_id, k.site, $3::bigint FROM unnest($1::text[], $2::text[]) AS k(user_id, site)
+     ON CONFLICT (user_id, site) DO UPDATE SET revoked_at = GREATEST(r.revoked_at, EXCLUDED.revoked_at)`,
+    [pairs.map((p) => p.user), pairs.map((p) => p.site), now],
+  );
+}
+
+export async function accessRevokedSince(sql: Sql, since: number): Promise<RevokedAccess[]> {
+  const rows = await sql.rows<{ user_id: string; site: string; revoked_at: string }>(
+    `SELECT user_id, site, revoked_at FROM ${sql.s}.auth_access_revocations WHERE revoked_at >= $1 ORDER BY revoked_at, user_id, site`,
+    [since],
+  );
+  return rows.map((r) => ({ user: r.user_id, site: r.site, at: num(r.revoked_at) }));
+}
+
+export async function pruneRevokedAccess(sql: Sql, before: number): Promise<void> {
+  await sql.count(`DELETE FROM ${sql.s}.auth_access_revocations WHERE revoked_at < $1`, [before]);
 }
 
 export async function pruneAccess(sql: Sql, now: number): Promise<void> {

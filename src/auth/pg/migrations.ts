@@ -212,6 +212,16 @@ export function authMigrations(s: string): readonly string[] {
     CREATE INDEX auth_access_site ON ${s}.auth_access (site);
     CREATE INDEX auth_grants_site ON ${s}.auth_grants (site, declared_at, hash);
     `,
+    // 4: the (user, site) pairs that lost access, so tail nodes that missed the bus event learn it.
+    `
+    CREATE TABLE ${s}.auth_access_revocations (
+      user_id    text COLLATE "C" NOT NULL,
+      site       text COLLATE "C" NOT NULL,
+      revoked_at bigint NOT NULL,
+      PRIMARY KEY (user_id, site)
+    );
+    CREATE INDEX auth_access_revocations_at ON ${s}.auth_access_revocations (revoked_at);
+    `,
   ];
 }
 

@@ -39,9 +39,11 @@ import type {
   ProfileState,
   RefreshRecord,
   Revoked,
+  RevokedAccess,
   RotateRefresh,
   SiteRecord,
 } from '../store.js';
+import { REVOKED_ACCESS_KEEP_MS } from '../store.js';
 import * as access from './access.js';
 import { mapError, PgDb } from './db.js';
 import * as grants from './grants.js';
@@ -148,9 +150,13 @@ export class PgAuthStore implements AuthStore {
     return refresh.revokeFamily(this.#db, id, now);
   }
 
-  async revokedSince(since: number): Promise<{ devices: Revoked[]; families: Revoked[] }> {
-    const [devices, families] = await Promise.all([users.devicesRevokedSince(this.#db, since), refresh.familiesRevokedSince(this.#db, since)]);
-    return { devices, families };
+  async revokedSince(since: number): Promise<{ devices: Revoked[]; families: Revoked[]; access: RevokedAccess[] }> {
+    const [devices, families, revokedAccess] = await Promise.all([
+      users.devicesRevokedSince(this.#db, since),
+      refresh.familiesRevokedSince(this.#db, since),
+      access.accessRevokedSince(this.#db, since),
+    ]);
+    return { devices, families, access: revokedAccess };
   }
 
   // ---- sites ----
@@ -195,6 +201,7 @@ export class PgAuthStore implements AuthStore {
       // sweep then runs on a fresh snapshot (READ COMMITTED) that holds their rows.
       const revoked = await grants.markGrantRevoked(sql, hash, now);
       const dropped = await access.deleteAccessThrough(sql, [hash]);
+      await access.recordRevokedAccess(sql, dropped, now);
       return { revoked, dropped };
     });
   }
@@ -222,8 +229,13 @@ export class PgAuthStore implements AuthStore {
     return access.accessThroughGrants(this.#db, hashes);
   }
 
-  async deleteAccess(rows: { user: string; site: string; grant: string }[]): Promise<number> {
-    return access.deleteAccess(this.#db, rows);
+  async deleteAccess(rows: { user: string; site: string; grant: string }[], now: number): Promise<number> {
+    if (rows.length === 0) return 0;
+    return this.#db.tx(async (sql) => {
+      const gone = await access.deleteAccess(sql, rows);
+      await access.recordRevokedAccess(sql, gone, now);
+      return gone.length;
+    });
   }
 
   // ---- identities ----
@@ -313,6 +325,7 @@ export class PgAuthStore implements AuthStore {
       await nonces.pruneNonces(sql, now);
       await refresh.pruneTokens(sql, now);
       await access.pruneAccess(sql, now);
+      await access.pruneRevokedAccess(sql, now - REVOKED_ACCESS_KEEP_MS);
       await oidc.pruneOidcLogins(sql, now);
       await mailbox.pruneEnvelopes(sql, now);
     });

@@ -203,6 +203,16 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX access_site ON access(site);
   CREATE INDEX grants_site ON grants(site);
   `,
+  // 4: the (user, site) pairs that lost access, so tail nodes that missed the bus event learn it.
+  `
+  CREATE TABLE access_revocations (
+    user_id TEXT NOT NULL,
+    site TEXT NOT NULL,
+    revoked_at INTEGER NOT NULL,
+    PRIMARY KEY (user_id, site)
+  );
+  CREATE INDEX access_revocations_at ON access_revocations(revoked_at);
+  `,
 ];
 
 /** Brings the database to the newest version; refuses a file newer than this code. */

@@ -24,9 +24,11 @@ import type {
   ProfileState,
   RefreshRecord,
   Revoked,
+  RevokedAccess,
   RotateRefresh,
   SiteRecord,
 } from '../store.js';
+import { REVOKED_ACCESS_KEEP_MS } from '../store.js';
 import { SqliteIdentities } from './identity.js';
 import { SqliteKeyDirectory } from './keys.js';
 import { SqliteMailbox } from './mailbox.js';
@@ -84,6 +86,12 @@ export class SqliteAuthStore implements AuthStore {
       revokeFamily: p('UPDATE families SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL'),
       revokedDevices: p('SELECT id, revoked_at FROM devices WHERE revoked_at >= ? ORDER BY revoked_at, id'),
       revokedFamilies: p('SELECT id, revoked_at FROM families WHERE revoked_at >= ? ORDER BY revoked_at, id'),
+      revokedAccess: p('SELECT user_id, site, revoked_at FROM access_revocations WHERE revoked_at >= ? ORDER BY revoked_at, user_id, site'),
+      recordRevokedAccess: p(
+        `INSERT INTO access_revocations (user_id, site, revoked_at) VALUES (?, ?, ?)
+         ON CONFLICT (user_id, site) DO UPDATE SET revoked_at = max(revoked_at, excluded.revoked_at)`,
+      ),
+      pruneRevokedAccess: p('DELETE FROM access_revocations WHERE revoked_at < ?'),
       insertSite: p('INSERT INTO sites (id, owner, name, key_epoch, created_at) VALUES (?, ?, ?, 1, ?)'),
       getSite: p('SELECT * FROM sites WHERE id = ?'),
       sitesOwnedBy: p('SELECT id FROM sites WHERE owner = ? ORDER BY created_at, id'),
@@ -208,9 +216,13 @@ export class SqliteAuthStore implements AuthStore {
     return this.#s('revokeFamily').run(now, id).changes === 1;
   }
 
-  async revokedSince(since: number): Promise<{ devices: Revoked[]; families: Revoked[] }> {
+  async revokedSince(since: number): Promise<{ devices: Revoked[]; families: Revoked[]; access: RevokedAccess[] }> {
     const map = (rows: Row[]): Revoked[] => rows.map((r) => ({ id: str(r.id), at: num(r.revoked_at) }));
-    return { devices: map(this.#s('revokedDevices').all(since) as Row[]), families: map(this.#s('revokedFamilies').all(since) as Row[]) };
+    return this.#db.transaction(() => ({
+      devices: map(this.#s('revokedDevices').all(since) as Row[]),
+      families: map(this.#s('revokedFamilies').all(since) as Row[]),
+      access: (this.#s('revokedAccess').all(since) as Row[]).map((r) => ({ user: str(r.user_id), site: str(r.site), at: num(r.revoked_at) })),
+    }))();
   }
 
   async createSite(site: { id: string; owner: string; name: string; createdAt: number }): Promise<void> {
@@ -252,6 +264,7 @@ export class SqliteAuthStore implements AuthStore {
     return this.#tx(() => {
       const revoked = this.#s('revokeGrant').run(now, hash).changes === 1;
       const dropped = (this.#s('deleteThrough').all(JSON.stringify([hash])) as Row[]).map(toAccess);
+      for (const r of dropped) this.#s('recordRevokedAccess').run(r.user, r.site, now);
       return { revoked, dropped };
     });
   }
@@ -278,10 +291,14 @@ export class SqliteAuthStore implements AuthStore {
     return (this.#s('accessThrough').all(JSON.stringify(hashes)) as Row[]).map(toAccess);
   }
 
-  async deleteAccess(rows: { user: string; site: string; grant: string }[]): Promise<number> {
+  async deleteAccess(rows: { user: string; site: string; grant: string }[], now: number): Promise<number> {
     return this.#tx(() => {
       let n = 0;
-      for (const r of rows) n += this.#s('deleteAccess').run(r.user, r.site, r.grant).changes;
+      for (const r of rows) {
+        if (this.#s('deleteAccess').run(r.user, r.site, r.grant).changes === 0) continue;
+        this.#s('recordRevokedAccess').run(r.user, r.site, now);
+        n++;
+      }
       return n;
     });
   }
@@ -365,6 +382,7 @@ export class SqliteAuthStore implements AuthStore {
       this.#s('pruneNonces').run(now);
       this.#s('pruneRefresh').run(now);
       this.#s('pruneAccess').run(now);
+      this.#s('pruneRevokedAccess').run(now - REVOKED_ACCESS_KEEP_MS);
       this.#identities.prune(now);
       this.#mailbox.prune(now);
     });
