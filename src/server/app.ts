@@ -172,7 +172,7 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
       shardVersion: () => membership?.version ?? 0,
       log: app.log,
       registry: metrics.registry,
-      limits: config.tailLimits,
+      limits: { commitDelayMs: config.commitDelayMs, ...config.tailLimits },
     });
     await tail.start();
     const t = tail;

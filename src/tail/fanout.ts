@@ -156,7 +156,7 @@ export class Fanout {
       return false;
     }
     // Nothing to gain without followers, or without more writes coming.
-    if (log.inflight === 0 || log.handles.size < 2) return false;
+    if (log.inflight === 0 || log.handles.size < 2 || this.ctx.committer.waiting) return false;
     let bytes = 0;
     for (const c of log.fan) bytes += c.bytes;
     if (bytes >= limit) return false;

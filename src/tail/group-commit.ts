@@ -7,6 +7,15 @@
  * - Requests submitted during the same turn of the event loop (up to `maxBatch` requests
  *   and `maxBatchBytes` of entries) go into one `appendBatch`; requests that arrive while a
  *   batch commits go into the next one.
+ * - With `delayMs` > 0, a pipelining writer's requests (enqueued with `mayWait`: its next
+ *   request comes without waiting for this one's outcome) share commits: while such a
+ *   request waits, commits start at most once per `delayMs`, so it waits at most until
+ *   `delayMs` after the last commit started, and less when `target` requests or
+ *   `WAIT_MAX_BYTES` of entries are waiting, which start a commit at once. A request after
+ *   a quiet spell of `delayMs`, and any request while none waiting may wait, commits in
+ *   its own turn as without a delay: a writer that waits for each outcome is never held.
+ *   When most recent waits gained no request (the writers' pipelines were already all in
+ *   the queue), waiting stops for `WAIT_BACKOFF_MS`.
  * - At most one batch is in flight at a time, and batches commit in submission order, so
  *   the store decides requests exactly in the order they were submitted. Use one
  *   GroupCommitter per store.
@@ -33,6 +42,10 @@ export interface GroupCommitOptions {
   maxPending?: number;
   /** Most entry bytes waiting for a batch (default 128 MiB). */
   maxPendingBytes?: number;
+  /** Shortest time between the starts of two commits while requests keep coming (ms; default 0: none). */
+  delayMs?: number;
+  /** Requests waiting that start a commit without waiting for `delayMs` (default 4). */
+  target?: number;
   /**
    * Runs the delivery of each batch's outcomes (every sink of the batch, in order) inside
    * it, synchronously: the tail service corks the sockets the replies go to around it.
@@ -68,6 +81,7 @@ interface Pending {
   req: AppendRequest;
   bytes: number;
   sink: CommitSink;
+  mayWait: boolean;
 }
 
 /** `submit`'s sink: settles a promise. */
@@ -78,7 +92,20 @@ class PromiseSink implements CommitSink {
   ) {}
 }
 
+/**
+ * Queued entry bytes that start a commit without waiting for `delayMs`: a durable commit's
+ * fixed cost matters for small writes; a batch this large already spreads it (as Nagle's
+ * rule holds back small segments only).
+ */
+const WAIT_MAX_BYTES = 8 * 1024;
+/** When most recent waits gained no request, requests do not wait for this long (ms). */
+const WAIT_BACKOFF_MS = 1000;
+/** Smoothing of the share of waits that gained a request, and the share under which waiting stops. */
+const WAIT_GAIN_WEIGHT = 0.2;
+const WAIT_GAIN_FLOOR = 0.3;
+
 const DEFAULTS = {
+  target: 4,
   maxBatch: 512,
   maxBatchBytes: 8 * 1024 * 1024,
   maxPending: 10_000,
@@ -97,14 +124,28 @@ export class GroupCommitter {
   private readonly maxBatchBytes: number;
   private readonly maxPending: number;
   private readonly maxPendingBytes: number;
+  private readonly delayMs: number;
+  private readonly target: number;
   private readonly deliverWith: (deliver: () => void) => void;
   private readonly onSinkError: (err: unknown) => void;
 
   private queue: Pending[] = [];
   private queuedBytes = 0;
+  /** Queued requests that may wait for others (see `delayMs`). */
+  private waitable = 0;
   private inFlight = 0;
+  /** A run is due on setImmediate, or on `timer` (the delay). */
   private scheduled = false;
+  private timer: NodeJS.Timeout | null = null;
   private running = false;
+  /** performance.now() when the last commit started. */
+  private lastStart = Number.NEGATIVE_INFINITY;
+  /** Requests that arrived during the current wait (while `timer` is set). */
+  private arrivedDuringWait = 0;
+  /** Smoothed share of recent waits during which a request arrived. */
+  private waitGain = 1;
+  /** performance.now() before which nothing waits (after waits that gained too little). */
+  private noWaitUntil = Number.NEGATIVE_INFINITY;
   private closed = false;
   private batches = 0;
   private committedRequests = 0;
@@ -120,6 +161,10 @@ export class GroupCommitter {
     this.maxBatchBytes = positive('maxBatchBytes', options.maxBatchBytes, DEFAULTS.maxBatchBytes);
     this.maxPending = positive('maxPending', options.maxPending, DEFAULTS.maxPending);
     this.maxPendingBytes = positive('maxPendingBytes', options.maxPendingBytes, DEFAULTS.maxPendingBytes);
+    this.target = positive('target', options.target, DEFAULTS.target);
+    const delay = options.delayMs ?? 0;
+    if (!Number.isFinite(delay) || delay < 0 || delay > 1000) throw new RangeError('GroupCommitter: delayMs must be between 0 and 1000');
+    this.delayMs = delay;
     this.deliverWith = options.deliverWith ?? ((deliver) => deliver());
     this.onSinkError =
       options.onSinkError ??
@@ -134,6 +179,11 @@ export class GroupCommitter {
     return this.batches + this.failedBatches;
   }
 
+  /** Whether queued requests are waiting for others to share their commit (see `delayMs`). */
+  get waiting(): boolean {
+    return this.timer !== null;
+  }
+
   get stats(): GroupCommitStats {
     return {
       batches: this.batches,
@@ -144,17 +194,18 @@ export class GroupCommitter {
     };
   }
 
-  /** Queues one request for the next batch; resolves with its result once committed. */
-  submit(req: AppendRequest): Promise<AppendResult> {
-    return new Promise<AppendResult>((resolve, reject) => this.enqueue(req, new PromiseSink(resolve, reject)));
+  /** Queues one request for the next batch; resolves with its result once committed. `mayWait`: see `enqueue`. */
+  submit(req: AppendRequest, mayWait = false): Promise<AppendResult> {
+    return new Promise<AppendResult>((resolve, reject) => this.enqueue(req, new PromiseSink(resolve, reject), mayWait));
   }
 
   /**
    * Queues one request for the next batch; `sink` learns its outcome once committed. A
    * request refused at once (closing, malformed, over the queue bound) fails in a
-   * microtask, never inside this call.
+   * microtask, never inside this call. `mayWait`: its writer pipelines, so it may wait up
+   * to `delayMs` to share a commit (see the guarantees).
    */
-  enqueue(req: AppendRequest, sink: CommitSink): void {
+  enqueue(req: AppendRequest, sink: CommitSink, mayWait = false): void {
     let bytes: number;
     try {
       if (this.closed) throw new DgError('UNAVAILABLE', 'log writer is closing');
@@ -166,8 +217,10 @@ export class GroupCommitter {
       queueMicrotask(() => sink.failed(err));
       return;
     }
-    this.queue.push({ req, bytes, sink });
+    this.queue.push({ req, bytes, sink, mayWait });
     this.queuedBytes += bytes;
+    if (mayWait) this.waitable++;
+    if (this.timer !== null) this.arrivedDuringWait++;
     this.submitted++;
     this.schedule();
   }
@@ -185,8 +238,39 @@ export class GroupCommitter {
     await this.flush();
   }
 
+  /** Whether the queue may commit now, or should wait for more of a stream (see `delayMs`). */
+  private due(now: number): boolean {
+    return (
+      this.delayMs === 0 ||
+      this.waitable === 0 ||
+      now < this.noWaitUntil ||
+      this.queue.length >= this.target ||
+      this.queuedBytes >= WAIT_MAX_BYTES ||
+      now - this.lastStart >= this.delayMs
+    );
+  }
+
   private schedule(): void {
-    if (this.scheduled || this.running) return;
+    if (this.running) return; // the running loop takes the queue, or schedules again
+    const now = performance.now();
+    if (!this.due(now)) {
+      if (this.timer === null && !this.scheduled) {
+        this.arrivedDuringWait = 0;
+        this.timer = setTimeout(() => {
+          this.timer = null;
+          this.waited(this.arrivedDuringWait > 0);
+          void this.run();
+        }, this.lastStart + this.delayMs - now);
+      }
+      return;
+    }
+    if (this.timer !== null) {
+      // The wait ends early: enough requests came.
+      clearTimeout(this.timer);
+      this.timer = null;
+      this.waited(true);
+    }
+    if (this.scheduled) return;
     this.scheduled = true;
     // setImmediate runs after the I/O callbacks of this loop turn, so the writes that
     // arrived on every socket during the turn share one batch.
@@ -196,15 +280,27 @@ export class GroupCommitter {
     });
   }
 
+  private waited(gained: boolean): void {
+    this.waitGain += WAIT_GAIN_WEIGHT * ((gained ? 1 : 0) - this.waitGain);
+    if (this.waitGain < WAIT_GAIN_FLOOR) {
+      this.noWaitUntil = performance.now() + WAIT_BACKOFF_MS;
+      this.waitGain = 1;
+    }
+  }
+
   private async run(): Promise<void> {
     if (this.running) return;
     this.running = true;
     try {
-      // Whatever arrived while a batch committed forms the next batch at once.
-      while (this.queue.length > 0) await this.commit(this.take());
+      // Whatever arrived while a batch committed forms the next batch, at once or after the delay.
+      while (this.queue.length > 0 && this.due(performance.now())) {
+        this.lastStart = performance.now();
+        await this.commit(this.take());
+      }
     } finally {
       this.running = false;
     }
+    if (this.queue.length > 0) this.schedule();
   }
 
   private take(): Pending[] {
@@ -213,6 +309,7 @@ export class GroupCommitter {
     for (const p of this.queue) {
       if (n >= this.maxBatch || (n > 0 && bytes + p.bytes > this.maxBatchBytes)) break;
       bytes += p.bytes;
+      if (p.mayWait) this.waitable--;
       n++;
     }
     this.queuedBytes -= bytes;

@@ -54,6 +54,14 @@ export interface TailLimits {
   /** Group commit: requests and bytes per store transaction. */
   commitMaxBatch: number;
   commitMaxBatchBytes: number;
+  /**
+   * Group commit: while writes keep coming, commits start at most once per this many ms, so
+   * a stream's writes share each durable commit and fan-out event; a write after a quiet
+   * spell commits at once. 0: every turn of the event loop commits what arrived.
+   */
+  commitDelayMs: number;
+  /** Writes waiting that start a commit without waiting for `commitDelayMs` (the SDK keeps 4 in flight per log). */
+  commitTarget: number;
   /** Timeout of requests to auth over the bus. */
   authTimeoutMs: number;
   /** On drain, sessions not closed by their clients within this time are cut. */
@@ -96,6 +104,8 @@ export const DEFAULT_TAIL_LIMITS: Readonly<TailLimits> = Object.freeze({
   notifyIntervalMs: 250,
   commitMaxBatch: 512,
   commitMaxBatchBytes: 8 * MiB,
+  commitDelayMs: 2,
+  commitTarget: 4,
   authTimeoutMs: 5000,
   drainCloseMs: 1000,
 });

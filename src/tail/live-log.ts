@@ -97,6 +97,8 @@ export class LiveLog {
   readonly handles = new Set<Handle>();
   readonly replies = new ReplyQueue();
   inflight = 0;
+  /** performance.now() when a write last arrived while another of this log was in flight (its leader pipelines). */
+  pipelinedAt = Number.NEGATIVE_INFINITY;
   readonly inflightWids = new Map<string, PendingWrite>();
   /** Recently committed write ids (device + wid) with their position; bounded. */
   readonly recentWids = new Map<string, { at: number; length: number }>();

@@ -60,6 +60,8 @@ export function createTail(deps: TailDeps): TailService {
     committer: new GroupCommitter(deps.store, {
       maxBatch: limits.commitMaxBatch,
       maxBatchBytes: limits.commitMaxBatchBytes,
+      delayMs: limits.commitDelayMs,
+      target: limits.commitTarget,
       deliverWith: (deliver) => cork.during(deliver),
       onSinkError: (err) => log.error({ err }, 'settling a write failed'),
     }),

@@ -22,6 +22,9 @@ import type { AppendResult } from './log-store.js';
 import type { ReplySlot } from './reply-queue.js';
 import type { Session } from './session.js';
 
+/** How long a log counts as pipelined after a write arrived while another was in flight. */
+const PIPELINING_MEMORY_MS = 1000;
+
 /** A write on its way to the store; it receives its own commit outcome (no promise per write). */
 class WriteJob implements PendingWrite, CommitSink {
   readonly waiters: { slot: ReplySlot; id: number }[] = [];
@@ -110,8 +113,13 @@ export function handleWrite(ctx: TailContext, session: Session, id: number, args
   const w = new WriteJob(ctx, log, h, id, log.replies.reserve(session), args.at, decided, log.gen, b64, bytes, widKey);
   if (decided) log.decided += entries.length;
   if (widKey !== null) log.inflightWids.set(widKey, w);
+  // A leader that sends a write before the last one's outcome pipelines: its writes may wait
+  // (briefly) to share commits. One that waits for each outcome is never held.
+  const now = performance.now();
+  if (log.inflight > 0) log.pipelinedAt = now;
   log.inflight++;
-  ctx.committer.enqueue({ site: log.site, log: log.name, at: args.at, epoch: log.epoch, device, wid: args.wid, entries, packed: decoded.packed }, w);
+  const mayWait = now - log.pipelinedAt < PIPELINING_MEMORY_MS;
+  ctx.committer.enqueue({ site: log.site, log: log.name, at: args.at, epoch: log.epoch, device, wid: args.wid, entries, packed: decoded.packed }, w, mayWait);
 }
 
 function settle(ctx: TailContext, log: LiveLog, w: PendingWrite, res: AppendResult): void {

@@ -229,6 +229,68 @@ describe('GroupCommitter', () => {
   it('refuses nonsensical options', () => {
     assert.throws(() => new GroupCommitter(store, { maxBatch: 0 }), RangeError);
     assert.throws(() => new GroupCommitter(store, { maxPending: 1.5 }), RangeError);
+    assert.throws(() => new GroupCommitter(store, { delayMs: -1 }), RangeError);
+    assert.throws(() => new GroupCommitter(store, { delayMs: Number.NaN }), RangeError);
+    assert.throws(() => new GroupCommitter(store, { target: 0 }), RangeError);
+  });
+
+  it('with delayMs, lets a pipelined stream share commits: at most one start per delayMs, sooner at target', async () => {
+    const delayMs = 40;
+    const gc = new GroupCommitter(store, { delayMs, target: 4 });
+    const site = freshSite();
+    const tick = () => new Promise((r) => setImmediate(r));
+    // After a quiet spell a write commits in its own turn, waiting or not.
+    assert.deepEqual(await gc.submit(req(site, 0), true), { status: 'ok', at: 0, length: 1 });
+    const started = performance.now();
+    assert.equal(gc.stats.batches, 1);
+    // Right after a commit, writes that may wait do: three are not the target.
+    const ps = [1, 2, 3].map((i) => gc.submit(req(site, i), true));
+    await tick();
+    await tick();
+    assert.equal(gc.waiting, true);
+    assert.deepEqual([gc.stats.pending, gc.stats.batches], [3, 1]);
+    // The fourth reaches the target: one commit, at once.
+    ps.push(gc.submit(req(site, 4), true));
+    await Promise.all(ps);
+    assert.ok(performance.now() - started < delayMs, 'the target did not wait for the delay');
+    assert.deepEqual([gc.stats.batches, gc.stats.requests], [2, 5]);
+    // One alone waits for the delay since that commit started, then commits.
+    const t = performance.now();
+    assert.deepEqual(await gc.submit(req(site, 5), true), { status: 'ok', at: 5, length: 6 });
+    assert.ok(performance.now() - t >= delayMs - 5, `waited ${performance.now() - t} ms`);
+    assert.equal(gc.stats.batches, 3);
+    // A write whose writer waits for each outcome is never held, even right after a commit.
+    const t2 = performance.now();
+    assert.deepEqual(await gc.submit(req(site, 6)), { status: 'ok', at: 6, length: 7 });
+    assert.ok(performance.now() - t2 < delayMs - 5, 'not held');
+    assert.equal(gc.waiting, false);
+    // Nor is a large one: 8 KiB of entries already spread a commit's cost.
+    const t3 = performance.now();
+    assert.deepEqual(await gc.submit(req(site, 7, Buffer.alloc(8192, 1)), true), { status: 'ok', at: 7, length: 8 });
+    assert.ok(performance.now() - t3 < delayMs - 5, 'not held');
+    await gc.close();
+  });
+
+  it('with delayMs, stops waiting for a while when waits keep gaining nothing', async () => {
+    const gc = new GroupCommitter(store, { delayMs: 25, target: 4 });
+    const site = freshSite();
+    await gc.submit(req(site, 0), true);
+    // Each of these follows a commit at once and waits alone: nothing arrives meanwhile.
+    let next = 1;
+    let useless = 0;
+    while (next <= 10) {
+      const t = performance.now();
+      assert.equal((await gc.submit(req(site, next++), true)).status, 'ok');
+      if (performance.now() - t < 15) break;
+      useless++;
+    }
+    assert.ok(useless >= 3 && useless < 10, `waiting stopped after ${useless} useless waits`);
+    // Now a waitable write right after a commit goes at once.
+    const p = gc.submit(req(site, next), true);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(gc.waiting, false);
+    assert.equal((await p).status, 'ok');
+    await gc.close();
   });
 });
 
