@@ -45,8 +45,10 @@ export function isPackOf(blob: Uint8Array, entries: readonly Uint8Array[]): bool
 /**
  * Decodes base64url strings straight into the packed form: one buffer holding, per entry,
  * its 4-byte length and its bytes; `entries` receives the views of the entries' bytes.
- * The strings must already be checked to hold only base64url characters. Returns the
- * packed buffer, or the index of the first string that no whole number of bytes encodes.
+ * Returns the packed buffer, or the index of the first string that is not base64url
+ * (unpadded) of a whole number of bytes. Node's decoder passes over characters outside
+ * both base64 alphabets, which leaves fewer bytes than the length promises, so the count
+ * catches them; `+` and `/` (standard base64, which it would decode) are refused here.
  */
 export function decodePacked(b64: readonly string[], out: Buffer[]): Buffer | number {
   let total = 0;
@@ -60,6 +62,7 @@ export function decodePacked(b64: readonly string[], out: Buffer[]): Buffer | nu
   for (let i = 0; i < b64.length; i++) {
     const s = b64[i] as string;
     const size = (s.length * 3) >>> 2;
+    if (s.indexOf('+') !== -1 || s.indexOf('/') !== -1) return i;
     blob.writeUInt32LE(size, off);
     off += PACK_PREFIX;
     if (blob.write(s, off, size, 'base64url') !== size) return i;

@@ -25,6 +25,21 @@ describe('entry pack', () => {
     );
   });
 
+  it('names the first string with a character outside base64url, wherever it is', () => {
+    const bad = ['ab+d', 'ab/d', 'ab=d', 'ab d', 'ab!d', 'ab.d', 'abc\u00e9', 'abc\n', 'AAAAAAAA\u0000AAA', '+AAA', 'AAA/', 'AA==', '\u{1F600}AA'];
+    for (const s of bad) {
+      assert.equal(decodePacked(['AAAA', s], []), 1, JSON.stringify(s));
+      assert.equal(decodePacked([s], []), 0, JSON.stringify(s));
+    }
+    // Every character of the alphabet, in every position of a quartet, is taken.
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    const views: Buffer[] = [];
+    const packed = decodePacked([alphabet, alphabet.slice(1), alphabet.slice(2)], views);
+    assert.ok(Buffer.isBuffer(packed));
+    assert.deepEqual(views[0], Buffer.from(alphabet, 'base64url'));
+    assert.equal(views[0]?.toString('base64url'), alphabet);
+  });
+
   it('names the first string that no whole number of bytes encodes', () => {
     assert.equal(decodePacked(['AAAA', 'AAAAA', 'A'], []), 1);
     assert.equal(decodePacked(['A'], []), 0);
