@@ -5,8 +5,9 @@
  *
  * Guarantees:
  * - Requests submitted during the same turn of the event loop (up to `maxBatch` requests
- *   and `maxBatchBytes` of entries) go into one `appendBatch`; requests that arrive while a
- *   batch commits go into the next one.
+ *   and `maxBatchBytes` of entries) go into one `appendBatch`, and so do those of the next
+ *   turn, and of one more if that one brought any (a burst read over several turns);
+ *   requests that arrive while a batch commits go into the next one.
  * - With `delayMs` > 0, a pipelining writer's requests (enqueued with `mayWait`: its next
  *   request comes without waiting for this one's outcome) share commits: while such a
  *   request waits, commits start at most once per `delayMs`, so it waits at most until
@@ -91,6 +92,9 @@ class PromiseSink implements CommitSink {
     readonly failed: (err: unknown) => void,
   ) {}
 }
+
+/** Turns of the event loop a batch may wait for more of a burst (see `schedule`). */
+const MAX_EXTRA_TURNS = 2;
 
 /**
  * Queued entry bytes that start a commit without waiting for `delayMs`: a durable commit's
@@ -273,11 +277,23 @@ export class GroupCommitter {
     if (this.scheduled) return;
     this.scheduled = true;
     // setImmediate runs after the I/O callbacks of this loop turn, so the writes that
-    // arrived on every socket during the turn share one batch.
-    setImmediate(() => {
+    // arrived on every socket during the turn share one batch. A burst that arrives over a
+    // few reads (large frames, several sockets) gets up to MAX_EXTRA_TURNS more turns to
+    // join: one more always, another while the last one brought requests. A turn with
+    // nothing to read costs one poll.
+    let turns = 0;
+    let seen = this.submitted;
+    const fire = () => {
+      if (turns < MAX_EXTRA_TURNS && (turns === 0 || this.submitted !== seen)) {
+        turns++;
+        seen = this.submitted;
+        setImmediate(fire);
+        return;
+      }
       this.scheduled = false;
       void this.run();
-    });
+    };
+    setImmediate(fire);
   }
 
   private waited(gained: boolean): void {

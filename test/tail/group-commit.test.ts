@@ -67,6 +67,27 @@ describe('GroupCommitter', () => {
     await gc.close();
   });
 
+  it('lets a burst read over a few turns share one commit, and stops waiting when a turn brings nothing', async () => {
+    const gc = new GroupCommitter(store);
+    const site = freshSite();
+    const tick = () => new Promise((r) => setImmediate(r));
+    const ps = [gc.submit(req(site, 0))];
+    await tick();
+    ps.push(gc.submit(req(site, 1)));
+    await tick();
+    ps.push(gc.submit(req(site, 2)));
+    await Promise.all(ps);
+    assert.deepEqual([gc.stats.batches, gc.stats.requests], [1, 3], 'three turns, one commit');
+    // A lone request: one turn more, then it commits (the next turn brought nothing).
+    const lone = gc.submit(req(site, 3));
+    await tick();
+    await tick();
+    await tick();
+    assert.deepEqual(await lone, { status: 'ok', at: 3, length: 4 });
+    assert.equal(gc.stats.batches, 2);
+    await gc.close();
+  });
+
   it('enqueue: calls each sink of a batch in order, all inside one deliverWith run; a throwing sink spoils no other', async () => {
     const runs: string[][] = [];
     let current: string[] | null = null;
