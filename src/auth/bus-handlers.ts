@@ -13,6 +13,9 @@ import type { AuthContext } from './context.js';
 import { dropGonePush } from './profile.js';
 import { describeError } from './validation.js';
 
+/** Lost-access pairs listed in one dg.auth.revoked reply (oldest left out first). */
+export const MAX_LISTED_ACCESS = 5000;
+
 function validated<T>(schema: Parameters<typeof describeError>[1], message: unknown): T {
   const problem = describeError('message', schema, message);
   if (problem !== null) throw new DgError('BAD_REQUEST', problem);
@@ -48,7 +51,14 @@ export function subscribeBus(ctx: AuthContext): Subscription[] {
       SUBJECTS.authRevoked,
       async (): Promise<RevokedList> => {
         const r = await ctx.store.revokedSince(ctx.now() - ctx.revocations.windowMs);
-        return { ok: true, devices: r.devices.map((d) => d.id), families: r.families.map((f) => f.id), access: r.access };
+        const reply: RevokedList = { ok: true, devices: r.devices.map((d) => d.id), families: r.families.map((f) => f.id), access: r.access };
+        // The newest pairs only, so the reply stays well under a bus message's size limit.
+        if (r.access.length > MAX_LISTED_ACCESS) {
+          const cut = r.access.length - MAX_LISTED_ACCESS;
+          reply.access = r.access.slice(cut);
+          reply.accessTruncatedAt = (r.access[cut - 1] as { at: number }).at;
+        }
+        return reply;
       },
       queue,
     ),

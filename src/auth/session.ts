@@ -33,7 +33,17 @@ export async function issueSession(ctx: AuthContext, user: string, device: strin
   return { user, device, access: mintAccess(ctx, user, device, family), refresh: refresh.token, expiresIn: ctx.deps.accessTtlSec };
 }
 
+/** (user, site) pairs per dg.tail.revoke message: a large revocation goes out in several, each well under a bus message's size limit. */
+export const REVOKE_PAIRS_PER_MESSAGE = 1000;
+
 export function publishRevoke(ctx: AuthContext, event: RevokeEvent): void {
+  const access = event.access;
+  if (access !== undefined && access.length > REVOKE_PAIRS_PER_MESSAGE) {
+    for (let i = 0; i < access.length; i += REVOKE_PAIRS_PER_MESSAGE) {
+      publishRevoke(ctx, { ...event, access: access.slice(i, i + REVOKE_PAIRS_PER_MESSAGE) });
+    }
+    return;
+  }
   try {
     ctx.deps.bus.publish(SUBJECTS.tailRevoke, event);
   } catch (err) {

@@ -66,6 +66,11 @@ export interface RevokedList {
   families: string[];
   /** (user, site) pairs that lost access, with when (auth's clock, ms); absent from older auth nodes. */
   access?: { user: string; site: string; at: number }[];
+  /**
+   * Set when `access` holds only the most recent pairs: pairs that lost access at or before
+   * this time (auth's clock, ms) may be missing.
+   */
+  accessTruncatedAt?: number;
 }
 
 /**

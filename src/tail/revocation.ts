@@ -56,6 +56,16 @@ export class RevokedSet {
     }
   }
 
+  /**
+   * Lease tokens issued at or before `at` (ms) prove nothing, whoever holds them (for as long
+   * as such a token can live). Returns whether that moved the line.
+   */
+  distrustLeaseTokensUntil(at: number): boolean {
+    if (at <= this.#accessWatermark) return false;
+    this.#accessWatermark = at;
+    return true;
+  }
+
   /** Whether this node already acted on a revocation of `user`'s access to `site` made at `authAt` (auth's clock). */
   knowsAccess(user: string, site: string, authAt: number): boolean {
     const e = this.#access.get(`${user}\u0000${site}`);
@@ -147,6 +157,12 @@ export async function syncRevoked(ctx: TailContext): Promise<void> {
   }
   for (const device of strings(list.devices)) if (!ctx.revoked.hasDevice(device)) onRevoke(ctx, { reason: 'device', device });
   for (const family of strings(list.families)) if (!ctx.revoked.hasFamily(family)) onRevoke(ctx, { reason: 'family', family });
+  if (typeof list.accessTruncatedAt === 'number' && Number.isFinite(list.accessTruncatedAt)) {
+    // Some older pairs were left out: no lease token issued by then proves anything.
+    if (ctx.revoked.distrustLeaseTokensUntil(list.accessTruncatedAt)) {
+      ctx.log.warn({ until: list.accessTruncatedAt }, 'auth listed only its newest access revocations: lease tokens issued until then are checked with auth');
+    }
+  }
   const missed = accessItems(list.access).filter((a) => !ctx.revoked.knowsAccess(a.user, a.site, a.at));
   if (missed.length > 0) {
     ctx.log.info({ pairs: missed.length }, 'access revocations learned from auth that the bus did not bring');

@@ -1,12 +1,17 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { SUBJECTS, type AccessReply, type JoinReply, type RevokedList } from '../../src/protocol/bus-messages.js';
+import { join } from 'node:path';
+import { SUBJECTS, type AccessReply, type JoinReply, type RevokeEvent, type RevokedList } from '../../src/protocol/bus-messages.js';
+import { MAX_LISTED_ACCESS } from '../../src/auth/bus-handlers.js';
+import { openSqliteAuthStore } from '../../src/auth/index.js';
+import { publishRevoke, REVOKE_PAIRS_PER_MESSAGE } from '../../src/auth/session.js';
 import { createECDH, randomBytes } from 'node:crypto';
 import { call, createSite, declareGrant, post, signGrant, signupDevice } from '../helpers/auth-client.js';
 import { startServer } from '../helpers/server.js';
 
 describe('auth on the bus', async () => {
-  const { url, server } = await startServer();
+  const srv = await startServer();
+  const { url, server } = srv;
   const bus = server.bus;
   const owner = await signupDevice(url);
   const site = await createSite(url, owner.access);
@@ -97,5 +102,44 @@ describe('auth on the bus', async () => {
     const after = await bus.request<RevokedList>(SUBJECTS.authRevoked, {});
     assert.ok(after.devices.includes(d.device));
     assert.ok(after.families.length > before.families.length, 'the device families are revoked with it');
+  });
+
+  it('lists only the newest lost access pairs, saying from when older ones may be missing', async () => {
+    // Rows written through a second connection to auth's database, as a large site's would be.
+    const store = openSqliteAuthStore(join(srv.dataDir, 'auth.db'));
+    const site2 = `big${randomBytes(6).toString('hex')}`;
+    const rows = Array.from({ length: MAX_LISTED_ACCESS + 2 }, (_, i) => ({
+      user: `u${i}x${randomBytes(4).toString('hex')}`,
+      site: site2,
+      grant: 'g'.repeat(43),
+      logs: ['*'],
+      rights: ['read' as const],
+      expiresAt: null,
+      createdAt: Date.now(),
+    }));
+    const t = Date.now();
+    try {
+      for (const r of rows) assert.equal(await store.putAccess(r, { grants: [], devices: [] }), true);
+      assert.equal(await store.deleteAccess(rows.slice(0, 2), t - 10), 2);
+      assert.equal(await store.deleteAccess(rows.slice(2), t), MAX_LISTED_ACCESS);
+    } finally {
+      await store.close();
+    }
+    const list = await bus.request<RevokedList>(SUBJECTS.authRevoked, {});
+    assert.equal(list.access?.length, MAX_LISTED_ACCESS);
+    assert.ok(list.access?.every((a) => a.site === site2), 'the newest ones');
+    assert.equal(list.accessTruncatedAt, t - 10, 'the newest pair left out');
+  });
+
+  it('sends a revocation of many pairs in several dg.tail.revoke messages', async () => {
+    const events: RevokeEvent[] = [];
+    const sub = bus.subscribe(SUBJECTS.tailRevoke, (m) => void events.push(m as RevokeEvent));
+    const access = Array.from({ length: 2 * REVOKE_PAIRS_PER_MESSAGE + 1 }, (_, i) => ({ user: `u${i}`, site: 's', at: 1 }));
+    const log = { warn: () => undefined };
+    publishRevoke({ deps: { bus, log } } as unknown as Parameters<typeof publishRevoke>[0], { reason: 'grant', access });
+    await new Promise((r) => setTimeout(r, 50));
+    sub.unsubscribe();
+    assert.deepEqual(events.map((e) => e.access?.length), [REVOKE_PAIRS_PER_MESSAGE, REVOKE_PAIRS_PER_MESSAGE, 1]);
+    assert.deepEqual(events.flatMap((e) => e.access ?? []), access, 'every pair once, in order');
   });
 });

@@ -49,4 +49,15 @@ describe('RevokedSet', () => {
     assert.equal(q.leaseTokenStale('u', 's', (t + 2000) / 1000), true);
     assert.equal(q.leaseTokenStale('u', 's', (t + 4000) / 1000), false);
   });
+
+  it('distrusts every lease token issued up to a given time, once auth says its list was cut', () => {
+    const r = new RevokedSet(60_000);
+    const t = 1_700_000_000_000;
+    assert.equal(r.distrustLeaseTokensUntil(t), true);
+    assert.equal(r.distrustLeaseTokensUntil(t - 1000), false, 'never moves back');
+    assert.equal(r.leaseTokenStale('anyone', 'anywhere', t / 1000), true);
+    assert.equal(r.leaseTokenStale('anyone', 'anywhere', t / 1000 + 1), false);
+    r.prune(t + 60_000);
+    assert.equal(r.leaseTokenStale('anyone', 'anywhere', t / 1000), false, 'no such token can still live');
+  });
 });
