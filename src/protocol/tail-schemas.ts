@@ -9,7 +9,6 @@ import { DEVICE_ID_PATTERN, LOG_NAME_PATTERN, SITE_ID_PATTERN, type Right } from
 
 export const TAIL_SUBPROTOCOL = 'datagrove.v1';
 
-/** Strict base64url without padding (length is checked when decoding). */
 /** A handle id: an opaque token the server made. */
 export const HANDLE_PATTERN = '^[A-Za-z0-9_-]{1,32}$';
 /** A write id: printable ASCII chosen by the client. */

@@ -124,24 +124,19 @@ export class LiveLog {
     return this.leader?.session.auth?.device ?? this.lapse?.device ?? null;
   }
 
-  /** Devices of the other handle holders. */
-  /** The devices among `peers(except)` whose handle may write (whose entries a leader may take). */
-  writers(except: Handle): string[] {
+  /** Devices of the other handle holders (only those whose handle may write, with `writersOnly`). */
+  peers(except: Handle, writersOnly = false): string[] {
     const out = new Set<string>();
     for (const h of this.handles) {
       const dev = h.session.auth?.device;
-      if (h !== except && dev !== undefined && canWrite(h.access.rights)) out.add(dev);
+      if (h !== except && dev !== undefined && (!writersOnly || canWrite(h.access.rights))) out.add(dev);
     }
     return [...out];
   }
 
-  peers(except: Handle): string[] {
-    const out = new Set<string>();
-    for (const h of this.handles) {
-      const dev = h.session.auth?.device;
-      if (h !== except && dev !== undefined) out.add(dev);
-    }
-    return [...out];
+  /** The devices among `peers(except)` whose handle may write (whose entries a leader may take). */
+  writers(except: Handle): string[] {
+    return this.peers(except, true);
   }
 
   /** Resolves when no write of this log is in flight. */

@@ -51,8 +51,7 @@ export class RevokedSet {
       const oldest = this.#access.entries().next();
       if (oldest.done === true) break;
       this.#access.delete(oldest.value[0]);
-      const at = Math.max(oldest.value[1].at, oldest.value[1].authAt);
-      if (at > this.#accessWatermark) this.#accessWatermark = at;
+      this.distrustLeaseTokensUntil(Math.max(oldest.value[1].at, oldest.value[1].authAt));
     }
   }
 

@@ -59,10 +59,10 @@ function refuse(ctx: TailContext, session: Session, log: LiveLog, id: number, co
 }
 
 /**
- * Checks the entries' sizes, then decodes them (validated base64url: the frame schema
- * checked the alphabet) straight into the store's packed form, one allocation per write,
- * `out` getting views of each entry; a string that no whole number of bytes encodes, or
- * an entry over `maxEntryBytes`, makes the problem.
+ * Checks the entries' sizes, then decodes them straight into the store's packed form, one
+ * allocation per write, `out` getting views of each entry; a string that is not base64url
+ * of a whole number of bytes (decodePacked checks), or an entry over `maxEntryBytes`,
+ * makes the problem.
  */
 function decodeEntries(b64: string[], maxEntryBytes: number, out: Buffer[]): { bytes: number; packed: Buffer } | { code: ErrorCode; message: string } {
   for (let i = 0; i < b64.length; i++) {

@@ -6,7 +6,16 @@ import { SUBJECTS, type PresenceMessage } from '../../src/protocol/bus-messages.
 import { declareGrant, post, signupDevice } from '../helpers/auth-client.js';
 import { startServer } from '../helpers/server.js';
 import { entry, TailClient } from '../helpers/tail-client.js';
-import { connect, joined, lease, logName, member, until, world } from './fixture.js';
+import { connect, joined, lease, logName, member, until, world, type World } from './fixture.js';
+
+/** A member with the read right who joined over HTTP, and a lease token for `log` minted now. */
+async function readerWithLeaseToken(w: World, log: string) {
+  const m = await member(w, ['read']);
+  assert.equal((await post(w.url, '/join', { site: w.site, grant: m.grant.hash }, m.dev.access)).status, 200);
+  const t = await post<{ token: string }>(w.url, '/lease', { site: w.site, log }, m.dev.access);
+  assert.equal(t.status, 200, t.text);
+  return { m, t };
+}
 
 describe('tail: access', async () => {
   const w = await world();
@@ -68,11 +77,8 @@ describe('tail: access', async () => {
   });
 
   it('no longer takes a lease token minted before its grant was revoked: auth is asked', async () => {
-    const m = await member(w, ['read']);
-    assert.equal((await post(w.url, '/join', { site: w.site, grant: m.grant.hash }, m.dev.access)).status, 200);
     const log = logName();
-    const t = await post<{ token: string }>(w.url, '/lease', { site: w.site, log }, m.dev.access);
-    assert.equal(t.status, 200, t.text);
+    const { m, t } = await readerWithLeaseToken(w, log);
     const c = await connect(w, m.dev);
     const l = await lease(c, w.site, log, { token: t.body.token });
     assert.equal(l.role, 'follower');
@@ -95,11 +101,8 @@ describe('tail: access', async () => {
   it('learns a grant revocation that never came over the bus from auth\'s list, and kills the handle', async () => {
     // A node of its own that asks auth for the recent revocations every second.
     const v = await world({ tailLimits: { revokedPollMs: 1000 } });
-    const m = await member(v, ['read']);
-    assert.equal((await post(v.url, '/join', { site: v.site, grant: m.grant.hash }, m.dev.access)).status, 200);
     const log = logName();
-    const t = await post<{ token: string }>(v.url, '/lease', { site: v.site, log }, m.dev.access);
-    assert.equal(t.status, 200, t.text);
+    const { m, t } = await readerWithLeaseToken(v, log);
     const c = await connect(v, m.dev);
     const l = await lease(c, v.site, log);
     assert.equal(l.role, 'follower');
