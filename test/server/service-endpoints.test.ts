@@ -12,6 +12,8 @@ describe('service endpoints', () => {
     assert.equal(ready.status, 200);
     const metrics = await (await fetch(`${url}/metrics`)).text();
     assert.match(metrics, /datagrove_http_requests_total/);
+    // Node's default metrics, the event-loop delay among them, are exported with the prefix.
+    assert.match(metrics, /datagrove_nodejs_eventloop_lag_p99_seconds \d/);
   });
 
   it('answers unknown routes with the error shape', async () => {
