@@ -54,6 +54,8 @@ export interface GroupCommitOptions {
   deliverWith?: (deliver: () => void) => void;
   /** Gets an error a sink threw (a bug); the other sinks still get their outcome. Default: rethrown in a microtask. */
   onSinkError?: (err: unknown) => void;
+  /** Told how long each successful `appendBatch` took (ms), before its outcomes are delivered. */
+  onCommit?: (ms: number) => void;
 }
 
 export interface GroupCommitStats {
@@ -132,6 +134,7 @@ export class GroupCommitter {
   private readonly target: number;
   private readonly deliverWith: (deliver: () => void) => void;
   private readonly onSinkError: (err: unknown) => void;
+  private readonly onCommit: ((ms: number) => void) | null;
 
   private queue: Pending[] = [];
   private queuedBytes = 0;
@@ -170,6 +173,7 @@ export class GroupCommitter {
     if (!Number.isFinite(delay) || delay < 0 || delay > 1000) throw new RangeError('GroupCommitter: delayMs must be between 0 and 1000');
     this.delayMs = delay;
     this.deliverWith = options.deliverWith ?? ((deliver) => deliver());
+    this.onCommit = options.onCommit ?? null;
     this.onSinkError =
       options.onSinkError ??
       ((err) =>
@@ -337,6 +341,7 @@ export class GroupCommitter {
     const reqs = new Array<AppendRequest>(batch.length);
     for (let i = 0; i < batch.length; i++) reqs[i] = (batch[i] as Pending).req;
     let results: AppendResult[];
+    const started = performance.now();
     try {
       results = await this.store.appendBatch(reqs);
       if (!Array.isArray(results) || results.length !== batch.length) {
@@ -350,6 +355,13 @@ export class GroupCommitter {
     }
     this.batches++;
     this.committedRequests += batch.length;
+    if (this.onCommit !== null) {
+      try {
+        this.onCommit(performance.now() - started);
+      } catch (e) {
+        this.onSinkError(e);
+      }
+    }
     this.deliver(batch, results, null);
     this.settle(batch.length);
   }

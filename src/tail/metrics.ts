@@ -20,6 +20,8 @@ export interface TailMetrics {
   writes: Counter<'result'>;
   entries: Counter;
   commitBatch: Histogram;
+  /** Seconds each durable group commit took (the store call, fsync included). */
+  commitSeconds: Histogram;
   fanout: Counter<'kind'>;
   lagging: Gauge;
   slowCloses: Counter;
@@ -86,6 +88,12 @@ export function createTailMetrics(registry: Registry): TailMetrics {
       name: 'datagrove_tail_commit_batch_writes',
       help: 'Writes of one log committed together (in one group-commit batch)',
       buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
+      registers,
+    }),
+    commitSeconds: new Histogram({
+      name: 'datagrove_tail_commit_seconds',
+      help: 'Duration of each durable group commit (the store call, fsync included)',
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2],
       registers,
     }),
     fanout: fanout.counter,

@@ -64,6 +64,7 @@ export function createTail(deps: TailDeps): TailService {
       target: limits.commitTarget,
       deliverWith: (deliver) => cork.during(deliver),
       onSinkError: (err) => log.error({ err }, 'settling a write failed'),
+      onCommit: (ms) => metrics.commitSeconds.observe(ms / 1000),
     }),
     access: new AccessControl(deps.bus, limits.authTimeoutMs, limits.accessCacheMax),
     notify: new NotifyPublisher(deps.bus, limits.notifyIntervalMs, log),

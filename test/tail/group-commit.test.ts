@@ -191,6 +191,27 @@ describe('GroupCommitter', () => {
     assert.deepEqual(await gc.submit(req(site, 0)), { status: 'ok', at: 0, length: 1 });
   });
 
+  it('times each successful commit with onCommit, before its outcomes are delivered, and never a failed one', async () => {
+    const events: string[] = [];
+    const gc = new GroupCommitter(store, { maxBatch: 2, onCommit: (ms) => events.push(Number.isFinite(ms) && ms >= 0 ? 'timed' : `bad ${ms}`) });
+    const site = freshSite();
+    await new Promise<void>((resolve) => {
+      let left = 4;
+      const sink = (i: number) => ({
+        committed: () => {
+          events.push(`ok ${i}`);
+          if (--left === 0) resolve();
+        },
+        failed: () => {
+          events.push(`failed ${i}`);
+          if (--left === 0) resolve();
+        },
+      });
+      [req(site, 0), req(site, 1), req(site, 2, POISON), req(site, 3)].forEach((r, i) => gc.enqueue(r, sink(i)));
+    });
+    assert.deepEqual(events, ['timed', 'ok 0', 'ok 1', 'failed 2', 'failed 3']);
+  });
+
   it('rejects a malformed request alone, with BAD_REQUEST', async () => {
     const gc = new GroupCommitter(store);
     const site = freshSite();

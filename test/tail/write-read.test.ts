@@ -145,6 +145,10 @@ describe('tail: write and read', async () => {
     assert.ok((await metric(w.url, 'datagrove_tail_writes_total', 'result="ok"')) >= 1);
     assert.ok((await metric(w.url, 'datagrove_tail_entries_committed_total')) >= 2);
     assert.ok((await metric(w.url, 'datagrove_tail_commit_batch_writes_count')) >= 1);
+    // Every successful commit is timed, and the 2 s bucket holds them all on a test machine.
+    const commits = await metric(w.url, 'datagrove_tail_commit_seconds_count');
+    assert.ok(commits >= 1);
+    assert.equal(await metric(w.url, 'datagrove_tail_commit_seconds_bucket', 'le="2"'), commits);
     assert.ok((await metric(w.url, 'datagrove_tail_errors_total', 'code="NOT_FOUND"')) >= 1);
     c.close();
   });
