@@ -108,37 +108,37 @@ const PACE: Pace = { perSec: 1900, burst: 3000 };
 const WARM_WRITES = 4000;
 
 /** The warm-up payload: the scenario's, or a longer one of the same writes when that is short. */
-function warmPayload(payload: Payload, perWrite: number, quick: boolean): Payload {
-  if (quick || payload.batches >= WARM_WRITES) return payload;
+function warmPayload(payload: Payload, perWrite: number): Payload {
+  if (payload.batches >= WARM_WRITES) return payload;
   return new Payload(WARM_WRITES * perWrite, payload.entryBytes, perWrite);
 }
 
 /**
- * Repetitions of a scenario: 5, or 11 when a round has fewer than SHORT_ROUND_WRITES writes
- * (a fraction of a second each, where the shared machine's noise weighs most).
+ * Repetitions of a scenario: FULL_REPS, or SHORT_REPS when a round has fewer than
+ * SHORT_ROUND_WRITES writes (a fraction of a second each, where the shared machine's
+ * noise weighs most).
  */
-const SHORT_ROUND_WRITES = 2000;
-function repsFor(payload: Payload, reps: number): number {
-  return payload.batches < SHORT_ROUND_WRITES && reps === FULL_REPS ? SHORT_REPS : reps;
-}
 const FULL_REPS = 5;
 const SHORT_REPS = 11;
+const SHORT_ROUND_WRITES = 2000;
+function defaultReps(payload: Payload): number {
+  return payload.batches < SHORT_ROUND_WRITES ? SHORT_REPS : FULL_REPS;
+}
 
 async function scenario(
   sc: Scenario,
   sides: { project: Target; peer: Target; server: Child; relay: Child },
   payload: Payload,
+  warm: Payload,
   reps: number,
   followers: number,
   log: (line: string) => void,
-  quick: boolean,
 ): Promise<{ P: Measured[]; R: Measured[] }> {
   const { project, peer, server, relay } = sides;
   const key = `e${sc.perWrite}w${sc.window}`;
   // Warm-up: one round on each side, not measured, of at least WARM_WRITES writes, so both
   // run optimized code (with 200 writes of 100 entries, the server's per-write code was
   // still being optimized during the measured rounds).
-  const warm = warmPayload(payload, sc.perWrite, quick);
   await measure(project, server, `fan-${key}-warm`, warm, sc.window, followers, PACE);
   await measure(peer, relay, `fan-${key}-warm`, warm, sc.window, followers, PACE);
   const P: Measured[] = [];
@@ -165,7 +165,8 @@ export async function run(opts: BenchOptions): Promise<BenchResult> {
   const t0 = performance.now();
   const followers = opts.quick ? 20 : 50;
   const entries = opts.quick ? 4000 : 20_000;
-  const reps = Number(process.env.DG_BENCH_FANOUT_REPS ?? '') || (opts.quick ? 1 : FULL_REPS); // the variable: diagnosis only
+  const repsOverride = Number(process.env.DG_BENCH_FANOUT_REPS ?? '') || (opts.quick ? 1 : 0); // the variable: diagnosis only
+  const reps = repsOverride || FULL_REPS;
   const entryBytes = 100;
   const only = process.env.DG_BENCH_FANOUT_ONLY; // diagnosis: e.g. "1" runs only 1 entry per write
   const all = scenarios(opts.quick).filter((sc) => only === undefined || only === '' || only.split(',').includes(String(sc.perWrite)));
@@ -190,14 +191,16 @@ export async function run(opts: BenchOptions): Promise<BenchResult> {
     const rows: Row[] = [];
     const notes = [
       `${followers} followers, ${entries} entries of ${entryBytes} B in writes of 1, 10 or 100 entries; a window of W writes means at most W writes not yet delivered to every follower ` +
-        `(W = ${SDK_WINDOW} is what the client SDK keeps in flight); ${opts.quick ? `${reps} repetition per scenario after one warm-up round of the same size (quick: a smoke check).` : `${reps} interleaved repetitions per scenario (${SHORT_REPS} when a round has fewer than ${SHORT_ROUND_WRITES} writes) after one warm-up round each of at least ${WARM_WRITES} writes.`}`,
+        `(W = ${SDK_WINDOW} is what the client SDK keeps in flight); ${opts.quick ? `${reps} repetition per scenario after one warm-up round of the same size (quick: a smoke check).` : `${repsOverride ? `${repsOverride} interleaved repetitions per scenario` : `${FULL_REPS} interleaved repetitions per scenario (${SHORT_REPS} when a round has fewer than ${SHORT_ROUND_WRITES} writes)`} after one warm-up round each of at least ${WARM_WRITES} writes.`}`,
       `The leader keeps to ${PACE.perSec} writes/s (burst ${PACE.burst}) on both sides, inside the server's limit of 2 000 operations/s per session.`,
       'CPU is the serving child process\'s own user+system time (process.cpuUsage over IPC) from the first write to the last delivery; set-up (sign-up, connect, lease) is outside the window.',
     ];
     const pick = (xs: Measured[], k: keyof Measured) => xs.map((m) => m[k]);
     for (const sc of all) {
       const payload = new Payload(entries, entryBytes, sc.perWrite);
-      const { P, R } = await scenario(sc, { project, peer, server, relay }, payload, repsFor(payload, reps), followers, opts.log, opts.quick);
+      // A quick run warms up with the scenario's own payload.
+      const warm = opts.quick ? payload : warmPayload(payload, sc.perWrite);
+      const { P, R } = await scenario(sc, { project, peer, server, relay }, payload, warm, repsOverride || defaultReps(payload), followers, opts.log);
       const cpuRow = row(`server CPU per delivered entry, ${sc.label}`, 'µs', 'lower', pick(P, 'cpuPerDelivery'), pick(R, 'cpuPerDelivery'), {
         text: '≤ 0.5',
         test: (x) => x <= 0.5,

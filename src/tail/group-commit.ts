@@ -341,7 +341,6 @@ export class GroupCommitter {
     const reqs = new Array<AppendRequest>(batch.length);
     for (let i = 0; i < batch.length; i++) reqs[i] = (batch[i] as Pending).req;
     let results: AppendResult[];
-    const started = performance.now();
     try {
       results = await this.store.appendBatch(reqs);
       if (!Array.isArray(results) || results.length !== batch.length) {
@@ -357,7 +356,7 @@ export class GroupCommitter {
     this.committedRequests += batch.length;
     if (this.onCommit !== null) {
       try {
-        this.onCommit(performance.now() - started);
+        this.onCommit(performance.now() - this.lastStart); // run() set it just before this commit
       } catch (e) {
         this.onSinkError(e);
       }
