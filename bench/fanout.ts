@@ -125,6 +125,15 @@ function defaultReps(payload: Payload): number {
   return payload.batches < SHORT_ROUND_WRITES ? SHORT_REPS : FULL_REPS;
 }
 
+/** How many repetitions and what warm-up the run had, for its notes. */
+function repsNote(quick: boolean, repsOverride: number): string {
+  if (quick) return `${repsOverride} repetition per scenario after one warm-up round of the same size (quick: a smoke check).`;
+  const reps = repsOverride
+    ? `${repsOverride} interleaved repetitions per scenario`
+    : `${FULL_REPS} interleaved repetitions per scenario (${SHORT_REPS} when a round has fewer than ${SHORT_ROUND_WRITES} writes)`;
+  return `${reps} after one warm-up round each of at least ${WARM_WRITES} writes.`;
+}
+
 async function scenario(
   sc: Scenario,
   sides: { project: Target; peer: Target; server: Child; relay: Child },
@@ -191,7 +200,7 @@ export async function run(opts: BenchOptions): Promise<BenchResult> {
     const rows: Row[] = [];
     const notes = [
       `${followers} followers, ${entries} entries of ${entryBytes} B in writes of 1, 10 or 100 entries; a window of W writes means at most W writes not yet delivered to every follower ` +
-        `(W = ${SDK_WINDOW} is what the client SDK keeps in flight); ${opts.quick ? `${reps} repetition per scenario after one warm-up round of the same size (quick: a smoke check).` : `${repsOverride ? `${repsOverride} interleaved repetitions per scenario` : `${FULL_REPS} interleaved repetitions per scenario (${SHORT_REPS} when a round has fewer than ${SHORT_ROUND_WRITES} writes)`} after one warm-up round each of at least ${WARM_WRITES} writes.`}`,
+        `(W = ${SDK_WINDOW} is what the client SDK keeps in flight); ${repsNote(opts.quick, repsOverride)}`,
       `The leader keeps to ${PACE.perSec} writes/s (burst ${PACE.burst}) on both sides, inside the server's limit of 2 000 operations/s per session.`,
       'CPU is the serving child process\'s own user+system time (process.cpuUsage over IPC) from the first write to the last delivery; set-up (sign-up, connect, lease) is outside the window.',
     ];

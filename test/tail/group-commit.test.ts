@@ -23,6 +23,9 @@ function req(site: string, at: number, data: Buffer | string = `e${at}`, more: P
   return { site, log: 'main', at, epoch: 0, device: D, entries: [typeof data === 'string' ? Buffer.from(data) : data], ...more };
 }
 
+/** One turn of the event loop: what a setImmediate scheduled before it has run. */
+const tick = () => new Promise((r) => setImmediate(r));
+
 async function settleAll<T>(ps: Promise<T>[]): Promise<PromiseSettledResult<T>[]> {
   return Promise.all(ps.map((p) => p.then((value) => ({ status: 'fulfilled' as const, value }), (reason: unknown) => ({ status: 'rejected' as const, reason }))));
 }
@@ -70,7 +73,6 @@ describe('GroupCommitter', () => {
   it('lets a burst read over a few turns share one commit, and stops waiting when a turn brings nothing', async () => {
     const gc = new GroupCommitter(store);
     const site = freshSite();
-    const tick = () => new Promise((r) => setImmediate(r));
     const ps = [gc.submit(req(site, 0))];
     await tick();
     ps.push(gc.submit(req(site, 1)));
@@ -282,7 +284,6 @@ describe('GroupCommitter', () => {
     const delayMs = 150;
     const gc = new GroupCommitter(store, { delayMs, target: 4 });
     const site = freshSite();
-    const tick = () => new Promise((r) => setImmediate(r));
     // After a quiet spell a write commits in its own turn, waiting or not.
     assert.deepEqual(await gc.submit(req(site, 0), true), { status: 'ok', at: 0, length: 1 });
     assert.equal(gc.stats.batches, 1);
@@ -326,7 +327,6 @@ describe('GroupCommitter', () => {
     // cannot make a wait look short.
     const gc = new GroupCommitter(store, { delayMs: 150, target: 4 });
     const site = freshSite();
-    const tick = () => new Promise((r) => setImmediate(r));
     await gc.submit(req(site, 0), true);
     // Each of these follows a commit at once and waits alone: nothing arrives meanwhile.
     let next = 1;
@@ -369,7 +369,7 @@ describe('GroupCommitter over PostgreSQL (commits take real time)', { skip: awai
     // first and be nacked.
     for (let i = 0; i < 60; i++) {
       ps.push(gc.submit(req(site, i)));
-      await new Promise((r) => setImmediate(r));
+      await tick();
     }
     const results = await Promise.all(ps);
     assert.deepEqual(results, Array.from({ length: 60 }, (_, i) => ({ status: 'ok', at: i, length: i + 1 })));
