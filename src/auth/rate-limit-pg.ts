@@ -41,7 +41,15 @@ export interface PgRateLimits {
  * the store class to hand to @fastify/rate-limit.
  */
 export async function openPgRateLimits(url: string, schema: string): Promise<PgRateLimits> {
-  const pool = new pg.Pool({ connectionString: url, max: 4 });
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: 4,
+    // A request waits for its count: a database that stops answering must fail it, not hold it.
+    connectionTimeoutMillis: 5000,
+    statement_timeout: 5000,
+    idle_in_transaction_session_timeout: 30_000,
+    application_name: `datagrove-limits:${schema}`,
+  });
   pool.on('error', () => {
     // An idle client lost its connection: the pool replaces it; requests report their own errors.
   });

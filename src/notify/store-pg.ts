@@ -11,6 +11,10 @@ export interface PgNotifyStoreOptions {
   schema?: string;
   /** Connections in the pool; default 10. */
   poolSize?: number;
+  /** How long opening a connection may take before it fails (ms); default 5 000. */
+  connectTimeoutMs?: number;
+  /** How long one statement (a lock wait included) may run before it fails (ms); default 15 000. */
+  statementTimeoutMs?: number;
 }
 
 const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -110,7 +114,19 @@ async function applyOne(c: pg.PoolClient, user: string, ch: StoreChange): Promis
 export async function openPgNotifyStore(url: string, options: PgNotifyStoreOptions = {}): Promise<NotifyStore> {
   const schema = options.schema ?? 'public';
   if (!IDENT.test(schema)) throw new Error(`invalid schema name '${schema}'`);
-  const pool = new pg.Pool({ connectionString: url, max: options.poolSize ?? 10, options: `-c search_path=${schema}` });
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.poolSize ?? 10,
+    options: `-c search_path=${schema}`,
+    // Without these a database that stops answering holds pushes, subscription updates and
+    // the schema lock at start-up forever.
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
+    statement_timeout: options.statementTimeoutMs ?? 15_000,
+    // A transaction left open by a stalled node must not hold a user's version row forever.
+    idle_in_transaction_session_timeout: 30_000,
+    // Names the connections (PostgreSQL truncates it to 63 bytes) for pg_stat_activity.
+    application_name: `datagrove-notify:${schema}`,
+  });
   // Healthy until a connection fails; the next successful statement clears it.
   let healthy = true;
   pool.on('error', () => {

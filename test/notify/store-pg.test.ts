@@ -1,4 +1,6 @@
-import { after } from 'node:test';
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import pg from 'pg';
 import { openPgNotifyStore } from '../../src/notify/index.js';
 import { runNotifyStoreConformance } from '../conformance/notify-store.js';
 import { PG_URL, dropPgSchemas, pgSkip } from '../helpers/services.js';
@@ -13,3 +15,29 @@ after(async () => {
 
 const skip = await pgSkip();
 runNotifyStoreConformance('postgres', () => openPgNotifyStore(PG_URL, { schema }), { skip });
+
+describe('notify store (postgres): connections', { skip }, () => {
+  it('survives its connections being killed: unhealthy at once, then reconnects', async () => {
+    const store = await openPgNotifyStore(PG_URL, { schema });
+    try {
+      const user = `u-${Date.now()}`;
+      await store.applyChanges(user, 1, [{ op: 'unpush', device: 'd1' }]);
+      const admin = new pg.Client({ connectionString: PG_URL });
+      await admin.connect();
+      try {
+        const { rows } = await admin.query('SELECT pg_terminate_backend(pid) AS t FROM pg_stat_activity WHERE application_name = $1', [
+          `datagrove-notify:${schema}`,
+        ]);
+        assert.ok(rows.length > 0, 'the store has connections to kill, under its own name');
+      } finally {
+        await admin.end();
+      }
+      for (let i = 0; i < 100 && store.healthy(); i++) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(store.healthy(), false);
+      assert.equal((await store.userState(user)).version, 1);
+      assert.equal(store.healthy(), true);
+    } finally {
+      await store.close();
+    }
+  });
+});
