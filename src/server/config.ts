@@ -36,6 +36,8 @@ export interface Config {
   leaseGraceMs: number;
   /** Tail group commit: while writes keep coming, at most one commit per this many ms (0: one per event-loop turn). */
   commitDelayMs: number;
+  /** Tail sessions one node holds at once; more upgrades get 503 with retry-after. */
+  maxSessions: number;
   pushIntervalMs: number;
   vapidSubject: string;
   devIdp: boolean;
@@ -89,6 +91,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'accessTtlSec', flag: '--access-ttl', env: 'DATAGROVE_ACCESS_TTL', kind: 'int', help: 'access and lease token lifetime in seconds (default 900, at most 900)' },
   { key: 'leaseGraceMs', flag: '--lease-grace-ms', env: 'DATAGROVE_LEASE_GRACE_MS', kind: 'int', help: "how long a departed leader's device may retake leadership (default 3000)" },
   { key: 'commitDelayMs', flag: '--commit-delay-ms', env: 'DATAGROVE_COMMIT_DELAY_MS', kind: 'int', help: 'while writes keep coming, a tail node starts at most one durable commit per this many ms, so they share it; a write after a quiet spell commits at once (default 2, 0 to 50; 0: one commit per event-loop turn)' },
+  { key: 'maxSessions', flag: '--max-sessions', env: 'DATAGROVE_MAX_SESSIONS', kind: 'int', help: 'tail WebSocket sessions one node holds at once; further upgrades get 503 with retry-after (default 100000, at least 1; sessions that have not sent connect yet: at most a tenth of it)' },
   { key: 'pushIntervalMs', flag: '--push-interval-ms', env: 'DATAGROVE_PUSH_INTERVAL_MS', kind: 'int', help: 'at most one push per (device, site) per interval (default 10000)' },
   { key: 'vapidSubject', flag: '--vapid-subject', env: 'DATAGROVE_VAPID_SUBJECT', kind: 'string', help: 'VAPID subject, a mailto: or https: URL (default mailto:admin@localhost)' },
   { key: 'devIdp', flag: '--dev-idp', env: 'DATAGROVE_DEV_IDP', kind: 'bool', help: 'mount a development OpenID Connect provider (refused with NODE_ENV=production)' },
@@ -115,6 +118,7 @@ export function defaultConfig(): Config {
     accessTtlSec: 900,
     leaseGraceMs: 3000,
     commitDelayMs: 2,
+    maxSessions: 100_000,
     pushIntervalMs: 10000,
     vapidSubject: 'mailto:admin@localhost',
     devIdp: false,
@@ -182,6 +186,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   if (c.nodeId !== '' && !NODE_ID_RE.test(c.nodeId)) throw new DgError('BAD_REQUEST', '--node-id must be 1 to 128 of A-Z a-z 0-9 . _ : -');
   if (c.tailUrl !== '' && !/^wss?:\/\/[^\s]+$/.test(c.tailUrl)) throw new DgError('BAD_REQUEST', '--tail-url must be a ws:// or wss:// URL');
   if (c.nodeTtlMs < MIN_NODE_TTL_MS || c.nodeTtlMs > MAX_NODE_TTL_MS) throw new DgError('BAD_REQUEST', `--node-ttl-ms must be between ${MIN_NODE_TTL_MS} and ${MAX_NODE_TTL_MS}`);
+  if (c.maxSessions < 1) throw new DgError('BAD_REQUEST', '--max-sessions must be at least 1');
   if (c.commitDelayMs > 50) throw new DgError('BAD_REQUEST', '--commit-delay-ms must be between 0 and 50');
   for (const p of c.trustProxy) checkProxy(p);
   if (!/^(mailto:|https:)/.test(c.vapidSubject)) throw new DgError('BAD_REQUEST', '--vapid-subject must be a mailto: or https: URL');

@@ -18,6 +18,13 @@ export interface TailLimits {
   maxSignalBytes: number;
   /** `connect` must arrive within this time. */
   connectTimeoutMs: number;
+  /**
+   * Sessions this node holds at once, and of them those that have not `connect`ed yet: an
+   * upgrade over either is refused with HTTP 503 and `retry-after`, before any WebSocket
+   * state exists, so a flood of sockets cannot exhaust the node's memory or descriptors.
+   */
+  maxSessions: number;
+  maxPendingSessions: number;
   /** A session whose access token expired longer ago than this is closed 4401. */
   expiredCloseMs: number;
   /** Slow consumers: over `softBuffer` bytes queued, events lose entries and coalesce; over `hardBuffer`, or soft for longer than `lagCloseMs`, close 4408. */
@@ -82,6 +89,8 @@ export const DEFAULT_TAIL_LIMITS: Readonly<TailLimits> = Object.freeze({
   inlineBatchBytes: 64 * KiB,
   maxSignalBytes: 64 * KiB,
   connectTimeoutMs: 10_000,
+  maxSessions: 100_000,
+  maxPendingSessions: 10_000,
   expiredCloseMs: 60_000,
   softBuffer: 1 * MiB,
   hardBuffer: 8 * MiB,

@@ -26,6 +26,8 @@ export interface TailMetrics {
   lagging: Gauge;
   slowCloses: Counter;
   closes: Counter<'code'>;
+  /** Upgrades refused because the node was full (`sessions`) or had too many sessions not yet connected (`pending`). */
+  refusedUpgrades: Counter<'reason'>;
   errors: Counter<'code'>;
   error(code: ErrorCode): void;
   /** One write answered with `result` (counted in `writes`). */
@@ -100,6 +102,12 @@ export function createTailMetrics(registry: Registry): TailMetrics {
     lagging: new Gauge({ name: 'datagrove_tail_lagging_sessions', help: 'Sessions over the soft send-buffer limit (events without entries, coalesced)', registers }),
     slowCloses: new Counter({ name: 'datagrove_tail_slow_consumer_closes_total', help: 'Sessions closed 4408 as slow consumers', registers }),
     closes: new Counter({ name: 'datagrove_tail_closes_total', help: 'Sessions closed by the server, by close code', labelNames: ['code'], registers }),
+    refusedUpgrades: new Counter({
+      name: 'datagrove_tail_refused_upgrades_total',
+      help: 'WebSocket upgrades refused with 503 because the node held maxSessions sessions (sessions) or maxPendingSessions not yet connected (pending)',
+      labelNames: ['reason'],
+      registers,
+    }),
     errors,
     error: (code) => errors.inc({ code }),
     wrote: (result) => writes.add(result, 1),

@@ -35,9 +35,13 @@ export interface TailService {
 
 const SWEEP_MS = 1000;
 
-function refuse(socket: Duplex, status: string): void {
-  socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+function refuse(socket: Duplex, status: string, retryAfterSec?: number): void {
+  const retry = retryAfterSec === undefined ? '' : `retry-after: ${retryAfterSec}\r\n`;
+  socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\n${retry}content-length: 0\r\n\r\n`);
 }
+
+/** What a client refused for capacity is told to wait before it tries again (s). */
+const FULL_RETRY_AFTER_SEC = 5;
 
 function offersSubprotocol(req: IncomingMessage): boolean {
   const header = req.headers['sec-websocket-protocol'];
@@ -187,6 +191,11 @@ export function createTail(deps: TailDeps): TailService {
     handleUpgrade(req, socket, head) {
       if (!accepting) return refuse(socket, '503 Service Unavailable');
       if (!offersSubprotocol(req)) return refuse(socket, '400 Bad Request');
+      const full = ctx.sessions.size >= limits.maxSessions ? 'sessions' : ctx.sessions.pending >= limits.maxPendingSessions ? 'pending' : null;
+      if (full !== null) {
+        metrics.refusedUpgrades.inc({ reason: full });
+        return refuse(socket, '503 Service Unavailable', FULL_RETRY_AFTER_SEC);
+      }
       wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, socket));
     },
 

@@ -5,6 +5,8 @@ import type { Session } from './session.js';
 export class SessionRegistry {
   readonly #all = new Set<Session>();
   readonly #byUser = new Map<string, Set<Session>>();
+  /** Sessions in `#all` that have not connected yet. */
+  #pending = 0;
 
   constructor(private readonly presence: Presence) {}
 
@@ -12,14 +14,23 @@ export class SessionRegistry {
     return this.#all.size;
   }
 
+  /** Sessions that have not `connect`ed yet. */
+  get pending(): number {
+    return this.#pending;
+  }
+
+  /** A new session, not connected yet. */
   add(s: Session): void {
+    if (this.#all.has(s)) return;
     this.#all.add(s);
+    if (s.auth === null) this.#pending++;
   }
 
   /** The session's first successful `connect`. */
   connected(s: Session): void {
     const user = s.auth?.user;
-    if (user === undefined) return;
+    if (user === undefined || !this.#all.has(s)) return;
+    this.#pending--;
     let set = this.#byUser.get(user);
     if (set === undefined) this.#byUser.set(user, (set = new Set()));
     set.add(s);
@@ -29,7 +40,10 @@ export class SessionRegistry {
   remove(s: Session): void {
     if (!this.#all.delete(s)) return;
     const user = s.auth?.user;
-    if (user === undefined) return;
+    if (user === undefined) {
+      this.#pending--;
+      return;
+    }
     const set = this.#byUser.get(user);
     if (set?.delete(s) !== true) return;
     if (set.size === 0) this.#byUser.delete(user);

@@ -1,0 +1,101 @@
+/**
+ * How many sessions a node holds: over `maxSessions`, or with `maxPendingSessions` not yet
+ * connected, an upgrade is refused with HTTP 503 and `retry-after` before any WebSocket
+ * exists; the sessions already there are untouched, and room comes back as they connect
+ * or close.
+ */
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import WebSocket from 'ws';
+import { loadConfig } from '../../src/server/config.js';
+import { TailClient } from '../helpers/tail-client.js';
+import { until, world } from './fixture.js';
+
+interface Refusal {
+  status: number;
+  retryAfter: string | undefined;
+}
+
+/** Tries an upgrade: the open socket, or the HTTP answer that refused it. */
+function tryOpen(url: string): Promise<WebSocket | Refusal> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, 'datagrove.v1', { perMessageDeflate: false });
+    ws.once('open', () => resolve(ws));
+    ws.once('unexpected-response', (_req, res) => {
+      resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'] });
+      res.resume();
+      ws.terminate();
+    });
+    ws.once('error', reject);
+  });
+}
+
+function refused(r: WebSocket | Refusal): Refusal {
+  assert.ok(!(r instanceof WebSocket), 'the upgrade was accepted');
+  return r;
+}
+
+async function refusedCount(url: string, reason: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const m = new RegExp(`^datagrove_tail_refused_upgrades_total\\{reason="${reason}"\\} (\\d+)`, 'm').exec(text);
+  return Number(m?.[1] ?? 0);
+}
+
+describe('tail: sessions per node', async () => {
+  const w = await world({ tailLimits: { maxSessions: 3, maxPendingSessions: 2 } });
+  const open: { close(): void }[] = [];
+  after(() => {
+    for (const s of open) s.close();
+  });
+
+  it('refuses upgrades with 503 while too many sessions wait to connect, and again once one connects', async () => {
+    const a = await TailClient.open(w.wsUrl);
+    const b = await TailClient.open(w.wsUrl);
+    open.push(a, b);
+    const r = refused(await tryOpen(w.wsUrl));
+    assert.equal(r.status, 503);
+    assert.equal(r.retryAfter, '5');
+    assert.equal(await refusedCount(w.url, 'pending'), 1);
+    // The waiting sessions are untouched: one connects, which makes room for another.
+    await a.call('connect', { token: w.owner.access });
+    const c = await TailClient.open(w.wsUrl);
+    open.push(c);
+    await c.call('connect', { token: w.owner.access });
+    assert.deepEqual(await a.call('ping'), { re: 2 });
+  });
+
+  it('refuses upgrades with 503 while the node holds maxSessions, and takes one again when a session closes', async () => {
+    // a, b and c from the test before: three sessions, the most this node holds.
+    assert.equal(refused(await tryOpen(w.wsUrl)).status, 503);
+    assert.equal(await refusedCount(w.url, 'sessions'), 1);
+    const last = open.pop();
+    last?.close();
+    let next: WebSocket | Refusal | null = null;
+    await until(async () => {
+      next = await tryOpen(w.wsUrl);
+      return next instanceof WebSocket;
+    }, 5000, 'room for a session after one closed');
+    const ws = next as unknown as WebSocket;
+    open.push({ close: () => ws.close() });
+  });
+
+  it('takes the limit from --max-sessions / DATAGROVE_MAX_SESSIONS, at least 1', () => {
+    assert.equal(loadConfig([], {}).maxSessions, 100_000);
+    assert.equal(loadConfig(['--max-sessions', '250'], {}).maxSessions, 250);
+    assert.equal(loadConfig([], { DATAGROVE_MAX_SESSIONS: '7' }).maxSessions, 7);
+    assert.throws(() => loadConfig(['--max-sessions', '0'], {}), /--max-sessions must be at least 1/);
+  });
+});
+
+describe('tail: sessions per node from the server options', async () => {
+  const w = await world({ maxSessions: 20 });
+
+  it('lets a tenth of --max-sessions wait to connect', async () => {
+    const waiting = [await TailClient.open(w.wsUrl), await TailClient.open(w.wsUrl)];
+    try {
+      assert.equal(refused(await tryOpen(w.wsUrl)).status, 503);
+    } finally {
+      for (const c of waiting) c.close();
+    }
+  });
+});
