@@ -87,6 +87,28 @@ describe('tail: sessions per node', async () => {
   });
 });
 
+describe('tail: sessions that never connect', async () => {
+  const w = await world({ tailLimits: { maxSessions: 100, maxPendingSessions: 2, connectTimeoutMs: 300 } });
+
+  it('give their place back when they close or time out, however often', async () => {
+    for (let round = 0; round < 5; round++) {
+      const a = await TailClient.open(w.wsUrl);
+      const b = await TailClient.open(w.wsUrl);
+      assert.equal(refused(await tryOpen(w.wsUrl)).status, 503, `round ${round}: full`);
+      // One closes on its own; the node closes the other (4401) when its time is up.
+      a.close();
+      await b.closed;
+      const c = await tryOpen(w.wsUrl);
+      assert.ok(c instanceof WebSocket, `round ${round}: room again`);
+      c.terminate();
+      await until(async () => {
+        const text = await (await fetch(`${w.url}/metrics`)).text();
+        return /^datagrove_tail_sessions 0$/m.test(text);
+      }, 5000, 'no sessions left');
+    }
+  });
+});
+
 describe('tail: sessions per node from the server options', async () => {
   const w = await world({ maxSessions: 20 });
 
