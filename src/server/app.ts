@@ -11,6 +11,7 @@ import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
 import { openPgRateLimits } from '../auth/rate-limit-pg.js';
+import { clientAddressOf } from './client-address.js';
 import type { Bus } from '../bus/bus.js';
 import { InProcessBus } from '../bus/inproc.js';
 import { NatsBus } from '../bus/nats.js';
@@ -178,6 +179,7 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
         maxPendingSessions: Math.max(1, Math.ceil(config.maxSessions / 10)),
         ...config.tailLimits,
       },
+      clientAddress: clientAddressOf(config.trustProxy),
     });
     await tail.start();
     const t = tail;

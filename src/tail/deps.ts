@@ -1,4 +1,5 @@
 /** What the tail service needs from its host (the composition root wires it). */
+import type { IncomingMessage } from 'node:http';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { Bus } from '../bus/bus.js';
@@ -21,4 +22,9 @@ export interface TailDeps {
   registry: Registry;
   /** Overrides of DEFAULT_TAIL_LIMITS (tests shrink the time-based ones). */
   limits?: Partial<TailLimits>;
+  /**
+   * The client's address for an upgrade request (behind trusted proxies, from
+   * `X-Forwarded-For`), for the per-address limit; absent: the peer's address.
+   */
+  clientAddress?: (req: IncomingMessage) => string;
 }

@@ -25,6 +25,8 @@ export interface TailLimits {
    */
   maxSessions: number;
   maxPendingSessions: number;
+  /** Sessions not yet connected from one client address (TailDeps.clientAddress); more upgrades get 503. */
+  maxPendingPerAddress: number;
   /** A session whose access token expired longer ago than this is closed 4401. */
   expiredCloseMs: number;
   /** Slow consumers: over `softBuffer` bytes queued, events lose entries and coalesce; over `hardBuffer`, or soft for longer than `lagCloseMs`, close 4408. */
@@ -91,6 +93,7 @@ export const DEFAULT_TAIL_LIMITS: Readonly<TailLimits> = Object.freeze({
   connectTimeoutMs: 10_000,
   maxSessions: 100_000,
   maxPendingSessions: 10_000,
+  maxPendingPerAddress: 100,
   expiredCloseMs: 60_000,
   softBuffer: 1 * MiB,
   hardBuffer: 8 * MiB,

@@ -26,7 +26,7 @@ export interface TailMetrics {
   lagging: Gauge;
   slowCloses: Counter;
   closes: Counter<'code'>;
-  /** Upgrades refused because the node was full (`sessions`) or had too many sessions not yet connected (`pending`). */
+  /** Upgrades refused because the node was full (`sessions`), had too many sessions not yet connected (`pending`), or too many of them from the client's address (`address`). */
   refusedUpgrades: Counter<'reason'>;
   errors: Counter<'code'>;
   error(code: ErrorCode): void;
@@ -104,7 +104,7 @@ export function createTailMetrics(registry: Registry): TailMetrics {
     closes: new Counter({ name: 'datagrove_tail_closes_total', help: 'Sessions closed by the server, by close code', labelNames: ['code'], registers }),
     refusedUpgrades: new Counter({
       name: 'datagrove_tail_refused_upgrades_total',
-      help: 'WebSocket upgrades refused with 503 because the node held maxSessions sessions (sessions) or maxPendingSessions not yet connected (pending)',
+      help: 'WebSocket upgrades refused with 503: the node held maxSessions sessions (sessions), maxPendingSessions not yet connected (pending), or that many from the client address (address)',
       labelNames: ['reason'],
       registers,
     }),

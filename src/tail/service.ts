@@ -104,9 +104,9 @@ export function createTail(deps: TailDeps): TailService {
     onError: (code: Parameters<typeof metrics.error>[0]) => metrics.error(code),
   };
 
-  function onConnection(ws: WebSocket, socket: Duplex): void {
+  function onConnection(ws: WebSocket, socket: Duplex, address: string): void {
     const session = new Session(ws, limits, hooks, socket, cork);
-    ctx.sessions.add(session);
+    ctx.sessions.add(session, address);
     metrics.sessions.inc();
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       try {
@@ -191,12 +191,17 @@ export function createTail(deps: TailDeps): TailService {
     handleUpgrade(req, socket, head) {
       if (!accepting) return refuse(socket, '503 Service Unavailable');
       if (!offersSubprotocol(req)) return refuse(socket, '400 Bad Request');
-      const full = ctx.sessions.size >= limits.maxSessions ? 'sessions' : ctx.sessions.pending >= limits.maxPendingSessions ? 'pending' : null;
+      const address = deps.clientAddress?.(req) ?? req.socket.remoteAddress ?? '';
+      const full =
+        ctx.sessions.size >= limits.maxSessions ? 'sessions'
+        : ctx.sessions.pending >= limits.maxPendingSessions ? 'pending'
+        : ctx.sessions.pendingFrom(address) >= limits.maxPendingPerAddress ? 'address'
+        : null;
       if (full !== null) {
         metrics.refusedUpgrades.inc({ reason: full });
         return refuse(socket, '503 Service Unavailable', FULL_RETRY_AFTER_SEC);
       }
-      wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, socket));
+      wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, socket, address));
     },
 
     async start() {

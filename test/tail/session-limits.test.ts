@@ -17,9 +17,9 @@ interface Refusal {
 }
 
 /** Tries an upgrade: the open socket, or the HTTP answer that refused it. */
-function tryOpen(url: string): Promise<WebSocket | Refusal> {
+function tryOpen(url: string, headers: Record<string, string> = {}): Promise<WebSocket | Refusal> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, 'datagrove.v1', { perMessageDeflate: false });
+    const ws = new WebSocket(url, 'datagrove.v1', { perMessageDeflate: false, headers });
     ws.once('open', () => resolve(ws));
     ws.once('unexpected-response', (_req, res) => {
       resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'] });
@@ -27,6 +27,19 @@ function tryOpen(url: string): Promise<WebSocket | Refusal> {
       ws.terminate();
     });
     ws.once('error', reject);
+  });
+}
+
+function opened(r: WebSocket | Refusal): WebSocket {
+  assert.ok(r instanceof WebSocket, `the upgrade was refused (${(r as Refusal).status})`);
+  return r;
+}
+
+/** Sends `connect` on a raw socket and waits for its reply. */
+function connectRaw(ws: WebSocket, token: string): Promise<unknown> {
+  return new Promise((resolve) => {
+    ws.once('message', (data: Buffer) => resolve(JSON.parse(data.toString('utf8'))));
+    ws.send(JSON.stringify({ id: 1, op: 'connect', token }));
   });
 }
 
@@ -106,6 +119,35 @@ describe('tail: sessions that never connect', async () => {
         return /^datagrove_tail_sessions 0$/m.test(text);
       }, 5000, 'no sessions left');
     }
+  });
+});
+
+describe('tail: sessions not yet connected, per client address', async () => {
+  const behind = await world({ trustProxy: ['loopback'], tailLimits: { maxPendingPerAddress: 2 } });
+  const direct = await world({ tailLimits: { maxPendingPerAddress: 2 } });
+  const sockets: WebSocket[] = [];
+  after(() => {
+    for (const ws of sockets) ws.terminate();
+  });
+  const from = (ip: string) => ({ 'x-forwarded-for': ip });
+
+  it('counts each client behind a trusted proxy apart (X-Forwarded-For)', async () => {
+    const a1 = opened(await tryOpen(behind.wsUrl, from('198.51.100.1')));
+    const a2 = opened(await tryOpen(behind.wsUrl, from('198.51.100.1')));
+    sockets.push(a1, a2);
+    const r = refused(await tryOpen(behind.wsUrl, from('198.51.100.1')));
+    assert.equal(r.status, 503);
+    assert.equal(await refusedCount(behind.url, 'address'), 1);
+    sockets.push(opened(await tryOpen(behind.wsUrl, from('198.51.100.2'))));
+    // A connected session no longer counts: the address has room again.
+    assert.equal(((await connectRaw(a1, behind.owner.access)) as { re?: number }).re, 1);
+    sockets.push(opened(await tryOpen(behind.wsUrl, from('198.51.100.1'))));
+  });
+
+  it('ignores X-Forwarded-For from a peer that is not a trusted proxy', async () => {
+    sockets.push(opened(await tryOpen(direct.wsUrl, from('198.51.100.1'))));
+    sockets.push(opened(await tryOpen(direct.wsUrl, from('198.51.100.2'))));
+    assert.equal(refused(await tryOpen(direct.wsUrl, from('198.51.100.3'))).status, 503, 'all three come from 127.0.0.1');
   });
 });
 
