@@ -144,6 +144,39 @@ test('tail connection: a refused token (4401) is refreshed and the connection co
   conn.close();
 });
 
+test('tail connection: a node that is full (upgrade refused with 503) is tried again with backoff until it has room', async () => {
+  const srv = await server({ tailLimits: { maxSessions: 1 } });
+  const t = await makeClient(srv);
+  await t.client.signup();
+  // Another client holds the node's only place.
+  const holder = new WebSocket(srv.wsUrl, 'datagrove.v1');
+  await new Promise((resolve, reject) => {
+    holder.once('open', resolve);
+    holder.once('error', reject);
+  });
+  let attempts = 0;
+  class Counting extends WebSocket {
+    constructor(url: string, protocols?: string | string[]) {
+      super(url, protocols);
+      attempts++;
+    }
+  }
+  const conn = new TailConnection({
+    url: srv.wsUrl,
+    WebSocket: Counting as unknown as WebSocketConstructor,
+    token: () => t.client.session.accessToken(),
+    backoff: { baseMs: 50, maxMs: 200 },
+  });
+  conn.start();
+  await waitFor('three refused attempts', () => attempts >= 3, 5000);
+  assert.notEqual(conn.state, 'open');
+  holder.close();
+  const info = await conn.ready();
+  assert.equal(info.device, t.client.device);
+  await conn.request('ping', {});
+  conn.close();
+});
+
 test('tail connection: revocation (4403) stops it for good', async () => {
   const srv = await server();
   const t = await makeClient(srv);
