@@ -20,7 +20,7 @@ import { createTail, openPgLogStore, openSqliteLogStore, type TailService } from
 import { createNotify, openPgNotifyStore, openSqliteNotifyStore, type NotifyService } from '../notify/index.js';
 import { createDevIdp, DEV_PROVIDER_ID } from '../devidp/index.js';
 import { DgError } from '../protocol/errors.js';
-import type { Config } from './config.js';
+import type { Config, HttpTimeouts } from './config.js';
 import { createMetrics } from './metrics.js';
 import { installErrorHandlers, sendError } from './http-errors.js';
 import { ensureDataDir, loadSecrets, type Secrets } from './secrets.js';
@@ -52,6 +52,9 @@ function wsUrl(publicUrl: string): string {
   return `${publicUrl.replace(/^http/, 'ws').replace(/\/$/, '')}/tail`;
 }
 
+/** The HTTP server's time limits (config.httpTimeouts overrides them). */
+const HTTP_TIMEOUTS: HttpTimeouts = { headersMs: 20_000, requestMs: 30_000, checkMs: 2_000 };
+
 export async function buildServer(config: Config): Promise<DatagroveServer> {
   ensureDataDir(config.dataDir);
   const secrets = loadSecrets(config.dataDir);
@@ -67,7 +70,11 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
       redact: { paths: ['req.headers.authorization', 'body.refresh', 'body.token', 'body.sig'], censor: '[redacted]' },
     },
     serverFactory: (handler) => {
-      const server = createServer(handler);
+      const t = { ...HTTP_TIMEOUTS, ...config.httpTimeouts };
+      // Node's defaults (300 s for a request, checked every 30 s) let a slow client hold a
+      // connection for minutes; the API's requests are small JSON bodies. A WebSocket, once
+      // upgraded, is not an HTTP request any more and is not cut by these.
+      const server = createServer({ headersTimeout: t.headersMs, requestTimeout: t.requestMs, connectionsCheckingInterval: t.checkMs }, handler);
       server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
         for (const h of upgradeHandlers) if (h(req, socket, head)) return;
         socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');

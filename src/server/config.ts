@@ -51,8 +51,20 @@ export interface Config {
   trustProxy: string[];
   /** Overrides of the tail service's limits; set in code only (tests shrink the time-based ones). */
   tailLimits?: Partial<TailLimits>;
+  /** Overrides of the HTTP server's time limits (HTTP_TIMEOUTS in app.ts); set in code only (tests shrink them). */
+  httpTimeouts?: Partial<HttpTimeouts>;
   /** TLS agent for notify's push requests; set in code only (tests trust a local push receiver). */
   notifyPushAgent?: Agent;
+}
+
+/** How long an HTTP client may take; over it the server answers 408 and closes the connection. */
+export interface HttpTimeouts {
+  /** From the connection's first byte (or the end of the last request) to the end of the request's headers. */
+  headersMs: number;
+  /** From the first byte to the end of the request's body. */
+  requestMs: number;
+  /** How often connections are checked against the two (ms). */
+  checkMs: number;
 }
 
 export const DEFAULT_PUSH_HOSTS = [
