@@ -49,6 +49,18 @@ export async function dropPgSchemas(...schemas: string[]): Promise<void> {
   }
 }
 
+/** Kills every PostgreSQL connection named `applicationName` (as a store names its pool); resolves how many. */
+export async function killPgConnections(applicationName: string): Promise<number> {
+  const c = new pg.Client({ connectionString: PG_URL });
+  await c.connect();
+  try {
+    const { rows } = await c.query('SELECT pg_terminate_backend(pid) AS t FROM pg_stat_activity WHERE application_name = $1', [applicationName]);
+    return rows.length;
+  } finally {
+    await c.end();
+  }
+}
+
 export async function pgSkip(): Promise<string | false> {
   return skipUnless(await portOpen(...hostPort(PG_URL, 5432)), `PostgreSQL at ${PG_URL}`);
 }

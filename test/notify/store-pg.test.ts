@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import pg from 'pg';
 import { openPgNotifyStore } from '../../src/notify/index.js';
 import { runNotifyStoreConformance } from '../conformance/notify-store.js';
-import { PG_URL, dropPgSchemas, pgSkip } from '../helpers/services.js';
+import { PG_URL, dropPgSchemas, killPgConnections, pgSkip } from '../helpers/services.js';
 
 // Each run gets its own schema, dropped afterwards, so runs never see each other's rows.
 const schema = `notify_test_${process.pid}_${Date.now()}`;
@@ -22,16 +21,7 @@ describe('notify store (postgres): connections', { skip }, () => {
     try {
       const user = `u-${Date.now()}`;
       await store.applyChanges(user, 1, [{ op: 'unpush', device: 'd1' }]);
-      const admin = new pg.Client({ connectionString: PG_URL });
-      await admin.connect();
-      try {
-        const { rows } = await admin.query('SELECT pg_terminate_backend(pid) AS t FROM pg_stat_activity WHERE application_name = $1', [
-          `datagrove-notify:${schema}`,
-        ]);
-        assert.ok(rows.length > 0, 'the store has connections to kill, under its own name');
-      } finally {
-        await admin.end();
-      }
+      assert.ok((await killPgConnections(`datagrove-notify:${schema}`)) > 0, 'the store has connections to kill, under its own name');
       for (let i = 0; i < 100 && store.healthy(); i++) await new Promise((r) => setTimeout(r, 20));
       assert.equal(store.healthy(), false);
       assert.equal((await store.userState(user)).version, 1);

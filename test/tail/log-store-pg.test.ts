@@ -10,7 +10,7 @@ import { openPgLogStore } from '../../src/tail/pg-log-store.js';
 import { PG_LOG_SCHEMA_VERSION } from '../../src/tail/pg-log-store-sql.js';
 import { WID_MEMORY, type AppendRequest, type LogStore } from '../../src/tail/log-store.js';
 import { deviceId, freshSite, runLogStoreConformance } from '../conformance/log-store.js';
-import { PG_URL, dropPgSchemas, pgSkip } from '../helpers/services.js';
+import { PG_URL, dropPgSchemas, killPgConnections, pgSkip } from '../helpers/services.js';
 
 const skip = await pgSkip();
 const schema = `test_tail_${randomBytes(5).toString('hex')}`;
@@ -131,16 +131,7 @@ describe('PostgreSQL log store', { skip }, () => {
     const s = await open();
     const site = freshSite();
     await s.appendBatch([req(site, 'main', 0, 0)]);
-    const admin = new pg.Client({ connectionString: PG_URL });
-    await admin.connect();
-    try {
-      const { rows } = await admin.query('SELECT pg_terminate_backend(pid) AS t FROM pg_stat_activity WHERE application_name = $1', [
-        `datagrove-tail:${schema}`,
-      ]);
-      assert.ok(rows.length > 0, 'the store has connections to kill');
-    } finally {
-      await admin.end();
-    }
+    assert.ok((await killPgConnections(`datagrove-tail:${schema}`)) > 0, 'the store has connections to kill');
     // The idle connections' deaths reach the pool as 'error' events, which must not take
     // the process down, and mark the store unhealthy.
     for (let i = 0; i < 100 && s.healthy(); i++) await new Promise((r) => setTimeout(r, 20));
