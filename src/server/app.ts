@@ -135,8 +135,11 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
           ttlMs: config.nodeTtlMs,
           self: config.roles.includes('tail') ? { id: nodeId, url: tailUrlNow } : null,
           registry: metrics.registry,
+          onChange: () => onShardChange(),
         })
       : null;
+  /** Set once tail runs here: it moves handles as soon as the map changes. */
+  let onShardChange = (): void => {};
   membership?.start();
   const shardMap = (): ShardMap => membership?.shards() ?? { version: 1, shards: [{ id: nodeId, url: tailUrlNow() }] };
   const closers: (() => Promise<void>)[] = [];
@@ -190,6 +193,7 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
     });
     await tail.start();
     const t = tail;
+    onShardChange = () => t.shardChanged();
     upgradeHandlers.push((req, socket, head) => {
       if ((req.url ?? '').split('?')[0] !== '/tail') return false;
       t.handleUpgrade(req, socket, head);

@@ -49,6 +49,11 @@ export interface ShardRegistryOptions {
   self: { id: string; url: () => string } | null;
   /** Where the `datagrove_cluster_tail_nodes` gauge goes. */
   registry?: Registry;
+  /**
+   * Told (in a microtask) after each change of the live set that a message or a read of
+   * the map brought: tail moves the handles of sites another node now serves at once.
+   */
+  onChange?: () => void;
   now?: () => number;
 }
 
@@ -253,5 +258,14 @@ export class ShardRegistry {
 
   #changed(): void {
     this.#version = Math.max(this.#version + 1, this.#now());
+    const onChange = this.#opts.onChange;
+    if (onChange === undefined) return;
+    queueMicrotask(() => {
+      try {
+        onChange();
+      } catch (err) {
+        this.#log.error({ err }, 'shard map change handler failed');
+      }
+    });
   }
 }

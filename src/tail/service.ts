@@ -28,6 +28,8 @@ export interface TailService {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
   start(): Promise<void>;
   ready(): boolean;
+  /** The shard map changed: end the handles of sites another node serves now (`revoke`, `moved`). */
+  shardChanged(): void;
   /** Stop accepting, finish committing, close sessions with 1001. */
   drain(): Promise<void>;
   close(): Promise<void>;
@@ -157,13 +159,18 @@ export function createTail(deps: TailDeps): TailService {
       }
     }
     ctx.revoked.prune(now);
-    const version = deps.shardVersion?.() ?? 0;
-    if (version !== shardVersion && accepting) {
-      shardVersion = version;
-      const moved = ctx.logs.moveAway();
-      if (moved > 0) log.info({ moved, version }, 'shard map changed: handles of sites served elsewhere moved');
-    }
+    // Also told at once by shardChanged; this catches what it was not told (an expiry seen
+    // only when the map is read, as here).
+    checkShards();
     if (sweeps % Math.max(1, Math.round(limits.revokedPollMs / SWEEP_MS)) === 0) void syncRevoked(ctx);
+  }
+
+  function checkShards(): void {
+    const version = deps.shardVersion?.() ?? 0;
+    if (version === shardVersion || !accepting) return;
+    shardVersion = version;
+    const moved = ctx.logs.moveAway();
+    if (moved > 0) log.info({ moved, version }, 'shard map changed: handles of sites served elsewhere moved');
   }
 
   let drained = false;
@@ -188,6 +195,8 @@ export function createTail(deps: TailDeps): TailService {
   }
 
   return {
+    shardChanged: checkShards,
+
     handleUpgrade(req, socket, head) {
       if (!accepting) return refuse(socket, '503 Service Unavailable');
       if (!offersSubprotocol(req)) return refuse(socket, '400 Bad Request');

@@ -19,6 +19,7 @@ function setup(self: { id: string; url: string } | null = null, ttlMs = 3000) {
   const bus = new InProcessBus();
   let now = 1_000_000;
   const sent: unknown[] = [];
+  const changes: number[] = [];
   bus.subscribe(SUBJECTS.tailNode, (m) => void sent.push(m));
   const reg = new ShardRegistry({
     bus,
@@ -26,12 +27,15 @@ function setup(self: { id: string; url: string } | null = null, ttlMs = 3000) {
     ttlMs,
     self: self === null ? null : { id: self.id, url: () => self.url },
     now: () => now,
+    onChange: () => changes.push(reg.version),
   });
   reg.start();
   return {
     bus,
     reg,
     sent,
+    /** The map's version each time onChange was told. */
+    changes,
     advance: (ms: number) => (now += ms),
     beat: async (id: string, url = `ws://${id}.test/tail`, ttl = 3000) => {
       bus.publish(SUBJECTS.tailNode, { id, url, ttlMs: ttl, at: now });
@@ -41,6 +45,22 @@ function setup(self: { id: string; url: string } | null = null, ttlMs = 3000) {
 }
 
 describe('ShardRegistry', () => {
+  it('tells onChange of every change of the live set, and of nothing else', async () => {
+    const t = setup();
+    await t.beat('a');
+    await t.beat('b');
+    await t.beat('a');
+    assert.equal(t.changes.length, 2, 'two joins; a repeated heartbeat is no change');
+    t.bus.publish(SUBJECTS.tailNode, { id: 'b', url: 'ws://b.test/tail', leaving: true });
+    await settle();
+    assert.equal(t.changes.length, 3, 'a departure');
+    t.advance(10_000);
+    assert.deepEqual(t.reg.shards().shards, [], 'a expired when the map was read');
+    await settle();
+    assert.equal(t.changes.length, 4, 'the expiry');
+    assert.deepEqual([...t.changes].sort((x, y) => x - y), t.changes, 'told in order of the versions');
+  });
+
   it('lists the nodes it heard from, sorted by id, with a growing version', async () => {
     const t = setup();
     assert.deepEqual(t.reg.shards().shards, []);
