@@ -183,12 +183,7 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
       shardVersion: () => membership?.version ?? 0,
       log: app.log,
       registry: metrics.registry,
-      limits: {
-        commitDelayMs: config.commitDelayMs,
-        maxSessions: config.maxSessions,
-        maxPendingSessions: Math.max(1, Math.ceil(config.maxSessions / 10)),
-        ...config.tailLimits,
-      },
+      limits: { commitDelayMs: config.commitDelayMs, maxSessions: config.maxSessions, ...config.tailLimits },
       clientAddress: clientAddressOf(config.trustProxy),
     });
     await tail.start();

@@ -24,6 +24,7 @@ export interface TailLimits {
    * state exists, so a flood of sockets cannot exhaust the node's memory or descriptors.
    */
   maxSessions: number;
+  /** Default: a tenth of `maxSessions` (resolveLimits). */
   maxPendingSessions: number;
   /** Sessions not yet connected from one client address (TailDeps.clientAddress); more upgrades get 503. */
   maxPendingPerAddress: number;
@@ -122,6 +123,9 @@ export const DEFAULT_TAIL_LIMITS: Readonly<TailLimits> = Object.freeze({
   drainCloseMs: 1000,
 });
 
+/** The limits with `overrides`; unless set, `maxPendingSessions` is a tenth of `maxSessions`. */
 export function resolveLimits(overrides: Partial<TailLimits> | undefined): TailLimits {
-  return { ...DEFAULT_TAIL_LIMITS, ...(overrides ?? {}) };
+  const limits = { ...DEFAULT_TAIL_LIMITS, ...(overrides ?? {}) };
+  if (overrides?.maxPendingSessions === undefined) limits.maxPendingSessions = Math.max(1, Math.ceil(limits.maxSessions / 10));
+  return limits;
 }

@@ -25,11 +25,10 @@ export class SessionRegistry {
     return this.#pendingBy.get(address) ?? 0;
   }
 
-  /** A new session from the client at `address`, not connected yet. */
+  /** A new session from the client at `address` (not connected yet: `connected` follows). */
   add(s: Session, address = ''): void {
     if (this.#all.has(s)) return;
     this.#all.add(s);
-    if (s.auth !== null) return;
     this.#pending.set(s, address);
     this.#pendingBy.set(address, this.pendingFrom(address) + 1);
   }
