@@ -1,4 +1,5 @@
-import { writeFileSync } from 'node:fs';
+import { appendFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Session } from 'node:inspector/promises';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -31,6 +32,9 @@ export type FromChild =
   | { type: 'done'; seq: number }
   | { type: 'failed'; message: string };
 
+/** DG_BENCH_PERF=DIR (see child.ts): the time of each CPU reading goes to DIR/<pid>.windows. */
+const PERF_DIR = process.env.DG_BENCH_PERF ?? '';
+
 function send(msg: FromChild): void {
   process.send?.(msg);
 }
@@ -42,6 +46,7 @@ export function serveControl(port: number, stop: () => Promise<void>): void {
     const msg = raw as ToChild;
     if (msg.type === 'usage') {
       const u = process.cpuUsage();
+      if (PERF_DIR !== '') appendFileSync(join(PERF_DIR, `${process.pid}.windows`), `${process.hrtime.bigint()}\n`);
       const m = process.memoryUsage();
       send({ type: 'usage', seq: msg.seq, usage: { user: u.user, system: u.system, rss: m.rss, heapUsed: m.heapUsed } });
     } else if (msg.type === 'gc') {

@@ -4,7 +4,8 @@
  * same costs (a separate process, loopback sockets, the tsx loader at start-up only) sit
  * on both sides of every comparison.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FromChild, ToChild, Usage } from './child-control.js';
 
@@ -23,13 +24,33 @@ export interface Child {
 
 const START_TIMEOUT_MS = 60_000;
 
+/**
+ * Diagnosis: DG_BENCH_PERF=DIR records every measured child with `perf record` (kernel and
+ * JavaScript symbols, clock CLOCK_MONOTONIC) into DIR/<script>-<pid>.perf.data, and the
+ * child writes the time of each CPU reading into DIR/<pid>.windows, so that
+ * bench/lib/perf-windows.ts can keep only the samples inside measured windows.
+ */
+const PERF_DIR = process.env.DG_BENCH_PERF ?? '';
+/** Time for `perf record` to attach before the child is used. */
+const PERF_ATTACH_MS = 1000;
+
+async function startPerf(pid: number, script: string): Promise<ChildProcess> {
+  const out = join(PERF_DIR, `${basename(script, '.ts')}-${pid}.perf.data`);
+  const perf = spawn('perf', ['record', '-q', '-k', 'CLOCK_MONOTONIC', '-F', '2000', '-g', '-p', String(pid), '-o', out], { stdio: 'ignore' });
+  await new Promise<void>((resolve, reject) => {
+    perf.once('error', reject);
+    setTimeout(resolve, PERF_ATTACH_MS);
+  });
+  return perf;
+}
+
 export function scriptPath(relativeToBench: string): string {
   return fileURLToPath(new URL(`../${relativeToBench}`, import.meta.url));
 }
 
 export async function startChild(script: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<Child> {
   const proc: ChildProcess = fork(script, args, {
-    execArgv: ['--import', 'tsx'],
+    execArgv: PERF_DIR === '' ? ['--import', 'tsx'] : ['--perf-basic-prof', '--import', 'tsx'],
     env: { ...process.env, ...env },
     stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
   });
@@ -68,6 +89,8 @@ export async function startChild(script: string, args: string[] = [], env: NodeJ
   });
 
   const pid = proc.pid ?? -1;
+  const perf = PERF_DIR === '' ? null : await startPerf(pid, script);
+  const perfDone = perf === null ? Promise.resolve() : new Promise<void>((resolve) => perf.once('exit', () => resolve()));
   return {
     pid,
     port,
@@ -106,6 +129,7 @@ export async function startChild(script: string, args: string[] = [], env: NodeJ
       const timer = setTimeout(() => proc.kill('SIGKILL'), 8000);
       await exitedP;
       clearTimeout(timer);
+      await perfDone; // perf record ends by itself when the process it follows exits
     },
   };
 }
