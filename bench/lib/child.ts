@@ -89,7 +89,10 @@ export async function startChild(script: string, args: string[] = [], env: NodeJ
   });
 
   const pid = proc.pid ?? -1;
-  const perf = PERF_DIR === '' ? null : await startPerf(pid, script);
+  const perf = PERF_DIR === '' ? null : await startPerf(pid, script).catch((err: unknown) => {
+    proc.kill('SIGKILL');
+    throw err;
+  });
   const perfDone = perf === null ? Promise.resolve() : new Promise<void>((resolve) => perf.once('exit', () => resolve()));
   return {
     pid,
