@@ -9,7 +9,8 @@
  *
  * Usage: node --import tsx bench/lib/perf-windows.ts DIR/<script>-<pid>.perf.data [first] [count]
  * Windows are consecutive pairs of readings (how the fan-out and write-ack benchmarks take
- * them): window 0 is the warm-up round, then one per repetition. `first` and `count` pick
+ * them): for each scenario in turn, its warm-up round and then one window per repetition
+ * (window 0 is the first warm-up). `first` and `count` pick
  * windows (default: all). Prints CPU milliseconds per category, and per window.
  */
 import { spawn } from 'node:child_process';
