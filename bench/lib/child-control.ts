@@ -32,8 +32,11 @@ export type FromChild =
   | { type: 'done'; seq: number }
   | { type: 'failed'; message: string };
 
-/** DG_BENCH_PERF=DIR (see child.ts): the time of each CPU reading goes to DIR/<pid>.windows. */
-const PERF_DIR = process.env.DG_BENCH_PERF ?? '';
+/**
+ * DG_BENCH_PERF=DIR (diagnosis, see child.ts): the bench records children with `perf`, and
+ * a child writes the time of each CPU reading to DIR/<pid>.windows. Read by both sides.
+ */
+export const PERF_DIR = process.env.DG_BENCH_PERF ?? '';
 
 function send(msg: FromChild): void {
   process.send?.(msg);

@@ -7,7 +7,7 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { FromChild, ToChild, Usage } from './child-control.js';
+import { PERF_DIR, type FromChild, type ToChild, type Usage } from './child-control.js';
 
 export interface Child {
   pid: number;
@@ -24,16 +24,15 @@ export interface Child {
 
 const START_TIMEOUT_MS = 60_000;
 
+/** Time for `perf record` to attach before the child is used. */
+const PERF_ATTACH_MS = 1000;
+
 /**
  * Diagnosis: DG_BENCH_PERF=DIR records every measured child with `perf record` (kernel and
  * JavaScript symbols, clock CLOCK_MONOTONIC) into DIR/<script>-<pid>.perf.data, and the
  * child writes the time of each CPU reading into DIR/<pid>.windows, so that
  * bench/lib/perf-windows.ts can keep only the samples inside measured windows.
  */
-const PERF_DIR = process.env.DG_BENCH_PERF ?? '';
-/** Time for `perf record` to attach before the child is used. */
-const PERF_ATTACH_MS = 1000;
-
 async function startPerf(pid: number, script: string): Promise<ChildProcess> {
   const out = join(PERF_DIR, `${basename(script, '.ts')}-${pid}.perf.data`);
   const perf = spawn('perf', ['record', '-q', '-k', 'CLOCK_MONOTONIC', '-F', '2000', '-g', '-p', String(pid), '-o', out], { stdio: 'ignore' });

@@ -18,7 +18,7 @@ import { readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 
-/** Categories, by the first frame of the stack (innermost first) that matches. */
+/** Categories: a main-thread sample takes the first rule whose pattern occurs anywhere in its stack. */
 const RULES: [string, RegExp][] = [
   ['fsync', /\b(do_fsync|__x64_sys_fdatasync)\b/],
   ['SQLite (statements, WAL writes, checkpoints)', /sqlite3|better_sqlite3|Statement::/],
@@ -33,9 +33,13 @@ const OTHER_THREADS = 'other threads (GC helpers, compiler, libuv pool)';
 const KERNEL_OTHER = 'other kernel work (interrupts, scheduling, timers)';
 const REST = 'JavaScript and the runtime';
 
-function windowsOf(dataPath: string, first: number, count: number): [bigint, bigint][] {
+function pidOf(dataPath: string): string {
   const pid = /-(\d+)\.perf\.data$/.exec(basename(dataPath))?.[1];
   if (pid === undefined) throw new Error(`${dataPath}: expected a name <script>-<pid>.perf.data`);
+  return pid;
+}
+
+function windowsOf(dataPath: string, pid: string, first: number, count: number): [bigint, bigint][] {
   const times = readFileSync(join(dirname(dataPath), `${pid}.windows`), 'utf8').trim().split('\n').map(BigInt);
   const all: [bigint, bigint][] = [];
   for (let i = 0; i + 1 < times.length; i += 2) all.push([times[i] as bigint, times[i + 1] as bigint]);
@@ -52,9 +56,9 @@ function categorize(stack: string[], mainThread: boolean): string {
 async function main(): Promise<void> {
   const [dataPath, firstArg, countArg] = process.argv.slice(2);
   if (dataPath === undefined) throw new Error('usage: perf-windows.ts DIR/<script>-<pid>.perf.data [first] [count]');
-  const windows = windowsOf(dataPath, Number(firstArg ?? 0), Number(countArg ?? Number.MAX_SAFE_INTEGER));
+  const pid = pidOf(dataPath);
+  const windows = windowsOf(dataPath, pid, Number(firstArg ?? 0), Number(countArg ?? Number.MAX_SAFE_INTEGER));
   if (windows.length === 0) throw new Error('no measured window in range');
-  const pid = /-(\d+)\.perf\.data$/.exec(basename(dataPath))?.[1] ?? '';
   const perf = spawn('perf', ['script', '-i', dataPath, '-F', 'tid,time,period,ip,sym,dso'], { stdio: ['ignore', 'pipe', 'ignore'] });
   const byCategory = new Map<string, number>();
   const byWindow = windows.map(() => 0);
