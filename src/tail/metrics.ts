@@ -17,6 +17,10 @@ const FANOUT_KINDS: readonly FanoutKind[] = ['entries', 'length'];
 export interface TailMetrics {
   sessions: Gauge;
   handles: Gauge<'role'>;
+  /** Logs this node holds in memory (read when scraped, from what `countLiveLogs` was given). */
+  liveLogs: Gauge;
+  /** Where `liveLogs` reads its value (the service's log registry). */
+  countLiveLogs(count: () => number): void;
   writes: Counter<'result'>;
   entries: Counter;
   commitBatch: Histogram;
@@ -81,8 +85,20 @@ export function createTailMetrics(registry: Registry): TailMetrics {
       entriesPending = 0;
     },
   });
+  let liveLogs = (): number => 0;
   return {
     sessions: new Gauge({ name: 'datagrove_tail_sessions', help: 'Open tail WebSocket sessions', registers }),
+    liveLogs: new Gauge({
+      name: 'datagrove_tail_live_logs',
+      help: 'Logs held in memory: with handles, a leadership grace running, or writes settling',
+      registers,
+      collect() {
+        this.set(liveLogs());
+      },
+    }),
+    countLiveLogs: (count) => {
+      liveLogs = count;
+    },
     handles: new Gauge({ name: 'datagrove_tail_leases', help: 'Live handles (leases) by role', labelNames: ['role'], registers }),
     writes: writes.counter,
     entries,

@@ -78,6 +78,7 @@ export function createTail(deps: TailDeps): TailService {
     revoked: new RevokedSet(limits.revokedKeepMs),
   } as TailContext;
   ctx.logs = new LogRegistry(ctx);
+  metrics.countLiveLogs(() => ctx.logs.size);
   ctx.fanout = new Fanout(ctx);
 
   const wss = new WebSocketServer({
