@@ -63,6 +63,13 @@ export interface ReadResult {
   length: number;
 }
 
+/**
+ * What `liftEpochs` adds to every epoch: more leader changes than any one log sees between
+ * a copy of the store and its restore, so no epoch handed out in between is issued again.
+ * Epochs stay safe integers for 2^21 lifts.
+ */
+export const EPOCH_LIFT = 2 ** 32;
+
 /** How many write ids per (site, log, device) a store keeps at least. */
 export const WID_MEMORY = 64;
 
@@ -96,6 +103,14 @@ export interface LogStore {
    * same instant the entries were read.
    */
   read(site: string, log: string, from: number, limit: number, maxBytes: number): Promise<ReadResult>;
+  /**
+   * Raises the epoch of every log by EPOCH_LIFT, atomically, and returns how many logs
+   * there are. Run on a store restored from a copy, before it serves: the epochs handed out
+   * after the copy was taken are lost with it, and would otherwise be issued again, so a
+   * leader of the lost history could write under a new leader's epoch. Throws when an
+   * epoch would no longer be a safe integer (nothing is changed then).
+   */
+  liftEpochs(): Promise<number>;
   /** True while the store answers (for /ready). */
   healthy(): boolean;
   close(): Promise<void>;

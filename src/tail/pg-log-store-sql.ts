@@ -35,6 +35,15 @@ export function pgLogMigrations(s: string): string[] {
       UNIQUE (log_id, device, wid)
     );
     `,
+    // The epoch a log not yet stored starts above: raised by every liftEpochs, so a log
+    // created after a store was copied cannot be handed the epochs it had before the restore.
+    `
+    CREATE TABLE ${s}.tail_epoch_floor (
+      one   smallint PRIMARY KEY CHECK (one = 0),
+      floor bigint   NOT NULL CHECK (floor >= 0)
+    );
+    INSERT INTO ${s}.tail_epoch_floor (one, floor) VALUES (0, 0);
+    `,
   ];
 }
 
@@ -46,7 +55,7 @@ export interface PgQuery {
   text: string;
 }
 
-export type PgLogQueries = Record<'lockAll' | 'createAll' | 'knownWids' | 'writeAll' | 'state' | 'bump' | 'read', PgQuery>;
+export type PgLogQueries = Record<'lockAll' | 'createAll' | 'knownWids' | 'writeAll' | 'state' | 'bump' | 'lift' | 'read', PgQuery>;
 
 /** The store's statements for `schema` (a validated identifier), as named prepared statements. */
 export function pgLogQueries(schema: string): PgLogQueries {
@@ -107,8 +116,27 @@ export function pgLogQueries(schema: string): PgLogQueries {
     state: q('state', `SELECT length, epoch FROM ${s}.tail_logs WHERE site = $1 AND log = $2`),
     bump: q(
       'bump',
-      `INSERT INTO ${s}.tail_logs (site, log, epoch) VALUES ($1, $2, 1)
-       ON CONFLICT (site, log) DO UPDATE SET epoch = ${s}.tail_logs.epoch + 1 RETURNING epoch`,
+      `INSERT INTO ${s}.tail_logs (site, log, epoch) VALUES ($1, $2, (SELECT floor FROM ${s}.tail_epoch_floor) + 1)
+       ON CONFLICT (site, log) DO UPDATE
+         SET epoch = GREATEST(${s}.tail_logs.epoch, (SELECT floor FROM ${s}.tail_epoch_floor)) + 1
+       RETURNING epoch`,
+    ),
+    // Every epoch and the floor up by $1 in one statement, or nothing when the largest
+    // would pass $2 (then `floored` is 0).
+    lift: q(
+      'lift',
+      `WITH span AS (
+         SELECT COUNT(*) AS n,
+                GREATEST(COALESCE(MAX(epoch), 0), (SELECT floor FROM ${s}.tail_epoch_floor)) AS top
+         FROM ${s}.tail_logs
+       ), lifted AS (
+         UPDATE ${s}.tail_logs SET epoch = epoch + $1::bigint
+         WHERE (SELECT top FROM span) <= $2::bigint - $1::bigint RETURNING 1
+       ), floored AS (
+         UPDATE ${s}.tail_epoch_floor SET floor = floor + $1::bigint
+         WHERE (SELECT top FROM span) <= $2::bigint - $1::bigint RETURNING 1
+       )
+       SELECT span.n, span.top, (SELECT COUNT(*) FROM floored) AS floored FROM span`,
     ),
     // One statement, so the length and the entries come from the same snapshot. The running
     // byte sum cuts the entries at maxBytes on the server (the first one always passes).

@@ -19,6 +19,7 @@ import pg from 'pg';
 import { DgError } from '../protocol/errors.js';
 import { pgLogMigrations, pgLogQueries, type PgLogQueries } from './pg-log-store-sql.js';
 import {
+  EPOCH_LIFT,
   WID_MEMORY,
   beyondEnd,
   checkAppendBatch,
@@ -140,6 +141,15 @@ class PgLogStore implements LogStore {
       // A single upsert is its own transaction: the increment is atomic and durable.
       const { rows } = await this.pool.query({ ...this.q.bump, values: [site, log] });
       return num((rows[0] as { epoch: string }).epoch);
+    });
+  }
+
+  async liftEpochs(): Promise<number> {
+    return this.run(async () => {
+      const { rows } = await this.pool.query({ ...this.q.lift, values: [EPOCH_LIFT, Number.MAX_SAFE_INTEGER] });
+      const r = rows[0] as { n: string; top: string; floored: string };
+      if (num(r.floored) !== 1) throw new Error(`log store: epoch ${r.top} cannot be lifted by ${EPOCH_LIFT} and stay a safe integer`);
+      return num(r.n);
     });
   }
 

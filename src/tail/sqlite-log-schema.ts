@@ -2,7 +2,7 @@
  * The schema of the SQLite log store, versioned with `PRAGMA user_version` and migrated on
  * open in one transaction (a crash mid-migration leaves the old version intact).
  *
- * Version 2 (current):
+ * Version 3 (current):
  * - logs(id, site, log, length, epoch): one row per log that was ever written or leased;
  *   `id` is a small integer so the other tables are keyed by it, not by two strings.
  * - chunks(log_id, first, data): one row per committed write, holding its entries packed
@@ -10,6 +10,8 @@
  *   overlap, so the entry at index i is in the row with the greatest `first` <= i.
  * - wids(log_id, device, seq, wid, at, length): the last write ids per (log, device),
  *   numbered by `seq`; older ones are pruned in the appending transaction.
+ * - epoch_floor(one, floor): one row; a log not yet stored takes its first epoch above
+ *   `floor`, which `liftEpochs` raises with every stored epoch (version 3).
  * Version 1 kept one row per entry in entries(log_id, idx, data); migrating packs each run
  * of consecutive entries into chunks and drops that table.
  */
@@ -96,6 +98,15 @@ const MIGRATIONS: readonly Migration[] = [
   CREATE UNIQUE INDEX wids_by_wid ON wids (log_id, device, wid);
   `,
   entriesToChunks,
+  // The epoch a log not yet stored starts above: raised by every liftEpochs, so a log
+  // created after a store was copied cannot be handed the epochs it had before the restore.
+  `
+  CREATE TABLE epoch_floor (
+    one   INTEGER PRIMARY KEY CHECK (one = 0),
+    floor INTEGER NOT NULL CHECK (floor >= 0)
+  );
+  INSERT INTO epoch_floor (one, floor) VALUES (0, 0);
+  `,
 ];
 
 /** The schema version this code writes. */

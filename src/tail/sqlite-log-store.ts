@@ -14,6 +14,7 @@ import Database from 'better-sqlite3';
 import { DgError } from '../protocol/errors.js';
 import { isPackOf, packEntries, unpackEntries } from './entry-pack.js';
 import {
+  EPOCH_LIFT,
   WID_MEMORY,
   beyondEnd,
   checkAppendBatch,
@@ -83,6 +84,7 @@ export class SqliteLogStore implements LogStore {
 
   private readonly appendTx: (requests: AppendRequest[]) => AppendResult[];
   private readonly bumpTx: (site: string, log: string) => number;
+  private readonly liftTx: () => number;
 
   constructor(path: string, options: SqliteLogStoreOptions = {}) {
     const db = new Database(path, { timeout: options.busyTimeoutMs ?? 5000 });
@@ -105,8 +107,9 @@ export class SqliteLogStore implements LogStore {
     this.pruneWids = db.prepare('DELETE FROM wids WHERE log_id = ? AND device = ? AND seq <= ?');
     this.bump = db
       .prepare<[string, string], number>(
-        `INSERT INTO logs (site, log, epoch) VALUES (?, ?, 1)
-         ON CONFLICT (site, log) DO UPDATE SET epoch = epoch + 1 RETURNING epoch`,
+        `INSERT INTO logs (site, log, epoch) VALUES (?, ?, (SELECT floor FROM epoch_floor) + 1)
+         ON CONFLICT (site, log) DO UPDATE SET epoch = MAX(epoch, (SELECT floor FROM epoch_floor)) + 1
+         RETURNING epoch`,
       )
       .pluck();
     // The chunk holding `from` (the greatest first <= from) and every later one, in order.
@@ -139,6 +142,19 @@ export class SqliteLogStore implements LogStore {
     };
     const bumpTx = db.transaction((site: string, log: string) => this.bump.get(site, log) as number);
     this.bumpTx = (site, log) => bumpTx.immediate(site, log);
+    const span = db.prepare<[], { n: number; top: number }>(
+      'SELECT COUNT(*) AS n, MAX(COALESCE(MAX(epoch), 0), (SELECT floor FROM epoch_floor)) AS top FROM logs',
+    );
+    const lift = db.prepare<[number]>('UPDATE logs SET epoch = epoch + ?');
+    const liftFloor = db.prepare<[number]>('UPDATE epoch_floor SET floor = floor + ?');
+    const liftTx = db.transaction(() => {
+      const { n, top } = span.get() as { n: number; top: number };
+      if (top > Number.MAX_SAFE_INTEGER - EPOCH_LIFT) throw new Error(`log store: epoch ${top} cannot be lifted by ${EPOCH_LIFT} and stay a safe integer`);
+      lift.run(EPOCH_LIFT);
+      liftFloor.run(EPOCH_LIFT);
+      return n;
+    });
+    this.liftTx = () => liftTx.immediate();
   }
 
   /** Runs inside the batch transaction: decides each request in order (see LogStore). */
@@ -231,6 +247,11 @@ export class SqliteLogStore implements LogStore {
     this.open();
     checkLogName(site, log);
     return this.guard(() => this.bumpTx(site, log));
+  }
+
+  async liftEpochs(): Promise<number> {
+    this.open();
+    return this.guard(() => this.liftTx());
   }
 
   async appendBatch(requests: AppendRequest[]): Promise<AppendResult[]> {

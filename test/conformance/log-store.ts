@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { DgError } from '../../src/protocol/errors.js';
 import { decodePacked, isPackOf } from '../../src/tail/entry-pack.js';
-import { WID_MEMORY, type AppendRequest, type AppendResult, type LogStore } from '../../src/tail/log-store.js';
+import { EPOCH_LIFT, WID_MEMORY, type AppendRequest, type AppendResult, type LogStore } from '../../src/tail/log-store.js';
 
 let siteCounter = 0;
 /** A site id no other test (or earlier run on the same data) uses. */
@@ -388,6 +388,42 @@ export function runLogStoreConformance(name: string, open: () => Promise<LogStor
       await rejectsWith(s.bumpEpoch(site, 'main'), 'UNAVAILABLE');
       await rejectsWith(s.appendBatch([req(site, 0, ['a'])]), 'UNAVAILABLE');
       await rejectsWith(s.read(site, 'main', 0, 1, 1), 'UNAVAILABLE');
+      await rejectsWith(s.liftEpochs(), 'UNAVAILABLE');
+    });
+
+    // Last: it raises the epochs of every log in the store, those of the tests above too.
+    it('lifts every epoch past all it handed out, for a restored copy', async () => {
+      const a = freshSite();
+      const b = freshSite();
+      await append(req(a, 0, ['a']));
+      assert.equal(await store.bumpEpoch(a, 'main'), 1);
+      assert.equal(await store.bumpEpoch(a, 'main'), 2);
+      assert.deepEqual(await append(req(a, 1, ['b'], { epoch: 2 })), { status: 'ok', at: 1, length: 2 });
+      await append(req(b, 0, ['x']));
+
+      const logs = await store.liftEpochs();
+      assert.ok(logs >= 2, `${logs} logs lifted`);
+      assert.deepEqual(await store.state(a, 'main'), { length: 2, epoch: 2 + EPOCH_LIFT });
+      assert.deepEqual(await store.state(b, 'main'), { length: 1, epoch: EPOCH_LIFT });
+      // The leader of before is fenced; the entries stay; the next bump goes on upward.
+      assert.deepEqual(await append(req(a, 2, ['c'], { epoch: 2 })), { status: 'fenced', length: 2, epoch: 2 + EPOCH_LIFT });
+      assert.equal(await store.bumpEpoch(a, 'main'), 3 + EPOCH_LIFT);
+      assert.deepEqual(await append(req(a, 2, ['c'], { epoch: 3 + EPOCH_LIFT })), { status: 'ok', at: 2, length: 3 });
+      assert.deepEqual(await readAll(store, a), { entries: ['a', 'b', 'c'], length: 3 });
+      // Durable, and seen by another instance.
+      const other = await openTracked();
+      assert.deepEqual(await other.state(b, 'main'), { length: 1, epoch: EPOCH_LIFT });
+      // A log the copy did not hold (made after it was taken) starts above every epoch it
+      // may have had before: its first epoch is past the lift too.
+      const fresh = freshSite();
+      assert.deepEqual(await store.state(fresh, 'main'), { length: 0, epoch: 0 });
+      const first = await store.bumpEpoch(fresh, 'main');
+      assert.ok(first > EPOCH_LIFT, `first epoch ${first}`);
+      assert.equal(await store.bumpEpoch(fresh, 'main'), first + 1);
+      // So does a log first stored by a write at epoch 0, when it is first leased.
+      const written = freshSite();
+      await append(req(written, 0, ['w']));
+      assert.ok((await store.bumpEpoch(written, 'main')) > EPOCH_LIFT);
     });
   });
 }

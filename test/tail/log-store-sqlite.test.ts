@@ -30,7 +30,7 @@ describe('SQLite log store', () => {
     const db = new Database(path);
     assert.equal(db.pragma('user_version', { simple: true }), SQLITE_LOG_SCHEMA_VERSION);
     const tables = db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").pluck().all();
-    assert.deepEqual(tables, ['chunks', 'logs', 'wids']);
+    assert.deepEqual(tables, ['chunks', 'epoch_floor', 'logs', 'wids']);
     db.pragma('user_version = 99');
     db.close();
     assert.throws(() => openSqliteLogStore(path), /newer than this server/, 'a newer schema is refused, not misread');
