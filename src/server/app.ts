@@ -23,6 +23,7 @@ import { DgError } from '../protocol/errors.js';
 import type { Config, HttpTimeouts } from './config.js';
 import { createMetrics } from './metrics.js';
 import { installErrorHandlers, sendError } from './http-errors.js';
+import { refuseBackupDir } from './backup.js';
 import { ensureDataDir, loadSecrets, type Secrets } from './secrets.js';
 import { defaultNodeId, ShardRegistry, type ShardMap } from './shard-registry.js';
 
@@ -56,6 +57,7 @@ function wsUrl(publicUrl: string): string {
 const HTTP_TIMEOUTS: HttpTimeouts = { headersMs: 20_000, requestMs: 30_000, checkMs: 2_000 };
 
 export async function buildServer(config: Config): Promise<DatagroveServer> {
+  refuseBackupDir(config.dataDir);
   ensureDataDir(config.dataDir);
   const secrets = loadSecrets(config.dataDir);
   const metrics = createMetrics();

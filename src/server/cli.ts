@@ -1,7 +1,13 @@
 #!/usr/bin/env node
-/** The `datagrove` command: `serve`, `keys rotate`, `keys revoke-attestation`, `--help`. */
+/**
+ * The `datagrove` command: `serve`, `backup`, `restore`, `lift-epochs`, `keys rotate`,
+ * `keys revoke-attestation`, `--help`.
+ */
+import { join } from 'node:path';
 import { DgError } from '../protocol/errors.js';
+import { openPgLogStore, openSqliteLogStore } from '../tail/index.js';
 import { buildServer } from './app.js';
+import { backupDataDir, restoreDataDir } from './backup.js';
 import { helpText, loadConfig } from './config.js';
 import { revokeAttestationKey, rotateSecrets } from './secrets.js';
 
@@ -34,6 +40,53 @@ async function serve(args: string[]): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
 }
 
+/** Takes `flag VALUE` out of `args` (required), returning the value and the other arguments. */
+function takeFlag(args: string[], flag: string): { value: string; rest: string[] } {
+  const i = args.indexOf(flag);
+  const value = i >= 0 ? args[i + 1] : undefined;
+  if (value === undefined || value.startsWith('--')) throw new DgError('BAD_REQUEST', `${flag} DIR is required (see datagrove --help)`);
+  return { value, rest: [...args.slice(0, i), ...args.slice(i + 2)] };
+}
+
+function sqliteOnly(db: string, what: string): void {
+  if (db === 'sqlite') return;
+  throw new DgError(
+    'BAD_REQUEST',
+    `${what} copies SQLite data directories; with --db PostgreSQL, back the databases up with PostgreSQL's own tools and copy the data directory's key files, ` +
+      'and after restoring run `datagrove lift-epochs --db URL` before serving',
+  );
+}
+
+async function backup(args: string[]): Promise<void> {
+  const { value: dest, rest } = takeFlag(args, '--to');
+  const keys = !rest.includes('--no-keys');
+  const config = loadConfig(rest.filter((a) => a !== '--no-keys'));
+  sqliteOnly(config.db, 'backup');
+  const r = backupDataDir(config.dataDir, dest, { keys });
+  for (const f of r.files) process.stdout.write(`${f.name}\t${f.bytes} bytes\tsha256 ${f.sha256}\n`);
+  process.stdout.write(`backup of ${config.dataDir} written to ${dest}. Restore it with \`datagrove restore --from ${dest} --data DIR\`.\n`);
+}
+
+async function restore(args: string[]): Promise<void> {
+  const { value: from, rest } = takeFlag(args, '--from');
+  const config = loadConfig(rest);
+  sqliteOnly(config.db, 'restore');
+  const r = await restoreDataDir(from, config.dataDir);
+  process.stdout.write(`restored ${r.files.join(', ')} into ${config.dataDir}; the epochs of ${r.logs} logs were lifted. Serve it with --data ${config.dataDir}.\n`);
+}
+
+/** For a store restored some other way (a disk snapshot, PostgreSQL's tools): lifts its epochs. */
+async function liftEpochs(args: string[]): Promise<void> {
+  const config = loadConfig(args);
+  const store = config.db === 'sqlite' ? openSqliteLogStore(join(config.dataDir, 'tail.db')) : await openPgLogStore(config.db, { schema: config.dbSchema });
+  try {
+    const n = await store.liftEpochs();
+    process.stdout.write(`the epochs of ${n} logs were lifted.\n`);
+  } finally {
+    await store.close();
+  }
+}
+
 async function main(argv: string[]): Promise<void> {
   const [cmd, ...rest] = argv;
   if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help' || rest.includes('--help')) {
@@ -41,6 +94,9 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   if (cmd === 'serve') return serve(rest);
+  if (cmd === 'backup') return backup(rest);
+  if (cmd === 'restore') return restore(rest);
+  if (cmd === 'lift-epochs') return liftEpochs(rest);
   if (cmd === 'keys' && rest[0] === 'rotate') {
     const r = rotateSecrets(dataDirFrom(rest));
     process.stdout.write(`new HMAC key ${r.hmacKid}; new attestation key ${r.attestationKid} (old ones retired, still verifiable). Restart servers to use them.\n`);

@@ -33,8 +33,8 @@ interface AttestationFile {
   keys: { kid: string; status: AttestationKey['status']; privateKeyPkcs8: string; createdAt: number }[];
 }
 
-const HMAC_FILE = 'hmac-keys.json';
-const ATTESTATION_FILE = 'attestation-keys.json';
+export const HMAC_FILE = 'hmac-keys.json';
+export const ATTESTATION_FILE = 'attestation-keys.json';
 
 function newKid(prefix: string): string {
   return `${prefix}-${new Date().toISOString().slice(0, 10)}-${randomBytes(4).toString('hex')}`;

@@ -47,7 +47,7 @@ describe('datagrove CLI', () => {
   it('--help lists every option with its flag and environment variable', async () => {
     const r = await runCli(['--help']);
     assert.equal(r.code, 0, r.output);
-    for (const cmd of ['serve', 'keys rotate', 'keys revoke-attestation']) assert.ok(r.output.includes(cmd), `help lacks '${cmd}'`);
+    for (const cmd of ['serve', 'backup', 'restore', 'lift-epochs', 'keys rotate', 'keys revoke-attestation']) assert.ok(r.output.includes(cmd), `help lacks '${cmd}'`);
     for (const o of OPTIONS) {
       const line = r.output.split('\n').find((l) => l.trimStart().startsWith(`${o.flag} `) || l.trim() === o.flag);
       assert.ok(line !== undefined, `help lacks ${o.flag}`);
