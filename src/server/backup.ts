@@ -15,8 +15,8 @@
  *   data directory, and lifts the tail store's epochs (LogStore.liftEpochs) before the
  *   databases take their names, so a restored store never hands out an epoch twice.
  * - Entries acknowledged after the backup was taken are not in it. A client that holds
- *   more of a log than a restored server finds out when it opens the log (its position is
- *   past the log's length).
+ *   more of a log than a restored server finds out when it opens the log from its
+ *   position (the SDK refuses: `from` is beyond the log's length).
  */
 import { createHash } from 'node:crypto';
 import { chmodSync, closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
