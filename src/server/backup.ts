@@ -63,16 +63,8 @@ function bad(message: string): DgError {
   return new DgError('BAD_REQUEST', message);
 }
 
-function syncFile(path: string): void {
-  const fd = openSync(path, 'r+');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function syncDir(path: string): void {
+/** Flushes a file or a directory (its entries) to the disk. */
+function syncPath(path: string): void {
   const fd = openSync(path, 'r');
   try {
     fsyncSync(fd);
@@ -106,7 +98,7 @@ function copyPrivate(from: string, to: string, name: string): void {
   const dest = join(to, name);
   copyFileSync(join(from, name), dest);
   chmodSync(dest, 0o600);
-  syncFile(dest);
+  syncPath(dest);
 }
 
 /** A consistent copy of the database at `src` in `dest` (which must not exist), checked and synced. */
@@ -125,7 +117,7 @@ function copyDatabase(src: string, dest: string): void {
     copy.close();
   }
   chmodSync(dest, 0o600);
-  syncFile(dest);
+  syncPath(dest);
 }
 
 export interface BackupOptions {
@@ -157,9 +149,9 @@ export function backupDataDir(dataDir: string, dest: string, options: BackupOpti
   const manifest: Manifest = { format: 1, createdAt: new Date().toISOString(), files };
   const tmp = join(dest, BACKUP_MANIFEST + PARTIAL);
   writeFileSync(tmp, `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o600 });
-  syncFile(tmp);
+  syncPath(tmp);
   renameSync(tmp, join(dest, BACKUP_MANIFEST));
-  syncDir(dest);
+  syncPath(dest);
   return { files };
 }
 
@@ -211,9 +203,9 @@ export async function restoreDataDir(backup: string, dataDir: string): Promise<R
         await store.close();
       }
     }
-    for (const name of names) syncFile(join(dataDir, name + PARTIAL));
+    for (const name of names) syncPath(join(dataDir, name + PARTIAL));
     for (const name of names) renameSync(join(dataDir, name + PARTIAL), join(dataDir, name));
-    syncDir(dataDir);
+    syncPath(dataDir);
   } catch (err) {
     // Leave the directory as it was found: empty.
     for (const entry of readdirSync(dataDir)) rmSync(join(dataDir, entry), { force: true, recursive: true });
