@@ -3,6 +3,7 @@
  * The `datagrove` command: `serve`, `backup`, `restore`, `lift-epochs`, `keys rotate`,
  * `keys revoke-attestation`, `--help`.
  */
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { DgError } from '../protocol/errors.js';
 import { openPgLogStore, openSqliteLogStore } from '../tail/index.js';
@@ -78,7 +79,9 @@ async function restore(args: string[]): Promise<void> {
 /** For a store restored some other way (a disk snapshot, PostgreSQL's tools): lifts its epochs. */
 async function liftEpochs(args: string[]): Promise<void> {
   const config = loadConfig(args);
-  const store = config.db === 'sqlite' ? openSqliteLogStore(join(config.dataDir, 'tail.db')) : await openPgLogStore(config.db, { schema: config.dbSchema });
+  const file = join(config.dataDir, 'tail.db');
+  if (config.db === 'sqlite' && !existsSync(file)) throw new DgError('BAD_REQUEST', `no tail store at ${file}`);
+  const store = config.db === 'sqlite' ? openSqliteLogStore(file) : await openPgLogStore(config.db, { schema: config.dbSchema });
   try {
     const n = await store.liftEpochs();
     process.stdout.write(`the epochs of ${n} logs were lifted.\n`);

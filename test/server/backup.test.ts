@@ -7,10 +7,13 @@
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { randomBytes } from 'node:crypto';
+import { after, describe, it } from 'node:test';
+import { openPgLogStore } from '../../src/tail/pg-log-store.js';
 import { EPOCH_LIFT } from '../../src/tail/log-store.js';
 import { createSite, signupDevice } from '../helpers/auth-client.js';
 import { tempDir } from '../helpers/server.js';
+import { PG_URL, dropPgSchemas, pgSkip } from '../helpers/services.js';
 import { decodeEntry, entry, TailClient } from '../helpers/tail-client.js';
 import { freePort, runCli, spawnCli, waitHttp, type Child } from './child.js';
 
@@ -32,6 +35,8 @@ interface Lease {
   length: number;
   role: string;
 }
+
+const pgSkipped = await pgSkip();
 
 describe('datagrove backup and restore', () => {
   it('backs up a serving monolith mid-write and restores every entry acked before it, the keys, and higher epochs', { timeout: 180_000 }, async () => {
@@ -161,5 +166,23 @@ describe('datagrove backup and restore', () => {
     assert.equal(damaged.code, 2, damaged.output);
     assert.match(damaged.output, /tail\.db does not match the backup's manifest/);
     assert.equal(existsSync(target), false);
+  });
+
+  it('lifts the epochs of a PostgreSQL tail store restored by other means', { skip: pgSkipped }, async () => {
+    const schema = `test_lift_${randomBytes(5).toString('hex')}`;
+    after(() => dropPgSchemas(schema));
+    const store = await openPgLogStore(PG_URL, { schema });
+    const site = `s${randomBytes(6).toString('hex')}`;
+    assert.equal(await store.bumpEpoch(site, 'main'), 1);
+    await store.close();
+    const r = await runCli(['lift-epochs', '--db', PG_URL, '--db-schema', schema]);
+    assert.equal(r.code, 0, r.output);
+    assert.match(r.output, /the epochs of 1 logs were lifted/);
+    const again = await openPgLogStore(PG_URL, { schema });
+    assert.deepEqual(await again.state(site, 'main'), { length: 0, epoch: 1 + EPOCH_LIFT });
+    await again.close();
+    const none = await runCli(['lift-epochs', '--data', tempDir('dg-lift-none-')]);
+    assert.equal(none.code, 2, none.output);
+    assert.match(none.output, /no tail store at/);
   });
 });
