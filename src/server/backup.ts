@@ -139,20 +139,31 @@ export function backupDataDir(dataDir: string, dest: string, options: BackupOpti
   const keys = options.keys === false ? [] : KEY_FILES.filter((f) => existsSync(join(dataDir, f)));
   if (databases.length === 0) throw bad(`${dataDir} holds no database (${DATABASE_FILES.join(', ')})`);
   emptyDir(dest, 'the backup directory');
-  for (const name of databases) {
-    const partial = join(dest, name + PARTIAL);
-    copyDatabase(join(dataDir, name), partial);
-    renameSync(partial, join(dest, name));
+  try {
+    for (const name of databases) {
+      const partial = join(dest, name + PARTIAL);
+      copyDatabase(join(dataDir, name), partial);
+      renameSync(partial, join(dest, name));
+    }
+    for (const name of keys) copyPrivate(dataDir, dest, name);
+    const files = [...databases, ...keys].map((name) => fileEntry(dest, name));
+    const manifest: Manifest = { format: 1, createdAt: new Date().toISOString(), files };
+    const tmp = join(dest, BACKUP_MANIFEST + PARTIAL);
+    writeFileSync(tmp, `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o600 });
+    syncPath(tmp);
+    renameSync(tmp, join(dest, BACKUP_MANIFEST));
+    syncPath(dest);
+    return { files };
+  } catch (err) {
+    // A failed backup (a full disk, a damaged database) leaves the directory empty again.
+    clear(dest);
+    throw err;
   }
-  for (const name of keys) copyPrivate(dataDir, dest, name);
-  const files = [...databases, ...keys].map((name) => fileEntry(dest, name));
-  const manifest: Manifest = { format: 1, createdAt: new Date().toISOString(), files };
-  const tmp = join(dest, BACKUP_MANIFEST + PARTIAL);
-  writeFileSync(tmp, `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o600 });
-  syncPath(tmp);
-  renameSync(tmp, join(dest, BACKUP_MANIFEST));
-  syncPath(dest);
-  return { files };
+}
+
+/** Removes what a failed backup or restore wrote into `dir`, which was empty before it. */
+function clear(dir: string): void {
+  for (const entry of readdirSync(dir)) rmSync(join(dir, entry), { force: true, recursive: true });
 }
 
 function readManifest(backup: string): Manifest {
@@ -207,8 +218,7 @@ export async function restoreDataDir(backup: string, dataDir: string): Promise<R
     for (const name of names) renameSync(join(dataDir, name + PARTIAL), join(dataDir, name));
     syncPath(dataDir);
   } catch (err) {
-    // Leave the directory as it was found: empty.
-    for (const entry of readdirSync(dataDir)) rmSync(join(dataDir, entry), { force: true, recursive: true });
+    clear(dataDir);
     throw err;
   }
   return { files: names, logs };

@@ -5,7 +5,7 @@
  * epochs above any the lost history handed out.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { after, describe, it } from 'node:test';
@@ -152,6 +152,17 @@ describe('datagrove backup and restore', () => {
     const noKeys = await runCli(['backup', '--data', data, '--to', bare, '--no-keys']);
     assert.equal(noKeys.code, 0, noKeys.output);
     assert.deepEqual(readdirSync(bare).sort(), ['auth.db', 'datagrove-backup.json', 'notify.db', 'tail.db']);
+
+    // A backup that fails half-way (here: a database file that is not one) leaves nothing.
+    const broken = join(root, 'broken');
+    mkdirSync(broken);
+    writeFileSync(join(broken, 'auth.db'), readFileSync(join(data, 'auth.db')));
+    writeFileSync(join(broken, 'tail.db'), 'not a database at all, but long enough to look like a file'.repeat(100));
+    const out = join(root, 'out');
+    const failed = await runCli(['backup', '--data', broken, '--to', out]);
+    assert.equal(failed.code, 1, failed.output);
+    assert.match(failed.output, /not a database/);
+    assert.deepEqual(readdirSync(out), []);
 
     const notBackup = await runCli(['restore', '--from', data, '--data', join(root, 'r1')]);
     assert.equal(notBackup.code, 2, notBackup.output);
