@@ -8,8 +8,9 @@
  *   is a consistent snapshot of its own database; the databases are copied one after
  *   another (auth, tail, notify), not at one instant.
  * - Every copy is checked (`PRAGMA quick_check`) and synced before it takes its name. The
- *   key files follow (mode 0600; left out on request), and the manifest (`datagrove-backup.json`: every file
- *   with its size and SHA-256) comes last: a directory without one is not a backup.
+ *   key files follow (mode 0600; left out on request), and the manifest
+ *   (`datagrove-backup.json`: every file with its size and SHA-256) comes last: a
+ *   directory without one is not a backup.
  * - A backup is never served as it is: the server refuses a data directory that holds a
  *   manifest. `restore` checks every file against the manifest, copies them into an empty
  *   data directory, and lifts the tail store's epochs (LogStore.liftEpochs) before the
@@ -19,7 +20,7 @@
  *   position (the SDK refuses: `from` is beyond the log's length).
  */
 import { createHash } from 'node:crypto';
-import { chmodSync, closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { VAPID_FILE } from '../notify/index.js';
@@ -27,14 +28,15 @@ import { DgError } from '../protocol/errors.js';
 import { openSqliteLogStore } from '../tail/index.js';
 import { ATTESTATION_FILE, HMAC_FILE } from './secrets.js';
 
+/** The tail service's SQLite file in a data directory. */
+export const TAIL_DB = 'tail.db';
 /** The databases of a data directory, in the order they are copied. */
-export const DATABASE_FILES = ['auth.db', 'tail.db', 'notify.db'] as const;
+export const DATABASE_FILES = ['auth.db', TAIL_DB, 'notify.db'] as const;
 /** The key files of a data directory (see secrets.ts and notify/vapid.ts). */
 export const KEY_FILES = [HMAC_FILE, ATTESTATION_FILE, VAPID_FILE] as const;
 /** The file that makes a directory a complete backup. */
 export const BACKUP_MANIFEST = 'datagrove-backup.json';
 
-const TAIL_DB = 'tail.db';
 const PARTIAL = '.partial';
 
 interface ManifestFile {
@@ -73,8 +75,17 @@ function syncPath(path: string): void {
   }
 }
 
+/** The file's SHA-256, read in pieces: a database may be larger than memory. */
 function sha256Of(path: string): string {
-  return createHash('sha256').update(readFileSync(path)).digest('hex');
+  const hash = createHash('sha256');
+  const buf = Buffer.allocUnsafe(1 << 20);
+  const fd = openSync(path, 'r');
+  try {
+    for (let n = readSync(fd, buf); n > 0; n = readSync(fd, buf)) hash.update(buf.subarray(0, n));
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex');
 }
 
 function fileEntry(dir: string, name: string): ManifestFile {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { DgError } from '../protocol/errors.js';
 import { openPgLogStore, openSqliteLogStore } from '../tail/index.js';
 import { buildServer } from './app.js';
-import { backupDataDir, restoreDataDir } from './backup.js';
+import { backupDataDir, restoreDataDir, TAIL_DB } from './backup.js';
 import { helpText, loadConfig } from './config.js';
 import { revokeAttestationKey, rotateSecrets } from './secrets.js';
 
@@ -79,7 +79,7 @@ async function restore(args: string[]): Promise<void> {
 /** For a store restored some other way (a disk snapshot, PostgreSQL's tools): lifts its epochs. */
 async function liftEpochs(args: string[]): Promise<void> {
   const config = loadConfig(args);
-  const file = join(config.dataDir, 'tail.db');
+  const file = join(config.dataDir, TAIL_DB);
   if (config.db === 'sqlite' && !existsSync(file)) throw new DgError('BAD_REQUEST', `no tail store at ${file}`);
   const store = config.db === 'sqlite' ? openSqliteLogStore(file) : await openPgLogStore(config.db, { schema: config.dbSchema });
   try {

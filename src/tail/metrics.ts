@@ -17,9 +17,7 @@ const FANOUT_KINDS: readonly FanoutKind[] = ['entries', 'length'];
 export interface TailMetrics {
   sessions: Gauge;
   handles: Gauge<'role'>;
-  /** Logs this node holds in memory (read when scraped, from what `countLiveLogs` was given). */
-  liveLogs: Gauge;
-  /** Where `liveLogs` reads its value (the service's log registry). */
+  /** Where the `datagrove_tail_live_logs` gauge reads, when scraped, the logs held in memory. */
   countLiveLogs(count: () => number): void;
   writes: Counter<'result'>;
   entries: Counter;
@@ -86,16 +84,16 @@ export function createTailMetrics(registry: Registry): TailMetrics {
     },
   });
   let liveLogs = (): number => 0;
+  new Gauge({
+    name: 'datagrove_tail_live_logs',
+    help: 'Logs held in memory: with handles, a leadership grace running, or writes settling',
+    registers,
+    collect() {
+      this.set(liveLogs());
+    },
+  });
   return {
     sessions: new Gauge({ name: 'datagrove_tail_sessions', help: 'Open tail WebSocket sessions', registers }),
-    liveLogs: new Gauge({
-      name: 'datagrove_tail_live_logs',
-      help: 'Logs held in memory: with handles, a leadership grace running, or writes settling',
-      registers,
-      collect() {
-        this.set(liveLogs());
-      },
-    }),
     countLiveLogs: (count) => {
       liveLogs = count;
     },
