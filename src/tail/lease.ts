@@ -30,6 +30,11 @@ export async function handleLease(ctx: TailContext, session: Session, id: number
   if (auth === null) return;
   const redirect = ctx.deps.redirectFor(args.site);
   if (redirect !== null) return session.reply(id, { redirect });
+  // Requests run concurrently, but a lease sent after an attest sees the access it gave.
+  if (session.attests.size > 0) {
+    await Promise.allSettled([...session.attests]);
+    if (session.closing) return;
+  }
   const access =
     (args.token !== undefined ? leaseTokenAccess(ctx, session, args, args.token) : null) ??
     (await ctx.access.check(auth.user, auth.device, args.site, args.log));
@@ -49,6 +54,11 @@ export function handleRelease(ctx: TailContext, session: Session, id: number, ar
 export async function handleAttest(ctx: TailContext, session: Session, id: number, args: AttestArgs): Promise<void> {
   const auth = session.auth;
   if (auth === null) return;
-  const result = await ctx.access.join(auth.user, auth.device, args.grant);
-  session.reply(id, result);
+  const joining = ctx.access.join(auth.user, auth.device, args.grant);
+  session.attests.add(joining);
+  try {
+    session.reply(id, await joining);
+  } finally {
+    session.attests.delete(joining);
+  }
 }

@@ -72,6 +72,8 @@ export class Session {
   alive = true;
   /** Requests waiting for auth or the store (lease, attest, read). */
   inFlight = 0;
+  /** `attest` requests still with auth: a `lease` sent after them waits for their outcome. */
+  readonly attests = new Set<Promise<unknown>>();
   /** When the socket went over the soft buffer limit (0 while keeping up). */
   slowSince = 0;
   readonly ops: TokenBucket;

@@ -77,12 +77,14 @@ export function handleWrite(ctx: TailContext, session: Session, id: number, args
   const h = session.handles.get(args.handle);
   if (h === undefined) return session.replyError(id, 'NOT_FOUND', 'no such handle');
   const log = h.log;
-  if (!canWrite(h.access.rights)) return refuse(ctx, session, log, id, 'FORBIDDEN', 'no write right on this log');
+  // A follower handle that writes gets NOT_LEADER whatever its rights; the write right is
+  // checked for the leader only (a leader whose access lost the right).
   if (log.leader !== h || h.epoch !== log.epoch) {
     return h.role === 'leader'
       ? refuse(ctx, session, log, id, 'FENCED', 'this handle is no longer the leader')
       : refuse(ctx, session, log, id, 'NOT_LEADER', 'only the leader writes');
   }
+  if (!canWrite(h.access.rights)) return refuse(ctx, session, log, id, 'FORBIDDEN', 'no write right on this log');
   const maxEntries = ctx.limits.maxEntries;
   const b64 = args.entries;
   if (b64.length > maxEntries) return session.replyError(id, 'TOO_LARGE', `entries: at most ${maxEntries} per write`);

@@ -32,6 +32,15 @@ describe('tail: access', async () => {
     c.close();
   });
 
+  it('runs a lease sent right after an attest with the access the attest gave', async () => {
+    const m = await member(w, ['read', 'write']);
+    const c = await connect(w, m.dev);
+    const [att, l] = await Promise.all([c.request('attest', { grant: m.grant.jws }), c.request('lease', { site: w.site, log: logName() })]);
+    assert.equal(att.error, undefined, JSON.stringify(att));
+    assert.equal(l.role, 'leader', JSON.stringify(l));
+    c.close();
+  });
+
   it('answers attest of a bad grant with the error auth gives', async () => {
     const m = await member(w, ['read']);
     const c = await connect(w, m.dev);

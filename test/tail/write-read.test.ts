@@ -127,7 +127,7 @@ describe('tail: write and read', async () => {
     assert.equal(rl.leader, w.owner.device);
     assert.equal(rl.length, 1);
     assert.deepEqual(rl.peers, [w.owner.device]);
-    assert.equal((await rc.failure('write', { handle: rl.handle, at: 1, entries: [entry('no')] })).code, 'FORBIDDEN');
+    assert.equal((await rc.failure('write', { handle: rl.handle, at: 1, entries: [entry('no')] })).code, 'NOT_LEADER');
     const r = await rc.call<{ entries: string[] }>('read', { handle: rl.handle, from: 0 });
     assert.deepEqual(r.entries.map(decodeEntry), ['hello']);
     lc.close();
