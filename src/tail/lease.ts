@@ -32,7 +32,7 @@ export async function handleLease(ctx: TailContext, session: Session, id: number
   if (redirect !== null) return session.reply(id, { redirect });
   // Requests run concurrently, but a lease sent after an attest sees the access it gave.
   if (session.attests.size > 0) {
-    await Promise.allSettled([...session.attests]);
+    await Promise.allSettled(session.attests);
     if (session.closing) return;
   }
   const access =
