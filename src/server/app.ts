@@ -185,7 +185,7 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
       shardVersion: () => membership?.version ?? 0,
       log: app.log,
       registry: metrics.registry,
-      limits: { commitDelayMs: config.commitDelayMs, maxSessions: config.maxSessions, ...config.tailLimits },
+      limits: { commitDelayMs: config.commitDelayMs, maxSessions: config.maxSessions, maxPendingPerAddress: config.maxPendingPerAddress, ...config.tailLimits },
       clientAddress: clientAddressOf(config.trustProxy),
     });
     await tail.start();

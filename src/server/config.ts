@@ -38,6 +38,11 @@ export interface Config {
   commitDelayMs: number;
   /** Tail sessions one node holds at once; more upgrades get 503 with retry-after. */
   maxSessions: number;
+  /**
+   * Tail sessions one client address may have waiting for `connect` at once (the address
+   * as --trust-proxy finds it); more upgrades from it get 503 with retry-after.
+   */
+  maxPendingPerAddress: number;
   pushIntervalMs: number;
   vapidSubject: string;
   devIdp: boolean;
@@ -104,6 +109,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'leaseGraceMs', flag: '--lease-grace-ms', env: 'DATAGROVE_LEASE_GRACE_MS', kind: 'int', help: "how long a departed leader's device may retake leadership (default 3000)" },
   { key: 'commitDelayMs', flag: '--commit-delay-ms', env: 'DATAGROVE_COMMIT_DELAY_MS', kind: 'int', help: 'while writes keep coming, a tail node starts at most one durable commit per this many ms, so they share it; a write after a quiet spell commits at once (default 2, 0 to 50; 0: one commit per event-loop turn)' },
   { key: 'maxSessions', flag: '--max-sessions', env: 'DATAGROVE_MAX_SESSIONS', kind: 'int', help: 'tail WebSocket sessions one node holds at once; further upgrades get 503 with retry-after (default 100000, at least 1; sessions that have not sent connect yet: at most a tenth of it)' },
+  { key: 'maxPendingPerAddress', flag: '--max-pending-per-address', env: 'DATAGROVE_MAX_PENDING_PER_ADDRESS', kind: 'int', help: 'tail WebSocket sessions one client address may have open without a connect yet; further upgrades from it get 503 with retry-after (default 100, at least 1; raise it for many clients behind one NAT)' },
   { key: 'pushIntervalMs', flag: '--push-interval-ms', env: 'DATAGROVE_PUSH_INTERVAL_MS', kind: 'int', help: 'at most one push per (device, site) per interval (default 10000)' },
   { key: 'vapidSubject', flag: '--vapid-subject', env: 'DATAGROVE_VAPID_SUBJECT', kind: 'string', help: 'VAPID subject, a mailto: or https: URL (default mailto:admin@localhost)' },
   { key: 'devIdp', flag: '--dev-idp', env: 'DATAGROVE_DEV_IDP', kind: 'bool', help: 'mount a development OpenID Connect provider (refused with NODE_ENV=production)' },
@@ -131,6 +137,7 @@ export function defaultConfig(): Config {
     leaseGraceMs: 3000,
     commitDelayMs: 2,
     maxSessions: 100_000,
+    maxPendingPerAddress: 100,
     pushIntervalMs: 10000,
     vapidSubject: 'mailto:admin@localhost',
     devIdp: false,
@@ -199,6 +206,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   if (c.tailUrl !== '' && !/^wss?:\/\/[^\s]+$/.test(c.tailUrl)) throw new DgError('BAD_REQUEST', '--tail-url must be a ws:// or wss:// URL');
   if (c.nodeTtlMs < MIN_NODE_TTL_MS || c.nodeTtlMs > MAX_NODE_TTL_MS) throw new DgError('BAD_REQUEST', `--node-ttl-ms must be between ${MIN_NODE_TTL_MS} and ${MAX_NODE_TTL_MS}`);
   if (c.maxSessions < 1) throw new DgError('BAD_REQUEST', '--max-sessions must be at least 1');
+  if (c.maxPendingPerAddress < 1) throw new DgError('BAD_REQUEST', '--max-pending-per-address must be at least 1');
   if (c.commitDelayMs > 50) throw new DgError('BAD_REQUEST', '--commit-delay-ms must be between 0 and 50');
   for (const p of c.trustProxy) checkProxy(p);
   if (!/^(mailto:|https:)/.test(c.vapidSubject)) throw new DgError('BAD_REQUEST', '--vapid-subject must be a mailto: or https: URL');

@@ -124,7 +124,8 @@ describe('tail: sessions that never connect', async () => {
 
 describe('tail: sessions not yet connected, per client address', async () => {
   const behind = await world({ trustProxy: ['loopback'], tailLimits: { maxPendingPerAddress: 2 } });
-  const direct = await world({ tailLimits: { maxPendingPerAddress: 2 } });
+  // This one takes the limit from the server options (--max-pending-per-address).
+  const direct = await world({ maxPendingPerAddress: 2 });
   const sockets: WebSocket[] = [];
   after(() => {
     for (const ws of sockets) ws.terminate();
@@ -148,6 +149,15 @@ describe('tail: sessions not yet connected, per client address', async () => {
     sockets.push(opened(await tryOpen(direct.wsUrl, from('198.51.100.1'))));
     sockets.push(opened(await tryOpen(direct.wsUrl, from('198.51.100.2'))));
     assert.equal(refused(await tryOpen(direct.wsUrl, from('198.51.100.3'))).status, 503, 'all three come from 127.0.0.1');
+    assert.equal(await refusedCount(direct.url, 'address'), 1);
+  });
+
+  it('takes the limit from --max-pending-per-address / DATAGROVE_MAX_PENDING_PER_ADDRESS, at least 1', () => {
+    assert.equal(loadConfig([], {}).maxPendingPerAddress, 100);
+    assert.equal(loadConfig(['--max-pending-per-address', '5000'], {}).maxPendingPerAddress, 5000);
+    assert.equal(loadConfig([], { DATAGROVE_MAX_PENDING_PER_ADDRESS: '3' }).maxPendingPerAddress, 3);
+    assert.throws(() => loadConfig(['--max-pending-per-address', '0'], {}), /--max-pending-per-address must be at least 1/);
+    assert.throws(() => loadConfig([], { DATAGROVE_MAX_PENDING_PER_ADDRESS: 'many' }), /must be a non-negative integer/);
   });
 });
 
