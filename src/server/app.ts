@@ -19,10 +19,11 @@ import { createAuth, openPgAuthStore, openSqliteAuthStore, type AuthService } fr
 import { createTail, openPgLogStore, openSqliteLogStore, type TailService } from '../tail/index.js';
 import { createNotify, openPgNotifyStore, openSqliteNotifyStore, type NotifyService } from '../notify/index.js';
 import { createDevIdp, DEV_PROVIDER_ID } from '../devidp/index.js';
-import { DgError } from '../protocol/errors.js';
+import { DgError, type ErrorCode } from '../protocol/errors.js';
+import { rawErrorResponse } from '../protocol/raw-error-response.js';
 import type { Config, HttpTimeouts } from './config.js';
 import { createMetrics } from './metrics.js';
-import { installErrorHandlers, sendError } from './http-errors.js';
+import { clientErrorHandler, frameworkErrorHandler, installErrorHandlers, sendError } from './http-errors.js';
 import { refuseBackupDir } from './backup.js';
 import { ensureDataDir, loadSecrets, type Secrets } from './secrets.js';
 import { defaultNodeId, ShardRegistry, type ShardMap } from './shard-registry.js';
@@ -63,8 +64,11 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
   const metrics = createMetrics();
   const upgradeHandlers: ((req: IncomingMessage, socket: Duplex, head: Buffer) => boolean)[] = [];
 
+  const countError = (code: ErrorCode): void => metrics.errors.inc({ code });
   const app = Fastify({
     bodyLimit: BODY_LIMIT,
+    frameworkErrors: frameworkErrorHandler(countError),
+    clientErrorHandler: clientErrorHandler(countError),
     // Only the listed proxies may say who the client is (X-Forwarded-For): never everyone.
     trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false,
     logger: {
@@ -79,12 +83,13 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
       const server = createServer({ headersTimeout: t.headersMs, requestTimeout: t.requestMs, connectionsCheckingInterval: t.checkMs }, handler);
       server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
         for (const h of upgradeHandlers) if (h(req, socket, head)) return;
-        socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+        countError('NOT_FOUND');
+        socket.end(rawErrorResponse('NOT_FOUND', `no route ${req.method ?? 'GET'} ${req.url?.split('?')[0] ?? ''}`));
       });
       return server;
     },
   });
-  installErrorHandlers(app, (code) => metrics.errors.inc({ code }));
+  installErrorHandlers(app, countError);
 
   app.addHook('onResponse', async (req, reply) => {
     const route = req.routeOptions.url ?? 'unknown';

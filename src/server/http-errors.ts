@@ -1,10 +1,14 @@
 /**
  * The HTTP error shape `{error:{code, message}}` for every failure, including fastify's own
- * (validation, body size, content type, unknown route, rate limit). Internal causes go to the
+ * (validation, body size, content type, unknown route, rate limit, a URL that does not
+ * decode, a path parameter over the router's length limit) and Node's for requests that
+ * never became one (malformed HTTP, headers too large, too slow). Internal causes go to the
  * log, never to the client.
  */
+import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { DgError, ERROR_STATUS, type ErrorCode } from '../protocol/errors.js';
+import { rawErrorResponse } from '../protocol/raw-error-response.js';
 
 export function sendError(reply: FastifyReply, code: ErrorCode, message: string, retryAfter?: number): FastifyReply {
   if (retryAfter !== undefined) void reply.header('retry-after', String(retryAfter));
@@ -57,4 +61,38 @@ export function installErrorHandlers(app: FastifyInstance, onError: (code: Error
     onError('NOT_FOUND');
     return sendError(reply, 'NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0] ?? ''}`);
   });
+}
+
+/**
+ * fastify's `frameworkErrors`: errors raised before routing (a URL whose escapes do not
+ * decode, a path parameter longer than the router allows), answered in the error shape.
+ */
+export function frameworkErrorHandler(onError: (code: ErrorCode) => void) {
+  return (err: FastifyError, _req: FastifyRequest, reply: FastifyReply): void => {
+    const message = err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'url: a path parameter is too long' : 'url: not a valid URL';
+    onError('BAD_REQUEST');
+    void sendError(reply, 'BAD_REQUEST', message);
+  };
+}
+
+/** How a connection-level failure is answered: the code, and the message of its error shape. */
+export function classifyClientError(err: NodeJS.ErrnoException): { code: ErrorCode; message: string } {
+  if (err.code === 'HPE_HEADER_OVERFLOW') return { code: 'TOO_LARGE', message: 'headers over the size limit' };
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return { code: 'BAD_REQUEST', message: 'request not complete in time' };
+  return { code: 'BAD_REQUEST', message: 'malformed HTTP request' };
+}
+
+/**
+ * Node's `clientError`: the bytes on a connection did not make a request (bad framing,
+ * headers over the size limit, too slow). Answered in the error shape, then the connection is
+ * closed; nothing is written to a socket that is already gone.
+ */
+export function clientErrorHandler(onError: (code: ErrorCode) => void) {
+  return (err: NodeJS.ErrnoException, socket: Socket): void => {
+    if (err.code === 'ECONNRESET' || socket.destroyed) return;
+    const { code, message } = classifyClientError(err);
+    onError(code);
+    if (socket.writable) socket.write(rawErrorResponse(code, message));
+    socket.destroy();
+  };
 }

@@ -7,6 +7,8 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Subscription } from '../bus/bus.js';
 import { SUBJECTS } from '../protocol/bus-messages.js';
+import type { ErrorCode } from '../protocol/errors.js';
+import { rawErrorResponse } from '../protocol/raw-error-response.js';
 import { TAIL_CLOSE, TAIL_SUBPROTOCOL } from '../protocol/tail-schemas.js';
 import { AccessControl } from './access.js';
 import type { TailContext } from './context.js';
@@ -37,9 +39,9 @@ export interface TailService {
 
 const SWEEP_MS = 1000;
 
-function refuse(socket: Duplex, status: string, retryAfterSec?: number): void {
-  const retry = retryAfterSec === undefined ? '' : `retry-after: ${retryAfterSec}\r\n`;
-  socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\n${retry}content-length: 0\r\n\r\n`);
+/** Refuses an upgrade with an HTTP error in the usual shape, and closes the connection. */
+function refuse(socket: Duplex, code: ErrorCode, message: string, headers?: Record<string, string>): void {
+  socket.end(rawErrorResponse(code, message, headers));
 }
 
 /** What a client refused for capacity is told to wait before it tries again (s). */
@@ -87,6 +89,13 @@ export function createTail(deps: TailDeps): TailService {
     perMessageDeflate: false,
     clientTracking: false,
     handleProtocols: () => TAIL_SUBPROTOCOL,
+  });
+  // A handshake that ws refuses (not GET, no websocket upgrade, a bad key or version) is
+  // answered in the usual error shape too, rather than ws's text body.
+  wss.on('wsClientError', (err: Error, socket: Duplex) => {
+    if (!socket.writable) return void socket.destroy();
+    const headers: Record<string, string> = /version/i.test(err.message) ? { 'sec-websocket-version': '13' } : {};
+    refuse(socket, 'BAD_REQUEST', err.message, headers);
   });
   let accepting = false;
   let closed = false;
@@ -199,8 +208,8 @@ export function createTail(deps: TailDeps): TailService {
     shardChanged: checkShards,
 
     handleUpgrade(req, socket, head) {
-      if (!accepting) return refuse(socket, '503 Service Unavailable');
-      if (!offersSubprotocol(req)) return refuse(socket, '400 Bad Request');
+      if (!accepting) return refuse(socket, 'UNAVAILABLE', 'not accepting sessions now');
+      if (!offersSubprotocol(req)) return refuse(socket, 'BAD_REQUEST', `sec-websocket-protocol: must offer ${TAIL_SUBPROTOCOL}`);
       const address = deps.clientAddress?.(req) ?? req.socket.remoteAddress ?? '';
       const full =
         ctx.sessions.size >= limits.maxSessions ? 'sessions'
@@ -209,7 +218,7 @@ export function createTail(deps: TailDeps): TailService {
         : null;
       if (full !== null) {
         metrics.refusedUpgrades.inc({ reason: full });
-        return refuse(socket, '503 Service Unavailable', FULL_RETRY_AFTER_SEC);
+        return refuse(socket, 'UNAVAILABLE', 'too many sessions', { 'retry-after': String(FULL_RETRY_AFTER_SEC) });
       }
       wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, socket, address));
     },

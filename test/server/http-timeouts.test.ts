@@ -1,6 +1,6 @@
 /**
- * Slow HTTP clients: a request whose headers or body take too long is answered 408 and its
- * connection closed, so slow clients cannot hold connections for minutes; a WebSocket,
+ * Slow HTTP clients: a request whose headers or body take too long is answered
+ * 400 BAD_REQUEST in the error shape and its connection closed, so slow clients cannot hold connections for minutes; a WebSocket,
  * once upgraded, is not cut by these limits.
  */
 import assert from 'node:assert/strict';
@@ -26,15 +26,17 @@ function slowRequest(url: string, data: string): Promise<{ text: string; ms: num
 describe('HTTP time limits', async () => {
   const srv = await startServer({ httpTimeouts: { headersMs: 300, requestMs: 800, checkMs: 100 } });
 
-  it('answers 408 and closes a connection whose headers do not end in time', async () => {
+  it('answers BAD_REQUEST and closes a connection whose headers do not end in time', async () => {
     const r = await slowRequest(srv.url, 'GET /health HTTP/1.1\r\nhost: x\r\n');
-    assert.match(r.text, /^HTTP\/1\.1 408/);
+    assert.match(r.text, /^HTTP\/1\.1 400 /);
+    assert.match(r.text, /\r\n\r\n\{"error":\{"code":"BAD_REQUEST","message":"request not complete in time"\}\}$/);
     assert.ok(r.ms < 3000, `closed after ${Math.round(r.ms)} ms`);
   });
 
-  it('answers 408 and closes a connection whose body does not end in time', async () => {
+  it('answers BAD_REQUEST and closes a connection whose body does not end in time', async () => {
     const r = await slowRequest(srv.url, 'POST /auth/v1/challenge HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"dev');
-    assert.match(r.text, /^HTTP\/1\.1 408/);
+    assert.match(r.text, /^HTTP\/1\.1 400 /);
+    assert.match(r.text, /"code":"BAD_REQUEST"/);
     assert.ok(r.ms < 4000, `closed after ${Math.round(r.ms)} ms`);
   });
 

@@ -14,6 +14,7 @@ import { until, world } from './fixture.js';
 interface Refusal {
   status: number;
   retryAfter: string | undefined;
+  body: string;
 }
 
 /** Tries an upgrade: the open socket, or the HTTP answer that refused it. */
@@ -22,9 +23,12 @@ function tryOpen(url: string, headers: Record<string, string> = {}): Promise<Web
     const ws = new WebSocket(url, 'datagrove.v1', { perMessageDeflate: false, headers });
     ws.once('open', () => resolve(ws));
     ws.once('unexpected-response', (_req, res) => {
-      resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'] });
-      res.resume();
-      ws.terminate();
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString('utf8')));
+      res.on('end', () => {
+        resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'], body });
+        ws.terminate();
+      });
     });
     ws.once('error', reject);
   });
@@ -68,6 +72,7 @@ describe('tail: sessions per node', async () => {
     const r = refused(await tryOpen(w.wsUrl));
     assert.equal(r.status, 503);
     assert.equal(r.retryAfter, '5');
+    assert.deepEqual(JSON.parse(r.body), { error: { code: 'UNAVAILABLE', message: 'too many sessions' } });
     assert.equal(await refusedCount(w.url, 'pending'), 1);
     // The waiting sessions are untouched: one connects, which makes room for another.
     await a.call('connect', { token: w.owner.access });
