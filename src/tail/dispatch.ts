@@ -1,10 +1,10 @@
 /**
- * One incoming frame: parse and validate, rate-limit, check the session is connected,
- * run the op. Nothing a client sends can throw out of here: errors become replies
+ * One incoming frame: parse and validate (before `connect`, anything else is UNAUTHORIZED),
+ * rate-limit, run the op. Nothing a client sends can throw out of here: errors become replies
  * (DgError keeps its code; anything else is INTERNAL, logged, without details).
  */
 import { DgError, toWireError } from '../protocol/errors.js';
-import type { TailOp, TailOpArgs } from '../protocol/tail-schemas.js';
+import { TAIL_CLOSE, type TailOp, type TailOpArgs } from '../protocol/tail-schemas.js';
 import { handleConnect } from './connect.js';
 import type { TailContext } from './context.js';
 import { parseFrame } from './frames.js';
@@ -39,11 +39,17 @@ function failed(ctx: TailContext, session: Session, id: number, err: unknown): v
 
 export function onFrame(ctx: TailContext, session: Session, data: Buffer, isBinary: boolean): void {
   if (session.closing) return;
-  const frame = parseFrame(data, isBinary, ctx.limits.maxFrame);
-  if (!frame.ok) return session.replyError(frame.id, frame.code, frame.message);
+  const frame = parseFrame(data, isBinary, ctx.limits.maxFrame, session.auth !== null);
+  if (!frame.ok) {
+    if (frame.unauthorized === undefined) return session.replyError(frame.id, frame.code, frame.message);
+    if (!session.ops.take()) return session.replyError(frame.id, 'RATE_LIMITED', 'too many requests');
+    session.replyError(frame.id, frame.code, frame.message);
+    // A connect without a usable token is answered as one with an invalid token.
+    if (frame.unauthorized === 'no token') session.close(TAIL_CLOSE.unauthorized, 'unauthorized');
+    return;
+  }
   const { id } = frame;
   if (!session.ops.take()) return session.replyError(id, 'RATE_LIMITED', 'too many requests');
-  if (session.auth === null && frame.op !== 'connect') return session.replyError(id, 'UNAUTHORIZED', 'connect first');
   const waits = WAITING_OPS.has(frame.op);
   if (waits && session.inFlight >= ctx.limits.maxInFlight) return session.replyError(id, 'RATE_LIMITED', 'too many requests in flight');
   try {

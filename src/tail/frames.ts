@@ -7,7 +7,7 @@ import { isTailOp, tailArgsProblem, type TailOp, type TailOpArgs } from '../prot
 
 export type Parsed =
   | { [K in TailOp]: { ok: true; id: number; op: K; args: TailOpArgs[K] } }[TailOp]
-  | { ok: false; id: number | null; code: ErrorCode; message: string };
+  | { ok: false; id: number | null; code: ErrorCode; message: string; unauthorized?: 'not connected' | 'no token' };
 
 /** Reads a leading `"id": <int>` cheaply, for frames too large to parse. */
 const LEADING_ID = /^\s*\{\s*"id"\s*:\s*(-?\d{1,16})\s*[,}]/;
@@ -16,7 +16,12 @@ function bad(id: number | null, code: ErrorCode, message: string): Parsed {
   return { ok: false, id, code, message };
 }
 
-export function parseFrame(data: Buffer, isBinary: boolean, maxFrame: number): Parsed {
+/**
+ * `connected` tells whether the session has had its `connect`: before it, every request
+ * other than `connect` is UNAUTHORIZED whatever else is wrong with it, and a `connect`
+ * without a usable token is UNAUTHORIZED like one with an invalid token.
+ */
+export function parseFrame(data: Buffer, isBinary: boolean, maxFrame: number, connected: boolean): Parsed {
   if (data.length > maxFrame) {
     const m = LEADING_ID.exec(data.subarray(0, 64).toString('latin1'));
     const id = m?.[1] === undefined ? null : Number(m[1]);
@@ -34,10 +39,14 @@ export function parseFrame(data: Buffer, isBinary: boolean, maxFrame: number): P
   const id = frame.id;
   if (typeof id !== 'number' || !Number.isSafeInteger(id)) return bad(null, 'BAD_REQUEST', 'id: must be an integer');
   const op = frame.op;
+  if (!connected && op !== 'connect') return { ok: false, id, code: 'UNAUTHORIZED', message: 'connect first', unauthorized: 'not connected' };
   if (typeof op !== 'string') return bad(id, 'BAD_REQUEST', 'op: must be a string');
   if (!isTailOp(op)) return bad(id, 'UNKNOWN_OP', `unknown op '${op.slice(0, 32)}'`);
   const problem = tailArgsProblem(op, frame);
-  if (problem !== null) return bad(id, 'BAD_REQUEST', problem);
+  if (problem !== null) {
+    if (op === 'connect') return { ok: false, id, code: 'UNAUTHORIZED', message: problem, unauthorized: 'no token' };
+    return bad(id, 'BAD_REQUEST', problem);
+  }
   return { ok: true, id, op, args: frame } as Parsed;
 }
 

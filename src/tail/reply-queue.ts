@@ -4,7 +4,7 @@
  */
 import type { Session } from './session.js';
 
-/** A frame, or a function building it when it is sent (a nack reports the length then). */
+/** A frame, or a function building it when it is sent. */
 export type DeferredFrame = string | (() => string);
 
 export interface ReplySlot {

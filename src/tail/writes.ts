@@ -110,7 +110,11 @@ export function handleWrite(ctx: TailContext, session: Session, id: number, args
   const decided = args.at === log.decided;
   if (!decided && widKey === null) {
     ctx.metrics.wrote('nack');
-    return log.replies.send(session, () => nackFrame(id, log.decided));
+    // The length this write was checked against, unless an earlier write failed meanwhile
+    // and the log's decisions started again from what is committed.
+    const length = log.decided;
+    const gen = log.gen;
+    return log.replies.send(session, () => nackFrame(id, log.gen === gen ? length : log.decided));
   }
   const w = new WriteJob(ctx, log, h, id, log.replies.reserve(session), args.at, decided, log.gen, b64, bytes, widKey);
   if (decided) log.decided += entries.length;
@@ -155,8 +159,9 @@ function settle(ctx: TailContext, log: LiveLog, w: PendingWrite, res: AppendResu
         // Decided against a length the store does not have (another writer, or a dup before it).
         if (w.decided) restart(log, log.committed);
         ctx.metrics.wrote('nack');
-        log.replies.complete(w.slot, () => nackFrame(w.id, log.decided));
-        for (const x of w.waiters) log.replies.complete(x.slot, () => nackFrame(x.id, log.decided));
+        // The store's length when it reached this write: after every earlier write, none later.
+        log.replies.complete(w.slot, nackFrame(w.id, res.length));
+        for (const x of w.waiters) log.replies.complete(x.slot, nackFrame(x.id, res.length));
         return;
       }
       case 'fenced': {

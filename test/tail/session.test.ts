@@ -37,6 +37,43 @@ describe('tail: sessions', async () => {
     c.close();
   });
 
+  it('answers UNAUTHORIZED before connect whatever else is wrong with the request', async () => {
+    const c = await TailClient.open(w.wsUrl);
+    // Unknown ops, missing or wrong arguments, and a non-string op are all "another op".
+    const frames: Record<string, unknown>[] = [
+      { op: 'nosuchop' },
+      { op: 'read' },
+      { op: 'write', handle: 5, at: 'x' },
+      { op: 42 },
+      {},
+    ];
+    for (const f of frames) {
+      const id = c.freshId();
+      c.send({ id, ...f });
+      const r = await c.reply(id);
+      assert.equal(r.error?.code, 'UNAUTHORIZED', JSON.stringify(f));
+    }
+    // Frames without an integer id still get re:null BAD_REQUEST.
+    c.send({ op: 'ping' });
+    assert.equal((await c.nextNullReply()).error?.code, 'BAD_REQUEST');
+    // None of them counted as bad frames, and the session still connects.
+    for (let i = 0; i < 30; i++) c.send({ id: c.freshId(), op: 'nosuchop' });
+    await c.call('connect', { token: w.owner.access });
+    assert.equal(c.closeCode, null);
+    assert.equal((await c.failure('nosuchop')).code, 'UNKNOWN_OP', 'after connect an unknown op is UNKNOWN_OP');
+    c.close();
+  });
+
+  it('answers a connect without a usable token UNAUTHORIZED and closes 4401', async () => {
+    for (const args of [{}, { token: '' }, { token: 7 }, { token: null }, { token: 'x'.repeat(5000) }]) {
+      const c = await TailClient.open(w.wsUrl);
+      const err = await c.failure('connect', args);
+      assert.equal(err.code, 'UNAUTHORIZED', JSON.stringify(args));
+      assert.match(err.message, /^token/);
+      assert.equal((await c.closedWith(2000)).code, 4401, JSON.stringify(args));
+    }
+  });
+
   it('answers an invalid token UNAUTHORIZED and closes 4401', async () => {
     const lease = signToken(w.srv.server.secrets.ring, {
       typ: 'lease', sub: w.owner.user, dev: w.owner.device, site: w.site, log: 'x', rights: ['read'],

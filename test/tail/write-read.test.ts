@@ -87,15 +87,28 @@ describe('tail: write and read', async () => {
     const r = await c.call<{ entries: string[]; length: number }>('read', { handle: l.handle, from: 398 });
     assert.equal(r.length, 400);
     assert.deepEqual(r.entries.map(decodeEntry), ['e199a', 'e199b']);
-    // A write in the middle of a pipeline at a stale position is nacked with the decided length.
+    // A write in the middle of a pipeline at a stale position is nacked with the length it was
+    // checked against: after every earlier accepted write, none of the later ones.
     const [ok1, stale, ok2] = await Promise.all([
       c.request('write', { handle: l.handle, at: 400, entries: [entry('p')] }),
       c.request('write', { handle: l.handle, at: 400, entries: [entry('q')] }),
       c.request('write', { handle: l.handle, at: 401, entries: [entry('r')] }),
     ]);
     assert.equal(ok1.length, 401);
-    assert.deepEqual({ nack: stale.nack, length: stale.length }, { nack: true, length: 402 });
+    assert.deepEqual({ nack: stale.nack, length: stale.length }, { nack: true, length: 401 });
     assert.equal(ok2.length, 402);
+    // The same with writes far ahead and behind, several in flight before any commit.
+    const got = await Promise.all([
+      c.request('write', { handle: l.handle, at: 402, entries: [entry('s')] }),
+      c.request('write', { handle: l.handle, at: 407, entries: [entry('t')] }),
+      c.request('write', { handle: l.handle, at: 403, entries: [entry('u'), entry('v')] }),
+      c.request('write', { handle: l.handle, at: 403, entries: [entry('w')] }),
+      c.request('write', { handle: l.handle, at: 405, entries: [entry('x')] }),
+    ]);
+    assert.deepEqual(
+      got.map((r) => (r.nack === true ? `nack ${String(r.length)}` : String(r.length))),
+      ['403', 'nack 403', '405', 'nack 405', '406'],
+    );
     c.close();
   });
 
