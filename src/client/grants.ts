@@ -28,7 +28,7 @@ export interface GrantPayload extends GrantSpec {
   iat: number;
 }
 
-const SUBJECT_RE = /^(user:[A-Za-z0-9_-]{1,64}|device:[A-Za-z0-9_-]{43}|email:[^\s@]{1,200}@[^\s@]{1,64})$/;
+const SUBJECT_RE = /^(user:[A-Za-z0-9_-]{1,64}|device:[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]|email:[^\s@]{1,200}@[^\s@]{1,64})$/;
 
 /**
  * Signs a grant with the device key.

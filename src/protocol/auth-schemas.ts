@@ -8,14 +8,15 @@
  * know) and ignore them.
  */
 import { Type, type Static } from '@sinclair/typebox';
-import { BOX_KEY_PATTERN, DEVICE_ID_PATTERN, LOG_NAME_PATTERN, SITE_ID_PATTERN, USER_ID_PATTERN } from './ids.js';
+import { B64URL_32_PATTERN, BOX_KEY_PATTERN, DEVICE_ID_PATTERN, LOG_NAME_PATTERN, SITE_ID_PATTERN, USER_ID_PATTERN } from './ids.js';
 
 /** 32 random bytes, base64url. */
-export const NONCE_PATTERN = '^[A-Za-z0-9_-]{43}$';
+export const NONCE_PATTERN = B64URL_32_PATTERN;
 /** A raw 64-byte Ed25519 signature, base64url. */
-export const SIGNATURE_PATTERN = '^[A-Za-z0-9_-]{86}$';
+/** 64 bytes (an Ed25519 signature) in base64url as an encoder writes them: 4 unused bits zero. */
+export const SIGNATURE_PATTERN = '^[A-Za-z0-9_-]{85}[AQgw]$';
 /** A grant hash: base64url SHA-256 of the compact JWS. */
-export const GRANT_HASH_PATTERN = '^[A-Za-z0-9_-]{43}$';
+export const GRANT_HASH_PATTERN = B64URL_32_PATTERN;
 /** A compact JWS (three base64url parts). */
 export const COMPACT_JWS_PATTERN = '^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$';
 /** A refresh token is opaque to clients; this server makes 43-character ones. */
@@ -214,7 +215,7 @@ export type BusPushGone = Static<typeof BusPushGone>;
 /** A provider id from the server's configuration (DATAGROVE_OIDC), e.g. `google`, `dev`. */
 export const PROVIDER_ID_PATTERN = '^[a-z0-9][a-z0-9_-]{0,31}$';
 /** An OIDC login state: 32 random bytes, base64url. */
-export const OIDC_STATE_PATTERN = '^[A-Za-z0-9_-]{43}$';
+export const OIDC_STATE_PATTERN = B64URL_32_PATTERN;
 export const MAX_REDIRECT_LENGTH = 2048;
 export const MAX_EMAIL_LENGTH = 254;
 

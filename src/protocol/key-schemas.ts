@@ -6,13 +6,14 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { BoxKey, COMPACT_JWS_PATTERN, DeviceId, MAX_EMAIL_LENGTH, Rights, SIGNATURE_PATTERN, SiteId, UserId } from './auth-schemas.js';
+import { B64URL_32_PATTERN } from './ids.js';
 import { DEVICE_CERT_TYP, MAX_USER_KEY_VERSION } from './key-statements.js';
 
 export { DEVICE_CERT_TYP, MAX_USER_KEY_VERSION, userKeyStatement } from './key-statements.js';
 
 export const MAX_CERTIFICATE_LENGTH = 2048;
 
-const PublicKey = Type.String({ pattern: '^[A-Za-z0-9_-]{43}$' });
+const PublicKey = Type.String({ pattern: B64URL_32_PATTERN });
 const Signature = Type.String({ pattern: SIGNATURE_PATTERN });
 
 export const DeviceCertHeader = Type.Object({ alg: Type.Literal('EdDSA'), typ: Type.Literal(DEVICE_CERT_TYP) }, { additionalProperties: false });

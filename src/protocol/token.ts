@@ -5,6 +5,7 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Right } from './ids.js';
+import { b64urlDecode } from './b64.js';
 
 export interface HmacKey {
   kid: string;
@@ -98,8 +99,9 @@ export function verifyToken<T extends TokenClaims>(
   const secret = ring.keys.get(header.kid);
   if (secret === undefined) return { ok: false, reason: 'unknown-kid' };
   const expected = createHmac('sha256', secret).update(token.slice(0, dot2)).digest();
-  const given = Buffer.from(token.slice(dot2 + 1), 'base64url');
-  if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+  // Strict: one spelling per signature, no characters skipped.
+  const given = b64urlDecode(token.slice(dot2 + 1));
+  if (given === null || given.length !== expected.length || !timingSafeEqual(given, expected)) {
     return { ok: false, reason: 'bad-signature' };
   }
   if (claims === null || typeof claims !== 'object' || typeof claims.exp !== 'number' || typeof claims.sub !== 'string') {

@@ -5,6 +5,8 @@
  * cost one per entry, and reads split it back into views without copying.
  */
 
+import { hasCanonicalTail } from '../protocol/b64.js';
+
 /** Bytes of the length prefix of each entry. */
 export const PACK_PREFIX = 4;
 
@@ -48,13 +50,15 @@ export function isPackOf(blob: Uint8Array, entries: readonly Uint8Array[]): bool
  * Returns the packed buffer, or the index of the first string that is not base64url
  * (unpadded) of a whole number of bytes. Node's decoder passes over characters outside
  * both base64 alphabets, which leaves fewer bytes than the length promises, so the count
- * catches them; `+` and `/` (standard base64, which it would decode) are refused here.
+ * catches them; `+` and `/` (standard base64, which it would decode) are refused here, and
+ * so is a last character whose unused bits are not zero (a second spelling of the same bytes,
+ * which a reader would get back in the encoder's spelling).
  */
 export function decodePacked(b64: readonly string[], out: Buffer[]): Buffer | number {
   let total = 0;
   for (let i = 0; i < b64.length; i++) {
     const len = (b64[i] as string).length;
-    if (len % 4 === 1) return i;
+    if (!hasCanonicalTail(b64[i] as string)) return i;
     total += PACK_PREFIX + ((len * 3) >>> 2);
   }
   const blob = Buffer.allocUnsafe(total);

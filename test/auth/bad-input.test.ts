@@ -25,13 +25,14 @@ describe('bad input at the auth boundary', async () => {
   const site = await createSite(url, d.access);
   const k = newDeviceKeys();
   const id43 = 'A'.repeat(43);
-  const sig = 'B'.repeat(86);
+  const sig = `${'B'.repeat(85)}A`;
 
   const cases: Case[] = [
     { name: 'challenge without device', path: '/challenge', body: {}, status: 400, code: 'BAD_REQUEST', message: /body: missing device/ },
     { name: 'challenge with a numeric device', path: '/challenge', body: { device: 12345 }, status: 400, code: 'BAD_REQUEST', message: /body\.device/ },
     { name: 'challenge with a short device id', path: '/challenge', body: { device: 'abc' }, status: 400, code: 'BAD_REQUEST', message: /body\.device/ },
     { name: 'challenge with a device id of bad characters', path: '/challenge', body: { device: `${'A'.repeat(42)}=` }, status: 400, code: 'BAD_REQUEST', message: /body\.device/ },
+    { name: 'challenge with a device id spelled with unused bits set', path: '/challenge', body: { device: `${'A'.repeat(42)}B` }, status: 400, code: 'BAD_REQUEST', message: /body\.device/ },
     { name: 'challenge with an array body', path: '/challenge', body: [k.device], status: 400, code: 'BAD_REQUEST' },
     { name: 'challenge with null', path: '/challenge', raw: 'null', status: 400, code: 'BAD_REQUEST' },
     { name: 'challenge with non-JSON', path: '/challenge', raw: '{"device":', status: 400, code: 'BAD_REQUEST', message: /JSON/ },

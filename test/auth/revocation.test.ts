@@ -121,6 +121,27 @@ describe('revocation', async () => {
     assert.equal((await revoke(a, { grant: g2.hash })).status, 200);
   });
 
+  it('refuses a revoked grant whose signature is spelled another way (base64url malleability)', async () => {
+    const owner = await signupDevice(url);
+    const site = await createSite(url, owner.access);
+    const friend = await signupDevice(url);
+    const g = await declareGrant(url, owner, { sub: `user:${friend.user}`, site, logs: ['*'], rights: ['read'] });
+    assert.equal((await join(friend, site, g.jws)).status, 200);
+    assert.equal((await revoke(owner, { grant: g.hash })).status, 200);
+    // The last character of an 86-character signature carries 4 bits that decoding ignores:
+    // changing them gives another string (another hash) for the same signature bytes.
+    const [h, p, sig] = g.jws.split('.') as [string, string, string];
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    const last = alphabet.indexOf(sig.slice(-1));
+    const twin = `${h}.${p}.${sig.slice(0, -1)}${alphabet[last ^ 1]}`;
+    assert.deepEqual(Buffer.from(twin.split('.')[2] as string, 'base64url'), Buffer.from(sig, 'base64url'), 'same signature bytes');
+    const rejoin = await join(friend, site, twin);
+    assert.equal(rejoin.status, 400, rejoin.text);
+    assert.match(rejoin.body.error.message, /signature/);
+    assert.equal((await post<ErrorBody>(url, '/declare', { grant: twin }, owner.access)).status, 400);
+    assert.equal((await lease(friend, site)).status, 403);
+  });
+
   it('still refuses the tokens of a revoked device after a restart', async () => {
     const dir = tempDir();
     const first = await startServer({ dataDir: dir });

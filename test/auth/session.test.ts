@@ -30,6 +30,16 @@ describe('auth sessions', async () => {
     assert.equal(typeof v.claims.fam, 'string');
     assert.equal(typeof v.claims.jti, 'string');
 
+    // One spelling per token: a signature with a character slipped in, or with the unused
+    // bits of its last character set, decodes leniently to the same bytes and is refused.
+    const [h, p, sig] = r.body.access.split('.') as [string, string, string];
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    const twin = `${sig.slice(0, -1)}${alphabet[alphabet.indexOf(sig.slice(-1)) ^ 1]}`;
+    for (const bad of [`${h}.${p}.${twin}`, `${h}.${p}.${sig.slice(0, 10)}!${sig.slice(10)}`]) {
+      assert.equal(verifyToken(ring, bad, 'access').ok, false, bad);
+      assert.equal((await get(url, '/me', bad)).status, 401);
+    }
+
     const me = await get<MeReply>(url, '/me', r.body.access);
     assert.equal(me.status, 200);
     assert.ok(Value.Check(MeReply, me.body), me.text);

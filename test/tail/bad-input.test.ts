@@ -49,6 +49,8 @@ describe('tail: bad input', async () => {
     { name: 'no entries', frame: write({ entries: [] }), code: 'BAD_REQUEST', re: 40, mentions: 'entries' },
     { name: 'entry not base64url', frame: write({ entries: ['a+b/'] }), code: 'BAD_REQUEST', re: 40, mentions: 'entries.0' },
     { name: 'entry with padding', frame: write({ entries: ['YQ=='] }), code: 'BAD_REQUEST', re: 40, mentions: 'entries.0' },
+    { name: 'entry spelled with unused bits set (YR for YQ)', frame: write({ entries: ['YQ', 'YR'] }), code: 'BAD_REQUEST', re: 40, mentions: 'entries.1' },
+    { name: 'entry of 2 bytes with unused bits set', frame: write({ entries: ['YWF'] }), code: 'BAD_REQUEST', re: 40, mentions: 'entries.0' },
     { name: 'entry of impossible length', frame: write({ entries: [entry('ok'), 'AAAAA'] }), code: 'BAD_REQUEST', re: 40, mentions: 'entries.1' },
     { name: 'entry not a string', frame: write({ entries: [1] }), code: 'BAD_REQUEST', re: 40, mentions: 'entries.0' },
     { name: 'wid with spaces', frame: write({ wid: 'a b' }), code: 'BAD_REQUEST', re: 40, mentions: 'wid' },

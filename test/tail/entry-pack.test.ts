@@ -34,7 +34,9 @@ describe('entry pack', () => {
     // Every character of the alphabet, in every position of a quartet, is taken.
     const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
     const views: Buffer[] = [];
-    const packed = decodePacked([alphabet, alphabet.slice(1), alphabet.slice(2)], views);
+    // (The shorter two end in 'A': a last character of a partial quartet may carry no bits
+    // beyond the last byte.)
+    const packed = decodePacked([alphabet, `${alphabet.slice(1, -1)}A`, `${alphabet.slice(2, -1)}A`], views);
     assert.ok(Buffer.isBuffer(packed));
     assert.deepEqual(views[0], Buffer.from(alphabet, 'base64url'));
     assert.equal(views[0]?.toString('base64url'), alphabet);
@@ -43,6 +45,12 @@ describe('entry pack', () => {
   it('names the first string that no whole number of bytes encodes', () => {
     assert.equal(decodePacked(['AAAA', 'AAAAA', 'A'], []), 1);
     assert.equal(decodePacked(['A'], []), 0);
+  });
+
+  it('names the first string whose last character sets bits beyond the last byte', () => {
+    assert.equal(decodePacked(['YQ', 'YR'], []), 1);
+    assert.equal(decodePacked(['YWE', 'YWF'], []), 1);
+    assert.equal(decodePacked(['YWI_'], []) instanceof Buffer, true, 'a whole quartet has no unused bits');
   });
 
   it('recognises only its own views, in order, covering the whole buffer', () => {
