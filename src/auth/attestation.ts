@@ -27,7 +27,4 @@ export async function signIdentityAttestation(ctx: AuthContext, a: { device: str
   return new SignJWT({ ...payload }).setProtectedHeader({ alg: 'EdDSA', typ: IDENTITY_TYP, kid: key.kid }).sign(key.privateKey);
 }
 
-/** Emails compare as the providers send them, trimmed and lower-cased. */
-export function normalizeEmail(email: string): string {
-  return email.trim().toLowerCase();
-}
+export { normalizeEmail } from '../protocol/email.js';

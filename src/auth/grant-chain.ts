@@ -7,6 +7,7 @@
  * `exp` no wider than its own. Chains are at most 8 grants deep; a revoked grant or a revoked
  * device anywhere in the chain invalidates it.
  */
+import { normalizeEmail } from '../protocol/email.js';
 import type { Right } from '../protocol/ids.js';
 import type { ParsedGrant } from './grant.js';
 import { expiryWithin, logsWithin, rightsWithin } from './grant.js';
@@ -65,7 +66,7 @@ export async function subjectCovers(store: AuthStore, sub: string, user: string)
 }
 
 export async function emailAttestedFor(store: AuthStore, email: string, user: string): Promise<boolean> {
-  const want = email.toLowerCase();
+  const want = normalizeEmail(email);
   const ids = (await store.identitiesOf(user)).filter((i) => i.email === want);
   if (ids.length === 0) return false;
   const live = new Set((await store.listDevices(user)).filter((d) => d.revokedAt === null).map((d) => d.id));

@@ -5,6 +5,7 @@
  * whose chain still verifies (users, devices' users, and emails, which may not have joined
  * yet). A grant whose chain died (a revoked issuer, proof or device) adds nobody.
  */
+import { normalizeEmail } from '../protocol/email.js';
 import type { MembersReply } from '../protocol/key-schemas.js';
 import { RIGHTS, type Right } from '../protocol/ids.js';
 import type { AuthContext } from './context.js';
@@ -35,7 +36,7 @@ export async function siteMembers(ctx: AuthContext, site: SiteRecord): Promise<M
     else if (g.subject.startsWith('device:')) {
       const d = await ctx.store.getDevice(g.subject.slice(7));
       if (d !== null && d.revokedAt === null) add(users, d.user, g.rights);
-    } else if (g.subject.startsWith('email:')) add(emails, g.subject.slice(6).toLowerCase(), g.rights);
+    } else if (g.subject.startsWith('email:')) add(emails, normalizeEmail(g.subject.slice(6)), g.rights);
   }
   const list = <K extends string>(m: Map<string, Set<Right>>, key: K) =>
     [...m.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, r]) => ({ [key]: k, rights: expandRights([...r]) }) as Record<K, string> & { rights: Right[] });

@@ -131,8 +131,13 @@ export type IdentityLinkResult =
   | { ok: false; reason: 'device-revoked' | 'device-of-another-user' | 'box-key-required' };
 
 /** The result of an OIDC login, kept until the device collects it. */
+/**
+ * What the callback found: the verified email and the SHA-256 of the confirmation code the
+ * browser was given (the identity is linked only when the device presents that code), or
+ * why the sign-in failed.
+ */
 export type OidcOutcome =
-  | { ok: true; user: string; email: string; identity: string; newDevice: boolean }
+  | { ok: true; email: string; confirmation: string }
   | { ok: false; code: 'FORBIDDEN' | 'UNAUTHORIZED' | 'UNAVAILABLE' | 'BAD_REQUEST'; message: string };
 
 export interface NewOidcLogin {

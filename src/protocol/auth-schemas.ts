@@ -246,6 +246,8 @@ export type OidcCallbackQuery = Static<typeof OidcCallbackQuery>;
 
 export const OidcCompleteBody = Type.Object({
   state: Type.String({ pattern: OIDC_STATE_PATTERN }),
+  /** The confirmation code the browser got at the callback (`XXXX-XXXX`; case, dashes and spaces do not matter). */
+  code: Type.String({ minLength: 1, maxLength: 32 }),
   nonce: Type.String({ pattern: NONCE_PATTERN }),
   sig: Type.String({ pattern: SIGNATURE_PATTERN }),
 });

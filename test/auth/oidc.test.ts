@@ -11,7 +11,7 @@ import { Value } from '@sinclair/typebox/value';
 import { decodeProtectedHeader, importJWK, jwtVerify } from 'jose';
 import { KeysReply, MeReply, OidcCompleteReply, ServerKeysReply } from '../../src/protocol/auth-schemas.js';
 import { SUBJECTS, type UserEvent } from '../../src/protocol/bus-messages.js';
-import { devIdpSignIn, get, newDeviceKeys, oidcComplete, oidcLogin, oidcStart, post, signupDevice, TestBrowser } from '../helpers/auth-client.js';
+import { confirmationCode, devIdpSignIn, get, loginDevice, newDeviceKeys, oidcComplete, oidcLogin, oidcStart, post, signupDevice, TestBrowser } from '../helpers/auth-client.js';
 import { startServer } from '../helpers/server.js';
 import { TailClient } from '../helpers/tail-client.js';
 
@@ -89,10 +89,10 @@ describe('OIDC login through the dev identity provider', async () => {
     const cb = await browser.request(callback);
     assert.equal(cb.status, 403);
     assert.equal(((await cb.json()) as ErrorBody).error.code, 'FORBIDDEN');
-    const done = await oidcComplete(url, keys, started.body.state);
+    const done = await oidcComplete(url, keys, started.body.state, 'AAAA-AAAA');
     assert.equal(done.status, 403);
     assert.equal((done.body as unknown as ErrorBody).error.code, 'FORBIDDEN');
-    assert.equal((await oidcComplete(url, keys, started.body.state)).status, 401, 'collected once');
+    assert.equal((await oidcComplete(url, keys, started.body.state, 'AAAA-AAAA')).status, 401, 'collected once');
   });
 
   it('refuses a wrong state, a replayed callback and a replayed code', async () => {
@@ -103,7 +103,9 @@ describe('OIDC login through the dev identity provider', async () => {
     const keys = newDeviceKeys();
     const a = await oidcStart(url, keys);
     const { callback, browser } = await devIdpSignIn(a.body.url, newEmail());
-    assert.equal((await browser.request(callback)).status, 200);
+    const first = await browser.request(callback);
+    assert.equal(first.status, 200);
+    const code = await confirmationCode(first);
     assert.equal((await browser.request(callback)).status, 401, 'the state is single use');
 
     // The same code under a fresh login's state: the provider refuses it (used, and not this PKCE verifier).
@@ -113,10 +115,10 @@ describe('OIDC login through the dev identity provider', async () => {
     const r = await browser.request(replay.href);
     assert.equal(r.status, 401);
     assert.equal(((await r.json()) as ErrorBody).error.code, 'UNAUTHORIZED');
-    assert.equal((await oidcComplete(url, keys, b.body.state)).status, 401);
-    const ok = await oidcComplete(url, keys, a.body.state);
+    assert.equal((await oidcComplete(url, keys, b.body.state, code)).status, 401);
+    const ok = await oidcComplete(url, keys, a.body.state, code);
     assert.equal(ok.status, 200, 'the first login still completes');
-    assert.equal((await oidcComplete(url, keys, a.body.state)).status, 401, 'once');
+    assert.equal((await oidcComplete(url, keys, a.body.state, code)).status, 401, 'once');
   });
 
   it('records a sign-in the provider refused, for the device to learn', async () => {
@@ -127,21 +129,72 @@ describe('OIDC login through the dev identity provider', async () => {
     const r = await new TestBrowser().request(refused.href);
     assert.equal(r.status, 403);
     assert.match(((await r.json()) as ErrorBody).error.message, /access_denied/);
-    const done = await oidcComplete(url, keys, started.body.state);
+    const done = await oidcComplete(url, keys, started.body.state, 'AAAA-AAAA');
     assert.equal((done.body as unknown as ErrorBody).error.code, 'FORBIDDEN');
   });
 
   it('binds the login to the device that started it', async () => {
     const keys = newDeviceKeys();
     const started = await oidcStart(url, keys);
-    const early = await oidcComplete(url, keys, started.body.state);
+    const early = await oidcComplete(url, keys, started.body.state, 'AAAA-AAAA');
     assert.equal(early.status, 409, 'not signed in at the provider yet');
     const { callback, browser } = await devIdpSignIn(started.body.url, newEmail());
-    assert.equal((await browser.request(callback)).status, 200);
+    const cb = await browser.request(callback);
+    assert.equal(cb.status, 200);
+    const code = await confirmationCode(cb);
     const thief = newDeviceKeys();
-    const stolen = await oidcComplete(url, thief, started.body.state);
-    assert.equal(stolen.status, 401, 'another device cannot collect it');
-    assert.equal((await oidcComplete(url, keys, started.body.state)).status, 200);
+    const stolen = await oidcComplete(url, thief, started.body.state, code);
+    assert.equal(stolen.status, 401, 'another device cannot collect it, even with the code');
+    assert.equal((await oidcComplete(url, keys, started.body.state, code)).status, 200);
+  });
+
+  it('gives whoever started a login nothing when someone else signs in at its URL (login CSRF)', async () => {
+    // The victim has an account and a site.
+    const email = newEmail();
+    const victimKeys = newDeviceKeys();
+    const victim = await oidcLogin(url, victimKeys, email, { name: 'victim' });
+    const site = (await post<{ site: string }>(url, '/sites', {}, victim.access)).body.site;
+    // The attacker starts a login with its own device and sends the URL to the victim, who signs in.
+    const attacker = newDeviceKeys();
+    const started = await oidcStart(url, attacker, { name: 'attacker' });
+    const { callback, browser } = await devIdpSignIn(started.body.url, email);
+    const page = await browser.request(callback);
+    assert.equal(page.status, 200);
+    const html = await page.clone().text();
+    assert.match(html, /enter this code in the app where you started signing in/);
+    assert.match(html, /Enter it only into an app you opened yourself/);
+    const code = await confirmationCode(page);
+    assert.match(code, /^[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$/);
+    // Without the code that only the victim's browser saw, the attacker gets nothing ...
+    for (const guess of ['AAAA-AAAA', code.replace(/.$/, (c) => (c === '0' ? '1' : '0'))]) {
+      const r = await oidcComplete(url, attacker, started.body.state, guess);
+      assert.equal(r.status, 401, r.text);
+      assert.match((r.body as unknown as ErrorBody).error.message, /^code:/);
+    }
+    // ... and nothing was linked: its device is unknown, the victim's account unchanged.
+    assert.equal((await loginDevice(url, attacker)).status, 401, 'the attacker device is not a device of the victim');
+    const me = await get<MeReply>(url, '/me', victim.access);
+    assert.deepEqual(me.body.devices.map((d) => d.device), [victimKeys.device]);
+    assert.equal((await get(url, `/sites/${site}`, victim.access)).status, 200);
+    // The code is what the app on the victim's own device would type: case and dash do not matter.
+    const ok = await oidcComplete(url, attacker, started.body.state, code.replace('-', '').toLowerCase());
+    assert.equal(ok.status, 200, ok.text);
+  });
+
+  it('limits the tries at a login confirmation code', async () => {
+    const keys = newDeviceKeys();
+    const started = await oidcStart(url, keys);
+    const { callback, browser } = await devIdpSignIn(started.body.url, newEmail());
+    const code = await confirmationCode(await browser.request(callback));
+    let limited = 0;
+    for (let i = 0; i < 12; i++) {
+      const r = await oidcComplete(url, keys, started.body.state, 'ZZZZ-ZZZZ');
+      if (r.status === 429) limited++;
+      else assert.equal(r.status, 401);
+    }
+    assert.ok(limited >= 2, `${limited} tries refused with 429`);
+    const r = await oidcComplete(url, keys, started.body.state, code);
+    assert.equal(r.status, 429, 'the right code waits for the limit too');
   });
 
   it('redirects the browser to an allowed app URL with dg_state, and refuses other redirects', async () => {
@@ -154,7 +207,9 @@ describe('OIDC login through the dev identity provider', async () => {
     const to = new URL(cb.headers.get('location') ?? '');
     assert.equal(`${to.origin}${to.pathname}`, `${url}/app/signed-in`);
     assert.deepEqual([to.searchParams.get('x'), to.searchParams.get('dg_state')], ['1', started.body.state]);
-    assert.equal((await oidcComplete(url, keys, started.body.state)).status, 200);
+    assert.equal(cb.headers.get('referrer-policy'), 'no-referrer');
+    assert.equal((await oidcComplete(url, keys, started.body.state, 'AAAA-AAAA')).status, 401, 'the code is required');
+    assert.equal((await oidcComplete(url, keys, started.body.state, await confirmationCode(cb))).status, 200);
 
     const evil = await oidcStart(url, newDeviceKeys(), { redirect: 'https://evil.example/steal' });
     assert.equal(evil.status, 400);

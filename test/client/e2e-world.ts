@@ -8,7 +8,7 @@ import { DgError } from '../../src/protocol/errors.js';
 import { MemoryKeyStorage, type KeyStorage } from '../../src/client/index.js';
 import { KeyManager } from '../../src/client/keys/key-manager.js';
 import type { ApprovalResult, DeviceApprovalRequest } from '../../src/client/keys/device-approval.js';
-import { devIdpSignIn, post } from '../helpers/auth-client.js';
+import { confirmationCode, devIdpSignIn, post } from '../helpers/auth-client.js';
 import type { TestServer } from '../helpers/server.js';
 import { makeClient, waitFor, type TestClient } from './harness.js';
 
@@ -44,9 +44,10 @@ export async function oidcSignIn(srv: TestServer, c: TestClient, email: string, 
   assert.equal(started.status, 200, started.text);
   const { callback, browser } = await devIdpSignIn(started.body.url, email);
   const cb = await browser.request(callback);
-  assert.equal(cb.status, 200, await cb.text());
+  assert.equal(cb.status, 200);
+  const code = await confirmationCode(cb);
   nonce = await challenge();
-  const done = await post<{ user: string; identity: string; newDevice: boolean }>(srv.url, '/oidc/complete', { state: started.body.state, nonce, sig: keys.signChallenge(nonce) });
+  const done = await post<{ user: string; identity: string; newDevice: boolean }>(srv.url, '/oidc/complete', { state: started.body.state, code, nonce, sig: keys.signChallenge(nonce) });
   assert.equal(done.status, 200, done.text);
   await c.client.login();
   return done.body;

@@ -91,7 +91,7 @@ export function accountConformance(store: () => AuthStore): void {
     assert.equal(taken.filter((t) => t !== null).length, 1, 'one callback');
     assert.equal(taken.find((t) => t !== null)?.verifier, login.verifier);
     assert.equal(await s().takeOidcOutcome(login.state, device, 60), null, 'not done yet');
-    const outcome = { ok: true as const, user: 'u', email: 'e@x', identity: 'h.p.s', newDevice: true };
+    const outcome = { ok: true as const, email: 'e@x', confirmation: 'h' };
     await s().finishOidcLogin(login.state, outcome, 20_000);
     const done = await s().getOidcLogin(login.state);
     assert.deepEqual([done?.phase, done?.verifier, done?.expiresAt, done?.outcome], ['done', '', 20_000, outcome]);

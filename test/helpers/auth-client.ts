@@ -258,10 +258,27 @@ export interface OidcCompleted {
   newDevice: boolean;
 }
 
-/** POST /oidc/complete for `keys` (a fresh challenge signature). */
-export async function oidcComplete(url: string, keys: DeviceKeys, state: string): Promise<HttpResult<OidcCompleted>> {
+/**
+ * The confirmation code a browser got from the OIDC callback: on the page (`id="code"`), or
+ * as `dg_code` in the redirect to the app. Throws when there is none.
+ */
+export async function confirmationCode(res: Response): Promise<string> {
+  const location = res.headers.get('location');
+  if (location !== null) {
+    const code = new URL(location).searchParams.get('dg_code');
+    if (code === null) throw new Error(`no dg_code in ${location}`);
+    return code;
+  }
+  const html = await res.text();
+  const code = /<strong id="code">([^<]+)<\/strong>/.exec(html)?.[1];
+  if (code === undefined) throw new Error(`no confirmation code on the page: ${res.status} ${html.slice(0, 300)}`);
+  return code;
+}
+
+/** POST /oidc/complete for `keys` (a fresh challenge signature), with the browser's confirmation code. */
+export async function oidcComplete(url: string, keys: DeviceKeys, state: string, code: string): Promise<HttpResult<OidcCompleted>> {
   const nonce = await challenge(url, keys.device);
-  return post<OidcCompleted>(url, '/oidc/complete', { state, nonce, sig: signChallenge(keys.privateKey, nonce) });
+  return post<OidcCompleted>(url, '/oidc/complete', { state, code, nonce, sig: signChallenge(keys.privateKey, nonce) });
 }
 
 /** The whole login through the dev IdP; throws unless every step succeeds. */
@@ -271,7 +288,7 @@ export async function oidcLogin(url: string, keys: DeviceKeys, email: string, op
   const { callback, browser } = await devIdpSignIn(started.body.url, email);
   const cb = await browser.request(callback);
   if (cb.status !== 200) throw new Error(`oidc callback: ${cb.status} ${await cb.text()}`);
-  const done = await oidcComplete(url, keys, started.body.state);
+  const done = await oidcComplete(url, keys, started.body.state, await confirmationCode(cb));
   expectStatus(done, 200, 'oidc complete');
   return done.body;
 }

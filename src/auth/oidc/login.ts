@@ -5,12 +5,15 @@
  *    stores a login (state, PKCE verifier, ID token nonce, device, redirect) for 10 minutes
  *    and answers the provider's authorization URL.
  * 2. callback: the provider sends the browser back with `code` and `state`. The state is
- *    taken once (a replayed or unknown state is refused), the code is exchanged, the email
- *    must be verified (`email_verified === true`), the server signs an identity attestation
- *    and links the email to a user (a new user, or the device joins the email's user). The
- *    outcome is kept 10 minutes for the device to collect.
- * 3. complete: the same device proves its key again and collects the outcome once: a session
- *    (as /login gives) plus the attestation and whether the device is new to the user.
+ *    taken once (a replayed or unknown state is refused), the code is exchanged, and the
+ *    email must be verified (`email_verified === true`). The browser gets a confirmation
+ *    code (on a page, or in the redirect to the app); the server keeps the email and the
+ *    code's hash 10 minutes for the device. Nothing is linked yet.
+ * 3. complete: the same device proves its key again and presents the confirmation code; only
+ *    then is the email linked to a user (a new user, or the device joins the email's user),
+ *    the identity attestation signed, and a session (as /login gives) issued, once. So a
+ *    login URL sent to someone else gives its starter nothing: the code stays with the
+ *    browser that signed in (confirmation.ts).
  */
 import * as client from 'openid-client';
 import { SUBJECTS, type UserEvent } from '../../protocol/bus-messages.js';
@@ -23,6 +26,7 @@ import { checkDeviceSignature, consumeNonce } from '../proof.js';
 import { issueSession } from '../session.js';
 import type { OidcLoginRecord, OidcOutcome } from '../store.js';
 import { scopesOf } from './config.js';
+import { confirmationMatches, newConfirmationCode } from './confirmation.js';
 import { checkRedirect } from './redirect.js';
 
 /** How long a started login waits for its callback, and a finished one for its device. */
@@ -114,8 +118,8 @@ async function verifiedEmail(ctx: AuthContext, login: OidcLoginRecord, rawQuery:
   return normalizeEmail(email);
 }
 
-async function finishLogin(ctx: AuthContext, login: OidcLoginRecord, rawQuery: string): Promise<OidcOutcome> {
-  const email = await verifiedEmail(ctx, login, rawQuery);
+/** Links the verified email and the device, signs the attestation, tells the user's sessions. */
+async function linkLogin(ctx: AuthContext, login: OidcLoginRecord, email: string): Promise<{ user: string; identity: string; newDevice: boolean }> {
   const known = await ctx.store.getDevice(login.device);
   const box = known?.boxKey ?? login.boxKey ?? undefined;
   const identity = await signIdentityAttestation(ctx, { device: login.device, email, provider: login.provider, ...(box === undefined ? {} : { box }) });
@@ -145,16 +149,17 @@ async function finishLogin(ctx: AuthContext, login: OidcLoginRecord, rawQuery: s
     }
   }
   ctx.deps.log.info({ user: linked.user, device: login.device, provider: login.provider, newUser: linked.newUser, newDevice: linked.newDevice }, 'OIDC login');
-  return { ok: true, user: linked.user, email, identity, newDevice: linked.newDevice };
+  return { user: linked.user, identity, newDevice: linked.newDevice };
 }
 
 export interface CallbackResult {
   state: string;
   redirect: string | null;
-  outcome: OidcOutcome;
+  /** The verified email and the confirmation code for the browser, or why the sign-in failed. */
+  outcome: { ok: true; email: string; code: string } | { ok: false; code: ErrorCode; message: string };
 }
 
-/** Takes the state once, exchanges the code, links the identity, and stores the outcome. */
+/** Takes the state once, exchanges the code, and stores the verified email with a confirmation code's hash. */
 export async function handleCallback(ctx: AuthContext, state: string | undefined, rawQuery: string): Promise<CallbackResult> {
   const count = (outcome: string) => ctx.metrics.oidcLogins.inc({ step: 'callback', outcome });
   const login = state === undefined ? null : await ctx.store.takeOidcCallback(state, ctx.now());
@@ -162,18 +167,23 @@ export async function handleCallback(ctx: AuthContext, state: string | undefined
     count('bad-state');
     throw new DgError('UNAUTHORIZED', 'state: unknown, expired or already used; sign in again');
   }
-  let outcome: OidcOutcome;
+  let stored: OidcOutcome;
+  let result: CallbackResult['outcome'];
   try {
-    outcome = await finishLogin(ctx, login, rawQuery);
+    const email = await verifiedEmail(ctx, login, rawQuery);
+    const { code, hash } = newConfirmationCode();
+    stored = { ok: true, email, confirmation: hash };
+    result = { ok: true, email, code };
   } catch (err) {
     const e = exchangeError(err);
     if (e.code === 'INTERNAL' || e.cause !== undefined) ctx.deps.log.warn({ err: e.cause ?? e, provider: login.provider }, 'OIDC callback refused');
     const code = (['FORBIDDEN', 'UNAUTHORIZED', 'UNAVAILABLE', 'BAD_REQUEST'] as ErrorCode[]).includes(e.code) ? e.code : 'UNAUTHORIZED';
-    outcome = { ok: false, code: code as 'FORBIDDEN', message: e.message };
+    stored = { ok: false, code: code as 'FORBIDDEN', message: e.message };
+    result = stored;
   }
-  await ctx.store.finishOidcLogin(login.state, outcome, ctx.now() + OIDC_LOGIN_TTL_MS);
-  count(outcome.ok ? 'ok' : outcome.code.toLowerCase());
-  return { state: login.state, redirect: login.redirect, outcome };
+  await ctx.store.finishOidcLogin(login.state, stored, ctx.now() + OIDC_LOGIN_TTL_MS);
+  count(stored.ok ? 'ok' : stored.code.toLowerCase());
+  return { state: login.state, redirect: login.redirect, outcome: result };
 }
 
 export async function completeLogin(ctx: AuthContext, b: OidcCompleteBody): Promise<OidcCompleteReply> {
@@ -187,6 +197,12 @@ export async function completeLogin(ctx: AuthContext, b: OidcCompleteBody): Prom
   checkDeviceSignature(proof, count);
   if (login.phase !== 'done') throw new DgError('CONFLICT', 'state: the sign-in at the provider has not finished yet');
   await consumeNonce(ctx, proof, count);
+  const pending = login.outcome;
+  // A wrong code leaves the login in place for another try (the route limits tries per login).
+  if (pending !== null && pending.ok && !('confirmation' in pending && confirmationMatches(b.code, pending.confirmation))) {
+    count('bad-code');
+    throw new DgError('UNAUTHORIZED', 'code: not the confirmation code of this sign-in');
+  }
   const outcome = await ctx.store.takeOidcOutcome(b.state, login.device, ctx.now());
   if (outcome === null) {
     count('bad-state');
@@ -196,9 +212,10 @@ export async function completeLogin(ctx: AuthContext, b: OidcCompleteBody): Prom
     count(outcome.code.toLowerCase());
     throw new DgError(outcome.code, outcome.message);
   }
+  const linked = await linkLogin(ctx, login, outcome.email);
   const device = await ctx.store.getDevice(login.device);
-  if (device === null || device.revokedAt !== null || device.user !== outcome.user) throw new DgError('UNAUTHORIZED', 'device: unknown or revoked');
-  const session = await issueSession(ctx, outcome.user, login.device);
+  if (device === null || device.revokedAt !== null || device.user !== linked.user) throw new DgError('UNAUTHORIZED', 'device: unknown or revoked');
+  const session = await issueSession(ctx, linked.user, login.device);
   count('ok');
-  return { ...session, identity: outcome.identity, newDevice: outcome.newDevice };
+  return { ...session, identity: linked.identity, newDevice: linked.newDevice };
 }

@@ -24,10 +24,14 @@ export function checkRedirect(redirect: string, origins: readonly string[], publ
   return url.href;
 }
 
-/** `redirect` with `dg_state` (and `dg_error` on failure) added to its query. */
-export function redirectWithState(redirect: string, state: string, error?: string): string {
+/**
+ * `redirect` with `dg_state` added to its query, and `dg_code` (the confirmation code the
+ * device presents to complete) on success or `dg_error` on failure.
+ */
+export function redirectWithState(redirect: string, state: string, result: { code: string } | { error: string }): string {
   const url = new URL(redirect);
   url.searchParams.set('dg_state', state);
-  if (error !== undefined) url.searchParams.set('dg_error', error);
+  if ('code' in result) url.searchParams.set('dg_code', result.code);
+  else url.searchParams.set('dg_error', result.error);
   return url.href;
 }

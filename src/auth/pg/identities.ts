@@ -1,4 +1,5 @@
 /** Identities attested by OIDC logins (table auth_identities) of the PostgreSQL auth store. */
+import { normalizeEmail } from '../../protocol/email.js';
 import type { IdentityRecord } from '../store.js';
 import { num, type Sql } from './sql.js';
 
@@ -7,7 +8,7 @@ export async function addIdentity(sql: Sql, i: IdentityRecord): Promise<void> {
   await sql.count(
     `INSERT INTO ${sql.s}.auth_identities (email, provider, device, user_id, attested_at) VALUES ($1, $2, $3, $4, $5)
      ON CONFLICT (email, provider, device) DO UPDATE SET user_id = EXCLUDED.user_id, attested_at = EXCLUDED.attested_at`,
-    [i.email.toLowerCase(), i.provider, i.device, i.user, i.attestedAt],
+    [normalizeEmail(i.email), i.provider, i.device, i.user, i.attestedAt],
   );
 }
 

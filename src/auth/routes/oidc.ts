@@ -15,9 +15,13 @@ function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-function page(reply: FastifyReply, title: string, text: string): FastifyReply {
-  const html = `<!doctype html><html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>${escapeHtml(title)}</title></head>
-<body style="font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem"><h1>${escapeHtml(title)}</h1><p>${escapeHtml(text)}</p></body></html>`;
+function page(reply: FastifyReply, title: string, paragraphs: string[], code?: string): FastifyReply {
+  const body = paragraphs.map((t) => `<p>${escapeHtml(t)}</p>`);
+  if (code !== undefined) {
+    body.splice(1, 0, `<p style="font-size:2rem;font-family:ui-monospace,monospace;letter-spacing:.1em"><strong id="code">${escapeHtml(code)}</strong></p>`);
+  }
+  const html = `<!doctype html><html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width"><meta name="referrer" content="no-referrer"><title>${escapeHtml(title)}</title></head>
+<body style="font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem"><h1>${escapeHtml(title)}</h1>${body.join('')}</body></html>`;
   return reply
     .header('cache-control', 'no-store')
     .header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'")
@@ -43,16 +47,30 @@ export function oidcRoutes(app: FastifyInstance, ctx: AuthContext): void {
       const raw = req.url.includes('?') ? req.url.slice(req.url.indexOf('?') + 1) : '';
       const r = await handleCallback(ctx, req.query.state, raw);
       if (r.redirect !== null) {
-        return reply.header('cache-control', 'no-store').redirect(redirectWithState(r.redirect, r.state, r.outcome.ok ? undefined : r.outcome.code), 303);
+        const to = r.outcome.ok ? redirectWithState(r.redirect, r.state, { code: r.outcome.code }) : redirectWithState(r.redirect, r.state, { error: r.outcome.code });
+        return reply.header('cache-control', 'no-store').header('referrer-policy', 'no-referrer').redirect(to, 303);
       }
       if (!r.outcome.ok) throw new DgError(r.outcome.code, r.outcome.message);
-      return page(reply, 'Signed in', `Signed in as ${r.outcome.email}. Return to the app to finish.`);
+      return page(
+        reply,
+        'Signed in',
+        [
+          `Signed in as ${r.outcome.email}. To finish, enter this code in the app where you started signing in:`,
+          'Enter it only into an app you opened yourself, on your own device. Nobody needs it otherwise: if you did not start signing in just now, close this page and nothing happens.',
+        ],
+        r.outcome.code,
+      );
     },
   );
 
   app.post<{ Body: OidcCompleteBody }>(
     '/oidc/complete',
-    { schema: { body: OidcCompleteBody }, config: ipLimit(IP_LIMITS.oidcComplete) },
+    {
+      schema: { body: OidcCompleteBody },
+      config: ipLimit(IP_LIMITS.oidcComplete),
+      // Tries per login bound the guessing of its confirmation code.
+      preHandler: keyLimit(app, 'oidc-complete', KEY_LIMITS.oidcComplete, (req) => (req.body as OidcCompleteBody).state),
+    },
     async (req): Promise<OidcCompleteReply> => completeLogin(ctx, req.body),
   );
 }

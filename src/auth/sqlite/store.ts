@@ -4,6 +4,7 @@
  * JavaScript; multi-statement methods also run in an IMMEDIATE transaction so that another
  * process opening the same file cannot interleave.
  */
+import { normalizeEmail } from '../../protocol/email.js';
 import BetterSqlite3, { type Database } from 'better-sqlite3';
 import type {
   AccessGuard,
@@ -304,7 +305,7 @@ export class SqliteAuthStore implements AuthStore {
   }
 
   async addIdentity(i: IdentityRecord): Promise<void> {
-    this.#s('addIdentity').run(i.email.toLowerCase(), i.provider, i.device, i.user, i.attestedAt);
+    this.#s('addIdentity').run(normalizeEmail(i.email), i.provider, i.device, i.user, i.attestedAt);
   }
 
   async identitiesOf(user: string): Promise<IdentityRecord[]> {

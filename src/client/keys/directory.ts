@@ -3,6 +3,7 @@
  * against the pin, pins.ts) and the devices whose certificates verify under it. Only such
  * devices, and devices with a valid identity attestation for an email, ever receive keys.
  */
+import { normalizeEmail } from '../../protocol/email.js';
 import { DgError } from '../../protocol/errors.js';
 import { verifyDeviceCertificate } from './certificate.js';
 import type { KeyApi } from './key-api.js';
@@ -47,7 +48,7 @@ export async function verifiedUser(api: KeyApi, pins: KeyPins, who: { user: stri
  */
 export async function attestedDevices(api: KeyApi, email: string, serverKeys: readonly ServerKey[]): Promise<Recipient[]> {
   const out: Recipient[] = [];
-  const want = email.trim().toLowerCase();
+  const want = normalizeEmail(email);
   for (const jws of await api.attestationsOf(want)) {
     const r = checkAttestation(jws, serverKeys);
     if (!r.ok || r.attested.email !== want || r.attested.box === undefined) continue;

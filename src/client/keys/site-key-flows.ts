@@ -14,6 +14,7 @@
  * saves the key, then sends it: of two admins rotating at once only one distributes, so
  * every member ends up with the same key for an epoch.
  */
+import { normalizeEmail } from '../../protocol/email.js';
 import { DgError } from '../../protocol/errors.js';
 import type { Right } from '../../protocol/ids.js';
 import { b64urlDecode, b64urlEncode, randomBytes } from '../bytes.js';
@@ -92,12 +93,12 @@ async function deliver(ctx: KeyContext, site: string, keys: { epoch: number; key
 export async function shareSite(ctx: KeyContext, site: string, to: { email: string } | { user: string }, spec: ShareSpec): Promise<Delivery & { grant: string; hash: string }> {
   const keys = ctx.ring.keysOf(site);
   if (keys.length === 0) throw new DgError('FORBIDDEN', `site ${site}: this device holds no key of it`);
-  const sub = 'email' in to ? `email:${to.email.trim().toLowerCase()}` : `user:${to.user}`;
+  const sub = 'email' in to ? `email:${normalizeEmail(to.email)}` : `user:${to.user}`;
   const grant = ctx.client.signGrant({ sub, site, logs: spec.logs ?? ['*'], rights: spec.rights, ...(spec.exp === undefined ? {} : { exp: spec.exp }) });
   const hash = await ctx.client.declare(grant);
   const d: Delivery = { devices: [], skipped: [] };
   const recipients = new Map<string, Recipient>();
-  if ('email' in to) await devicesOfEmail(ctx, to.email.trim().toLowerCase(), recipients, d);
+  if ('email' in to) await devicesOfEmail(ctx, normalizeEmail(to.email), recipients, d);
   else await devicesOfUser(ctx, to.user, recipients, d);
   await deliver(ctx, site, keys, recipients, d, grant);
   return { ...d, grant, hash };
