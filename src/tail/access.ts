@@ -1,8 +1,11 @@
 /**
- * Who may lease what: answers of auth (dg.auth.access, dg.auth.join) cached per
- * (device, site) until they expire or a revocation for that (user, site) arrives.
+ * Who may lease what: answers of auth (dg.auth.access) cached per (device, site, log) until
+ * they expire or a revocation for that (user, site) arrives.
  *
  * Guarantees:
+ * - An answer holds for the one log it was asked for. A user's rights differ from log to log
+ *   (a read grant on every log and a write grant on one), so an answer is never reused for
+ *   another log of the site, nor is a joined grant's access: the next lease asks auth.
  * - A positive answer is cached; a negative one never is (a grant may be joined over HTTP
  *   at any time), so `needproof` always reflects auth's current view.
  * - An answer that was in flight while a revocation for its (user, site) arrived is not
@@ -19,8 +22,6 @@ import type { AccessGrant } from './live-log.js';
 interface Cached extends AccessGrant {
   user: string;
   site: string;
-  /** null: every log of the site. */
-  logs: ReadonlySet<string> | null;
 }
 
 export interface JoinResult {
@@ -68,22 +69,25 @@ export class AccessControl {
 
   /** The device's access to (site, log), or null when it has none (needproof). */
   async check(user: string, device: string, site: string, log: string, now = Date.now()): Promise<AccessGrant | null> {
-    const key = `${device}\u0000${site}`;
+    const key = `${device}\u0000${site}\u0000${log}`;
     const hit = this.#cache.get(key);
     if (hit !== undefined) {
       if (hit.expiresAt !== null && hit.expiresAt <= now) this.#drop(key);
-      else if (hit.user === user && (hit.logs === null || hit.logs.has(log))) return hit;
+      else if (hit.user === user) return hit;
     }
-    const askKey = `${key}\u0000${log}`;
-    let asking = this.#asking.get(askKey);
+    let asking = this.#asking.get(key);
     if (asking === undefined) {
-      asking = this.#ask({ user, device, site, log }, key).finally(() => this.#asking.delete(askKey));
-      this.#asking.set(askKey, asking);
+      asking = this.#ask({ user, device, site, log }, key).finally(() => this.#asking.delete(key));
+      this.#asking.set(key, asking);
     }
     return asking;
   }
 
-  /** Verifies a grant with auth (dg.auth.join) and caches the access it gives. */
+  /**
+   * Verifies a grant with auth (dg.auth.join). Nothing is cached: the grant is one of the
+   * user's grants on the site, and the rights on a log come from all of them (auth's answer
+   * to the next lease).
+   */
   async join(user: string, device: string, grant: string): Promise<JoinResult> {
     const reply = await this.bus.request<JoinReply>(SUBJECTS.authJoin, { user, device, grant } satisfies JoinRequest, { timeoutMs: this.timeoutMs });
     if (reply === null || typeof reply !== 'object' || reply.ok !== true) throw replyError(reply, 'join');
@@ -91,7 +95,6 @@ export class AccessControl {
     const logs = logsOf(reply.logs);
     const expiresAt = expiresOf(reply.expiresAt);
     if (typeof reply.site !== 'string' || rights === null || logs === null || expiresAt === undefined) throw replyError(null, 'join');
-    this.#store(`${device}\u0000${reply.site}`, { user, site: reply.site, rights, expiresAt, logs: logs.includes('*') ? null : new Set(logs) });
     return { site: reply.site, logs, rights };
   }
 
@@ -125,7 +128,7 @@ export class AccessControl {
       if (rights === null || logs === null || expiresAt === undefined) throw replyError(null, 'access check');
       const covers = logs.includes('*') || logs.includes(req.log);
       if (rights.length === 0 || !covers) return null;
-      const answer: Cached = { user: req.user, site: req.site, rights, expiresAt, logs: logs.includes('*') ? null : new Set(logs) };
+      const answer: Cached = { user: req.user, site: req.site, rights, expiresAt };
       if (this.#revocations === before) {
         this.#store(key, answer);
         return answer;

@@ -41,6 +41,31 @@ describe('tail: access', async () => {
     c.close();
   });
 
+  it('takes the rights of each log from auth, never from the answer for another log', async () => {
+    // Read on every log, write on one: leading that one must not make the others writable.
+    const m = await member(w, ['read']);
+    assert.equal((await post(w.url, '/join', { site: w.site, grant: m.grant.hash }, m.dev.access)).status, 200);
+    const notes = logName('notes');
+    const secret = logName('secret');
+    const g = await declareGrant(w.url, w.owner, { sub: `user:${m.dev.user}`, site: w.site, logs: [notes], rights: ['write'] });
+    assert.equal((await post(w.url, '/join', { site: w.site, grant: g.hash }, m.dev.access)).status, 200);
+    const c = await connect(w, m.dev);
+    const ln = await lease(c, w.site, notes);
+    assert.equal(ln.role, 'leader', 'write on notes');
+    const ls = await lease(c, w.site, secret);
+    assert.equal(ls.role, 'follower', 'read only on the other logs');
+    assert.equal((await c.failure('write', { handle: ls.handle, at: 0, entries: [entry('forged')] })).code, 'NOT_LEADER');
+    // The other order, in a fresh session: a read answer does not take write away from notes.
+    const c2 = await connect(w, m.dev);
+    const notes2 = logName('notes');
+    const g2 = await declareGrant(w.url, w.owner, { sub: `user:${m.dev.user}`, site: w.site, logs: [notes2], rights: ['write'] });
+    assert.equal((await c2.call('attest', { grant: g2.jws })).site, w.site);
+    assert.equal((await lease(c2, w.site, logName('other'))).role, 'follower');
+    assert.equal((await lease(c2, w.site, notes2)).role, 'leader');
+    c.close();
+    c2.close();
+  });
+
   it('answers attest of a bad grant with the error auth gives', async () => {
     const m = await member(w, ['read']);
     const c = await connect(w, m.dev);
