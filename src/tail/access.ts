@@ -116,6 +116,11 @@ export class AccessControl {
     return this.#cache.size;
   }
 
+  /** Counts the revocations seen: a caller that checked access can tell whether one came since. */
+  get generation(): number {
+    return this.#revocations;
+  }
+
   async #ask(req: AccessRequest, key: string): Promise<AccessGrant | null> {
     for (let attempt = 0; ; attempt++) {
       const before = this.#revocations;

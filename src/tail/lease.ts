@@ -7,6 +7,7 @@ import type { AttestArgs, LeaseArgs, ReleaseArgs } from '../protocol/tail-schema
 import { verifyToken, type LeaseClaims } from '../protocol/token.js';
 import type { TailContext } from './context.js';
 import type { AccessGrant } from './live-log.js';
+import { recheck } from './revocation.js';
 import type { Session } from './session.js';
 
 /**
@@ -35,6 +36,7 @@ export async function handleLease(ctx: TailContext, session: Session, id: number
     await Promise.allSettled(session.attests);
     if (session.closing) return;
   }
+  const generation = ctx.access.generation;
   const access =
     (args.token !== undefined ? leaseTokenAccess(ctx, session, args, args.token) : null) ??
     (await ctx.access.check(auth.user, auth.device, args.site, args.log));
@@ -42,6 +44,10 @@ export async function handleLease(ctx: TailContext, session: Session, id: number
   if (access === null || access.rights.length === 0) return session.reply(id, { needproof: true });
   const reply = await ctx.logs.acquire(session, args.site, args.log, access, args.lead ?? true);
   session.reply(id, reply);
+  // A revocation that arrived while the log was opening re-checked only the handles that
+  // existed then: this one is checked now (and dies with a `revoke` event if it must).
+  const h = 'handle' in reply ? session.handles.get(reply.handle) : undefined;
+  if (ctx.access.generation !== generation && h !== undefined) void recheck(ctx, h, 'revoked');
 }
 
 export function handleRelease(ctx: TailContext, session: Session, id: number, args: ReleaseArgs): void {

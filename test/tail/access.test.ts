@@ -110,6 +110,23 @@ describe('tail: access', async () => {
     c.close();
   });
 
+  it('leaves no live handle when a grant is revoked while leases of new logs are in flight', async () => {
+    const m = await member(w, ['read']);
+    await post(w.url, '/join', { site: w.site, grant: m.grant.hash }, m.dev.access);
+    const c = await connect(w, m.dev);
+    await lease(c, w.site, logName()); // the access answer is cached: the leases below do not ask
+    const pending = Array.from({ length: 60 }, () => c.request('lease', { site: w.site, log: logName('race') }));
+    const r = await post(w.url, '/revoke', { grant: m.grant.hash }, w.owner.access);
+    assert.equal(r.status, 200, r.text);
+    const replies = await Promise.all(pending);
+    const granted = replies.filter((x) => typeof x.handle === 'string').map((x) => x.handle as string);
+    for (const x of replies) assert.ok(typeof x.handle === 'string' || x.needproof === true, JSON.stringify(x));
+    // Every handle the leases gave is dead by now: each got its revoke event, none still reads.
+    await until(() => granted.every((h) => c.events.some((e) => e.ev === 'revoke' && e.handle === h)), 5000, 'a revoke event for every handle');
+    for (const h of granted) assert.equal((await c.failure('read', { handle: h, from: 0 })).code, 'NOT_FOUND');
+    c.close();
+  });
+
   it('no longer takes a lease token minted before its grant was revoked: auth is asked', async () => {
     const log = logName();
     const { m, t } = await readerWithLeaseToken(w, log);
