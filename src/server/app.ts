@@ -20,6 +20,7 @@ import { createTail, openPgLogStore, openSqliteLogStore, type TailService } from
 import { createNotify, openPgNotifyStore, openSqliteNotifyStore, type NotifyService } from '../notify/index.js';
 import { createDevIdp, DEV_PROVIDER_ID } from '../devidp/index.js';
 import { DgError, type ErrorCode } from '../protocol/errors.js';
+import { MAX_JSON_DEPTH, nestsDeeperThan } from '../protocol/json-depth.js';
 import { rawErrorResponse } from '../protocol/raw-error-response.js';
 import type { Config, HttpTimeouts } from './config.js';
 import { createMetrics } from './metrics.js';
@@ -90,6 +91,14 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
     },
   });
   installErrorHandlers(app, countError);
+  // JSON bodies nested deeper than any request needs are refused before they are parsed
+  // (deep nesting costs far more to parse than its size, and overflows recursive walks).
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, body: Buffer, done) => {
+    if (nestsDeeperThan(body)) return done(new DgError('BAD_REQUEST', `body: nests deeper than ${MAX_JSON_DEPTH} levels`), undefined);
+    parseJson(req, body.toString('utf8'), done);
+  });
 
   app.addHook('onResponse', async (req, reply) => {
     const route = req.routeOptions.url ?? 'unknown';

@@ -3,6 +3,7 @@
  * Parsing never throws: every malformed frame becomes a typed problem the session answers.
  */
 import type { ErrorCode } from '../protocol/errors.js';
+import { MAX_JSON_DEPTH, nestsDeeperThan } from '../protocol/json-depth.js';
 import { isTailOp, tailArgsProblem, type TailOp, type TailOpArgs } from '../protocol/tail-schemas.js';
 
 export type Parsed =
@@ -11,6 +12,13 @@ export type Parsed =
 
 /** Reads a leading `"id": <int>` cheaply, for frames too large to parse. */
 const LEADING_ID = /^\s*\{\s*"id"\s*:\s*(-?\d{1,16})\s*[,}]/;
+
+/** The id of a frame that is not parsed (too large, too deep), when it comes first. */
+function leadingId(data: Buffer): number | null {
+  const m = LEADING_ID.exec(data.subarray(0, 64).toString('latin1'));
+  const id = m?.[1] === undefined ? null : Number(m[1]);
+  return id !== null && Number.isSafeInteger(id) ? id : null;
+}
 
 function bad(id: number | null, code: ErrorCode, message: string): Parsed {
   return { ok: false, id, code, message };
@@ -22,12 +30,9 @@ function bad(id: number | null, code: ErrorCode, message: string): Parsed {
  * without a usable token is UNAUTHORIZED like one with an invalid token.
  */
 export function parseFrame(data: Buffer, isBinary: boolean, maxFrame: number, connected: boolean): Parsed {
-  if (data.length > maxFrame) {
-    const m = LEADING_ID.exec(data.subarray(0, 64).toString('latin1'));
-    const id = m?.[1] === undefined ? null : Number(m[1]);
-    return bad(id !== null && Number.isSafeInteger(id) ? id : null, 'TOO_LARGE', `frame over ${maxFrame} bytes`);
-  }
+  if (data.length > maxFrame) return bad(leadingId(data), 'TOO_LARGE', `frame over ${maxFrame} bytes`);
   if (isBinary) return bad(null, 'BAD_REQUEST', 'frames are JSON text messages');
+  if (nestsDeeperThan(data)) return bad(leadingId(data), 'BAD_REQUEST', `frame nests deeper than ${MAX_JSON_DEPTH} levels`);
   let value: unknown;
   try {
     value = JSON.parse(data.toString('utf8'));

@@ -10,7 +10,7 @@ import { Value } from '@sinclair/typebox/value';
 import { ProfileReply, ProfileUpdateReply } from '../../src/protocol/auth-schemas.js';
 import { SUBJECTS, type NotifyUpdate } from '../../src/protocol/bus-messages.js';
 import type { Subscription } from '../../src/bus/bus.js';
-import { createSite, get, loginDevice, post, signupDevice, type SignedUpDevice } from '../helpers/auth-client.js';
+import { call, createSite, get, loginDevice, post, signupDevice, type SignedUpDevice } from '../helpers/auth-client.js';
 import { startServer } from '../helpers/server.js';
 import { addDevice } from './db.js';
 
@@ -160,6 +160,22 @@ describe('profile', async () => {
     const bad = await post<{ error: { code: string } }>(url, '/profile', { version: 'x', changes: [] }, me.access);
     assert.equal(bad.status, 400);
     assert.equal((await post(url, '/profile', { version: 0, changes: Array(101).fill({ op: 'set', key: 'k', value: 1 }) }, me.access)).status, 400);
+  });
+
+  it('refuses app data nested deeper than 64 levels before parsing it, and the profile stays usable', async () => {
+    const me = await signupDevice(url);
+    const deep = (n: number): unknown => (n === 0 ? 1 : [deep(n - 1)]);
+    // The body adds two levels ({...} and changes: [...]) and the change object a third.
+    assert.deepEqual(await update(me, 0, [{ op: 'set', key: 'ok', value: deep(61) }]), { ok: true, version: 1 });
+    for (const depth of [62, 4000]) {
+      const r = await call<{ error: { code: string; message: string } }>(url, 'POST', '/profile', {
+        token: me.access,
+        raw: `{"version":1,"changes":[{"op":"set","key":"k","value":${'['.repeat(depth)}1${']'.repeat(depth)}}]}`,
+      });
+      assert.equal(r.status, 400, r.text);
+      assert.deepEqual(r.body.error, { code: 'BAD_REQUEST', message: 'body: nests deeper than 64 levels' });
+    }
+    assert.deepEqual(await update(me, 1, [{ op: 'set', key: 'k', value: 2 }]), { ok: true, version: 2 });
   });
 
   it('sends the full state when notify missed a version', async () => {
