@@ -88,6 +88,7 @@ export function handleWrite(ctx: TailContext, session: Session, id: number, args
   const maxEntries = ctx.limits.maxEntries;
   const b64 = args.entries;
   if (b64.length > maxEntries) return session.replyError(id, 'TOO_LARGE', `entries: at most ${maxEntries} per write`);
+  if (!Number.isSafeInteger(args.at + b64.length)) return session.replyError(id, 'BAD_REQUEST', 'at: too large for the entries to follow it');
   const entries = new Array<Buffer>(b64.length);
   const decoded = decodeEntries(b64, ctx.limits.maxEntryBytes, entries);
   if (!('bytes' in decoded)) return session.replyError(id, decoded.code, decoded.message);

@@ -64,6 +64,7 @@ describe('tail: bad input', async () => {
     { name: 'read beyond the end', frame: json({ id: 45, op: 'read', handle: '$H', from: 99 }), code: 'BAD_REQUEST', re: 45, mentions: 'from' },
     { name: 'attest with empty grant', frame: json({ id: 47, op: 'attest', grant: '' }), code: 'BAD_REQUEST', re: 47, mentions: 'grant' },
     { name: 'release of a number', frame: json({ id: 48, op: 'release', handle: 5 }), code: 'BAD_REQUEST', re: 48, mentions: 'handle' },
+    { name: 'write at the largest position, with a wid', frame: write({ at: Number.MAX_SAFE_INTEGER, wid: 'far' }), code: 'BAD_REQUEST', re: 40, mentions: 'at' },
     { name: 'frame nested 65 deep', frame: `{"id":49,"op":"ping","x":${'['.repeat(65)}${']'.repeat(65)}}`, code: 'BAD_REQUEST', re: 49, mentions: 'nests deeper than 64' },
     { name: 'signal data nested 100 000 deep', frame: `{"id":50,"op":"signal","handle":"$H","to":"leader","kind":"data","data":${'{"a":'.repeat(100_000)}1${'}'.repeat(100_000)}}`, code: 'BAD_REQUEST', re: 50, mentions: 'nests deeper' },
   ];
