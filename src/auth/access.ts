@@ -92,6 +92,9 @@ async function storeGrant(ctx: AuthContext, g: FreshGrant): Promise<void> {
 /** Verifies a grant and stores it so that it can serve as a proof or be joined by hash. */
 export async function declareGrant(ctx: AuthContext, jws: string): Promise<string> {
   const g = parsedOrThrow(jws);
+  // Declaring again changes nothing, but a revoked grant must not be answered as if valid.
+  const known = await ctx.store.getGrant(g.hash);
+  if (known !== null && known.revokedAt !== null) throw new DgError('FORBIDDEN', 'grant: revoked');
   await verifiedOrThrow(ctx, g);
   await storeGrant(ctx, g);
   return g.hash;

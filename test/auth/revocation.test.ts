@@ -116,6 +116,9 @@ describe('revocation', async () => {
     const rejoin = await join(c, site, g3.hash);
     assert.equal(rejoin.status, 403);
     assert.match(rejoin.body.error.message, /revoked/);
+    const redeclare = await post<ErrorBody>(url, '/declare', { grant: g2.jws }, a.access);
+    assert.equal(redeclare.status, 403, 'declaring a revoked grant again is refused, not answered as valid');
+    assert.equal(redeclare.body.error.message, 'grant: revoked');
     assert.equal((await join(b, site, g2.hash)).status, 403);
     // The issuer's user may revoke its own grant too (idempotent for an already revoked one).
     assert.equal((await revoke(a, { grant: g2.hash })).status, 200);
