@@ -13,6 +13,32 @@ import type { ParsedGrant } from './grant.js';
 import { expiryWithin, logsWithin, rightsWithin } from './grant.js';
 import type { AuthStore, GrantRecord } from './store.js';
 
+/** The store reads a chain check makes (so that a caller checking many chains can cache them). */
+export type ChainStore = Pick<AuthStore, 'getSite' | 'getDevice' | 'getGrant' | 'identitiesOf' | 'listDevices'>;
+
+/**
+ * `store` with its chain reads remembered, for checking many chains at one moment (the
+ * members of a site share most of their proofs). Each read is made once; use it for one
+ * request only, never across changes.
+ */
+export function rememberingReads(store: ChainStore): ChainStore {
+  const memo = new Map<string, Promise<unknown>>();
+  const once = <A extends unknown[], R>(name: string, f: (...a: A) => Promise<R>) =>
+    (...args: A): Promise<R> => {
+      const key = `${name}\u0000${args.join('\u0000')}`;
+      let p = memo.get(key) as Promise<R> | undefined;
+      if (p === undefined) memo.set(key, (p = f(...args)));
+      return p;
+    };
+  return {
+    getSite: once('site', (id: string) => store.getSite(id)),
+    getDevice: once('device', (id: string) => store.getDevice(id)),
+    getGrant: once('grant', (hash: string) => store.getGrant(hash)),
+    identitiesOf: once('identities', (user: string) => store.identitiesOf(user)),
+    listDevices: once('devices', (user: string) => store.listDevices(user)),
+  };
+}
+
 export const MAX_CHAIN_DEPTH = 8;
 
 /** One grant of a chain, from a freshly parsed JWS or from the store. */
@@ -55,7 +81,7 @@ export function linkOfRecord(g: GrantRecord): GrantLink {
  * Whether grant subject `sub` names `user`: `user:<user>`, a live device of the user, or an
  * email attested (through a live device) for the user. `device` is the device it named, if any.
  */
-export async function subjectCovers(store: AuthStore, sub: string, user: string): Promise<{ ok: boolean; device?: string }> {
+export async function subjectCovers(store: ChainStore, sub: string, user: string): Promise<{ ok: boolean; device?: string }> {
   if (sub.startsWith('user:')) return { ok: sub.slice(5) === user };
   if (sub.startsWith('device:')) {
     const d = await store.getDevice(sub.slice(7));
@@ -65,7 +91,7 @@ export async function subjectCovers(store: AuthStore, sub: string, user: string)
   return { ok: false };
 }
 
-export async function emailAttestedFor(store: AuthStore, email: string, user: string): Promise<boolean> {
+export async function emailAttestedFor(store: ChainStore, email: string, user: string): Promise<boolean> {
   const want = normalizeEmail(email);
   const ids = (await store.identitiesOf(user)).filter((i) => i.email === want);
   if (ids.length === 0) return false;
@@ -74,7 +100,7 @@ export async function emailAttestedFor(store: AuthStore, email: string, user: st
 }
 
 /** Verifies the chain of `leaf` against the store at `nowSec` (JWT seconds). Never throws on bad input. */
-export async function verifyChain(store: AuthStore, leaf: GrantLink, nowSec: number): Promise<ChainResult> {
+export async function verifyChain(store: ChainStore, leaf: GrantLink, nowSec: number): Promise<ChainResult> {
   const fail = (message: string, code: 'FORBIDDEN' | 'NOT_FOUND' = 'FORBIDDEN'): ChainResult => ({ ok: false, code, message });
   const site = await store.getSite(leaf.site);
   if (site === null) return fail('grant: no such site', 'NOT_FOUND');

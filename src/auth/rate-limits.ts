@@ -15,11 +15,20 @@ const MINUTE = 60_000;
 export const IP_LIMITS = { challenge: 300, signup: 100, login: 200, refresh: 300, oidcStart: 100, oidcCallback: 200, oidcComplete: 200 } as const;
 /**
  * Requests per minute per device (challenge, signup, login, OIDC start, envelopes sent, user
- * keys and certificates written), per refresh token, per OIDC login (complete: 10 tries a
+ * keys and certificates written, grants declared or joined, member lists, email look-ups),
+ * per refresh token, per OIDC login (complete: 10 tries a
  * minute for a 10-minute login leave a 40-bit confirmation code about 1 in 10^10 to a
  * guesser), or per user (claims).
  */
-export const KEY_LIMITS = { challenge: 20, signup: 5, login: 10, refresh: 20, oidcStart: 10, oidcComplete: 10, envelopes: 120, claims: 60, keys: 60 } as const;
+export const KEY_LIMITS = {
+  challenge: 20, signup: 5, login: 10, refresh: 20, oidcStart: 10, oidcComplete: 10, envelopes: 120, claims: 60, keys: 60,
+  /** POST /declare and POST /join per device: each verifies a chain of up to 8 grants. */
+  grants: 120,
+  /** GET /sites/:site/members per device: it verifies up to 1000 chains. */
+  members: 30,
+  /** GET /keys?email= per device: bounds the probing of which addresses have accounts. */
+  emailLookups: 120,
+} as const;
 
 /** The route config of a per-address limit. */
 export function ipLimit(max: number) {

@@ -10,7 +10,7 @@ import type { MembersReply } from '../protocol/key-schemas.js';
 import { RIGHTS, type Right } from '../protocol/ids.js';
 import type { AuthContext } from './context.js';
 import { expandRights } from './grant.js';
-import { linkOfRecord, verifyChain } from './grant-chain.js';
+import { linkOfRecord, rememberingReads, verifyChain } from './grant-chain.js';
 import type { SiteRecord } from './store.js';
 
 /** Access rows and grants read per site; a longer list is cut and reported with `more`. */
@@ -29,12 +29,14 @@ export async function siteMembers(ctx: AuthContext, site: SiteRecord): Promise<M
   for (const r of rows.slice(0, MAX_MEMBER_ROWS)) add(users, r.user, r.rights);
   const grants = await ctx.store.keys.grantsOfSite(site.id, MAX_MEMBER_ROWS + 1);
   const nowSec = Math.floor(now / 1000);
+  // The grants of a site share most of their proofs and issuers: each is read once.
+  const reads = rememberingReads(ctx.store);
   for (const g of grants.slice(0, MAX_MEMBER_ROWS)) {
     if (g.exp !== null && g.exp <= nowSec) continue;
-    if (!(await verifyChain(ctx.store, linkOfRecord(g), nowSec)).ok) continue;
+    if (!(await verifyChain(reads, linkOfRecord(g), nowSec)).ok) continue;
     if (g.subject.startsWith('user:')) add(users, g.subject.slice(5), g.rights);
     else if (g.subject.startsWith('device:')) {
-      const d = await ctx.store.getDevice(g.subject.slice(7));
+      const d = await reads.getDevice(g.subject.slice(7));
       if (d !== null && d.revokedAt === null) add(users, d.user, g.rights);
     } else if (g.subject.startsWith('email:')) add(emails, normalizeEmail(g.subject.slice(6)), g.rights);
   }

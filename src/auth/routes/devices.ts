@@ -8,6 +8,7 @@ import { DgError } from '../../protocol/errors.js';
 import { normalizeEmail } from '../attestation.js';
 import { bearerHook, principal } from '../bearer.js';
 import type { AuthContext } from '../context.js';
+import { KEY_LIMITS, keyLimit } from '../rate-limits.js';
 
 /** Attestations in one answer: more devices than this under one email is not a real user. */
 export const MAX_ATTESTATIONS = 256;
@@ -15,7 +16,8 @@ export const MAX_ATTESTATIONS = 256;
 export function deviceRoutes(app: FastifyInstance, ctx: AuthContext): void {
   const onRequest = bearerHook(ctx);
 
-  app.get<{ Querystring: KeysQuery }>('/keys', { onRequest, schema: { querystring: KeysQuery } }, async (req): Promise<KeysReply> => {
+  const lookups = keyLimit(app, 'email-lookups', KEY_LIMITS.emailLookups, (req) => principal(req).device);
+  app.get<{ Querystring: KeysQuery }>('/keys', { onRequest, preHandler: lookups, schema: { querystring: KeysQuery } }, async (req): Promise<KeysReply> => {
     principal(req);
     const found = await ctx.store.attestationsOf(normalizeEmail(req.query.email), MAX_ATTESTATIONS);
     return { attestations: found.map((a) => a.attestation) };

@@ -8,18 +8,20 @@ import { DeclareBody, JoinBody, type DeclareReply, type JoinReplyBody } from '..
 import { declareGrant, joinGrant } from '../access.js';
 import { bearerHook, principal } from '../bearer.js';
 import type { AuthContext } from '../context.js';
+import { KEY_LIMITS, keyLimit } from '../rate-limits.js';
 
 export function grantRoutes(app: FastifyInstance, ctx: AuthContext): void {
   const onRequest = bearerHook(ctx);
+  const preHandler = keyLimit(app, 'grants', KEY_LIMITS.grants, (req) => principal(req).device);
 
-  app.post<{ Body: DeclareBody }>('/declare', { onRequest, schema: { body: DeclareBody } }, async (req, reply): Promise<DeclareReply> => {
+  app.post<{ Body: DeclareBody }>('/declare', { onRequest, preHandler, schema: { body: DeclareBody } }, async (req, reply): Promise<DeclareReply> => {
     principal(req);
     const hash = await declareGrant(ctx, req.body.grant);
     void reply.code(201);
     return { hash };
   });
 
-  app.post<{ Body: JoinBody }>('/join', { onRequest, schema: { body: JoinBody } }, async (req): Promise<JoinReplyBody> => {
+  app.post<{ Body: JoinBody }>('/join', { onRequest, preHandler, schema: { body: JoinBody } }, async (req): Promise<JoinReplyBody> => {
     const p = principal(req);
     return joinGrant(ctx, { user: p.user, device: p.device, grant: req.body.grant, site: req.body.site });
   });

@@ -89,7 +89,8 @@ export function keyRoutes(app: FastifyInstance, ctx: AuthContext): void {
     };
   });
 
-  app.get<{ Params: SiteParams }>('/sites/:site/members', { onRequest, schema: { params: SiteParams } }, async (req): Promise<MembersReply> => {
+  const members = keyLimit(app, 'members', KEY_LIMITS.members, (req) => principal(req).device);
+  app.get<{ Params: SiteParams }>('/sites/:site/members', { onRequest, preHandler: members, schema: { params: SiteParams } }, async (req): Promise<MembersReply> => {
     const p = principal(req);
     const site = await requireSite(ctx, req.params.site);
     if ((await siteRights(ctx, p.user, site)).length === 0) throw new DgError('FORBIDDEN', 'site: no access');
