@@ -15,6 +15,9 @@ export interface FeedRead {
   length: number;
 }
 
+/** Reads refused RATE_LIMITED in a row before a catch-up gives up (backing off up to 1 s each). */
+const MAX_READ_WAITS = 12;
+
 export class LogFeed {
   private pos: number;
   private known: number;
@@ -74,9 +77,20 @@ export class LogFeed {
   }
 
   private async loop(): Promise<void> {
+    let waits = 0;
     while (this.pos < this.known) {
       const from = this.pos;
-      const r = await this.read(from);
+      let r: FeedRead;
+      try {
+        r = await this.read(from);
+      } catch (err) {
+        // The server refuses reads while earlier replies to this client are still queued:
+        // give them time to arrive, then read on.
+        if (!(err instanceof DgError && err.code === 'RATE_LIMITED') || waits >= MAX_READ_WAITS) throw err;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 20 * 2 ** waits++)));
+        continue;
+      }
+      waits = 0;
       this.observe(r.length);
       if (r.from !== from) throw new DgError('INTERNAL', 'read answered another position');
       if (r.entries.length === 0) {

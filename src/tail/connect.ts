@@ -32,6 +32,11 @@ export function handleConnect(ctx: TailContext, session: Session, id: number, ar
     current.exp = Math.max(current.exp, claims.exp);
     current.family = claims.fam;
   } else {
+    if (ctx.sessions.countOf(claims.sub) >= ctx.limits.maxSessionsPerUser) {
+      session.replyError(id, 'RATE_LIMITED', `at most ${ctx.limits.maxSessionsPerUser} sessions of one user on this node`);
+      session.close(TAIL_CLOSE.rateLimited, 'too many sessions');
+      return;
+    }
     session.auth = { user: claims.sub, device: claims.dev, family: claims.fam, exp: claims.exp };
     ctx.sessions.connected(session);
   }

@@ -28,6 +28,10 @@ export interface TailLimits {
   maxPendingSessions: number;
   /** Sessions not yet connected from one client address (TailDeps.clientAddress); more upgrades get 503. */
   maxPendingPerAddress: number;
+  /** Connected sessions of one user on this node; a `connect` beyond it is RATE_LIMITED and closed 4429. */
+  maxSessionsPerUser: number;
+  /** A session closed 4408 (slow consumer) is cut this long after the close frame is queued, its queued data dropped. */
+  slowCutMs: number;
   /** A session whose access token expired longer ago than this is closed 4401. */
   expiredCloseMs: number;
   /** Slow consumers: over `softBuffer` bytes queued, events lose entries and coalesce; over `hardBuffer`, or soft for longer than `lagCloseMs`, close 4408. */
@@ -95,6 +99,8 @@ export const DEFAULT_TAIL_LIMITS: Readonly<TailLimits> = Object.freeze({
   maxSessions: 100_000,
   maxPendingSessions: 10_000,
   maxPendingPerAddress: 100,
+  maxSessionsPerUser: 200,
+  slowCutMs: 2000,
   expiredCloseMs: 60_000,
   softBuffer: 1 * MiB,
   hardBuffer: 8 * MiB,

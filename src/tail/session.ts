@@ -153,7 +153,11 @@ export class Session {
     }
   }
 
-  /** Starts the close handshake; the socket is cut if the peer does not answer (ws closeTimeout). */
+  /**
+   * Starts the close handshake; the socket is cut if the peer does not answer (ws closeTimeout).
+   * A slow consumer's close frame waits behind everything queued for it, which the server would
+   * hold meanwhile: that socket is cut after `slowCutMs` instead.
+   */
   close(code: number, reason: string): void {
     if (this.closing) return;
     this.closing = true;
@@ -162,7 +166,9 @@ export class Session {
       this.ws.close(code, reason);
     } catch {
       this.ws.terminate();
+      return;
     }
+    if (code === TAIL_CLOSE.slow) setTimeout(() => this.ws.terminate(), this.limits.slowCutMs).unref();
   }
 
   /** The peer closed the socket (or it was cut: 1006). */

@@ -68,6 +68,11 @@ export class SessionRegistry {
     return this.#all.values();
   }
 
+  /** Connected sessions of `user` on this node. */
+  countOf(user: string): number {
+    return this.#byUser.get(user)?.size ?? 0;
+  }
+
   ofUser(user: string): Iterable<Session> {
     return this.#byUser.get(user) ?? [];
   }

@@ -172,7 +172,42 @@ describe('tail: fan-out', async () => {
     f.close();
   });
 
-  it('closes a session over the hard buffer limit with 4408', async () => {
+  it('refuses reads while earlier replies are still queued, so a client that never reads holds little', async () => {
+    const log = logName();
+    const a = await connect(w, w.owner);
+    const la = await lease(a, w.site, log);
+    const quarter = Buffer.alloc(250 * 1024, 3).toString('base64url');
+    for (let i = 0; i < 5; i++) await a.call('write', { handle: la.handle, at: i * 3, entries: [quarter, quarter, quarter] });
+    const f = await connect(w, reader);
+    const h = (await lease(f, w.site, log)).handle;
+    f.pause();
+    // 40 reads of ~1 MiB replies, not read: without the check they would queue 40 MiB.
+    const ids = Array.from({ length: 40 }, () => f.freshId());
+    for (const id of ids) {
+      f.send({ id, op: 'read', handle: h, from: 0 });
+      await sleep(5);
+    }
+    await sleep(200);
+    f.resume();
+    const replies = await Promise.all(ids.map((id) => f.reply(id, 20_000)));
+    const data = replies.filter((r) => Array.isArray(r.entries)).length;
+    const refused = replies.filter((r) => r.error?.code === 'RATE_LIMITED').length;
+    assert.equal(data + refused, ids.length);
+    assert.ok(data >= 1 && data <= 12, `${data} replies queued for a client that did not read (the socket's own buffers take a few)`);
+    assert.equal(f.open, true, 'refused reads do not close the session');
+    // Once it has taken its replies, it reads again.
+    assert.equal((await f.call<{ entries: string[] }>('read', { handle: h, from: 0 })).entries.length, 4);
+    a.close();
+    f.close();
+  });
+});
+
+describe('tail: a session over the hard buffer limit', async () => {
+  // A soft limit above the hard one lets reads fill the queue, which is what is tested here.
+  const w = await world({ tailLimits: { softBuffer: 64 * 1024 * 1024, hardBuffer: 2 * 1024 * 1024 } });
+  const reader = await joined(w, ['read']);
+
+  it('is closed with 4408', async () => {
     const log = logName();
     const a = await connect(w, w.owner);
     const la = await lease(a, w.site, log);

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { loadConfig } from '../../src/server/config.js';
+import { signupDevice } from '../helpers/auth-client.js';
 import { TailClient } from '../helpers/tail-client.js';
 import { until, world } from './fixture.js';
 
@@ -102,6 +103,33 @@ describe('tail: sessions per node', async () => {
     assert.equal(loadConfig(['--max-sessions', '250'], {}).maxSessions, 250);
     assert.equal(loadConfig([], { DATAGROVE_MAX_SESSIONS: '7' }).maxSessions, 7);
     assert.throws(() => loadConfig(['--max-sessions', '0'], {}), /--max-sessions must be at least 1/);
+  });
+});
+
+describe('tail: sessions of one user on a node', async () => {
+  const w = await world({ tailLimits: { maxSessionsPerUser: 2 } });
+
+  it('refuses a connect beyond the limit with RATE_LIMITED and 4429, and takes one again when a session closes', async () => {
+    const a = await TailClient.connect(w.wsUrl, w.owner.access);
+    const b = await TailClient.connect(w.wsUrl, w.owner.access);
+    const c = await TailClient.open(w.wsUrl);
+    const err = await c.failure('connect', { token: w.owner.access });
+    assert.equal(err.code, 'RATE_LIMITED');
+    assert.match(err.message, /at most 2 sessions of one user/);
+    assert.equal((await c.closedWith(5000)).code, 4429);
+    // Another user is not affected; a re-connect of a connected session is not a new one.
+    const other = await signupDevice(w.url);
+    const o = await TailClient.connect(w.wsUrl, other.access);
+    assert.equal((await a.call<{ device: string }>('connect', { token: w.owner.access })).device, w.owner.device);
+    a.close();
+    await until(async () => {
+      const d = await TailClient.open(w.wsUrl);
+      const r = await d.request('connect', { token: w.owner.access });
+      d.close();
+      return r.error === undefined;
+    }, 5000, 'room for the user after a session closed');
+    b.close();
+    o.close();
   });
 });
 
