@@ -8,8 +8,8 @@
  *   newest (log, length). A retry is the same push, not a new one, and also carries the
  *   newest (log, length) known when it starts.
  * - Just before each attempt the device is checked again (still joined, not muted, has an
- *   endpoint on the allowlist, its user offline, length beyond what was pushed for that log),
- *   so a state change while a push waits is honored.
+ *   endpoint on the allowlist, its user offline, length beyond what was pushed for that log,
+ *   and auth says it may read that log), so a state change while a push waits is honored.
  * - The interval is claimed in the store (`claimWindow`) before the first attempt of each
  *   window, so several notify processes on one store push at most once per (device, site)
  *   per interval between them; a process that finds the window taken waits for its end.
@@ -67,6 +67,13 @@ export interface DeliveryDeps {
   log: FastifyBaseLogger;
   /** Told of each endpoint deleted because the push service called it gone (auth drops it from the profile). */
   gone?: (user: string, device: string, endpoint: string) => void;
+  /**
+   * Whether the device may read the log now (auth's answer). A push names the log and its
+   * length, so it goes only to devices that may read it: a subscription is per site, access
+   * may be per log, and access may have been revoked since the device subscribed. False when
+   * auth cannot say.
+   */
+  mayRead?: (user: string, device: string, site: string, log: string) => Promise<boolean>;
 }
 
 interface Want {
@@ -229,6 +236,13 @@ export class Delivery {
       log.warn({ user: slot.user, device: slot.device, reason: refused }, 'push endpoint refused; not sent');
       return this.#finish(slot);
     }
+    if (this.#d.mayRead !== undefined && !(await this.#d.mayRead(slot.user, slot.device, slot.site, w.log))) {
+      if (this.#closed) return;
+      metrics.dropped.inc({ reason: 'no-access' });
+      log.info({ user: slot.user, device: slot.device, site: slot.site }, 'push not sent: the device may not read the log');
+      return this.#finish(slot);
+    }
+    if (this.#closed) return;
     if (slot.attempt === 0) {
       // The window is shared by every notify process on the store: claim it, or wait for it.
       const busyUntil = await store.claimWindow(slot.user, slot.device, slot.site, now, this.#d.intervalMs);

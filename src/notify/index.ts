@@ -11,7 +11,7 @@ import type https from 'node:https';
 import type { FastifyBaseLogger, FastifyPluginAsync } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { Bus, Subscription } from '../bus/bus.js';
-import { SUBJECTS, type PushGone } from '../protocol/bus-messages.js';
+import { SUBJECTS, type AccessReply, type AccessRequest, type PushGone } from '../protocol/bus-messages.js';
 import { DgError } from '../protocol/errors.js';
 import { NotifyPublishCheck, PresenceMessageCheck, firstSchemaError } from '../protocol/notify-schemas.js';
 import { DEFAULT_DELIVERY_LIMITS, Delivery, type DeliveryLimits } from './delivery.js';
@@ -149,6 +149,15 @@ export function createNotify(deps: NotifyDeps): NotifyService {
             bus.publish(SUBJECTS.authPushGone, { user, device, endpoint } satisfies PushGone);
           } catch (err) {
             log.warn({ err }, 'could not publish dg.auth.push-gone');
+          }
+        },
+        mayRead: async (user, device, site, logName) => {
+          try {
+            const r = await bus.request<AccessReply>(SUBJECTS.authAccess, { user, device, site, log: logName } satisfies AccessRequest, { timeoutMs: limits.requestTimeoutMs });
+            return r !== null && typeof r === 'object' && r.ok === true && r.allowed === true && Array.isArray(r.rights) && r.rights.some((x) => x === 'read' || x === 'write' || x === 'admin');
+          } catch (err) {
+            log.warn({ err }, 'could not ask auth whether a device may read a log; push not sent');
+            return false;
           }
         },
       });

@@ -12,7 +12,7 @@ export interface NotifyMetrics {
   /** Publishes folded into another push of the same (device, site). */
   coalesced: Counter;
   endpointsRemoved: Counter;
-  /** Pushes dropped because a bound was reached (`queue`, `slots`) or at shutdown. */
+  /** Pushes dropped because a bound was reached (`queue`, `slots`), at shutdown, or because the device may not read the log (`no-access`). */
   dropped: Counter<'reason'>;
   queued: Gauge;
 }
@@ -31,7 +31,7 @@ export function createNotifyMetrics(registry: Registry): NotifyMetrics {
     retried: counter(registry, 'datagrove_notify_pushes_retried_total', 'Web Push attempts scheduled again after 429, 5xx or a network error'),
     coalesced: counter(registry, 'datagrove_notify_pushes_coalesced_total', 'Publishes folded into another push of the same device and site'),
     endpointsRemoved: counter(registry, 'datagrove_notify_endpoints_removed_total', 'Push endpoints deleted after 404 or 410'),
-    dropped: counter(registry, 'datagrove_notify_pushes_dropped_total', 'Pushes dropped at a bound or at shutdown, by reason', ['reason']),
+    dropped: counter(registry, 'datagrove_notify_pushes_dropped_total', 'Pushes dropped at a bound, at shutdown, or for a device that may not read the log, by reason', ['reason']),
     queued:
       existingGauge instanceof Gauge
         ? existingGauge

@@ -14,7 +14,7 @@ import { createECDH } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { createSite, get, signupDevice, type SignedUpDevice } from '../helpers/auth-client.js';
+import { createSite, declareGrant, get, post, signupDevice, type SignedUpDevice } from '../helpers/auth-client.js';
 import { startPushReceiver, type BrowserSubscription, type PushReceiver } from '../helpers/push-receiver.js';
 import { tempDir, type TestServer } from '../helpers/server.js';
 import { TailClient } from '../helpers/tail-client.js';
@@ -168,6 +168,31 @@ describe('push end to end (monolith)', async () => {
     pushed = receiver.received(s.bSub.id).length;
     assert.equal(pushed, 2);
     s.writer.close();
+  });
+
+  it('a member is pushed only for logs it may read, and not at all once its grant is revoked', async () => {
+    const owner = await signupDevice(srv.url, { name: 'A laptop' });
+    const site = await createSite(srv.url, owner.access, 'partly shared');
+    const b = await signupDevice(srv.url, { name: 'B phone' });
+    const grant = await declareGrant(srv.url, owner, { sub: `user:${b.user}`, site, logs: ['public'], rights: ['read'] });
+    assert.equal((await post(srv.url, '/join', { site, grant: grant.hash }, b.access)).status, 200);
+    const c = await member(srv.url, owner, site);
+    const bSub = await enablePush(srv.url, b, receiver, vapid, site);
+    const cSub = await enablePush(srv.url, c, receiver, vapid, site);
+    const secret = await Writer.open(srv.wsUrl, owner, site, 'payroll');
+    await pushWithLength(receiver, cSub, await secret.write(1));
+    await sleep(QUIET_MS);
+    assert.equal(receiver.received(bSub.id).length, 0, 'B may not read payroll: no push names it');
+    const open = await Writer.open(srv.wsUrl, owner, site, 'public');
+    const length = await open.write(1);
+    assertPayload(await pushWithLength(receiver, bSub, length), site, 'public', length);
+    assert.equal((await post(srv.url, '/revoke', { grant: grant.hash }, owner.access)).status, 200);
+    await sleep(QUIET_MS);
+    await pushWithLength(receiver, cSub, await open.write(1));
+    await sleep(QUIET_MS);
+    assert.equal(receiver.received(bSub.id).length, 1, 'nothing after the grant was revoked');
+    secret.close();
+    open.close();
   });
 
   it('mute (until now + 1 h) stops pushes; unmute brings them back', async () => {

@@ -86,6 +86,36 @@ describe('notify delivery', () => {
     assert.deepEqual(got?.payload, { site, log: 'main', length: 2 });
   });
 
+  it('pushes only logs auth says the device may read, and nothing after its access was revoked', async () => {
+    const { user, site, sub } = await member(h, receiver);
+    h.denied.add(`${user}/${site}/payroll`);
+    h.publish(site, 'payroll', 5);
+    await sleep(250);
+    assert.equal(receiver.received(sub.id).length, 0, 'a log the member may not read is not named in a push');
+    assert.equal(await h.metric('datagrove_notify_pushes_dropped_total', { reason: 'no-access' }), 1);
+    h.publish(site, 'public', 2);
+    const [got] = await receiver.waitFor(sub.id, 1);
+    assert.deepEqual(got?.payload, { site, log: 'public', length: 2 });
+    // The whole site revoked: the subscription is still there, but nothing more is pushed.
+    h.denied.add(`${user}/${site}/*`);
+    await sleep(150);
+    h.publish(site, 'public', 3);
+    await sleep(250);
+    assert.equal(receiver.received(sub.id).length, 1);
+  });
+
+  it('pushes nothing when auth cannot say whether the device may read', async () => {
+    const r3 = await startPushReceiver();
+    const lone = await startNotify({ receiver: r3, pushIntervalMs: 100, limits: { requestTimeoutMs: 200 } });
+    const { site, sub } = await member(lone, r3);
+    // Take auth's side away: nobody answers dg.auth.access.
+    lone.muteAuth();
+    lone.publish(site, 'main', 1);
+    await sleep(600);
+    assert.equal(r3.received(sub.id).length, 0);
+    assert.ok(lone.logs.some((l) => l.msg === 'could not ask auth whether a device may read a log; push not sent'));
+  });
+
   it('pushes nothing while muted, and again after unmute', async () => {
     const { user, device, site, sub } = await member(h, receiver);
     assert.equal((await h.update({ user, version: 2, changes: [{ op: 'mute', device, site, until: Date.now() + 60_000 }] })).ok, true);

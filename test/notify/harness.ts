@@ -10,7 +10,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { InProcessBus } from '../../src/bus/inproc.js';
-import { SUBJECTS, type PresenceMessage } from '../../src/protocol/bus-messages.js';
+import { SUBJECTS, type AccessReply, type AccessRequest, type PresenceMessage } from '../../src/protocol/bus-messages.js';
 import { createNotify, openSqliteNotifyStore, type NotifyLimits, type NotifyService, type NotifyStore } from '../../src/notify/index.js';
 import { tempDir } from '../helpers/server.js';
 import type { BrowserSubscription, PushReceiver } from '../helpers/push-receiver.js';
@@ -34,6 +34,13 @@ export interface Harness {
   logs: LogLine[];
   update(message: unknown): Promise<{ ok: boolean; version?: number; error?: { code: string } }>;
   publish(site: string, log: string, length: number): void;
+  /**
+   * Auth's answer to dg.auth.access, which notify asks before each push: every (user, site,
+   * log) may read unless listed here as `user/site/log` (or `user/site/*`).
+   */
+  denied: Set<string>;
+  /** Stops answering dg.auth.access, as when no auth process is reachable. */
+  muteAuth(): void;
   presence(message: PresenceMessage): void;
   /** The value of a counter (summed over label sets matching `labels`). */
   metric(name: string, labels?: Record<string, string>): Promise<number>;
@@ -81,6 +88,13 @@ export async function startNotify(opts: HarnessOptions): Promise<Harness> {
     limits: opts.limits,
     pushAgent: opts.receiver.agent,
   });
+  // Auth's side of dg.auth.access, as notify asks it before each push.
+  const denied = new Set<string>();
+  const authSide = bus.subscribe(SUBJECTS.authAccess, (m) => {
+    const { user, site, log: logName } = m as AccessRequest;
+    if (denied.has(`${user}/${site}/${logName}`) || denied.has(`${user}/${site}/*`)) return { ok: true, allowed: false } satisfies AccessReply;
+    return { ok: true, allowed: true, rights: ['read'], logs: ['*'], expiresAt: null } satisfies AccessReply;
+  });
   const app = Fastify({ logger: false });
   await app.register(notify.routes, { prefix: '/notify/v1' });
   await notify.start();
@@ -109,6 +123,8 @@ export async function startNotify(opts: HarnessOptions): Promise<Harness> {
     logs,
     update: (message) => bus.request(SUBJECTS.notifyUpdate, message),
     publish: (site, logName, length) => bus.publish(SUBJECTS.notifyPublish, { site, log: logName, length }),
+    denied,
+    muteAuth: () => authSide.unsubscribe(),
     presence: (message) => bus.publish(SUBJECTS.notifyPresence, message),
     async metric(name, labels = {}) {
       const m = registry.getSingleMetric(name);
