@@ -245,16 +245,18 @@ export class Delivery {
     if (this.#closed) return;
     if (slot.attempt === 0) {
       // The window is shared by every notify process on the store: claim it, or wait for it.
-      const busyUntil = await store.claimWindow(slot.user, slot.device, slot.site, now, this.#d.intervalMs);
+      // The window starts now, after the checks above (which wait on the store and on auth).
+      const start = Date.now();
+      const busyUntil = await store.claimWindow(slot.user, slot.device, slot.site, start, this.#d.intervalMs);
       if (this.#closed) return;
-      if (busyUntil > now) {
+      if (busyUntil > start) {
         metrics.coalesced.inc();
         slot.want ??= w;
         slot.sending = null;
         slot.windowEnd = busyUntil;
         return this.#finish(slot);
       }
-      slot.windowEnd = now + this.#d.intervalMs;
+      slot.windowEnd = start + this.#d.intervalMs;
     }
     slot.attempt++;
     const payload = { site: slot.site, log: w.log, length: w.length };
