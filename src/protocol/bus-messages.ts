@@ -99,7 +99,14 @@ export interface UserEvent {
  * draining node says `leaving` so its sites move at once. `at` is the sender's clock (ms),
  * for logs only: receivers time expiry with their own clock.
  */
-export type TailNodeMessage = { id: string; url: string; ttlMs: number; at: number } | { id: string; url: string; leaving: true };
+/**
+ * A heartbeat, a departure, or a probe: a process that just started asks every tail node to
+ * announce itself at once instead of at its next heartbeat (`from` names the asker, for logs).
+ */
+export type TailNodeMessage =
+  | { id: string; url: string; ttlMs: number; at: number }
+  | { id: string; url: string; leaving: true }
+  | { probe: true; from: string };
 
 /** A push endpoint the push service answered 404 or 410 for (notify → auth). */
 export interface PushGone {

@@ -207,6 +207,12 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
     onShardChange = () => t.shardChanged();
     upgradeHandlers.push((req, socket, head) => {
       if ((req.url ?? '').split('?')[0] !== '/tail') return false;
+      // Until the shard map has heard from every live node, this node could take sites
+      // another node serves: sessions wait (a second at most after start).
+      if (membership !== null && !membership.settled()) {
+        socket.end(rawErrorResponse('UNAVAILABLE', 'joining the cluster', { 'retry-after': '1' }));
+        return true;
+      }
       t.handleUpgrade(req, socket, head);
       return true;
     });
@@ -234,7 +240,7 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
 
   app.get('/health', async () => ({ ok: true }));
   app.get('/ready', async (_req, reply) => {
-    const ok = bus.healthy() && (auth?.ready() ?? true) && (tail?.ready() ?? true) && (notify?.ready() ?? true);
+    const ok = bus.healthy() && (membership?.settled() ?? true) && (auth?.ready() ?? true) && (tail?.ready() ?? true) && (notify?.ready() ?? true);
     if (!ok) return sendError(reply, 'UNAVAILABLE', 'not ready');
     return { ok: true };
   });

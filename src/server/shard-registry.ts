@@ -2,7 +2,8 @@
  * Cluster membership of tail nodes and the shard map built from it (PROTOCOL.md "Shards").
  *
  * Every process that runs the tail role announces itself on `dg.tail.node`: a heartbeat
- * `{id, url, ttlMs, at}` every `ttlMs / 3`, and `{id, url, leaving:true}` when it drains.
+ * `{id, url, ttlMs, at}` every `ttlMs / 3` and whenever a starting process asks
+ * (`{probe:true}`), and `{id, url, leaving:true}` when it drains.
  * Every process that runs auth or tail keeps a ShardRegistry: the set of nodes heard from
  * within their TTL. Auth serves it as `GET /auth/v1/shards` and names the owner of a site
  * in `/lease`; tail answers `redirect` for sites another live node owns.
@@ -55,6 +56,12 @@ export interface ShardRegistryOptions {
    */
   onChange?: () => void;
   now?: () => number;
+  /**
+   * How long after `start` the map counts as complete (`settled`): the probe sent at start
+   * makes every live tail node announce itself at once, so this is a margin for the bus round
+   * trip. Default: the smaller of 1 s and a heartbeat interval.
+   */
+  settleMs?: number;
 }
 
 /** Node ids: what a shard id may be (also a NATS-safe, log-safe token). */
@@ -77,6 +84,7 @@ export function defaultNodeId(port: number, host = hostname()): string {
 function isNodeMessage(m: unknown): m is TailNodeMessage {
   if (typeof m !== 'object' || m === null) return false;
   const r = m as Record<string, unknown>;
+  if (r.probe === true) return typeof r.from === 'string' && r.from.length <= 256;
   if (typeof r.id !== 'string' || !NODE_ID_RE.test(r.id)) return false;
   if (typeof r.url !== 'string' || r.url.length > MAX_URL || !/^wss?:\/\//.test(r.url)) return false;
   if (r.leaving === true) return true;
@@ -107,6 +115,8 @@ export class ShardRegistry {
   #timer: NodeJS.Timeout | null = null;
   #warnedFull = false;
   #warnedTwin = false;
+  #startedAt: number | null = null;
+  #lastProbeAnswer = 0;
 
   constructor(opts: ShardRegistryOptions) {
     this.#opts = opts;
@@ -125,10 +135,24 @@ export class ShardRegistry {
     }
   }
 
-  /** Listens to membership messages. */
+  /**
+   * Listens to membership messages, and asks every live tail node to announce itself now: a
+   * process that waited for the next heartbeats would, for a heartbeat interval, think the
+   * cluster smaller than it is (a new tail node serving sites another node serves, an auth
+   * process naming the wrong shard).
+   */
   start(): void {
     if (this.#sub !== null) return;
     this.#sub = this.#opts.bus.subscribe(SUBJECTS.tailNode, (m) => this.#onMessage(m));
+    this.#startedAt = this.#now();
+    this.#publish({ probe: true, from: this.#opts.self?.id ?? `auth-${hostname()}` });
+  }
+
+  /** Whether the map has had time to hear from every live node since `start` (see `settleMs`). */
+  settled(): boolean {
+    if (this.#startedAt === null) return false;
+    const settleMs = this.#opts.settleMs ?? Math.min(1000, Math.floor(this.#opts.ttlMs / 3));
+    return this.#now() - this.#startedAt >= settleMs;
   }
 
   /** Starts heartbeats of this process's node (call once it accepts connections). */
@@ -209,6 +233,15 @@ export class ShardRegistry {
       return;
     }
     const self = this.#opts.self;
+    if ('probe' in m) {
+      // Answered with a heartbeat, at most every 50 ms however many processes start.
+      const now = this.#now();
+      if (this.#announcing && m.from !== self?.id && now - this.#lastProbeAnswer >= 50) {
+        this.#lastProbeAnswer = now;
+        this.#heartbeat();
+      }
+      return;
+    }
     if (self !== null && m.id === self.id) {
       // Our own heartbeat, echoed by the bus. Another process with our id would steal our
       // sites' traffic half the time: say so, once.

@@ -298,5 +298,35 @@ describe('cluster: split roles over NATS and PostgreSQL', { skip }, () => {
     await Promise.all([writer.close(), reader.close()]);
     for (const n of [b, a, auth]) assert.deepEqual(await n.child.stop('SIGTERM'), { code: 0, signal: null }, n.child.output());
   });
+  it('a process that starts knows every live tail node once ready: no heartbeat interval of a smaller cluster', { timeout: 180_000 }, async () => {
+    // Heartbeats every 10 s: a process that waited for them would see a smaller cluster that long.
+    const ttl = 30_000;
+    const keys = tempDir('dg-cluster-keys-');
+    loadSecrets(keys);
+    const auth = await startNode(keys, 'auth', `auth-${run}-s`, ttl);
+    await waitHttp(auth.child, `${auth.http}/ready`);
+    const a = await startNode(keys, 'tail', `tail-${run}-s1`, ttl);
+    await waitHttp(a.child, `${a.http}/ready`);
+    await until('auth to list the first tail node', async () => ((await shards(auth.http)).shards.some((x) => x.id === a.id) ? true : undefined));
+    const owner = await signupDevice(auth.http, { name: 'owner' });
+    const site = await createSite(auth.http, owner.access);
+    // A second tail node that does not own the site: right after it is ready, it sends the
+    // site's lease to the first node instead of taking the site itself.
+    let cId = '';
+    for (let i = 0; i < 200 && cId === ''; i++) {
+      const id = `tail-${run}-s2-${i}`;
+      if (pickShard([{ id: a.id, url: '' }, { id, url: '' }], site)?.id === a.id) cId = id;
+    }
+    const c = await startNode(keys, 'tail', cId, ttl);
+    await waitHttp(c.child, `${c.http}/ready`);
+    const client = await TailClient.connect(c.ws, owner.access);
+    assert.deepEqual(await client.call('lease', { site, log: 'doc' }), { re: 2, redirect: a.ws });
+    client.close();
+    // A second auth process, once ready, lists both tail nodes.
+    const auth2 = await startNode(keys, 'auth', `auth-${run}-s2`, ttl);
+    await waitHttp(auth2.child, `${auth2.http}/ready`);
+    assert.deepEqual((await shards(auth2.http)).shards.map((x) => x.id).sort(), [a.id, c.id].sort());
+    for (const n of [c, a, auth2, auth]) assert.deepEqual(await n.child.stop('SIGTERM'), { code: 0, signal: null }, n.child.output());
+  });
 });
 

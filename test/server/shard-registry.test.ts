@@ -183,6 +183,31 @@ describe('ShardRegistry', () => {
     assert.equal(t.sent.length, count, 'no heartbeat after stop');
   });
 
+  it('a starting process asks every announcing node to beat at once, and is settled after settleMs', async () => {
+    // An announcing node, up for a while: its next heartbeat is far away.
+    const old = setup({ id: 'n1', url: 'ws://n1.test/tail' }, 600_000);
+    old.reg.announce();
+    await settle();
+    const before = old.sent.filter((m) => (m as { id?: string }).id === 'n1').length;
+    // A new process on the same bus: its probe makes n1 beat now, so it knows n1 at once.
+    let now = 5_000;
+    const fresh = new ShardRegistry({ bus: old.bus, log, ttlMs: 600_000, self: null, now: () => now, settleMs: 500 });
+    assert.equal(fresh.settled(), false, 'not before start');
+    fresh.start();
+    await settle();
+    await settle();
+    const probes = old.sent.filter((m) => (m as { probe?: boolean }).probe === true) as { from: string }[];
+    assert.equal(probes.length, 2, "the old node's own probe at its start, and the new process's");
+    assert.match(probes[1]?.from ?? '', /^auth-/);
+    assert.equal(old.sent.filter((m) => (m as { id?: string }).id === 'n1').length, before + 1, 'n1 beat once more');
+    assert.deepEqual(fresh.shards().shards, [{ id: 'n1', url: 'ws://n1.test/tail' }]);
+    assert.equal(fresh.settled(), false);
+    now += 500;
+    assert.equal(fresh.settled(), true);
+    old.reg.stop();
+    fresh.stop();
+  });
+
   it('reports the live node count as a gauge', async () => {
     const bus = new InProcessBus();
     const registry = new Registry();
