@@ -165,6 +165,13 @@ describe('site keyring and vault', () => {
     assert.deepEqual(SiteKeyring.fromJSON(ring.toJSON()).toJSON(), ring.toJSON());
   });
 
+  it('refuses epochs a sealed entry cannot name (its header holds 4 bytes)', () => {
+    const ring = new SiteKeyring();
+    assert.equal(ring.add('s', 0xffff_ffff, randomBytes(32)), 'new');
+    assert.equal(ring.add('s', 2 ** 32 + 1, randomBytes(32)), 'conflict');
+    assert.equal(ring.newest('s')?.epoch, 0xffff_ffff);
+  });
+
   it('keeps values sealed at rest, bound to their names', async () => {
     const storage = new MemoryKeyStorage();
     const vault = await LocalVault.open(storage);

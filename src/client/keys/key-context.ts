@@ -39,6 +39,11 @@ export interface KeyContext {
   serverKeys(): Promise<ServerKey[]>;
   /** A user's key chain and certified devices, verified. */
   verified(who: { user: string } | { email: string }): Promise<VerifiedUser>;
+  /**
+   * Whether this device revoked `device`: keys never go to it, whatever the server lists
+   * (the server names the recipients of a rotation, and could list a revoked device).
+   */
+  revokedHere(device: string): boolean;
   /** Reports a failure of background work. */
   report(err: DgError): void;
 }

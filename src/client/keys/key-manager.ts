@@ -57,6 +57,9 @@ export interface KeyManagerEvents extends Record<string, unknown> {
 
 const userKeyName = (user: string) => `datagrove.user-key:${user}`;
 const ringName = (user: string) => `datagrove.site-keys:${user}`;
+const revokedName = (user: string) => `datagrove.revoked-devices:${user}`;
+/** Devices remembered as revoked by this device (the oldest are forgotten beyond this). */
+const MAX_REVOKED_REMEMBERED = 1000;
 
 /**
  * @example
@@ -78,6 +81,8 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
   /** The codec that seals the client's log entries (set on the client by `open`). */
   readonly codec: PayloadCodec;
   private heldKey: HeldUserKey | null = null;
+  /** Devices this device revoked (kept in the vault): never sent keys. */
+  private readonly revoked = new Set<string>();
   private st: UserKeyState = 'awaiting-key';
   private readonly source: ManagedKeySource;
   private inbox: Promise<void> | null = null;
@@ -111,6 +116,8 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
     const vault = await LocalVault.open(opts.storage, opts.localKeyStorage);
     const ring = SiteKeyring.fromJSON(await vault.load(ringName(user)));
     const m = new KeyManager(client, vault, new KeyPins(opts.storage), opts, ring);
+    const revoked = await vault.load(revokedName(user));
+    if (Array.isArray(revoked)) for (const d of revoked) if (typeof d === 'string') m.revoked.add(d);
     const held = await vault.load(userKeyName(user));
     if (held !== null && typeof held === 'object' && !Array.isArray(held) && typeof held.seed === 'string' && typeof held.version === 'number') {
       const seed = b64urlDecode(held.seed);
@@ -262,6 +269,10 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
     }
     const own = (await this.client.me()).devices.some((d) => d.device === device);
     const { rotate } = await this.client.revoke({ device });
+    // Remembered before any rotation: the new keys never go to it, even if the server lists it.
+    this.revoked.add(device);
+    if (this.revoked.size > MAX_REVOKED_REMEMBERED) this.revoked.delete(this.revoked.values().next().value as string);
+    await this.vault.save(revokedName(this.user), [...this.revoked]);
     if (own && this.heldKey !== null) await rotateUserKey(this);
     return this.rotateSites(rotate);
   }
@@ -334,6 +345,10 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
 
   verified(who: { user: string } | { email: string }): Promise<VerifiedUser> {
     return verifiedUser(this.api, this.pins, who);
+  }
+
+  revokedHere(device: string): boolean {
+    return this.revoked.has(device);
   }
 
   report(err: DgError): void {

@@ -72,6 +72,10 @@ async function devicesOfEmail(ctx: KeyContext, email: string, out: Map<string, R
 async function deliver(ctx: KeyContext, site: string, keys: { epoch: number; key: Uint8Array }[], to: Map<string, Recipient>, d: Delivery, grant?: string): Promise<void> {
   to.delete(ctx.client.device);
   for (const r of to.values()) {
+    if (ctx.revokedHere(r.device)) {
+      d.skipped.push({ who: `device:${r.device}`, reason: 'revoked by this device' });
+      continue;
+    }
     try {
       for (let i = 0; i < keys.length; i += MAX_KEYS_PER_ENVELOPE) {
         const chunk = keys.slice(i, i + MAX_KEYS_PER_ENVELOPE).map((k) => ({ epoch: k.epoch, key: b64urlEncode(k.key) }));

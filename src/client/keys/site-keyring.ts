@@ -9,11 +9,15 @@ import type { JsonValue } from '../key-storage.js';
 
 export type AddResult = 'new' | 'same' | 'conflict';
 
+/** The largest key epoch: the header of a sealed entry holds it in 4 bytes. */
+export const MAX_KEY_EPOCH = 0xffff_ffff;
+
 export class SiteKeyring {
   private readonly sites = new Map<string, Map<number, Uint8Array>>();
 
   add(site: string, epoch: number, key: Uint8Array): AddResult {
-    if (!Number.isSafeInteger(epoch) || epoch < 1 || key.length !== 32) return 'conflict';
+    // Sealed entries carry the epoch in 4 bytes: a larger one could seal what nobody opens.
+    if (!Number.isSafeInteger(epoch) || epoch < 1 || epoch > MAX_KEY_EPOCH || key.length !== 32) return 'conflict';
     let m = this.sites.get(site);
     if (m === undefined) {
       m = new Map();

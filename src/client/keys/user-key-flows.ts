@@ -148,7 +148,7 @@ export async function rotateUserKey(ctx: KeyContext): Promise<boolean> {
   await saveKeychain(ctx.api, next, ctx.user, version, ctx.ring);
   const body: EnvelopeBody = { t: 'user-key', user: ctx.user, version, seed: b64urlEncode(next.seedBytes()) };
   for (const d of dir.devices) {
-    if (d.device === ctx.client.device) continue;
+    if (d.device === ctx.client.device || ctx.revokedHere(d.device)) continue;
     try {
       await ctx.api.sendEnvelope(d.device, await sealEnvelope(ctx.client.keys, d, body));
     } catch (err) {
