@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SUBJECTS, type NotifyPublish } from '../../src/protocol/bus-messages.js';
 import { decodeEntry, entry, type TailClient, type TailEventFrame } from '../helpers/tail-client.js';
-import { connect, joined, lease, logName, sleep, until, world } from './fixture.js';
+import { connect, joined, lease, logName, sleep, until, world, type World } from './fixture.js';
+import type { SignedUpDevice } from '../helpers/auth-client.js';
 import { metric } from '../helpers/metrics.js';
 
 /** Checks the tail events of a handle cover `from`…`to` exactly, each starting where the last ended. */
@@ -38,6 +39,18 @@ async function fillUntilLagging(url: string, a: TailClient, handle: string, from
     if (i % 10 === 9 && (await metric(url, 'datagrove_tail_lagging_sessions')) > 0) return at;
   }
   throw new Error('the follower never lagged');
+}
+
+/** 15 entries of 250 KiB written by the owner, and `reader` following that log: a read of it from 0 is about 1 MiB. */
+async function bigLog(w: World, reader: SignedUpDevice): Promise<{ a: TailClient; f: TailClient; h: string }> {
+  const log = logName();
+  const a = await connect(w, w.owner);
+  const la = await lease(a, w.site, log);
+  const quarter = Buffer.alloc(250 * 1024, 3).toString('base64url');
+  for (let i = 0; i < 5; i++) await a.call('write', { handle: la.handle, at: i * 3, entries: [quarter, quarter, quarter] });
+  const f = await connect(w, reader);
+  const h = (await lease(f, w.site, log)).handle;
+  return { a, f, h };
 }
 
 describe('tail: fan-out', async () => {
@@ -173,13 +186,7 @@ describe('tail: fan-out', async () => {
   });
 
   it('refuses reads while earlier replies are still queued, so a client that never reads holds little', async () => {
-    const log = logName();
-    const a = await connect(w, w.owner);
-    const la = await lease(a, w.site, log);
-    const quarter = Buffer.alloc(250 * 1024, 3).toString('base64url');
-    for (let i = 0; i < 5; i++) await a.call('write', { handle: la.handle, at: i * 3, entries: [quarter, quarter, quarter] });
-    const f = await connect(w, reader);
-    const h = (await lease(f, w.site, log)).handle;
+    const { a, f, h } = await bigLog(w, reader);
     f.pause();
     // 40 reads of ~1 MiB replies, not read: without the check they would queue 40 MiB.
     const ids = Array.from({ length: 40 }, () => f.freshId());
@@ -208,13 +215,7 @@ describe('tail: a session over the hard buffer limit', async () => {
   const reader = await joined(w, ['read']);
 
   it('is closed with 4408', async () => {
-    const log = logName();
-    const a = await connect(w, w.owner);
-    const la = await lease(a, w.site, log);
-    const quarter = Buffer.alloc(250 * 1024, 3).toString('base64url');
-    for (let i = 0; i < 5; i++) await a.call('write', { handle: la.handle, at: i * 3, entries: [quarter, quarter, quarter] });
-    const f = await connect(w, reader);
-    const h = (await lease(f, w.site, log)).handle;
+    const { a, f, h } = await bigLog(w, reader);
     const before = await metric(w.url, 'datagrove_tail_slow_consumer_closes_total');
     f.pause();
     // Ask for ~1 MiB replies without reading them (bounded).
