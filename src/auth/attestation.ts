@@ -26,5 +26,3 @@ export async function signIdentityAttestation(ctx: AuthContext, a: { device: str
   };
   return new SignJWT({ ...payload }).setProtectedHeader({ alg: 'EdDSA', typ: IDENTITY_TYP, kid: key.kid }).sign(key.privateKey);
 }
-
-export { normalizeEmail } from '../protocol/email.js';

@@ -16,9 +16,8 @@ export const IP_LIMITS = { challenge: 300, signup: 100, login: 200, refresh: 300
 /**
  * Requests per minute per device (challenge, signup, login, OIDC start, envelopes sent, user
  * keys and certificates written, grants declared or joined, member lists, email look-ups),
- * per refresh token, per OIDC login (complete: 10 tries a
- * minute for a 10-minute login leave a 40-bit confirmation code about 1 in 10^10 to a
- * guesser), or per user (claims).
+ * per refresh token, per OIDC login (complete: 10 tries a minute for a 10-minute login leave
+ * a 40-bit confirmation code about 1 in 10^10 to a guesser), or per user (claims).
  */
 export const KEY_LIMITS = {
   challenge: 20, signup: 5, login: 10, refresh: 20, oidcStart: 10, oidcComplete: 10, envelopes: 120, claims: 60, keys: 60,

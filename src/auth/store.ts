@@ -130,9 +130,8 @@ export type IdentityLinkResult =
   | { ok: true; user: string; newUser: boolean; newDevice: boolean }
   | { ok: false; reason: 'device-revoked' | 'device-of-another-user' | 'box-key-required' };
 
-/** The result of an OIDC login, kept until the device collects it. */
 /**
- * What the callback found: the verified email and the SHA-256 of the confirmation code the
+ * The result of an OIDC login's callback, kept until the device collects it: what it found, the verified email and the SHA-256 of the confirmation code the
  * browser was given (the identity is linked only when the device presents that code), or
  * why the sign-in failed.
  */

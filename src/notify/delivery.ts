@@ -236,13 +236,13 @@ export class Delivery {
       log.warn({ user: slot.user, device: slot.device, reason: refused }, 'push endpoint refused; not sent');
       return this.#finish(slot);
     }
-    if (this.#d.mayRead !== undefined && !(await this.#d.mayRead(slot.user, slot.device, slot.site, w.log))) {
-      if (this.#closed) return;
+    const mayRead = (await this.#d.mayRead?.(slot.user, slot.device, slot.site, w.log)) ?? true;
+    if (this.#closed) return;
+    if (!mayRead) {
       metrics.dropped.inc({ reason: 'no-access' });
       log.info({ user: slot.user, device: slot.device, site: slot.site }, 'push not sent: the device may not read the log');
       return this.#finish(slot);
     }
-    if (this.#closed) return;
     if (slot.attempt === 0) {
       // The window is shared by every notify process on the store: claim it, or wait for it.
       // The window starts now, after the checks above (which wait on the store and on auth).

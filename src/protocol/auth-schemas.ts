@@ -12,8 +12,7 @@ import { B64URL_32_PATTERN, BOX_KEY_PATTERN, DEVICE_ID_PATTERN, LOG_NAME_PATTERN
 
 /** 32 random bytes, base64url. */
 export const NONCE_PATTERN = B64URL_32_PATTERN;
-/** A raw 64-byte Ed25519 signature, base64url. */
-/** 64 bytes (an Ed25519 signature) in base64url as an encoder writes them: 4 unused bits zero. */
+/** A raw 64-byte Ed25519 signature in base64url as an encoder writes it: the last character's 4 unused bits zero. */
 export const SIGNATURE_PATTERN = '^[A-Za-z0-9_-]{85}[AQgw]$';
 /** A grant hash: base64url SHA-256 of the compact JWS. */
 export const GRANT_HASH_PATTERN = B64URL_32_PATTERN;

@@ -97,11 +97,9 @@ export interface UserEvent {
  * Membership of one tail node. A live node publishes a heartbeat every `ttlMs / 3`; a node
  * that heard nothing from it for `ttlMs` drops it (a killed node leaves by itself). A
  * draining node says `leaving` so its sites move at once. `at` is the sender's clock (ms),
- * for logs only: receivers time expiry with their own clock.
- */
-/**
- * A heartbeat, a departure, or a probe: a process that just started asks every tail node to
- * announce itself at once instead of at its next heartbeat (`from` names the asker, for logs).
+ * for logs only: receivers time expiry with their own clock. A process that just started
+ * sends a probe: every tail node then announces itself at once instead of at its next
+ * heartbeat (`from` names the asker, for logs).
  */
 export type TailNodeMessage =
   | { id: string; url: string; ttlMs: number; at: number }

@@ -197,6 +197,7 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
       leaseGraceMs: config.leaseGraceMs,
       redirectFor: (site) => membership?.redirectFor(site) ?? null,
       shardVersion: () => membership?.version ?? 0,
+      clusterSettled: () => membership?.settled() ?? true,
       log: app.log,
       registry: metrics.registry,
       limits: { commitDelayMs: config.commitDelayMs, maxSessions: config.maxSessions, maxPendingPerAddress: config.maxPendingPerAddress, ...config.tailLimits },
@@ -207,12 +208,6 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
     onShardChange = () => t.shardChanged();
     upgradeHandlers.push((req, socket, head) => {
       if ((req.url ?? '').split('?')[0] !== '/tail') return false;
-      // Until the shard map has heard from every live node, this node could take sites
-      // another node serves: sessions wait (a second at most after start).
-      if (membership !== null && !membership.settled()) {
-        socket.end(rawErrorResponse('UNAVAILABLE', 'joining the cluster', { 'retry-after': '1' }));
-        return true;
-      }
       t.handleUpgrade(req, socket, head);
       return true;
     });

@@ -76,7 +76,7 @@ export function frameworkErrorHandler(onError: (code: ErrorCode) => void) {
 }
 
 /** How a connection-level failure is answered: the code, and the message of its error shape. */
-export function classifyClientError(err: NodeJS.ErrnoException): { code: ErrorCode; message: string } {
+function classifyClientError(err: NodeJS.ErrnoException): { code: ErrorCode; message: string } {
   if (err.code === 'HPE_HEADER_OVERFLOW') return { code: 'TOO_LARGE', message: 'headers over the size limit' };
   if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return { code: 'BAD_REQUEST', message: 'request not complete in time' };
   return { code: 'BAD_REQUEST', message: 'malformed HTTP request' };

@@ -18,6 +18,11 @@ export interface TailDeps {
   redirectFor: (site: string) => string | null;
   /** Changes whenever the shard map does (absent: a map that never changes). */
   shardVersion?: () => number;
+  /**
+   * Whether the shard map has heard from every live node (absent: always). Until then this
+   * node could take sites another node serves, so upgrades are refused with `retry-after`.
+   */
+  clusterSettled?: () => boolean;
   log: FastifyBaseLogger;
   registry: Registry;
   /** Overrides of DEFAULT_TAIL_LIMITS (tests shrink the time-based ones). */

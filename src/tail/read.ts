@@ -13,7 +13,9 @@ export async function handleRead(ctx: TailContext, session: Session, id: number,
   const { readLimit, readMaxBytes, softBuffer } = ctx.limits;
   // A client that does not take its replies gets no more of them queued: memory per session
   // stays about `softBuffer` plus one reply, however many reads it sends.
-  if (session.buffered > softBuffer) return session.replyError(id, 'RATE_LIMITED', 'read: earlier replies are still queued; read them first');
+  const behind = () => session.buffered > softBuffer;
+  const refuseBehind = () => session.replyError(id, 'RATE_LIMITED', 'read: earlier replies are still queued; read them first');
+  if (behind()) return refuseBehind();
   const limit = Math.min(args.limit ?? readLimit, readLimit);
   let res: ReadResult;
   try {
@@ -23,7 +25,7 @@ export async function handleRead(ctx: TailContext, session: Session, id: number,
     throw new DgError('UNAVAILABLE', 'log store unavailable', { cause: err });
   }
   if (args.from > res.length) return session.replyError(id, 'BAD_REQUEST', `from: beyond the log's length ${res.length}`);
-  if (session.buffered > softBuffer) return session.replyError(id, 'RATE_LIMITED', 'read: earlier replies are still queued; read them first');
+  if (behind()) return refuseBehind();
   let body = '';
   for (let i = 0; i < res.entries.length; i++) {
     const e = res.entries[i] as Buffer;

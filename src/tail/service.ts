@@ -209,6 +209,7 @@ export function createTail(deps: TailDeps): TailService {
 
     handleUpgrade(req, socket, head) {
       if (!accepting) return refuse(socket, 'UNAVAILABLE', 'not accepting sessions now');
+      if (deps.clusterSettled?.() === false) return refuse(socket, 'UNAVAILABLE', 'joining the cluster', { 'retry-after': '1' });
       if (!offersSubprotocol(req)) return refuse(socket, 'BAD_REQUEST', `sec-websocket-protocol: must offer ${TAIL_SUBPROTOCOL}`);
       const address = deps.clientAddress?.(req) ?? req.socket.remoteAddress ?? '';
       const full =

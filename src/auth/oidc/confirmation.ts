@@ -12,7 +12,7 @@
 import { createHash, randomInt, timingSafeEqual } from 'node:crypto';
 
 const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
-export const CONFIRMATION_LENGTH = 8;
+const CONFIRMATION_LENGTH = 8;
 
 export function newConfirmationCode(): { code: string; hash: string } {
   let raw = '';
@@ -21,7 +21,7 @@ export function newConfirmationCode(): { code: string; hash: string } {
 }
 
 /** What a person may type: any case, with or without the dash and spaces; I and L read as 1, O as 0. */
-export function normalizeConfirmation(typed: string): string {
+function normalizeConfirmation(typed: string): string {
   return typed.toUpperCase().replace(/[\s-]/g, '').replace(/[IL]/g, '1').replace(/O/g, '0');
 }
 

@@ -5,7 +5,7 @@
 import type { FastifyInstance } from 'fastify';
 import { DeviceParams, KeysQuery, RenameDeviceBody, type KeysReply, type RenameDeviceReply } from '../../protocol/auth-schemas.js';
 import { DgError } from '../../protocol/errors.js';
-import { normalizeEmail } from '../attestation.js';
+import { normalizeEmail } from '../../protocol/email.js';
 import { bearerHook, principal } from '../bearer.js';
 import type { AuthContext } from '../context.js';
 import { KEY_LIMITS, keyLimit } from '../rate-limits.js';

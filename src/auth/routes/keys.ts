@@ -19,7 +19,7 @@ import {
   type UserKeyReply,
 } from '../../protocol/key-schemas.js';
 import { requireSite, siteRights } from '../access.js';
-import { normalizeEmail } from '../attestation.js';
+import { normalizeEmail } from '../../protocol/email.js';
 import { bearerHook, principal } from '../bearer.js';
 import type { AuthContext } from '../context.js';
 import { MAX_USER_KEY_VERSIONS } from '../key-directory.js';
