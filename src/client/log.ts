@@ -61,10 +61,11 @@ export class Log extends Emitter<LogEvents> {
   private peerSet = new Set<string>();
   private stash: TailEvent[] | null = null;
   /**
-   * Handles per device that may write, from the lease's `writers` and `peer` events (a
-   * device may hold several: two tabs); null when the server does not say.
+   * Devices that hold a handle that may write, from the lease's `writers` and `peer`
+   * events (which tell of devices, whatever handles each holds); null when the server
+   * does not say.
    */
-  private writers: Map<string, number> | null = null;
+  private writers: Set<string> | null = null;
   private readonly feed: LogFeed;
   private readonly pending = new PendingAppends();
   private readonly sequencer: Sequencer;
@@ -116,7 +117,7 @@ export class Log extends Emitter<LogEvents> {
           for (const it of items) this.pending.reject(it.origin.seq, err);
         },
         // A server that does not say who writes (no `writers`) leaves it open, as before.
-        mayWrite: (device) => this.writers === null || (this.writers.get(device) ?? 0) > 0,
+        mayWrite: (device) => this.writers === null || this.writers.has(device),
       },
       this.stream,
       DEFAULT_LIMITS,
@@ -435,7 +436,7 @@ export class Log extends Emitter<LogEvents> {
     this.handle = r.handle;
     this.sequencer.setLimits(this.limits());
     this.peerSet = new Set(r.peers);
-    this.writers = Array.isArray(r.writers) ? new Map(r.writers.map((d) => [d, 1])) : null;
+    this.writers = Array.isArray(r.writers) ? new Set(r.writers) : null;
     this.feed.observe(r.length);
     const stash = this.stash ?? [];
     this.stash = null;
@@ -505,11 +506,8 @@ export class Log extends Emitter<LogEvents> {
         break;
       case 'peer':
         if (this.writers !== null) {
-          const n = this.writers.get(ev.device) ?? 0;
-          if (ev.state === 'join' && ev.write === true) this.writers.set(ev.device, n + 1);
-          else if (ev.state === 'join' && ev.write === false) this.writers.delete(ev.device);
-          else if (ev.state === 'leave' && n > 1) this.writers.set(ev.device, n - 1);
-          else if (ev.state === 'leave') this.writers.delete(ev.device);
+          if (ev.state === 'join' && ev.write === true) this.writers.add(ev.device);
+          else if (ev.state === 'leave' || ev.write === false) this.writers.delete(ev.device);
         }
         if (ev.state === 'join') this.peerSet.add(ev.device);
         else {

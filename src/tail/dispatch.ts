@@ -34,7 +34,8 @@ function failed(ctx: TailContext, session: Session, id: number, err: unknown): v
   const wire = toWireError(err);
   if (!(err instanceof DgError) || wire.code === 'INTERNAL') ctx.log.error({ err }, 'tail op failed');
   else if (err.cause !== undefined) ctx.log.warn({ err: err.cause, code: wire.code }, 'tail op failed');
-  session.replyError(id, wire.code, wire.message);
+  // The request was well formed: what the op refused does not count toward 4400.
+  session.replyError(id, wire.code, wire.message, false);
 }
 
 export function onFrame(ctx: TailContext, session: Session, data: Buffer, isBinary: boolean): void {

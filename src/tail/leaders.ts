@@ -73,7 +73,8 @@ export class LogRegistry {
     return this.#exclusive(log, async () => {
       let h = session.handles.get(log.hid);
       const isNew = h === undefined;
-      let wasWriter = false;
+      const device = session.auth?.device ?? '';
+      const before = log.deviceWrites(device);
       if (session.closing) throw new DgError('UNAVAILABLE', 'session closing');
       if (h === undefined) {
         if (session.handles.size >= this.ctx.limits.maxHandles) {
@@ -85,10 +86,8 @@ export class LogRegistry {
         session.handles.set(log.hid, h);
         this.ctx.metrics.handles.inc({ role: 'follower' });
       } else {
-        wasWriter = canWrite(h.access.rights);
         h.access = access;
       }
-      const device = session.auth?.device ?? '';
       const wantLead = lead && canWrite(access.rights);
       try {
         if (log.leader === h) {
@@ -101,9 +100,9 @@ export class LogRegistry {
         throw err;
       }
       if (h.dead) throw new DgError('UNAVAILABLE', 'session closing');
-      // A new handle joins; a handle leased again with or without the write right now says so.
-      const writer = canWrite(access.rights);
-      if (isNew || writer !== wasWriter) this.#broadcast(log, peerEvent(log, device, 'join', writer), h);
+      // A device new on the log joins; one whose write right on it changed says so again.
+      const after = log.deviceWrites(device);
+      if (after !== null && after !== before) this.#broadcast(log, peerEvent(log, device, 'join', after), h);
       return { handle: log.hid, role: h.role, epoch: log.epoch, length: log.committed, leader: log.leaderDevice(), peers: log.peers(h), writers: log.writers(h) };
     });
   }
@@ -177,12 +176,13 @@ export class LogRegistry {
     if (h.dead) return;
     h.dead = true;
     const log = h.log;
+    const device = h.session.auth?.device;
+    const before = device === undefined ? null : log.deviceWrites(device);
     log.handles.delete(h);
     h.session.handles.delete(log.hid);
     this.ctx.metrics.handles.dec({ role: h.role });
     if (log.leader === h) {
       log.leader = null;
-      const device = h.session.auth?.device;
       const graceMs = this.ctx.deps.leaseGraceMs;
       if (mode === 'close' && graceMs > 0 && device !== undefined) {
         const timer = setTimeout(() => this.#lapsed(log), graceMs);
@@ -192,8 +192,13 @@ export class LogRegistry {
         this.#broadcast(log, leaderEvent(log), null);
       }
     }
-    const device = h.session.auth?.device;
-    if (device !== undefined) this.#broadcast(log, peerEvent(log, device, 'leave'), null);
+    if (device !== undefined) {
+      // The device leaves when its last handle on the log goes; with another still held, a
+      // change of its write right is told as a join.
+      const after = log.deviceWrites(device);
+      if (after === null) this.#broadcast(log, peerEvent(log, device, 'leave'), null);
+      else if (after !== before) this.#broadcast(log, peerEvent(log, device, 'join', after), null);
+    }
     this.maybeEvict(log);
   }
 

@@ -62,6 +62,8 @@ export interface PendingWrite {
   /** Counted in `decided` (false for a resend the store is expected to answer dup or nack). */
   decided: boolean;
   gen: number;
+  /** `LiveLog.failures` when it was decided. */
+  failures: number;
   /** The entries as the client sent them (base64url), reused verbatim for fan-out. */
   b64: string[];
   bytes: number;
@@ -90,8 +92,14 @@ export class LiveLog {
   epoch = 0;
   committed = 0;
   decided = 0;
-  /** Bumped when a write fails: writes decided before it that settle later fail too. */
+  /**
+   * Bumped whenever `decided` restarts from what is committed (a failed commit, a write the
+   * store did not take as decided, a takeover): the nack of a write decided before then
+   * tells the length the log has now.
+   */
   gen = 0;
+  /** Bumped when a commit fails: writes decided before it that the store then nacks fail too. */
+  failures = 0;
   leader: Handle | null = null;
   lapse: Lapse | null = null;
   readonly handles = new Set<Handle>();
@@ -132,6 +140,21 @@ export class LiveLog {
       if (h !== except && dev !== undefined && (!writersOnly || canWrite(h.access.rights))) out.add(dev);
     }
     return [...out];
+  }
+
+  /**
+   * Whether `device` holds a handle on this log whose rights let it write (false: only
+   * handles that may not), or null when it holds none. Peers are devices: `peer` events
+   * follow this, not single handles.
+   */
+  deviceWrites(device: string): boolean | null {
+    let held = false;
+    for (const h of this.handles) {
+      if (h.session.auth?.device !== device) continue;
+      if (canWrite(h.access.rights)) return true;
+      held = true;
+    }
+    return held ? false : null;
   }
 
   /** The devices among `peers(except)` whose handle may write (whose entries a leader may take). */

@@ -142,12 +142,16 @@ export class Session {
     this.send(replyFrame(id, result));
   }
 
-  /** Sends an error reply; bad frames count toward 4400, rate-limited ones toward 4429. */
-  replyError(id: number | null, code: ErrorCode, message: string): void {
+  /**
+   * Sends an error reply; bad frames count toward 4400, rate-limited ones toward 4429.
+   * `malformed` false: a well-formed request the server refused later (a lease over the
+   * handle limit, say), which never counts as a bad frame.
+   */
+  replyError(id: number | null, code: ErrorCode, message: string, malformed = true): void {
     this.hooks.onError(code);
     this.send(errorFrame(id, code, message));
     if (code === 'BAD_REQUEST' || code === 'UNKNOWN_OP' || code === 'TOO_LARGE') {
-      if (this.#bad.hit()) this.close(TAIL_CLOSE.abuse, 'too many bad frames');
+      if (malformed && this.#bad.hit()) this.close(TAIL_CLOSE.abuse, 'too many bad frames');
     } else if (code === 'RATE_LIMITED') {
       if (this.#rejects.hit()) this.close(TAIL_CLOSE.rateLimited, 'rate limited');
     }

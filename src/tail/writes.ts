@@ -7,9 +7,12 @@
  * - `{length}` is sent only after the store committed the entries (acknowledged = durable).
  * - Replies of one log's writes leave in arrival order (ReplyQueue).
  * - A write id this device already committed on this log is answered dup and not stored
- *   again; a resend while the first is still in flight waits for it and gets its outcome.
+ *   again; a resend at the same `at` while the first is still in flight waits for it and
+ *   gets its outcome (one at another `at` is decided on its own).
  * - When a commit fails, every write decided before the failure became known fails too,
  *   and `decided` restarts from the committed length: never a hole.
+ * - When the store did not take a decided write as decided (a dup, another writer), the
+ *   writes decided after it that the store nacks get an ordinary nack with its length.
  */
 import type { ErrorCode } from '../protocol/errors.js';
 import type { WriteArgs } from '../protocol/tail-schemas.js';
@@ -38,6 +41,7 @@ class WriteJob implements PendingWrite, CommitSink {
     readonly at: number,
     readonly decided: boolean,
     readonly gen: number,
+    readonly failures: number,
     readonly b64: string[],
     readonly bytes: number,
     readonly widKey: string | null,
@@ -102,7 +106,9 @@ export function handleWrite(ctx: TailContext, session: Session, id: number, args
       return log.replies.send(session, dupFrame(id, recent.at, recent.length));
     }
     const first = log.inflightWids.get(widKey);
-    if (first !== undefined) {
+    // A resend of the same write (same `at`) shares the outcome of the copy in flight; one at
+    // another position is decided on its own (the store answers dup if the first committed).
+    if (first !== undefined && first.at === args.at) {
       first.waiters.push({ slot: log.replies.reserve(session), id });
       return;
     }
@@ -117,7 +123,7 @@ export function handleWrite(ctx: TailContext, session: Session, id: number, args
     const gen = log.gen;
     return log.replies.send(session, () => nackFrame(id, log.gen === gen ? length : log.decided));
   }
-  const w = new WriteJob(ctx, log, h, id, log.replies.reserve(session), args.at, decided, log.gen, b64, bytes, widKey);
+  const w = new WriteJob(ctx, log, h, id, log.replies.reserve(session), args.at, decided, log.gen, log.failures, b64, bytes, widKey);
   if (decided) log.decided += entries.length;
   if (widKey !== null) log.inflightWids.set(widKey, w);
   // A leader that sends a write before the last one's outcome pipelines: its writes may wait
@@ -129,9 +135,14 @@ export function handleWrite(ctx: TailContext, session: Session, id: number, args
   ctx.committer.enqueue({ site: log.site, log: log.name, at: args.at, epoch: log.epoch, device, wid: args.wid, entries, packed: decoded.packed }, w, mayWait);
 }
 
+/** The write is no longer in flight under its write id (a later copy may have taken its place). */
+function landed(log: LiveLog, w: PendingWrite): void {
+  if (w.widKey !== null && log.inflightWids.get(w.widKey) === w) log.inflightWids.delete(w.widKey);
+}
+
 function settle(ctx: TailContext, log: LiveLog, w: PendingWrite, res: AppendResult): void {
   try {
-    if (w.widKey !== null) log.inflightWids.delete(w.widKey);
+    landed(log, w);
     switch (res.status) {
       case 'ok': {
         if (res.length > log.committed) log.committed = res.length;
@@ -155,7 +166,7 @@ function settle(ctx: TailContext, log: LiveLog, w: PendingWrite, res: AppendResu
         return;
       }
       case 'nack': {
-        if (w.decided && w.gen !== log.gen) return fail(ctx, log, w, 'UNAVAILABLE', 'an earlier write on this log failed; read and retry');
+        if (w.decided && w.failures !== log.failures) return fail(ctx, log, w, 'UNAVAILABLE', 'an earlier write on this log failed; read and retry');
         if (res.length > log.committed) log.committed = res.length;
         // Decided against a length the store does not have (another writer, or a dup before it).
         if (w.decided) restart(log, log.committed);
@@ -179,11 +190,12 @@ function settle(ctx: TailContext, log: LiveLog, w: PendingWrite, res: AppendResu
 }
 
 function failed(ctx: TailContext, log: LiveLog, w: PendingWrite, err: unknown): void {
-  if (w.widKey !== null) log.inflightWids.delete(w.widKey);
-  if (w.gen === log.gen) {
+  landed(log, w);
+  if (w.failures === log.failures) {
     ctx.log.error({ err, site: log.site, log: log.name }, 'commit failed');
-    restart(log, log.committed);
+    log.failures++;
   }
+  if (w.gen === log.gen) restart(log, log.committed);
   fail(ctx, log, w, 'UNAVAILABLE', 'commit failed; read and retry');
   log.settled();
   ctx.fanout.settled(log);

@@ -64,6 +64,29 @@ describe('tail: leases and leaders', async () => {
     a.close();
   });
 
+  it('tells of a device, not of each of its handles: leave when its last handle goes', async () => {
+    const log = logName();
+    const a1 = await connect(w, w.owner);
+    const l1 = await lease(a1, w.site, log);
+    const a2 = await connect(w, w.owner);
+    const l2 = await lease(a2, w.site, log, { lead: false });
+    const b = await connect(w, writer);
+    const lb = await lease(b, w.site, log, { lead: false });
+    assert.deepEqual(lb.peers, [w.owner.device]);
+    // The owner's second session adds no peer: b, and the owner's sessions, hear no join for it.
+    await a1.call('release', { handle: l1.handle });
+    assert.equal((await b.nextEvent('leader', lb.handle)).leader, null);
+    // Another handle of the owner remains: no leave.
+    await b.call('ping', {});
+    assert.deepEqual(b.drainEvents('peer'), []);
+    assert.deepEqual((await lease(b, w.site, log, { lead: false })).peers, [w.owner.device]);
+    a2.close();
+    assert.deepEqual(await b.nextEvent('peer', lb.handle), { ev: 'peer', handle: lb.handle, device: w.owner.device, state: 'leave' });
+    assert.equal(l2.handle, lb.handle);
+    a1.close();
+    b.close();
+  });
+
   it('says which peers may write: writers in the lease reply, write on peer joins', async () => {
     const log = logName();
     const a = await connect(w, w.owner);
@@ -165,6 +188,9 @@ describe('tail: leases and leaders', async () => {
     assert.equal((await a.failure('lease', { site: w.site, log: `${prefix}-x`, lead: false })).code, 'TOO_LARGE');
     // Leasing one it already holds is fine.
     assert.equal((await lease(a, w.site, `${prefix}-0`, { lead: false })).role, 'follower');
+    // Refusals of well-formed leases are not bad frames: the session is not closed 4400.
+    for (let i = 0; i < 30; i++) assert.equal((await a.failure('lease', { site: w.site, log: `${prefix}-y${i}`, lead: false })).code, 'TOO_LARGE');
+    assert.equal((await a.call('ping', {})).error, undefined, 'the session still answers');
     a.close();
   });
 });

@@ -69,6 +69,51 @@ describe('tail: write and read', async () => {
     c.close();
   });
 
+  it('decides a wid resent at another position while the first is in flight on its own', async () => {
+    const c = await connect(w, w.owner);
+    const l = await lease(c, w.site, logName());
+    // The first copy is at a wrong position; the resend, after another write, is at the right one.
+    const [wrong, other, right] = await Promise.all([
+      c.request('write', { handle: l.handle, at: 5, entries: [entry('w')], wid: 'moved' }),
+      c.request('write', { handle: l.handle, at: 0, entries: [entry('o')] }),
+      c.request('write', { handle: l.handle, at: 1, entries: [entry('w')], wid: 'moved' }),
+    ]);
+    assert.deepEqual({ nack: wrong.nack, length: wrong.length }, { nack: true, length: 0 });
+    assert.equal(other.length, 1);
+    assert.deepEqual({ length: right.length, nack: right.nack, dup: right.dup }, { length: 2, nack: undefined, dup: undefined });
+    // And when the first copy commits, one at another position is dup of it.
+    const [first, moved] = await Promise.all([
+      c.request('write', { handle: l.handle, at: 2, entries: [entry('x')], wid: 'twice' }),
+      c.request('write', { handle: l.handle, at: 3, entries: [entry('x')], wid: 'twice' }),
+    ]);
+    assert.equal(first.length, 3);
+    assert.deepEqual({ length: moved.length, at: moved.at, dup: moved.dup }, { length: 3, at: 2, dup: true });
+    const r = await c.call<{ entries: string[]; length: number }>('read', { handle: l.handle, from: 0 });
+    assert.deepEqual(r.entries.map(decodeEntry), ['o', 'w', 'x']);
+    c.close();
+  });
+
+  it('nacks, not fails, the pipelined writes after a resend the store answered dup', async () => {
+    const c = await connect(w, w.owner);
+    const log = logName();
+    let l = await lease(c, w.site, log);
+    await c.call('write', { handle: l.handle, at: 0, entries: [entry('a')], wid: 'old' });
+    await c.call('write', { handle: l.handle, at: 1, entries: [entry('b')] });
+    // Released and leased again: the node forgets the log, so only the store knows the wid.
+    await c.call('release', { handle: l.handle });
+    l = await lease(c, w.site, log);
+    const got = await Promise.all([
+      c.request('write', { handle: l.handle, at: 2, entries: [entry('c')] }),
+      c.request('write', { handle: l.handle, at: 3, entries: [entry('a')], wid: 'old' }),
+      c.request('write', { handle: l.handle, at: 4, entries: [entry('d')] }),
+    ]);
+    assert.equal(got[0]?.length, 3);
+    assert.deepEqual({ at: got[1]?.at, length: got[1]?.length, dup: got[1]?.dup }, { at: 0, length: 1, dup: true });
+    assert.deepEqual({ nack: got[2]?.nack, length: got[2]?.length, error: got[2]?.error }, { nack: true, length: 3, error: undefined });
+    assert.equal((await c.call('write', { handle: l.handle, at: 3, entries: [entry('d')] })).length, 4);
+    c.close();
+  });
+
   it('decides pipelined writes in order and replies in order, acknowledging only durable lengths', async () => {
     const c = await connect(w, w.owner);
     const l = await lease(c, w.site, logName());
