@@ -148,8 +148,13 @@ export class Session {
    * handle limit, say), which never counts as a bad frame.
    */
   replyError(id: number | null, code: ErrorCode, message: string, malformed = true): void {
-    this.hooks.onError(code);
     this.send(errorFrame(id, code, message));
+    this.noteError(code, malformed);
+  }
+
+  /** Counts an error reply sent some other way (in a log's reply order): metrics, 4400, 4429. */
+  noteError(code: ErrorCode, malformed = true): void {
+    this.hooks.onError(code);
     if (code === 'BAD_REQUEST' || code === 'UNKNOWN_OP' || code === 'TOO_LARGE') {
       if (malformed && this.#bad.hit()) this.close(TAIL_CLOSE.abuse, 'too many bad frames');
     } else if (code === 'RATE_LIMITED') {

@@ -77,6 +77,15 @@ function decodeEntries(b64: string[], maxEntryBytes: number, out: Buffer[]): { b
   return { bytes: packed.length - PACK_PREFIX * b64.length, packed };
 }
 
+/**
+ * An error reply to a write on `log`, sent in the order of the log's write replies (after
+ * the acks of earlier writes still committing), and counted like any error reply.
+ */
+function reject(session: Session, log: LiveLog, id: number, code: ErrorCode, message: string): void {
+  log.replies.send(session, errorFrame(id, code, message));
+  session.noteError(code);
+}
+
 export function handleWrite(ctx: TailContext, session: Session, id: number, args: WriteArgs): void {
   const h = session.handles.get(args.handle);
   if (h === undefined) return session.replyError(id, 'NOT_FOUND', 'no such handle');
@@ -91,11 +100,11 @@ export function handleWrite(ctx: TailContext, session: Session, id: number, args
   if (!canWrite(h.access.rights)) return refuse(ctx, session, log, id, 'FORBIDDEN', 'no write right on this log');
   const maxEntries = ctx.limits.maxEntries;
   const b64 = args.entries;
-  if (b64.length > maxEntries) return session.replyError(id, 'TOO_LARGE', `entries: at most ${maxEntries} per write`);
-  if (!Number.isSafeInteger(args.at + b64.length)) return session.replyError(id, 'BAD_REQUEST', 'at: too large for the entries to follow it');
+  if (b64.length > maxEntries) return reject(session, log, id, 'TOO_LARGE', `entries: at most ${maxEntries} per write`);
+  if (!Number.isSafeInteger(args.at + b64.length)) return reject(session, log, id, 'BAD_REQUEST', 'at: too large for the entries to follow it');
   const entries = new Array<Buffer>(b64.length);
   const decoded = decodeEntries(b64, ctx.limits.maxEntryBytes, entries);
-  if (!('bytes' in decoded)) return session.replyError(id, decoded.code, decoded.message);
+  if (!('bytes' in decoded)) return reject(session, log, id, decoded.code, decoded.message);
   const bytes = decoded.bytes;
   const device = session.auth?.device ?? '';
   const widKey = args.wid === undefined ? null : `${device}\u0000${args.wid}`;

@@ -93,6 +93,22 @@ describe('tail: write and read', async () => {
     c.close();
   });
 
+  it('keeps the order of replies when a pipelined write is refused for its entries', async () => {
+    const c = await connect(w, w.owner);
+    const l = await lease(c, w.site, logName());
+    const order: number[] = [];
+    const sent = [
+      { handle: l.handle, at: 0, entries: [entry('a')] },
+      { handle: l.handle, at: 1, entries: ['not base64!'] },
+      { handle: l.handle, at: 1, entries: Array.from({ length: 1025 }, () => entry('x')) },
+      { handle: l.handle, at: 1, entries: [entry('b')] },
+    ].map((args) => c.request('write', args).then((r) => (order.push(r.re as number), r)));
+    const got = await Promise.all(sent);
+    assert.deepEqual(order, [...order].sort((x, y) => x - y), 'replies in request order');
+    assert.deepEqual(got.map((r) => r.error?.code ?? r.length), [1, 'BAD_REQUEST', 'TOO_LARGE', 2]);
+    c.close();
+  });
+
   it('nacks, not fails, the pipelined writes after a resend the store answered dup', async () => {
     const c = await connect(w, w.owner);
     const log = logName();
