@@ -24,9 +24,14 @@ export interface SessionState {
   refresh: string;
   /** ms since the epoch when the access token expires. */
   accessExpiresAt: number;
+  /** How long the access token was valid for when it came, ms (absent in state stored by older versions). */
+  accessLifeMs?: number;
   /** The guid of a refresh that was sent but whose answer is unknown. */
   pendingGuid: string | null;
 }
+
+/** The token life assumed for a session stored without one: the margin is then 60 s. */
+const DEFAULT_LIFE_MS = 300_000;
 
 export interface SessionOptions {
   /** Called once when the session ends on the server's word (reuse detected, revoked). */
@@ -116,6 +121,7 @@ export class Session {
       access: t.access,
       refresh: t.refresh,
       accessExpiresAt: this.now() + t.expiresIn * 1000,
+      accessLifeMs: t.expiresIn * 1000,
       pendingGuid: null,
     };
     await this.persist();
@@ -128,8 +134,8 @@ export class Session {
 
   private margin(): number {
     if (this.opts.refreshMarginMs !== undefined) return this.opts.refreshMarginMs;
-    const s = this.state;
-    const life = s === null ? 0 : Math.max(0, s.accessExpiresAt - this.now());
+    // A fifth of the token's whole life (not of what is left of it), 1 to 60 s.
+    const life = this.state?.accessLifeMs ?? DEFAULT_LIFE_MS;
     return Math.min(60_000, Math.max(1000, life / 5));
   }
 
@@ -164,6 +170,7 @@ export class Session {
         s.access = r.access;
         s.refresh = r.refresh;
         s.accessExpiresAt = this.now() + r.expiresIn * 1000;
+        s.accessLifeMs = r.expiresIn * 1000;
         s.pendingGuid = null;
         await this.persist();
         return s.access;
@@ -181,9 +188,10 @@ export class Session {
   }
 
   /** Ends the session locally after the server refused it, and reports it once. */
+  /** Never rejects: a storage failure only leaves a dead refresh token stored (the server refuses it). */
   private async end(err: DgError): Promise<void> {
     this.state = null;
-    await this.persist();
+    await this.persist().catch(() => undefined);
     if (this.ended) return;
     this.ended = true;
     this.opts.onAuthError?.(err);
@@ -216,8 +224,10 @@ export class Session {
 
 function parseState(v: JsonValue | null): SessionState | null {
   if (v === null || typeof v !== 'object' || Array.isArray(v)) return null;
-  const { user, device, access, refresh, accessExpiresAt, pendingGuid } = v;
+  const { user, device, access, refresh, accessExpiresAt, accessLifeMs, pendingGuid } = v;
   if (typeof user !== 'string' || typeof device !== 'string' || typeof access !== 'string' || typeof refresh !== 'string') return null;
   if (typeof accessExpiresAt !== 'number') return null;
-  return { user, device, access, refresh, accessExpiresAt, pendingGuid: typeof pendingGuid === 'string' ? pendingGuid : null };
+  const state: SessionState = { user, device, access, refresh, accessExpiresAt, pendingGuid: typeof pendingGuid === 'string' ? pendingGuid : null };
+  if (typeof accessLifeMs === 'number' && Number.isFinite(accessLifeMs) && accessLifeMs > 0) state.accessLifeMs = accessLifeMs;
+  return state;
 }

@@ -6,8 +6,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import * as jose from 'jose';
 import fc from 'fast-check';
 import {
@@ -181,4 +182,23 @@ test('device keys persist through a 0600 key file, and memory storage', async ()
   assert.equal((await DeviceKeys.loadOrCreate(mem)).deviceId, c.deviceId);
   assert.notEqual(c.deviceId, a.deviceId);
   assert.throws(() => DeviceKeys.fromJSON({ sign: 'short', box: 'x' }), /malformed/);
+});
+
+test('FileKeyStorage: concurrent saves through several instances and processes all land', async () => {
+  const path = join(tempDir('keys-many'), 'nested', 'keys.json');
+  const stores = [new FileKeyStorage(path), new FileKeyStorage(path)];
+  await Promise.all(Array.from({ length: 20 }, (_, i) => (stores[i % 2] as FileKeyStorage).save(`k${i}`, i)));
+  // Another process writing the same file at the same time.
+  const url = new URL('../../src/client/node/storage-file.ts', import.meta.url).href;
+  const script = `const { FileKeyStorage } = await import(${JSON.stringify(url)}); const s = new FileKeyStorage(${JSON.stringify(path)}); await Promise.all(Array.from({ length: 20 }, (_, i) => s.save('p' + i, i)));`;
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: 'inherit' });
+  await Promise.all(Array.from({ length: 20 }, (_, i) => (stores[i % 2] as FileKeyStorage).save(`q${i}`, i)));
+  assert.equal(await new Promise((r) => child.on('exit', r)), 0);
+  const all = JSON.parse(await readFile(path, 'utf8')) as Record<string, number>;
+  for (let i = 0; i < 20; i++) {
+    assert.equal(all[`k${i}`], i);
+    assert.equal(all[`q${i}`], i);
+    assert.equal(all[`p${i}`], i, `the other process's save p${i}`);
+  }
+  assert.deepEqual((await readdir(dirname(path))).sort(), ['keys.json'], 'no temp or lock file left');
 });

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
-import { AuthClient, DatagroveClient, DgError, MemoryKeyStorage, ShardRouter, TailConnection, type FetchLike, type WebSocketConstructor } from '../../src/client/index.js';
+import { AuthClient, DatagroveClient, DeviceKeys, DgError, MemoryKeyStorage, Session, ShardRouter, TailConnection, type FetchLike, type WebSocketConstructor } from '../../src/client/index.js';
 import { makeClient, server, waitFor } from './harness.js';
 
 test('a stored session survives a restart; login works with the stored device key', async () => {
@@ -259,4 +259,22 @@ test('shard routing: the map comes from /auth/v1/shards, one connection per shar
   assert.deepEqual(made, [srv.wsUrl, other.wsUrl]);
   router.close();
   assert.equal(a.state, 'stopped');
+});
+
+test('the access token is refreshed a fifth of its life before it expires (at most 60 s), not at the last second', async () => {
+  const srv = await server();
+  const storage = new MemoryKeyStorage();
+  let clock = Date.now();
+  const auth = new AuthClient({ url: srv.url });
+  const session = new Session(auth, await DeviceKeys.loadOrCreate(storage), storage, { now: () => clock });
+  await session.signup('laptop');
+  const life = session.accessExpiresAt - clock; // the server's default: 900 s
+  assert.ok(life > 120_000, `a long-lived token (${life} ms)`);
+  const first = await session.accessToken();
+  clock = session.accessExpiresAt - 61_000;
+  assert.equal(await session.accessToken(), first, 'over 60 s left: the same token');
+  clock = session.accessExpiresAt - 59_000;
+  const second = await session.accessToken();
+  assert.notEqual(second, first, 'under 60 s left: refreshed');
+  assert.ok(session.accessExpiresAt - clock > 120_000, 'the new token has its whole life ahead');
 });
