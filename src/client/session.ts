@@ -158,9 +158,18 @@ export class Session {
   private async doRefresh(): Promise<string> {
     const backoff = new Backoff({ baseMs: 200, maxMs: 5000 });
     for (;;) {
-      const s = this.state;
+      let s = this.state;
       if (s === null) throw new DgError('UNAUTHORIZED', 'not signed in');
       if (s.pendingGuid === null) {
+        // Another client of this device sharing the storage (a tab, a process) may have
+        // rotated the refresh token since: take its tokens instead of reusing ours.
+        const stored = parseState(await this.storage.load(this.storageName).catch(() => null));
+        if (this.state !== s) continue;
+        if (stored !== null && stored.user === s.user && stored.device === s.device && stored.refresh !== s.refresh) {
+          this.state = s = stored;
+          if (s.pendingGuid === null && s.accessExpiresAt - this.now() > this.margin()) return s.access;
+          continue;
+        }
         s.pendingGuid = randomId(16);
         await this.persist(); // before sending: a crash mid-request must retry with this guid
       }

@@ -278,3 +278,21 @@ test('the access token is refreshed a fifth of its life before it expires (at mo
   assert.notEqual(second, first, 'under 60 s left: refreshed');
   assert.ok(session.accessExpiresAt - clock > 120_000, 'the new token has its whole life ahead');
 });
+
+test('two clients of one device sharing a storage (two tabs) take each other\'s rotated refresh tokens instead of reusing them', async () => {
+  const srv = await server();
+  const storage = new MemoryKeyStorage();
+  let authErrors = 0;
+  const a = await DatagroveClient.create({ url: srv.url, storage, onAuthError: () => authErrors++ });
+  await a.signup('tab');
+  const b = await DatagroveClient.create({ url: srv.url, storage, onAuthError: () => authErrors++ });
+  assert.ok(b.signedIn);
+  for (let i = 0; i < 3; i++) {
+    await a.session.refresh();
+    await b.session.refresh();
+    await b.session.refresh();
+    assert.equal((await a.me()).device, a.device);
+    assert.equal((await b.me()).device, a.device);
+  }
+  assert.equal(authErrors, 0, 'no refresh token was reused');
+});
