@@ -56,7 +56,7 @@ function wsUrl(publicUrl: string): string {
 }
 
 /** The HTTP server's time limits (config.httpTimeouts overrides them). */
-const HTTP_TIMEOUTS: HttpTimeouts = { headersMs: 20_000, requestMs: 30_000, checkMs: 2_000 };
+const HTTP_TIMEOUTS: HttpTimeouts = { headersMs: 20_000, requestMs: 30_000, checkMs: 2_000, drainMs: 5_000 };
 
 export async function buildServer(config: Config): Promise<DatagroveServer> {
   refuseBackupDir(config.dataDir);
@@ -268,7 +268,15 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
       // Leave the shard map first, so clients are sent to the remaining nodes at once.
       membership?.stop();
       if (tail !== null) await tail.drain();
-      await app.close();
+      // Fastify closes idle connections at once and waits for the others: past the drain
+      // time, a connection still sending its request (or not reading the answer) is cut.
+      const drainMs = config.httpTimeouts?.drainMs ?? HTTP_TIMEOUTS.drainMs;
+      const cut = setTimeout(() => app.server.closeAllConnections(), drainMs);
+      try {
+        await app.close();
+      } finally {
+        clearTimeout(cut);
+      }
       for (const c of closers) await c();
       await bus.close();
     },

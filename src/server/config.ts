@@ -70,6 +70,11 @@ export interface HttpTimeouts {
   requestMs: number;
   /** How often connections are checked against the two (ms). */
   checkMs: number;
+  /**
+   * On shutdown, how long requests still coming in or being answered may take before
+   * their connections are cut (ms), so a half-sent request cannot hold the process.
+   */
+  drainMs: number;
 }
 
 export const DEFAULT_PUSH_HOSTS = [

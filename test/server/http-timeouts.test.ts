@@ -40,6 +40,18 @@ describe('HTTP time limits', async () => {
     assert.ok(r.ms < 4000, `closed after ${Math.round(r.ms)} ms`);
   });
 
+  it('shuts down in bounded time even while a request is half sent', async () => {
+    const own = await startServer({ httpTimeouts: { headersMs: 60_000, requestMs: 60_000, drainMs: 300 } });
+    const pending = slowRequest(own.url, 'POST /auth/v1/challenge HTTP/1.1\r\nhost: x\r\ncontent-ty');
+    const upgrade = slowRequest(own.url, 'GET /tail HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\n');
+    await new Promise((r) => setTimeout(r, 200));
+    const t0 = performance.now();
+    await own.stop();
+    const ms = performance.now() - t0;
+    assert.ok(ms < 3000, `closed in ${Math.round(ms)} ms`);
+    await Promise.all([pending, upgrade]);
+  });
+
   it('serves requests that come in time, and keeps a WebSocket open past the limits', async () => {
     assert.equal((await fetch(`${srv.url}/health`)).status, 200);
     const dev = await signupDevice(srv.url, { name: 'slow' });
