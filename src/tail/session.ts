@@ -103,6 +103,23 @@ export class Session {
     return this.ws.bufferedAmount;
   }
 
+  /** The end of the last read of this session (see `readTurn`). */
+  #reads: Promise<void> = Promise.resolve();
+
+  /**
+   * Waits until the session's earlier reads have sent their replies; call the function it
+   * resolves with when this read's reply is sent (or refused). Reads run one at a time per
+   * session, so each sees what the ones before it queued on the socket, and a burst of
+   * reads from a client that does not take its replies costs one store read, not one each.
+   */
+  async readTurn(): Promise<() => void> {
+    const before = this.#reads;
+    let done!: () => void;
+    this.#reads = new Promise<void>((resolve) => (done = resolve));
+    await before;
+    return done;
+  }
+
   /** Sends one text frame (a string, or a prebuilt UTF-8 buffer shared by many sessions). */
   send(frame: string | Buffer): void {
     if (this.closing) return;

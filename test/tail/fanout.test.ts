@@ -42,7 +42,7 @@ async function fillUntilLagging(url: string, a: TailClient, handle: string, from
 }
 
 /** 15 entries of 250 KiB written by the owner, and `reader` following that log: a read of it from 0 is about 1 MiB. */
-async function bigLog(w: World, reader: SignedUpDevice): Promise<{ a: TailClient; f: TailClient; h: string }> {
+async function bigLog(w: World, reader: SignedUpDevice): Promise<{ a: TailClient; f: TailClient; h: string; log: string }> {
   const log = logName();
   const a = await connect(w, w.owner);
   const la = await lease(a, w.site, log);
@@ -50,7 +50,7 @@ async function bigLog(w: World, reader: SignedUpDevice): Promise<{ a: TailClient
   for (let i = 0; i < 5; i++) await a.call('write', { handle: la.handle, at: i * 3, entries: [quarter, quarter, quarter] });
   const f = await connect(w, reader);
   const h = (await lease(f, w.site, log)).handle;
-  return { a, f, h };
+  return { a, f, h, log };
 }
 
 describe('tail: fan-out', async () => {
@@ -206,6 +206,37 @@ describe('tail: fan-out', async () => {
     assert.equal((await f.call<{ entries: string[] }>('read', { handle: h, from: 0 })).entries.length, 4);
     a.close();
     f.close();
+  });
+
+  it('runs a burst of reads one at a time, so clients that do not read cannot stall the node', async () => {
+    const { a, f, h, log } = await bigLog(w, reader);
+    const sessions = [f];
+    for (let i = 0; i < 5; i++) {
+      const c = await connect(w, reader);
+      assert.equal((await lease(c, w.site, log)).handle, h);
+      sessions.push(c);
+    }
+    const all: { c: TailClient; ids: number[] }[] = [];
+    for (const c of sessions) {
+      c.pause();
+      // 200 reads of ~1 MiB sent in one go: each would be read from the store before any
+      // reply was queued, if the reads of a session ran side by side.
+      const ids = Array.from({ length: 200 }, () => c.freshId());
+      for (const id of ids) c.send({ id, op: 'read', handle: h, from: 0 });
+      all.push({ c, ids });
+    }
+    const t0 = performance.now();
+    await a.call('ping', {});
+    const pingMs = performance.now() - t0;
+    for (const { c, ids } of all) {
+      c.resume();
+      const replies = await Promise.all(ids.map((id) => c.reply(id, 30_000)));
+      const data = replies.filter((r) => Array.isArray(r.entries)).length;
+      assert.ok(data >= 1 && data <= 12, `${data} replies read from the store and queued for a client that did not read`);
+    }
+    assert.ok(pingMs < 1500, `another client waited ${Math.round(pingMs)} ms for a ping`);
+    a.close();
+    for (const c of sessions) c.close();
   });
 });
 
