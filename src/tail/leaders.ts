@@ -94,6 +94,11 @@ export class LogRegistry {
           if (!wantLead) this.#endLeadership(log, h);
         } else if (wantLead && log.leader === null && (log.lapse === null || log.lapse.device === device)) {
           await this.#takeLeadership(log, h);
+        } else if (wantLead && log.leader !== null && log.leader.session.auth?.device === device) {
+          // The device leads from another session: if that one's connection died silently
+          // (this one may be its reconnect), it goes within the probe time, and its
+          // leadership into the grace, which this device may take.
+          log.leader.session.probe(this.ctx.limits.leaderProbeMs);
         }
       } catch (err) {
         if (isNew) this.#remove(h, 'release');

@@ -61,6 +61,12 @@ export interface TailLimits {
   revokedPollMs: number;
   /** WebSocket ping to find dead peers; a peer that missed one pong is terminated. */
   pingIntervalMs: number;
+  /**
+   * When a device leases as leader of a log its other session leads, that session is
+   * pinged, and cut (its leadership going into the grace) without a pong within this time:
+   * a leader on a connection that died silently is replaced in seconds, not at the next ping.
+   */
+  leaderProbeMs: number;
   /** Presence TTL (full snapshots every third of it). */
   presenceTtlMs: number;
   /** At most one dg.notify.publish per log per this interval, carrying the latest length. */
@@ -119,6 +125,7 @@ export const DEFAULT_TAIL_LIMITS: Readonly<TailLimits> = Object.freeze({
   revokedKeepMs: 16 * 60_000,
   revokedPollMs: 30_000,
   pingIntervalMs: 30_000,
+  leaderProbeMs: 3_000,
   presenceTtlMs: 30_000,
   notifyIntervalMs: 250,
   commitMaxBatch: 512,

@@ -99,6 +99,29 @@ export class Session {
     this.#bad = new WindowCounter(limits.badFrames, limits.windowMs);
   }
 
+  #probing = false;
+
+  /**
+   * Pings the peer now and cuts the session (as a lost connection: 1006) if no pong comes
+   * within `ms`. One probe at a time; the regular pings of the sweep go on meanwhile.
+   */
+  probe(ms: number): void {
+    if (this.#probing || this.closing) return;
+    this.#probing = true;
+    this.alive = false;
+    try {
+      this.ws.ping();
+    } catch {
+      // The close event follows.
+    }
+    setTimeout(() => {
+      this.#probing = false;
+      if (this.alive || this.closing) return;
+      this.closed(1006);
+      this.ws.terminate();
+    }, ms).unref();
+  }
+
   get buffered(): number {
     return this.ws.bufferedAmount;
   }

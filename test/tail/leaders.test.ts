@@ -7,7 +7,7 @@ import { connect, joined, lease, logName, sleep, world } from './fixture.js';
 const GRACE = 400;
 
 describe('tail: leases and leaders', async () => {
-  const w = await world({ leaseGraceMs: GRACE });
+  const w = await world({ leaseGraceMs: GRACE, tailLimits: { leaderProbeMs: 300 } });
   const writer = await joined(w, ['read', 'write']);
 
   it('makes the first writer leader and later ones followers that get NOT_LEADER', async () => {
@@ -85,6 +85,36 @@ describe('tail: leases and leaders', async () => {
     assert.equal(l2.handle, lb.handle);
     a1.close();
     b.close();
+  });
+
+  it('replaces a leader whose connection died silently when its device leases again from a new session', async () => {
+    const log = logName();
+    const old = await connect(w, w.owner);
+    const lo = await lease(old, w.site, log);
+    assert.equal(lo.role, 'leader');
+    const other = await connect(w, writer);
+    const lw = await lease(other, w.site, log, { lead: false });
+    old.pause(); // reads nothing more, so answers no ping: a connection gone quiet
+    const fresh = await connect(w, w.owner);
+    const first = await lease(fresh, w.site, log);
+    assert.equal(first.role, 'follower', 'the old session still leads when the lease arrives');
+    // Within the probe time the old session is cut; its leadership is in the grace, which
+    // this device takes.
+    let again = first;
+    const t0 = performance.now();
+    while (again.role !== 'leader' && performance.now() - t0 < 5000) {
+      await sleep(100);
+      again = await lease(fresh, w.site, log);
+    }
+    assert.equal(again.role, 'leader');
+    assert.ok(again.epoch > lo.epoch);
+    assert.equal((await other.nextEvent('leader', lw.handle)).leader, w.owner.device);
+    // A second session of the device whose first one is alive leaves the leader alone.
+    const third = await connect(w, w.owner);
+    assert.equal((await lease(third, w.site, log)).role, 'follower');
+    await sleep(600);
+    assert.equal((await fresh.call('write', { handle: again.handle, at: 0, entries: [entry('x')] })).length, 1);
+    for (const c of [old, other, fresh, third]) c.close();
   });
 
   it('says which peers may write: writers in the lease reply, write on peer joins', async () => {
