@@ -196,8 +196,10 @@ export class Session {
     }
   }
 
-  /** Ends the session locally after the server refused it, and reports it once. */
-  /** Never rejects: a storage failure only leaves a dead refresh token stored (the server refuses it). */
+  /**
+   * Ends the session locally after the server refused it, and reports it once. Never
+   * rejects: a storage failure only leaves a dead refresh token stored (the server refuses it).
+   */
   private async end(err: DgError): Promise<void> {
     this.state = null;
     await this.persist().catch(() => undefined);

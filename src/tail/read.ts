@@ -7,9 +7,6 @@ import type { ReadResult } from './log-store.js';
 import type { Session } from './session.js';
 
 export async function handleRead(ctx: TailContext, session: Session, id: number, args: ReadArgs): Promise<void> {
-  const h = session.handles.get(args.handle);
-  if (h === undefined) return session.replyError(id, 'NOT_FOUND', 'no such handle');
-  if (!canRead(h.access.rights)) return session.replyError(id, 'FORBIDDEN', 'no read right on this log');
   const done = await session.readTurn();
   try {
     await readInTurn(ctx, session, id, args);
@@ -19,15 +16,16 @@ export async function handleRead(ctx: TailContext, session: Session, id: number,
 }
 
 async function readInTurn(ctx: TailContext, session: Session, id: number, args: ReadArgs): Promise<void> {
+  if (session.closing) return;
   const h = session.handles.get(args.handle);
   if (h === undefined) return session.replyError(id, 'NOT_FOUND', 'no such handle');
+  if (!canRead(h.access.rights)) return session.replyError(id, 'FORBIDDEN', 'no read right on this log');
   const { readLimit, readMaxBytes, softBuffer } = ctx.limits;
   // A client that does not take its replies gets no more of them queued: memory per session
   // stays about `softBuffer` plus one reply, however many reads it sends (they run one at a
   // time, each after the reply of the one before is queued).
   const behind = () => session.buffered > softBuffer;
   const refuseBehind = () => session.replyError(id, 'RATE_LIMITED', 'read: earlier replies are still queued; read them first');
-  if (session.closing) return;
   if (behind()) return refuseBehind();
   const limit = Math.min(args.limit ?? readLimit, readLimit);
   let res: ReadResult;

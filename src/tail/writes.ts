@@ -56,10 +56,10 @@ class WriteJob implements PendingWrite, CommitSink {
   }
 }
 
+/** A write refused for its handle's role or rights (counted as a refused write too). */
 function refuse(ctx: TailContext, session: Session, log: LiveLog, id: number, code: ErrorCode, message: string): void {
   ctx.metrics.wrote('refused');
-  ctx.metrics.error(code);
-  log.replies.send(session, errorFrame(id, code, message));
+  reject(session, log, id, code, message);
 }
 
 /**

@@ -10,17 +10,9 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
+import { sleep } from '../backoff.js';
 import type { JsonValue, KeyStorage } from '../key-storage.js';
 
-/**
- * A KeyStorage kept in `path` (created on first save, mode 0600).
- *
- * @example
- * ```ts
- * import { FileKeyStorage } from 'datagrove/client/node';
- * const storage = new FileKeyStorage('./.datagrove/keys.json');
- * ```
- */
 /** The queue of read-modify-write cycles of each file (by absolute path), shared by instances. */
 const chains = new Map<string, Promise<unknown>>();
 
@@ -28,8 +20,6 @@ const chains = new Map<string, Promise<unknown>>();
 const LOCK_WAIT_MS = 10_000;
 /** A lock file older than this is left over by a process that died holding it (ms). */
 const LOCK_STALE_MS = 30_000;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function withLock<T>(lockPath: string, fn: () => Promise<T>): Promise<T> {
   const deadline = Date.now() + LOCK_WAIT_MS;
@@ -52,6 +42,15 @@ async function withLock<T>(lockPath: string, fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * A KeyStorage kept in `path` (created on first save, mode 0600).
+ *
+ * @example
+ * ```ts
+ * import { FileKeyStorage } from 'datagrove/client/node';
+ * const storage = new FileKeyStorage('./.datagrove/keys.json');
+ * ```
+ */
 export class FileKeyStorage implements KeyStorage {
   private readonly path: string;
 
