@@ -62,6 +62,12 @@ export interface TailLimits {
   /** WebSocket ping to find dead peers; a peer that missed one pong is terminated. */
   pingIntervalMs: number;
   /**
+   * The ping interval of a session that leads a log: its leadership is what others wait
+   * for, so a leader whose connection died silently is found within two of these (then the
+   * grace runs), not within two regular pings.
+   */
+  leaderPingIntervalMs: number;
+  /**
    * When a device leases as leader of a log its other session leads, that session is
    * pinged, and cut (its leadership going into the grace) without a pong within this time:
    * a leader on a connection that died silently is replaced in seconds, not at the next ping.
@@ -125,6 +131,7 @@ export const DEFAULT_TAIL_LIMITS: Readonly<TailLimits> = Object.freeze({
   revokedKeepMs: 16 * 60_000,
   revokedPollMs: 30_000,
   pingIntervalMs: 30_000,
+  leaderPingIntervalMs: 5_000,
   leaderProbeMs: 3_000,
   presenceTtlMs: 30_000,
   notifyIntervalMs: 250,

@@ -140,7 +140,6 @@ export function createTail(deps: TailDeps): TailService {
   function sweep(): void {
     const now = Date.now();
     sweeps++;
-    const ping = sweeps % Math.max(1, Math.round(limits.pingIntervalMs / SWEEP_MS)) === 0;
     for (const s of ctx.sessions.all()) {
       if (s.closing) continue;
       if (s.auth === null) {
@@ -151,16 +150,21 @@ export function createTail(deps: TailDeps): TailService {
         s.close(TAIL_CLOSE.unauthorized, 'token expired');
         continue;
       }
+      let leads = false;
       for (const h of s.handles.values()) {
+        if (h.role === 'leader') leads = true;
         if (!h.rechecking && h.access.expiresAt !== null && h.access.expiresAt <= now) void recheck(ctx, h, 'expired');
       }
-      if (ping) {
+      // Each session on its own schedule: a leader's more often than the rest.
+      const every = leads ? Math.min(limits.leaderPingIntervalMs, limits.pingIntervalMs) : limits.pingIntervalMs;
+      if (now - s.pingedAt >= every - SWEEP_MS / 2) {
         if (!s.alive) {
           s.closed(1006);
           s.ws.terminate();
           continue;
         }
         s.alive = false;
+        s.pingedAt = now;
         try {
           s.ws.ping();
         } catch {

@@ -70,6 +70,8 @@ export class Session {
   closing = false;
   /** Answered the last WebSocket ping. */
   alive = true;
+  /** When the last WebSocket ping of the sweep went out. */
+  pingedAt = this.openedAt;
   /** Requests waiting for auth or the store (lease, attest, read). */
   inFlight = 0;
   /** `attest` requests still with auth: a `lease` sent after them waits for their outcome. */
@@ -109,6 +111,7 @@ export class Session {
     if (this.#probing || this.closing) return;
     this.#probing = true;
     this.alive = false;
+    this.pingedAt = Date.now(); // the sweep's next ping counts from this one
     try {
       this.ws.ping();
     } catch {

@@ -224,3 +224,34 @@ describe('tail: leases and leaders', async () => {
     a.close();
   });
 });
+
+describe('tail: leader liveness', async () => {
+  const w = await world({ leaseGraceMs: GRACE, tailLimits: { pingIntervalMs: 60_000, leaderPingIntervalMs: 1000 } });
+  const writer = await joined(w, ['read', 'write']);
+
+  it('pings a leading session more often, so a leader whose connection died silently lapses in seconds', async () => {
+    const log = logName();
+    const lead = await connect(w, w.owner);
+    const ll = await lease(lead, w.site, log);
+    assert.equal(ll.role, 'leader');
+    const quiet = await connect(w, writer);
+    const lq = await lease(quiet, w.site, log, { lead: false });
+    const watcher = await connect(w, writer);
+    const lw = await lease(watcher, w.site, log, { lead: false });
+    lead.pause(); // answers no ping from now on
+    quiet.pause(); // a follower gone quiet too: only the regular (60 s) ping would find it
+    const t0 = performance.now();
+    const ev = await watcher.nextEvent('leader', lw.handle, 8000);
+    assert.equal(ev.leader, null, 'the leadership lapsed after the grace');
+    const took = performance.now() - t0;
+    assert.ok(took < 4000 + GRACE, `lapsed after ${Math.round(took)} ms`);
+    const now = await lease(watcher, w.site, log);
+    assert.equal(now.role, 'leader');
+    assert.ok(now.epoch > ll.epoch);
+    // The quiet follower still holds its handle: it is not a leader, so no early ping cut it.
+    quiet.resume();
+    assert.equal((await quiet.call('ping', {})) !== undefined, true);
+    assert.equal((await lease(quiet, w.site, log, { lead: false })).handle, lq.handle);
+    for (const c of [lead, quiet, watcher]) c.close();
+  });
+});
