@@ -9,6 +9,10 @@
  * - When a leader's session ends, its leadership lapses after `leaseGraceMs`; within the
  *   grace only the same device can retake it (with a new epoch). `release`, a step-down
  *   and a revocation end leadership at once.
+ * - The store records who took each epoch until that leader releases, so a node that
+ *   loads the log within `leaseGraceMs` of starting (or of a shard map change: a site
+ *   moving in) gives that device the rest of the grace: a restart or a move does not
+ *   hand the log to whichever device leases first.
  * - A new leader reports the committed length after every write of the previous leader
  *   settled, so it appends exactly at the end.
  */
@@ -26,6 +30,8 @@ export class LogRegistry {
   readonly #logs = new Map<string, LiveLog>();
   readonly #loading = new Map<string, Promise<LiveLog>>();
   #seq = 0;
+  /** When this node started serving what it serves now (start, or the last shard map change). */
+  #servingSince = Date.now();
 
   constructor(private readonly ctx: TailContext) {}
 
@@ -52,6 +58,7 @@ export class LogRegistry {
           log.epoch = st.epoch;
           log.committed = st.length;
           log.decided = st.length;
+          if (st.leader !== undefined) this.#inheritGrace(log, st.leader);
           this.#logs.set(key, log);
           return log;
         } catch (err) {
@@ -135,6 +142,7 @@ export class LogRegistry {
    * the new owner instead of hearing nothing more here. Returns the handles moved.
    */
   moveAway(): number {
+    this.#servingSince = Date.now();
     const away = new Map<string, boolean>();
     let moved = 0;
     for (const log of [...this.#logs.values()]) {
@@ -177,6 +185,26 @@ export class LogRegistry {
     this.#broadcast(log, leaderEvent(log), null);
   }
 
+  /**
+   * The log's last leader, as the store recorded it, never released: if this node began
+   * serving the log within the grace, that device keeps the rest of it (its session ended
+   * with the node it was on, or with the move).
+   */
+  #inheritGrace(log: LiveLog, device: string): void {
+    const left = this.#servingSince + this.ctx.deps.leaseGraceMs - Date.now();
+    if (left <= 0) return;
+    const timer = setTimeout(() => this.#lapsed(log), left);
+    timer.unref();
+    log.lapse = { device, timer };
+  }
+
+  /** Leadership of `epoch` ended cleanly: the store forgets the leader (best effort). */
+  #released(log: LiveLog, epoch: number): void {
+    this.ctx.deps.store.clearLeader(log.site, log.name, epoch).catch((err: unknown) => {
+      this.ctx.log.warn({ err, site: log.site, log: log.name }, 'could not record a released leadership');
+    });
+  }
+
   #remove(h: Handle, mode: 'release' | 'close'): void {
     if (h.dead) return;
     h.dead = true;
@@ -194,6 +222,7 @@ export class LogRegistry {
         timer.unref();
         log.lapse = { device, timer };
       } else {
+        this.#released(log, h.epoch);
         this.#broadcast(log, leaderEvent(log), null);
       }
     }
@@ -209,6 +238,7 @@ export class LogRegistry {
 
   #endLeadership(log: LiveLog, h: Handle): void {
     log.leader = null;
+    this.#released(log, h.epoch);
     this.ctx.metrics.handles.dec({ role: 'leader' });
     this.ctx.metrics.handles.inc({ role: 'follower' });
     h.role = 'follower';
@@ -223,7 +253,7 @@ export class LogRegistry {
     const { store } = this.ctx.deps;
     let epoch: number;
     try {
-      epoch = await store.bumpEpoch(log.site, log.name);
+      epoch = await store.bumpEpoch(log.site, log.name, h.session.auth?.device);
       // Writes of the previous leader commit before the bump or are fenced by it; wait for them.
       await log.idle();
       const st = await store.state(log.site, log.name);

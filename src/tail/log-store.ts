@@ -5,7 +5,9 @@
  * The store is the fence. Guarantees every implementation gives:
  * - A log (site, log) starts at length 0, epoch 0. Entries are append-only: entry i, once
  *   committed, never changes.
- * - `bumpEpoch` atomically increments and persists the epoch; epochs never go back.
+ * - `bumpEpoch` atomically increments and persists the epoch; epochs never go back. It
+ *   records the device that took the new epoch as the log's leader (none when no device is
+ *   given), which `state` reports until `clearLeader` for that epoch or the next bump.
  * - `appendBatch` decides the requests in array order inside ONE transaction. Each request
  *   commits only if the log's length (after the earlier requests of the batch) equals `at`
  *   and its epoch equals `epoch`; otherwise it writes nothing and reports the current
@@ -34,6 +36,12 @@ import { LOG_NAME_RE, SITE_ID_RE } from '../protocol/ids.js';
 export interface LogState {
   length: number;
   epoch: number;
+  /**
+   * The device that took the current epoch, while its leadership has not been ended
+   * cleanly (absent otherwise). A node that loads the log after a restart or a move gives
+   * that device the leader's grace, as if its session had just ended.
+   */
+  leader?: string;
 }
 
 export interface AppendRequest {
@@ -94,7 +102,9 @@ export const STORE_LIMITS = {
 
 export interface LogStore {
   state(site: string, log: string): Promise<LogState>;
-  bumpEpoch(site: string, log: string): Promise<number>;
+  bumpEpoch(site: string, log: string, device?: string): Promise<number>;
+  /** Forgets the leader recorded with `epoch` (it released); a later epoch's leader stays. */
+  clearLeader(site: string, log: string, epoch: number): Promise<void>;
   appendBatch(requests: AppendRequest[]): Promise<AppendResult[]>;
   /**
    * Entries from `from`, at most `limit` of them and at most `maxBytes` of data, except that
@@ -124,6 +134,19 @@ function isCount(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 }
 
+/** Throws BAD_REQUEST unless `device` is absent or a device id a store keeps. */
+export function checkDevice(device: unknown): void {
+  if (device === undefined) return;
+  if (typeof device !== 'string' || device.length === 0 || device.length > STORE_LIMITS.maxDeviceLength) {
+    throw bad('device must be a non-empty string');
+  }
+}
+
+/** Throws BAD_REQUEST unless `epoch` is a non-negative integer. */
+export function checkEpoch(epoch: unknown): void {
+  if (!isCount(epoch)) throw bad('epoch must be a non-negative integer');
+}
+
 /** Throws BAD_REQUEST unless (site, log) are well-formed names (PROTOCOL.md "Conventions"). */
 export function checkLogName(site: unknown, log: unknown): void {
   if (typeof site !== 'string' || !SITE_ID_RE.test(site)) throw bad('site is not a valid site id');
@@ -135,10 +158,9 @@ export function checkAppendRequest(req: AppendRequest): number {
   if (typeof req !== 'object' || req === null) throw bad('append request must be an object');
   checkLogName(req.site, req.log);
   if (!isCount(req.at)) throw bad('at must be a non-negative integer');
-  if (!isCount(req.epoch)) throw bad('epoch must be a non-negative integer');
-  if (typeof req.device !== 'string' || req.device.length === 0 || req.device.length > STORE_LIMITS.maxDeviceLength) {
-    throw bad('device must be a non-empty string');
-  }
+  checkEpoch(req.epoch);
+  if (req.device === undefined) throw bad('device must be a non-empty string');
+  checkDevice(req.device);
   if (req.wid !== undefined && (typeof req.wid !== 'string' || req.wid.length === 0 || req.wid.length > STORE_LIMITS.maxWidLength)) {
     throw bad(`wid must be a string of 1 to ${STORE_LIMITS.maxWidLength} characters`);
   }

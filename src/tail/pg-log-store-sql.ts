@@ -44,6 +44,8 @@ export function pgLogMigrations(s: string): string[] {
     );
     INSERT INTO ${s}.tail_epoch_floor (one, floor) VALUES (0, 0);
     `,
+    // Who took the current epoch, so a node loading the log can give that device the grace.
+    `ALTER TABLE ${s}.tail_logs ADD COLUMN leader text;`,
   ];
 }
 
@@ -55,7 +57,7 @@ export interface PgQuery {
   text: string;
 }
 
-export type PgLogQueries = Record<'lockAll' | 'createAll' | 'knownWids' | 'writeAll' | 'state' | 'bump' | 'lift' | 'read', PgQuery>;
+export type PgLogQueries = Record<'lockAll' | 'createAll' | 'knownWids' | 'writeAll' | 'state' | 'bump' | 'unlead' | 'lift' | 'read', PgQuery>;
 
 /** The store's statements for `schema` (a validated identifier), as named prepared statements. */
 export function pgLogQueries(schema: string): PgLogQueries {
@@ -113,14 +115,15 @@ export function pgLogQueries(schema: string): PgLogQueries {
        UPDATE ${s}.tail_logs l SET length = k.length
        FROM unnest($13::bigint[], $14::bigint[]) AS k(id, length) WHERE l.id = k.id`,
     ),
-    state: q('state', `SELECT length, epoch FROM ${s}.tail_logs WHERE site = $1 AND log = $2`),
+    state: q('state', `SELECT length, epoch, leader FROM ${s}.tail_logs WHERE site = $1 AND log = $2`),
     bump: q(
       'bump',
-      `INSERT INTO ${s}.tail_logs (site, log, epoch) VALUES ($1, $2, (SELECT floor FROM ${s}.tail_epoch_floor) + 1)
+      `INSERT INTO ${s}.tail_logs (site, log, epoch, leader) VALUES ($1, $2, (SELECT floor FROM ${s}.tail_epoch_floor) + 1, $3)
        ON CONFLICT (site, log) DO UPDATE
-         SET epoch = GREATEST(${s}.tail_logs.epoch, (SELECT floor FROM ${s}.tail_epoch_floor)) + 1
+         SET epoch = GREATEST(${s}.tail_logs.epoch, (SELECT floor FROM ${s}.tail_epoch_floor)) + 1, leader = EXCLUDED.leader
        RETURNING epoch`,
     ),
+    unlead: q('unlead', `UPDATE ${s}.tail_logs SET leader = NULL WHERE site = $1 AND log = $2 AND epoch = $3::bigint`),
     // Every epoch and the floor up by $1 in one statement, or nothing when the largest
     // would pass $2 (then `floored` is 0).
     lift: q(

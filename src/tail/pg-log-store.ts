@@ -8,7 +8,7 @@
  *
  * Tables live in `options.schema` (default `public`), prefixed `tail_`, created and
  * migrated on open under an advisory lock so nodes starting together do not race:
- * tail_schema(version), tail_logs(id, site, log, length, epoch),
+ * tail_schema(version), tail_logs(id, site, log, length, epoch, leader),
  * tail_entries(log_id, idx, data), tail_wids(log_id, device, seq, wid, at, length).
  *
  * A lost connection while COMMIT is in flight leaves the outcome unknown: the batch rejects
@@ -23,6 +23,8 @@ import {
   WID_MEMORY,
   beyondEnd,
   checkAppendBatch,
+  checkDevice,
+  checkEpoch,
   checkLogName,
   checkReadArgs,
   storeClosed,
@@ -130,18 +132,28 @@ class PgLogStore implements LogStore {
     checkLogName(site, log);
     return this.run(async () => {
       const { rows } = await this.pool.query({ ...this.q.state, values: [site, log] });
-      const row = rows[0] as { length: string; epoch: string } | undefined;
-      return { length: row ? num(row.length) : 0, epoch: row ? num(row.epoch) : 0 };
+      const row = rows[0] as { length: string; epoch: string; leader: string | null } | undefined;
+      if (row === undefined) return { length: 0, epoch: 0 };
+      const st: LogState = { length: num(row.length), epoch: num(row.epoch) };
+      if (row.leader !== null) st.leader = row.leader;
+      return st;
     });
   }
 
-  async bumpEpoch(site: string, log: string): Promise<number> {
+  async bumpEpoch(site: string, log: string, device?: string): Promise<number> {
     checkLogName(site, log);
+    checkDevice(device);
     return this.run(async () => {
       // A single upsert is its own transaction: the increment is atomic and durable.
-      const { rows } = await this.pool.query({ ...this.q.bump, values: [site, log] });
+      const { rows } = await this.pool.query({ ...this.q.bump, values: [site, log, device ?? null] });
       return num((rows[0] as { epoch: string }).epoch);
     });
+  }
+
+  async clearLeader(site: string, log: string, epoch: number): Promise<void> {
+    checkLogName(site, log);
+    checkEpoch(epoch);
+    await this.run(() => this.pool.query({ ...this.q.unlead, values: [site, log, epoch] }));
   }
 
   async liftEpochs(): Promise<number> {

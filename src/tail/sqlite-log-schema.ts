@@ -2,9 +2,10 @@
  * The schema of the SQLite log store, versioned with `PRAGMA user_version` and migrated on
  * open in one transaction (a crash mid-migration leaves the old version intact).
  *
- * Version 3 (current):
- * - logs(id, site, log, length, epoch): one row per log that was ever written or leased;
- *   `id` is a small integer so the other tables are keyed by it, not by two strings.
+ * Version 4 (current):
+ * - logs(id, site, log, length, epoch, leader): one row per log that was ever written or
+ *   leased; `id` is a small integer so the other tables are keyed by it, not by two
+ *   strings; `leader` is the device that took `epoch`, until it released (version 4).
  * - chunks(log_id, first, data): one row per committed write, holding its entries packed
  *   (entry-pack.ts) from index `first` on. A log's chunks tile [0, length) with no gap or
  *   overlap, so the entry at index i is in the row with the greatest `first` <= i.
@@ -107,6 +108,8 @@ const MIGRATIONS: readonly Migration[] = [
   );
   INSERT INTO epoch_floor (one, floor) VALUES (0, 0);
   `,
+  // Who took the current epoch, so a restarted node can give that device the grace.
+  `ALTER TABLE logs ADD COLUMN leader TEXT;`,
 ];
 
 /** The schema version this code writes. */

@@ -18,6 +18,8 @@ import {
   WID_MEMORY,
   beyondEnd,
   checkAppendBatch,
+  checkDevice,
+  checkEpoch,
   checkLogName,
   checkReadArgs,
   storeClosed,
@@ -78,12 +80,14 @@ export class SqliteLogStore implements LogStore {
   private readonly loadWids: Database.Statement<[number, string], { seq: number; wid: string; at: number; length: number }>;
   private readonly insertWid: Database.Statement<[number, string, number, string, number, number]>;
   private readonly pruneWids: Database.Statement<[number, string, number]>;
-  private readonly bump: Database.Statement<[string, string], number>;
+  private readonly bump: Database.Statement<[string, string, string | null], number>;
+  private readonly getState: Database.Statement<[string, string], { length: number; epoch: number; leader: string | null }>;
+  private readonly unlead: Database.Statement<[string, string, number]>;
   private readonly readChunks: Database.Statement<[number, number, number], { first: number; data: Buffer }>;
   private readonly wids: WidMemory;
 
   private readonly appendTx: (requests: AppendRequest[]) => AppendResult[];
-  private readonly bumpTx: (site: string, log: string) => number;
+  private readonly bumpTx: (site: string, log: string, device: string | null) => number;
   private readonly liftTx: () => number;
 
   constructor(path: string, options: SqliteLogStoreOptions = {}) {
@@ -106,12 +110,14 @@ export class SqliteLogStore implements LogStore {
     this.insertWid = db.prepare('INSERT INTO wids (log_id, device, seq, wid, at, length) VALUES (?, ?, ?, ?, ?, ?)');
     this.pruneWids = db.prepare('DELETE FROM wids WHERE log_id = ? AND device = ? AND seq <= ?');
     this.bump = db
-      .prepare<[string, string], number>(
-        `INSERT INTO logs (site, log, epoch) VALUES (?, ?, (SELECT floor FROM epoch_floor) + 1)
-         ON CONFLICT (site, log) DO UPDATE SET epoch = MAX(epoch, (SELECT floor FROM epoch_floor)) + 1
+      .prepare<[string, string, string | null], number>(
+        `INSERT INTO logs (site, log, epoch, leader) VALUES (?, ?, (SELECT floor FROM epoch_floor) + 1, ?)
+         ON CONFLICT (site, log) DO UPDATE SET epoch = MAX(epoch, (SELECT floor FROM epoch_floor)) + 1, leader = excluded.leader
          RETURNING epoch`,
       )
       .pluck();
+    this.getState = db.prepare('SELECT length, epoch, leader FROM logs WHERE site = ? AND log = ?');
+    this.unlead = db.prepare('UPDATE logs SET leader = NULL WHERE site = ? AND log = ? AND epoch = ?');
     // The chunk holding `from` (the greatest first <= from) and every later one, in order.
     this.readChunks = db.prepare(
       `SELECT first, data FROM chunks WHERE log_id = ? AND first >= COALESCE(
@@ -140,8 +146,8 @@ export class SqliteLogStore implements LogStore {
         throw err;
       }
     };
-    const bumpTx = db.transaction((site: string, log: string) => this.bump.get(site, log) as number);
-    this.bumpTx = (site, log) => bumpTx.immediate(site, log);
+    const bumpTx = db.transaction((site: string, log: string, device: string | null) => this.bump.get(site, log, device) as number);
+    this.bumpTx = (site, log, device) => bumpTx.immediate(site, log, device);
     const span = db.prepare<[], { n: number; top: number }>(
       'SELECT COUNT(*) AS n, MAX(COALESCE(MAX(epoch), 0), (SELECT floor FROM epoch_floor)) AS top FROM logs',
     );
@@ -239,14 +245,23 @@ export class SqliteLogStore implements LogStore {
   async state(site: string, log: string): Promise<LogState> {
     this.open();
     checkLogName(site, log);
-    const row = this.guard(() => this.getLog.get(site, log));
-    return { length: row?.length ?? 0, epoch: row?.epoch ?? 0 };
+    const row = this.guard(() => this.getState.get(site, log));
+    if (row === undefined) return { length: 0, epoch: 0 };
+    return row.leader === null ? { length: row.length, epoch: row.epoch } : { length: row.length, epoch: row.epoch, leader: row.leader };
   }
 
-  async bumpEpoch(site: string, log: string): Promise<number> {
+  async bumpEpoch(site: string, log: string, device?: string): Promise<number> {
     this.open();
     checkLogName(site, log);
-    return this.guard(() => this.bumpTx(site, log));
+    checkDevice(device);
+    return this.guard(() => this.bumpTx(site, log, device ?? null));
+  }
+
+  async clearLeader(site: string, log: string, epoch: number): Promise<void> {
+    this.open();
+    checkLogName(site, log);
+    checkEpoch(epoch);
+    this.guard(() => this.unlead.run(site, log, epoch));
   }
 
   async liftEpochs(): Promise<number> {

@@ -1,0 +1,60 @@
+/**
+ * The leader's grace across a restart of the node: the store records who took each epoch,
+ * so the node that loads the log gives that device the rest of the grace instead of
+ * handing the log to whichever device leases first. A leadership released before the
+ * restart gives none.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { startServer } from '../helpers/server.js';
+import { connect, joined, lease, logName, world, type World } from './fixture.js';
+
+const GRACE = 1500;
+
+describe('tail: the leader grace across a restart', () => {
+  it('keeps a log for its last leader for the grace after the node restarts, unless it released', async () => {
+    const w = await world({ leaseGraceMs: GRACE });
+    const writer = await joined(w, ['read', 'write']);
+    const back = logName('back');
+    const gone = logName('gone');
+    const freed = logName('freed');
+    const a = await connect(w, w.owner);
+    const lBack = await lease(a, w.site, back);
+    const lGone = await lease(a, w.site, gone);
+    const lFreed = await lease(a, w.site, freed);
+    for (const l of [lBack, lGone, lFreed]) assert.equal(l.role, 'leader');
+    await a.call('release', { handle: lFreed.handle });
+    await w.srv.stop();
+
+    const srv = await startServer({ dataDir: w.srv.dataDir, leaseGraceMs: GRACE });
+    const w2: World = { ...w, srv, url: srv.url, wsUrl: srv.wsUrl };
+    const started = performance.now();
+    const b = await connect(w2, writer);
+    const bBack = await lease(b, w.site, back);
+    assert.equal(bBack.role, 'follower', 'the last leader keeps the log through the restart');
+    assert.equal(bBack.leader, w.owner.device);
+    const bGone = await lease(b, w.site, gone);
+    assert.equal(bGone.role, 'follower');
+    assert.equal(bGone.leader, w.owner.device);
+    const bFreed = await lease(b, w.site, freed);
+    assert.equal(bFreed.role, 'leader', 'a released leadership gives no grace');
+    assert.ok(bFreed.epoch > lFreed.epoch);
+
+    // The leader's device comes back within the grace and leads again, at a new epoch.
+    const a2 = await connect(w2, w.owner);
+    const again = await lease(a2, w.site, back);
+    assert.equal(again.role, 'leader');
+    assert.ok(again.epoch > lBack.epoch);
+    assert.equal((await b.nextEvent('leader', bBack.handle)).leader, w.owner.device);
+
+    // The other one never comes back: its grace ends, and the writer takes the log.
+    const lapsed = await b.nextEvent('leader', bGone.handle, GRACE + 3000);
+    assert.equal(lapsed.leader, null);
+    assert.ok(performance.now() - started < GRACE + 1500, 'the grace counts from the start of the node');
+    const took = await lease(b, w.site, gone);
+    assert.equal(took.role, 'leader');
+    assert.ok(took.epoch > lGone.epoch);
+    a2.close();
+    b.close();
+  });
+});
