@@ -9,6 +9,11 @@
  * looks like reuse. Only after a success is the new refresh token stored and the guid
  * cleared. REFRESH_REUSED or UNAUTHORIZED from /refresh ends the session: it is cleared
  * and `onAuthError` is called.
+ *
+ * Clients of one device sharing the storage (tabs, processes) refresh one at a time inside
+ * the storage's `lock`, when it has one, and each starts from the stored session: a token
+ * another client rotated is taken instead of spent again, a guid another client stored and
+ * never saw answered is retried.
  */
 import { DgError } from '../protocol/errors.js';
 import type { AuthClient, SessionTokens } from './auth-client.js';
@@ -158,18 +163,56 @@ export class Session {
   private async doRefresh(): Promise<string> {
     const backoff = new Backoff({ baseMs: 200, maxMs: 5000 });
     for (;;) {
+      // The lock is held for one attempt, not across the sleeps between attempts.
+      const outcome = await this.locked(() => this.refreshAttempt());
+      if (typeof outcome === 'string') return outcome;
+      // UNAVAILABLE, RATE_LIMITED, INTERNAL: the answer is unknown; retry with the same guid.
+      if (backoff.failures >= 4) throw outcome;
+      await sleep(outcome.retryAfter !== undefined ? outcome.retryAfter * 1000 : backoff.next());
+    }
+  }
+
+  /**
+   * Runs `fn` holding the storage's refresh lock, when it has one: the clients sharing the
+   * storage then refresh one at a time, and each finds the token the one before rotated.
+   * A lock that cannot be taken is an UNAVAILABLE attempt.
+   */
+  private async locked(fn: () => Promise<string | DgError>): Promise<string | DgError> {
+    const storage = this.storage;
+    if (storage.lock === undefined) return fn();
+    let ran = false;
+    try {
+      return await storage.lock(`${this.storageName}:refresh`, () => {
+        ran = true;
+        return fn();
+      });
+    } catch (err) {
+      if (ran) throw err;
+      return new DgError('UNAVAILABLE', 'the refresh lock of the storage could not be taken', { cause: err });
+    }
+  }
+
+  /** One refresh attempt: the access token, or the error to retry after; throws what ends it. */
+  private async refreshAttempt(): Promise<string | DgError> {
+    for (;;) {
       let s = this.state;
       if (s === null) throw new DgError('UNAUTHORIZED', 'not signed in');
+      // Another client of this device sharing the storage (a tab, a process) may have
+      // rotated the refresh token since, even the one this client was retrying: take its
+      // tokens instead of reusing ours. A refresh it started and never finished (it died
+      // holding the lock, or shares the storage without one) is retried with its guid.
+      const stored = parseState(await this.storage.load(this.storageName).catch(() => null));
+      if (this.state !== s) continue;
+      if (
+        stored !== null &&
+        stored.user === s.user &&
+        stored.device === s.device &&
+        (stored.refresh !== s.refresh || (s.pendingGuid === null && stored.pendingGuid !== null))
+      ) {
+        this.state = s = stored;
+        if (s.pendingGuid === null && s.accessExpiresAt - this.now() > this.margin()) return s.access;
+      }
       if (s.pendingGuid === null) {
-        // Another client of this device sharing the storage (a tab, a process) may have
-        // rotated the refresh token since: take its tokens instead of reusing ours.
-        const stored = parseState(await this.storage.load(this.storageName).catch(() => null));
-        if (this.state !== s) continue;
-        if (stored !== null && stored.user === s.user && stored.device === s.device && stored.refresh !== s.refresh) {
-          this.state = s = stored;
-          if (s.pendingGuid === null && s.accessExpiresAt - this.now() > this.margin()) return s.access;
-          continue;
-        }
         s.pendingGuid = randomId(16);
         await this.persist(); // before sending: a crash mid-request must retry with this guid
       }
@@ -189,9 +232,7 @@ export class Session {
           await this.end(e);
           throw e;
         }
-        // UNAVAILABLE, RATE_LIMITED, INTERNAL: the answer is unknown; retry with the same guid.
-        if (backoff.failures >= 4) throw e;
-        await sleep(e.retryAfter !== undefined ? e.retryAfter * 1000 : backoff.next());
+        return e;
       }
     }
   }

@@ -2,10 +2,19 @@
  * KeyStorage in the browser's IndexedDB: one object store of JSON values by name.
  * IndexedDB is origin-scoped and not readable by other sites; the secret keys stay on the
  * device (they are never sent anywhere by the SDK).
+ *
+ * `lock` is a Web Lock (`navigator.locks`, named `<dbName>:<name>`), shared by every tab and
+ * worker of the origin and released by the browser when its holder's tab closes or crashes.
+ * Where Web Locks are missing (old browsers, pages that are not a secure context) it falls
+ * back to a chain inside the page: the clients of one page take turns, tabs do not.
  */
 import type { JsonValue, KeyStorage } from './key-storage.js';
+import { LockChain } from './lock-chain.js';
 
 const STORE = 'kv';
+
+/** The fallback without Web Locks, shared by the instances in this page. */
+const pageLocks = new LockChain();
 
 function request<T>(req: IDBRequest<T>): Promise<T> {
   return new Promise((resolve, reject) => {
@@ -15,7 +24,8 @@ function request<T>(req: IDBRequest<T>): Promise<T> {
 }
 
 /**
- * A KeyStorage backed by IndexedDB database `dbName` (default "datagrove").
+ * A KeyStorage backed by IndexedDB database `dbName` (default "datagrove"). `locks` is the
+ * Web Locks manager (default `navigator.locks`; null for the in-page fallback).
  *
  * @example
  * ```ts
@@ -29,6 +39,7 @@ export class IndexedDbKeyStorage implements KeyStorage {
   constructor(
     private readonly dbName = 'datagrove',
     private readonly factory: IDBFactory = globalThis.indexedDB,
+    private readonly locks: LockManager | null = globalThis.navigator?.locks ?? null,
   ) {}
 
   private open(): Promise<IDBDatabase> {
@@ -67,5 +78,11 @@ export class IndexedDbKeyStorage implements KeyStorage {
 
   async remove(name: string): Promise<void> {
     await this.tx('readwrite', (s) => s.delete(name));
+  }
+
+  async lock<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const key = `${this.dbName}:${name}`;
+    if (this.locks === null) return pageLocks.run(key, fn);
+    return await this.locks.request(key, { mode: 'exclusive' }, () => fn());
   }
 }

@@ -3,28 +3,25 @@
  * browser, and a Node SDK client (werift) following it and appending through WebRTC or
  * the relay. Skipped outside CI when Chromium is absent.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { build } from 'esbuild';
-import { chromium } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
 import { CHROMIUM_LAUNCH, chromiumSkip } from '../helpers/services.js';
-import { tempDir } from '../helpers/server.js';
+import { tempDir, type TestServer } from '../helpers/server.js';
 import { enc, makeClient, record, server, waitFor } from './harness.js';
 
 const PAGE = '<!doctype html><meta charset="utf-8"><title>datagrove sdk</title>';
 
-test('the browser bundle signs up, leads a log, and a Node follower appends to it', async (t) => {
-  const skip = await chromiumSkip();
-  if (skip) return t.skip(skip);
+/** The SDK bundle served from a fresh origin, a server that allows it, and a Chromium. */
+async function setup(t: TestContext): Promise<{ origin: string; srv: TestServer; browser: Browser; bundle: string }> {
   const out = join(tempDir(), 'bundle.js');
   await build({ entryPoints: ['src/client/index.ts'], bundle: true, format: 'esm', platform: 'browser', target: 'es2022', outfile: out, logLevel: 'silent' });
   const bundle = readFileSync(out, 'utf8');
-  assert.ok(!/\bfrom\s*["']node:/.test(bundle), 'no Node built-ins in the bundle');
-
   const web = createServer((req, res) => {
     if (req.url === '/sdk.js') res.writeHead(200, { 'content-type': 'text/javascript' }).end(bundle);
     else res.writeHead(200, { 'content-type': 'text/html' }).end(PAGE);
@@ -35,11 +32,23 @@ test('the browser bundle signs up, leads a log, and a Node follower appends to i
   const srv = await server({ origins: [origin] });
   const browser = await chromium.launch(CHROMIUM_LAUNCH);
   t.after(() => browser.close());
+  return { origin, srv, browser, bundle };
+}
+
+/** Runs plain JavaScript (a string) in the page, so nothing of this file's compilation leaks in. */
+function runner(page: Page): <T>(body: string, args?: unknown[]) => Promise<T> {
+  return <T>(body: string, args: unknown[] = []) => page.evaluate(`(async (...args) => { ${body} })(...${JSON.stringify(args)})`) as Promise<T>;
+}
+
+test('the browser bundle signs up, leads a log, and a Node follower appends to it', async (t) => {
+  const skip = await chromiumSkip();
+  if (skip) return t.skip(skip);
+  const { origin, srv, browser, bundle } = await setup(t);
+  assert.ok(!/\bfrom\s*["']node:/.test(bundle), 'no Node built-ins in the bundle');
   const page = await browser.newPage();
   await page.goto(origin);
 
-  // Page code is plain JavaScript (strings), so nothing of this file's compilation leaks in.
-  const run = <T>(body: string, args: unknown[] = []): Promise<T> => page.evaluate(`(async (...args) => { ${body} })(...${JSON.stringify(args)})`) as Promise<T>;
+  const run = runner(page);
   const first = await run<{ user: string; site: string; role: string; idx: number[]; device: string }>(
     `const [url, wsUrl] = args;
      const sdk = await import('/sdk.js');
@@ -90,4 +99,53 @@ test('the browser bundle signs up, leads a log, and a Node follower appends to i
   assert.deepEqual(browserSeen, ['from the browser', 'from node']);
   t.diagnostic(`follower path between Node and Chromium: ${nl.leaderPath}`);
   await node.client.close();
+});
+
+test('two tabs of one origin refreshing at the same moment take turns through a Web Lock: one refresh, both stay signed in', async (t) => {
+  const skip = await chromiumSkip();
+  if (skip) return t.skip(skip);
+  const { origin, srv, browser } = await setup(t);
+  const context = await browser.newContext();
+  const tabs = [await context.newPage(), await context.newPage()];
+  for (const tab of tabs) await tab.goto(origin);
+  const [first, second] = tabs.map(runner) as [ReturnType<typeof runner>, ReturnType<typeof runner>];
+  // Each tab's /refresh requests are held 200 ms, so two refreshes started together overlap.
+  const open = `const [url, dbName, useLocks] = args;
+     const sdk = await import('/sdk.js');
+     const tab = { calls: 0, errors: [] };
+     const fetchFn = async (input, init) => {
+       if (input.endsWith('/refresh')) { tab.calls++; await new Promise((r) => setTimeout(r, 200)); }
+       return fetch(input, init);
+     };
+     const storage = useLocks ? new sdk.IndexedDbKeyStorage(dbName) : new sdk.IndexedDbKeyStorage(dbName, indexedDB, null);
+     const open = () => sdk.DatagroveClient.create({ url, storage, fetch: fetchFn, onAuthError: (e) => tab.errors.push(e.code) });
+     tab.client = await open();
+     if (!tab.client.signedIn) await tab.client.signup('tab');
+     tab.other = await open();
+     window.tab = tab;
+     return { locks: typeof navigator.locks?.request, signedIn: tab.client.signedIn && tab.other.signedIn };`;
+  assert.deepEqual(await first(open, [srv.url, 'dg-refresh', true]), { locks: 'function', signedIn: true });
+  assert.deepEqual(await second(open, [srv.url, 'dg-refresh', true]), { locks: 'function', signedIn: true }, 'the second tab restored the session');
+  type Report = { calls: number; errors: string[]; signedIn: boolean; device: string; token: string };
+  const refresh = `const token = await window.tab.client.session.refresh();
+     const { device } = await window.tab.client.me();
+     return { calls: window.tab.calls, errors: window.tab.errors, signedIn: window.tab.client.signedIn, device, token };`;
+  for (let round = 0; round < 3; round++) {
+    const [a, b] = await Promise.all([first<Report>(refresh), second<Report>(refresh)]);
+    assert.deepEqual([a.errors, b.errors, a.signedIn, b.signedIn], [[], [], true, true], 'neither tab was signed out');
+    assert.equal(a.device, b.device, 'both tokens work');
+    assert.equal(a.token, b.token, 'one tab took the token the other got');
+    assert.equal(a.calls + b.calls, round + 1, 'one refresh reached the server');
+  }
+
+  // Without Web Locks (a storage given none) the clients of one page still take turns; tabs would not.
+  assert.deepEqual(await first(open, [srv.url, 'dg-no-locks', false]), { locks: 'function', signedIn: true });
+  const inPage = await first<{ calls: number; errors: string[]; same: boolean }>(
+    `const tab = window.tab;
+     const before = tab.calls;
+     const [x, y] = await Promise.all([tab.client.session.refresh(), tab.other.session.refresh()]);
+     return { calls: tab.calls - before, errors: tab.errors, same: x === y };`,
+  );
+  assert.deepEqual(inPage, { calls: 1, errors: [], same: true });
+  await context.close();
 });

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, stat, utimes, writeFile, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import * as jose from 'jose';
 import fc from 'fast-check';
@@ -201,4 +201,61 @@ test('FileKeyStorage: concurrent saves through several instances and processes a
     assert.equal(all[`p${i}`], i, `the other process's save p${i}`);
   }
   assert.deepEqual((await readdir(dirname(path))).sort(), ['keys.json'], 'no temp or lock file left');
+});
+
+test('FileKeyStorage.lock: one holder at a time across instances, saves inside it, released on throw, stale lock files taken over', async () => {
+  const dir = join(tempDir('keys-lock'), 'nested');
+  const path = join(dir, 'keys.json');
+  const stores = [new FileKeyStorage(path), new FileKeyStorage(path)];
+  let inside = 0;
+  let most = 0;
+  const files: string[][] = [];
+  await Promise.all(
+    Array.from({ length: 6 }, (_, i) =>
+      (stores[i % 2] as FileKeyStorage).lock('session:http://h/auth/v1:refresh', async () => {
+        most = Math.max(most, ++inside);
+        await new Promise((r) => setTimeout(r, 20));
+        await (stores[(i + 1) % 2] as FileKeyStorage).save(`k${i}`, i); // the file's own lock is another one
+        files.push(await readdir(dir));
+        inside--;
+      }),
+    ),
+  );
+  assert.equal(most, 1, 'never two holders');
+  assert.equal(await new FileKeyStorage(path).load('k5'), 5);
+  const lockFile = files[0]!.find((f) => f.endsWith('.lock'))!;
+  assert.match(lockFile, /^keys\.json\.session_http_h_auth_v1_refresh\.[0-9a-f]{12}\.lock$/);
+  await assert.rejects(stores[0]!.lock('x', async () => Promise.reject(new Error('boom'))), /boom/);
+  assert.equal(await stores[1]!.lock('x', async () => 'after a throw'), 'after a throw');
+  assert.deepEqual(await readdir(dir), ['keys.json'], 'no lock file left');
+
+  // A lock file another process holds (fresh) is waited for; one of a process that died
+  // holding it (untouched for a minute) is taken over.
+  const held = join(dir, lockFile);
+  await writeFile(held, '');
+  let ran = false;
+  const waiting = stores[0]!.lock('session:http://h/auth/v1:refresh', async () => (ran = true));
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(ran, false, 'waits while the lock file is held');
+  await unlink(held);
+  await waiting;
+  await writeFile(held, '');
+  const old = new Date(Date.now() - 60_000);
+  await utimes(held, old, old);
+  assert.equal(await stores[1]!.lock('session:http://h/auth/v1:refresh', async () => 'taken over'), 'taken over');
+  assert.deepEqual(await readdir(dir), ['keys.json']);
+});
+
+test('MemoryKeyStorage.lock: callers of one name take turns, other names do not wait', async () => {
+  const mem = new MemoryKeyStorage();
+  const order: string[] = [];
+  let release!: () => void;
+  const first = mem.lock('a', () => new Promise<void>((r) => (release = r)).then(() => order.push('a1')));
+  const second = mem.lock('a', async () => order.push('a2'));
+  await mem.lock('b', async () => order.push('b'));
+  release();
+  await Promise.all([first, second]);
+  assert.deepEqual(order, ['b', 'a1', 'a2']);
+  await assert.rejects(mem.lock('a', async () => Promise.reject(new Error('boom'))), /boom/);
+  assert.equal(await mem.lock('a', async () => 'free again'), 'free again');
 });

@@ -3,44 +3,21 @@
  * created with mode 0600 (owner read/write only) because it holds the device's secret keys
  * and the refresh token. Writes go to a temp file that is fsynced and renamed over the old
  * one, so a crash leaves either the old or the new content, never a torn file. Every
- * read-modify-write of a file is serialized: across the instances of one process by a
- * queue per path, across processes by a lock file next to it (`<path>.lock`, created
- * exclusively; one left by a crashed process is taken over after LOCK_STALE_MS).
+ * read-modify-write of a file is serialized, across instances and processes, by the lock
+ * file `<path>.lock` (lock-file.ts: one left by a crashed process is taken over once stale).
+ * `lock(name)` holds another lock file, `<path>.<name>.<hash>.lock` (the name sanitized,
+ * the hash of the whole name keeps sanitized names apart), so `fn` can save meanwhile.
  */
-import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmod, mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { sleep } from '../backoff.js';
 import type { JsonValue, KeyStorage } from '../key-storage.js';
+import { withLockFile } from './lock-file.js';
 
-/** The queue of read-modify-write cycles of each file (by absolute path), shared by instances. */
-const chains = new Map<string, Promise<unknown>>();
-
-/** How long to try for another process's lock before failing (ms). */
-const LOCK_WAIT_MS = 10_000;
-/** A lock file older than this is left over by a process that died holding it (ms). */
-const LOCK_STALE_MS = 30_000;
-
-async function withLock<T>(lockPath: string, fn: () => Promise<T>): Promise<T> {
-  const deadline = Date.now() + LOCK_WAIT_MS;
-  for (let wait = 5; ; wait = Math.min(wait * 2, 200)) {
-    try {
-      await (await open(lockPath, 'wx', 0o600)).close();
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const age = await stat(lockPath).then((st) => Date.now() - st.mtimeMs, () => 0);
-      if (age > LOCK_STALE_MS) await unlink(lockPath).catch(() => undefined);
-      else if (Date.now() > deadline) throw new Error(`${lockPath}: another process holds the key file's lock`);
-      else await sleep(wait);
-    }
-  }
-  try {
-    return await fn();
-  } finally {
-    await unlink(lockPath).catch(() => undefined);
-  }
-}
+/** How long a read or write waits for another process's turn on the file (ms). */
+const SAVE_WAIT_MS = 10_000;
+/** How long `lock` waits for another process holding that lock (ms; its holder keeps it fresh). */
+const LOCK_WAIT_MS = 60_000;
 
 /**
  * A KeyStorage kept in `path` (created on first save, mode 0600).
@@ -87,17 +64,7 @@ export class FileKeyStorage implements KeyStorage {
 
   /** Serializes read-modify-write cycles of this file (in this process, then across processes). */
   private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const locked = async () => {
-      await mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
-      return withLock(`${this.path}.lock`, fn);
-    };
-    const run = (chains.get(this.path) ?? Promise.resolve()).then(locked, locked);
-    const tail = run.catch(() => undefined);
-    chains.set(this.path, tail);
-    void tail.then(() => {
-      if (chains.get(this.path) === tail) chains.delete(this.path);
-    });
-    return run;
+    return withLockFile(`${this.path}.lock`, SAVE_WAIT_MS, fn);
   }
 
   load(name: string): Promise<JsonValue | null> {
@@ -119,5 +86,15 @@ export class FileKeyStorage implements KeyStorage {
       delete all[name];
       await this.writeAll(all);
     });
+  }
+
+  /**
+   * Runs `fn` holding lock `name` for every instance and process on this file. Rejects
+   * without running `fn` when another process holds it for over a minute.
+   */
+  lock<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const safe = name.replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 60);
+    const hash = createHash('sha256').update(name, 'utf8').digest('hex').slice(0, 12);
+    return withLockFile(`${this.path}.${safe}.${hash}.lock`, LOCK_WAIT_MS, fn);
   }
 }
