@@ -13,6 +13,7 @@ import { DgError } from '../protocol/errors.js';
 import { Backoff, sleep } from './backoff.js';
 import { b64urlDecode, b64urlEncode, randomBytes } from './bytes.js';
 import { Emitter } from './emitter.js';
+import { ReplayGuard } from './log-replays.js';
 import { decodeEntry, encodeEntry, originPrefix, STREAM_BYTES, MAX_HEADER_BYTES, type OriginPrefix } from './entry-header.js';
 import { Forwarder } from './log-forwarder.js';
 import { LogFeed, type FeedRead } from './log-feed.js';
@@ -68,6 +69,7 @@ export class Log extends Emitter<LogEvents> {
   private writers: Set<string> | null = null;
   private readonly feed: LogFeed;
   private readonly pending = new PendingAppends();
+  private readonly replays = new ReplayGuard();
   private readonly sequencer: Sequencer;
   private readonly forwarder: Forwarder;
   private readonly hub: PeerHub;
@@ -303,6 +305,11 @@ export class Log extends Emitter<LogEvents> {
       const index = at + i;
       const { origin, payload } = decodeEntry(raw[i]!);
       if (origin !== null) {
+        if (this.replays.repeats(origin)) {
+          const error = new DgError('CONFLICT', `entry ${index} repeats seq ${origin.seq} of writer ${origin.device}: a replay`);
+          out.push({ index, payload: new Uint8Array(0), origin, error });
+          continue;
+        }
         if (origin.device === this.ctx.device && origin.stream === this.stream) this.pending.resolve(origin.seq, index);
         else this.sequencer.noteCommitted(origin, index);
       }

@@ -6,7 +6,8 @@
  *   (the leader sequences each stream without gaps);
  * - delivered batches are opened concurrently within a batch but handed to subscribers in
  *   the log's order; an entry that does not open is delivered with `error` and an empty
- *   payload, never dropped, so indexes stay dense.
+ *   payload, never dropped, so indexes stay dense; one refused before (`error` already
+ *   set) is not opened.
  */
 import { DgError } from '../../protocol/errors.js';
 import type { LogEntry } from '../log-types.js';
@@ -47,6 +48,7 @@ export class PayloadPipeline {
     this.opening = this.opening.then(async () => {
       await Promise.all(
         entries.map(async (e) => {
+          if (e.error !== undefined) return; // refused before opening (a replay)
           try {
             e.payload = await this.codec.open(e.payload, { site, log, origin: e.origin });
           } catch (err) {
