@@ -3,8 +3,12 @@
  * was issued to that device. The signature is checked first (cheap, no state); the nonce is
  * consumed only after, atomically, so of two concurrent uses one fails. Every failure is the
  * same UNAUTHORIZED on the wire.
+ *
+ * Also the device's signature of its box key (`boxSig`), checked before it is stored: a
+ * malformed request, so BAD_REQUEST.
  */
 import { DgError } from '../protocol/errors.js';
+import { boxKeyStatement } from '../protocol/key-statements.js';
 import type { AuthContext } from './context.js';
 import { challengeMessage, verifyDeviceSignature } from './crypto.js';
 
@@ -32,4 +36,11 @@ export async function consumeNonce(ctx: AuthContext, proof: DeviceProof, count: 
 export async function proveDevice(ctx: AuthContext, proof: DeviceProof, count: (outcome: string) => void): Promise<void> {
   checkDeviceSignature(proof, count);
   await consumeNonce(ctx, proof, count);
+}
+
+/** Throws BAD_REQUEST unless `boxSig` is `device`'s signature of its box key statement for `boxKey`. */
+export function checkBoxSig(device: string, boxKey: string, boxSig: string): void {
+  if (!verifyDeviceSignature(device, Buffer.from(boxKeyStatement(device, boxKey), 'utf8'), boxSig)) {
+    throw new DgError('BAD_REQUEST', 'boxSig: does not verify with the device key over its box key statement');
+  }
 }

@@ -29,12 +29,15 @@ import type { KeyDirectoryStore } from './key-directory.js';
 export interface NewDevice {
   id: string;
   boxKey: string;
+  /** The device's signature of its box key statement, checked by the caller (absent: none). */
+  boxSig?: string | null;
   name: string;
   createdAt: number;
 }
 
 export interface DeviceRecord extends NewDevice {
   user: string;
+  boxSig: string | null;
   revokedAt: number | null;
 }
 
@@ -117,8 +120,8 @@ export interface IdentityLink {
   /** Normalized (trimmed, lower-cased) and verified by the provider. */
   email: string;
   provider: string;
-  /** The device that signed in; `boxKey` is needed only when it is new. */
-  device: { id: string; boxKey: string | null; name: string };
+  /** The device that signed in; `boxKey` (and its signature `boxSig`, if any) are used only when it is new. */
+  device: { id: string; boxKey: string | null; boxSig?: string | null; name: string };
   /** The id a new user gets when the email is new and the device unknown. */
   newUser: string;
   /** The identity attestation (compact JWS) of this device and email. */
@@ -144,6 +147,8 @@ export interface NewOidcLogin {
   provider: string;
   device: string;
   boxKey: string | null;
+  /** The signature of `boxKey` the device sent, checked (absent: none). */
+  boxSig?: string | null;
   name: string;
   /** PKCE code verifier: a short-lived secret, wiped when the callback is taken. */
   verifier: string;
@@ -155,6 +160,7 @@ export interface NewOidcLogin {
 }
 
 export interface OidcLoginRecord extends NewOidcLogin {
+  boxSig: string | null;
   /** started: waiting for the callback; callback: the callback is being handled; done: outcome ready. */
   phase: 'started' | 'callback' | 'done';
   outcome: OidcOutcome | null;
@@ -227,6 +233,11 @@ export interface AuthStore {
   getDevice(id: string): Promise<DeviceRecord | null>;
   /** Every device of the user, revoked ones included. */
   listDevices(user: string): Promise<DeviceRecord[]>;
+  /**
+   * Records `boxSig` (checked by the caller) as the device's signature of its box key, when
+   * the device is live and its box key is `boxKey`; false (nothing written) otherwise.
+   */
+  setBoxSig(device: string, boxKey: string, boxSig: string): Promise<boolean>;
   /**
    * Revokes the device and, in the same transaction, every refresh family of it.
    * `revoked` is false when it was already revoked (or does not exist); `families` lists the

@@ -32,7 +32,8 @@ export interface RefreshedTokens {
 export interface MeInfo {
   user: string;
   device: string;
-  devices: { device: string; boxKey: string; name: string; createdAt: number; revoked: boolean }[];
+  /** `boxSig`: the device's signature of its box key, when it sent one (checked by whoever seals to the box key). */
+  devices: { device: string; boxKey: string; boxSig?: string; name: string; createdAt: number; revoked: boolean }[];
   identities: { email: string; provider: string }[];
 }
 export interface SiteInfo {
@@ -150,8 +151,8 @@ export class AuthClient {
     return { nonce: str(r, 'nonce'), expiresIn: int(r, 'expiresIn') };
   }
 
-  /** POST /signup: a new user whose first device this is. */
-  async signup(body: { device: string; boxKey: string; nonce: string; sig: string; name?: string }): Promise<SessionTokens> {
+  /** POST /signup: a new user whose first device this is (`boxSig`: `DeviceKeys.boxSig`). */
+  async signup(body: { device: string; boxKey: string; boxSig?: string; nonce: string; sig: string; name?: string }): Promise<SessionTokens> {
     return sessionTokens(await this.post('/signup', body));
   }
 
@@ -174,13 +175,17 @@ export class AuthClient {
     return {
       user: str(r, 'user'),
       device: str(r, 'device'),
-      devices: devices.map((d) => ({
-        device: str(d, 'device'),
-        boxKey: str(d, 'boxKey'),
-        name: optStr(d, 'name') ?? '',
-        createdAt: typeof d.createdAt === 'number' ? d.createdAt : 0,
-        revoked: d.revoked === true,
-      })),
+      devices: devices.map((d) => {
+        const boxSig = optStr(d, 'boxSig');
+        return {
+          device: str(d, 'device'),
+          boxKey: str(d, 'boxKey'),
+          ...(boxSig === undefined ? {} : { boxSig }),
+          name: optStr(d, 'name') ?? '',
+          createdAt: typeof d.createdAt === 'number' ? d.createdAt : 0,
+          revoked: d.revoked === true,
+        };
+      }),
       identities: identities.map((i) => ({ email: str(i, 'email'), provider: str(i, 'provider') })),
     };
   }

@@ -4,7 +4,7 @@
  */
 import { DgError } from '../protocol/errors.js';
 import { AuthClient, type FetchLike, type JoinInfo, type MeInfo, type SiteInfo } from './auth-client.js';
-import { DeviceKeys } from './device-keys.js';
+import { DeviceKeys, deviceFingerprint } from './device-keys.js';
 import { Emitter } from './emitter.js';
 import { grantHash, signGrant, type GrantSpec } from './grants.js';
 import { MemoryKeyStorage, type KeyStorage } from './key-storage.js';
@@ -99,6 +99,15 @@ export class DatagroveClient extends Emitter<ClientEvents> {
   get device(): string {
     return this.keys.deviceId;
   }
+
+  /**
+   * This device's fingerprint (`deviceFingerprint`): show it while the device waits to be
+   * approved, so the person approving on another device can compare it with the request's.
+   */
+  get fingerprint(): string {
+    return deviceFingerprint(this.keys.deviceId);
+  }
+
   get user(): string | null {
     return this.session.user;
   }

@@ -1,10 +1,12 @@
 /**
  * The device's identity: an Ed25519 signing key (its raw public key, base64url, is the
- * device id) and an X25519 box key (for envelopes). Generated on the device; the secret
- * keys never leave it (the SDK sends only public keys and signatures).
+ * device id) and an X25519 box key (for envelopes), which the signing key signs. Generated on
+ * the device; the secret keys never leave it (the SDK sends only public keys and signatures).
  */
 import { ed25519, x25519 } from '@noble/curves/ed25519.js';
+import { sha256 } from '@noble/hashes/sha2.js';
 import { DgError } from '../protocol/errors.js';
+import { boxKeyStatement } from '../protocol/key-statements.js';
 import { b64urlDecode, b64urlEncode, utf8 } from './bytes.js';
 import type { JsonValue, KeyStorage } from './key-storage.js';
 
@@ -83,6 +85,14 @@ export class DeviceKeys {
     return b64urlEncode(this.sign(utf8(AUTH_PREFIX + nonce)));
   }
 
+  /**
+   * The signature of this device's box key statement (`boxSig` on the wire), base64url:
+   * other devices seal the user key to the box key only when it verifies (`verifyBoxSig`).
+   */
+  get boxSig(): string {
+    return b64urlEncode(this.sign(utf8(boxKeyStatement(this.deviceId, this.boxKey))));
+  }
+
   /** The X25519 shared secret with another box key (for envelope encryption). */
   boxSharedSecret(peerBoxKey: Uint8Array): Uint8Array {
     return x25519.getSharedSecret(this.boxSecretKey, peerBoxKey);
@@ -108,4 +118,49 @@ export function verifyDeviceSignature(deviceId: string, message: Uint8Array, sig
   } catch {
     return false;
   }
+}
+
+/**
+ * Whether `boxSig` is `device`'s signature of its box key statement for `boxKey`: the box key
+ * is the device's own, not one put in its place by whoever relayed it.
+ *
+ * @example
+ * ```ts
+ * import { DeviceKeys, verifyBoxSig } from 'datagrove/client';
+ * const keys = DeviceKeys.generate();
+ * verifyBoxSig(keys.deviceId, keys.boxKey, keys.boxSig); // true
+ * ```
+ */
+export function verifyBoxSig(device: string, boxKey: string, boxSig: string): boolean {
+  const sig = b64urlDecode(boxSig);
+  return sig !== null && verifyDeviceSignature(device, utf8(boxKeyStatement(device, boxKey)), sig);
+}
+
+const FINGERPRINT_PREFIX = 'datagrove-device-fingerprint-v1:';
+const FINGERPRINT_GROUPS = 5;
+/** Hash bytes per group: 40 bits taken mod 10000, so the bias toward low digits is negligible. */
+const GROUP_BYTES = 5;
+
+/**
+ * A device id as people can compare it: 20 digits in 5 groups of 4 (about 66 bits). Group i
+ * is bytes 5i to 5i+4 of SHA-256(UTF-8 "datagrove-device-fingerprint-v1:" + device id), read
+ * as a big-endian number, mod 10000. An app approving a new device shows the request's
+ * `fingerprint` and asks the person to compare all of it with what the new device shows
+ * (`client.fingerprint`): a server can invent a device, not one with the same fingerprint.
+ *
+ * @example
+ * ```ts
+ * import { DeviceKeys, deviceFingerprint } from 'datagrove/client';
+ * deviceFingerprint(DeviceKeys.generate().deviceId); // e.g. "0412 9931 5170 2263 8845"
+ * ```
+ */
+export function deviceFingerprint(device: string): string {
+  const h = sha256(utf8(FINGERPRINT_PREFIX + device));
+  const groups: string[] = [];
+  for (let i = 0; i < FINGERPRINT_GROUPS; i++) {
+    let n = 0;
+    for (let j = 0; j < GROUP_BYTES; j++) n = n * 256 + h[GROUP_BYTES * i + j]!;
+    groups.push(String(n % 10_000).padStart(4, '0'));
+  }
+  return groups.join(' ');
 }

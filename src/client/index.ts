@@ -17,7 +17,7 @@ export {
   type ShardMapInfo,
 } from './auth-client.js';
 export { Session, type SessionOptions, type SessionState } from './session.js';
-export { DeviceKeys, DEVICE_KEYS_NAME, verifyDeviceSignature } from './device-keys.js';
+export { DeviceKeys, DEVICE_KEYS_NAME, verifyDeviceSignature, verifyBoxSig, deviceFingerprint } from './device-keys.js';
 export { MemoryKeyStorage, type KeyStorage, type JsonValue } from './key-storage.js';
 export { IndexedDbKeyStorage } from './storage-indexeddb.js';
 export { TailConnection, type TailConnectionOptions, type TailConnectionEvents, type TailConnectionState, type RequestOptions } from './tail-connection.js';

@@ -34,6 +34,12 @@ export const MAX_NAME_LENGTH = 128;
 
 export const DeviceId = Type.String({ pattern: DEVICE_ID_PATTERN });
 export const BoxKey = Type.String({ pattern: BOX_KEY_PATTERN });
+/**
+ * Addition (docs/protocol.md): the device's Ed25519 signature of its box key statement
+ * (key-statements.ts `boxKeyStatement`), so that other devices can check the box key is the
+ * device's own before they seal the user key to it.
+ */
+export const BoxSig = Type.String({ pattern: SIGNATURE_PATTERN });
 export const UserId = Type.String({ pattern: USER_ID_PATTERN });
 export const SiteId = Type.String({ pattern: SITE_ID_PATTERN });
 export const LogName = Type.String({ pattern: LOG_NAME_PATTERN });
@@ -78,6 +84,8 @@ export type ChallengeBody = Static<typeof ChallengeBody>;
 export const SignupBody = Type.Object({
   device: DeviceId,
   boxKey: BoxKey,
+  /** Addition: the device's signature of its box key (BoxSig). */
+  boxSig: Type.Optional(BoxSig),
   nonce: Type.String({ pattern: NONCE_PATTERN }),
   sig: Type.String({ pattern: SIGNATURE_PATTERN }),
   name: Type.Optional(Type.String({ maxLength: MAX_NAME_LENGTH })),
@@ -148,7 +156,15 @@ export const MeReply = Type.Object({
   user: UserId,
   device: DeviceId,
   devices: Type.Array(
-    Type.Object({ device: DeviceId, boxKey: BoxKey, name: Type.String(), createdAt: Type.Integer(), revoked: Type.Boolean() }),
+    Type.Object({
+      device: DeviceId,
+      boxKey: BoxKey,
+      /** Addition: present when the device signed its box key. */
+      boxSig: Type.Optional(BoxSig),
+      name: Type.String(),
+      createdAt: Type.Integer(),
+      revoked: Type.Boolean(),
+    }),
   ),
   identities: Type.Array(Type.Object({ email: Type.String(), provider: Type.String() })),
 });
@@ -223,6 +239,8 @@ export const OidcStartBody = Type.Object({
   device: DeviceId,
   /** Needed when the device is new to the server (it may become a new user's first device). */
   boxKey: Type.Optional(BoxKey),
+  /** Addition: the device's signature of `boxKey` (BoxSig); only with `boxKey`. */
+  boxSig: Type.Optional(BoxSig),
   /** The name a new device gets. */
   name: Type.Optional(Type.String({ maxLength: MAX_NAME_LENGTH })),
   nonce: Type.String({ pattern: NONCE_PATTERN }),
@@ -293,6 +311,13 @@ export type RenameDeviceBody = Static<typeof RenameDeviceBody>;
 
 export const RenameDeviceReply = Type.Object({ device: DeviceId, name: Type.String() });
 export type RenameDeviceReply = Static<typeof RenameDeviceReply>;
+
+/** Addition: a device registers its signature of its box key (devices registered without one). */
+export const BoxSigBody = Type.Object({ boxSig: BoxSig });
+export type BoxSigBody = Static<typeof BoxSigBody>;
+
+export const BoxSigReply = Type.Object({ device: DeviceId, boxKey: BoxKey, boxSig: BoxSig });
+export type BoxSigReply = Static<typeof BoxSigReply>;
 
 // ---- profile ----
 

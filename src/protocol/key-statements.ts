@@ -19,3 +19,12 @@ export const MAX_USER_KEY_VERSION = 64;
 export function userKeyStatement(user: string, version: number, publicKey: string): string {
   return `datagrove-user-key-v1:${user}:${version}:${publicKey}`;
 }
+
+/**
+ * The UTF-8 statement that `device`'s box key is `boxKey` (both base64url). The device's own
+ * signing key signs it (`boxSig`), so a device about to seal a secret to the box key can
+ * tell the device's key from one the server put in its place.
+ */
+export function boxKeyStatement(device: string, boxKey: string): string {
+  return `datagrove-box-key-v1:${device}:${boxKey}`;
+}

@@ -1,8 +1,8 @@
-/** Device names: POST /devices/:device/name, and what /me shows. */
+/** Device names (POST /devices/:device/name), box key signatures (POST /devices/:device/box-sig), and what /me shows. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { MeReply } from '../../src/protocol/auth-schemas.js';
-import { get, loginDevice, newDeviceKeys, post, signupDevice } from '../helpers/auth-client.js';
+import { get, loginDevice, newDeviceKeys, post, signBoxKey, signupDevice } from '../helpers/auth-client.js';
 import { startServer } from '../helpers/server.js';
 import { addDevice } from './db.js';
 
@@ -29,5 +29,24 @@ describe('device names', async () => {
     const tablet = await loginDevice(url, keys);
     await post(url, '/revoke', { device: keys.device }, tablet.body.access);
     assert.equal((await post<Err>(url, `/devices/${keys.device}/name`, { name: 'gone' }, me.access)).body.error?.code, 'FORBIDDEN');
+  });
+
+  it('lets a device registered without one add the signature of its box key: only the device itself, only one that verifies', async () => {
+    const d = await signupDevice(url, { boxSig: false });
+    const path = `/devices/${d.device}/box-sig`;
+    const sibling = await loginDevice(url, addDevice(dataDir, d.user, 'tablet'));
+    const stranger = await signupDevice(url);
+    assert.equal((await post<Err>(url, path, { boxSig: signBoxKey(d) }, sibling.body.access)).body.error?.code, 'FORBIDDEN', 'another device of the user');
+    assert.equal((await post<Err>(url, path, { boxSig: signBoxKey(d) }, stranger.access)).body.error?.code, 'FORBIDDEN');
+    assert.equal((await post(url, path, { boxSig: signBoxKey(d) })).status, 401);
+    const bad = await post<Err>(url, path, { boxSig: signBoxKey(d, stranger.boxKey) }, d.access);
+    assert.equal(bad.body.error?.code, 'BAD_REQUEST', 'signed over another box key');
+    assert.equal((await post(url, path, { boxSig: 'x' }, d.access)).status, 400);
+    const listed = async () => (await get<MeReply>(url, '/me', d.access)).body.devices.find((x) => x.device === d.device)?.boxSig;
+    assert.equal(await listed(), undefined);
+
+    const ok = await post(url, path, { boxSig: signBoxKey(d) }, d.access);
+    assert.deepEqual([ok.status, ok.body], [200, { device: d.device, boxKey: d.boxKey, boxSig: signBoxKey(d) }]);
+    assert.equal(await listed(), signBoxKey(d));
   });
 });

@@ -11,7 +11,7 @@ import { Value } from '@sinclair/typebox/value';
 import { decodeProtectedHeader, importJWK, jwtVerify } from 'jose';
 import { KeysReply, MeReply, OidcCompleteReply, ServerKeysReply } from '../../src/protocol/auth-schemas.js';
 import { SUBJECTS, type UserEvent } from '../../src/protocol/bus-messages.js';
-import { confirmationCode, devIdpSignIn, get, loginDevice, newDeviceKeys, oidcComplete, oidcLogin, oidcStart, post, signupDevice, TestBrowser } from '../helpers/auth-client.js';
+import { confirmationCode, devIdpSignIn, get, loginDevice, newDeviceKeys, oidcComplete, oidcLogin, oidcStart, post, signBoxKey, signupDevice, TestBrowser } from '../helpers/auth-client.js';
 import { startServer } from '../helpers/server.js';
 import { TailClient } from '../helpers/tail-client.js';
 
@@ -213,6 +213,21 @@ describe('OIDC login through the dev identity provider', async () => {
 
     const evil = await oidcStart(url, newDeviceKeys(), { redirect: 'https://evil.example/steal' });
     assert.equal(evil.status, 400);
+  });
+
+  it('gives a new device the signature of its box key it started with, and refuses one that does not verify', async () => {
+    const phone = newDeviceKeys();
+    const done = await oidcLogin(url, phone, newEmail());
+    const me = await get<MeReply>(url, '/me', done.access);
+    assert.ok(Value.Check(MeReply, me.body), me.text);
+    assert.deepEqual(me.body.devices.map((d) => [d.device, d.boxKey, d.boxSig]), [[phone.device, phone.boxKey, signBoxKey(phone)]]);
+
+    const keys = newDeviceKeys();
+    const bad = await oidcStart(url, keys, { boxSig: signBoxKey(keys, newDeviceKeys().boxKey) });
+    assert.deepEqual([bad.status, (bad.body as unknown as { error: { code: string; message: string } }).error.code], [400, 'BAD_REQUEST']);
+    assert.match(bad.text, /boxSig: does not verify/);
+    const alone = await oidcStart(url, keys, { boxKey: false, boxSig: signBoxKey(keys) });
+    assert.equal(alone.status, 400, 'a signature without its box key');
   });
 
   it('refuses unknown providers, unknown devices without a box key, and revoked devices', async () => {

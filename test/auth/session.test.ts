@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import { Value } from '@sinclair/typebox/value';
 import { MeReply, RefreshReply, SessionReply } from '../../src/protocol/auth-schemas.js';
 import { signToken, verifyToken, type AccessClaims } from '../../src/protocol/token.js';
-import { call, challenge, get, loginDevice, newDeviceKeys, post, signChallenge, signupDevice } from '../helpers/auth-client.js';
+import { call, challenge, get, loginDevice, newDeviceKeys, post, signBoxKey, signChallenge, signupDevice } from '../helpers/auth-client.js';
 import { startServer } from '../helpers/server.js';
 
 type ErrorBody = { error: { code: string; message: string } };
@@ -45,6 +45,30 @@ describe('auth sessions', async () => {
     assert.ok(Value.Check(MeReply, me.body), me.text);
     assert.deepEqual(me.body.devices.map((d) => [d.device, d.boxKey, d.name, d.revoked]), [[keys.device, keys.boxKey, 'laptop', false]]);
     assert.deepEqual(me.body.identities, []);
+  });
+
+  it('keeps the signature of its box key a signup sends, and refuses one that does not verify (400, nothing registered)', async () => {
+    const d = await signupDevice(url);
+    const me = await get<MeReply>(url, '/me', d.access);
+    assert.ok(Value.Check(MeReply, me.body), me.text);
+    assert.deepEqual(me.body.devices.map((x) => [x.device, x.boxKey, x.boxSig]), [[d.device, d.boxKey, signBoxKey(d)]]);
+    const unsigned = await signupDevice(url, { boxSig: false });
+    assert.deepEqual((await get<MeReply>(url, '/me', unsigned.access)).body.devices.map((x) => 'boxSig' in x), [false], 'optional');
+
+    const keys = newDeviceKeys();
+    const other = newDeviceKeys();
+    const forged = {
+      'another box key': signBoxKey(keys, other.boxKey),
+      'another device’s key': signBoxKey({ ...keys, privateKey: other.privateKey }),
+      'a challenge signature': signChallenge(keys.privateKey, keys.boxKey),
+    };
+    for (const [what, boxSig] of Object.entries(forged)) {
+      const nonce = await challenge(url, keys.device);
+      const r = await post<ErrorBody>(url, '/signup', { device: keys.device, boxKey: keys.boxKey, boxSig, nonce, sig: signChallenge(keys.privateKey, nonce) });
+      assert.deepEqual([r.status, r.body.error.code], [400, 'BAD_REQUEST'], what);
+      assert.match(r.body.error.message, /^boxSig: /, what);
+    }
+    assert.equal((await loginDevice(url, keys)).status, 401, 'nothing was registered');
   });
 
   it('refuses a second signup of the same device with 409 CONFLICT, and logs it in instead', async () => {

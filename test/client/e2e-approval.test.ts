@@ -1,18 +1,41 @@
 /**
  * The new-device flow end to end, with two SDK clients and the real OIDC dev provider:
  * the second device signs in with the user's email, the first hears of it, checks the
- * server's identity attestation, asks the app, and sends the user key in an HPKE envelope;
- * the second device certifies itself and decrypts the entries written before it existed.
- * With the attestation key that signed the new device's sign-in revoked (and the server
- * restarted), the first device refuses to share and never asks the app.
+ * server's identity attestation and the second device's signature of its box key, asks the
+ * app (showing the fingerprint the second device shows), and sends the user key in an HPKE
+ * envelope; the second device certifies itself and decrypts the entries written before it
+ * existed. With the attestation key that signed the new device's sign-in revoked (and the
+ * server restarted), the first device refuses to share and never asks the app. A server
+ * that swaps its own box key in for the new device's while the user approves it gets
+ * nothing, and neither does a device whose box key is unsigned until it signs it.
  */
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import BetterSqlite3 from 'better-sqlite3';
+import { DeviceKeys } from '../../src/client/index.js';
+import { decodeJws } from '../../src/client/crypto/jws.js';
 import { revokeAttestationKey } from '../../src/server/secrets.js';
 import { get } from '../helpers/auth-client.js';
-import { startServer } from '../helpers/server.js';
+import { startServer, type TestServer } from '../helpers/server.js';
 import { closeAll, device, newEmail, text, waitReady, withKeys } from './e2e-world.js';
 import { enc, makeClient, record, waitFor } from './harness.js';
+
+/** Runs `fn` on the monolith's auth database, as a compromised server would. */
+function withAuthDb<T>(srv: TestServer, fn: (db: BetterSqlite3.Database) => T): T {
+  const db = new BetterSqlite3(join(srv.dataDir, 'auth.db'), { fileMustExist: true });
+  try {
+    db.pragma('busy_timeout = 5000');
+    return fn(db);
+  } finally {
+    db.close();
+  }
+}
+
+/** How many envelopes wait for `device` (anything sealed to the box key the server lists for it). */
+function envelopesTo(srv: TestServer, device: string): number {
+  return withAuthDb(srv, (db) => (db.prepare('SELECT count(*) AS n FROM envelopes WHERE to_device = ?').get(device) as { n: number }).n);
+}
 
 describe('new device approval', () => {
   it('the first device approves the second, which then decrypts the older entries', async () => {
@@ -32,6 +55,9 @@ describe('new device approval', () => {
     assert.deepEqual(laptop.considered, [{ device: phone.client.device, outcome: 'shared' }]);
     assert.equal(laptop.asked.length, 1);
     assert.deepEqual([laptop.asked[0]?.device, laptop.asked[0]?.name, laptop.asked[0]?.email, laptop.asked[0]?.provider], [phone.client.device, 'phone', email, 'dev']);
+    assert.equal(laptop.asked[0]?.fingerprint, phone.client.fingerprint, 'the app shows what the phone shows');
+    assert.match(phone.client.fingerprint, /^\d{4}( \d{4}){4}$/);
+    assert.notEqual(phone.client.fingerprint, laptop.client.fingerprint);
 
     await phone.keys.start();
     await waitReady(phone);
@@ -99,5 +125,66 @@ describe('new device approval', () => {
     await phone.keys.start();
     await waitReady(phone);
     await closeAll(laptop2, tablet2, phone);
+  });
+
+  for (const [server, outcome] of [
+    ['keeps the phone’s signature', 'bad-box-signature'],
+    ['drops the phone’s signature', 'box-key-unsigned'],
+  ] as const) {
+    it(`refuses a box key the server swaps in while the user approves the real device (it ${server}), and seals nothing`, async () => {
+      const srv = await startServer({ devIdp: true, leaseGraceMs: 300 });
+      const email = newEmail('cy');
+      const laptop = await device(srv, email, 'laptop');
+      assert.equal(laptop.keys.state, 'ready');
+      // The server's own box key goes into the phone's login between its start and its
+      // completion: the phone is added with it, /me lists it, the attestation carries it.
+      const attacker = DeviceKeys.generate();
+      const swap = (state: string) =>
+        withAuthDb(srv, (db) => {
+          assert.equal(db.prepare('UPDATE oidc_logins SET box_key = ? WHERE state = ?').run(attacker.boxKey, state).changes, 1);
+          if (outcome === 'box-key-unsigned') db.prepare('UPDATE oidc_logins SET box_sig = NULL WHERE state = ?').run(state);
+        });
+      const phone = await device(srv, email, 'phone', { noStart: true, signIn: { beforeComplete: swap } });
+      assert.equal(decodeJws(phone.identity)?.payload.box, attacker.boxKey, 'the server attests its own box key');
+      const listed = (await laptop.client.me()).devices.find((d) => d.device === phone.client.device);
+      assert.equal(listed?.boxKey, attacker.boxKey);
+
+      await waitFor('the laptop to consider the phone', () => laptop.considered.length > 0);
+      assert.deepEqual(laptop.considered, [{ device: phone.client.device, outcome }]);
+      assert.deepEqual(laptop.asked, [], 'the app is not even asked');
+      assert.equal(envelopesTo(srv, phone.client.device), 0, 'nothing sealed to the server’s box key');
+
+      // The phone signs no box key but its own, and the laptop's next review refuses again.
+      await phone.keys.start();
+      assert.equal(phone.keys.state, 'awaiting-key');
+      await laptop.keys.sync();
+      assert.equal(envelopesTo(srv, phone.client.device), 0);
+      assert.deepEqual(laptop.asked, []);
+      assert.ok(laptop.considered.every((c) => c.outcome === outcome), JSON.stringify(laptop.considered));
+      await closeAll(laptop, phone);
+    });
+  }
+
+  it('refuses a device whose box key is unsigned until the device signs it, then approves it', async () => {
+    const srv = await startServer({ devIdp: true, leaseGraceMs: 300 });
+    const email = newEmail('dee');
+    const laptop = await device(srv, email, 'laptop');
+    // An app that signs in without sending the signature of the box key.
+    const phone = await device(srv, email, 'phone', { noStart: true, signIn: { boxSig: false } });
+    await waitFor('the laptop to consider the phone', () => laptop.considered.length > 0);
+    assert.deepEqual(laptop.considered, [{ device: phone.client.device, outcome: 'box-key-unsigned' }]);
+    assert.equal(laptop.asked.length, 0, 'the app is not asked');
+    assert.equal(envelopesTo(srv, phone.client.device), 0);
+
+    // The phone's KeyManager registers its signature when it starts; the laptop's next review shares.
+    await phone.keys.start();
+    const listed = (await laptop.client.me()).devices.find((d) => d.device === phone.client.device);
+    assert.equal(listed?.boxSig, phone.client.keys.boxSig);
+    await laptop.keys.sync();
+    assert.deepEqual(laptop.considered.at(-1), { device: phone.client.device, outcome: 'shared' });
+    assert.equal(laptop.asked[0]?.fingerprint, phone.client.fingerprint);
+    await waitReady(phone);
+    assert.deepEqual(phone.errors, []);
+    await closeAll(laptop, phone);
   });
 });

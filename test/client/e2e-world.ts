@@ -24,8 +24,15 @@ export interface Device extends TestClient {
   identity: string;
 }
 
+export interface SignIn {
+  /** Send the device's signature of its box key (default: yes, as an up-to-date app does). */
+  boxSig?: boolean;
+  /** Runs between the login's start and its completion (a test playing a compromised server). */
+  beforeComplete?: (state: string) => void;
+}
+
 /** OIDC sign-in of the client's device at the dev IdP as `email`, then an SDK session. */
-export async function oidcSignIn(srv: TestServer, c: TestClient, email: string, name: string): Promise<{ user: string; identity: string; newDevice: boolean }> {
+export async function oidcSignIn(srv: TestServer, c: TestClient, email: string, name: string, opts: SignIn = {}): Promise<{ user: string; identity: string; newDevice: boolean }> {
   const keys = c.client.keys;
   const challenge = async () => {
     const r = await post<{ nonce: string }>(srv.url, '/challenge', { device: keys.deviceId });
@@ -37,6 +44,7 @@ export async function oidcSignIn(srv: TestServer, c: TestClient, email: string, 
     provider: 'dev',
     device: keys.deviceId,
     boxKey: keys.boxKey,
+    ...(opts.boxSig === false ? {} : { boxSig: keys.boxSig }),
     name,
     nonce,
     sig: keys.signChallenge(nonce),
@@ -46,6 +54,7 @@ export async function oidcSignIn(srv: TestServer, c: TestClient, email: string, 
   const cb = await browser.request(callback);
   assert.equal(cb.status, 200);
   const code = await confirmationCode(cb);
+  opts.beforeComplete?.(started.body.state);
   nonce = await challenge();
   const done = await post<{ user: string; identity: string; newDevice: boolean }>(srv.url, '/oidc/complete', { state: started.body.state, code, nonce, sig: keys.signChallenge(nonce) });
   assert.equal(done.status, 200, done.text);
@@ -59,13 +68,14 @@ export interface DeviceSetup {
   approve?: boolean;
   /** Do not call `start()`. */
   noStart?: boolean;
+  signIn?: SignIn;
 }
 
 /** A device signed in as `email`, with its KeyManager started. */
 export async function device(srv: TestServer, email: string, name: string, setup: DeviceSetup = {}): Promise<Device> {
   const storage = setup.storage ?? new MemoryKeyStorage();
   const c = await makeClient(srv, { storage });
-  const { identity } = await oidcSignIn(srv, c, email, name);
+  const { identity } = await oidcSignIn(srv, c, email, name, setup.signIn);
   return withKeys(c, storage, identity, setup);
 }
 

@@ -2,7 +2,8 @@
  * The key material and formats on their own: BIP39 words (the standard's all-zero vector,
  * round trips, normalization, refusals), the entry cipher's bindings (site, log, epoch,
  * writer header), envelopes (sender signature, recipient binding), key chains, certificates,
- * attestations, and the keyring's refusal to replace a key.
+ * attestations, box key signatures and device fingerprints, and the keyring's refusal to
+ * replace a key.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -11,7 +12,7 @@ import { wordlist } from '@scure/bip39/wordlists/english.js';
 import { DgError } from '../../src/protocol/errors.js';
 import { userKeyStatement } from '../../src/protocol/key-statements.js';
 import { b64urlDecode, b64urlEncode, randomBytes, utf8 } from '../../src/client/bytes.js';
-import { DeviceKeys } from '../../src/client/device-keys.js';
+import { DeviceKeys, deviceFingerprint, verifyBoxSig } from '../../src/client/device-keys.js';
 import { signJws } from '../../src/client/crypto/jws.js';
 import { checkAttestation } from '../../src/client/keys/attestation.js';
 import { signDeviceCertificate, verifyDeviceCertificate } from '../../src/client/keys/certificate.js';
@@ -146,6 +147,25 @@ describe('key chains, certificates, attestations', () => {
     assert.deepEqual(checkAttestation(jws, [{ kid: 'k1', publicKey: UserKey.generate().publicKey, status: 'active' }]), { ok: false, reason: 'bad-signature' });
     assert.deepEqual(checkAttestation(jws, [{ kid: 'k1', publicKey, status: 'active' }], 'https://y'), { ok: false, reason: 'wrong-issuer' });
     assert.deepEqual(checkAttestation('x.y.z', []), { ok: false, reason: 'malformed' });
+  });
+});
+
+describe('box key signatures and device fingerprints', () => {
+  it('verifies a box key signature by the device over its own box key only', () => {
+    const [d, other] = [DeviceKeys.generate(), DeviceKeys.generate()];
+    assert.equal(verifyBoxSig(d.deviceId, d.boxKey, d.boxSig), true);
+    assert.equal(verifyBoxSig(d.deviceId, other.boxKey, d.boxSig), false, 'another box key');
+    assert.equal(verifyBoxSig(other.deviceId, d.boxKey, d.boxSig), false, 'another device');
+    assert.equal(verifyBoxSig(d.deviceId, d.boxKey, d.signChallenge(d.boxKey)), false, 'a challenge signature is not one');
+    assert.equal(verifyBoxSig(d.deviceId, d.boxKey, 'not base64url!'), false);
+  });
+
+  it('gives 20 digits in 5 groups, as docs/keys.md defines them', () => {
+    // The vector of docs/keys.md, for the device id of the examples in docs/protocol.md.
+    assert.equal(deviceFingerprint('NGDVqQnbSs5cKKXFSXLXxsZrzlhRRLb4IRfxH8c1y8A'), '3295 5867 9340 9524 0725');
+    const d = DeviceKeys.generate();
+    assert.match(deviceFingerprint(d.deviceId), /^\d{4} \d{4} \d{4} \d{4} \d{4}$/);
+    assert.notEqual(deviceFingerprint(d.deviceId), deviceFingerprint(DeviceKeys.generate().deviceId));
   });
 });
 

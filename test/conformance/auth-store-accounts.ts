@@ -38,6 +38,19 @@ export function accountConformance(store: () => AuthStore): void {
     assert.deepEqual((await s().identitiesOf(u)).map((i) => [i.email, i.device]).sort(), [[email, d1], [email, d2]].sort());
   });
 
+  it('gives a device it adds the signature of its box key, if the login had one', async () => {
+    const email = `${id(6).toLowerCase()}@sig.org`;
+    const [d1, d2, d3] = [dev(), dev(), dev()];
+    assert.ok((await s().linkIdentity(link(email, d1, { device: { id: d1, boxKey: dev(), boxSig: 'sig-1', name: 'phone' } }))).ok);
+    assert.ok((await s().linkIdentity(link(email, d2))).ok);
+    assert.deepEqual([(await s().getDevice(d1))?.boxSig, (await s().getDevice(d2))?.boxSig], ['sig-1', null]);
+    // A known device keeps what it has: the login's box key and signature are for new devices.
+    assert.ok((await s().linkIdentity(link(email, d2, { device: { id: d2, boxKey: dev(), boxSig: 'sig-2', name: 'x' } }))).ok);
+    assert.equal((await s().getDevice(d2))?.boxSig, null);
+    assert.ok((await s().linkIdentity(link(`${id(6).toLowerCase()}@sig.org`, d3, { device: { id: d3, boxKey: dev(), boxSig: 'sig-3', name: 'new user' } }))).ok);
+    assert.equal((await s().getDevice(d3))?.boxSig, 'sig-3', 'a new user’s first device too');
+  });
+
   it('links a new email to the existing user of a known device, and refuses what does not fit', async () => {
     const { user, device } = await newUser();
     const email = `${id(6).toLowerCase()}@example.org`;
@@ -83,9 +96,24 @@ export function accountConformance(store: () => AuthStore): void {
 
   it('steps an OIDC login through callback and collection, each exactly once', async () => {
     const device = dev();
-    const login: NewOidcLogin = { state: id(32), provider: 'dev', device, boxKey: dev(), name: 'n', verifier: id(32), oidcNonce: id(16), redirect: 'http://app/x', createdAt: 1, expiresAt: 10_000 };
+    const login: NewOidcLogin = {
+      state: id(32),
+      provider: 'dev',
+      device,
+      boxKey: dev(),
+      boxSig: 'sig',
+      name: 'n',
+      verifier: id(32),
+      oidcNonce: id(16),
+      redirect: 'http://app/x',
+      createdAt: 1,
+      expiresAt: 10_000,
+    };
     await s().putOidcLogin(login);
     assert.deepEqual(await s().getOidcLogin(login.state), { ...login, phase: 'started', outcome: null });
+    const { boxSig: _, ...unsigned } = { ...login, state: id(32) };
+    await s().putOidcLogin(unsigned);
+    assert.equal((await s().getOidcLogin(unsigned.state))?.boxSig, null, 'a login without a signature');
     assert.equal(await s().takeOidcCallback(login.state, 10_000), null, 'expired at its expiry time');
     const taken = await Promise.all([s().takeOidcCallback(login.state, 50), s().takeOidcCallback(login.state, 50)]);
     assert.equal(taken.filter((t) => t !== null).length, 1, 'one callback');

@@ -45,7 +45,7 @@ export function runAuthStoreConformance(name: string, open: () => Promise<AuthSt
     it('creates a user with its first device, and refuses an existing device id without writing', async () => {
       const { user, device } = await newUser();
       const d = await s.getDevice(device);
-      assert.deepEqual(d && { ...d }, { id: device, user, boxKey: d?.boxKey, name: 'd', createdAt: 1000, revokedAt: null });
+      assert.deepEqual(d && { ...d }, { id: device, user, boxKey: d?.boxKey, boxSig: null, name: 'd', createdAt: 1000, revokedAt: null });
       const other = id();
       assert.equal(await s.createUser({ id: other, createdAt: 2 }, { id: device, boxKey: dev(), name: 'x', createdAt: 2 }), false);
       assert.equal((await s.getDevice(device))?.user, user);
@@ -60,6 +60,20 @@ export function runAuthStoreConformance(name: string, open: () => Promise<AuthSt
       assert.equal(await s.addDevice(user, { id: second, boxKey: dev(), name: 'again', createdAt: 3000 }), false, 'existing id');
       assert.equal(await s.addDevice(id(), { id: dev(), boxKey: dev(), name: 'x', createdAt: 3000 }), false, 'unknown user');
       assert.deepEqual((await s.listDevices(user)).map((d) => [d.id, d.name]), [[device, 'd'], [second, 'two']]);
+    });
+
+    it('keeps the signature of a device’s box key, given with the device or set later for that box key while it is live', async () => {
+      const [user, a, boxA, b, boxB] = [id(), dev(), dev(), dev(), dev()];
+      assert.equal(await s.createUser({ id: user, createdAt: 1 }, { id: a, boxKey: boxA, boxSig: 'sig-a', name: 'a', createdAt: 1 }), true);
+      assert.equal(await s.addDevice(user, { id: b, boxKey: boxB, name: 'b', createdAt: 2 }), true);
+      assert.deepEqual([(await s.getDevice(a))?.boxSig, (await s.getDevice(b))?.boxSig], ['sig-a', null]);
+      assert.equal(await s.setBoxSig(b, dev(), 'sig-other-box'), false, 'another box key');
+      assert.equal(await s.setBoxSig(dev(), boxB, 'sig-no-device'), false, 'no such device');
+      assert.equal(await s.setBoxSig(b, boxB, 'sig-b'), true);
+      assert.deepEqual((await s.listDevices(user)).map((d) => [d.id, d.boxKey, d.boxSig]), [[a, boxA, 'sig-a'], [b, boxB, 'sig-b']]);
+      await s.revokeDevice(b, 3);
+      assert.equal(await s.setBoxSig(b, boxB, 'sig-late'), false, 'revoked');
+      assert.equal((await s.getDevice(b))?.boxSig, 'sig-b');
     });
 
     it('consumes a nonce once, only for its device and before it expires', async () => {

@@ -4,6 +4,7 @@
  * sites and grants.
  */
 import { createHash, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { boxKeyStatement } from '../../src/protocol/key-statements.js';
 
 export const AUTH_PREFIX = '/auth/v1';
 
@@ -43,6 +44,11 @@ export function signChallenge(privateKey: KeyObject, nonce: string): string {
   return sign(null, Buffer.from(`datagrove-auth-v1:${nonce}`, 'utf8'), privateKey).toString('base64url');
 }
 
+/** The device's signature of its box key statement (`boxSig`), by `keys`' signing key, over `boxKey` (default: its own). */
+export function signBoxKey(keys: DeviceKeys, boxKey = keys.boxKey): string {
+  return sign(null, Buffer.from(boxKeyStatement(keys.device, boxKey), 'utf8'), keys.privateKey).toString('base64url');
+}
+
 /** A request to the auth API; `body` is sent as JSON unless `raw` gives the exact bytes. */
 export async function call<T = unknown>(
   url: string,
@@ -80,13 +86,14 @@ export async function challenge(url: string, device: string): Promise<string> {
   return r.body.nonce;
 }
 
-/** Signs up a new user with a fresh device (or the given keys). */
-export async function signupDevice(url: string, opts: { keys?: DeviceKeys; name?: string } = {}): Promise<SignedUpDevice> {
+/** Signs up a new user with a fresh device (or the given keys); `boxSig: false` leaves the box key unsigned. */
+export async function signupDevice(url: string, opts: { keys?: DeviceKeys; name?: string; boxSig?: false } = {}): Promise<SignedUpDevice> {
   const keys = opts.keys ?? newDeviceKeys();
   const nonce = await challenge(url, keys.device);
   const r = await post<{ user: string; access: string; refresh: string; expiresIn: number }>(url, '/signup', {
     device: keys.device,
     boxKey: keys.boxKey,
+    ...(opts.boxSig === false ? {} : { boxSig: signBoxKey(keys) }),
     nonce,
     sig: signChallenge(keys.privateKey, nonce),
     name: opts.name ?? 'test device',
@@ -214,13 +221,22 @@ export interface OidcStarted {
   url: string;
 }
 
-/** POST /oidc/start for `keys` (a fresh challenge signature). */
-export async function oidcStart(url: string, keys: DeviceKeys, opts: { provider?: string; name?: string; redirect?: string; boxKey?: boolean } = {}): Promise<HttpResult<OidcStarted>> {
+/**
+ * POST /oidc/start for `keys` (a fresh challenge signature), with the box key and its
+ * signature unless `boxKey: false`; `boxSig` sends another signature (or, with false, none).
+ */
+export async function oidcStart(
+  url: string,
+  keys: DeviceKeys,
+  opts: { provider?: string; name?: string; redirect?: string; boxKey?: boolean; boxSig?: string | false } = {},
+): Promise<HttpResult<OidcStarted>> {
   const nonce = await challenge(url, keys.device);
+  const boxSig = opts.boxSig ?? (opts.boxKey === false ? false : signBoxKey(keys));
   return post<OidcStarted>(url, '/oidc/start', {
     provider: opts.provider ?? 'dev',
     device: keys.device,
     ...(opts.boxKey === false ? {} : { boxKey: keys.boxKey }),
+    ...(boxSig === false ? {} : { boxSig }),
     name: opts.name ?? 'oidc device',
     nonce,
     sig: signChallenge(keys.privateKey, nonce),

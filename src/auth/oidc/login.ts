@@ -23,7 +23,7 @@ import { normalizeEmail } from '../../protocol/email.js';
 import { signIdentityAttestation } from '../attestation.js';
 import type { AuthContext } from '../context.js';
 import { randomId } from '../crypto.js';
-import { checkDeviceSignature, consumeNonce } from '../proof.js';
+import { checkBoxSig, checkDeviceSignature, consumeNonce } from '../proof.js';
 import { issueSession } from '../session.js';
 import type { OidcLoginRecord, OidcOutcome } from '../store.js';
 import { scopesOf } from './config.js';
@@ -47,6 +47,10 @@ export async function startLogin(ctx: AuthContext, b: OidcStartBody): Promise<Oi
     throw new DgError('UNAUTHORIZED', 'device: revoked');
   }
   if (device === null && b.boxKey === undefined) throw new DgError('BAD_REQUEST', 'boxKey: required for a device new to the server');
+  if (b.boxSig !== undefined) {
+    if (b.boxKey === undefined) throw new DgError('BAD_REQUEST', 'boxSig: sent without boxKey');
+    checkBoxSig(b.device, b.boxKey, b.boxSig);
+  }
   const redirect = b.redirect === undefined ? null : checkRedirect(b.redirect, ctx.deps.origins, ctx.deps.publicUrl());
   const config = await ctx.providers.configuration(spec);
   await consumeNonce(ctx, b, count);
@@ -60,6 +64,7 @@ export async function startLogin(ctx: AuthContext, b: OidcStartBody): Promise<Oi
     provider: spec.id,
     device: b.device,
     boxKey: b.boxKey ?? null,
+    boxSig: b.boxSig ?? null,
     name: b.name ?? '',
     verifier,
     oidcNonce,
@@ -127,7 +132,7 @@ async function linkLogin(ctx: AuthContext, login: OidcLoginRecord, email: string
   const linked = await ctx.store.linkIdentity({
     email,
     provider: login.provider,
-    device: { id: login.device, boxKey: login.boxKey, name: login.name },
+    device: { id: login.device, boxKey: login.boxKey, boxSig: login.boxSig, name: login.name },
     newUser: randomId(16),
     attestation: identity,
     now: ctx.now(),

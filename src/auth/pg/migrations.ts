@@ -222,6 +222,11 @@ export function authMigrations(s: string): readonly string[] {
     );
     CREATE INDEX auth_access_revocations_at ON ${s}.auth_access_revocations (revoked_at);
     `,
+    // 5: the device's signature of its box key, kept with the device (and with a login until it links one).
+    `
+    ALTER TABLE ${s}.auth_devices ADD COLUMN box_sig text;
+    ALTER TABLE ${s}.auth_oidc_logins ADD COLUMN box_sig text;
+    `,
   ];
 }
 

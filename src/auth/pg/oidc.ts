@@ -12,6 +12,7 @@ interface LoginRow {
   provider: string;
   device: string;
   box_key: string | null;
+  box_sig: string | null;
   name: string;
   verifier: string | null;
   oidc_nonce: string;
@@ -28,6 +29,7 @@ function toLogin(r: LoginRow): OidcLoginRecord {
     provider: r.provider,
     device: r.device,
     boxKey: r.box_key,
+    boxSig: r.box_sig,
     name: r.name,
     verifier: r.verifier ?? '',
     oidcNonce: r.oidc_nonce,
@@ -69,8 +71,8 @@ export async function linkIdentity(sql: TxSql, l: IdentityLink): Promise<Identit
   const newDevice = dev === undefined;
   if (newDevice) {
     const n = await sql.count(
-      `INSERT INTO ${s}.auth_devices (id, user_id, box_key, name, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING`,
-      [l.device.id, user, l.device.boxKey, l.device.name, l.now],
+      `INSERT INTO ${s}.auth_devices (id, user_id, box_key, box_sig, name, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING`,
+      [l.device.id, user, l.device.boxKey, l.device.boxSig ?? null, l.device.name, l.now],
     );
     if (n !== 1) {
       // The same device registered concurrently through another path: the throw rolls back.
@@ -101,9 +103,9 @@ export async function renameDevice(sql: Sql, user: string, device: string, name:
 
 export async function putOidcLogin(sql: Sql, l: NewOidcLogin): Promise<void> {
   await sql.count(
-    `INSERT INTO ${sql.s}.auth_oidc_logins (state, provider, device, box_key, name, verifier, oidc_nonce, redirect, phase, created_at, expires_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'started', $9, $10)`,
-    [l.state, l.provider, l.device, l.boxKey, l.name, l.verifier, l.oidcNonce, l.redirect, l.createdAt, l.expiresAt],
+    `INSERT INTO ${sql.s}.auth_oidc_logins (state, provider, device, box_key, box_sig, name, verifier, oidc_nonce, redirect, phase, created_at, expires_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'started', $10, $11)`,
+    [l.state, l.provider, l.device, l.boxKey, l.boxSig ?? null, l.name, l.verifier, l.oidcNonce, l.redirect, l.createdAt, l.expiresAt],
   );
 }
 

@@ -106,6 +106,10 @@ export class PgAuthStore implements AuthStore {
     return users.listDevices(this.#db, user);
   }
 
+  async setBoxSig(device: string, boxKey: string, boxSig: string): Promise<boolean> {
+    return users.setBoxSig(this.#db, device, boxKey, boxSig);
+  }
+
   async revokeDevice(id: string, now: number): Promise<{ revoked: boolean; families: string[] }> {
     return this.#db.tx(async (sql) => {
       const revoked = await users.markDeviceRevoked(sql, id, now);

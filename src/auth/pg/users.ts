@@ -6,16 +6,17 @@ interface DeviceRow {
   id: string;
   user_id: string;
   box_key: string;
+  box_sig: string | null;
   name: string;
   created_at: string;
   revoked_at: string | null;
 }
 
 function toDevice(r: DeviceRow): DeviceRecord {
-  return { id: r.id, user: r.user_id, boxKey: r.box_key, name: r.name, createdAt: num(r.created_at), revokedAt: numOrNull(r.revoked_at) };
+  return { id: r.id, user: r.user_id, boxKey: r.box_key, boxSig: r.box_sig, name: r.name, createdAt: num(r.created_at), revokedAt: numOrNull(r.revoked_at) };
 }
 
-const DEVICE_COLUMNS = 'id, user_id, box_key, name, created_at, revoked_at';
+const DEVICE_COLUMNS = 'id, user_id, box_key, box_sig, name, created_at, revoked_at';
 
 export async function deviceExists(sql: Sql, id: string): Promise<boolean> {
   return (await sql.rows(`SELECT 1 FROM ${sql.s}.auth_devices WHERE id = $1`, [id])).length > 0;
@@ -33,10 +34,10 @@ export async function insertUser(sql: Sql, user: { id: string; createdAt: number
  */
 export async function insertDevice(sql: Sql, user: string, d: NewDevice): Promise<boolean> {
   const n = await sql.count(
-    `INSERT INTO ${sql.s}.auth_devices (id, user_id, box_key, name, created_at)
-     SELECT $1, u.id, $3, $4, $5 FROM ${sql.s}.auth_users u WHERE u.id = $2
+    `INSERT INTO ${sql.s}.auth_devices (id, user_id, box_key, box_sig, name, created_at)
+     SELECT $1, u.id, $3, $4, $5, $6 FROM ${sql.s}.auth_users u WHERE u.id = $2
      ON CONFLICT (id) DO NOTHING`,
-    [d.id, user, d.boxKey, d.name, d.createdAt],
+    [d.id, user, d.boxKey, d.boxSig ?? null, d.name, d.createdAt],
   );
   return n === 1;
 }
@@ -49,6 +50,10 @@ export async function getDevice(sql: Sql, id: string): Promise<DeviceRecord | nu
 export async function listDevices(sql: Sql, user: string): Promise<DeviceRecord[]> {
   const rows = await sql.rows<DeviceRow>(`SELECT ${DEVICE_COLUMNS} FROM ${sql.s}.auth_devices WHERE user_id = $1 ORDER BY created_at, id`, [user]);
   return rows.map(toDevice);
+}
+
+export async function setBoxSig(sql: Sql, device: string, boxKey: string, boxSig: string): Promise<boolean> {
+  return (await sql.count(`UPDATE ${sql.s}.auth_devices SET box_sig = $1 WHERE id = $2 AND box_key = $3 AND revoked_at IS NULL`, [boxSig, device, boxKey])) === 1;
 }
 
 /** Marks the device revoked; true when this call did (the row lock makes it exactly one caller). */

@@ -13,7 +13,14 @@ export function meRoute(app: FastifyInstance, ctx: AuthContext): void {
     return {
       user: p.user,
       device: p.device,
-      devices: devices.map((d) => ({ device: d.id, boxKey: d.boxKey, name: d.name, createdAt: d.createdAt, revoked: d.revokedAt !== null })),
+      devices: devices.map((d) => ({
+        device: d.id,
+        boxKey: d.boxKey,
+        ...(d.boxSig === null ? {} : { boxSig: d.boxSig }),
+        name: d.name,
+        createdAt: d.createdAt,
+        revoked: d.revokedAt !== null,
+      })),
       identities: [...identities.values()],
     };
   });

@@ -8,7 +8,7 @@ import { LoginBody, SignupBody, type SessionReply } from '../../protocol/auth-sc
 import { DgError } from '../../protocol/errors.js';
 import type { AuthContext } from '../context.js';
 import { randomId } from '../crypto.js';
-import { proveDevice } from '../proof.js';
+import { checkBoxSig, proveDevice } from '../proof.js';
 import { IP_LIMITS, KEY_LIMITS, ipLimit, keyLimit } from '../rate-limits.js';
 import { issueSession } from '../session.js';
 
@@ -23,10 +23,12 @@ export function sessionRoutes(app: FastifyInstance, ctx: AuthContext): void {
     async (req, reply): Promise<SessionReply> => {
       const count = (outcome: string) => ctx.metrics.signups.inc({ outcome });
       const b = req.body;
+      if (b.boxSig !== undefined) checkBoxSig(b.device, b.boxKey, b.boxSig);
       await proveDevice(ctx, b, count);
       const now = ctx.now();
       const user = randomId(16);
-      const created = await ctx.store.createUser({ id: user, createdAt: now }, { id: b.device, boxKey: b.boxKey, name: b.name ?? '', createdAt: now });
+      const device = { id: b.device, boxKey: b.boxKey, boxSig: b.boxSig ?? null, name: b.name ?? '', createdAt: now };
+      const created = await ctx.store.createUser({ id: user, createdAt: now }, device);
       if (!created) {
         count('conflict');
         throw new DgError('CONFLICT', 'device: already registered; log in instead');

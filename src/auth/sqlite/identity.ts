@@ -16,6 +16,7 @@ function toLogin(r: Row): OidcLoginRecord {
     provider: String(r.provider),
     device: String(r.device),
     boxKey: r.box_key === null ? null : String(r.box_key),
+    boxSig: r.box_sig === null ? null : String(r.box_sig),
     name: String(r.name),
     verifier: r.verifier === null ? '' : String(r.verifier),
     oidcNonce: String(r.oidc_nonce),
@@ -38,7 +39,7 @@ export class SqliteIdentities {
       emailUser: p('SELECT user_id FROM emails WHERE email = ?'),
       insertEmail: p('INSERT INTO emails (email, user_id, created_at) VALUES (?, ?, ?)'),
       insertUser: p('INSERT INTO users (id, created_at) VALUES (?, ?)'),
-      insertDevice: p('INSERT INTO devices (id, user_id, box_key, name, created_at) VALUES (?, ?, ?, ?, ?)'),
+      insertDevice: p('INSERT INTO devices (id, user_id, box_key, box_sig, name, created_at) VALUES (?, ?, ?, ?, ?, ?)'),
       upsertIdentity: p(`
         INSERT INTO identities (email, provider, device, user_id, attested_at, attestation) VALUES (?, ?, ?, ?, ?, ?)
         ON CONFLICT (email, provider, device) DO UPDATE SET user_id = excluded.user_id, attested_at = excluded.attested_at,
@@ -49,8 +50,8 @@ export class SqliteIdentities {
         ORDER BY i.attested_at, i.device, i.provider LIMIT ?`),
       rename: p('UPDATE devices SET name = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL'),
       putLogin: p(`
-        INSERT INTO oidc_logins (state, provider, device, box_key, name, verifier, oidc_nonce, redirect, phase, created_at, expires_at)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'started', ?, ?)`),
+        INSERT INTO oidc_logins (state, provider, device, box_key, box_sig, name, verifier, oidc_nonce, redirect, phase, created_at, expires_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'started', ?, ?)`),
       getLogin: p('SELECT * FROM oidc_logins WHERE state = ?'),
       takeCallback: p("UPDATE oidc_logins SET phase = 'callback' WHERE state = ? AND phase = 'started' AND expires_at > ? RETURNING *"),
       finish: p("UPDATE oidc_logins SET phase = 'done', outcome = ?, verifier = NULL, expires_at = ? WHERE state = ? AND phase = 'callback'"),
@@ -75,7 +76,7 @@ export class SqliteIdentities {
             if (l.device.boxKey === null) return { ok: false, reason: 'box-key-required' };
             user = l.newUser;
             this.#s('insertUser').run(user, l.now);
-            this.#s('insertDevice').run(l.device.id, user, l.device.boxKey, l.device.name, l.now);
+            this.#s('insertDevice').run(l.device.id, user, l.device.boxKey, l.device.boxSig ?? null, l.device.name, l.now);
             newUser = true;
             newDevice = true;
           }
@@ -85,7 +86,7 @@ export class SqliteIdentities {
           if (dev !== undefined && String(dev.user_id) !== user) return { ok: false, reason: 'device-of-another-user' };
           if (dev === undefined) {
             if (l.device.boxKey === null) return { ok: false, reason: 'box-key-required' };
-            this.#s('insertDevice').run(l.device.id, user, l.device.boxKey, l.device.name, l.now);
+            this.#s('insertDevice').run(l.device.id, user, l.device.boxKey, l.device.boxSig ?? null, l.device.name, l.now);
             newDevice = true;
           }
         }
@@ -108,7 +109,7 @@ export class SqliteIdentities {
   }
 
   async putOidcLogin(l: NewOidcLogin): Promise<void> {
-    this.#s('putLogin').run(l.state, l.provider, l.device, l.boxKey, l.name, l.verifier, l.oidcNonce, l.redirect, l.createdAt, l.expiresAt);
+    this.#s('putLogin').run(l.state, l.provider, l.device, l.boxKey, l.boxSig ?? null, l.name, l.verifier, l.oidcNonce, l.redirect, l.createdAt, l.expiresAt);
   }
 
   async getOidcLogin(state: string): Promise<OidcLoginRecord | null> {

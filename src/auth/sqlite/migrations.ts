@@ -213,6 +213,11 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX access_revocations_at ON access_revocations(revoked_at);
   `,
+  // 5: the device's signature of its box key, kept with the device (and with a login until it links one).
+  `
+  ALTER TABLE devices ADD COLUMN box_sig TEXT;
+  ALTER TABLE oidc_logins ADD COLUMN box_sig TEXT;
+  `,
 ];
 
 /** Brings the database to the newest version; refuses a file newer than this code. */

@@ -10,7 +10,15 @@ export const str = (v: unknown): string => String(v);
 export const strOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
 
 export function toDevice(r: Row): DeviceRecord {
-  return { id: str(r.id), user: str(r.user_id), boxKey: str(r.box_key), name: str(r.name), createdAt: num(r.created_at), revokedAt: numOrNull(r.revoked_at) };
+  return {
+    id: str(r.id),
+    user: str(r.user_id),
+    boxKey: str(r.box_key),
+    boxSig: strOrNull(r.box_sig),
+    name: str(r.name),
+    createdAt: num(r.created_at),
+    revokedAt: numOrNull(r.revoked_at),
+  };
 }
 
 export function toSite(r: Row): SiteRecord {

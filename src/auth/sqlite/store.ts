@@ -65,7 +65,8 @@ export class SqliteAuthStore implements AuthStore {
       insertUser: p('INSERT INTO users (id, created_at) VALUES (?, ?)'),
       deviceExists: p('SELECT 1 FROM devices WHERE id = ?'),
       userExists: p('SELECT 1 FROM users WHERE id = ?'),
-      insertDevice: p('INSERT INTO devices (id, user_id, box_key, name, created_at) VALUES (?, ?, ?, ?, ?)'),
+      insertDevice: p('INSERT INTO devices (id, user_id, box_key, box_sig, name, created_at) VALUES (?, ?, ?, ?, ?, ?)'),
+      setBoxSig: p('UPDATE devices SET box_sig = ? WHERE id = ? AND box_key = ? AND revoked_at IS NULL'),
       getDevice: p('SELECT * FROM devices WHERE id = ?'),
       listDevices: p('SELECT * FROM devices WHERE user_id = ? ORDER BY created_at, id'),
       revokeDevice: p('UPDATE devices SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL'),
@@ -140,7 +141,7 @@ export class SqliteAuthStore implements AuthStore {
     return this.#tx(() => {
       if (this.#s('deviceExists').get(device.id) !== undefined) return false;
       this.#s('insertUser').run(user.id, user.createdAt);
-      this.#s('insertDevice').run(device.id, user.id, device.boxKey, device.name, device.createdAt);
+      this.#s('insertDevice').run(device.id, user.id, device.boxKey, device.boxSig ?? null, device.name, device.createdAt);
       return true;
     });
   }
@@ -148,7 +149,7 @@ export class SqliteAuthStore implements AuthStore {
   async addDevice(user: string, device: NewDevice): Promise<boolean> {
     return this.#tx(() => {
       if (this.#s('deviceExists').get(device.id) !== undefined || this.#s('userExists').get(user) === undefined) return false;
-      this.#s('insertDevice').run(device.id, user, device.boxKey, device.name, device.createdAt);
+      this.#s('insertDevice').run(device.id, user, device.boxKey, device.boxSig ?? null, device.name, device.createdAt);
       return true;
     });
   }
@@ -160,6 +161,10 @@ export class SqliteAuthStore implements AuthStore {
 
   async listDevices(user: string): Promise<DeviceRecord[]> {
     return (this.#s('listDevices').all(user) as Row[]).map(toDevice);
+  }
+
+  async setBoxSig(device: string, boxKey: string, boxSig: string): Promise<boolean> {
+    return this.#s('setBoxSig').run(boxSig, device, boxKey).changes === 1;
   }
 
   async revokeDevice(id: string, now: number): Promise<{ revoked: boolean; families: string[] }> {

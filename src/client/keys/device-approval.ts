@@ -4,18 +4,29 @@
  *   (GET /server-keys, fetched fresh each time) and names that very device;
  * - the attested email is one of this user's identities, and the device is a live device
  *   of this user whose box key is the attested one;
- * - the app's `approveDevice` callback (the person at this device) says yes.
+ * - that box key is signed by the device's own key (its id is its public key): the server
+ *   relays the box key and could otherwise swap in its own while the user approves the
+ *   real device;
+ * - the app's `approveDevice` callback (the person at this device) says yes, having shown
+ *   the device's fingerprint for the person to compare with what the new device shows
+ *   (the server could still invent a whole device, with a key of its own).
  * Then the user key's seed goes to the device's box key in an HPKE envelope; the device
  * certifies itself once it has it (user-key-flows.ts `adoptSentUserKey`).
  */
 import { b64urlEncode } from '../bytes.js';
 import { decodeJws } from '../crypto/jws.js';
+import { deviceFingerprint, verifyBoxSig } from '../device-keys.js';
 import { checkAttestation } from './attestation.js';
 import { sealEnvelope } from './envelope.js';
 import type { KeyContext } from './key-context.js';
 
 export interface DeviceApprovalRequest {
   device: string;
+  /**
+   * The device's fingerprint (`deviceFingerprint`): show it and ask the person to compare it
+   * with the one the new device shows (`client.fingerprint`) before saying yes.
+   */
+  fingerprint: string;
   name: string;
   /** The attested email and provider of the device's sign-in. */
   email: string;
@@ -40,7 +51,11 @@ export type ApprovalOutcome =
   | 'wrong-device'
   | 'not-a-device-of-this-user'
   | 'email-not-of-this-user'
-  | 'box-key-mismatch';
+  | 'box-key-mismatch'
+  /** The server lists no signature of the device's box key by the device. */
+  | 'box-key-unsigned'
+  /** The box key's signature does not verify with the device's key: not the device's box key. */
+  | 'bad-box-signature';
 
 export interface ApprovalResult {
   device: string;
@@ -78,7 +93,17 @@ export async function considerDevice(
   if (device === undefined) return done('not-a-device-of-this-user');
   if (!emails.has(a.email)) return done('email-not-of-this-user');
   if (a.box !== undefined && a.box !== device.boxKey) return done('box-key-mismatch');
-  const yes = await approve({ device: ev.device, name: ev.name || device.name, email: a.email, provider: a.provider, attestedAt: a.iat * 1000, identity });
+  if (device.boxSig === undefined) return done('box-key-unsigned');
+  if (!verifyBoxSig(ev.device, device.boxKey, device.boxSig)) return done('bad-box-signature');
+  const yes = await approve({
+    device: ev.device,
+    fingerprint: deviceFingerprint(ev.device),
+    name: ev.name || device.name,
+    email: a.email,
+    provider: a.provider,
+    attestedAt: a.iat * 1000,
+    identity,
+  });
   if (!yes) return done('declined');
   const data = await sealEnvelope(ctx.client.keys, { device: ev.device, boxKey: device.boxKey }, { t: 'user-key', user: ctx.user, version: held.version, seed: b64urlEncode(held.key.seedBytes()) });
   await ctx.api.sendEnvelope(ev.device, data);
@@ -90,4 +115,18 @@ export async function uncertifiedDevices(ctx: KeyContext): Promise<{ device: str
   const [me, dir] = await Promise.all([ctx.client.me(), ctx.verified({ user: ctx.user })]);
   const certified = new Set(dir.devices.filter((d) => d.keyVersion === dir.newest).map((d) => d.device));
   return me.devices.filter((d) => !d.revoked && d.device !== ctx.client.device && !certified.has(d.device)).map((d) => ({ device: d.device, name: d.name }));
+}
+
+/**
+ * Registers this device's signature of its box key when the server lists none that verifies
+ * (a device registered without one, by an older SDK or an app's own sign-in), so that the
+ * user's other devices can approve it. Does nothing when the server lists another box key.
+ */
+export async function signOwnBoxKey(ctx: KeyContext): Promise<void> {
+  const keys = ctx.client.keys;
+  const me = await ctx.client.me();
+  const mine = me.devices.find((d) => d.device === keys.deviceId);
+  if (mine === undefined || mine.boxKey !== keys.boxKey) return;
+  if (mine.boxSig !== undefined && verifyBoxSig(keys.deviceId, mine.boxKey, mine.boxSig)) return;
+  await ctx.api.putBoxSig(keys.deviceId, keys.boxSig);
 }

@@ -1,8 +1,9 @@
 /**
  * The Auth API calls the key manager needs beyond AuthClient's: the key directory
- * (docs/protocol.md "Additions"), envelopes, identity attestations, server keys, members
- * and the profile (where the sealed keychain lives). Every reply is shape-checked
- * (reply-shape.ts); every call goes through the session, so tokens refresh as needed.
+ * (docs/protocol.md "Additions"), envelopes, identity attestations, server keys, members,
+ * the profile (where the sealed keychain lives) and this device's signature of its box key.
+ * Every reply is shape-checked (reply-shape.ts); every call goes through the session, so
+ * tokens refresh as needed.
  */
 import { DgError } from '../../protocol/errors.js';
 import type { Right } from '../../protocol/ids.js';
@@ -98,6 +99,11 @@ export class KeyApi {
       if (err instanceof DgError && err.code === 'CONFLICT') return false;
       throw err;
     }
+  }
+
+  /** POST /devices/:device/box-sig: this device registers its signature of its box key. */
+  async putBoxSig(device: string, boxSig: string): Promise<void> {
+    await this.obj('POST', `/devices/${encodeURIComponent(device)}/box-sig`, { boxSig });
   }
 
   async attestationsOf(email: string): Promise<string[]> {

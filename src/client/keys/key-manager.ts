@@ -16,7 +16,7 @@ import type { KeyStorage } from '../key-storage.js';
 import type { TailEvent } from '../tail-types.js';
 import { qrSvg } from '../qr/svg.js';
 import type { ServerKey } from './attestation.js';
-import { considerDevice, uncertifiedDevices, type ApprovalResult, type DeviceApprovalRequest } from './device-approval.js';
+import { considerDevice, signOwnBoxKey, uncertifiedDevices, type ApprovalResult, type DeviceApprovalRequest } from './device-approval.js';
 import { verifiedUser, type VerifiedUser } from './directory.js';
 import { EntryCipher } from './entry-cipher.js';
 import { drainInbox } from './inbox.js';
@@ -140,7 +140,8 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
   /**
    * Settles the user key (making it on the user's first device), listens for `device` and
    * `envelope` events on the tail connection, opens waiting envelopes, and reviews the
-   * user's uncertified devices.
+   * user's uncertified devices. The first start also registers this device's signature of
+   * its box key if the server has none, without which no other device approves it.
    */
   async start(): Promise<UserKeyState> {
     if (this.offEvents.length === 0) {
@@ -148,6 +149,7 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
       const conn = await this.client.connection(this.user);
       this.offEvents.push(conn.on('open', ({ reconnect }) => reconnect && void this.background(() => this.sync())));
       await conn.ready();
+      await signOwnBoxKey(this).catch((err: unknown) => this.report(asDg(err)));
     }
     await this.sync();
     return this.st;
@@ -189,8 +191,9 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
     if (before !== undefined) return before;
     const approve = this.opts.approveDevice ?? (async () => false);
     const run = considerDevice(this, ev, approve).then((r) => {
-      // Without the user key nothing was decided: ask again once it is here.
-      if (r.outcome === 'no-user-key') this.decided.delete(ev.device);
+      // Without the user key, or the device's signature of its box key (it registers one when
+      // it starts), nothing was decided: ask again at the next review or event.
+      if (r.outcome === 'no-user-key' || r.outcome === 'box-key-unsigned') this.decided.delete(ev.device);
       this.emit('device', r);
       return r;
     });
