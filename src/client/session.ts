@@ -102,6 +102,7 @@ export class Session {
     const t = await this.auth.signup({
       device: this.keys.deviceId,
       boxKey: this.keys.boxKey,
+      boxSig: this.keys.boxSig,
       nonce,
       sig: this.keys.signChallenge(nonce),
       ...(name === undefined ? {} : { name }),

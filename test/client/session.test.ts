@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
-import { AuthClient, DatagroveClient, DeviceKeys, DgError, MemoryKeyStorage, Session, ShardRouter, TailConnection, type FetchLike, type WebSocketConstructor } from '../../src/client/index.js';
+import { AuthClient, DatagroveClient, DeviceKeys, DgError, MemoryKeyStorage, Session, ShardRouter, TailConnection, verifyBoxSig, type FetchLike, type WebSocketConstructor } from '../../src/client/index.js';
 import { makeClient, server, waitFor } from './harness.js';
 
 test('a stored session survives a restart; login works with the stored device key', async () => {
@@ -17,7 +17,9 @@ test('a stored session survives a restart; login works with the stored device ke
   const again = await DatagroveClient.create({ url: srv.url, storage });
   assert.ok(again.signedIn);
   assert.equal(again.device, first.device);
-  assert.equal((await again.me()).user, user);
+  const me = await again.me();
+  assert.equal(me.user, user);
+  assert.ok(me.devices[0]?.boxSig !== undefined && verifyBoxSig(first.device, me.devices[0].boxKey, me.devices[0].boxSig), 'signup registers a signed box key');
   await again.session.signOut();
   const third = await DatagroveClient.create({ url: srv.url, storage });
   assert.equal(third.signedIn, false);
