@@ -123,6 +123,22 @@ export class LogRegistry {
     this.#remove(h, 'release');
   }
 
+  /**
+   * The handle's access was checked again and it stays, with `access` now: when that changes
+   * whether its device may write on the log, the other holders get a `join` saying so (a
+   * leader takes relayed entries only from writers).
+   */
+  reaccess(h: Handle, access: AccessGrant): void {
+    if (h.dead) return;
+    const log = h.log;
+    const device = h.session.auth?.device;
+    const before = device === undefined ? null : log.deviceWrites(device);
+    h.access = access;
+    if (device === undefined) return;
+    const after = log.deviceWrites(device);
+    if (after !== null && after !== before) this.#broadcast(log, peerEvent(log, device, 'join', after), h);
+  }
+
   /** The handle lost its access: it dies now, and so does its leadership. */
   revoke(h: Handle, reason: string): void {
     if (h.dead) return;

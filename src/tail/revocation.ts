@@ -212,7 +212,7 @@ export async function recheck(ctx: TailContext, h: Handle, reason: string): Prom
     if (h.dead) return;
     const keeps = access !== null && (h.role === 'leader' ? canWrite(access.rights) : canRead(access.rights));
     if (access === null || !keeps) return ctx.logs.revoke(h, reason);
-    h.access = access;
+    ctx.logs.reaccess(h, access);
   } catch (err) {
     ctx.log.warn({ err }, 'access re-check failed; the handle is revoked');
     ctx.logs.revoke(h, reason);

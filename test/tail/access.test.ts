@@ -214,6 +214,26 @@ describe('tail: access', async () => {
     c.close();
   });
 
+  it('tells the other holders when a follower keeps reading but loses the write right', async () => {
+    const m = await member(w, ['read']);
+    assert.equal((await post(w.url, '/join', { site: w.site, grant: m.grant.hash }, m.dev.access)).status, 200);
+    const gw = await declareGrant(w.url, w.owner, { sub: `user:${m.dev.user}`, site: w.site, logs: ['*'], rights: ['write'] });
+    assert.equal((await post(w.url, '/join', { site: w.site, grant: gw.hash }, m.dev.access)).status, 200);
+    const log = logName();
+    const leader = await connect(w, w.owner);
+    const ll = await lease(leader, w.site, log);
+    const c = await connect(w, m.dev);
+    const l = await lease(c, w.site, log, { lead: false });
+    assert.deepEqual(await leader.nextEvent('peer', ll.handle), { ev: 'peer', handle: ll.handle, device: m.dev.device, state: 'join', write: true });
+    assert.equal((await post(w.url, '/revoke', { grant: gw.hash }, w.owner.access)).status, 200);
+    // The leader takes relayed entries only from writers: it must hear that this one is no longer one.
+    assert.deepEqual(await leader.nextEvent('peer', ll.handle, 3000), { ev: 'peer', handle: ll.handle, device: m.dev.device, state: 'join', write: false });
+    assert.equal(c.events.some((e) => e.ev === 'revoke'), false, 'the handle still reads');
+    assert.equal((await c.call<{ length: number }>('read', { handle: l.handle, from: 0 })).length, 0);
+    leader.close();
+    c.close();
+  });
+
   it('delivers user events to the sessions of the user, or of one device', async () => {
     const dev = await signupDevice(w.url);
     const a = await TailClient.connect(w.wsUrl, dev.access);
