@@ -58,7 +58,8 @@ export class LogRegistry {
           log.epoch = st.epoch;
           log.committed = st.length;
           log.decided = st.length;
-          if (st.leader !== undefined) this.#inheritGrace(log, st.leader);
+          // A revoked device never leads again: it keeps no grace.
+          if (st.leader !== undefined && !this.ctx.revoked.hasDevice(st.leader)) this.#inheritGrace(log, st.leader);
           this.#logs.set(key, log);
           return log;
         } catch (err) {
@@ -190,6 +191,20 @@ export class LogRegistry {
     log.leader = null;
     this.maybeEvict(log);
     return n;
+  }
+
+  /**
+   * `device` was revoked: a leadership it holds in a grace period (its session ended before
+   * the revocation, or the log was loaded after a restart or a move) ends now, as that of a
+   * revoked session does, instead of keeping the log for a device that cannot come back.
+   */
+  endGraceOf(device: string): void {
+    for (const log of [...this.#logs.values()]) {
+      if (log.lapse?.device !== device) continue;
+      clearTimeout(log.lapse.timer);
+      this.#released(log, log.epoch);
+      this.#lapsed(log);
+    }
   }
 
   /** The store reported the log fenced by a newer epoch (another node took it). */

@@ -185,6 +185,7 @@ export function onRevoke(ctx: TailContext, message: unknown): void {
     ctx.revoked.addDevice(device);
     ctx.access.dropDevice(device);
     for (const s of ctx.sessions.all()) if (s.auth?.device === device) revokeSession(s, reason);
+    ctx.logs.endGraceOf(device);
   }
   if (typeof m.family === 'string') {
     const family = m.family;

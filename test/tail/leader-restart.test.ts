@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { post } from '../helpers/auth-client.js';
 import { startServer } from '../helpers/server.js';
 import { connect, joined, lease, logName, world, type World } from './fixture.js';
 
@@ -56,5 +57,41 @@ describe('tail: the leader grace across a restart', () => {
     assert.ok(took.epoch > lGone.epoch);
     a2.close();
     b.close();
+  });
+});
+
+describe('tail: the leader grace of a revoked device', () => {
+  it('ends at once, for a session that ended before the revocation and across a restart', async () => {
+    const LONG = 20_000;
+    const w = await world({ leaseGraceMs: LONG });
+    const dev = await joined(w, ['read', 'write']);
+    const live = logName('live');
+    const stored = logName('stored');
+    const d = await connect(w, dev);
+    assert.equal((await lease(d, w.site, live)).role, 'leader');
+    const o = await connect(w, w.owner);
+    const lo = await lease(o, w.site, live);
+    assert.equal(lo.role, 'follower');
+    d.close();
+    await d.closedWith();
+    assert.equal((await lease(o, w.site, live)).leader, dev.device, 'in the grace');
+    assert.equal((await post(w.url, '/revoke', { device: dev.device }, dev.access)).status, 200);
+    assert.deepEqual(await o.nextEvent('leader', lo.handle, 3000), { ev: 'leader', handle: lo.handle, leader: null, epoch: lo.epoch });
+    assert.equal((await lease(o, w.site, live)).role, 'leader', 'a revoked device never comes back for it');
+    o.close();
+
+    // The store recorded a leader that a restart cut off; it is revoked before the log loads again.
+    const dev2 = await joined(w, ['read', 'write']);
+    const d2 = await connect(w, dev2);
+    assert.equal((await lease(d2, w.site, stored)).role, 'leader');
+    await w.srv.stop();
+    const srv = await startServer({ dataDir: w.srv.dataDir, leaseGraceMs: LONG });
+    const w2: World = { ...w, srv, url: srv.url, wsUrl: srv.wsUrl };
+    const login = await post<{ access: string }>(w2.url, '/refresh', { refresh: dev2.refresh, guid: 'guid-revoke-1' });
+    assert.equal(login.status, 200, login.text);
+    assert.equal((await post(w2.url, '/revoke', { device: dev2.device }, login.body.access)).status, 200);
+    const o2 = await connect(w2, w.owner);
+    assert.equal((await lease(o2, w.site, stored)).role, 'leader');
+    o2.close();
   });
 });
