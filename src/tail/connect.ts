@@ -1,13 +1,17 @@
 /**
  * `connect`: the access token, verified locally (HMAC, key ring, expiry) and against the
  * revocation set. The first one opens the session; a later one with a fresh token of the
- * same device extends it.
+ * same device extends it. A token of another sign-in (refresh family) of that device adds
+ * the family: the session is closed when any of its families is revoked.
  */
 import { DEVICE_ID_RE } from '../protocol/ids.js';
 import { TAIL_CLOSE, type ConnectArgs, type ConnectReply } from '../protocol/tail-schemas.js';
 import { verifyToken, type AccessClaims } from '../protocol/token.js';
 import type { TailContext } from './context.js';
 import type { Session } from './session.js';
+
+/** Refresh families one session may collect through re-`connect` (each a sign-in of its device). */
+const MAX_FAMILIES = 4;
 
 export function handleConnect(ctx: TailContext, session: Session, id: number, args: ConnectArgs): void {
   const v = verifyToken<AccessClaims>(ctx.deps.ring, args.token, 'access');
@@ -29,15 +33,21 @@ export function handleConnect(ctx: TailContext, session: Session, id: number, ar
       session.replyError(id, 'UNAUTHORIZED', 'a session belongs to one device');
       return;
     }
+    if (!current.families.includes(claims.fam)) {
+      if (current.families.length >= MAX_FAMILIES) {
+        session.replyError(id, 'UNAUTHORIZED', `a session takes tokens of at most ${MAX_FAMILIES} sign-ins: open a new one`);
+        return;
+      }
+      current.families.push(claims.fam);
+    }
     current.exp = Math.max(current.exp, claims.exp);
-    current.family = claims.fam;
   } else {
     if (ctx.sessions.countOf(claims.sub) >= ctx.limits.maxSessionsPerUser) {
       session.replyError(id, 'RATE_LIMITED', `at most ${ctx.limits.maxSessionsPerUser} sessions of one user on this node`);
       session.close(TAIL_CLOSE.rateLimited, 'too many sessions');
       return;
     }
-    session.auth = { user: claims.sub, device: claims.dev, family: claims.fam, exp: claims.exp };
+    session.auth = { user: claims.sub, device: claims.dev, families: [claims.fam], exp: claims.exp };
     ctx.sessions.connected(session);
   }
   const { maxFrame, maxEntries, maxEntryBytes, maxHandles } = ctx.limits;

@@ -190,7 +190,7 @@ export function onRevoke(ctx: TailContext, message: unknown): void {
   if (typeof m.family === 'string') {
     const family = m.family;
     ctx.revoked.addFamily(family);
-    for (const s of ctx.sessions.all()) if (s.auth?.family === family) revokeSession(s, reason);
+    for (const s of ctx.sessions.all()) if (s.auth?.families.includes(family) === true) revokeSession(s, reason);
   }
   if (Array.isArray(m.access)) {
     for (const { user, site, at } of accessItems(m.access)) {

@@ -17,7 +17,11 @@ import type { TextFrame } from './ws-frame.js';
 export interface SessionAuth {
   user: string;
   device: string;
-  family: string;
+  /**
+   * The refresh families of every token this session connected with (a re-`connect` may
+   * bring a token of a newer login): revoking any of them closes the session.
+   */
+  families: string[];
   /** Access token expiry, seconds since the epoch. */
   exp: number;
 }

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { openSqliteAuthStore } from '../../src/auth/index.js';
 import { SUBJECTS, type PresenceMessage } from '../../src/protocol/bus-messages.js';
-import { declareGrant, post, signupDevice } from '../helpers/auth-client.js';
+import { declareGrant, loginDevice, post, signupDevice } from '../helpers/auth-client.js';
 import { startServer } from '../helpers/server.js';
 import { entry, TailClient } from '../helpers/tail-client.js';
 import { connect, joined, lease, logName, member, until, world, type World } from './fixture.js';
@@ -199,6 +199,19 @@ describe('tail: access', async () => {
     assert.equal(first.status, 200, first.text);
     const reuse = await post<{ error: { code: string } }>(w.url, '/refresh', { refresh: dev.refresh, guid: 'guid-0002' });
     assert.equal(reuse.body.error.code, 'REFRESH_REUSED');
+    assert.deepEqual(await c.nextEvent('revoke'), { ev: 'revoke', reason: 'family' });
+    assert.equal((await c.closedWith()).code, 4403);
+  });
+
+  it('closes a session extended with a token of another sign-in when either family is revoked', async () => {
+    const dev = await signupDevice(w.url);
+    const second = await loginDevice(w.url, dev);
+    assert.equal(second.status, 200, second.text);
+    const c = await TailClient.connect(w.wsUrl, dev.access);
+    await c.call('connect', { token: second.body.access }); // a newer sign-in's token extends it
+    // Reusing the first sign-in's refresh token revokes that family: the session goes.
+    assert.equal((await post(w.url, '/refresh', { refresh: dev.refresh, guid: 'guid-0001' })).status, 200);
+    assert.equal((await post(w.url, '/refresh', { refresh: dev.refresh, guid: 'guid-0002' })).status, 401);
     assert.deepEqual(await c.nextEvent('revoke'), { ev: 'revoke', reason: 'family' });
     assert.equal((await c.closedWith()).code, 4403);
   });
