@@ -1,7 +1,7 @@
 /**
  * `signal`: relays WebRTC signaling (or small data) between devices holding handles on
  * the same log. `from` is stamped by the server; each session has a count and a byte
- * budget for signals.
+ * budget for signals, and a recipient with over `softBuffer` bytes queued gets none.
  */
 import type { SignalArgs } from '../protocol/tail-schemas.js';
 import type { TailContext } from './context.js';
@@ -27,6 +27,8 @@ export function handleSignal(ctx: TailContext, session: Session, id: number, arg
   if (!session.signals.take(1) || !session.signalBytes.take(bytes)) return session.replyError(id, 'RATE_LIMITED', 'too many signals');
   const target = recipient(h, args.to);
   if (target === null) return session.replyError(id, 'NOT_FOUND', `no peer '${args.to}' on this log`);
+  // A recipient that is not reading gets no more: senders must not push it to the 4408 close.
+  if (target.session.buffered > ctx.limits.softBuffer) return session.replyError(id, 'RATE_LIMITED', `peer '${args.to}' is not keeping up`);
   const from = session.auth?.device ?? '';
   target.session.send(`{"ev":"signal","handle":"${target.id}","from":"${from}","kind":"${args.kind}","data":${data}}`);
   session.reply(id, {});

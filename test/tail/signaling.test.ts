@@ -74,3 +74,30 @@ describe('tail: signaling', async () => {
     b.close();
   });
 });
+
+describe('tail: signaling to a peer that does not read', async () => {
+  const w = await world({ tailLimits: { softBuffer: 256 * 1024, hardBuffer: 1024 * 1024, signalBytesPerSec: 64 * 1024 * 1024, signalBytesBurst: 64 * 1024 * 1024, signalsPerSec: 10_000, signalsBurst: 10_000 } });
+  const peer = await joined(w, ['read', 'write']);
+
+  it('refuses signals to a recipient whose queue is over the soft limit, instead of pushing it to 4408', async () => {
+    const log = logName();
+    const a = await connect(w, w.owner);
+    const la = await lease(a, w.site, log);
+    const b = await connect(w, peer);
+    const lb = await lease(b, w.site, log);
+    a.pause(); // the leader reads nothing more
+    const data = { blob: 'x'.repeat(60_000) };
+    let refused: { code: string; message: string } | undefined;
+    for (let i = 0; i < 2000 && refused === undefined; i++) {
+      const r = await b.request('signal', { handle: lb.handle, to: 'leader', kind: 'data', data });
+      if (r.error !== undefined) refused = r.error as { code: string; message: string };
+    }
+    assert.equal(refused?.code, 'RATE_LIMITED');
+    assert.match(refused.message, /not keeping up/);
+    a.resume();
+    await a.call('ping'); // the leader is still connected
+    assert.equal((await lease(a, w.site, log)).handle, la.handle);
+    a.close();
+    b.close();
+  });
+});
