@@ -5,6 +5,7 @@
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
+import { GrantRef } from './auth-schemas.js';
 import { DEVICE_ID_PATTERN, LOG_NAME_PATTERN, SITE_ID_PATTERN, type Right } from './ids.js';
 
 export const TAIL_SUBPROTOCOL = 'datagrove.v1';
@@ -50,7 +51,8 @@ export const SignalArgs = Type.Object({
   kind: Type.Union(SIGNAL_KINDS.map((k) => Type.Literal(k))),
   data: Type.Unknown(),
 });
-export const AttestArgs = Type.Object({ grant: Type.String({ minLength: 1, maxLength: 16384 }) });
+/** The grant as `POST /auth/v1/join` takes it (a compact JWS or a declared grant's hash), checked here so a bad one is answered at once. */
+export const AttestArgs = Type.Object({ grant: GrantRef });
 export const PingArgs = Type.Object({});
 
 export type ConnectArgs = Static<typeof ConnectArgs>;
