@@ -37,7 +37,21 @@ export {
 export type { RtcPeerConnectionLike, RtcPeerConnectionConstructor, RtcDataChannelLike, RtcSessionDescriptionLike } from './rtc-types.js';
 export { ShardRouter, pickShard, tailUrl, type ShardRouterOptions } from './shards.js';
 export { signGrant, grantHash, readGrant, type GrantSpec, type GrantPayload } from './grants.js';
-export { encodeEntry, decodeEntry, originPrefix, ENTRY_MAGIC, ENTRY_VERSION, MAX_HEADER_BYTES, type EntryOrigin, type DecodedEntry, type OriginPrefix } from './entry-header.js';
+export {
+  encodeEntry,
+  decodeEntry,
+  entrySigner,
+  originPrefix,
+  ENTRY_MAGIC,
+  ENTRY_VERSION,
+  ENTRY_VERSION_UNSIGNED,
+  ENTRY_SIGNATURE_BYTES,
+  MAX_HEADER_BYTES,
+  type EntryOrigin,
+  type DecodedEntry,
+  type EntrySigner,
+  type OriginPrefix,
+} from './entry-header.js';
 export { backoffDelay, Backoff, type BackoffOptions } from './backoff.js';
 export { b64urlEncode, b64urlDecode, utf8, fromUtf8 } from './bytes.js';
 export { DgError, type ErrorCode } from '../protocol/errors.js';

@@ -35,6 +35,11 @@ export class PendingAppends {
     return this.map.has(seq);
   }
 
+  /** The bytes of pending entry `seq`. */
+  bytesOf(seq: number): Uint8Array | undefined {
+    return this.map.get(seq)?.bytes;
+  }
+
   /** The entry is durable at `index`; false when it was not pending. */
   resolve(seq: number, index: number): boolean {
     const p = this.map.get(seq);

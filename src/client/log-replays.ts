@@ -2,9 +2,12 @@
  * Refuses entries that repeat a writer's sequence number. A writer stream's seqs only grow
  * in the log (the leader sequences each stream in order, and recovery resends in order), so
  * an entry whose (device, stream) already delivered this seq or a later one is a replay: an
- * old entry delivered again as new, by the server or by a member who copied it. The
- * encryption cannot tell (a replayed entry opens: its bytes are genuine), so the Log
- * delivers it with an error instead of its payload.
+ * old entry delivered again as new, by the server or by a member who copied it. Neither
+ * the writer's signature nor the encryption can tell (a replayed entry's bytes are genuine:
+ * it verifies and opens), so the Log delivers it with an error instead of its payload. A
+ * signed entry is recorded only once its signature verified, and unsigned entries go to a
+ * guard of their own (log-admission.ts), so a forgery cannot make its writer's real entry
+ * look like a replay.
  *
  * What it cannot see: a replay of an entry from before the first index this Log delivered
  * (its `from`), or of a stream forgotten after `maxStreams` newer ones (oldest first).

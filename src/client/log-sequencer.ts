@@ -28,6 +28,8 @@ export interface SeqItem {
 }
 
 interface StreamState {
+  /** The follower writes signed entries (header version 2): only verified ones count as its. */
+  signed: boolean;
   next: number;
   held: Map<number, SeqItem>;
   committed: Map<number, number>;
@@ -136,17 +138,20 @@ export class Sequencer {
       return;
     }
     const items: SeqItem[] = [];
+    let signed = true;
     for (const e of msg.entries) {
       const bytes = b64urlDecode(e);
       if (bytes === null || bytes.length > this.limits.maxEntryBytes) return;
-      const { origin } = decodeEntry(bytes);
+      const { origin, signature } = decodeEntry(bytes);
       if (origin === null || origin.device !== from || origin.stream !== msg.stream) return;
+      if (signature === null) signed = false;
+      // Taken as they are: the leader writes the follower's bytes (and signature) unchanged.
       items.push({ bytes, origin, own: false });
     }
     const key = `${from}/${msg.stream}`;
     let st = this.streams.get(key);
     if (st === undefined) {
-      st = { next: Math.max(1, msg.floor), held: new Map(), committed: new Map(), reply, acks: [] };
+      st = { signed, next: Math.max(1, msg.floor), held: new Map(), committed: new Map(), reply, acks: [] };
       this.streams.set(key, st);
     }
     st.reply = reply;
@@ -172,12 +177,16 @@ export class Sequencer {
     this.pump();
   }
 
-  /** An entry is in the log at `index` (seen by the feed while this device leads). */
-  noteCommitted(origin: EntryOrigin, index: number): void {
+  /**
+   * An entry is in the log at `index` (seen by the feed while this device leads; `signed`:
+   * its writer's signature verified). An unsigned entry naming a follower that signs is
+   * someone else's: it does not count (nor is it acknowledged to the follower).
+   */
+  noteCommitted(origin: EntryOrigin, index: number, signed: boolean): void {
     if (!this.active) return;
     const key = streamKey(origin);
     const st = this.streams.get(key);
-    if (st === undefined) return;
+    if (st === undefined || (st.signed && !signed)) return;
     st.committed.set(origin.seq, index);
     if (st.committed.size > MAX_COMMITTED) st.committed.delete(st.committed.keys().next().value as number);
     if (origin.seq >= st.next) {

@@ -11,9 +11,24 @@ import type { DgError } from '../protocol/errors.js';
 export interface LogEntry {
   index: number;
   payload: Uint8Array;
-  /** The writer (device, writer stream, seq); null for an entry written without the SDK header. */
+  /**
+   * The writer (device, writer stream, seq) its SDK header names; null for an entry written
+   * without the header. The device is proven only when `signed` is true.
+   */
   origin: EntryOrigin | null;
-  /** Set when the log's codec could not open the payload (e.g. no key for its epoch); `payload` is then empty. */
+  /**
+   * True when the entry carries a signature by `origin.device` that verifies (over the site,
+   * the log, the header and the payload as written). False for an entry without the header,
+   * one with an unsigned header (written by an SDK before signatures: anyone could have
+   * written it in that name), and one whose signature does not verify (then with `error`).
+   */
+  signed: boolean;
+  /**
+   * Set when the entry is refused or its payload could not be opened; `payload` is then empty.
+   * FORBIDDEN: its signature does not verify (it is not `origin.device`'s), or the codec holds
+   * no key for it; CONFLICT: a replay of a seq its writer stream already delivered;
+   * BAD_REQUEST: the payload does not open.
+   */
   error?: DgError;
 }
 
@@ -46,6 +61,8 @@ export interface LogContext {
   site: string;
   log: string;
   device: string;
+  /** The device's Ed25519 signature of `message` (entries are signed with the device key). */
+  sign: (message: Uint8Array) => Uint8Array;
   connectionFor: (site: string) => Promise<TailConnection>;
   redirected: (site: string, url: string) => Promise<TailConnection>;
   grantFor: (site: string) => string | undefined;

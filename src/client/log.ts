@@ -4,7 +4,8 @@
  *
  * Appends: the leader writes (log-sequencer.ts); a follower sends its entries to the leader
  * over a WebRTC data channel or the signal relay (log-forwarder.ts, peer-link.ts). Every
- * entry carries the SDK header (entry-header.ts) naming its writer, so after any disruption
+ * entry carries the SDK header (entry-header.ts) naming its writer and signed by it; readers
+ * count only entries whose signature verifies (log-admission.ts). So after any disruption
  * (socket drop, leader change, nack) the Log re-leases, reads the log to its end, settles
  * the appends it finds there, and sends only the rest: an append whose promise resolved is
  * in the log exactly once, and none is lost while the Log stays open.
@@ -13,8 +14,8 @@ import { DgError } from '../protocol/errors.js';
 import { Backoff, sleep } from './backoff.js';
 import { b64urlDecode, b64urlEncode, randomBytes } from './bytes.js';
 import { Emitter } from './emitter.js';
-import { ReplayGuard } from './log-replays.js';
-import { decodeEntry, encodeEntry, originPrefix, STREAM_BYTES, MAX_HEADER_BYTES, type OriginPrefix } from './entry-header.js';
+import { Admission } from './log-admission.js';
+import { encodeEntry, entrySigner, originPrefix, STREAM_BYTES, MAX_HEADER_BYTES, type EntrySigner, type OriginPrefix } from './entry-header.js';
 import { Forwarder } from './log-forwarder.js';
 import { LogFeed, type FeedRead } from './log-feed.js';
 import { PendingAppends } from './log-pending.js';
@@ -69,11 +70,12 @@ export class Log extends Emitter<LogEvents> {
   private writers: Set<string> | null = null;
   private readonly feed: LogFeed;
   private readonly pending = new PendingAppends();
-  private readonly replays = new ReplayGuard();
+  private readonly admission: Admission;
   private readonly sequencer: Sequencer;
   private readonly forwarder: Forwarder;
   private readonly hub: PeerHub;
   private readonly prefix: OriginPrefix;
+  private readonly signer: EntrySigner;
   private readonly stream: string;
   private seq = 0;
   private term = 0;
@@ -106,7 +108,20 @@ export class Log extends Emitter<LogEvents> {
     this.stream = b64urlEncode(randomBytes(STREAM_BYTES));
     this.codec = opts.codec === undefined ? null : new PayloadPipeline(opts.codec, { site: ctx.site, log: ctx.log, device: ctx.device, stream: this.stream });
     this.prefix = originPrefix(ctx.device, this.stream);
-    this.feed = new LogFeed(opts.from ?? 0, (from) => this.read(from), (at, entries) => this.onEntries(at, entries));
+    this.signer = entrySigner(ctx.site, ctx.log, ctx.sign);
+    this.admission = new Admission({ site: ctx.site, log: ctx.log }, { device: ctx.device, stream: this.stream }, {
+      pendingBytes: (seq) => this.pending.bytesOf(seq),
+      committed: (origin, index, signed) => {
+        if (origin.device !== ctx.device || origin.stream !== this.stream) this.sequencer.noteCommitted(origin, index, signed);
+        else if (signed) this.pending.resolve(origin.seq, index);
+      },
+      admitted: (entries) => {
+        this.sequencer.flushAcks();
+        if (this.codec !== null) this.codec.open(entries, (opened) => this.deliver(opened));
+        else this.deliver(entries);
+      },
+    });
+    this.feed = new LogFeed(opts.from ?? 0, (from) => this.read(from), (at, entries) => this.admission.push(at, entries));
     this.sequencer = new Sequencer(
       {
         write: async (at, entries, wid) => this.requireConn().request('write', { handle: this.requireHandle(), at, entries, wid }, { retry: false }),
@@ -217,19 +232,20 @@ export class Log extends Emitter<LogEvents> {
       if (p.length > max) return Promise.reject(new DgError('TOO_LARGE', `payload: at most ${max} bytes`));
     }
     if (this.pending.size + payloads.length > MAX_PENDING) return Promise.reject(new DgError('RATE_LIMITED', 'too many appends waiting'));
+    // Each entry is signed (synchronously) in the step that takes its seq: over the sealed
+    // bytes when there is a codec, so signing changes neither the order nor the seqs.
     if (this.codec !== null) {
       return this.codec.seal(payloads, () => this.seq, (base, sealed) => {
         if (this.st === 'closed') throw new DgError('UNAVAILABLE', 'log closed');
+        const entries = sealed.map((s, i) => encodeEntry(this.prefix, base + 1 + i, s, this.signer));
         this.seq = base + sealed.length;
-        const queued = sealed.map((s, i) => this.pending.add(base + 1 + i, encodeEntry(this.prefix, base + 1 + i, s)));
+        const queued = entries.map((e, i) => this.pending.add(base + 1 + i, e));
         this.pump();
         return queued;
       });
     }
-    const promises = payloads.map((p) => {
-      const seq = ++this.seq;
-      return this.pending.add(seq, encodeEntry(this.prefix, seq, p));
-    });
+    const entries = payloads.map((p, i) => encodeEntry(this.prefix, this.seq + 1 + i, p, this.signer));
+    const promises = entries.map((e) => this.pending.add(++this.seq, e));
     this.pump();
     return Promise.all(promises);
   }
@@ -296,27 +312,6 @@ export class Log extends Emitter<LogEvents> {
       entries.push(b);
     }
     return { from: r.from, entries, length: r.length };
-  }
-
-  /** Every entry passes here once, in order. */
-  private onEntries(at: number, raw: Uint8Array[]): void {
-    const out: LogEntry[] = [];
-    for (let i = 0; i < raw.length; i++) {
-      const index = at + i;
-      const { origin, payload } = decodeEntry(raw[i]!);
-      if (origin !== null) {
-        if (this.replays.repeats(origin)) {
-          const error = new DgError('CONFLICT', `entry ${index} repeats seq ${origin.seq} of writer ${origin.device}: a replay`);
-          out.push({ index, payload: new Uint8Array(0), origin, error });
-          continue;
-        }
-        if (origin.device === this.ctx.device && origin.stream === this.stream) this.pending.resolve(origin.seq, index);
-        else this.sequencer.noteCommitted(origin, index);
-      }
-      out.push({ index, payload, origin });
-    }
-    if (this.codec !== null) this.codec.open(out, (opened) => this.deliver(opened));
-    else this.deliver(out);
   }
 
   private deliver(out: LogEntry[]): void {
@@ -405,6 +400,9 @@ export class Log extends Emitter<LogEvents> {
         await this.sequencer.idle();
         const lease = await this.leaseNow();
         await this.feed.catchUp(lease.length);
+        // Every entry up to the end has counted (settled this writer's appends, or been
+        // noted by the sequencer) before anything is sent again.
+        await this.admission.settled();
         if (this.isClosed()) return;
         if (this.needRecover) continue;
         this.term++;

@@ -57,10 +57,14 @@ test('the browser bundle signs up, leads a log, and a Node follower appends to i
      const { site } = await client.createSite('b');
      const log = client.openLog(site, 'chat', { channelTimeoutMs: 5000 });
      const seen = [];
-     log.subscribe((es) => es.forEach((e) => seen.push(new TextDecoder().decode(e.payload))));
+     const signed = [];
+     log.subscribe((es) => es.forEach((e) => {
+       seen.push(new TextDecoder().decode(e.payload));
+       signed.push(e.signed);
+     }));
      await log.opened;
      const idx = await log.append([new TextEncoder().encode('from the browser')]);
-     window.dg = { client, log, seen, sdk };
+     window.dg = { client, log, seen, signed, sdk };
      return { user, site, role: log.role, idx, device: client.device };`,
     [srv.url, srv.wsUrl],
   );
@@ -97,6 +101,9 @@ test('the browser bundle signs up, leads a log, and a Node follower appends to i
   await page.waitForFunction('window.dg.seen.length === 2');
   const browserSeen = await run<string[]>('return window.dg.seen;');
   assert.deepEqual(browserSeen, ['from the browser', 'from node']);
+  // Each side verified the other's entry signature (the browser through its WebCrypto or noble).
+  assert.deepEqual(await run<boolean[]>('return window.dg.signed;'), [true, true]);
+  assert.deepEqual(rec.seen.map((e) => e.signed), [true, true]);
   t.diagnostic(`follower path between Node and Chromium: ${nl.leaderPath}`);
   await node.client.close();
 });

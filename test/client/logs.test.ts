@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DgError } from '../../src/client/index.js';
+import { DgError, MAX_HEADER_BYTES } from '../../src/client/index.js';
 import { assertExactlyOnce, enc, makeClient, record, server, sharedSite, waitFor, type TestClient } from './harness.js';
 
 test('one leader, the others follow; leadership passes on when the leader closes', async () => {
@@ -188,7 +188,8 @@ test('append refuses bad payloads; close fails what is pending and releases lead
   const max = (await a.client.connection(site)).info!.limits.maxEntryBytes;
   await assert.rejects(la.append([new Uint8Array(max)]), (e: DgError) => e.code === 'TOO_LARGE');
   await assert.rejects(la.append(['text' as unknown as Uint8Array]), (e: DgError) => e.code === 'BAD_REQUEST');
-  assert.deepEqual(await la.append([new Uint8Array(max - 64)]), [0], 'the largest payload fits');
+  await assert.rejects(la.append([new Uint8Array(max - MAX_HEADER_BYTES + 1)]), (e: DgError) => e.code === 'TOO_LARGE');
+  assert.deepEqual(await la.append([new Uint8Array(max - MAX_HEADER_BYTES)]), [0], 'the largest payload fits (with the largest header and its signature)');
   assert.equal(a.client.openLog(site, 'x'), la, 'one Log per (site, log)');
 
   const lb = b.client.openLog(site, 'x');

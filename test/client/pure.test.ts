@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, createPublicKey, verify } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { readdir, readFile, stat, utimes, writeFile, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -18,7 +18,10 @@ import {
   decodeEntry,
   DeviceKeys,
   encodeEntry,
+  ENTRY_VERSION,
+  entrySigner,
   grantHash,
+  MAX_HEADER_BYTES,
   MemoryKeyStorage,
   originPrefix,
   pickShard,
@@ -46,31 +49,53 @@ test('base64url matches Node and rejects non-canonical input', () => {
   assert.deepEqual(b64urlDecode('AA'), new Uint8Array([0]));
 });
 
-test('entry header: round trip, layout, and raw entries pass through', () => {
+test('entry header: round trip, layout (version 2, signed), and raw entries pass through', () => {
   const keys = DeviceKeys.generate();
   const stream = b64urlEncode(new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]));
   const prefix = originPrefix(keys.deviceId, stream);
+  const signer = entrySigner('site1', 'chat', (m) => keys.sign(m));
+  // The signature checked by node:crypto, an implementation independent of the SDK's, over
+  // the message as documented: the scope, the header before the signature, the payload.
+  const publicKey = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: keys.deviceId }, format: 'jwk' });
+  const signs = (bytes: Uint8Array, sigAt: number, site = 'site1', log = 'chat') =>
+    verify(null, Buffer.concat([Buffer.from(`datagrove-entry-v2\n${site}\n${log}\n`), bytes.subarray(0, sigAt), bytes.subarray(sigAt + 64)]), publicKey, bytes.subarray(sigAt, sigAt + 64));
   for (const seq of [1, 127, 128, 300, 2 ** 32 + 5, Number.MAX_SAFE_INTEGER]) {
     const payload = new TextEncoder().encode(`p${seq}`);
-    const bytes = encodeEntry(prefix, seq, payload);
+    const bytes = encodeEntry(prefix, seq, payload, signer);
     const d = decodeEntry(bytes);
     assert.deepEqual(d.origin, { device: keys.deviceId, stream, seq });
     assert.deepEqual(d.payload, payload);
+    assert.equal(d.signature?.length, 64);
+    assert.ok(signs(bytes, d.signedHeader.length));
   }
-  const e = encodeEntry(prefix, 300, new Uint8Array([9]));
+  const e = encodeEntry(prefix, 300, new Uint8Array([9]), signer);
   assert.equal(e[0], 0xdb);
-  assert.equal(e[1], 1);
+  assert.equal(e[1], ENTRY_VERSION);
+  assert.equal(ENTRY_VERSION, 2);
   assert.deepEqual(e.subarray(2, 34), keys.publicKey);
   assert.deepEqual([...e.subarray(34, 42)], [1, 2, 3, 4, 5, 6, 7, 8]);
-  assert.deepEqual([...e.subarray(42)], [0xac, 0x02, 9], 'LEB128 of 300, then the payload');
-  // Empty payloads are fine; entries not written by the SDK come back unchanged with no origin.
-  assert.equal(decodeEntry(encodeEntry(prefix, 1, new Uint8Array())).payload.length, 0);
-  for (const raw of [new Uint8Array([1, 2, 3]), new TextEncoder().encode('plain text entry, no header at all, long enough'), e.subarray(0, 42)]) {
+  assert.deepEqual([...e.subarray(42, 44)], [0xac, 0x02], 'LEB128 of 300');
+  assert.equal(e.length, 44 + 64 + 1, 'then the 64-byte signature, then the payload');
+  assert.deepEqual([...e.subarray(108)], [9]);
+  assert.ok(signs(e, 44));
+  assert.ok(!signs(e, 44, 'site2'), 'the site is signed');
+  assert.ok(!signs(e, 44, 'site1', 'other'), 'the log is signed');
+  assert.ok(e.length <= MAX_HEADER_BYTES + 1);
+  // Version 1 (earlier SDKs, unsigned) still decodes: no signature, the payload right after the seq.
+  const v1 = Uint8Array.from([0xdb, 1, ...keys.publicKey, 1, 2, 3, 4, 5, 6, 7, 8, 0xac, 0x02, 9]);
+  assert.deepEqual(decodeEntry(v1), { origin: { device: keys.deviceId, stream, seq: 300 }, payload: new Uint8Array([9]), signature: null, signedHeader: new Uint8Array(0) });
+  // Empty payloads are fine; entries not written by the SDK come back unchanged with no origin,
+  // and so does a version 2 header cut before the end of its signature, or an unknown version.
+  assert.equal(decodeEntry(encodeEntry(prefix, 1, new Uint8Array(), signer)).payload.length, 0);
+  const v3 = Uint8Array.from(e);
+  v3[1] = 3;
+  for (const raw of [new Uint8Array([1, 2, 3]), new TextEncoder().encode('plain text entry, no header at all, long enough'), e.subarray(0, 42), e.subarray(0, 107), v3]) {
     const d = decodeEntry(raw);
     assert.equal(d.origin, null);
+    assert.equal(d.signature, null);
     assert.deepEqual(d.payload, raw);
   }
-  assert.throws(() => encodeEntry(prefix, 0, new Uint8Array()));
+  assert.throws(() => encodeEntry(prefix, 0, new Uint8Array(), signer));
 });
 
 test('rendezvous hashing agrees with an independent SHA-256 computation', () => {

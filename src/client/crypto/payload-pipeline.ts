@@ -48,7 +48,7 @@ export class PayloadPipeline {
     this.opening = this.opening.then(async () => {
       await Promise.all(
         entries.map(async (e) => {
-          if (e.error !== undefined) return; // refused before opening (a replay)
+          if (e.error !== undefined) return; // refused before opening (a bad signature, a replay)
           try {
             e.payload = await this.codec.open(e.payload, { site, log, origin: e.origin });
           } catch (err) {
