@@ -185,7 +185,7 @@ export class DatagroveClient extends Emitter<ClientEvents> {
         site,
         log,
         device: this.device,
-        sign: (message) => this.keys.sign(message),
+        sign: (message) => this.keys.signAsync(message),
         connectionFor: (s) => this.router.connectionFor(s),
         redirected: (s, url) => this.router.redirected(s, url),
         grantFor: (s) => this.grants.get(s),

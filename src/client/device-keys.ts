@@ -8,6 +8,7 @@ import { sha256 } from '@noble/hashes/sha2.js';
 import { DgError } from '../protocol/errors.js';
 import { boxKeyStatement } from '../protocol/key-statements.js';
 import { b64urlDecode, b64urlEncode, utf8 } from './bytes.js';
+import { Ed25519Signer } from './crypto/ed25519-sign.js';
 import type { JsonValue, KeyStorage } from './key-storage.js';
 
 /** The storage name of the device keys. */
@@ -20,12 +21,14 @@ export class DeviceKeys {
   /** base64url of the raw X25519 public key. */
   readonly boxKey: string;
   readonly publicKey: Uint8Array;
+  private readonly signer: Ed25519Signer;
 
   private constructor(
     private readonly signSecret: Uint8Array,
     private readonly boxSecretKey: Uint8Array,
   ) {
     this.publicKey = ed25519.getPublicKey(signSecret);
+    this.signer = new Ed25519Signer(signSecret);
     this.deviceId = b64urlEncode(this.publicKey);
     this.boxKey = b64urlEncode(x25519.getPublicKey(boxSecretKey));
   }
@@ -75,9 +78,27 @@ export class DeviceKeys {
     return { sign: b64urlEncode(this.signSecret), box: b64urlEncode(this.boxSecretKey) };
   }
 
-  /** An Ed25519 signature of `message`. */
+  /** An Ed25519 signature of `message`, made here and now (@noble/curves, about 0.5 ms). */
   sign(message: Uint8Array): Uint8Array {
     return ed25519.sign(message, this.signSecret);
+  }
+
+  /**
+   * The same signature as `sign`, through WebCrypto where the runtime has Ed25519 (off the
+   * main thread in Node, natively in browsers; the secret key imported once, not
+   * extractable), else by @noble/curves. Log entries are signed with it: many signed at
+   * once do not hold up the event loop.
+   *
+   * @example
+   * ```ts
+   * import { DeviceKeys, verifyDeviceSignature } from 'datagrove/client';
+   * const keys = DeviceKeys.generate();
+   * const msg = new TextEncoder().encode('hi');
+   * verifyDeviceSignature(keys.deviceId, msg, await keys.signAsync(msg)); // true
+   * ```
+   */
+  signAsync(message: Uint8Array): Promise<Uint8Array> {
+    return this.signer.sign(message);
   }
 
   /** The challenge signature of PROTOCOL.md: Ed25519 over UTF-8 "datagrove-auth-v1:" + nonce, base64url. */

@@ -77,7 +77,7 @@ export function originPrefix(device: string, stream: string): OriginPrefix {
 export interface EntrySigner {
   /** The start of every signed message of the log (`entrySigner` encodes it once). */
   readonly scope: Uint8Array;
-  sign(message: Uint8Array): Uint8Array;
+  sign(message: Uint8Array): Promise<Uint8Array>;
 }
 
 /**
@@ -87,10 +87,10 @@ export interface EntrySigner {
  * ```ts
  * import { DeviceKeys, entrySigner } from 'datagrove/client';
  * const keys = DeviceKeys.generate();
- * const signer = entrySigner('site-id', 'chat', (m) => keys.sign(m));
+ * const signer = entrySigner('site-id', 'chat', (m) => keys.signAsync(m));
  * ```
  */
-export function entrySigner(site: string, log: string, sign: (message: Uint8Array) => Uint8Array): EntrySigner {
+export function entrySigner(site: string, log: string, sign: (message: Uint8Array) => Promise<Uint8Array>): EntrySigner {
   return { scope: signingScope(site, log), sign };
 }
 
@@ -105,18 +105,19 @@ export function entrySigningMessage(scope: Uint8Array, signedHeader: Uint8Array,
 }
 
 /**
- * Header (version 2, signed by `signer`) + payload.
+ * Header (version 2, signed by `signer`) + payload. Asynchronous because signing is (many
+ * entries encoded at once are signed concurrently).
  *
  * @example
  * ```ts
  * import { DeviceKeys, decodeEntry, encodeEntry, entrySigner, originPrefix } from 'datagrove/client';
  * const keys = DeviceKeys.generate();
- * const signer = entrySigner('site-id', 'chat', (m) => keys.sign(m));
- * const bytes = encodeEntry(originPrefix(keys.deviceId, stream), 1, new TextEncoder().encode('hi'), signer);
+ * const signer = entrySigner('site-id', 'chat', (m) => keys.signAsync(m));
+ * const bytes = await encodeEntry(originPrefix(keys.deviceId, stream), 1, new TextEncoder().encode('hi'), signer);
  * decodeEntry(bytes).origin?.seq; // 1
  * ```
  */
-export function encodeEntry(prefix: OriginPrefix, seq: number, payload: Uint8Array, signer: EntrySigner): Uint8Array {
+export async function encodeEntry(prefix: OriginPrefix, seq: number, payload: Uint8Array, signer: EntrySigner): Promise<Uint8Array> {
   if (!Number.isSafeInteger(seq) || seq < 1) throw new Error('entry header: seq must be a positive safe integer');
   const varint: number[] = [];
   let v = seq;
@@ -133,7 +134,7 @@ export function encodeEntry(prefix: OriginPrefix, seq: number, payload: Uint8Arr
   out.set(prefix.stream, 34);
   out.set(varint, FIXED);
   out.set(payload, headerEnd + ENTRY_SIGNATURE_BYTES);
-  const signature = signer.sign(entrySigningMessage(signer.scope, out.subarray(0, headerEnd), payload));
+  const signature = await signer.sign(entrySigningMessage(signer.scope, out.subarray(0, headerEnd), payload));
   if (signature.length !== ENTRY_SIGNATURE_BYTES) throw new Error('entry header: the signature must be 64 bytes');
   out.set(signature, headerEnd);
   return out;

@@ -62,7 +62,7 @@ export interface LogContext {
   log: string;
   device: string;
   /** The device's Ed25519 signature of `message` (entries are signed with the device key). */
-  sign: (message: Uint8Array) => Uint8Array;
+  sign: (message: Uint8Array) => Promise<Uint8Array>;
   connectionFor: (site: string) => Promise<TailConnection>;
   redirected: (site: string, url: string) => Promise<TailConnection>;
   grantFor: (site: string) => string | undefined;

@@ -15,6 +15,7 @@ import { Backoff, sleep } from './backoff.js';
 import { b64urlDecode, b64urlEncode, randomBytes } from './bytes.js';
 import { Emitter } from './emitter.js';
 import { Admission } from './log-admission.js';
+import { AppendQueue } from './log-append-queue.js';
 import { encodeEntry, entrySigner, originPrefix, STREAM_BYTES, MAX_HEADER_BYTES, type EntrySigner, type OriginPrefix } from './entry-header.js';
 import { Forwarder } from './log-forwarder.js';
 import { LogFeed, type FeedRead } from './log-feed.js';
@@ -70,6 +71,7 @@ export class Log extends Emitter<LogEvents> {
   private writers: Set<string> | null = null;
   private readonly feed: LogFeed;
   private readonly pending = new PendingAppends();
+  private readonly appends: AppendQueue;
   private readonly admission: Admission;
   private readonly sequencer: Sequencer;
   private readonly forwarder: Forwarder;
@@ -109,6 +111,17 @@ export class Log extends Emitter<LogEvents> {
     this.codec = opts.codec === undefined ? null : new PayloadPipeline(opts.codec, { site: ctx.site, log: ctx.log, device: ctx.device, stream: this.stream });
     this.prefix = originPrefix(ctx.device, this.stream);
     this.signer = entrySigner(ctx.site, ctx.log, ctx.sign);
+    this.appends = new AppendQueue({
+      lastSeq: () => this.seq,
+      // Sealed (with a codec), then signed.
+      prepare: async (payload, seq) => encodeEntry(this.prefix, seq, this.codec === null ? payload : await this.codec.seal(payload, seq), this.signer),
+      commit: (base, entries) => {
+        this.seq = base + entries.length;
+        const queued = entries.map((e, i) => this.pending.add(base + 1 + i, e));
+        this.pump();
+        return queued;
+      },
+    });
     this.admission = new Admission({ site: ctx.site, log: ctx.log }, { device: ctx.device, stream: this.stream }, {
       pendingBytes: (seq) => this.pending.bytesOf(seq),
       committed: (origin, index, signed) => {
@@ -231,23 +244,10 @@ export class Log extends Emitter<LogEvents> {
       if (!(p instanceof Uint8Array)) return Promise.reject(new DgError('BAD_REQUEST', 'payloads: must be Uint8Array'));
       if (p.length > max) return Promise.reject(new DgError('TOO_LARGE', `payload: at most ${max} bytes`));
     }
-    if (this.pending.size + payloads.length > MAX_PENDING) return Promise.reject(new DgError('RATE_LIMITED', 'too many appends waiting'));
-    // Each entry is signed (synchronously) in the step that takes its seq: over the sealed
-    // bytes when there is a codec, so signing changes neither the order nor the seqs.
-    if (this.codec !== null) {
-      return this.codec.seal(payloads, () => this.seq, (base, sealed) => {
-        if (this.st === 'closed') throw new DgError('UNAVAILABLE', 'log closed');
-        const entries = sealed.map((s, i) => encodeEntry(this.prefix, base + 1 + i, s, this.signer));
-        this.seq = base + sealed.length;
-        const queued = entries.map((e, i) => this.pending.add(base + 1 + i, e));
-        this.pump();
-        return queued;
-      });
-    }
-    const entries = payloads.map((p, i) => encodeEntry(this.prefix, this.seq + 1 + i, p, this.signer));
-    const promises = entries.map((e) => this.pending.add(++this.seq, e));
-    this.pump();
-    return Promise.all(promises);
+    if (this.pending.size + this.appends.waiting + payloads.length > MAX_PENDING) return Promise.reject(new DgError('RATE_LIMITED', 'too many appends waiting'));
+    // Signing (and sealing) is asynchronous: the queue keeps calls in order and takes a
+    // call's seqs only once all its entries are signed, so it changes neither order nor seqs.
+    return this.appends.add(payloads);
   }
 
   /** Releases the lease and closes; pending appends fail with UNAVAILABLE. */
@@ -268,6 +268,7 @@ export class Log extends Emitter<LogEvents> {
     this.hub.close();
     for (const off of this.offConn) off();
     this.offConn = [];
+    this.appends.stop(err);
     this.pending.rejectAll(err);
     this.openedReject(err);
     this.ctx.onClosed();

@@ -49,8 +49,16 @@ test('the browser bundle signs up, leads a log, and a Node follower appends to i
   await page.goto(origin);
 
   const run = runner(page);
-  const first = await run<{ user: string; site: string; role: string; idx: number[]; device: string }>(
+  const first = await run<{ user: string; site: string; role: string; idx: number[]; device: string; native: boolean; webCryptoSigns: number; sameSignature: boolean }>(
     `const [url, wsUrl] = args;
+     // Counts the signatures made through WebCrypto's Ed25519.
+     let webCryptoSigns = 0;
+     const subtleSign = crypto.subtle.sign.bind(crypto.subtle);
+     crypto.subtle.sign = (alg, ...rest) => {
+       if ((alg.name ?? alg) === 'Ed25519') webCryptoSigns++;
+       return subtleSign(alg, ...rest);
+     };
+     const native = await crypto.subtle.generateKey({ name: 'Ed25519' }, false, ['sign']).then(() => true, () => false);
      const sdk = await import('/sdk.js');
      const client = await sdk.DatagroveClient.create({ url, storage: new sdk.IndexedDbKeyStorage('dg-test'), shardUrl: () => wsUrl });
      const { user } = await client.signup('browser');
@@ -64,12 +72,19 @@ test('the browser bundle signs up, leads a log, and a Node follower appends to i
      }));
      await log.opened;
      const idx = await log.append([new TextEncoder().encode('from the browser')]);
+     const entrySigns = webCryptoSigns;
+     const m = new TextEncoder().encode('the same bytes either way');
+     const sameSignature = (await client.keys.signAsync(m)).join() === client.keys.sign(m).join();
      window.dg = { client, log, seen, signed, sdk };
-     return { user, site, role: log.role, idx, device: client.device };`,
+     return { user, site, role: log.role, idx, device: client.device, native, webCryptoSigns: entrySigns, sameSignature };`,
     [srv.url, srv.wsUrl],
   );
   assert.equal(first.role, 'leader');
   assert.deepEqual(first.idx, [0]);
+  // The entry was signed through WebCrypto where Chromium has Ed25519, else by noble: the same bytes.
+  assert.ok(first.sameSignature, 'WebCrypto and noble sign alike');
+  if (first.native) assert.equal(first.webCryptoSigns, 1, 'the entry was signed through WebCrypto');
+  t.diagnostic(`Ed25519 in Chromium's WebCrypto: ${first.native}`);
 
   // The keys and session are in IndexedDB: a second client in the page restores them.
   const restored = await run<{ signedIn: boolean; device: string }>(

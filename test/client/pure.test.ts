@@ -49,11 +49,11 @@ test('base64url matches Node and rejects non-canonical input', () => {
   assert.deepEqual(b64urlDecode('AA'), new Uint8Array([0]));
 });
 
-test('entry header: round trip, layout (version 2, signed), and raw entries pass through', () => {
+test('entry header: round trip, layout (version 2, signed), and raw entries pass through', async () => {
   const keys = DeviceKeys.generate();
   const stream = b64urlEncode(new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]));
   const prefix = originPrefix(keys.deviceId, stream);
-  const signer = entrySigner('site1', 'chat', (m) => keys.sign(m));
+  const signer = entrySigner('site1', 'chat', (m) => keys.signAsync(m));
   // The signature checked by node:crypto, an implementation independent of the SDK's, over
   // the message as documented: the scope, the header before the signature, the payload.
   const publicKey = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: keys.deviceId }, format: 'jwk' });
@@ -61,14 +61,14 @@ test('entry header: round trip, layout (version 2, signed), and raw entries pass
     verify(null, Buffer.concat([Buffer.from(`datagrove-entry-v2\n${site}\n${log}\n`), bytes.subarray(0, sigAt), bytes.subarray(sigAt + 64)]), publicKey, bytes.subarray(sigAt, sigAt + 64));
   for (const seq of [1, 127, 128, 300, 2 ** 32 + 5, Number.MAX_SAFE_INTEGER]) {
     const payload = new TextEncoder().encode(`p${seq}`);
-    const bytes = encodeEntry(prefix, seq, payload, signer);
+    const bytes = await encodeEntry(prefix, seq, payload, signer);
     const d = decodeEntry(bytes);
     assert.deepEqual(d.origin, { device: keys.deviceId, stream, seq });
     assert.deepEqual(d.payload, payload);
     assert.equal(d.signature?.length, 64);
     assert.ok(signs(bytes, d.signedHeader.length));
   }
-  const e = encodeEntry(prefix, 300, new Uint8Array([9]), signer);
+  const e = await encodeEntry(prefix, 300, new Uint8Array([9]), signer);
   assert.equal(e[0], 0xdb);
   assert.equal(e[1], ENTRY_VERSION);
   assert.equal(ENTRY_VERSION, 2);
@@ -86,7 +86,7 @@ test('entry header: round trip, layout (version 2, signed), and raw entries pass
   assert.deepEqual(decodeEntry(v1), { origin: { device: keys.deviceId, stream, seq: 300 }, payload: new Uint8Array([9]), signature: null, signedHeader: new Uint8Array(0) });
   // Empty payloads are fine; entries not written by the SDK come back unchanged with no origin,
   // and so does a version 2 header cut before the end of its signature, or an unknown version.
-  assert.equal(decodeEntry(encodeEntry(prefix, 1, new Uint8Array(), signer)).payload.length, 0);
+  assert.equal(decodeEntry(await encodeEntry(prefix, 1, new Uint8Array(), signer)).payload.length, 0);
   const v3 = Uint8Array.from(e);
   v3[1] = 3;
   for (const raw of [new Uint8Array([1, 2, 3]), new TextEncoder().encode('plain text entry, no header at all, long enough'), e.subarray(0, 42), e.subarray(0, 107), v3]) {
@@ -95,7 +95,7 @@ test('entry header: round trip, layout (version 2, signed), and raw entries pass
     assert.equal(d.signature, null);
     assert.deepEqual(d.payload, raw);
   }
-  assert.throws(() => encodeEntry(prefix, 0, new Uint8Array(), signer));
+  await assert.rejects(encodeEntry(prefix, 0, new Uint8Array(), signer));
 });
 
 test('rendezvous hashing agrees with an independent SHA-256 computation', () => {

@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { TailClient } from '../helpers/tail-client.js';
-import { b64urlEncode, DeviceKeys, encodeEntry, entrySigner, originPrefix, type EntryOrigin, type LogEntry, type PayloadCodec } from '../../src/client/index.js';
+import { b64urlEncode, DeviceKeys, DgError, encodeEntry, entrySigner, originPrefix, type EntryOrigin, type LogEntry, type PayloadCodec } from '../../src/client/index.js';
 import { randomBytes } from '../../src/client/bytes.js';
 import { EntryCipher } from '../../src/client/keys/entry-cipher.js';
 import { Ed25519Verifier } from '../../src/client/crypto/ed25519-verify.js';
@@ -32,6 +32,13 @@ function cipher(key: Uint8Array): PayloadCodec & { opened: (EntryOrigin | null)[
       return c.open(s, ctx);
     },
   };
+}
+
+function concat(x: Uint8Array, y: Uint8Array): Uint8Array {
+  const out = new Uint8Array(x.length + y.length);
+  out.set(x);
+  out.set(y, x.length);
+  return out;
 }
 
 /** An unsigned (version 1) entry, as earlier SDKs wrote them. */
@@ -90,17 +97,17 @@ for (const sealed of [false, true]) {
     const forgerCipher = new EntryCipher({ writeKey: async () => ({ epoch: 1, key }), readKey: async () => key });
     // A member holds the site key: with the codec, the forged payloads open as the victim's would.
     const payload = async (s: string, as: EntryOrigin = origin) => (sealed ? forgerCipher.seal(enc(s), { site, log: 'chat', origin: as }) : enc(s));
-    const forgerSigns = entrySigner(site, 'chat', (m) => forger.client.keys.sign(m));
-    const garbage = entrySigner(site, 'chat', () => randomBytes(64));
-    const zeros = entrySigner(site, 'chat', () => new Uint8Array(64));
+    const forgerSigns = entrySigner(site, 'chat', (m) => forger.client.keys.signAsync(m));
+    const garbage = entrySigner(site, 'chat', async () => randomBytes(64));
+    const zeros = entrySigner(site, 'chat', async () => new Uint8Array(64));
     const ownStream = b64urlEncode(randomBytes(8));
-    const genuine = encodeEntry(originPrefix(forger.client.device, ownStream), 1, await payload('forger, in its own name', { device: forger.client.device, stream: ownStream, seq: 1 }), forgerSigns);
+    const genuine = await encodeEntry(originPrefix(forger.client.device, ownStream), 1, await payload('forger, in its own name', { device: forger.client.device, stream: ownStream, seq: 1 }), forgerSigns);
     // A genuine entry of the victim's, signed for another log, copied here.
-    const elsewhere = encodeEntry(prefix, 1, await payload('real one, elsewhere'), entrySigner(site, 'other', (m) => victim.client.keys.sign(m)));
+    const elsewhere = await encodeEntry(prefix, 1, await payload('real one, elsewhere'), entrySigner(site, 'other', (m) => victim.client.keys.signAsync(m)));
     const entries = [
-      encodeEntry(prefix, 1, await payload('forged, bad signature'), garbage),
-      encodeEntry(prefix, 1, await payload("forged, the forger's own signature"), forgerSigns),
-      encodeEntry(prefix, 2, await payload('forged, no signature (zeros)'), zeros),
+      await encodeEntry(prefix, 1, await payload('forged, bad signature'), garbage),
+      await encodeEntry(prefix, 1, await payload("forged, the forger's own signature"), forgerSigns),
+      await encodeEntry(prefix, 2, await payload('forged, no signature (zeros)'), zeros),
       elsewhere,
       genuine,
       unsignedEntry(prefix.device, prefix.stream, 1, await payload('unsigned, in the old format')),
@@ -154,7 +161,7 @@ test('readers admit batches in order (each verified concurrently), and count onl
   const other = DeviceKeys.generate();
   const self = { device: other.deviceId, stream: b64urlEncode(randomBytes(8)) };
   const w = originPrefix(writer.deviceId, b64urlEncode(randomBytes(8)));
-  const signs = entrySigner(site, 'chat', (m) => writer.sign(m));
+  const signs = entrySigner(site, 'chat', (m) => writer.signAsync(m));
   const committed: [number, boolean][] = [];
   const admitted: LogEntry[][] = [];
   const pending = new Map<number, Uint8Array>();
@@ -163,9 +170,9 @@ test('readers admit batches in order (each verified concurrently), and count onl
     committed: (_o, index, signed) => committed.push([index, signed]),
     admitted: (entries) => admitted.push(entries),
   });
-  const forged = encodeEntry(w, 2, enc('forged'), entrySigner(site, 'chat', (m) => other.sign(m)));
-  admission.push(0, [encodeEntry(w, 1, enc('one'), signs), forged, encodeEntry(w, 2, enc('two'), signs)]);
-  admission.push(3, [encodeEntry(w, 2, enc('two'), signs), enc('no header'), unsignedEntry(w.device, w.stream, 2, enc('old'))]);
+  const forged = await encodeEntry(w, 2, enc('forged'), entrySigner(site, 'chat', (m) => other.signAsync(m)));
+  admission.push(0, [await encodeEntry(w, 1, enc('one'), signs), forged, await encodeEntry(w, 2, enc('two'), signs)]);
+  admission.push(3, [await encodeEntry(w, 2, enc('two'), signs), enc('no header'), unsignedEntry(w.device, w.stream, 2, enc('old'))]);
   await admission.settled();
   assert.deepEqual(admitted.map((b) => b.map((e) => e.index)), [[0, 1, 2], [3, 4, 5]], 'in order, batch by batch');
   assert.deepEqual(admitted.flat().map((e) => [e.error?.code ?? null, e.signed]), [
@@ -181,14 +188,94 @@ test('readers admit batches in order (each verified concurrently), and count onl
   // This writer's own pending entries are admitted without verifying, by their bytes; an entry
   // with its header but other bytes is verified (and refused) like any other.
   const mine = originPrefix(self.device, self.stream);
-  const own = encodeEntry(mine, 1, enc('mine'), entrySigner(site, 'chat', (m) => other.sign(m)));
+  const own = await encodeEntry(mine, 1, enc('mine'), entrySigner(site, 'chat', (m) => other.signAsync(m)));
   pending.set(1, own);
   admission.push(6, [own]);
   assert.equal(admitted.length, 3, 'admitted at once: nothing to verify');
-  admission.push(7, [encodeEntry(mine, 2, enc('not mine'), signs)]);
+  admission.push(7, [await encodeEntry(mine, 2, enc('not mine'), signs)]);
   await admission.settled();
   assert.deepEqual(admitted.slice(2).flat().map((e) => [e.index, e.error?.code ?? null]), [[6, null], [7, 'FORBIDDEN']]);
 });
+
+test('entries are signed through WebCrypto with the device key imported once, not extractable, byte for byte as @noble/curves signs; without Ed25519 in WebCrypto, noble signs', async (t) => {
+  // RFC 8032, 7.1, test 1: the empty message.
+  const rfcSeed = '9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60';
+  const rfcSig = 'e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b';
+  const stored = { sign: b64urlEncode(Buffer.from(rfcSeed, 'hex')), box: b64urlEncode(randomBytes(32)) };
+  const long = randomBytes(60_000);
+  const messages = [new Uint8Array(0), enc('m'), long, long.subarray(3, 40_003), ...Array.from({ length: 20 }, (_, i) => enc(`message ${i}`))];
+
+  const importKey = t.mock.method(globalThis.crypto.subtle, 'importKey');
+  const sign = t.mock.method(globalThis.crypto.subtle, 'sign');
+  for (const keys of [DeviceKeys.generate(), DeviceKeys.fromJSON(stored)]) {
+    importKey.mock.resetCalls();
+    const signatures = await Promise.all(messages.map((m) => keys.signAsync(m)));
+    assert.deepEqual(signatures.map((s) => Buffer.from(s).toString('hex')), messages.map((m) => Buffer.from(keys.sign(m)).toString('hex')));
+    assert.equal(importKey.mock.callCount(), 1, 'imported once, though the first signatures were asked for together');
+    const [format, , , extractable, usages] = importKey.mock.calls[0]!.arguments;
+    assert.deepEqual([format, extractable, usages], ['pkcs8', false, ['sign']]);
+  }
+  assert.equal(sign.mock.callCount(), 2 * messages.length, 'through WebCrypto');
+  assert.equal(Buffer.from(await DeviceKeys.fromJSON(stored).signAsync(new Uint8Array(0))).toString('hex'), rfcSig);
+
+  importKey.mock.resetCalls();
+  sign.mock.resetCalls();
+  importKey.mock.mockImplementation(async () => {
+    throw new DOMException('Unrecognized algorithm name', 'NotSupportedError');
+  });
+  const fallback = DeviceKeys.fromJSON(stored);
+  assert.equal(Buffer.from(await fallback.signAsync(new Uint8Array(0))).toString('hex'), rfcSig);
+  const again = await Promise.all(messages.map((m) => fallback.signAsync(m)));
+  assert.deepEqual(again.map((s) => Buffer.from(s).toString('hex')), messages.map((m) => Buffer.from(fallback.sign(m)).toString('hex')));
+  assert.equal(importKey.mock.callCount(), 1, 'found out once');
+  assert.equal(sign.mock.callCount(), 0);
+});
+
+for (const sealed of [false, true]) {
+  test(`an append whose signing fails is rejected as a whole and leaves no gap in its writer stream; seqs follow the order of calls${sealed ? ' (end-to-end encrypted)' : ''}`, async (t) => {
+    const srv = await server();
+    const a = await makeClient(srv);
+    const b = await makeClient(srv);
+    const site = await sharedSite(a, [b]);
+    const key = randomBytes(32);
+    // Signatures finish out of order, and the devices refuse to sign payloads that start with
+    // REFUSE (with the codec, such a payload is sealed as REFUSE + ciphertext).
+    const REFUSE = 'do not sign:';
+    for (const c of [a, b]) {
+      const real = c.client.keys.signAsync.bind(c.client.keys);
+      t.mock.method(c.client.keys, 'signAsync', async (m: Uint8Array) => {
+        await new Promise((r) => setTimeout(r, Math.random() * 5));
+        if (Buffer.from(m).includes(REFUSE)) throw new DgError('INTERNAL', 'refused to sign');
+        return real(m);
+      });
+    }
+    const mark = (codec: PayloadCodec): PayloadCodec => ({
+      overhead: codec.overhead + REFUSE.length,
+      seal: async (p, ctx) => (text(p).startsWith(REFUSE) ? concat(enc(REFUSE), await codec.seal(p, ctx)) : codec.seal(p, ctx)),
+      open: (s, ctx) => codec.open(s, ctx),
+    });
+    const opts = (lead: boolean) => ({ lead, ...(sealed ? { codec: mark(cipher(key)) } : {}) });
+    const la = a.client.openLog(site, 'chat', opts(true));
+    const ra = record(la);
+    await la.opened;
+    const lb = b.client.openLog(site, 'chat', opts(false));
+    await lb.opened;
+    assert.equal(lb.role, 'follower');
+
+    const calls = [lb.append([enc('b1')]), lb.append([enc(`${REFUSE} b`), enc('lost with it')]), lb.append([enc('b2'), enc('b3')]), la.append([enc(`${REFUSE} a`)]), la.append([enc('a1')]), lb.append([enc('b4')])];
+    const results = await Promise.allSettled(calls);
+    assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
+    assert.equal(((results[1] as PromiseRejectedResult).reason as DgError).message, 'refused to sign');
+    await Promise.all(Array.from({ length: 20 }, (_, i) => lb.append([enc(`more ${i}`)])));
+    await waitFor('the leader sees every entry', () => ra.seen.length === 25);
+    const fromB = ra.seen.filter((e) => e.origin?.device === b.client.device);
+    assert.deepEqual(fromB.map((e) => e.origin!.seq), Array.from({ length: 24 }, (_, i) => i + 1), "the follower's seqs are contiguous: the failed call took none");
+    assert.deepEqual(fromB.map((e) => text(e.payload)), ['b1', 'b2', 'b3', 'b4', ...Array.from({ length: 20 }, (_, i) => `more ${i}`)], 'in the order of the calls');
+    assert.deepEqual(ra.seen.filter((e) => e.origin?.device === a.client.device).map((e) => [e.origin!.seq, text(e.payload)]), [[1, 'a1']]);
+    assert.ok(ra.seen.every((e) => e.signed && e.error === undefined));
+    for (const c of [a, b]) await c.client.close();
+  });
+}
 
 test('the verifier imports each device key once, and falls back to @noble/curves without Ed25519 in WebCrypto', async (t) => {
   const keys = DeviceKeys.generate();
@@ -209,10 +296,10 @@ test('the verifier imports each device key once, and falls back to @noble/curves
   assert.equal(await fallback.verify(keys.deviceId, keys.publicKey, msg, sig), true);
 });
 
-test("a leader counts an unsigned entry naming a follower that signs as no one's, and does not acknowledge it", () => {
+test("a leader counts an unsigned entry naming a follower that signs as no one's, and does not acknowledge it", async () => {
   const follower = DeviceKeys.generate();
   const stream = b64urlEncode(randomBytes(8));
-  const signed = encodeEntry(originPrefix(follower.deviceId, stream), 1, enc('one'), entrySigner('site1', 'chat', (m) => follower.sign(m)));
+  const signed = await encodeEntry(originPrefix(follower.deviceId, stream), 1, enc('one'), entrySigner('site1', 'chat', (m) => follower.signAsync(m)));
   const replies: LinkMessage[] = [];
   const seq = new Sequencer(
     { write: () => new Promise(() => undefined), written: () => undefined, failed: () => undefined, refused: () => undefined, mayWrite: () => true },

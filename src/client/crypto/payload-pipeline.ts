@@ -1,9 +1,9 @@
 /**
  * How a Log runs its PayloadCodec (payload-codec.ts) without disturbing its guarantees:
- * - appends are sealed one call after another, so seq numbers follow the order of `append`
- *   calls; they are taken only once every payload of a call is sealed (the codec binds them),
- *   so a call whose sealing fails rejects as a whole and leaves no gap in the writer stream
- *   (the leader sequences each stream without gaps);
+ * - a payload is sealed as the seq the Log's append queue (log-append-queue.ts) gives it,
+ *   then signed; the queue takes a call's seqs, in the order of the calls, only once the
+ *   whole call is sealed and signed (the codec binds them), so a call whose sealing fails
+ *   rejects as a whole and leaves no gap in the writer stream;
  * - delivered batches are opened concurrently within a batch but handed to subscribers in
  *   the log's order; an entry that does not open is delivered with `error` and an empty
  *   payload, never dropped, so indexes stay dense; one refused before (`error` already
@@ -14,7 +14,6 @@ import type { LogEntry } from '../log-types.js';
 import type { PayloadCodec } from './payload-codec.js';
 
 export class PayloadPipeline {
-  private sealing: Promise<unknown> = Promise.resolve();
   private opening: Promise<void> = Promise.resolve();
 
   constructor(
@@ -27,19 +26,10 @@ export class PayloadPipeline {
     return this.codec.overhead;
   }
 
-  /**
-   * Seals `payloads` as seqs lastSeq()+1…, then `commit(base, sealed)` queues them (and takes
-   * the seqs); resolves with their indexes once durable.
-   */
-  seal(payloads: Uint8Array[], lastSeq: () => number, commit: (base: number, sealed: Uint8Array[]) => Promise<number>[]): Promise<number[]> {
+  /** Seals `payload` as this writer's `seq`. */
+  seal(payload: Uint8Array, seq: number): Promise<Uint8Array> {
     const { site, log, device, stream } = this.where;
-    const run = this.sealing.then(async () => {
-      const base = lastSeq();
-      const sealed = await Promise.all(payloads.map((p, i) => this.codec.seal(p, { site, log, origin: { device, stream, seq: base + 1 + i } })));
-      return commit(base, sealed);
-    });
-    this.sealing = run.catch(() => undefined);
-    return run.then((promises) => Promise.all(promises));
+    return this.codec.seal(payload, { site, log, origin: { device, stream, seq } });
   }
 
   /** Opens the payloads of `entries` in place, then calls `deliver` (batches in call order). */
