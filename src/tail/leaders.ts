@@ -19,7 +19,7 @@
 import { DgError } from '../protocol/errors.js';
 import type { LeaseReply } from '../protocol/tail-schemas.js';
 import type { TailContext } from './context.js';
-import { canWrite, Handle, LiveLog, type AccessGrant } from './live-log.js';
+import { canWrite, Handle, LiveLog, type AccessGrant, type Lapse } from './live-log.js';
 import type { Session } from './session.js';
 
 function logKey(site: string, name: string): string {
@@ -199,12 +199,20 @@ export class LogRegistry {
    * revoked session does, instead of keeping the log for a device that cannot come back.
    */
   endGraceOf(device: string): void {
-    for (const log of [...this.#logs.values()]) {
-      if (log.lapse?.device !== device) continue;
-      clearTimeout(log.lapse.timer);
-      this.#released(log, log.epoch);
-      this.#lapsed(log);
-    }
+    for (const log of [...this.#logs.values()]) if (log.lapse?.device === device) this.endGrace(log, log.lapse);
+  }
+
+  /** The logs of `site` whose leadership is in a grace held by a device of `user`. */
+  gracesOf(user: string, site: string): LiveLog[] {
+    return [...this.#logs.values()].filter((log) => log.site === site && log.lapse?.user === user);
+  }
+
+  /** Ends the grace `lapse` of the log now (if it still runs): the others may take the log. */
+  endGrace(log: LiveLog, lapse: Lapse): void {
+    if (log.lapse !== lapse) return;
+    clearTimeout(lapse.timer);
+    this.#released(log, log.epoch);
+    this.#lapsed(log);
   }
 
   /** The store reported the log fenced by a newer epoch (another node took it). */
@@ -251,7 +259,7 @@ export class LogRegistry {
       if (mode === 'close' && graceMs > 0 && device !== undefined) {
         const timer = setTimeout(() => this.#lapsed(log), graceMs);
         timer.unref();
-        log.lapse = { device, timer };
+        log.lapse = { device, user: h.session.auth?.user, timer };
       } else {
         this.#released(log, h.epoch);
         this.#broadcast(log, leaderEvent(log), null);

@@ -10,6 +10,8 @@
  * - `access`: cached access of each (user, site) is dropped; each live handle of that user
  *   on that site is re-checked with auth, and dies (`{ev:'revoke', handle, reason}`) when
  *   its access is gone, no longer covers its role, or auth cannot be asked (fail closed).
+ *   A leader grace held by a device of that user on that site ends unless the device may
+ *   still write the log (also asked of auth).
  *   Lease tokens of that (user, site) issued before the revocation no longer prove access
  *   (for as long as they can live): `lease` asks auth instead.
  * - A revocation whose bus message this node missed still arrives: every `revokedPollMs` the
@@ -19,7 +21,7 @@
 import { SUBJECTS, type RevokeEvent, type RevokedList } from '../protocol/bus-messages.js';
 import { TAIL_CLOSE } from '../protocol/tail-schemas.js';
 import type { TailContext } from './context.js';
-import { canRead, canWrite, type Handle } from './live-log.js';
+import { canRead, canWrite, type Handle, type LiveLog } from './live-log.js';
 import type { Session } from './session.js';
 
 /** (user, site) pairs whose lost access is remembered; past this the oldest fold into a watermark. */
@@ -199,8 +201,27 @@ export function onRevoke(ctx: TailContext, message: unknown): void {
       for (const s of ctx.sessions.ofUser(user)) {
         for (const h of s.handles.values()) if (h.log.site === site) void recheck(ctx, h, reason);
       }
+      for (const log of ctx.logs.gracesOf(user, site)) void recheckGrace(ctx, log);
     }
   }
+}
+
+/**
+ * A grace on the log is held by a device of a user whose access to the site changed: it
+ * ends unless that device may still write the log (or when auth cannot say), as the
+ * leadership of a live handle would.
+ */
+async function recheckGrace(ctx: TailContext, log: LiveLog): Promise<void> {
+  const lapse = log.lapse;
+  if (lapse === null || lapse.user === undefined) return;
+  let keeps = false;
+  try {
+    const access = await ctx.access.check(lapse.user, lapse.device, log.site, log.name);
+    keeps = access !== null && canWrite(access.rights);
+  } catch (err) {
+    ctx.log.warn({ err }, 'access re-check of a leader grace failed; the grace ends');
+  }
+  if (!keeps) ctx.logs.endGrace(log, lapse);
 }
 
 /** Asks auth again whether the handle may stay; kills it when not (or when auth cannot say). */

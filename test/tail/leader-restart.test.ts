@@ -6,9 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { post } from '../helpers/auth-client.js';
+import { declareGrant, post } from '../helpers/auth-client.js';
 import { startServer } from '../helpers/server.js';
-import { connect, joined, lease, logName, world, type World } from './fixture.js';
+import { connect, joined, lease, logName, member, world, type World } from './fixture.js';
 
 const GRACE = 1500;
 
@@ -95,3 +95,35 @@ describe('tail: the leader grace of a revoked device', () => {
     o2.close();
   });
 });
+
+describe('tail: the leader grace of a user whose grant is revoked', () => {
+  it('ends when the user can no longer write the log, and stays while another grant still lets it', async () => {
+    const LONG = 20_000;
+    const w = await world({ leaseGraceMs: LONG });
+    const m = await member(w, ['read', 'write']);
+    assert.equal((await post(w.url, '/join', { site: w.site, grant: m.grant.hash }, m.dev.access)).status, 200);
+    const kept = logName('kept');
+    const lost = logName('lost');
+    // A second grant writes only `kept`: revoking the first leaves the user that one.
+    const other = await declareGrant(w.url, w.owner, { sub: `user:${m.dev.user}`, site: w.site, logs: [kept], rights: ['read', 'write'] });
+    assert.equal((await post(w.url, '/join', { site: w.site, grant: other.hash }, m.dev.access)).status, 200);
+    const d = await connect(w, m.dev);
+    assert.equal((await lease(d, w.site, kept)).role, 'leader');
+    assert.equal((await lease(d, w.site, lost)).role, 'leader');
+    const o = await connect(w, w.owner);
+    const ok = await lease(o, w.site, kept);
+    const ol = await lease(o, w.site, lost);
+    d.close();
+    await d.closedWith();
+    assert.equal((await lease(o, w.site, lost)).leader, m.dev.device, 'in the grace');
+    assert.equal((await post(w.url, '/revoke', { grant: m.grant.hash }, w.owner.access)).status, 200);
+    assert.deepEqual(await o.nextEvent('leader', ol.handle, 3000), { ev: 'leader', handle: ol.handle, leader: null, epoch: ol.epoch });
+    assert.equal((await lease(o, w.site, lost)).role, 'leader', 'the grace ended with the write right');
+    const still = await lease(o, w.site, kept);
+    assert.equal(still.role, 'follower', 'the other grant still lets the device write there: its grace runs');
+    assert.equal(still.leader, m.dev.device);
+    assert.equal(o.events.some((e) => e.ev === 'leader' && e.handle === ok.handle), false);
+    o.close();
+  });
+});
+
