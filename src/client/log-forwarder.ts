@@ -23,8 +23,14 @@ export interface ForwarderOptions {
   /** Resends went unanswered twice in a row: the link to `leader` should be rebuilt. */
   stalled: (leader: string) => void;
   retransmitMs: number;
-  /** Entries per submit message. */
+  /** Entries per submit message, at most. */
   batch: number;
+  /**
+   * Entry bytes per submit message, at most (an entry larger than this goes alone). A
+   * message is sent whole or not at all, so it must fit the link: relayed signals have a
+   * byte budget, and a message is at most 1024 fragments.
+   */
+  batchBytes: number;
 }
 
 /**
@@ -86,8 +92,12 @@ export class Forwarder {
     const leader = this.leader;
     if (leader === null || entries.length === 0) return;
     const now = Date.now();
-    for (let i = 0; i < entries.length; i += this.opts.batch) {
-      const chunk = entries.slice(i, i + this.opts.batch);
+    for (let i = 0; i < entries.length; ) {
+      let end = i + 1;
+      let bytes = entries[i]!.bytes.length;
+      while (end < entries.length && end - i < this.opts.batch && bytes + entries[end]!.bytes.length <= this.opts.batchBytes) bytes += entries[end++]!.bytes.length;
+      const chunk = entries.slice(i, end);
+      i = end;
       for (const p of chunk) {
         p.sentEpoch = this.epoch;
         p.sentAt = now;

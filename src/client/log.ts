@@ -170,6 +170,8 @@ export class Log extends Emitter<LogEvents> {
       stalled: (leader) => this.hub.drop(leader),
       retransmitMs: opts.retransmitMs ?? 4000,
       batch: 256,
+      // Well within the relay's signal byte budget (4 MiB at once, 1 MiB/s).
+      batchBytes: 512 * 1024,
     });
     this.requestRecover();
   }

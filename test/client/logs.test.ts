@@ -71,6 +71,28 @@ test("a follower's appends reach the log through the signal relay when WebRTC is
   await followerAppends(false);
 });
 
+test('a follower relaying a call of many large entries (more than the relay lets through at once) gets every one in', async () => {
+  const srv = await server();
+  const a = await makeClient(srv);
+  const b = await makeClient(srv);
+  const site = await sharedSite(a, [b]);
+  const la = a.client.openLog(site, 'big');
+  await la.opened;
+  const lb = b.client.openLog(site, 'big', { lead: false });
+  const rb = record(lb);
+  await lb.opened;
+  assert.equal(lb.role, 'follower');
+  // About 7 MB of base64: over the relay's 4 MiB signal burst if sent as one message.
+  const payloads = Array.from({ length: 24 }, (_, i) => new Uint8Array(220_000).fill(i));
+  const idx = await lb.append(payloads);
+  assert.equal(lb.leaderPath, 'relay');
+  assert.deepEqual(idx, Array.from({ length: 24 }, (_, i) => i));
+  await waitFor('the follower sees them', () => rb.seen.length === 24);
+  assert.deepEqual(rb.seen.map((e) => [e.index, e.payload.length, e.payload[0]]), payloads.map((p, i) => [i, p.length, i]));
+  await a.client.close();
+  await b.client.close();
+});
+
 /** Followers (and the leader) append steadily; `disrupt` runs in the middle. */
 async function appendThroughDisruption(cs: TestClient[], site: string, disrupt: (leader: TestClient, others: TestClient[]) => Promise<void>): Promise<void> {
   const logs = cs.map((c) => c.client.openLog(site, 'stream', { retransmitMs: 1500, channelTimeoutMs: 1000 }));

@@ -32,6 +32,8 @@ import {
 } from '../../src/client/index.js';
 import { FileKeyStorage } from '../../src/client/node/index.js';
 import { Reassembler, toFrames, type LinkMessage } from '../../src/client/link-messages.js';
+import { Forwarder } from '../../src/client/log-forwarder.js';
+import { PendingAppends } from '../../src/client/log-pending.js';
 import { tempDir } from '../helpers/server.js';
 
 test('base64url matches Node and rejects non-canonical input', () => {
@@ -187,6 +189,31 @@ test('link messages fragment and reassemble; bad frames are dropped', () => {
   assert.equal(r.push({ t: 'submit', epoch: -1, stream: 'a', floor: 0, entries: [] }), null);
   assert.equal(r.push('nope'), null);
   assert.deepEqual(r.push({ t: 'ack', epoch: 1, stream: 's', acks: [[1, 2]] }), { t: 'ack', epoch: 1, stream: 's', acks: [[1, 2]] });
+});
+
+test('a follower splits its pending entries into submit messages that fit the link, by bytes as well as by count', () => {
+  const pending = new PendingAppends();
+  // 130 entries of 200 KB: over the 1024 fragments a message can have, were they sent as one.
+  for (let seq = 1; seq <= 130; seq++) void pending.add(seq, new Uint8Array(200_000).fill(seq)).catch(() => undefined);
+  const messages: LinkMessage[] = [];
+  const forwarder = new Forwarder({
+    pending,
+    stream: 'stream',
+    nextSeq: () => 131,
+    send: (_leader, msg) => {
+      toFrames(msg); // what the link does with it: throws when it cannot be framed
+      messages.push(msg);
+    },
+    stalled: () => undefined,
+    retransmitMs: 60_000,
+    batch: 256,
+    batchBytes: 512 * 1024,
+  });
+  forwarder.setLeader('leader', 1);
+  forwarder.stop();
+  const submits = messages.filter((m) => m.t === 'submit');
+  assert.deepEqual(submits.flatMap((m) => m.entries).length, 130, 'every entry sent once');
+  for (const m of submits) assert.ok(m.entries.reduce((n, e) => n + e.length, 0) <= (512 * 1024 * 4) / 3 + 4, 'each message within the byte budget');
 });
 
 test('device keys persist through a 0600 key file, and memory storage', async () => {
