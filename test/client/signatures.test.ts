@@ -8,11 +8,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { TailClient } from '../helpers/tail-client.js';
-import { b64urlEncode, DeviceKeys, DgError, encodeEntry, entrySigner, originPrefix, type EntryOrigin, type LogEntry, type PayloadCodec } from '../../src/client/index.js';
+import { b64urlEncode, decodeEntry, DeviceKeys, DgError, encodeEntry, entrySigner, originPrefix, type EntryOrigin, type LogEntry, type PayloadCodec } from '../../src/client/index.js';
 import { randomBytes } from '../../src/client/bytes.js';
 import { EntryCipher } from '../../src/client/keys/entry-cipher.js';
 import { Ed25519Verifier } from '../../src/client/crypto/ed25519-verify.js';
 import { Admission } from '../../src/client/log-admission.js';
+import { entrySigningMessage } from '../../src/client/entry-header.js';
 import { Sequencer } from '../../src/client/log-sequencer.js';
 import type { LinkMessage } from '../../src/client/link-messages.js';
 import { enc, makeClient, record, server, sharedSite, waitFor } from './harness.js';
@@ -294,6 +295,43 @@ test('the verifier imports each device key once, and falls back to @noble/curves
   const fallback = new Ed25519Verifier();
   assert.deepEqual(await Promise.all([fallback.verify(keys.deviceId, keys.publicKey, msg, sig), fallback.verify(keys.deviceId, keys.publicKey, msg, bad)]), [true, false]);
   assert.equal(await fallback.verify(keys.deviceId, keys.publicKey, msg, sig), true);
+});
+
+test('a small-order public key verifies nothing: an entry under one, whoever wrote it, is refused as forged', async () => {
+  // The all-zero encoding is a point of order 4: with R of small order too and S = 0, the
+  // cofactorless equation holds for about a third of messages, whoever made them. WebCrypto
+  // (OpenSSL) accepts them; RFC 8032 strict verification (noble, zip215: false) does not.
+  const zeroKey = new Uint8Array(32);
+  const zeroSig = new Uint8Array(64);
+  const zeroDevice = b64urlEncode(zeroKey);
+  const site = 'site1';
+  const stream = randomBytes(8);
+  const prefix = { device: zeroKey, stream };
+  const scope = entrySigner(site, 'chat', async () => zeroSig);
+  const entries: Uint8Array[] = [];
+  for (let seq = 1; entries.length < 4 && seq < 200; seq++) {
+    const e = await encodeEntry(prefix, seq, enc(`forged ${seq}`), scope);
+    const d = decodeEntry(e);
+    const key = await globalThis.crypto.subtle.importKey('raw', zeroKey, { name: 'Ed25519' }, false, ['verify']);
+    if (await globalThis.crypto.subtle.verify('Ed25519', key, zeroSig, new Uint8Array(entrySigningMessage(scope.scope, d.signedHeader, d.payload)))) entries.push(e);
+  }
+  assert.equal(entries.length, 4, 'WebCrypto alone accepts such signatures');
+  const v = new Ed25519Verifier();
+  for (const e of entries) {
+    const d = decodeEntry(e);
+    assert.equal(await v.verify(zeroDevice, zeroKey, entrySigningMessage(scope.scope, d.signedHeader, d.payload), zeroSig), false);
+  }
+  const admitted: LogEntry[] = [];
+  const committed: number[] = [];
+  const admission = new Admission({ site, log: 'chat' }, { device: DeviceKeys.generate().deviceId, stream: b64urlEncode(randomBytes(8)) }, {
+    pendingBytes: () => undefined,
+    committed: (_o, index) => committed.push(index),
+    admitted: (batch) => admitted.push(...batch),
+  });
+  admission.push(0, entries);
+  await admission.settled();
+  assert.deepEqual(admitted.map((e) => [e.index, e.error?.code, e.signed]), entries.map((_, i) => [i, 'FORBIDDEN', false]));
+  assert.deepEqual(committed, []);
 });
 
 test("a leader counts an unsigned entry naming a follower that signs as no one's, and does not acknowledge it", async () => {

@@ -6,7 +6,10 @@
  * device keys sign with) where it does not.
  *
  * Both follow RFC 8032 (noble with `zip215: false`: canonical encodings, no small-order
- * keys), and agree on every signature the Ed25519 signing algorithm makes. A device could
+ * keys), and agree on every signature the Ed25519 signing algorithm makes. WebCrypto
+ * (OpenSSL) takes a small-order key, under which signatures anyone can make verify for many
+ * messages: a key is checked with noble when first imported, and one that is not canonical
+ * or of small order verifies nothing, on either path. A device could
  * still craft, for its own messages only, a signature that one accepts and the other
  * refuses (they differ on the cofactor in the equation); no one can make either accept a
  * signature in another device's name.
@@ -54,10 +57,12 @@ export class Ed25519Verifier {
   private async key(device: string, publicKey: Uint8Array): Promise<CryptoKey | null | undefined> {
     let k = this.keys.get(device);
     if (k === undefined) {
-      k = globalThis.crypto.subtle.importKey('raw', view(publicKey), { name: 'Ed25519' }, false, ['verify']).catch((err: unknown) => {
-        if (isUnsupported(err)) this.native = false;
-        return null;
-      });
+      k = strictKey(publicKey)
+        ? globalThis.crypto.subtle.importKey('raw', view(publicKey), { name: 'Ed25519' }, false, ['verify']).catch((err: unknown) => {
+            if (isUnsupported(err)) this.native = false;
+            return null;
+          })
+        : Promise.resolve(null);
       if (this.keys.size >= this.maxKeys) this.keys.delete(this.keys.keys().next().value as string);
     } else {
       this.keys.delete(device); // most recently used last
@@ -65,6 +70,15 @@ export class Ed25519Verifier {
     this.keys.set(device, k);
     const key = await k;
     return key === null && !this.native ? undefined : key;
+  }
+}
+
+/** Whether `publicKey` is a canonical encoding of a point that is not of small order (as noble's strict verification wants). */
+function strictKey(publicKey: Uint8Array): boolean {
+  try {
+    return !ed25519.Point.fromBytes(publicKey, false).isSmallOrder();
+  } catch {
+    return false;
   }
 }
 
