@@ -1,9 +1,10 @@
 /**
- * The few cryptographic primitives auth uses, all node:crypto: Ed25519 verification of device
+ * The few cryptographic primitives auth uses, node:crypto but for one point check: Ed25519 verification of device
  * signatures, SHA-256 hashes, random identifiers, constant-time comparison, and the sealing of
  * a refresh answer under a key only the presenter of the refresh token can derive.
  */
 import { createCipheriv, createDecipheriv, createHash, createPublicKey, hkdfSync, randomBytes, timingSafeEqual, verify, type KeyObject } from 'node:crypto';
+import { ed25519 } from '@noble/curves/ed25519.js';
 import { b64urlDecode } from '../protocol/b64.js';
 
 export const CHALLENGE_PREFIX = 'datagrove-auth-v1:';
@@ -24,14 +25,39 @@ export function constantTimeEqual(a: string, b: string): boolean {
   return timingSafeEqual(ha, hb);
 }
 
-/** The Ed25519 public key of a device id (base64url of the raw 32 bytes), or null. */
+/**
+ * The Ed25519 public key of a device id (base64url of the raw 32 bytes), or null. Null too
+ * for a key that is not a canonical encoding or is of small order: OpenSSL takes such keys,
+ * and under one signatures anyone can make verify (for the identity point, all of them), so
+ * whoever registered it could not be told from anyone else signing in as it.
+ */
 export function devicePublicKey(device: string): KeyObject | null {
+  const cached = keys.get(device);
+  if (cached !== undefined) return cached;
   const raw = b64urlDecode(device);
   if (raw === null || raw.length !== 32) return null;
+  let key: KeyObject | null = null;
+  if (strongPoint(raw)) {
+    try {
+      key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: device }, format: 'jwk' });
+    } catch {
+      key = null;
+    }
+  }
+  if (keys.size >= MAX_CACHED_KEYS) keys.delete(keys.keys().next().value as string);
+  keys.set(device, key);
+  return key;
+}
+
+/** Parsed device keys (null: refused), oldest first: parsing and the point check cost more than a verification. */
+const keys = new Map<string, KeyObject | null>();
+const MAX_CACHED_KEYS = 10_000;
+
+function strongPoint(raw: Uint8Array): boolean {
   try {
-    return createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: device }, format: 'jwk' });
+    return !ed25519.Point.fromBytes(raw, false).isSmallOrder();
   } catch {
-    return null;
+    return false;
   }
 }
 

@@ -107,6 +107,22 @@ describe('auth sessions', async () => {
     assert.equal(r4.status, 401);
   });
 
+  it('refuses a small-order device key, under which anyone could sign as the device', async () => {
+    // The identity point (y = 1): with R = identity and S = 0 every message "verifies".
+    const raw = Buffer.alloc(32);
+    raw[0] = 1;
+    const device = raw.toString('base64url');
+    const sig = Buffer.alloc(64);
+    sig[0] = 1;
+    const keys = newDeviceKeys();
+    for (let i = 0; i < 2; i++) {
+      const nonce = await challenge(url, device);
+      const r = await post<ErrorBody>(url, '/signup', { device, boxKey: keys.boxKey, nonce, sig: sig.toString('base64url') });
+      assert.equal(r.status, 401, 'no account for a key anyone can sign with');
+      assert.equal(r.body.error.code, 'UNAUTHORIZED');
+    }
+  });
+
   it('lets exactly one of two concurrent uses of a nonce succeed', async () => {
     const d = await signupDevice(url);
     const nonce = await challenge(url, d.device);
