@@ -135,7 +135,9 @@ export function verifyDeviceSignature(deviceId: string, message: Uint8Array, sig
   const pk = b64urlDecode(deviceId);
   if (pk?.length !== 32 || signature.length !== 64) return false;
   try {
-    return ed25519.verify(signature, message, pk);
+    // Strict (RFC 8032): no non-canonical encodings, no small-order keys, under which
+    // signatures anyone can make verify.
+    return ed25519.verify(signature, message, pk, { zip215: false });
   } catch {
     return false;
   }

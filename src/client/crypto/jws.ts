@@ -52,7 +52,9 @@ export function verifyEd25519(publicKey: string, message: Uint8Array, signature:
   const pk = b64urlDecode(publicKey);
   if (pk?.length !== 32 || signature.length !== 64) return false;
   try {
-    return ed25519.verify(signature, message, pk);
+    // Strict (RFC 8032): no non-canonical encodings, no small-order keys, under which
+    // signatures anyone can make verify.
+    return ed25519.verify(signature, message, pk, { zip215: false });
   } catch {
     return false;
   }
