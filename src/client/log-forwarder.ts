@@ -22,6 +22,8 @@ export interface ForwarderOptions {
   send: (leader: string, msg: LinkMessage) => void;
   /** Resends went unanswered twice in a row: the link to `leader` should be rebuilt. */
   stalled: (leader: string) => void;
+  /** Whether what was sent to `leader` has not all left yet (queued for the relay): nothing is resent meanwhile. */
+  busy: (leader: string) => boolean;
   retransmitMs: number;
   /** Entries per submit message, at most. */
   batch: number;
@@ -48,6 +50,8 @@ export class Forwarder {
   private timer: ReturnType<typeof setInterval> | null = null;
   private unanswered = 0;
   private resendTimer: ReturnType<typeof setTimeout> | null = null;
+  /** When what was sent was last seen still queued for the link. */
+  private busyAt = 0;
 
   constructor(private readonly opts: ForwarderOptions) {}
 
@@ -78,8 +82,12 @@ export class Forwarder {
   private retransmit(): void {
     if (this.leader === null) return;
     const now = Date.now();
+    if (this.opts.busy(this.leader)) {
+      this.busyAt = now; // an entry is sent once it left, not when it was queued
+      return;
+    }
     const all = this.opts.pending.all();
-    if (!all.some((p) => p.sentEpoch === this.epoch && now - p.sentAt >= this.opts.retransmitMs)) return;
+    if (!all.some((p) => p.sentEpoch === this.epoch && now - Math.max(p.sentAt, this.busyAt) >= this.opts.retransmitMs)) return;
     if (++this.unanswered >= 2) {
       this.unanswered = 0;
       this.opts.stalled(this.leader);
@@ -120,6 +128,7 @@ export class Forwarder {
     if (this.resendTimer !== null || this.leader === null) return;
     this.resendTimer = setTimeout(() => {
       this.resendTimer = null;
+      if (this.leader !== null && this.opts.busy(this.leader)) return this.notTaken(); // still sending: later
       for (const p of this.opts.pending.all()) if (p.sentEpoch === this.epoch) p.sentEpoch = -1;
       this.flush();
     }, 200);

@@ -168,6 +168,7 @@ export class Log extends Emitter<LogEvents> {
       send: (leader, msg) => this.hub.sendTo(leader, msg),
       // No acknowledgement through two resends: the link may be dead on the far side.
       stalled: (leader) => this.hub.drop(leader),
+      busy: (leader) => this.hub.relaying(leader),
       retransmitMs: opts.retransmitMs ?? 4000,
       batch: 256,
       // Well within the relay's signal byte budget (4 MiB at once, 1 MiB/s).

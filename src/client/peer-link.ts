@@ -11,7 +11,16 @@
  *
  * Messages are ordered per path, not across a switch of path: the log protocol does not
  * rely on link order (the leader keeps each writer's order by sequence number).
+ *
+ * The relay has a budget (signals and bytes per second, per session, and nothing for a
+ * recipient that is not reading), and a session whose signals are refused too often is
+ * closed: relayed frames queue per link and go out at most RELAY_WINDOW at a time; one
+ * refused RATE_LIMITED is sent again after a pause, and for a while after that one at a
+ * time (so the budget is used without a stream of refusals); one refused otherwise is
+ * dropped (the sender of a message that matters sends it again).
  */
+import { DgError } from '../protocol/errors.js';
+import { sleep } from './backoff.js';
 import { randomId } from './bytes.js';
 import { Reassembler, toFrames, type LinkMessage } from './link-messages.js';
 import type { RtcDataChannelLike, RtcPeerConnectionConstructor, RtcPeerConnectionLike, RtcSessionDescriptionLike } from './rtc-types.js';
@@ -29,6 +38,13 @@ export interface PeerHubOptions {
 
 type Path = 'channel' | 'relay';
 
+/** Relayed signals of one link in flight at once, at most. */
+const RELAY_WINDOW = 8;
+/** After the relay refused a frame for its budget: the pause before sending again, ms. */
+const RELAY_PAUSE_MS = 250;
+/** …and how long frames then go one at a time, ms. */
+const RELAY_SLOW_MS = 2000;
+
 class PeerLink {
   pc: RtcPeerConnectionLike | null = null;
   dc: RtcDataChannelLike | null = null;
@@ -40,6 +56,13 @@ class PeerLink {
   initiator = false;
   timer: ReturnType<typeof setTimeout> | null = null;
   readonly rx = new Reassembler();
+  /** Frames waiting for the relay, and how many are in flight. */
+  readonly relayQueue: object[] = [];
+  relayInFlight = 0;
+  /** While set, the relay refused a frame for its budget: nothing more goes out until then. */
+  relayPause: Promise<void> | null = null;
+  /** When the relay last refused a frame for its budget. */
+  relayRefusedAt = 0;
 
   constructor(
     readonly device: string,
@@ -64,6 +87,12 @@ export class PeerHub {
     return l.channelOpen() ? 'channel' : l.relay ? 'relay' : 'pending';
   }
 
+  /** Whether relayed frames to `device` are still queued or in flight. */
+  relaying(device: string): boolean {
+    const l = this.links.get(device);
+    return l !== undefined && l.relayQueue.length + l.relayInFlight > 0;
+  }
+
   /** Sends to `device`, opening a link (as the initiator) when there is none. */
   sendTo(device: string, msg: LinkMessage): void {
     if (this.closed) return;
@@ -82,8 +111,43 @@ export class PeerHub {
           // fall through to the relay
         }
       }
-      if (link.relay) this.opts.signal(link.device, 'data', f).catch(() => undefined);
+      if (link.relay) this.relay(link, f);
       else link.held.push(f);
+    }
+  }
+
+  private relay(link: PeerLink, frame: object): void {
+    link.relayQueue.push(frame);
+    this.pumpRelay(link);
+  }
+
+  private pumpRelay(link: PeerLink): void {
+    const window = Date.now() - link.relayRefusedAt < RELAY_SLOW_MS ? 1 : RELAY_WINDOW;
+    while (link.relayPause === null && link.relayInFlight < window && link.relayQueue.length > 0 && !this.closed && this.links.get(link.device) === link) {
+      const frame = link.relayQueue.shift()!;
+      link.relayInFlight++;
+      this.opts.signal(link.device, 'data', frame).then(
+        () => {
+          link.relayInFlight--;
+          this.pumpRelay(link);
+        },
+        (err: unknown) => {
+          link.relayInFlight--;
+          if (!(err instanceof DgError && err.code === 'RATE_LIMITED')) {
+            this.pumpRelay(link);
+            return;
+          }
+          // Over the relay's budget: this frame goes again, first, after a pause.
+          link.relayQueue.unshift(frame);
+          link.relayRefusedAt = Date.now();
+          if (link.relayPause === null) {
+            link.relayPause = sleep(RELAY_PAUSE_MS).then(() => {
+              link.relayPause = null;
+              this.pumpRelay(link);
+            });
+          }
+        },
+      );
     }
   }
 
@@ -260,6 +324,7 @@ export class PeerHub {
     const link = this.links.get(device);
     if (link === undefined) return;
     this.links.delete(device);
+    link.relayQueue.length = 0;
     if (link.timer !== null) clearTimeout(link.timer);
     if (sayBye && link.pc !== null) this.opts.signal(device, 'bye', { link: link.id }).catch(() => undefined);
     try {

@@ -93,6 +93,28 @@ test('a follower relaying a call of many large entries (more than the relay lets
   await b.client.close();
 });
 
+test("a follower relaying more than the relay's budget keeps to it: its session is never closed for refused signals", async () => {
+  const srv = await server();
+  const a = await makeClient(srv);
+  const b = await makeClient(srv);
+  const site = await sharedSite(a, [b]);
+  const la = a.client.openLog(site, 'budget');
+  await la.opened;
+  const lb = b.client.openLog(site, 'budget', { lead: false });
+  await lb.opened;
+  const closes: number[] = [];
+  (await b.client.connection(site)).on('close', ({ code }) => closes.push(code));
+  // About 17 MB of base64 (700 relayed frames): the relay carries 4 MiB at once, then 1 MiB
+  // a second; a session with 500 signals refused within 10 s is closed 4429.
+  const payloads = Array.from({ length: 64 }, (_, i) => new Uint8Array(200_000).fill(i));
+  const idx = await lb.append(payloads);
+  assert.deepEqual(idx, Array.from({ length: 64 }, (_, i) => i));
+  assert.equal(lb.leaderPath, 'relay');
+  assert.deepEqual(closes, [], 'the session stayed open');
+  await a.client.close();
+  await b.client.close();
+});
+
 /** Followers (and the leader) append steadily; `disrupt` runs in the middle. */
 async function appendThroughDisruption(cs: TestClient[], site: string, disrupt: (leader: TestClient, others: TestClient[]) => Promise<void>): Promise<void> {
   const logs = cs.map((c) => c.client.openLog(site, 'stream', { retransmitMs: 1500, channelTimeoutMs: 1000 }));

@@ -205,6 +205,7 @@ test('a follower splits its pending entries into submit messages that fit the li
       messages.push(msg);
     },
     stalled: () => undefined,
+    busy: () => false,
     retransmitMs: 60_000,
     batch: 256,
     batchBytes: 512 * 1024,
