@@ -60,8 +60,9 @@ interface Checks {
 /** Applies one change to the draft; returns the reason it is refused, or null. */
 async function apply(d: Draft, c: ProfileChange, k: Checks): Promise<string | null> {
   if (c.op === 'set') {
+    // Defined, not assigned: a key such as `__proto__` is app data like any other.
     if (c.value === null) delete d.data[c.key];
-    else d.data[c.key] = c.value;
+    else Object.defineProperty(d.data, c.key, { value: c.value, enumerable: true, writable: true, configurable: true });
     const size = Buffer.byteLength(JSON.stringify(d.data), 'utf8');
     return size > MAX_PROFILE_DATA_BYTES ? `value: app data would be ${size} bytes, over ${MAX_PROFILE_DATA_BYTES} in all` : null;
   }

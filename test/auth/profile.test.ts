@@ -162,6 +162,22 @@ describe('profile', async () => {
     assert.equal((await post(url, '/profile', { version: 0, changes: Array(101).fill({ op: 'set', key: 'k', value: 1 }) }, me.access)).status, 400);
   });
 
+  it('stores app data under any key, __proto__ included, and removes it again', async () => {
+    const me = await signupDevice(url);
+    const r = await update(me, 0, [
+      { op: 'set', key: '__proto__', value: { x: 1 } },
+      { op: 'set', key: 'constructor', value: 2 },
+    ]);
+    assert.deepEqual(r, { ok: true, version: 1 });
+    const p = await getProfile(me);
+    assert.deepEqual(Object.keys(p.data).sort(), ['__proto__', 'constructor']);
+    assert.deepEqual(Object.getOwnPropertyDescriptor(p.data, '__proto__')?.value, { x: 1 });
+    assert.deepEqual(await update(me, 1, [{ op: 'set', key: '__proto__', value: 5 }]), { ok: true, version: 2 });
+    assert.equal(Object.getOwnPropertyDescriptor((await getProfile(me)).data, '__proto__')?.value, 5);
+    assert.deepEqual(await update(me, 2, [{ op: 'set', key: '__proto__', value: null }]), { ok: true, version: 3 });
+    assert.deepEqual(Object.keys((await getProfile(me)).data), ['constructor']);
+  });
+
   it('refuses app data nested deeper than 64 levels before parsing it, and the profile stays usable', async () => {
     const me = await signupDevice(url);
     const deep = (n: number): unknown => (n === 0 ? 1 : [deep(n - 1)]);
