@@ -52,7 +52,8 @@ export async function revokeDevice(ctx: AuthContext, caller: Principal, device: 
   if (purged.profileVersion !== null) ctx.notify.replaced(user);
 
   const readable = new Set<string>(await ctx.store.sitesOwnedBy(user));
-  for (const r of await ctx.store.accessOfUser(user)) if (r.expiresAt === null || r.expiresAt > now) readable.add(r.site);
+  const own = await ctx.store.accessOfUser(user);
+  for (const r of own) if (r.expiresAt === null || r.expiresAt > now) readable.add(r.site);
 
   const devices = (await ctx.store.listDevices(user)).map((d) => d.id);
   const emails = [...new Set((await ctx.store.identitiesOf(user)).map((i) => i.email))];
@@ -60,9 +61,12 @@ export async function revokeDevice(ctx: AuthContext, caller: Principal, device: 
     issuers: devices,
     subjects: [`user:${user}`, ...devices.map((d) => `device:${d}`), ...emails.map((e) => `email:${e}`)],
   });
-  const candidates = await ctx.store.accessThroughGrants(touching.map((g) => g.hash));
+  // The user's own rows too: a grant to an email may spell it in another case than the
+  // identity (`email:Erin@Example.com`), which the subject lookup above does not find.
+  const candidates = new Map<string, AccessRecord>();
+  for (const r of [...own, ...(await ctx.store.accessThroughGrants(touching.map((g) => g.hash)))]) candidates.set(`${r.user}\u0000${r.site}\u0000${r.grant}`, r);
   const dead: AccessRecord[] = [];
-  for (const row of candidates) if (!(await stillValid(ctx, row))) dead.push(row);
+  for (const row of candidates.values()) if (!(await stillValid(ctx, row))) dead.push(row);
   await ctx.store.deleteAccess(dead, now);
 
   const rotate = [...new Set([...readable, ...dead.map((r) => r.site)])].sort();
