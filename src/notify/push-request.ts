@@ -64,7 +64,11 @@ export function classifyStatus(status: number, retryAfter: string | string[] | u
 export function sendPush(req: PushRequest, settings: PushSettings, signal: AbortSignal): Promise<PushOutcome> {
   let details: ReturnType<typeof webpush.generateRequestDetails>;
   try {
-    details = webpush.generateRequestDetails({ endpoint: req.endpoint, keys: req.keys }, JSON.stringify(req.payload), {
+    // The endpoint as WHATWG URL serializes it: web-push takes the VAPID `aud` from the
+    // legacy url.parse, which keeps an explicit :443 or a port's leading zeros, and a push
+    // service refuses an `aud` that is not its origin (RFC 8292 §2).
+    const endpoint = new URL(req.endpoint).href;
+    details = webpush.generateRequestDetails({ endpoint, keys: req.keys }, JSON.stringify(req.payload), {
       vapidDetails: { subject: settings.subject, publicKey: settings.vapid.publicKey, privateKey: settings.vapid.privateKey },
       TTL: settings.ttlSec,
       urgency: 'normal',

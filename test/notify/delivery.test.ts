@@ -54,6 +54,23 @@ describe('notify delivery', () => {
     assert.deepEqual(later[1]?.payload, { site, log: 'main', length: 4 });
   });
 
+  it('signs the VAPID aud with the endpoint\'s origin however the endpoint spells its port', async () => {
+    // `https://host:08443/…` and `https://HOST:443/…` are the origins https://host:8443 and
+    // https://host; a push service checks `aud` against its own origin.
+    const user = newUser();
+    const device = newDevice();
+    const site = newSite();
+    const sub = receiver.subscribe(h.publicKey);
+    const endpoint = sub.endpoint.replace(/:(\d+)\//, ':0$1/');
+    assert.notEqual(endpoint, sub.endpoint);
+    assert.equal((await h.update({ user, version: 1, changes: [{ op: 'join', device, site }, pushChange(device, { endpoint, keys: sub.keys })] })).ok, true);
+    h.publish(site, 'main', 1);
+    const [got] = await receiver.waitFor(sub.id, 1);
+    assert.equal(got?.error, null);
+    assert.equal(got?.jwt.aud, receiver.origin);
+    assert.deepEqual(got?.payload, { site, log: 'main', length: 1 });
+  });
+
   it('pushes nothing while the user has a live session on any node', async () => {
     const { user, site, sub } = await member(h, receiver);
     h.presence({ node: 'tail-a', ttlMs: 10_000, full: false, online: [user], offline: [] });
