@@ -22,6 +22,7 @@
  *   dropped and counted. Delivery is at most once: a dropped or failed push leaves the pushed
  *   length unchanged, so the next publish of that log pushes again.
  */
+import { setMaxListeners } from 'node:events';
 import type { FastifyBaseLogger } from 'fastify';
 import { checkPushEndpoint } from '../protocol/push-endpoint.js';
 import type { NotifyMetrics } from './metrics.js';
@@ -110,6 +111,8 @@ export class Delivery {
 
   constructor(deps: DeliveryDeps) {
     this.#d = deps;
+    // Each request in flight listens on the one abort signal: up to maxConcurrent at once.
+    setMaxListeners(Math.max(10, deps.limits.maxConcurrent), this.#abort.signal);
   }
 
   /** Asks for a push of (site, log, length) to one device of `user`. */

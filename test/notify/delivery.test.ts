@@ -269,6 +269,27 @@ describe('notify delivery', () => {
     assert.deepEqual(all[3]?.payload, { site, log: 'main', length: 2 });
   });
 
+  it('keeps many requests in flight without a listener leak warning', async () => {
+    const r6 = await startPushReceiver();
+    const n = await startNotify({ receiver: r6 });
+    const site = newSite();
+    for (let i = 0; i < 16; i++) {
+      const m = await member(n, r6, site);
+      r6.script(m.sub.id, { status: 201, delayMs: 200 });
+    }
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => void warnings.push(w.name);
+    process.on('warning', onWarning);
+    try {
+      n.publish(site, 'main', 1);
+      await sleep(600);
+    } finally {
+      process.off('warning', onWarning);
+    }
+    assert.ok(r6.maxInFlight() > 10, `only ${r6.maxInFlight()} in flight`);
+    assert.deepEqual(warnings, []);
+  });
+
   it('bounds the requests in flight and the queue when the push service is slow', async () => {
     const r4 = await startPushReceiver();
     const n = await startNotify({ receiver: r4, limits: { maxConcurrent: 2, maxQueue: 2 } });
