@@ -77,8 +77,10 @@ describe('notify state and keys', () => {
     const plain = { endpoint: good.endpoint.replace('https:', 'http:'), keys: good.keys };
     const offList = { endpoint: 'https://push.evil.example/push/x', keys: good.keys };
     const badKeys = { endpoint: good.endpoint, keys: { p256dh: good.keys.p256dh.slice(2), auth: good.keys.auth } };
+    // 65 bytes starting with 4, but not a point of P-256: nothing could ever be encrypted to it.
+    const offCurve = { endpoint: good.endpoint, keys: { p256dh: Buffer.concat([Buffer.from([4]), Buffer.alloc(64, 1)]).toString('base64url'), auth: good.keys.auth } };
     assert.deepEqual(await h.update({ user, version: 1, changes: [{ op: 'join', device, site }, pushChange(device, good)] }), { ok: true, version: 1 });
-    for (const [i, sub] of [plain, offList, badKeys].entries()) {
+    for (const [i, sub] of [offCurve, plain, offList, badKeys].entries()) {
       const r = await h.update({ user, version: 2 + i, changes: [pushChange(device, sub)] });
       assert.deepEqual(r, { ok: true, version: 2 + i }, 'the version moves on (auth committed it)');
       assert.deepEqual((await h.store.userState(user)).push, [], 'the device is left without an endpoint');
@@ -87,13 +89,14 @@ describe('notify state and keys', () => {
     assert.deepEqual(
       refusals.map((l) => l.reason),
       [
+        'keys.p256dh must be an uncompressed P-256 public key in base64url',
         'push endpoint must be https:',
         "push endpoint host 'push.evil.example' is not on the push allowlist",
         'keys.p256dh must be an uncompressed P-256 public key in base64url',
       ],
     );
     // The same rule holds for a full state.
-    await h.update({ user, version: 5, full: { subscriptions: [{ device, site }], push: [{ device, ...offList }] } });
+    await h.update({ user, version: 6, full: { subscriptions: [{ device, site }], push: [{ device, ...offList }] } });
     assert.deepEqual((await h.store.userState(user)).push, []);
     h.publish(site, 'main', 1);
     await sleep(250);
