@@ -26,11 +26,15 @@ export const GUID_PATTERN = '^[A-Za-z0-9_-]{8,128}$';
 export const LOG_SELECTOR_PATTERN = `^(\\*|${LOG_NAME_PATTERN.slice(1, -1)})$`;
 /** Grant subjects: `user:<id>`, `device:<id>` or `email:<addr>`. */
 export const GRANT_SUBJECT_PATTERN =
-  `^(user:${USER_ID_PATTERN.slice(1, -1)}|device:${DEVICE_ID_PATTERN.slice(1, -1)}|email:[^\\s@:]{1,64}@[^\\s@]{1,190})$`;
+  `^(user:${USER_ID_PATTERN.slice(1, -1)}|device:${DEVICE_ID_PATTERN.slice(1, -1)}|email:[^\\s@:\\u0000]{1,64}@[^\\s@\\u0000]{1,190})$`;
+/** An email to look up: no white space, one `@`, and no U+0000 (which PostgreSQL text cannot hold). */
+export const EMAIL_QUERY_PATTERN = '^[^\\s@\\u0000]+@[^\\s@\\u0000]+$';
 
 export const MAX_GRANT_LENGTH = 8192;
 export const MAX_GRANT_LOGS = 64;
 export const MAX_NAME_LENGTH = 128;
+/** A device or site name: any text but U+0000 (which PostgreSQL text cannot hold). */
+export const Name = Type.String({ maxLength: MAX_NAME_LENGTH, pattern: '^[^\\u0000]*$' });
 
 export const DeviceId = Type.String({ pattern: DEVICE_ID_PATTERN });
 export const BoxKey = Type.String({ pattern: BOX_KEY_PATTERN });
@@ -88,7 +92,7 @@ export const SignupBody = Type.Object({
   boxSig: Type.Optional(BoxSig),
   nonce: Type.String({ pattern: NONCE_PATTERN }),
   sig: Type.String({ pattern: SIGNATURE_PATTERN }),
-  name: Type.Optional(Type.String({ maxLength: MAX_NAME_LENGTH })),
+  name: Type.Optional(Name),
 });
 export type SignupBody = Static<typeof SignupBody>;
 
@@ -105,7 +109,7 @@ export const RefreshBody = Type.Object({
 });
 export type RefreshBody = Static<typeof RefreshBody>;
 
-export const CreateSiteBody = Type.Object({ name: Type.Optional(Type.String({ maxLength: MAX_NAME_LENGTH })) });
+export const CreateSiteBody = Type.Object({ name: Type.Optional(Name) });
 export type CreateSiteBody = Static<typeof CreateSiteBody>;
 
 export const SiteParams = Type.Object({ site: SiteId });
@@ -242,7 +246,7 @@ export const OidcStartBody = Type.Object({
   /** Addition: the device's signature of `boxKey` (BoxSig); only with `boxKey`. */
   boxSig: Type.Optional(BoxSig),
   /** The name a new device gets. */
-  name: Type.Optional(Type.String({ maxLength: MAX_NAME_LENGTH })),
+  name: Type.Optional(Name),
   nonce: Type.String({ pattern: NONCE_PATTERN }),
   sig: Type.String({ pattern: SIGNATURE_PATTERN }),
   /** Where the browser goes after the callback (an allowed origin or the public URL). */
@@ -297,7 +301,7 @@ export type IdentityPayload = Static<typeof IdentityPayload>;
 
 // ---- keys, devices ----
 
-export const KeysQuery = Type.Object({ email: Type.String({ minLength: 3, maxLength: MAX_EMAIL_LENGTH, pattern: '^[^\\s@]+@[^\\s@]+$' }) });
+export const KeysQuery = Type.Object({ email: Type.String({ minLength: 3, maxLength: MAX_EMAIL_LENGTH, pattern: EMAIL_QUERY_PATTERN }) });
 export type KeysQuery = Static<typeof KeysQuery>;
 
 export const KeysReply = Type.Object({ attestations: Type.Array(Type.String({ pattern: COMPACT_JWS_PATTERN })) });
@@ -306,7 +310,7 @@ export type KeysReply = Static<typeof KeysReply>;
 export const DeviceParams = Type.Object({ device: DeviceId });
 export type DeviceParams = Static<typeof DeviceParams>;
 
-export const RenameDeviceBody = Type.Object({ name: Type.String({ maxLength: MAX_NAME_LENGTH }) });
+export const RenameDeviceBody = Type.Object({ name: Name });
 export type RenameDeviceBody = Static<typeof RenameDeviceBody>;
 
 export const RenameDeviceReply = Type.Object({ device: DeviceId, name: Type.String() });

@@ -5,7 +5,7 @@
  * key-statements.ts (shared with the client SDK, which must not pull in TypeBox).
  */
 import { Type, type Static } from '@sinclair/typebox';
-import { BoxKey, COMPACT_JWS_PATTERN, DeviceId, MAX_EMAIL_LENGTH, Rights, SIGNATURE_PATTERN, SiteId, UserId } from './auth-schemas.js';
+import { BoxKey, COMPACT_JWS_PATTERN, DeviceId, EMAIL_QUERY_PATTERN, MAX_EMAIL_LENGTH, Rights, SIGNATURE_PATTERN, SiteId, UserId } from './auth-schemas.js';
 import { B64URL_32_PATTERN } from './ids.js';
 import { DEVICE_CERT_TYP, MAX_USER_KEY_VERSION } from './key-statements.js';
 
@@ -56,7 +56,7 @@ export type CertificateReply = Static<typeof CertificateReply>;
 
 export const CertificatesQuery = Type.Object({
   user: Type.Optional(UserId),
-  email: Type.Optional(Type.String({ minLength: 3, maxLength: MAX_EMAIL_LENGTH, pattern: '^[^\\s@]+@[^\\s@]+$' })),
+  email: Type.Optional(Type.String({ minLength: 3, maxLength: MAX_EMAIL_LENGTH, pattern: EMAIL_QUERY_PATTERN })),
 });
 export type CertificatesQuery = Static<typeof CertificatesQuery>;
 

@@ -63,6 +63,11 @@ export function checkPushEndpoint(endpoint: string, hosts: readonly string[]): s
   if (url.protocol !== 'https:') return 'push endpoint must be https:';
   if (url.username !== '' || url.password !== '') return 'push endpoint must not carry credentials';
   if (url.hash !== '') return 'push endpoint must not have a fragment';
+  // The URL parser drops or escapes these, but the endpoint is stored as sent (and a store may not hold U+0000).
+  for (let i = 0; i < endpoint.length; i++) {
+    const c = endpoint.charCodeAt(i);
+    if (c <= 0x20 || c === 0x7f) return 'push endpoint must not contain spaces or control characters';
+  }
   // URL lower-cases the host and drops the default port, so `port` is '' for 443.
   const hostname = url.hostname;
   const port = url.port;

@@ -18,7 +18,7 @@
 import * as client from 'openid-client';
 import { SUBJECTS, type UserEvent } from '../../protocol/bus-messages.js';
 import { DgError, type ErrorCode } from '../../protocol/errors.js';
-import type { OidcCompleteBody, OidcCompleteReply, OidcStartBody, OidcStartReply } from '../../protocol/auth-schemas.js';
+import { OIDC_STATE_PATTERN, type OidcCompleteBody, type OidcCompleteReply, type OidcStartBody, type OidcStartReply } from '../../protocol/auth-schemas.js';
 import { normalizeEmail } from '../../protocol/email.js';
 import { signIdentityAttestation } from '../attestation.js';
 import type { AuthContext } from '../context.js';
@@ -32,6 +32,8 @@ import { checkRedirect } from './redirect.js';
 
 /** How long a started login waits for its callback, and a finished one for its device. */
 export const OIDC_LOGIN_TTL_MS = 10 * 60_000;
+
+const STATE_RE = new RegExp(OIDC_STATE_PATTERN);
 
 export function callbackUrl(ctx: AuthContext): string {
   return `${ctx.deps.publicUrl().replace(/\/$/, '')}/auth/v1/oidc/callback`;
@@ -119,7 +121,7 @@ async function verifiedEmail(ctx: AuthContext, login: OidcLoginRecord, rawQuery:
     email = info.email;
     verified = info.email_verified;
   }
-  if (typeof email !== 'string' || email.trim() === '' || email.length > 254) throw new DgError('FORBIDDEN', 'email: the provider gave no email');
+  if (typeof email !== 'string' || email.trim() === '' || email.length > 254 || email.includes('\u0000')) throw new DgError('FORBIDDEN', 'email: the provider gave no email');
   if (verified !== true) throw new DgError('FORBIDDEN', 'email: not verified by the provider');
   return normalizeEmail(email);
 }
@@ -168,7 +170,8 @@ export interface CallbackResult {
 /** Takes the state once, exchanges the code, and stores the verified email with a confirmation code's hash. */
 export async function handleCallback(ctx: AuthContext, state: string | undefined, rawQuery: string): Promise<CallbackResult> {
   const count = (outcome: string) => ctx.metrics.oidcLogins.inc({ step: 'callback', outcome });
-  const login = state === undefined ? null : await ctx.store.takeOidcCallback(state, ctx.now());
+  // A state this server never makes (e.g. one with U+0000, which PostgreSQL cannot compare) is unknown.
+  const login = state === undefined || !STATE_RE.test(state) ? null : await ctx.store.takeOidcCallback(state, ctx.now());
   if (login === null) {
     count('bad-state');
     throw new DgError('UNAUTHORIZED', 'state: unknown, expired or already used; sign in again');
