@@ -5,7 +5,7 @@
  * damaged one: a corrupt file stops the start with an error instead of silently
  * invalidating every subscription. Every notify process of a cluster needs the same file.
  */
-import { generateKeyPairSync } from 'node:crypto';
+import { createECDH, generateKeyPairSync } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { b64urlDecode } from '../protocol/b64.js';
@@ -43,7 +43,16 @@ function valid(v: unknown): v is VapidFile {
   if (typeof f.publicKey !== 'string' || typeof f.privateKey !== 'string') return false;
   const pub = b64urlDecode(f.publicKey);
   const priv = b64urlDecode(f.privateKey);
-  return pub !== null && pub.length === 65 && pub[0] === 4 && priv !== null && priv.length === 32;
+  if (pub === null || pub.length !== 65 || pub[0] !== 4 || priv === null || priv.length !== 32) return false;
+  // The public key must be the private key's: a pair mixed from two files signs every push
+  // with a key its subscriptions are not bound to, and push services refuse them all.
+  try {
+    const ecdh = createECDH('prime256v1');
+    ecdh.setPrivateKey(priv);
+    return ecdh.getPublicKey().equals(pub);
+  } catch {
+    return false;
+  }
 }
 
 /** Loads the VAPID keys of `dataDir`, creating them on the first start. */

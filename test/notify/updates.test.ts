@@ -3,10 +3,12 @@
  * state, refused endpoints, malformed messages; and the VAPID key it serves.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { loadVapidKeys, VAPID_FILE } from '../../src/notify/vapid.js';
 import { startPushReceiver } from '../helpers/push-receiver.js';
+import { tempDir } from '../helpers/server.js';
 import { newDevice, newSite, newUser, pushChange, sleep, startNotify } from './harness.js';
 
 const receiver = await startPushReceiver();
@@ -29,6 +31,23 @@ describe('notify state and keys', () => {
     assert.equal(b.publicKey, a.publicKey);
     assert.equal(readFileSync(file, 'utf8'), before);
     assert.equal(b.notify.ready(), true);
+  });
+
+  it('refuses to start on a key file whose halves are not one P-256 key pair', () => {
+    const dir = tempDir('dg-vapid-');
+    const mine = loadVapidKeys(dir);
+    const other = loadVapidKeys(tempDir('dg-vapid-'));
+    const file = join(dir, VAPID_FILE);
+    const offCurve = Buffer.concat([Buffer.from([4]), Buffer.alloc(64, 1)]).toString('base64url');
+    for (const damaged of [
+      { publicKey: mine.publicKey, privateKey: other.privateKey },
+      { publicKey: offCurve, privateKey: mine.privateKey },
+    ]) {
+      writeFileSync(file, JSON.stringify({ ...damaged, createdAt: 1 }));
+      assert.throws(() => loadVapidKeys(dir), /does not hold a P-256 key pair/);
+    }
+    writeFileSync(file, JSON.stringify({ ...mine, createdAt: 1 }));
+    assert.deepEqual(loadVapidKeys(dir), mine);
   });
 
   it('answers a version gap with ok:false and is repaired by the full state after losing its store', async () => {
