@@ -33,8 +33,12 @@ export const EMAIL_QUERY_PATTERN = '^[^\\s@\\u0000]+@[^\\s@\\u0000]+$';
 export const MAX_GRANT_LENGTH = 8192;
 export const MAX_GRANT_LOGS = 64;
 export const MAX_NAME_LENGTH = 128;
-/** A device or site name: any text but U+0000 (which PostgreSQL text cannot hold). */
-export const Name = Type.String({ maxLength: MAX_NAME_LENGTH, pattern: '^[^\\u0000]*$' });
+/**
+ * A device or site name: text without control characters (U+0000, which PostgreSQL text
+ * cannot hold, and the rest of C0 and C1) or bidirectional controls, which would let a name
+ * shown in another device's approval prompt read as something else.
+ */
+export const Name = Type.String({ maxLength: MAX_NAME_LENGTH, pattern: '^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]*$' });
 
 export const DeviceId = Type.String({ pattern: DEVICE_ID_PATTERN });
 export const BoxKey = Type.String({ pattern: BOX_KEY_PATTERN });

@@ -24,6 +24,11 @@ describe('device names', async () => {
     assert.equal((await post<Err>(url, `/devices/${newDeviceKeys().device}/name`, { name: 'x' }, me.access)).body.error?.code, 'NOT_FOUND');
     assert.equal((await post(url, `/devices/${keys.device}/name`, { name: 'x'.repeat(129) }, me.access)).status, 400);
     assert.equal((await post(url, '/devices/short/name', { name: 'x' }, me.access)).status, 400);
+    // A name is shown in other devices' approval prompts: no control or bidirectional characters.
+    for (const name of ['pho\u202Ene', 'a\nb', 'tab\tbed', 'x\u0085', 'y\u2067z']) {
+      assert.equal((await post<Err>(url, `/devices/${keys.device}/name`, { name }, me.access)).body.error?.code, 'BAD_REQUEST', JSON.stringify(name));
+    }
+    assert.equal((await post(url, `/devices/${keys.device}/name`, { name: 'Ada’s 日本 tablet 🙂' }, me.access)).status, 200);
     assert.equal((await post(url, `/devices/${keys.device}/name`, { name: 'x' })).status, 401);
 
     const tablet = await loginDevice(url, keys);
