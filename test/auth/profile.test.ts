@@ -128,6 +128,8 @@ describe('profile', async () => {
       { op: 'push', device: me.device, subscription: { endpoint: 'http://fcm.googleapis.com/x', keys: pushKeys() } },
       { op: 'push', device: me.device, subscription: { endpoint: 'https://evil.example/x', keys: pushKeys() } },
       { op: 'push', device: me.device, subscription: { endpoint: endpoint(), keys: { p256dh: 'AAAA', auth: 'AAAA' } } },
+      // 65 bytes starting with 4, but not a point of P-256: no push could be encrypted to it.
+      { op: 'push', device: me.device, subscription: { endpoint: endpoint(), keys: { p256dh: Buffer.concat([Buffer.from([4]), Buffer.alloc(64, 1)]).toString('base64url'), auth: randomBytes(16).toString('base64url') } } },
       { op: 'mute', device: me.device, site: mine, until: 5 },
       { op: 'explode' },
       { op: 'join', device: me.device },
@@ -135,16 +137,17 @@ describe('profile', async () => {
       { op: 'join', device: me.device, site: mine },
     ]);
     assert.ok(!r.ok);
-    assert.deepEqual(r.comments.map((c) => c.change), [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert.deepEqual(r.comments.map((c) => c.change), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     assert.match(r.comments[0]?.message ?? '', /no access/);
     assert.match(r.comments[1]?.message ?? '', /not a live device of this user/);
     assert.match(r.comments[2]?.message ?? '', /https:/);
     assert.match(r.comments[3]?.message ?? '', /allowlist/);
     assert.match(r.comments[4]?.message ?? '', /p256dh/);
-    assert.match(r.comments[5]?.message ?? '', /not joined/);
-    assert.match(r.comments[6]?.message ?? '', /op: must be one of/);
-    assert.match(r.comments[7]?.message ?? '', /site/);
-    assert.match(r.comments[8]?.message ?? '', /over 65536 in all/);
+    assert.match(r.comments[5]?.message ?? '', /p256dh/);
+    assert.match(r.comments[6]?.message ?? '', /not joined/);
+    assert.match(r.comments[7]?.message ?? '', /op: must be one of/);
+    assert.match(r.comments[8]?.message ?? '', /site/);
+    assert.match(r.comments[9]?.message ?? '', /over 65536 in all/);
     assert.deepEqual([r.version, r.profile.data, r.profile.subscriptions], [1, { keep: true }, []]);
     assert.deepEqual(await getProfile(me), { version: 1, data: { keep: true }, subscriptions: [], push: [] });
   });
