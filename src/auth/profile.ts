@@ -6,10 +6,10 @@
  * nothing is written and the caller gets the current profile and a comment per refused
  * change.
  */
-import { ECDH } from 'node:crypto';
 import { ProfileChangeSchemas, type ProfileChange, type ProfileComment, type ProfileReply, type ProfileUpdateReply } from '../protocol/auth-schemas.js';
 import { b64urlDecode } from '../protocol/b64.js';
 import { checkPushEndpoint } from '../protocol/push-endpoint.js';
+import { isP256Point } from '../protocol/push-keys.js';
 import { siteRights } from './access.js';
 import type { AuthContext } from './context.js';
 import type { ProfilePush, ProfileRecord, ProfileState, ProfileSubscription } from './store.js';
@@ -24,20 +24,10 @@ export function profileReply(p: ProfileRecord): ProfileReply {
   return { version: p.version, data: p.data, subscriptions: p.subscriptions, push: p.push.map((x) => ({ device: x.device, endpoint: x.endpoint })) };
 }
 
-/** Whether `key` (65 bytes, uncompressed) is a point of P-256: no push can be encrypted to one that is not. */
-function onP256(key: Uint8Array): boolean {
-  try {
-    ECDH.convertKey(key, 'prime256v1');
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Why push subscription keys are unusable (RFC 8291: a P-256 point, a 16-byte secret), or null. */
 function refusePushKeys(keys: { p256dh: string; auth: string }): string | null {
   const p256dh = b64urlDecode(keys.p256dh);
-  if (p256dh === null || p256dh.length !== 65 || p256dh[0] !== 4 || !onP256(p256dh)) return 'subscription.keys.p256dh: must be an uncompressed P-256 public key, base64url';
+  if (p256dh === null || !isP256Point(p256dh)) return 'subscription.keys.p256dh: must be an uncompressed P-256 public key, base64url';
   const auth = b64urlDecode(keys.auth);
   if (auth === null || auth.length !== 16) return 'subscription.keys.auth: must be 16 bytes, base64url';
   return null;

@@ -14,7 +14,6 @@
  *   endpoint, as if it had unsubscribed.
  * Every reply carries the user's stored `version` after the call.
  */
-import { ECDH } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import { b64urlDecode } from '../protocol/b64.js';
 import type { NotifyUpdateReply } from '../protocol/bus-messages.js';
@@ -28,6 +27,7 @@ import {
   type NotifyChange,
 } from '../protocol/notify-schemas.js';
 import { checkPushEndpoint } from '../protocol/push-endpoint.js';
+import { isP256Point } from '../protocol/push-keys.js';
 import type { NotifyStore, PushKeys, StoreChange, UserState } from './store.js';
 
 export interface UpdateDeps {
@@ -38,22 +38,12 @@ export interface UpdateDeps {
 
 export type UpdateReply = NotifyUpdateReply & { version: number };
 
-/** Whether 65 bytes `04 || x || y` are a point of P-256 (every push to another would fail to encrypt). */
-function onP256(key: Buffer): boolean {
-  try {
-    ECDH.convertKey(key, 'prime256v1');
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Why a subscription cannot be stored, or null when it can. */
 export function refusePushSubscription(endpoint: string, keys: PushKeys, hosts: readonly string[]): string | null {
   const reason = checkPushEndpoint(endpoint, hosts);
   if (reason !== null) return reason;
   const p256dh = b64urlDecode(keys.p256dh);
-  if (p256dh === null || p256dh.length !== 65 || p256dh[0] !== 4 || !onP256(p256dh)) return 'keys.p256dh must be an uncompressed P-256 public key in base64url';
+  if (p256dh === null || !isP256Point(p256dh)) return 'keys.p256dh must be an uncompressed P-256 public key in base64url';
   const auth = b64urlDecode(keys.auth);
   if (auth === null || auth.length !== 16) return 'keys.auth must be 16 bytes in base64url';
   return null;
