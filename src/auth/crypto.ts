@@ -4,8 +4,8 @@
  * a refresh answer under a key only the presenter of the refresh token can derive.
  */
 import { createCipheriv, createDecipheriv, createHash, createPublicKey, hkdfSync, randomBytes, timingSafeEqual, verify, type KeyObject } from 'node:crypto';
-import { ed25519 } from '@noble/curves/ed25519.js';
 import { b64urlDecode } from '../protocol/b64.js';
+import { isStrongEd25519Key } from '../protocol/ed25519-key.js';
 
 export const CHALLENGE_PREFIX = 'datagrove-auth-v1:';
 
@@ -37,7 +37,7 @@ export function devicePublicKey(device: string): KeyObject | null {
   const raw = b64urlDecode(device);
   if (raw === null || raw.length !== 32) return null;
   let key: KeyObject | null = null;
-  if (strongPoint(raw)) {
+  if (isStrongEd25519Key(raw)) {
     try {
       key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: device }, format: 'jwk' });
     } catch {
@@ -52,14 +52,6 @@ export function devicePublicKey(device: string): KeyObject | null {
 /** Parsed device keys (null: refused), oldest first: parsing and the point check cost more than a verification. */
 const keys = new Map<string, KeyObject | null>();
 const MAX_CACHED_KEYS = 10_000;
-
-function strongPoint(raw: Uint8Array): boolean {
-  try {
-    return !ed25519.Point.fromBytes(raw, false).isSmallOrder();
-  } catch {
-    return false;
-  }
-}
 
 /** Verifies an Ed25519 signature (base64url, 64 bytes) by `device` over `data`. Never throws. */
 export function verifyDeviceSignature(device: string, data: Uint8Array, signature: string): boolean {

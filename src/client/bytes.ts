@@ -97,3 +97,8 @@ export function randomBytes(n: number): Uint8Array {
 export function randomId(n = 12): string {
   return b64urlEncode(randomBytes(n));
 }
+
+/** `b` as WebCrypto takes it (backed by an ArrayBuffer, not a SharedArrayBuffer); copies only when it must. */
+export function arrayBufferView(b: Uint8Array): Uint8Array<ArrayBuffer> {
+  return b.buffer instanceof ArrayBuffer ? (b as Uint8Array<ArrayBuffer>) : new Uint8Array(b);
+}

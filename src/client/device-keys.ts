@@ -9,6 +9,7 @@ import { DgError } from '../protocol/errors.js';
 import { boxKeyStatement } from '../protocol/key-statements.js';
 import { b64urlDecode, b64urlEncode, utf8 } from './bytes.js';
 import { Ed25519Signer } from './crypto/ed25519-sign.js';
+import { verifyEd25519 } from './crypto/jws.js';
 import type { JsonValue, KeyStorage } from './key-storage.js';
 
 /** The storage name of the device keys. */
@@ -132,15 +133,7 @@ export class DeviceKeys {
  * ```
  */
 export function verifyDeviceSignature(deviceId: string, message: Uint8Array, signature: Uint8Array): boolean {
-  const pk = b64urlDecode(deviceId);
-  if (pk?.length !== 32 || signature.length !== 64) return false;
-  try {
-    // Strict (RFC 8032): no non-canonical encodings, no small-order keys, under which
-    // signatures anyone can make verify.
-    return ed25519.verify(signature, message, pk, { zip215: false });
-  } catch {
-    return false;
-  }
+  return verifyEd25519(deviceId, message, signature);
 }
 
 /**

@@ -114,8 +114,7 @@ export class LogRegistry {
       }
       if (h.dead) throw new DgError('UNAVAILABLE', 'session closing');
       // A device new on the log joins; one whose write right on it changed says so again.
-      const after = log.deviceWrites(device);
-      if (after !== null && after !== before) this.#broadcast(log, peerEvent(log, device, 'join', after), h);
+      this.#announceJoin(log, device, before, h);
       return { handle: log.hid, role: h.role, epoch: log.epoch, length: log.committed, leader: log.leaderDevice(), peers: log.peers(h), writers: log.writers(h) };
     });
   }
@@ -135,9 +134,16 @@ export class LogRegistry {
     const device = h.session.auth?.device;
     const before = device === undefined ? null : log.deviceWrites(device);
     h.access = access;
-    if (device === undefined) return;
+    if (device !== undefined) this.#announceJoin(log, device, before, h);
+  }
+
+  /**
+   * Tells the log's holders but `except` that `device` joined, when it is new on the log or its
+   * write right changed since `before` (what `deviceWrites` said then).
+   */
+  #announceJoin(log: LiveLog, device: string, before: boolean | null, except: Handle | null): void {
     const after = log.deviceWrites(device);
-    if (after !== null && after !== before) this.#broadcast(log, peerEvent(log, device, 'join', after), h);
+    if (after !== null && after !== before) this.#broadcast(log, peerEvent(log, device, 'join', after), except);
   }
 
   /** The handle lost its access: it dies now, and so does its leadership. */
@@ -231,10 +237,14 @@ export class LogRegistry {
    */
   #inheritGrace(log: LiveLog, device: string): void {
     const left = this.#servingSince + this.ctx.deps.leaseGraceMs - Date.now();
-    if (left <= 0) return;
-    const timer = setTimeout(() => this.#lapsed(log), left);
+    if (left > 0) this.#startGrace(log, device, undefined, left);
+  }
+
+  /** The log's leadership is kept for `device` (of `user`, when known) for `ms`, then lapses. */
+  #startGrace(log: LiveLog, device: string, user: string | undefined, ms: number): void {
+    const timer = setTimeout(() => this.#lapsed(log), ms);
     timer.unref();
-    log.lapse = { device, timer };
+    log.lapse = { device, user, timer };
   }
 
   /** Leadership of `epoch` ended cleanly: the store forgets the leader (best effort). */
@@ -257,9 +267,7 @@ export class LogRegistry {
       log.leader = null;
       const graceMs = this.ctx.deps.leaseGraceMs;
       if (mode === 'close' && graceMs > 0 && device !== undefined) {
-        const timer = setTimeout(() => this.#lapsed(log), graceMs);
-        timer.unref();
-        log.lapse = { device, user: h.session.auth?.user, timer };
+        this.#startGrace(log, device, h.session.auth?.user, graceMs);
       } else {
         this.#released(log, h.epoch);
         this.#broadcast(log, leaderEvent(log), null);
@@ -268,9 +276,8 @@ export class LogRegistry {
     if (device !== undefined) {
       // The device leaves when its last handle on the log goes; with another still held, a
       // change of its write right is told as a join.
-      const after = log.deviceWrites(device);
-      if (after === null) this.#broadcast(log, peerEvent(log, device, 'leave'), null);
-      else if (after !== before) this.#broadcast(log, peerEvent(log, device, 'join', after), null);
+      if (log.deviceWrites(device) === null) this.#broadcast(log, peerEvent(log, device, 'leave'), null);
+      else this.#announceJoin(log, device, before, null);
     }
     this.maybeEvict(log);
   }

@@ -159,8 +159,7 @@ export function createTail(deps: TailDeps): TailService {
       const every = leads ? Math.min(limits.leaderPingIntervalMs, limits.pingIntervalMs) : limits.pingIntervalMs;
       if (now - s.pingedAt >= every - SWEEP_MS / 2) {
         if (!s.alive) {
-          s.closed(1006);
-          s.ws.terminate();
+          s.lost();
           continue;
         }
         s.alive = false;

@@ -123,10 +123,14 @@ export class Session {
     }
     setTimeout(() => {
       this.#probing = false;
-      if (this.alive || this.closing) return;
-      this.closed(1006);
-      this.ws.terminate();
+      if (!this.alive && !this.closing) this.lost();
     }, ms).unref();
+  }
+
+  /** The peer stopped answering pings: the session ends as a lost connection (1006), the socket is cut. */
+  lost(): void {
+    this.closed(1006);
+    this.ws.terminate();
   }
 
   get buffered(): number {

@@ -10,15 +10,11 @@
  * same key and message.
  */
 import { ed25519 } from '@noble/curves/ed25519.js';
+import { arrayBufferView as view } from '../bytes.js';
 
 /** DER of PKCS#8 (RFC 8410) for an Ed25519 private key, before its 32-byte seed. */
 const PKCS8_PREFIX = Uint8Array.from([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20]);
 const ED25519 = { name: 'Ed25519' };
-
-/** WebCrypto wants ArrayBuffer-backed views; copies only when it must. */
-function view(b: Uint8Array): Uint8Array<ArrayBuffer> {
-  return b.buffer instanceof ArrayBuffer ? (b as Uint8Array<ArrayBuffer>) : new Uint8Array(b);
-}
 
 export class Ed25519Signer {
   /** The imported key, on first use; null: no Ed25519 in this runtime's WebCrypto (noble signs). */

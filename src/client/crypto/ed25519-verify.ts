@@ -15,14 +15,11 @@
  * signature in another device's name.
  */
 import { ed25519 } from '@noble/curves/ed25519.js';
+import { isStrongEd25519Key } from '../../protocol/ed25519-key.js';
+import { arrayBufferView as view } from '../bytes.js';
 
 /** Public keys kept imported (least recently used forgotten first). */
 export const MAX_IMPORTED_KEYS = 10_000;
-
-/** WebCrypto wants ArrayBuffer-backed views; copies only when it must. */
-function view(b: Uint8Array): Uint8Array<ArrayBuffer> {
-  return b.buffer instanceof ArrayBuffer ? (b as Uint8Array<ArrayBuffer>) : new Uint8Array(b);
-}
 
 export class Ed25519Verifier {
   /** Imported keys by device id; null: WebCrypto refused the key (not a valid public key). */
@@ -57,7 +54,7 @@ export class Ed25519Verifier {
   private async key(device: string, publicKey: Uint8Array): Promise<CryptoKey | null | undefined> {
     let k = this.keys.get(device);
     if (k === undefined) {
-      k = strictKey(publicKey)
+      k = isStrongEd25519Key(publicKey)
         ? globalThis.crypto.subtle.importKey('raw', view(publicKey), { name: 'Ed25519' }, false, ['verify']).catch((err: unknown) => {
             if (isUnsupported(err)) this.native = false;
             return null;
@@ -70,15 +67,6 @@ export class Ed25519Verifier {
     this.keys.set(device, k);
     const key = await k;
     return key === null && !this.native ? undefined : key;
-  }
-}
-
-/** Whether `publicKey` is a canonical encoding of a point that is not of small order (as noble's strict verification wants). */
-function strictKey(publicKey: Uint8Array): boolean {
-  try {
-    return !ed25519.Point.fromBytes(publicKey, false).isSmallOrder();
-  } catch {
-    return false;
   }
 }
 
