@@ -20,6 +20,8 @@ import { DgError } from '../protocol/errors.js';
 import type { LeaseReply } from '../protocol/tail-schemas.js';
 import type { TailContext } from './context.js';
 import { canWrite, Handle, LiveLog, type AccessGrant, type Lapse } from './live-log.js';
+import type { LeaderRecord } from './log-store.js';
+import { recheckGrace } from './revocation.js';
 import type { Session } from './session.js';
 
 function logKey(site: string, name: string): string {
@@ -59,7 +61,7 @@ export class LogRegistry {
           log.committed = st.length;
           log.decided = st.length;
           // A revoked device never leads again: it keeps no grace.
-          if (st.leader !== undefined && !this.ctx.revoked.hasDevice(st.leader)) this.#inheritGrace(log, st.leader);
+          if (st.leader !== undefined && !this.ctx.revoked.hasDevice(st.leader.device)) this.#inheritGrace(log, st.leader);
           this.#logs.set(key, log);
           return log;
         } catch (err) {
@@ -233,11 +235,14 @@ export class LogRegistry {
   /**
    * The log's last leader, as the store recorded it, never released: if this node began
    * serving the log within the grace, that device keeps the rest of it (its session ended
-   * with the node it was on, or with the move).
+   * with the node it was on, or with the move). When its user's access to the site was
+   * revoked lately (while this node was away, say), auth is asked whether it still may write.
    */
-  #inheritGrace(log: LiveLog, device: string): void {
+  #inheritGrace(log: LiveLog, leader: LeaderRecord): void {
     const left = this.#servingSince + this.ctx.deps.leaseGraceMs - Date.now();
-    if (left > 0) this.#startGrace(log, device, undefined, left);
+    if (left <= 0) return;
+    this.#startGrace(log, leader.device, leader.user, left);
+    if (leader.user !== undefined && this.ctx.revoked.lostAccessLately(leader.user, log.site)) void recheckGrace(this.ctx, log);
   }
 
   /** The log's leadership is kept for `device` (of `user`, when known) for `ms`, then lapses. */
@@ -299,7 +304,8 @@ export class LogRegistry {
     const { store } = this.ctx.deps;
     let epoch: number;
     try {
-      epoch = await store.bumpEpoch(log.site, log.name, h.session.auth?.device);
+      const auth = h.session.auth;
+      epoch = await store.bumpEpoch(log.site, log.name, auth === null ? undefined : { device: auth.device, user: auth.user });
       // Writes of the previous leader commit before the bump or are fenced by it; wait for them.
       await log.idle();
       const st = await store.state(log.site, log.name);

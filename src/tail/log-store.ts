@@ -6,8 +6,9 @@
  * - A log (site, log) starts at length 0, epoch 0. Entries are append-only: entry i, once
  *   committed, never changes.
  * - `bumpEpoch` atomically increments and persists the epoch; epochs never go back. It
- *   records the device that took the new epoch as the log's leader (none when no device is
- *   given), which `state` reports until `clearLeader` for that epoch or the next bump.
+ *   records the device (and its user) that took the new epoch as the log's leader (none
+ *   when no leader is given), which `state` reports until `clearLeader` for that epoch or
+ *   the next bump.
  * - `appendBatch` decides the requests in array order inside ONE transaction. Each request
  *   commits only if the log's length (after the earlier requests of the batch) equals `at`
  *   and its epoch equals `epoch`; otherwise it writes nothing and reports the current
@@ -33,15 +34,22 @@
 import { DgError } from '../protocol/errors.js';
 import { LOG_NAME_RE, SITE_ID_RE } from '../protocol/ids.js';
 
+/** Who took an epoch: the device, and its user (absent in records written before users were kept). */
+export interface LeaderRecord {
+  device: string;
+  user?: string;
+}
+
 export interface LogState {
   length: number;
   epoch: number;
   /**
    * The device that took the current epoch, while its leadership has not been ended
    * cleanly (absent otherwise). A node that loads the log after a restart or a move gives
-   * that device the leader's grace, as if its session had just ended.
+   * that device the leader's grace, as if its session had just ended; knowing the user
+   * lets a revocation of the user's access end that grace.
    */
-  leader?: string;
+  leader?: LeaderRecord;
 }
 
 export interface AppendRequest {
@@ -102,7 +110,7 @@ export const STORE_LIMITS = {
 
 export interface LogStore {
   state(site: string, log: string): Promise<LogState>;
-  bumpEpoch(site: string, log: string, device?: string): Promise<number>;
+  bumpEpoch(site: string, log: string, leader?: LeaderRecord): Promise<number>;
   /** Forgets the leader recorded with `epoch` (it released); a later epoch's leader stays. */
   clearLeader(site: string, log: string, epoch: number): Promise<void>;
   appendBatch(requests: AppendRequest[]): Promise<AppendResult[]>;
@@ -132,6 +140,24 @@ function bad(message: string): DgError {
 
 function isCount(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+/** The leader a store row records (columns for device and user, either possibly NULL). */
+export function leaderOfRow(device: string | null, user: string | null): LeaderRecord | undefined {
+  if (device === null) return undefined;
+  return user === null ? { device } : { device, user };
+}
+
+/** Throws BAD_REQUEST unless `leader` is absent or a device id with an optional user id. */
+export function checkLeader(leader: LeaderRecord | undefined): void {
+  if (leader === undefined) return;
+  if (leader === null || typeof leader !== 'object') throw bad('leader must be an object');
+  if (leader.device === undefined) throw bad('leader.device is required');
+  checkDevice(leader.device);
+  const user: unknown = leader.user;
+  if (user !== undefined && (typeof user !== 'string' || user.length === 0 || user.length > STORE_LIMITS.maxDeviceLength)) {
+    throw bad('leader.user must be a non-empty string');
+  }
 }
 
 /** Throws BAD_REQUEST unless `device` is absent or a device id a store keeps. */

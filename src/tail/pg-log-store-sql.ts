@@ -46,6 +46,8 @@ export function pgLogMigrations(s: string): string[] {
     `,
     // Who took the current epoch, so a node loading the log can give that device the grace.
     `ALTER TABLE ${s}.tail_logs ADD COLUMN leader text;`,
+    // Whose device that is, so a revocation of the user's access can end a grace loaded here.
+    `ALTER TABLE ${s}.tail_logs ADD COLUMN leader_user text;`,
   ];
 }
 
@@ -115,15 +117,17 @@ export function pgLogQueries(schema: string): PgLogQueries {
        UPDATE ${s}.tail_logs l SET length = k.length
        FROM unnest($13::bigint[], $14::bigint[]) AS k(id, length) WHERE l.id = k.id`,
     ),
-    state: q('state', `SELECT length, epoch, leader FROM ${s}.tail_logs WHERE site = $1 AND log = $2`),
+    state: q('state', `SELECT length, epoch, leader, leader_user FROM ${s}.tail_logs WHERE site = $1 AND log = $2`),
     bump: q(
       'bump',
-      `INSERT INTO ${s}.tail_logs (site, log, epoch, leader) VALUES ($1, $2, (SELECT floor FROM ${s}.tail_epoch_floor) + 1, $3)
+      `INSERT INTO ${s}.tail_logs (site, log, epoch, leader, leader_user)
+       VALUES ($1, $2, (SELECT floor FROM ${s}.tail_epoch_floor) + 1, $3, $4)
        ON CONFLICT (site, log) DO UPDATE
-         SET epoch = GREATEST(${s}.tail_logs.epoch, (SELECT floor FROM ${s}.tail_epoch_floor)) + 1, leader = EXCLUDED.leader
+         SET epoch = GREATEST(${s}.tail_logs.epoch, (SELECT floor FROM ${s}.tail_epoch_floor)) + 1,
+             leader = EXCLUDED.leader, leader_user = EXCLUDED.leader_user
        RETURNING epoch`,
     ),
-    unlead: q('unlead', `UPDATE ${s}.tail_logs SET leader = NULL WHERE site = $1 AND log = $2 AND epoch = $3::bigint`),
+    unlead: q('unlead', `UPDATE ${s}.tail_logs SET leader = NULL, leader_user = NULL WHERE site = $1 AND log = $2 AND epoch = $3::bigint`),
     // Every epoch and the floor up by $1 in one statement, or nothing when the largest
     // would pass $2 (then `floored` is 0).
     lift: q(

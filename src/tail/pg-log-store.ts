@@ -8,7 +8,7 @@
  *
  * Tables live in `options.schema` (default `public`), prefixed `tail_`, created and
  * migrated on open under an advisory lock so nodes starting together do not race:
- * tail_schema(version), tail_logs(id, site, log, length, epoch, leader),
+ * tail_schema(version), tail_logs(id, site, log, length, epoch, leader, leader_user),
  * tail_entries(log_id, idx, data), tail_wids(log_id, device, seq, wid, at, length).
  *
  * A lost connection while COMMIT is in flight leaves the outcome unknown: the batch rejects
@@ -23,13 +23,15 @@ import {
   WID_MEMORY,
   beyondEnd,
   checkAppendBatch,
-  checkDevice,
   checkEpoch,
+  checkLeader,
   checkLogName,
   checkReadArgs,
+  leaderOfRow,
   storeClosed,
   type AppendRequest,
   type AppendResult,
+  type LeaderRecord,
   type LogState,
   type LogStore,
   type ReadResult,
@@ -132,20 +134,21 @@ class PgLogStore implements LogStore {
     checkLogName(site, log);
     return this.run(async () => {
       const { rows } = await this.pool.query({ ...this.q.state, values: [site, log] });
-      const row = rows[0] as { length: string; epoch: string; leader: string | null } | undefined;
+      const row = rows[0] as { length: string; epoch: string; leader: string | null; leader_user: string | null } | undefined;
       if (row === undefined) return { length: 0, epoch: 0 };
       const st: LogState = { length: num(row.length), epoch: num(row.epoch) };
-      if (row.leader !== null) st.leader = row.leader;
+      const leader = leaderOfRow(row.leader, row.leader_user);
+      if (leader !== undefined) st.leader = leader;
       return st;
     });
   }
 
-  async bumpEpoch(site: string, log: string, device?: string): Promise<number> {
+  async bumpEpoch(site: string, log: string, leader?: LeaderRecord): Promise<number> {
     checkLogName(site, log);
-    checkDevice(device);
+    checkLeader(leader);
     return this.run(async () => {
       // A single upsert is its own transaction: the increment is atomic and durable.
-      const { rows } = await this.pool.query({ ...this.q.bump, values: [site, log, device ?? null] });
+      const { rows } = await this.pool.query({ ...this.q.bump, values: [site, log, leader?.device ?? null, leader?.user ?? null] });
       return num((rows[0] as { epoch: string }).epoch);
     });
   }

@@ -67,6 +67,14 @@ export class RevokedSet {
     return true;
   }
 
+  /**
+   * Whether `user` may have lost access to `site` within the remembered window (a
+   * revocation of that pair is remembered, or older ones were folded into the watermark).
+   */
+  lostAccessLately(user: string, site: string): boolean {
+    return this.#accessWatermark !== Number.NEGATIVE_INFINITY || this.#access.has(`${user}\u0000${site}`);
+  }
+
   /** Whether this node already acted on a revocation of `user`'s access to `site` made at `authAt` (auth's clock). */
   knowsAccess(user: string, site: string, authAt: number): boolean {
     const e = this.#access.get(`${user}\u0000${site}`);
@@ -211,7 +219,7 @@ export function onRevoke(ctx: TailContext, message: unknown): void {
  * ends unless that device may still write the log (or when auth cannot say), as the
  * leadership of a live handle would.
  */
-async function recheckGrace(ctx: TailContext, log: LiveLog): Promise<void> {
+export async function recheckGrace(ctx: TailContext, log: LiveLog): Promise<void> {
   const lapse = log.lapse;
   if (lapse === null || lapse.user === undefined) return;
   let keeps = false;

@@ -2,10 +2,11 @@
  * The schema of the SQLite log store, versioned with `PRAGMA user_version` and migrated on
  * open in one transaction (a crash mid-migration leaves the old version intact).
  *
- * Version 4 (current):
- * - logs(id, site, log, length, epoch, leader): one row per log that was ever written or
- *   leased; `id` is a small integer so the other tables are keyed by it, not by two
- *   strings; `leader` is the device that took `epoch`, until it released (version 4).
+ * Version 5 (current):
+ * - logs(id, site, log, length, epoch, leader, leader_user): one row per log that was ever
+ *   written or leased; `id` is a small integer so the other tables are keyed by it, not by
+ *   two strings; `leader` is the device that took `epoch`, until it released (version 4),
+ *   and `leader_user` its user (version 5; NULL in rows written before).
  * - chunks(log_id, first, data): one row per committed write, holding its entries packed
  *   (entry-pack.ts) from index `first` on. A log's chunks tile [0, length) with no gap or
  *   overlap, so the entry at index i is in the row with the greatest `first` <= i.
@@ -110,6 +111,8 @@ const MIGRATIONS: readonly Migration[] = [
   `,
   // Who took the current epoch, so a restarted node can give that device the grace.
   `ALTER TABLE logs ADD COLUMN leader TEXT;`,
+  // Whose device that is, so a revocation of the user's access can end a grace loaded here.
+  `ALTER TABLE logs ADD COLUMN leader_user TEXT;`,
 ];
 
 /** The schema version this code writes. */

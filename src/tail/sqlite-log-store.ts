@@ -18,13 +18,15 @@ import {
   WID_MEMORY,
   beyondEnd,
   checkAppendBatch,
-  checkDevice,
   checkEpoch,
+  checkLeader,
   checkLogName,
   checkReadArgs,
+  leaderOfRow,
   storeClosed,
   type AppendRequest,
   type AppendResult,
+  type LeaderRecord,
   type LogState,
   type LogStore,
   type ReadResult,
@@ -50,6 +52,18 @@ export interface SqliteLogStoreOptions {
    * ever holds one: the store itself uses one connection.
    */
   busyTimeoutMs?: number;
+}
+
+interface StateRow {
+  length: number;
+  epoch: number;
+  leader: string | null;
+  leader_user: string | null;
+}
+
+function stateOf(row: StateRow): LogState {
+  const leader = leaderOfRow(row.leader, row.leader_user);
+  return leader === undefined ? { length: row.length, epoch: row.epoch } : { length: row.length, epoch: row.epoch, leader };
 }
 
 interface LogRow {
@@ -80,14 +94,14 @@ export class SqliteLogStore implements LogStore {
   private readonly loadWids: Database.Statement<[number, string], { seq: number; wid: string; at: number; length: number }>;
   private readonly insertWid: Database.Statement<[number, string, number, string, number, number]>;
   private readonly pruneWids: Database.Statement<[number, string, number]>;
-  private readonly bump: Database.Statement<[string, string, string | null], number>;
-  private readonly getState: Database.Statement<[string, string], { length: number; epoch: number; leader: string | null }>;
+  private readonly bump: Database.Statement<[string, string, string | null, string | null], number>;
+  private readonly getState: Database.Statement<[string, string], StateRow>;
   private readonly unlead: Database.Statement<[string, string, number]>;
   private readonly readChunks: Database.Statement<[number, number, number], { first: number; data: Buffer }>;
   private readonly wids: WidMemory;
 
   private readonly appendTx: (requests: AppendRequest[]) => AppendResult[];
-  private readonly bumpTx: (site: string, log: string, device: string | null) => number;
+  private readonly bumpTx: (site: string, log: string, device: string | null, user: string | null) => number;
   private readonly liftTx: () => number;
 
   constructor(path: string, options: SqliteLogStoreOptions = {}) {
@@ -110,14 +124,15 @@ export class SqliteLogStore implements LogStore {
     this.insertWid = db.prepare('INSERT INTO wids (log_id, device, seq, wid, at, length) VALUES (?, ?, ?, ?, ?, ?)');
     this.pruneWids = db.prepare('DELETE FROM wids WHERE log_id = ? AND device = ? AND seq <= ?');
     this.bump = db
-      .prepare<[string, string, string | null], number>(
-        `INSERT INTO logs (site, log, epoch, leader) VALUES (?, ?, (SELECT floor FROM epoch_floor) + 1, ?)
-         ON CONFLICT (site, log) DO UPDATE SET epoch = MAX(epoch, (SELECT floor FROM epoch_floor)) + 1, leader = excluded.leader
+      .prepare<[string, string, string | null, string | null], number>(
+        `INSERT INTO logs (site, log, epoch, leader, leader_user) VALUES (?, ?, (SELECT floor FROM epoch_floor) + 1, ?, ?)
+         ON CONFLICT (site, log) DO UPDATE
+         SET epoch = MAX(epoch, (SELECT floor FROM epoch_floor)) + 1, leader = excluded.leader, leader_user = excluded.leader_user
          RETURNING epoch`,
       )
       .pluck();
-    this.getState = db.prepare('SELECT length, epoch, leader FROM logs WHERE site = ? AND log = ?');
-    this.unlead = db.prepare('UPDATE logs SET leader = NULL WHERE site = ? AND log = ? AND epoch = ?');
+    this.getState = db.prepare('SELECT length, epoch, leader, leader_user FROM logs WHERE site = ? AND log = ?');
+    this.unlead = db.prepare('UPDATE logs SET leader = NULL, leader_user = NULL WHERE site = ? AND log = ? AND epoch = ?');
     // The chunk holding `from` (the greatest first <= from) and every later one, in order.
     this.readChunks = db.prepare(
       `SELECT first, data FROM chunks WHERE log_id = ? AND first >= COALESCE(
@@ -146,8 +161,8 @@ export class SqliteLogStore implements LogStore {
         throw err;
       }
     };
-    const bumpTx = db.transaction((site: string, log: string, device: string | null) => this.bump.get(site, log, device) as number);
-    this.bumpTx = (site, log, device) => bumpTx.immediate(site, log, device);
+    const bumpTx = db.transaction((site: string, log: string, device: string | null, user: string | null) => this.bump.get(site, log, device, user) as number);
+    this.bumpTx = (site, log, device, user) => bumpTx.immediate(site, log, device, user);
     const span = db.prepare<[], { n: number; top: number }>(
       'SELECT COUNT(*) AS n, MAX(COALESCE(MAX(epoch), 0), (SELECT floor FROM epoch_floor)) AS top FROM logs',
     );
@@ -247,14 +262,14 @@ export class SqliteLogStore implements LogStore {
     checkLogName(site, log);
     const row = this.guard(() => this.getState.get(site, log));
     if (row === undefined) return { length: 0, epoch: 0 };
-    return row.leader === null ? { length: row.length, epoch: row.epoch } : { length: row.length, epoch: row.epoch, leader: row.leader };
+    return stateOf(row);
   }
 
-  async bumpEpoch(site: string, log: string, device?: string): Promise<number> {
+  async bumpEpoch(site: string, log: string, leader?: LeaderRecord): Promise<number> {
     this.open();
     checkLogName(site, log);
-    checkDevice(device);
-    return this.guard(() => this.bumpTx(site, log, device ?? null));
+    checkLeader(leader);
+    return this.guard(() => this.bumpTx(site, log, leader?.device ?? null, leader?.user ?? null));
   }
 
   async clearLeader(site: string, log: string, epoch: number): Promise<void> {

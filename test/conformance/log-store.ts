@@ -128,22 +128,25 @@ export function runLogStoreConformance(name: string, open: () => Promise<LogStor
       assert.deepEqual(await store.state(site, 'main'), { length: 0, epoch: 4 }, 'another instance sees it');
     });
 
-    it('records the device that took an epoch until it releases or the next bump, across reopen', async () => {
+    it('records the device and user that took an epoch until it releases or the next bump, across reopen', async () => {
       const site = freshSite();
-      assert.equal(await store.bumpEpoch(site, 'main', 'dev-a'), 1);
-      assert.deepEqual(await store.state(site, 'main'), { length: 0, epoch: 1, leader: 'dev-a' });
+      assert.equal(await store.bumpEpoch(site, 'main', { device: 'dev-a', user: 'user-a' }), 1);
+      assert.deepEqual(await store.state(site, 'main'), { length: 0, epoch: 1, leader: { device: 'dev-a', user: 'user-a' } });
       await store.clearLeader(site, 'main', 0);
-      assert.equal((await store.state(site, 'main')).leader, 'dev-a', 'clearing an older epoch leaves the leader');
-      assert.equal(await store.bumpEpoch(site, 'main', 'dev-b'), 2);
+      assert.deepEqual((await store.state(site, 'main')).leader, { device: 'dev-a', user: 'user-a' }, 'clearing an older epoch leaves the leader');
+      assert.equal(await store.bumpEpoch(site, 'main', { device: 'dev-b', user: 'user-b' }), 2);
       const s2 = await openTracked();
-      assert.deepEqual(await s2.state(site, 'main'), { length: 0, epoch: 2, leader: 'dev-b' }, 'another instance sees it');
+      assert.deepEqual(await s2.state(site, 'main'), { length: 0, epoch: 2, leader: { device: 'dev-b', user: 'user-b' } }, 'another instance sees it');
       await s2.clearLeader(site, 'main', 2);
       assert.deepEqual(await store.state(site, 'main'), { length: 0, epoch: 2 });
-      assert.equal(await store.bumpEpoch(site, 'main', 'dev-c'), 3);
-      assert.equal(await store.bumpEpoch(site, 'main'), 4);
-      assert.deepEqual(await store.state(site, 'main'), { length: 0, epoch: 4 }, 'a bump without a device records none');
+      assert.equal(await store.bumpEpoch(site, 'main', { device: 'dev-c' }), 3);
+      assert.deepEqual((await store.state(site, 'main')).leader, { device: 'dev-c' }, 'a leader without a user is kept as such');
+      assert.equal(await store.bumpEpoch(site, 'main', { device: 'dev-d', user: 'user-d' }), 4);
+      assert.equal(await store.bumpEpoch(site, 'main'), 5);
+      assert.deepEqual(await store.state(site, 'main'), { length: 0, epoch: 5 }, 'a bump without a leader records none, nor the last one\'s user');
       await store.clearLeader(freshSite(), 'main', 1); // an unknown log: nothing to clear
-      await rejectsWith(store.bumpEpoch(site, 'main', ''), 'BAD_REQUEST');
+      await rejectsWith(store.bumpEpoch(site, 'main', { device: '' }), 'BAD_REQUEST');
+      await rejectsWith(store.bumpEpoch(site, 'main', { device: 'dev-e', user: '' }), 'BAD_REQUEST');
       await rejectsWith(store.clearLeader(site, 'main', -1), 'BAD_REQUEST');
     });
 

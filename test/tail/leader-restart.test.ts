@@ -127,3 +127,40 @@ describe('tail: the leader grace of a user whose grant is revoked', () => {
   });
 });
 
+
+describe('tail: the leader grace of a user whose grant is revoked, across a restart', () => {
+  it('ends for a grace loaded from the store, whether the revocation comes before or after the log loads', async () => {
+    const LONG = 20_000;
+    const w = await world({ leaseGraceMs: LONG });
+    const m = await member(w, ['read', 'write']);
+    assert.equal((await post(w.url, '/join', { site: w.site, grant: m.grant.hash }, m.dev.access)).status, 200);
+    const loaded = logName('loaded');
+    const later = logName('later');
+    const d = await connect(w, m.dev);
+    assert.equal((await lease(d, w.site, loaded)).role, 'leader');
+    assert.equal((await lease(d, w.site, later)).role, 'leader');
+    await w.srv.stop();
+
+    const srv = await startServer({ dataDir: w.srv.dataDir, leaseGraceMs: LONG });
+    const w2: World = { ...w, srv, url: srv.url, wsUrl: srv.wsUrl };
+    const o = await connect(w2, w.owner);
+    // Loaded before the revocation: the grace is the member's, and ends with its write right.
+    const ol = await lease(o, w.site, loaded);
+    assert.equal(ol.role, 'follower');
+    assert.equal(ol.leader, m.dev.device, 'the grace survived the restart');
+    const owner = await post<{ access: string }>(w2.url, '/refresh', { refresh: w.owner.refresh, guid: 'guid-grace-user-1' });
+    assert.equal(owner.status, 200, owner.text);
+    assert.equal((await post(w2.url, '/revoke', { grant: m.grant.hash }, owner.body.access)).status, 200);
+    assert.deepEqual(await o.nextEvent('leader', ol.handle, 3000), { ev: 'leader', handle: ol.handle, leader: null, epoch: ol.epoch });
+    assert.equal((await lease(o, w.site, loaded)).role, 'leader', 'the grace ended with the write right');
+
+    // Loaded after the revocation: the node remembers it and asks auth before keeping the grace.
+    const first = await lease(o, w.site, later);
+    if (first.role === 'follower') {
+      assert.equal(first.leader, m.dev.device);
+      assert.equal((await o.nextEvent('leader', first.handle, 3000)).leader, null);
+      assert.equal((await lease(o, w.site, later)).role, 'leader');
+    }
+    o.close();
+  });
+});
