@@ -2,7 +2,8 @@
  * One Web Push request (PROTOCOL.md "Notify API"): web-push encrypts the payload (RFC 8291,
  * aes128gcm) and signs the VAPID JWT (RFC 8292, ES256); this file posts it with node:https,
  * so that the timeout, the agent and the size of what is read back stay in our hands.
- * Redirects are not followed. Nothing here throws: every end is an outcome.
+ * Redirects are not followed. Nothing here throws: every end is an outcome. Plaintexts are
+ * padded to one size.
  */
 import { createHash } from 'node:crypto';
 import https from 'node:https';
@@ -45,6 +46,20 @@ export type PushOutcome =
   | { kind: 'retry'; status: string; retryAfterMs: number | null }
   | { kind: 'failed'; status: string };
 
+/**
+ * Every push's plaintext is padded to this many bytes with trailing spaces (still JSON),
+ * so the size of the encrypted body does not tell the site's or log's name length, nor
+ * the length's digits, to the push service or anyone on the path. The longest payload
+ * (a 64-character site, a 128-character log, a 16-digit length) is 238 bytes.
+ */
+export const PUSH_PLAINTEXT_BYTES = 256;
+
+/** The payload as it is encrypted: JSON padded to PUSH_PLAINTEXT_BYTES. */
+export function pushPlaintext(payload: PushPayload): string {
+  const json = JSON.stringify(payload);
+  return json.length >= PUSH_PLAINTEXT_BYTES ? json : json.padEnd(PUSH_PLAINTEXT_BYTES, ' ');
+}
+
 /** Bytes of a push service's response that are read before the socket is dropped. */
 const MAX_RESPONSE_BYTES = 64 * 1024;
 
@@ -68,7 +83,7 @@ export function sendPush(req: PushRequest, settings: PushSettings, signal: Abort
     // legacy url.parse, which keeps an explicit :443 or a port's leading zeros, and a push
     // service refuses an `aud` that is not its origin (RFC 8292 §2).
     const endpoint = new URL(req.endpoint).href;
-    details = webpush.generateRequestDetails({ endpoint, keys: req.keys }, JSON.stringify(req.payload), {
+    details = webpush.generateRequestDetails({ endpoint, keys: req.keys }, pushPlaintext(req.payload), {
       vapidDetails: { subject: settings.subject, publicKey: settings.vapid.publicKey, privateKey: settings.vapid.privateKey },
       TTL: settings.ttlSec,
       urgency: 'normal',

@@ -53,6 +53,9 @@ export interface ReceivedPush {
   jwt: { aud?: unknown; exp?: unknown; sub?: unknown };
   /** The decrypted JSON payload. */
   payload: unknown;
+  /** Bytes of the encrypted body, and of the plaintext (once decrypted). */
+  bodyBytes: number;
+  plainBytes: number | null;
 }
 
 export interface PushReceiver {
@@ -155,6 +158,8 @@ export async function startPushReceiver(): Promise<PushReceiver> {
           },
           jwt: {},
           payload: undefined,
+          bodyBytes: size,
+          plainBytes: null,
         };
         const v = await verifyVapid(req.headers.authorization, sub, origin);
         rec.jwt = v.jwt;
@@ -165,6 +170,7 @@ export async function startPushReceiver(): Promise<PushReceiver> {
         if (rec.error === null) {
           try {
             const plain = ece.decrypt(Buffer.concat(chunks), { version: 'aes128gcm', privateKey: sub.ecdh, authSecret: sub.auth });
+            rec.plainBytes = plain.length;
             rec.payload = JSON.parse(plain.toString('utf8'));
           } catch (err) {
             [rec.error, rec.status] = [`decrypt: ${(err as Error).message}`, 400];

@@ -54,6 +54,22 @@ describe('notify delivery', () => {
     assert.deepEqual(later[1]?.payload, { site, log: 'main', length: 4 });
   });
 
+  it('pads every push to one size, whatever the site, the log and the length', async () => {
+    const short = await member(h, receiver, 's');
+    const long = await member(h, receiver, 'S'.repeat(64));
+    const logName = 'l'.repeat(128);
+    h.publish(short.site, 'm', 1);
+    h.publish(long.site, logName, Number.MAX_SAFE_INTEGER);
+    const [a] = await receiver.waitFor(short.sub.id, 1);
+    const [b] = await receiver.waitFor(long.sub.id, 1);
+    assert.ok(a && b);
+    assert.deepEqual(a.payload, { site: 's', log: 'm', length: 1 });
+    assert.deepEqual(b.payload, { site: 'S'.repeat(64), log: logName, length: Number.MAX_SAFE_INTEGER });
+    assert.equal(a.plainBytes, 256);
+    assert.equal(b.plainBytes, 256);
+    assert.equal(a.bodyBytes, b.bodyBytes, 'the encrypted bodies are the same size');
+  });
+
   it('signs the VAPID aud with the endpoint\'s origin however the endpoint spells its port', async () => {
     // `https://host:08443/…` and `https://HOST:443/…` are the origins https://host:8443 and
     // https://host; a push service checks `aud` against its own origin.
