@@ -15,7 +15,8 @@ const MINUTE = 60_000;
 export const IP_LIMITS = { challenge: 300, signup: 100, login: 200, refresh: 300, oidcStart: 100, oidcCallback: 200, oidcComplete: 200 } as const;
 /**
  * Requests per minute per device (challenge, signup, login, OIDC start, envelopes sent, user
- * keys and certificates written, grants declared or joined, member lists, email look-ups),
+ * keys and certificates written, grants declared or joined, member lists, email look-ups,
+ * sessions listed or ended),
  * per refresh token, per OIDC login (complete: 10 tries a minute for a 10-minute login leave
  * a 40-bit confirmation code about 1 in 10^10 to a guesser), or per user (claims).
  */
@@ -27,6 +28,8 @@ export const KEY_LIMITS = {
   members: 30,
   /** GET /keys?email= per device: bounds the probing of which addresses have accounts. */
   emailLookups: 120,
+  /** POST /logout, GET /sessions and DELETE /sessions/:id per device, together. */
+  sessions: 60,
 } as const;
 
 /** The route config of a per-address limit. */

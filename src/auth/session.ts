@@ -55,6 +55,22 @@ export function publishRevoke(ctx: AuthContext, event: RevokeEvent): void {
 export async function revokeFamily(ctx: AuthContext, family: string): Promise<void> {
   const now = ctx.now();
   await ctx.store.revokeFamily(family, now);
+  familyRevoked(ctx, family, now);
+}
+
+/**
+ * Ends one live session (refresh family) of `user`, on any of its devices: false when
+ * `family` is not one (another user's, revoked, expired, or unknown look the same).
+ */
+export async function endSession(ctx: AuthContext, user: string, family: string): Promise<boolean> {
+  const now = ctx.now();
+  if (!(await ctx.store.revokeLiveFamily(user, family, now))) return false;
+  familyRevoked(ctx, family, now);
+  return true;
+}
+
+/** After the store revoked it: this node refuses its tokens at once, and the tail closes its live sessions (4403). */
+function familyRevoked(ctx: AuthContext, family: string, now: number): void {
   ctx.revocations.addFamily(family, now);
   ctx.metrics.revocations.inc({ kind: 'family' });
   publishRevoke(ctx, { reason: 'family', family });

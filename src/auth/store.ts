@@ -20,8 +20,8 @@
  *   that some serial order of the calls would give.
  * - Emails are stored lower-cased and trimmed; callers pass them normalized.
  * - Times are milliseconds since the epoch, except grant `iat`/`exp`, which are JWT seconds.
- * - Lists come back in a stable order (creation time, then id) so callers and tests can rely
- *   on it.
+ * - Lists come back in a stable order (creation time, then id; `liveFamilies` newest first) so
+ *   callers and tests can rely on it.
  */
 import type { Right } from '../protocol/ids.js';
 import type { KeyDirectoryStore } from './key-directory.js';
@@ -55,6 +55,14 @@ export interface RefreshRecord {
   answer: string | null;
   familyRevoked: boolean;
   deviceRevoked: boolean;
+}
+
+/** A refresh family: one sign-in (signup, login, OIDC login) of one device. */
+export interface FamilyRecord {
+  id: string;
+  user: string;
+  device: string;
+  createdAt: number;
 }
 
 export interface RotateRefresh {
@@ -203,6 +211,22 @@ export interface EnvelopeRecord {
   expiresAt: number;
 }
 
+/** The bounds `putEnvelope` checks in the same transaction as the insert. */
+export interface EnvelopeLimits {
+  /** Unexpired envelopes one device holds, from anyone. */
+  perDevice: number;
+  /** Unexpired envelopes one sending device may have waiting at one recipient. */
+  perSender: number;
+  /**
+   * Unexpired envelopes one device holds from devices of other users than its own (a sender
+   * whose device is unknown counts as another user's); the rest of `perDevice` is kept for
+   * the recipient's own user.
+   */
+  fromOtherUsers: number;
+}
+
+export type EnvelopePut = 'ok' | 'full' | 'sender-full' | 'no-device';
+
 export interface Revoked {
   id: string;
   at: number;
@@ -262,6 +286,13 @@ export interface AuthStore {
   rotateRefresh(hash: string, rotation: RotateRefresh): Promise<boolean>;
   /** true when this call revoked it. */
   revokeFamily(id: string, now: number): Promise<boolean>;
+  /**
+   * The user's live families, newest first (creation time, then id), at most `limit`: not
+   * revoked, of a live device of the user, and holding a live refresh token unexpired at `now`.
+   */
+  liveFamilies(user: string, now: number, limit: number): Promise<FamilyRecord[]>;
+  /** Compare-and-set: revokes the family when it is one of `liveFamilies(user, now)`; true when this call revoked it. */
+  revokeLiveFamily(user: string, id: string, now: number): Promise<boolean>;
   /**
    * Devices and families revoked at or after `since`, and the (user, site) pairs that lost
    * access at or after it (the latest time per pair; kept `REVOKED_ACCESS_KEEP_MS`).
@@ -352,8 +383,13 @@ export interface AuthStore {
   claim(c: { namespace: string; name: string; user: string; now: number; maxPerUser: number }): Promise<ClaimResult>;
 
   // ---- envelopes ----
-  /** Stores it unless the recipient is not a live device or already holds `maxPerDevice` unexpired envelopes. */
-  putEnvelope(envelope: EnvelopeRecord, maxPerDevice: number, now: number): Promise<'ok' | 'full' | 'no-device'>;
+  /**
+   * Stores it unless the recipient is not a live device (`no-device`), already holds
+   * `limits.perSender` unexpired envelopes from this sender (`sender-full`), or holds
+   * `limits.perDevice` in all or, for a sender of another user, `limits.fromOtherUsers` from
+   * other users (`full`).
+   */
+  putEnvelope(envelope: EnvelopeRecord, limits: EnvelopeLimits, now: number): Promise<EnvelopePut>;
   /** Unexpired envelopes to `device`, oldest first, at most `limit`. */
   listEnvelopes(device: string, now: number, limit: number): Promise<EnvelopeRecord[]>;
   /** Deletes an envelope addressed to `device`; false when there is none. */

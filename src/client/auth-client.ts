@@ -8,7 +8,7 @@
  */
 import { DgError } from '../protocol/errors.js';
 import type { Right } from '../protocol/ids.js';
-import { asObj, int, optStr, str, strArray, wireError, type Obj } from './reply-shape.js';
+import { asObj, bool, int, optStr, str, strArray, wireError, type Obj } from './reply-shape.js';
 
 export type FetchLike = (input: string, init?: { method?: string; headers?: Record<string, string>; body?: string; signal?: AbortSignal }) => Promise<{
   status: number;
@@ -35,6 +35,15 @@ export interface MeInfo {
   /** `boxSig`: the device's signature of its box key, when it sent one (checked by whoever seals to the box key). */
   devices: { device: string; boxKey: string; boxSig?: string; name: string; createdAt: number; revoked: boolean }[];
   identities: { email: string; provider: string }[];
+}
+/** A signed-in session of the user: one sign-in (signup, login, OpenID Connect login) of one device. */
+export interface SessionInfo {
+  id: string;
+  device: string;
+  /** ms since the epoch. */
+  createdAt: number;
+  /** true for the session of the token that asked. */
+  current: boolean;
 }
 export interface SiteInfo {
   site: string;
@@ -165,6 +174,26 @@ export class AuthClient {
   async refresh(refresh: string, guid: string): Promise<RefreshedTokens> {
     const r = await this.post('/refresh', { refresh, guid });
     return { access: str(r, 'access'), refresh: str(r, 'refresh'), expiresIn: int(r, 'expiresIn') };
+  }
+
+  /** POST /logout: ends the session of `token` on the server (its refresh and access tokens stop working). */
+  async logout(token: string): Promise<void> {
+    await this.call('POST', '/logout', undefined, token);
+  }
+
+  /** GET /sessions: the user's live sessions on its live devices, newest first (at most 100). */
+  async sessions(token: string): Promise<SessionInfo[]> {
+    const r = await this.get('/sessions', token);
+    if (!Array.isArray(r.sessions)) throw new DgError('INTERNAL', 'malformed reply: sessions');
+    return r.sessions.map((x) => {
+      const o = asObj(x, 'sessions');
+      return { id: str(o, 'id'), device: str(o, 'device'), createdAt: int(o, 'createdAt'), current: bool(o, 'current') };
+    });
+  }
+
+  /** DELETE /sessions/:id: ends one session of the user, on any of its devices. */
+  async endSession(token: string, id: string): Promise<void> {
+    await this.call('DELETE', `/sessions/${encodeURIComponent(id)}`, undefined, token);
   }
 
   /** GET /me. */

@@ -3,7 +3,7 @@
  * and the logs opened through them.
  */
 import { DgError } from '../protocol/errors.js';
-import { AuthClient, type FetchLike, type JoinInfo, type MeInfo, type SiteInfo } from './auth-client.js';
+import { AuthClient, type FetchLike, type JoinInfo, type MeInfo, type SessionInfo, type SiteInfo } from './auth-client.js';
 import { DeviceKeys, deviceFingerprint } from './device-keys.js';
 import { Emitter } from './emitter.js';
 import { grantHash, signGrant, type GrantSpec } from './grants.js';
@@ -129,6 +129,30 @@ export class DatagroveClient extends Emitter<ClientEvents> {
 
   me(): Promise<MeInfo> {
     return this.session.authed((t) => this.auth.me(t));
+  }
+
+  /** The user's signed-in sessions on its live devices, newest first; `current` marks this one. */
+  sessions(): Promise<SessionInfo[]> {
+    return this.session.authed((t) => this.auth.sessions(t));
+  }
+
+  /**
+   * Ends one session of the user (this device's or another's, by its `id` from `sessions`):
+   * its tokens stop working and its tail connections close. NOT_FOUND when it is not a live
+   * session of the user.
+   */
+  endSession(id: string): Promise<void> {
+    return this.session.authed((t) => this.auth.endSession(t, id));
+  }
+
+  /**
+   * Signs out: closes every log and connection, then ends the session on the server (best
+   * effort, see `Session.signOut`) and forgets it here. The client is closed afterwards;
+   * create a new one to sign in again.
+   */
+  async signOut(): Promise<void> {
+    await this.close();
+    await this.session.signOut();
   }
 
   /** Creates a site owned by the user. */

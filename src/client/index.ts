@@ -11,6 +11,7 @@ export {
   type SessionTokens,
   type RefreshedTokens,
   type MeInfo,
+  type SessionInfo,
   type SiteInfo,
   type JoinInfo,
   type HttpLease,

@@ -37,6 +37,8 @@ export interface SessionState {
 
 /** The token life assumed for a session stored without one: the margin is then 60 s. */
 const DEFAULT_LIFE_MS = 300_000;
+/** signOut refreshes first when the access token expires sooner than this (clock skew, time in flight). */
+const LOGOUT_TOKEN_MARGIN_MS = 5000;
 
 export interface SessionOptions {
   /** Called once when the session ends on the server's word (reuse detected, revoked). */
@@ -268,10 +270,37 @@ export class Session {
     }
   }
 
-  /** Forgets the session on this device (the refresh token is dropped). */
+  /**
+   * Signs this device out: forgets the session here, then ends it on the server
+   * (POST /logout), so its refresh token is dead everywhere and its live tail sessions close.
+   * The server's part is best effort: when the server cannot be reached or refuses the token
+   * (the session already ended there), the session is still forgotten here and this
+   * resolves. It makes at most two requests (a refresh first when the access token has
+   * expired), each bounded by the auth client's request timeout. The server's closing of
+   * this session (a `revoke` event, close 4403) is not reported to `onAuthError`.
+   */
   async signOut(): Promise<void> {
+    // Another client of this device sharing the storage may hold newer tokens than this one.
+    const stored = parseState(await this.storage.load(this.storageName).catch(() => null));
+    const mine = this.state;
+    const s = stored !== null && stored.device === this.keys.deviceId && (mine === null || stored.user === mine.user) ? stored : mine;
     this.state = null;
+    this.ended = true;
     await this.persist();
+    if (s === null) return;
+    try {
+      await this.auth.logout(await this.logoutToken(s));
+    } catch {
+      // Unreachable, or the session had already ended: it is forgotten here either way, and
+      // an unended family dies with its refresh token's expiry.
+    }
+  }
+
+  /** An access token of the session being signed out: the held one unless it has (nearly) expired, else one refresh. */
+  private async logoutToken(s: SessionState): Promise<string> {
+    if (s.accessExpiresAt - this.now() > LOGOUT_TOKEN_MARGIN_MS) return s.access;
+    // A refresh whose answer was lost is retried with its guid, so it is not taken for reuse.
+    return (await this.auth.refresh(s.refresh, s.pendingGuid ?? randomId(16))).access;
   }
 }
 

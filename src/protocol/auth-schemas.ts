@@ -404,6 +404,30 @@ export type ClaimBody = Static<typeof ClaimBody>;
 export const ClaimReply = Type.Object({ id: Type.Integer({ minimum: 1 }) });
 export type ClaimReply = Static<typeof ClaimReply>;
 
+// ---- sessions (addition: the caller's user's refresh families) ----
+
+/** A session is a refresh family: its id is the `fam` of its access tokens (this server makes 22-character ones). */
+export const SESSION_ID_PATTERN = '^[A-Za-z0-9_-]{1,64}$';
+/** GET /sessions answers at most this many, newest first. */
+export const MAX_SESSIONS_LISTED = 100;
+
+export const SessionParams = Type.Object({ id: Type.String({ pattern: SESSION_ID_PATTERN }) });
+export type SessionParams = Static<typeof SessionParams>;
+
+export const SessionsReply = Type.Object({
+  sessions: Type.Array(
+    Type.Object({
+      id: Type.String({ pattern: SESSION_ID_PATTERN }),
+      device: DeviceId,
+      createdAt: Type.Integer(),
+      /** true for the session of the access token that asked. */
+      current: Type.Boolean(),
+    }),
+    { maxItems: MAX_SESSIONS_LISTED },
+  ),
+});
+export type SessionsReply = Static<typeof SessionsReply>;
+
 // ---- envelopes ----
 
 /** 64 KiB of opaque bytes, base64url without padding (the route answers TOO_LARGE beyond). */

@@ -5,6 +5,7 @@ import { describe, it } from 'node:test';
 import { Value } from '@sinclair/typebox/value';
 import { EnvelopesReply } from '../../src/protocol/auth-schemas.js';
 import { SUBJECTS, type UserEvent } from '../../src/protocol/bus-messages.js';
+import { MAX_ENVELOPES_FROM_OTHER_USERS, MAX_ENVELOPES_PER_DEVICE, MAX_ENVELOPES_PER_SENDER } from '../../src/auth/routes/envelopes.js';
 import { call, get, loginDevice, newDeviceKeys, post, signupDevice, type SignedUpDevice } from '../helpers/auth-client.js';
 import { startServer } from '../helpers/server.js';
 import { TailClient } from '../helpers/tail-client.js';
@@ -78,24 +79,49 @@ describe('envelopes', async () => {
     assert.equal((await send(alice, bob.device, data())).body.error.code, 'NOT_FOUND');
   });
 
-  it('bounds the mailbox of one device and pages long lists', async () => {
+  it('caps what one sending device leaves at a device: 429 with retry-after, until the recipient reads some', async () => {
+    const alice = await signupDevice(url);
     const bob = await signupDevice(url);
-    const senders = await Promise.all(Array.from({ length: 3 }, () => signupDevice(url)));
-    // 256 envelopes from three senders (each under its per-minute send limit).
-    for (let i = 0; i < 256; i++) {
-      const r = await send(senders[i % 3] as SignedUpDevice, bob.device, data(8));
-      assert.equal(r.status, 201, `envelope ${i}: ${r.text}`);
+    const carol = await signupDevice(url);
+    for (let i = 0; i < MAX_ENVELOPES_PER_SENDER; i++) assert.equal((await send(alice, bob.device, data(8))).status, 201, `envelope ${i}`);
+    const capped = await send(alice, bob.device, data(8));
+    assert.deepEqual([capped.status, capped.body.error.code], [429, 'RATE_LIMITED']);
+    assert.match(capped.body.error.message, new RegExp(`^to: .*${MAX_ENVELOPES_PER_SENDER} envelopes from this device`));
+    assert.ok(Number(capped.headers.get('retry-after')) > 0);
+    assert.equal((await send(carol, bob.device, data(8))).status, 201, 'other senders still deliver');
+    assert.equal((await send(alice, carol.device, data(8))).status, 201, 'and the capped sender reaches other devices');
+    const read = (await list(bob)).envelopes.find((e) => e.from === alice.device);
+    assert.equal((await del(bob, read?.id ?? '')).status, 204);
+    assert.equal((await send(alice, bob.device, data(8))).status, 201, 'room again once one was read');
+  });
+
+  it('keeps room for the recipient’s own devices however many other users fill its mailbox, and pages long lists', async () => {
+    const bob = await signupDevice(url);
+    // Other users fill their share, each sender up to its own cap.
+    const senders = MAX_ENVELOPES_FROM_OTHER_USERS / MAX_ENVELOPES_PER_SENDER;
+    assert.ok(Number.isInteger(senders) && senders > 1);
+    const strangers = await Promise.all(Array.from({ length: senders + 1 }, () => signupDevice(url)));
+    for (const [n, stranger] of strangers.slice(0, senders).entries()) {
+      for (let i = 0; i < MAX_ENVELOPES_PER_SENDER; i++) assert.equal((await send(stranger, bob.device, data(8))).status, 201, `stranger ${n}, envelope ${i}`);
     }
-    const full = await send(senders[0] as SignedUpDevice, bob.device, data(8));
-    assert.equal(full.status, 429);
-    assert.equal(full.body.error.code, 'RATE_LIMITED');
+    const late = strangers[senders] as SignedUpDevice;
+    const full = await send(late, bob.device, data(8));
+    assert.deepEqual([full.status, full.body.error.code], [429, 'RATE_LIMITED']);
+    assert.match(full.body.error.message, /^to: the device's mailbox is full/);
     assert.ok(Number(full.headers.get('retry-after')) > 0);
+
+    // Bob's other devices still deliver (a sealed user key for a new device, say): the rest is theirs.
+    const reserved = MAX_ENVELOPES_PER_DEVICE - MAX_ENVELOPES_FROM_OTHER_USERS;
+    const own = await Promise.all(Array.from({ length: 2 }, () => secondDevice(bob)));
+    for (let i = 0; i < reserved; i++) assert.equal((await send(own[i % 2] as SignedUpDevice, bob.device, data(8))).status, 201, `own envelope ${i}`);
+    const brim = await send(own[0] as SignedUpDevice, bob.device, data(8));
+    assert.deepEqual([brim.status, brim.body.error.code], [429, 'RATE_LIMITED'], `the mailbox holds ${MAX_ENVELOPES_PER_DEVICE} at most`);
 
     const page = await list(bob);
     assert.equal(page.envelopes.length, 64);
     assert.equal(page.more, true);
     for (const e of page.envelopes) assert.equal((await del(bob, e.id)).status, 204);
-    assert.equal((await send(senders[1] as SignedUpDevice, bob.device, data(8))).status, 201, 'room again');
+    assert.equal((await send(late, bob.device, data(8))).status, 201, 'room again');
   });
 
   it('deletes the envelopes of a revoked device', async () => {

@@ -5,10 +5,12 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { it } from 'node:test';
-import type { AuthStore, IdentityLink, NewOidcLogin, ProfileState } from '../../src/auth/store.js';
+import type { AuthStore, EnvelopeLimits, IdentityLink, NewOidcLogin, ProfileState } from '../../src/auth/store.js';
 
 const id = (n = 16) => randomBytes(n).toString('base64url');
 const dev = () => id(32);
+/** Envelope limits where only the mailbox's size binds. */
+const box = (perDevice: number): EnvelopeLimits => ({ perDevice, perSender: Number.MAX_SAFE_INTEGER, fromOtherUsers: Number.MAX_SAFE_INTEGER });
 
 export function accountConformance(store: () => AuthStore): void {
   const s = () => store();
@@ -166,7 +168,7 @@ export function accountConformance(store: () => AuthStore): void {
       subscriptions: [{ device, site: 's', mutedUntil: null }, { device: other, site: 's', mutedUntil: null }],
       push: [{ device, endpoint: 'https://p/x', keys: { p256dh: 'P', auth: 'A' } }],
     }, 1);
-    assert.equal(await s().putEnvelope({ id: id(), to: device, from: other, data: 'AA', at: 1, expiresAt: 99_999 }, 10, 1), 'ok');
+    assert.equal(await s().putEnvelope({ id: id(), to: device, from: other, data: 'AA', at: 1, expiresAt: 99_999 }, box(10), 1), 'ok');
     assert.deepEqual(await s().purgeDevice(user, device, 5), { profileVersion: 2 });
     const p = await s().getProfile(user);
     assert.deepEqual([p.version, p.subscriptions.map((x) => x.device), p.push, p.data], [2, [other], [], { k: 1 }]);
@@ -204,19 +206,61 @@ export function accountConformance(store: () => AuthStore): void {
     const e1 = env(1);
     const e2 = env(2, { expiresAt: 500 });
     const e3 = env(3);
-    for (const e of [e3, e1, e2]) assert.equal(await s().putEnvelope(e, 3, 200), 'ok');
-    assert.equal(await s().putEnvelope(env(4), 3, 200), 'full');
+    for (const e of [e3, e1, e2]) assert.equal(await s().putEnvelope(e, box(3), 200), 'ok');
+    assert.equal(await s().putEnvelope(env(4), box(3), 200), 'full');
     assert.deepEqual((await s().listEnvelopes(device, 200, 10)).map((e) => e.id), [e1.id, e2.id, e3.id]);
     assert.deepEqual(await s().listEnvelopes(device, 200, 1), [e1]);
-    assert.equal(await s().putEnvelope(env(5), 3, 500), 'ok', 'an expired envelope does not count');
+    assert.equal(await s().putEnvelope(env(5), box(3), 500), 'ok', 'an expired envelope does not count');
     assert.equal(await s().deleteEnvelope(e1.id, from), false, 'only its recipient deletes it');
     assert.equal(await s().deleteEnvelope(e1.id, device), true);
     assert.equal(await s().deleteEnvelope(e1.id, device), false);
     await s().prune(600);
     assert.deepEqual((await s().listEnvelopes(device, 0, 10)).map((e) => e.id).includes(e2.id), false, 'pruned');
-    assert.equal(await s().putEnvelope(env(6), 3, 600), 'ok');
-    assert.equal(await s().putEnvelope({ ...env(7), to: dev() }, 3, 600), 'no-device');
+    assert.equal(await s().putEnvelope(env(6), box(3), 600), 'ok');
+    assert.equal(await s().putEnvelope({ ...env(7), to: dev() }, box(3), 600), 'no-device');
     await s().revokeDevice(device, 700);
-    assert.equal(await s().putEnvelope(env(8), 3, 800), 'no-device', 'revoked');
+    assert.equal(await s().putEnvelope(env(8), box(3), 800), 'no-device', 'revoked');
+  });
+
+  it('bounds what one sender leaves at a device, and keeps a share of the mailbox for the recipient’s own user', async () => {
+    const { user, device } = await newUser();
+    const [own, own2] = [dev(), dev()];
+    for (const d of [own, own2]) assert.equal(await s().addDevice(user, { id: d, boxKey: dev(), name: 'own', createdAt: 2 }), true);
+    const stranger = (await newUser()).device;
+    const [unknown1, unknown2] = [dev(), dev()];
+    const limits: EnvelopeLimits = { perDevice: 6, perSender: 2, fromOtherUsers: 3 };
+    let n = 0;
+    const put = (from: string, now = 200, expiresAt = 10_000) => s().putEnvelope({ id: `s${n++}-${id(4)}`, to: device, from, data: 'AA', at: now, expiresAt }, limits, now);
+
+    assert.equal(await put(unknown1, 100, 150), 'ok');
+    assert.deepEqual([await put(unknown1), await put(unknown1)], ['ok', 'ok'], 'an expired envelope does not count for its sender');
+    assert.equal(await put(unknown1), 'sender-full');
+    assert.equal(await put(stranger), 'ok');
+    assert.equal(await put(stranger), 'full', 'other users hold their share');
+    assert.equal(await put(unknown2), 'full', 'an unknown sender counts as another user');
+    assert.deepEqual([await put(own), await put(own), await put(own)], ['ok', 'ok', 'sender-full'], 'the user’s own devices still deliver, each within its own bound');
+    assert.equal(await put(own2), 'ok');
+    assert.equal(await put(own2), 'full', 'the mailbox is full');
+
+    const first = (await s().listEnvelopes(device, 200, 10)).find((e) => e.from === unknown1);
+    assert.ok(first !== undefined && (await s().deleteEnvelope(first.id, device)));
+    assert.equal(await put(unknown1), 'ok', 'room again for the sender whose envelope was read');
+    assert.equal(await put(own2), 'full');
+  });
+
+  it('decides concurrent envelopes to one device as one at a time', async () => {
+    const { user, device } = await newUser();
+    const own = dev();
+    assert.equal(await s().addDevice(user, { id: own, boxKey: dev(), name: 'own', createdAt: 2 }), true);
+    const limits: EnvelopeLimits = { perDevice: 8, perSender: 3, fromOtherUsers: 5 };
+    const put = (from: string) => s().putEnvelope({ id: id(), to: device, from, data: 'AA', at: 1, expiresAt: 10_000 }, limits, 1);
+    const one = dev();
+    const fromOne = await Promise.all(Array.from({ length: 10 }, () => put(one)));
+    assert.deepEqual([fromOne.filter((r) => r === 'ok').length, fromOne.filter((r) => r === 'sender-full').length], [3, 7]);
+    const many = await Promise.all(Array.from({ length: 10 }, () => put(dev())));
+    assert.deepEqual([many.filter((r) => r === 'ok').length, many.filter((r) => r === 'full').length], [2, 8], 'other users fill their share and no more');
+    const mine = await Promise.all(Array.from({ length: 5 }, () => put(own)));
+    assert.deepEqual([...mine].sort(), ['ok', 'ok', 'ok', 'sender-full', 'sender-full']);
+    assert.equal((await s().listEnvelopes(device, 1, 100)).length, 8);
   });
 }

@@ -137,6 +137,57 @@ export function runAuthStoreConformance(name: string, open: () => Promise<AuthSt
       assert.ok(!(await s.revokedSince(71)).devices.some((d) => d.id === u2.device));
     });
 
+    it('lists the live families of a user, newest first, and revokes one only while it is a live family of that user', async () => {
+      const u = await newUser();
+      const other = await newUser();
+      const second = dev();
+      assert.equal(await s.addDevice(u.user, { id: second, boxKey: dev(), name: 'two', createdAt: 2 }), true);
+      const fam = async (device: string, user: string, createdAt: number, expiresAt = 10_000) => {
+        const [f, t] = [id(), id(32)];
+        await s.createFamily({ id: f, user, device, createdAt }, { hash: t, expiresAt });
+        return { f, t };
+      };
+      const a1 = await fam(u.device, u.user, 10);
+      const a2 = await fam(u.device, u.user, 20);
+      const b = await fam(second, u.user, 30);
+      const expiring = await fam(u.device, u.user, 40, 500);
+      const revoked = await fam(u.device, u.user, 50);
+      const theirs = await fam(other.device, other.user, 60);
+      assert.equal(await s.revokeFamily(revoked.f, 5), true);
+      const live = async (user: string, now = 1000, limit = 10) => (await s.liveFamilies(user, now, limit)).map((x) => x.id);
+
+      assert.deepEqual(await s.liveFamilies(u.user, 1000, 10), [
+        { id: b.f, user: u.user, device: second, createdAt: 30 },
+        { id: a2.f, user: u.user, device: u.device, createdAt: 20 },
+        { id: a1.f, user: u.user, device: u.device, createdAt: 10 },
+      ]);
+      assert.deepEqual(await live(u.user, 100), [expiring.f, b.f, a2.f, a1.f], 'before its token expires');
+      assert.deepEqual(await live(u.user, 1000, 2), [b.f, a2.f], 'at most the limit, newest first');
+      assert.deepEqual(await live(other.user), [theirs.f]);
+      assert.deepEqual(await live(id()), []);
+      assert.equal(await s.rotateRefresh(a1.t, { guid: 'g', answer: 'a', now: 100, next: { hash: id(32), expiresAt: 20_000 } }), true);
+      assert.deepEqual(await live(u.user, 15_000), [a1.f], 'the rotated token’s successor keeps it live');
+
+      for (const [what, user, f] of [
+        ['another user’s family', other.user, a1.f],
+        ['a family of another user, asked by its id', u.user, theirs.f],
+        ['an expired family', u.user, expiring.f],
+        ['a revoked family', u.user, revoked.f],
+        ['an unknown family', u.user, id()],
+      ] as const) {
+        assert.equal(await s.revokeLiveFamily(user, f, 1000), false, what);
+      }
+      assert.equal((await s.getRefresh(theirs.t))?.familyRevoked, false);
+      const both = await Promise.all([s.revokeLiveFamily(u.user, a1.f, 1000), s.revokeLiveFamily(u.user, a1.f, 1000)]);
+      assert.deepEqual(both.sort(), [false, true], 'exactly one concurrent revocation wins');
+      assert.equal((await s.getRefresh(a1.t))?.familyRevoked, true);
+      assert.ok((await s.revokedSince(1000)).families.some((x) => x.id === a1.f && x.at === 1000));
+      assert.deepEqual(await live(u.user), [b.f, a2.f]);
+      await s.revokeDevice(second, 1100);
+      assert.deepEqual(await live(u.user, 1200), [a2.f], 'a revoked device has no live family');
+      assert.equal(await s.revokeLiveFamily(u.user, b.f, 1200), false);
+    });
+
     it('creates sites at key epoch 1 and advances the epoch only to current + 1', async () => {
       const { user } = await newUser();
       const [a, b] = [id(), id()];

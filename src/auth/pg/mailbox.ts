@@ -3,9 +3,10 @@
  * PostgreSQL auth store, inside transactions the store opens. Claims of one user queue on
  * that user's row lock (so the per-user limit holds) and new ids of one namespace on its
  * counter row; names are unique by primary key. Envelopes to one device queue on the
- * device's row lock, which also keeps a concurrent revocation from slipping in between.
+ * device's row lock, so its limits (in all, per sender, from other users) are counted and
+ * the insert made by one caller at a time, and a concurrent revocation cannot slip in between.
  */
-import type { ClaimResult, EnvelopeRecord } from '../store.js';
+import type { ClaimResult, EnvelopeLimits, EnvelopePut, EnvelopeRecord } from '../store.js';
 import { num, type Sql, type TxSql } from './sql.js';
 
 /** `retry`: a concurrent claim of the same name won between the check and the insert (rolled back). */
@@ -32,12 +33,23 @@ export async function claim(sql: TxSql, c: { namespace: string; name: string; us
   return 'retry';
 }
 
-export async function putEnvelope(sql: TxSql, e: EnvelopeRecord, maxPerDevice: number, now: number): Promise<'ok' | 'full' | 'no-device'> {
+export async function putEnvelope(sql: TxSql, e: EnvelopeRecord, limits: EnvelopeLimits, now: number): Promise<EnvelopePut> {
   const s = sql.s;
-  const live = await sql.rows(`SELECT 1 FROM ${s}.auth_devices WHERE id = $1 AND revoked_at IS NULL FOR UPDATE`, [e.to]);
-  if (live.length === 0) return 'no-device';
-  const held = await sql.rows<{ n: string }>(`SELECT count(*) AS n FROM ${s}.auth_envelopes WHERE to_device = $1 AND expires_at > $2`, [e.to, now]);
-  if (num(held[0]?.n ?? 0) >= maxPerDevice) return 'full';
+  const live = await sql.rows<{ user_id: string }>(`SELECT user_id FROM ${s}.auth_devices WHERE id = $1 AND revoked_at IS NULL FOR UPDATE`, [e.to]);
+  const user = live[0]?.user_id;
+  if (user === undefined) return 'no-device';
+  // What the recipient holds: in all, from this sender, and from devices not of its user.
+  const held = await sql.rows<{ total: string; sender: string; others: string }>(
+    `SELECT count(*) AS total, count(*) FILTER (WHERE from_device = $3) AS sender,
+            count(*) FILTER (WHERE from_device NOT IN (SELECT id FROM ${s}.auth_devices WHERE user_id = $4)) AS others
+     FROM ${s}.auth_envelopes WHERE to_device = $1 AND expires_at > $2`,
+    [e.to, now, e.from, user],
+  );
+  const h = held[0];
+  if (num(h?.sender ?? 0) >= limits.perSender) return 'sender-full';
+  if (num(h?.total ?? 0) >= limits.perDevice) return 'full';
+  const sender = await sql.rows<{ user_id: string }>(`SELECT user_id FROM ${s}.auth_devices WHERE id = $1`, [e.from]);
+  if (sender[0]?.user_id !== user && num(h?.others ?? 0) >= limits.fromOtherUsers) return 'full';
   await sql.count(
     `INSERT INTO ${s}.auth_envelopes (id, to_device, from_device, data, at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)`,
     [e.id, e.to, e.from, e.data, e.at, e.expiresAt],

@@ -1,5 +1,5 @@
 /** Refresh families and tokens (tables auth_families, auth_refresh_tokens) of the PostgreSQL auth store. */
-import type { RefreshRecord, Revoked, RotateRefresh } from '../store.js';
+import type { FamilyRecord, RefreshRecord, Revoked, RotateRefresh } from '../store.js';
 import { num, numOrNull, type Sql } from './sql.js';
 
 interface RefreshRow {
@@ -74,6 +74,33 @@ export async function markRotated(sql: Sql, hash: string, rot: RotateRefresh): P
 /** true when this call revoked it. */
 export async function revokeFamily(sql: Sql, id: string, now: number): Promise<boolean> {
   return (await sql.count(`UPDATE ${sql.s}.auth_families SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL`, [now, id])) === 1;
+}
+
+/** The conditions under which family `f` is live at the time given as parameter number `now`. */
+function live(s: string, now: number): string {
+  return `f.revoked_at IS NULL
+    AND EXISTS (SELECT 1 FROM ${s}.auth_devices d WHERE d.id = f.device AND d.user_id = f.user_id AND d.revoked_at IS NULL)
+    AND EXISTS (SELECT 1 FROM ${s}.auth_refresh_tokens t WHERE t.family = f.id AND t.state = 'live' AND t.expires_at > $${now})`;
+}
+
+/** The user's live families, newest first, at most `limit`. */
+export async function liveFamilies(sql: Sql, user: string, now: number, limit: number): Promise<FamilyRecord[]> {
+  const rows = await sql.rows<{ id: string; user_id: string; device: string; created_at: string }>(
+    `SELECT f.id, f.user_id, f.device, f.created_at FROM ${sql.s}.auth_families f
+     WHERE f.device IN (SELECT id FROM ${sql.s}.auth_devices WHERE user_id = $1) AND f.user_id = $1 AND ${live(sql.s, 2)}
+     ORDER BY f.created_at DESC, f.id DESC LIMIT $3`,
+    [user, now, limit],
+  );
+  return rows.map((r) => ({ id: r.id, user: r.user_id, device: r.device, createdAt: num(r.created_at) }));
+}
+
+/**
+ * Revokes the family when it is a live family of `user`; true when this call revoked it. One
+ * conditional UPDATE: a concurrent revocation of the family (or of its device, which revokes
+ * its families too) holds the row, and the condition is re-checked against what it committed.
+ */
+export async function revokeLiveFamily(sql: Sql, user: string, id: string, now: number): Promise<boolean> {
+  return (await sql.count(`UPDATE ${sql.s}.auth_families f SET revoked_at = $3 WHERE f.id = $1 AND f.user_id = $2 AND ${live(sql.s, 3)}`, [id, user, now])) === 1;
 }
 
 /** Revokes every live family of the device; returns the ids this call revoked. */

@@ -5,9 +5,9 @@
  * transaction where a method writes more than one statement.
  *
  * How the guarantees of store.ts hold across nodes:
- * - single-statement compare-and-sets (`takeNonce`, `advanceKeyEpoch`, `revokeFamily`) are
- *   conditional UPDATE/DELETE: concurrent callers queue on the row lock and re-check the
- *   condition against the committed row, so exactly one matches;
+ * - single-statement compare-and-sets (`takeNonce`, `advanceKeyEpoch`, `revokeFamily`,
+ *   `revokeLiveFamily`) are conditional UPDATE/DELETE: concurrent callers queue on the row
+ *   lock and re-check the condition against the committed row, so exactly one matches;
  * - `rotateRefresh` is a conditional UPDATE … RETURNING plus the insert of the next token, in
  *   one transaction;
  * - `createUser`/`addDevice` rely on the device id's primary key (ON CONFLICT DO NOTHING
@@ -26,7 +26,10 @@ import type {
   AuthStore,
   ClaimResult,
   DeviceRecord,
+  EnvelopeLimits,
+  EnvelopePut,
   EnvelopeRecord,
+  FamilyRecord,
   GrantRecord,
   IdentityLink,
   IdentityLinkResult,
@@ -152,6 +155,14 @@ export class PgAuthStore implements AuthStore {
 
   async revokeFamily(id: string, now: number): Promise<boolean> {
     return refresh.revokeFamily(this.#db, id, now);
+  }
+
+  async liveFamilies(user: string, now: number, limit: number): Promise<FamilyRecord[]> {
+    return refresh.liveFamilies(this.#db, user, now, limit);
+  }
+
+  async revokeLiveFamily(user: string, id: string, now: number): Promise<boolean> {
+    return refresh.revokeLiveFamily(this.#db, user, id, now);
   }
 
   async revokedSince(since: number): Promise<{ devices: Revoked[]; families: Revoked[]; access: RevokedAccess[] }> {
@@ -310,8 +321,8 @@ export class PgAuthStore implements AuthStore {
     }
   }
 
-  async putEnvelope(envelope: EnvelopeRecord, maxPerDevice: number, now: number): Promise<'ok' | 'full' | 'no-device'> {
-    return this.#db.tx((sql) => mailbox.putEnvelope(sql, envelope, maxPerDevice, now));
+  async putEnvelope(envelope: EnvelopeRecord, limits: EnvelopeLimits, now: number): Promise<EnvelopePut> {
+    return this.#db.tx((sql) => mailbox.putEnvelope(sql, envelope, limits, now));
   }
 
   async listEnvelopes(device: string, now: number, limit: number): Promise<EnvelopeRecord[]> {

@@ -2,9 +2,15 @@
  * Envelopes, a server-relayed mailbox between devices (e.g. a user key sealed to a new
  * device's box key): POST /envelopes {to, data} → 201 {id}; GET /envelopes → the caller
  * device's envelopes, oldest first; DELETE /envelopes/:id → 204 (its recipient only).
- * `data` is opaque base64url, at most 64 KiB of bytes. A device holds at most
- * MAX_ENVELOPES_PER_DEVICE unexpired envelopes (then 429 RATE_LIMITED until it deletes some);
- * each expires after ENVELOPE_TTL_MS. The recipient's live sessions get an `envelope` event.
+ * `data` is opaque base64url, at most 64 KiB of bytes. Each envelope expires after
+ * ENVELOPE_TTL_MS. The recipient's live sessions get an `envelope` event.
+ *
+ * A device holds at most MAX_ENVELOPES_PER_DEVICE unexpired envelopes, at most
+ * MAX_ENVELOPES_PER_SENDER of them from one sending device, and at most
+ * MAX_ENVELOPES_FROM_OTHER_USERS from devices of other users: the rest is kept for its own
+ * user's devices, so strangers filling the box cannot stop a user's devices from reaching
+ * each other (e.g. with the user key sealed to a new device). Over a bound: 429 RATE_LIMITED
+ * until the recipient deletes some (or they expire).
  */
 import type { FastifyInstance } from 'fastify';
 import { EnvelopeBody, EnvelopeParams, MAX_ENVELOPE_BYTES, type EnvelopeReply, type EnvelopesReply } from '../../protocol/auth-schemas.js';
@@ -14,8 +20,16 @@ import { bearerHook, principal } from '../bearer.js';
 import type { AuthContext } from '../context.js';
 import { randomId } from '../crypto.js';
 import { KEY_LIMITS, keyLimit } from '../rate-limits.js';
+import type { EnvelopeLimits } from '../store.js';
 
 export const MAX_ENVELOPES_PER_DEVICE = 256;
+/** Enough for an admin to share the keys of many sites with one device before it reads them. */
+export const MAX_ENVELOPES_PER_SENDER = 64;
+/** Of MAX_ENVELOPES_PER_DEVICE; the other 64 are kept for devices of the recipient's own user. */
+export const MAX_ENVELOPES_FROM_OTHER_USERS = 192;
+const LIMITS: EnvelopeLimits = { perDevice: MAX_ENVELOPES_PER_DEVICE, perSender: MAX_ENVELOPES_PER_SENDER, fromOtherUsers: MAX_ENVELOPES_FROM_OTHER_USERS };
+/** The retry-after of a full mailbox: the recipient reads its envelopes when it next comes online. */
+const FULL_RETRY_AFTER_S = 60;
 export const ENVELOPE_TTL_MS = 30 * 24 * 3600_000;
 /** One GET answers at most this many envelopes and about this many bytes of data (`more` says the rest wait). */
 export const LIST_MAX_ENVELOPES = 64;
@@ -40,9 +54,14 @@ export function envelopeRoutes(app: FastifyInstance, ctx: AuthContext): void {
       if (Buffer.byteLength(data, 'base64url') > MAX_ENVELOPE_BYTES) throw new DgError('TOO_LARGE', `data: at most ${MAX_ENVELOPE_BYTES} bytes`);
       const now = ctx.now();
       const id = randomId(16);
-      const r = await ctx.store.putEnvelope({ id, to, from: p.device, data, at: now, expiresAt: now + ENVELOPE_TTL_MS }, MAX_ENVELOPES_PER_DEVICE, now);
+      const r = await ctx.store.putEnvelope({ id, to, from: p.device, data, at: now, expiresAt: now + ENVELOPE_TTL_MS }, LIMITS, now);
       if (r === 'no-device') throw new DgError('NOT_FOUND', 'to: no live device has this id');
-      if (r === 'full') throw new DgError('RATE_LIMITED', `to: the device holds ${MAX_ENVELOPES_PER_DEVICE} envelopes; retry once it has read some`, { retryAfter: 60 });
+      if (r === 'sender-full') {
+        throw new DgError('RATE_LIMITED', `to: the device already holds ${MAX_ENVELOPES_PER_SENDER} envelopes from this device; retry once it has read some`, {
+          retryAfter: FULL_RETRY_AFTER_S,
+        });
+      }
+      if (r === 'full') throw new DgError('RATE_LIMITED', 'to: the device\'s mailbox is full; retry once it has read some', { retryAfter: FULL_RETRY_AFTER_S });
       const recipient = await ctx.store.getDevice(to);
       if (recipient !== null) {
         const event: UserEvent = { user: recipient.user, device: to, event: { ev: 'envelope', id, from: p.device } };

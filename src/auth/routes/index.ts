@@ -20,6 +20,7 @@ import { publicRoutes } from './public.js';
 import { refreshRoute } from './refresh.js';
 import { revokeRoute } from './revoke.js';
 import { sessionRoutes } from './session.js';
+import { sessionListRoutes } from './sessions.js';
 import { siteRoutes } from './sites.js';
 
 export function authRoutes(ctx: AuthContext): FastifyPluginAsync {
@@ -28,6 +29,7 @@ export function authRoutes(ctx: AuthContext): FastifyPluginAsync {
     challengeRoute(app, ctx);
     sessionRoutes(app, ctx);
     refreshRoute(app, ctx);
+    sessionListRoutes(app, ctx);
     meRoute(app, ctx);
     siteRoutes(app, ctx);
     grantRoutes(app, ctx);

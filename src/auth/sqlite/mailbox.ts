@@ -1,10 +1,11 @@
 /**
  * The SQLite side of claims (names unique per namespace, dense ids from a per-namespace
- * counter) and envelopes (a bounded mailbox per recipient device). Checks and writes share
- * one IMMEDIATE transaction, so limits and uniqueness hold under concurrent calls.
+ * counter) and envelopes (a bounded mailbox per recipient device, with a share per sender
+ * and a share for other users). Checks and writes share one IMMEDIATE transaction, so limits
+ * and uniqueness hold under concurrent calls.
  */
 import type { Database } from 'better-sqlite3';
-import type { ClaimResult, EnvelopeRecord } from '../store.js';
+import type { ClaimResult, EnvelopeLimits, EnvelopePut, EnvelopeRecord } from '../store.js';
 import { statements, type StatementLookup } from './statements.js';
 
 type Row = Record<string, unknown>;
@@ -31,8 +32,13 @@ export class SqliteMailbox {
       countClaims: p('SELECT count(*) AS n FROM claims WHERE user_id = ?'),
       nextId: p('INSERT INTO claim_counters (namespace, last) VALUES (?, 1) ON CONFLICT (namespace) DO UPDATE SET last = last + 1 RETURNING last'),
       insertClaim: p('INSERT INTO claims (namespace, name, user_id, id, created_at) VALUES (?, ?, ?, ?, ?)'),
-      liveDevice: p('SELECT 1 FROM devices WHERE id = ? AND revoked_at IS NULL'),
-      countEnvelopes: p('SELECT count(*) AS n FROM envelopes WHERE to_device = ? AND expires_at > ?'),
+      liveDevice: p('SELECT user_id FROM devices WHERE id = ? AND revoked_at IS NULL'),
+      deviceUser: p('SELECT user_id FROM devices WHERE id = ?'),
+      // What the recipient holds: in all, from this sender, and from devices not of its user.
+      countEnvelopes: p(`
+        SELECT count(*) AS total, coalesce(sum(from_device = @from), 0) AS sender,
+               coalesce(sum(from_device NOT IN (SELECT id FROM devices WHERE user_id = @user)), 0) AS others
+        FROM envelopes WHERE to_device = @to AND expires_at > @now`),
       insertEnvelope: p('INSERT INTO envelopes (id, to_device, from_device, data, at, expires_at) VALUES (?, ?, ?, ?, ?, ?)'),
       listEnvelopes: p('SELECT * FROM envelopes WHERE to_device = ? AND expires_at > ? ORDER BY at, id LIMIT ?'),
       deleteEnvelope: p('DELETE FROM envelopes WHERE id = ? AND to_device = ?'),
@@ -57,11 +63,17 @@ export class SqliteMailbox {
       .immediate();
   }
 
-  async putEnvelope(e: EnvelopeRecord, maxPerDevice: number, now: number): Promise<'ok' | 'full' | 'no-device'> {
+  async putEnvelope(e: EnvelopeRecord, limits: EnvelopeLimits, now: number): Promise<EnvelopePut> {
     return this.#db
-      .transaction((): 'ok' | 'full' | 'no-device' => {
-        if (this.#s('liveDevice').get(e.to) === undefined) return 'no-device';
-        if (Number((this.#s('countEnvelopes').get(e.to, now) as Row).n) >= maxPerDevice) return 'full';
+      .transaction((): EnvelopePut => {
+        const recipient = this.#s('liveDevice').get(e.to) as Row | undefined;
+        if (recipient === undefined) return 'no-device';
+        const user = String(recipient.user_id);
+        const held = this.#s('countEnvelopes').get({ from: e.from, user, to: e.to, now }) as Row;
+        if (Number(held.sender) >= limits.perSender) return 'sender-full';
+        if (Number(held.total) >= limits.perDevice) return 'full';
+        const sender = this.#s('deviceUser').get(e.from) as Row | undefined;
+        if (sender?.user_id !== user && Number(held.others) >= limits.fromOtherUsers) return 'full';
         this.#s('insertEnvelope').run(e.id, e.to, e.from, e.data, e.at, e.expiresAt);
         return 'ok';
       })

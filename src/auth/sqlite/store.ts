@@ -12,7 +12,10 @@ import type {
   AuthStore,
   ClaimResult,
   DeviceRecord,
+  EnvelopeLimits,
+  EnvelopePut,
   EnvelopeRecord,
+  FamilyRecord,
   GrantRecord,
   IdentityLink,
   IdentityLinkResult,
@@ -30,6 +33,7 @@ import type {
   SiteRecord,
 } from '../store.js';
 import { REVOKED_ACCESS_KEEP_MS } from '../store.js';
+import { SqliteFamilies } from './families.js';
 import { SqliteIdentities } from './identity.js';
 import { SqliteKeyDirectory } from './keys.js';
 import { SqliteMailbox } from './mailbox.js';
@@ -52,6 +56,7 @@ export class SqliteAuthStore implements AuthStore {
   readonly #identities: SqliteIdentities;
   readonly #profiles: SqliteProfiles;
   readonly #mailbox: SqliteMailbox;
+  readonly #families: SqliteFamilies;
   readonly keys: SqliteKeyDirectory;
 
   constructor(path: string) {
@@ -129,6 +134,7 @@ export class SqliteAuthStore implements AuthStore {
     this.#identities = new SqliteIdentities(this.#db);
     this.#profiles = new SqliteProfiles(this.#db);
     this.#mailbox = new SqliteMailbox(this.#db);
+    this.#families = new SqliteFamilies(this.#db);
     this.keys = new SqliteKeyDirectory(this.#db);
   }
 
@@ -220,6 +226,14 @@ export class SqliteAuthStore implements AuthStore {
 
   async revokeFamily(id: string, now: number): Promise<boolean> {
     return this.#s('revokeFamily').run(now, id).changes === 1;
+  }
+
+  liveFamilies(user: string, now: number, limit: number): Promise<FamilyRecord[]> {
+    return this.#families.liveFamilies(user, now, limit);
+  }
+
+  revokeLiveFamily(user: string, id: string, now: number): Promise<boolean> {
+    return this.#families.revokeLiveFamily(user, id, now);
   }
 
   async revokedSince(since: number): Promise<{ devices: Revoked[]; families: Revoked[]; access: RevokedAccess[] }> {
@@ -371,8 +385,8 @@ export class SqliteAuthStore implements AuthStore {
     return this.#mailbox.claim(c);
   }
 
-  putEnvelope(envelope: EnvelopeRecord, maxPerDevice: number, now: number): Promise<'ok' | 'full' | 'no-device'> {
-    return this.#mailbox.putEnvelope(envelope, maxPerDevice, now);
+  putEnvelope(envelope: EnvelopeRecord, limits: EnvelopeLimits, now: number): Promise<EnvelopePut> {
+    return this.#mailbox.putEnvelope(envelope, limits, now);
   }
 
   listEnvelopes(device: string, now: number, limit: number): Promise<EnvelopeRecord[]> {
