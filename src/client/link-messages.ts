@@ -5,7 +5,9 @@
  *
  * - `submit` (follower → leader): entries (full entry bytes with the SDK header, base64url)
  *   of one writer stream for the leader of `epoch` to sequence. `floor` is the stream's
- *   lowest unacknowledged seq: every seq below it is known to be in the log.
+ *   lowest unacknowledged seq: every seq below it is known to be in the log. `seen` is how
+ *   far the follower has checked the log: none of these entries is at an index below it
+ *   (absent from SDKs before it; the leader then reads the log instead when it must know).
  * - `ack` (leader → follower): entries of `stream` now durable, as [seq, index] pairs.
  * - `stale` (leader → follower): the sender is not the leader of `epoch` (anymore).
  * - `denied` (leader → follower): the follower's device may not write on this log, as far
@@ -16,7 +18,7 @@
 import { randomId } from './bytes.js';
 
 export type LinkMessage =
-  | { t: 'submit'; epoch: number; stream: string; floor: number; entries: string[] }
+  | { t: 'submit'; epoch: number; stream: string; floor: number; seen?: number; entries: string[] }
   | { t: 'ack'; epoch: number; stream: string; acks: [number, number][] }
   | { t: 'stale'; epoch: number }
   | { t: 'denied'; epoch: number };
@@ -57,7 +59,9 @@ export function parseMessage(v: unknown): LinkMessage | null {
   if (o.t === 'submit') {
     if (!isInt(o.epoch) || !isInt(o.floor) || typeof o.stream !== 'string' || !Array.isArray(o.entries)) return null;
     if (!o.entries.every((e) => typeof e === 'string')) return null;
-    return { t: 'submit', epoch: o.epoch, stream: o.stream, floor: o.floor, entries: o.entries as string[] };
+    if (o.seen !== undefined && !isInt(o.seen)) return null;
+    const seen = o.seen === undefined ? {} : { seen: o.seen };
+    return { t: 'submit', epoch: o.epoch, stream: o.stream, floor: o.floor, ...seen, entries: o.entries as string[] };
   }
   if (o.t === 'ack') {
     if (!isInt(o.epoch) || typeof o.stream !== 'string' || !Array.isArray(o.acks)) return null;

@@ -19,6 +19,11 @@ export interface ForwarderOptions {
   stream: string;
   /** The next seq the writer will use (the floor when nothing is pending). */
   nextSeq: () => number;
+  /**
+   * How far the log has been checked: every entry below this index has settled this
+   * writer's appends it holds (so no pending entry sits below it).
+   */
+  seen: () => number;
   send: (leader: string, msg: LinkMessage) => void;
   /** Resends went unanswered twice in a row: the link to `leader` should be rebuilt. */
   stalled: (leader: string) => void;
@@ -115,6 +120,7 @@ export class Forwarder {
         epoch: this.epoch,
         stream: this.opts.stream,
         floor: this.opts.pending.floor(this.opts.nextSeq()),
+        seen: this.opts.seen(),
         entries: chunk.map((p) => b64urlEncode(p.bytes)),
       });
     }

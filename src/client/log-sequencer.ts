@@ -13,10 +13,15 @@
  *   settled the Log re-leases, reads to the end of the log, and `resume`s: items found in
  *   the log are dropped, the rest are queued again in their order. A new epoch drops the
  *   followers' items (they resubmit to the new leader after checking the log themselves).
+ * - A follower stream's state may be pruned within the epoch once nothing of it waits to be
+ *   written (log-follower-streams.ts); when the stream comes back, the seqs it had already
+ *   written are learned again (from its follower's `seen`, or by reading the log) before
+ *   anything of it is queued.
  */
 import { DgError } from '../protocol/errors.js';
 import { b64urlDecode, b64urlEncode } from './bytes.js';
 import { decodeEntry, type EntryOrigin } from './entry-header.js';
+import { FollowerStreams, type StreamState } from './log-follower-streams.js';
 import type { LinkMessage } from './link-messages.js';
 import type { TailLimitsView, WriteReply } from './tail-types.js';
 
@@ -25,16 +30,6 @@ export interface SeqItem {
   origin: EntryOrigin;
   /** This device's own append (tracked by the Log's pending set). */
   own: boolean;
-}
-
-interface StreamState {
-  /** The follower writes signed entries (header version 2): only verified ones count as its. */
-  signed: boolean;
-  next: number;
-  held: Map<number, SeqItem>;
-  committed: Map<number, number>;
-  reply: ((m: LinkMessage) => void) | null;
-  acks: [number, number][];
 }
 
 interface Inflight {
@@ -54,21 +49,28 @@ export interface SequencerHooks {
   refused: (items: SeqItem[], err: DgError) => void;
   /** Whether the server says `device` may write on this log (so its entries may be taken). */
   mayWrite: (device: string) => boolean;
+  /** [seq, index] of writer stream (device, stream)'s entries at `from` to `to` - 1, read from the log. */
+  find: (device: string, stream: string, from: number, to: number) => Promise<[number, number][]>;
 }
 
 const MAX_INFLIGHT = 4;
 const MAX_HELD = 10_000;
 const MAX_COMMITTED = 10_000;
+/** Reads of the log for returning streams at once, at most (a submit beyond waits for its resend). */
+const MAX_SEARCHES = 4;
 
 export class Sequencer {
   private epoch = -1;
+  /** The log's length when this device began writing in the epoch. */
+  private epochStart = 0;
   private nextAt = 0;
   private active = false;
   private halted = false;
   private queue: SeqItem[] = [];
   private readonly inflight: Inflight[] = [];
   private failedItems: SeqItem[] = [];
-  private streams = new Map<string, StreamState>();
+  private readonly streams = new FollowerStreams();
+  private searches = 0;
   private wids = 0;
 
   constructor(
@@ -85,6 +87,11 @@ export class Sequencer {
     this.limits = limits;
   }
 
+  /** How many follower writer streams have state (bounded: log-follower-streams.ts). */
+  get followerStreams(): number {
+    return this.streams.size;
+  }
+
   /** Resolves when no write is in flight. */
   async idle(): Promise<void> {
     while (this.inflight.length > 0) await Promise.all(this.inflight.map((w) => w.done));
@@ -98,8 +105,9 @@ export class Sequencer {
     const carried = [...this.failedItems, ...this.queue];
     this.failedItems = [];
     if (epoch !== this.epoch) {
-      this.streams = new Map();
+      this.streams.reset(at);
       this.epoch = epoch;
+      this.epochStart = at;
     }
     this.queue = carried.filter((it) => !it.own && this.isRemoteWanted(it));
     this.nextAt = at;
@@ -107,9 +115,13 @@ export class Sequencer {
     this.halted = false;
   }
 
+  /** Whether a follower's item carried over a failure is still to be written (not found in the log). */
   private isRemoteWanted(it: SeqItem): boolean {
     const st = this.streams.get(streamKey(it.origin));
-    return st !== undefined && !st.committed.has(it.origin.seq);
+    if (st === undefined) return false;
+    if (!st.committed.has(it.origin.seq)) return true;
+    st.outstanding--;
+    return false;
   }
 
   /** Leadership ended: nothing more is written; followers' items are dropped. */
@@ -118,7 +130,7 @@ export class Sequencer {
     this.halted = false;
     this.queue = [];
     this.failedItems = [];
-    this.streams = new Map();
+    this.streams.reset(0);
     this.epoch = -1;
   }
 
@@ -149,10 +161,20 @@ export class Sequencer {
       items.push({ bytes, origin, own: false });
     }
     const key = `${from}/${msg.stream}`;
+    const now = Date.now();
     let st = this.streams.get(key);
     if (st === undefined) {
-      st = { signed, next: Math.max(1, msg.floor), held: new Map(), committed: new Map(), reply, acks: [] };
-      this.streams.set(key, st);
+      // The stream may have had a state pruned earlier in the epoch: its entries are all
+      // below `forgottenBelow`, and none of the entries its follower sends is below `seen`
+      // (older SDKs do not say: then none is before the epoch). Between the two, look.
+      const searchFrom = Math.max(this.epochStart, msg.seen ?? 0);
+      const search = searchFrom < this.streams.forgottenBelow;
+      if (search && this.searches >= MAX_SEARCHES) return;
+      const next = Math.max(1, msg.floor);
+      st = this.streams.add(key, { signed, next, held: new Map(), committed: new Map(), reply, acks: [], outstanding: 0, lastIndex: -1, activeAt: now, searching: false }, now);
+      if (search) this.search(key, from, msg.stream, st, searchFrom, next);
+    } else {
+      this.streams.touch(key, st, now);
     }
     st.reply = reply;
     if (msg.floor > st.next) {
@@ -168,13 +190,58 @@ export class Sequencer {
         if (index !== undefined) st.acks.push([seq, index]);
       } else if (st.held.size < MAX_HELD) st.held.set(seq, it);
     }
+    this.takeHeld(st);
+    this.flushAcks();
+    this.pump();
+  }
+
+  /** Queues the stream's held items that are next in its order. */
+  private takeHeld(st: StreamState): void {
+    if (st.searching) return;
     for (let it = st.held.get(st.next); it !== undefined; it = st.held.get(st.next)) {
       st.held.delete(st.next);
       st.next++;
+      st.outstanding++;
       this.queue.push(it);
     }
-    this.flushAcks();
-    this.pump();
+  }
+
+  /**
+   * Reads the log at `from`…forgottenBelow for the entries of a stream that comes back
+   * without state, then takes its items from after the last one there. Those found at or
+   * above the follower's floor are acknowledged. If the read fails, the state is dropped:
+   * the follower's next resend searches again.
+   */
+  private search(key: string, device: string, stream: string, st: StreamState, from: number, floor: number): void {
+    st.searching = true;
+    this.searches++;
+    this.hooks.find(device, stream, from, this.streams.forgottenBelow).then(
+      (found) => {
+        this.searches--;
+        if (this.streams.get(key) !== st) return; // a new epoch, or leadership ended
+        st.searching = false;
+        for (const [seq, index] of found) this.recordCommitted(st, seq, index, seq >= floor);
+        this.takeHeld(st);
+        this.flushAcks();
+        this.pump();
+      },
+      () => {
+        this.searches--;
+        st.held.clear();
+        this.streams.drop(key, st);
+      },
+    );
+  }
+
+  private recordCommitted(st: StreamState, seq: number, index: number, ack: boolean): void {
+    st.committed.set(seq, index);
+    if (st.committed.size > MAX_COMMITTED) st.committed.delete(st.committed.keys().next().value as number);
+    st.lastIndex = Math.max(st.lastIndex, index);
+    if (seq >= st.next) {
+      st.next = seq + 1;
+      for (const s of st.held.keys()) if (s < st.next) st.held.delete(s);
+    }
+    if (ack) st.acks.push([seq, index]);
   }
 
   /**
@@ -187,18 +254,13 @@ export class Sequencer {
     const key = streamKey(origin);
     const st = this.streams.get(key);
     if (st === undefined || (st.signed && !signed)) return;
-    st.committed.set(origin.seq, index);
-    if (st.committed.size > MAX_COMMITTED) st.committed.delete(st.committed.keys().next().value as number);
-    if (origin.seq >= st.next) {
-      st.next = origin.seq + 1;
-      for (const s of st.held.keys()) if (s < st.next) st.held.delete(s);
-    }
-    st.acks.push([origin.seq, index]);
+    this.recordCommitted(st, origin.seq, index, true);
+    this.streams.touch(key, st, Date.now());
   }
 
   /** Sends the acknowledgements gathered since the last flush. */
   flushAcks(): void {
-    for (const [key, st] of this.streams) {
+    for (const [key, st] of this.streams.entries()) {
       if (st.acks.length === 0 || st.reply === null) continue;
       const acks = st.acks;
       st.acks = [];
@@ -243,6 +305,7 @@ export class Sequencer {
     if (i >= 0) this.inflight.splice(i, 1);
     if (r !== null && !('nack' in r) && !this.halted) {
       const committedAt = 'dup' in r ? r.at : at;
+      this.settleRemote(entry.items, committedAt);
       this.hooks.written(committedAt, entry.items, r.length);
       this.flushAcks();
       this.pump();
@@ -250,9 +313,12 @@ export class Sequencer {
     }
     // Failed, or after a failure (replies of later writes are not trusted to be in order).
     if (r !== null && !('nack' in r)) {
-      this.hooks.written('dup' in r ? r.at : at, entry.items, r.length);
+      const committedAt = 'dup' in r ? r.at : at;
+      this.settleRemote(entry.items, committedAt);
+      this.hooks.written(committedAt, entry.items, r.length);
       this.flushAcks();
     } else if (err?.code === 'TOO_LARGE' || err?.code === 'BAD_REQUEST') {
+      this.settleRemote(entry.items, null);
       this.hooks.refused(entry.items.filter((it) => it.own), err);
     } else {
       this.failedItems.push(...entry.items);
@@ -261,6 +327,17 @@ export class Sequencer {
       this.halted = true;
       this.hooks.failed(err);
     }
+  }
+
+  /** Followers' items written at `at`… (or, with null, never to be written) leave the pipeline. */
+  private settleRemote(items: SeqItem[], at: number | null): void {
+    items.forEach((it, i) => {
+      if (it.own) return;
+      const st = this.streams.get(streamKey(it.origin));
+      if (st === undefined) return;
+      st.outstanding--;
+      if (at !== null) st.lastIndex = Math.max(st.lastIndex, at + i);
+    });
   }
 }
 

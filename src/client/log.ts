@@ -18,6 +18,7 @@ import { Admission } from './log-admission.js';
 import { AppendQueue } from './log-append-queue.js';
 import { encodeEntry, entrySigner, originPrefix, STREAM_BYTES, MAX_HEADER_BYTES, type EntrySigner, type OriginPrefix } from './entry-header.js';
 import { Forwarder } from './log-forwarder.js';
+import { findStreamEntries } from './log-follower-streams.js';
 import { LogFeed, type FeedRead } from './log-feed.js';
 import { PendingAppends } from './log-pending.js';
 import { Sequencer, type SeqItem } from './log-sequencer.js';
@@ -80,6 +81,8 @@ export class Log extends Emitter<LogEvents> {
   private readonly signer: EntrySigner;
   private readonly stream: string;
   private seq = 0;
+  /** The index after the last entry admitted (every one before it has settled this writer's appends). */
+  private admittedTo: number;
   private term = 0;
   private needRecover = false;
   private pumpQueued = false;
@@ -108,6 +111,8 @@ export class Log extends Emitter<LogEvents> {
     });
     this.opened.catch(() => undefined);
     this.stream = b64urlEncode(randomBytes(STREAM_BYTES));
+    // Nothing of this writer is before `from`: its entries are written after it opened.
+    this.admittedTo = opts.from ?? 0;
     this.codec = opts.codec === undefined ? null : new PayloadPipeline(opts.codec, { site: ctx.site, log: ctx.log, device: ctx.device, stream: this.stream });
     this.prefix = originPrefix(ctx.device, this.stream);
     this.signer = entrySigner(ctx.site, ctx.log, ctx.sign);
@@ -129,6 +134,7 @@ export class Log extends Emitter<LogEvents> {
         else if (signed) this.pending.resolve(origin.seq, index);
       },
       admitted: (entries) => {
+        if (entries.length > 0) this.admittedTo = entries[entries.length - 1]!.index + 1;
         this.sequencer.flushAcks();
         if (this.codec !== null) this.codec.open(entries, (opened) => this.deliver(opened));
         else this.deliver(entries);
@@ -148,6 +154,7 @@ export class Log extends Emitter<LogEvents> {
         },
         // A server that does not say who writes (no `writers`) leaves it open, as before.
         mayWrite: (device) => this.writers === null || this.writers.has(device),
+        find: (device, stream, from, to) => findStreamEntries((at) => this.read(at), device, stream, from, to),
       },
       this.stream,
       DEFAULT_LIMITS,
@@ -165,6 +172,7 @@ export class Log extends Emitter<LogEvents> {
       pending: this.pending,
       stream: this.stream,
       nextSeq: () => this.seq + 1,
+      seen: () => this.admittedTo,
       send: (leader, msg) => this.hub.sendTo(leader, msg),
       // No acknowledgement through two resends: the link may be dead on the far side.
       stalled: (leader) => this.hub.drop(leader),

@@ -200,6 +200,7 @@ test('a follower splits its pending entries into submit messages that fit the li
     pending,
     stream: 'stream',
     nextSeq: () => 131,
+    seen: () => 0,
     send: (_leader, msg) => {
       toFrames(msg); // what the link does with it: throws when it cannot be framed
       messages.push(msg);

@@ -340,7 +340,7 @@ test("a leader counts an unsigned entry naming a follower that signs as no one's
   const signed = await encodeEntry(originPrefix(follower.deviceId, stream), 1, enc('one'), entrySigner('site1', 'chat', (m) => follower.signAsync(m)));
   const replies: LinkMessage[] = [];
   const seq = new Sequencer(
-    { write: () => new Promise(() => undefined), written: () => undefined, failed: () => undefined, refused: () => undefined, mayWrite: () => true },
+    { write: () => new Promise(() => undefined), written: () => undefined, failed: () => undefined, refused: () => undefined, mayWrite: () => true, find: async () => [] },
     'w',
     { maxFrame: 1 << 20, maxEntries: 1000, maxEntryBytes: 256 * 1024, maxHandles: 256 },
   );

@@ -7,8 +7,23 @@
  * it, so a live holder's file never looks stale however long its work takes (a session
  * refresh with retries can take many seconds); a process that died holding a lock stops
  * touching it, and its file is taken over once it is LOCK_STALE_MS old.
+ *
+ * Takeover is exclusive: of the waiters that find the same stale file, one wins. A stale
+ * file is never removed (a waiter that removed one it had found stale could remove the
+ * fresh file another waiter had created meanwhile). Instead a waiter first creates, with
+ * O_EXCL, a claim named after that file (its inode and modification time), and only the
+ * claim's creator takes the file over, by touching it in place if it is still that file,
+ * untouched. A later waiter that still had the old file in view finds it touched and waits.
+ * A claim's creator that dies before it is done leaves its claim file, which goes stale in
+ * turn and is taken over the same way.
+ *
+ * What is not covered: a holder that is alive but does not touch its file for LOCK_STALE_MS
+ * (a process stopped, or an event loop blocked that long) loses the lock to a waiter while
+ * it still runs.
  */
+import { createHash } from 'node:crypto';
 import { mkdir, open, stat, unlink, utimes } from 'node:fs/promises';
+import type { BigIntStats } from 'node:fs';
 import { dirname } from 'node:path';
 import { sleep } from '../backoff.js';
 import { LockChain } from '../lock-chain.js';
@@ -17,6 +32,8 @@ import { LockChain } from '../lock-chain.js';
 const LOCK_STALE_MS = 30_000;
 /** How often a holder touches its lock file (ms): well under LOCK_STALE_MS. */
 const LOCK_TOUCH_MS = 5_000;
+/** Claims on claims (each left by a waiter that died taking over) followed, at most. */
+const MAX_CLAIM_DEPTH = 4;
 
 /** The callers of this process queued on each lock file (by absolute path). */
 const local = new LockChain();
@@ -29,7 +46,7 @@ const local = new LockChain();
 export function withLockFile<T>(lockPath: string, waitMs: number, fn: () => Promise<T>): Promise<T> {
   return local.run(lockPath, async () => {
     await mkdir(dirname(lockPath), { recursive: true, mode: 0o700 });
-    await acquire(lockPath, waitMs);
+    const ino = await acquire(lockPath, waitMs);
     const touch = setInterval(() => {
       const now = new Date();
       utimes(lockPath, now, now).catch(() => undefined);
@@ -39,23 +56,97 @@ export function withLockFile<T>(lockPath: string, waitMs: number, fn: () => Prom
       return await fn();
     } finally {
       clearInterval(touch);
-      await unlink(lockPath).catch(() => undefined);
+      await release(lockPath, ino);
     }
   });
 }
 
-async function acquire(lockPath: string, waitMs: number): Promise<void> {
+/** Waits for the lock; resolves with the inode of the lock file this process now holds. */
+async function acquire(lockPath: string, waitMs: number): Promise<bigint> {
   const deadline = Date.now() + waitMs;
   for (let wait = 5; ; wait = Math.min(wait * 2, 200)) {
-    try {
-      await (await open(lockPath, 'wx', 0o600)).close();
-      return;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const age = await stat(lockPath).then((st) => Date.now() - st.mtimeMs, () => 0);
-      if (age > LOCK_STALE_MS) await unlink(lockPath).catch(() => undefined);
-      else if (Date.now() > deadline) throw new Error(`${lockPath}: another process holds the lock`);
-      else await sleep(wait);
-    }
+    const ino = await create(lockPath);
+    if (ino !== null) return ino;
+    const held = await stat(lockPath, { bigint: true }).catch(() => null);
+    if (held === null) continue; // released meanwhile: try again at once
+    if (isStale(held) && (await takeOver(lockPath, lockPath, held, 0))) return held.ino;
+    if (Date.now() > deadline) throw new Error(`${lockPath}: another process holds the lock`);
+    await sleep(wait);
   }
+}
+
+/** Creates `path` exclusively; its inode, or null when it exists. */
+async function create(path: string): Promise<bigint | null> {
+  let fh;
+  try {
+    fh = await open(path, 'wx', 0o600);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return null;
+    throw err;
+  }
+  try {
+    return (await fh.stat({ bigint: true })).ino;
+  } finally {
+    await fh.close();
+  }
+}
+
+function isStale(st: BigIntStats): boolean {
+  return Date.now() - Number(st.mtimeMs) > LOCK_STALE_MS;
+}
+
+/**
+ * Takes over the stale file `path` (the lock file of `lockPath`, or a claim on it) as it was
+ * seen (`seen`). True when this caller now holds it (it touched it in place); of all callers
+ * with the same `seen`, at most one gets true.
+ */
+async function takeOver(lockPath: string, path: string, seen: BigIntStats, depth: number): Promise<boolean> {
+  const claim = claimPath(lockPath, seen);
+  if ((await create(claim)) === null) {
+    // Another waiter claimed this file first. Only if it died doing so (its claim is stale)
+    // does this caller take its claim over, and then the file.
+    const other = await stat(claim, { bigint: true }).catch(() => null);
+    if (other === null || !isStale(other) || depth >= MAX_CLAIM_DEPTH) return false;
+    if (!(await takeOver(lockPath, claim, other, depth + 1))) return false;
+  }
+  try {
+    return await touchIfUnchanged(path, seen);
+  } finally {
+    await unlink(claim).catch(() => undefined);
+  }
+}
+
+/**
+ * The claim on a file of `lockPath` (the lock file, or a claim on it) as `seen`: named after
+ * the file's identity (device, inode, modification time), so a file touched since, or
+ * another file under the same name, has another claim.
+ */
+export function claimPath(lockPath: string, seen: BigIntStats): string {
+  const id = createHash('sha256').update(`${seen.dev}:${seen.ino}:${seen.mtimeNs}`).digest('hex').slice(0, 16);
+  return `${lockPath}.${id}.take`;
+}
+
+/** Touches the file at `path` if it is still `seen`'s (same inode, untouched since). */
+async function touchIfUnchanged(path: string, seen: BigIntStats): Promise<boolean> {
+  let fh;
+  try {
+    fh = await open(path, 'r+');
+  } catch {
+    return false; // released meanwhile
+  }
+  try {
+    const st = await fh.stat({ bigint: true });
+    if (st.ino !== seen.ino || st.mtimeNs !== seen.mtimeNs) return false;
+    const now = new Date();
+    await fh.utimes(now, now);
+    return true;
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Removes the lock file if it is still the one this process holds. */
+async function release(lockPath: string, ino: bigint): Promise<void> {
+  const st = await stat(lockPath, { bigint: true }).catch(() => null);
+  if (st?.ino === ino) await unlink(lockPath).catch(() => undefined);
 }
