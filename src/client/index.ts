@@ -62,6 +62,7 @@ export { UserKey } from './keys/user-key.js';
 export type { UserKeyState } from './keys/user-key-flows.js';
 export type { DeviceApprovalRequest, ApprovalResult, ApprovalOutcome } from './keys/device-approval.js';
 export type { ShareSpec, Delivery } from './keys/site-key-flows.js';
+export type { Writer } from './keys/writers.js';
 export { EntryCipher, type SiteKeySource } from './keys/entry-cipher.js';
 export type { PayloadCodec, PayloadContext } from './crypto/payload-codec.js';
 export { checkAttestation, type ServerKey, type Attested, type AttestationCheck } from './keys/attestation.js';

@@ -30,6 +30,7 @@ import { SiteKeyring } from './site-keyring.js';
 import { UserKey } from './user-key.js';
 import { importUserKey, rotateUserKey, settleUserKey, type UserKeyState } from './user-key-flows.js';
 import { LocalVault } from './vault.js';
+import { WriterDirectory, type Writer } from './writers.js';
 
 export interface KeyManagerOptions {
   /** Where this device keeps its sealed user key, site keys and pins (e.g. the client's storage). */
@@ -83,6 +84,7 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
   private heldKey: HeldUserKey | null = null;
   /** Devices this device revoked (kept in the vault): never sent keys. */
   private readonly revoked = new Set<string>();
+  private readonly writers: WriterDirectory;
   private st: UserKeyState = 'awaiting-key';
   private readonly source: ManagedKeySource;
   private inbox: Promise<void> | null = null;
@@ -107,6 +109,7 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
     this.api = new KeyApi(client.auth, client.session);
     this.source = new ManagedKeySource(client, ring, () => this.fetchKeys(), opts.epochTtlMs ?? 30_000);
     this.codec = new EntryCipher(this.source);
+    this.writers = new WriterDirectory(this);
   }
 
   /** Loads this device's sealed keys and makes the client seal its logs; call `start` next. */
@@ -309,6 +312,21 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
   /** Whether this device holds the key of `site` at `epoch` (default: any). */
   hasKey(site: string, epoch?: number): boolean {
     return epoch === undefined ? this.ring.newest(site) !== undefined : this.ring.get(site, epoch) !== undefined;
+  }
+
+  /**
+   * The member of `site` that `device` writes as (a `Log` entry's `origin.device` when its
+   * `signed` is true): a user whose key chain certifies the device, or an email a server key
+   * attests it for, with the member's rights; null when the device is none of the site's
+   * members' (see writers.ts for what is proven and what is the server's word).
+   */
+  writerOf(site: string, device: string): Promise<Writer | null> {
+    return this.writers.writerOf(site, device);
+  }
+
+  /** Forgets the writers known of `site` (or of every site), e.g. after a member was removed: the next `writerOf` asks again. */
+  forgetWriters(site?: string): void {
+    this.writers.forget(site);
   }
 
   // ---- KeyContext ----
