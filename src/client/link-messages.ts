@@ -14,6 +14,9 @@
  *   as the leader knows (the server's `writers` and `peer` events; a writer between two
  *   handles is not known for a moment): its entries are refused, not sequenced. The
  *   follower resends, and fails its appends when the refusals last.
+ * - `refused` (leader → follower): the server refused the write that carried these entries
+ *   of `stream` (`TOO_LARGE` or `BAD_REQUEST`): they will never be written, and the
+ *   follower fails their appends with that code instead of resending them.
  */
 import { randomId } from './bytes.js';
 
@@ -21,7 +24,11 @@ export type LinkMessage =
   | { t: 'submit'; epoch: number; stream: string; floor: number; seen?: number; entries: string[] }
   | { t: 'ack'; epoch: number; stream: string; acks: [number, number][] }
   | { t: 'stale'; epoch: number }
-  | { t: 'denied'; epoch: number };
+  | { t: 'denied'; epoch: number }
+  | { t: 'refused'; epoch: number; stream: string; seqs: number[]; code: RefusalCode };
+
+/** The server's answers to a write that mean "never", not "not now". */
+export type RefusalCode = 'TOO_LARGE' | 'BAD_REQUEST';
 
 interface Fragment {
   t: 'frag';
@@ -71,6 +78,11 @@ export function parseMessage(v: unknown): LinkMessage | null {
   }
   if (o.t === 'stale') return isInt(o.epoch) ? { t: 'stale', epoch: o.epoch } : null;
   if (o.t === 'denied') return isInt(o.epoch) ? { t: 'denied', epoch: o.epoch } : null;
+  if (o.t === 'refused') {
+    if (!isInt(o.epoch) || typeof o.stream !== 'string' || !Array.isArray(o.seqs) || !(o.seqs as unknown[]).every(isInt)) return null;
+    if (o.code !== 'TOO_LARGE' && o.code !== 'BAD_REQUEST') return null;
+    return { t: 'refused', epoch: o.epoch, stream: o.stream, seqs: o.seqs as number[], code: o.code };
+  }
   return null;
 }
 

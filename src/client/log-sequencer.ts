@@ -22,7 +22,7 @@ import { DgError } from '../protocol/errors.js';
 import { b64urlDecode, b64urlEncode } from './bytes.js';
 import { decodeEntry, type EntryOrigin } from './entry-header.js';
 import { FollowerStreams, type StreamState } from './log-follower-streams.js';
-import type { LinkMessage } from './link-messages.js';
+import type { LinkMessage, RefusalCode } from './link-messages.js';
 import type { TailLimitsView, WriteReply } from './tail-types.js';
 
 export interface SeqItem {
@@ -319,6 +319,7 @@ export class Sequencer {
       this.flushAcks();
     } else if (err?.code === 'TOO_LARGE' || err?.code === 'BAD_REQUEST') {
       this.settleRemote(entry.items, null);
+      this.refuseRemote(entry.items, err.code);
       this.hooks.refused(entry.items.filter((it) => it.own), err);
     } else {
       this.failedItems.push(...entry.items);
@@ -327,6 +328,19 @@ export class Sequencer {
       this.halted = true;
       this.hooks.failed(err);
     }
+  }
+
+  /** Tells the followers whose items the server refused that those will never be written. */
+  private refuseRemote(items: SeqItem[], code: RefusalCode): void {
+    const byStream = new Map<string, { stream: string; seqs: number[] }>();
+    for (const it of items) {
+      if (it.own) continue;
+      const key = streamKey(it.origin);
+      const g = byStream.get(key) ?? { stream: it.origin.stream, seqs: [] };
+      g.seqs.push(it.origin.seq);
+      byStream.set(key, g);
+    }
+    for (const [key, g] of byStream) this.streams.get(key)?.reply?.({ t: 'refused', epoch: this.epoch, stream: g.stream, seqs: g.seqs, code });
   }
 
   /** Followers' items written at `at`… (or, with null, never to be written) leave the pipeline. */

@@ -369,6 +369,10 @@ export class Log extends Emitter<LogEvents> {
       // write right on the log, so its appends can never land.
       if (this.forwarder.denied()) this.pending.rejectAll(new DgError('FORBIDDEN', 'no write right on this log'));
     }
+    else if (msg.t === 'refused' && this.currentRole === 'follower' && from === this.currentLeader && msg.epoch === this.currentEpoch && msg.stream === this.stream) {
+      // The server refused the write that carried them: resending would fail the same way.
+      for (const seq of msg.seqs) this.pending.reject(seq, new DgError(msg.code, 'the server refused the write that carried this entry'));
+    }
     else if (msg.t === 'stale' && this.currentRole === 'follower') {
       // The leader knows a newer epoch: learn it. Otherwise it is not ready yet: resend soon.
       if (msg.epoch > this.currentEpoch) this.requestRecover();
