@@ -169,7 +169,12 @@ export class Sequencer {
       // (older SDKs do not say: then none is before the epoch). Between the two, look.
       const searchFrom = Math.max(this.epochStart, msg.seen ?? 0);
       const search = searchFrom < this.streams.forgottenBelow;
-      if (search && this.searches >= MAX_SEARCHES) return;
+      if (search && this.searches >= MAX_SEARCHES) {
+        // Not ready for this stream yet: the follower sends again shortly (as after `stale`
+        // of its own epoch), rather than after two unanswered resends and a new link.
+        reply({ t: 'stale', epoch: this.epoch });
+        return;
+      }
       const next = Math.max(1, msg.floor);
       st = this.streams.add(key, { signed, next, held: new Map(), committed: new Map(), reply, acks: [], outstanding: 0, lastIndex: -1, activeAt: now, searching: false }, now);
       if (search) this.search(key, from, msg.stream, st, searchFrom, next);

@@ -240,7 +240,7 @@ test('submit messages carry `seen` (optional, a non-negative integer)', () => {
   assert.equal(parseMessage({ ...base, seen: '7' }), null);
 });
 
-test('at most 4 returning streams are searched for at once; the submit of a fifth waits for its resend', async () => {
+test('at most 4 returning streams are searched for at once; the fifth is told to send again shortly', async () => {
   const l = leader();
   const fs = Array.from({ length: 5 }, () => follower());
   for (const f of fs) await l.submit(f, [1], l.log.length);
@@ -253,6 +253,7 @@ test('at most 4 returning streams are searched for at once; the submit of a fift
   release();
   await settle(l.seq);
   assert.deepEqual(acked(replies[4]!), [], 'the fifth was not taken');
+  assert.deepEqual(replies[4]!.filter((m) => m.t === 'stale'), [{ t: 'stale', epoch: 1 }], 'and told to send again shortly');
   await l.submit(fs[4]!, [1, 2], 0, replies[4]);
   assert.equal(l.searches.length, 5);
   for (const [i, r] of replies.entries()) assert.deepEqual(acked(r).map(([s]) => s), [1, 2], `follower ${i}`);
