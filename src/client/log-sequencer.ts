@@ -56,7 +56,7 @@ export interface SequencerHooks {
 const MAX_INFLIGHT = 4;
 const MAX_HELD = 10_000;
 const MAX_COMMITTED = 10_000;
-/** Reads of the log for returning streams at once, at most (a submit beyond waits for its resend). */
+/** Reads of the log for returning streams at once, at most (a submit beyond is answered `stale`: it comes again shortly). */
 const MAX_SEARCHES = 4;
 
 export class Sequencer {
@@ -308,21 +308,16 @@ export class Sequencer {
   private settled(entry: Inflight, at: number, r: WriteReply | null, err: DgError | null): void {
     const i = this.inflight.indexOf(entry);
     if (i >= 0) this.inflight.splice(i, 1);
-    if (r !== null && !('nack' in r) && !this.halted) {
-      const committedAt = 'dup' in r ? r.at : at;
-      this.settleRemote(entry.items, committedAt);
-      this.hooks.written(committedAt, entry.items, r.length);
-      this.flushAcks();
-      this.pump();
-      return;
-    }
-    // Failed, or after a failure (replies of later writes are not trusted to be in order).
     if (r !== null && !('nack' in r)) {
       const committedAt = 'dup' in r ? r.at : at;
       this.settleRemote(entry.items, committedAt);
       this.hooks.written(committedAt, entry.items, r.length);
       this.flushAcks();
-    } else if (err?.code === 'TOO_LARGE' || err?.code === 'BAD_REQUEST') {
+      // After a failure nothing more is sent (replies of later writes are not trusted to be in order).
+      if (!this.halted) this.pump();
+      return;
+    }
+    if (err?.code === 'TOO_LARGE' || err?.code === 'BAD_REQUEST') {
       this.settleRemote(entry.items, null);
       this.refuseRemote(entry.items, err.code);
       this.hooks.refused(entry.items.filter((it) => it.own), err);

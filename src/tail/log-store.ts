@@ -154,18 +154,17 @@ export function checkLeader(leader: LeaderRecord | undefined): void {
   if (leader === null || typeof leader !== 'object') throw bad('leader must be an object');
   if (leader.device === undefined) throw bad('leader.device is required');
   checkDevice(leader.device);
-  const user: unknown = leader.user;
-  if (user !== undefined && (typeof user !== 'string' || user.length === 0 || user.length > STORE_LIMITS.maxDeviceLength)) {
-    throw bad('leader.user must be a non-empty string');
-  }
+  if (leader.user !== undefined && !isStoredId(leader.user)) throw bad('leader.user must be a non-empty string');
+}
+
+/** A device or user id a store keeps: a non-empty string of at most maxDeviceLength. */
+function isStoredId(v: unknown): boolean {
+  return typeof v === 'string' && v.length > 0 && v.length <= STORE_LIMITS.maxDeviceLength;
 }
 
 /** Throws BAD_REQUEST unless `device` is absent or a device id a store keeps. */
 export function checkDevice(device: unknown): void {
-  if (device === undefined) return;
-  if (typeof device !== 'string' || device.length === 0 || device.length > STORE_LIMITS.maxDeviceLength) {
-    throw bad('device must be a non-empty string');
-  }
+  if (device !== undefined && !isStoredId(device)) throw bad('device must be a non-empty string');
 }
 
 /** Throws BAD_REQUEST unless `epoch` is a non-negative integer. */

@@ -27,6 +27,11 @@ import type { Session } from './session.js';
 /** (user, site) pairs whose lost access is remembered; past this the oldest fold into a watermark. */
 const MAX_ACCESS_ENTRIES = 100_000;
 
+/** The key of a (user, site) pair in the set of lost access. */
+function pairKey(user: string, site: string): string {
+  return `${user}\u0000${site}`;
+}
+
 export class RevokedSet {
   readonly #devices = new Map<string, number>();
   readonly #families = new Map<string, number>();
@@ -45,7 +50,7 @@ export class RevokedSet {
    * `authAt` on auth's clock when the message says.
    */
   addAccess(user: string, site: string, now = Date.now(), authAt = Number.NEGATIVE_INFINITY): void {
-    const key = `${user}\u0000${site}`;
+    const key = pairKey(user, site);
     const prev = this.#access.get(key);
     this.#access.delete(key);
     this.#access.set(key, { at: now, authAt: Math.max(prev?.authAt ?? Number.NEGATIVE_INFINITY, authAt) });
@@ -72,12 +77,12 @@ export class RevokedSet {
    * revocation of that pair is remembered, or older ones were folded into the watermark).
    */
   lostAccessLately(user: string, site: string): boolean {
-    return this.#accessWatermark !== Number.NEGATIVE_INFINITY || this.#access.has(`${user}\u0000${site}`);
+    return this.#accessWatermark !== Number.NEGATIVE_INFINITY || this.#access.has(pairKey(user, site));
   }
 
   /** Whether this node already acted on a revocation of `user`'s access to `site` made at `authAt` (auth's clock). */
   knowsAccess(user: string, site: string, authAt: number): boolean {
-    const e = this.#access.get(`${user}\u0000${site}`);
+    const e = this.#access.get(pairKey(user, site));
     return e !== undefined && e.authAt >= authAt;
   }
 
@@ -88,7 +93,7 @@ export class RevokedSet {
   leaseTokenStale(user: string, site: string, iatSec: number): boolean {
     const issued = iatSec * 1000;
     if (issued <= this.#accessWatermark) return true;
-    const e = this.#access.get(`${user}\u0000${site}`);
+    const e = this.#access.get(pairKey(user, site));
     // iat has whole seconds: a token of the same second as the revocation counts as older.
     // Tokens carry auth's clock: the later of the two times covers a node whose clock is behind.
     return e !== undefined && issued <= Math.max(e.at, e.authAt);
