@@ -46,13 +46,11 @@ export function parseGrant(jws: string): ParseResult {
   return { ok: true, grant: { hash: sha256b64(Buffer.from(jws, 'ascii')), jws, payload: claims } };
 }
 
-/** `admin` implies `read` and `write`. */
+/** `admin` implies `read` and `write`; `write` implies `read` (a writer re-reads the log to recover). */
 export function expandRights(rights: readonly Right[]): Right[] {
   const set = new Set<Right>(rights);
-  if (set.has('admin')) {
-    set.add('read');
-    set.add('write');
-  }
+  if (set.has('admin')) set.add('write');
+  if (set.has('write')) set.add('read');
   return RIGHTS.filter((r) => set.has(r));
 }
 

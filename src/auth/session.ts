@@ -9,7 +9,7 @@
 import { SUBJECTS, type RevokeEvent } from '../protocol/bus-messages.js';
 import { DgError } from '../protocol/errors.js';
 import { newJti, signToken } from '../protocol/token.js';
-import type { RefreshReply, SessionReply } from '../protocol/auth-schemas.js';
+import { REFRESH_PATTERN, type RefreshReply, type SessionReply } from '../protocol/auth-schemas.js';
 import { REFRESH_TTL_MS, type AuthContext } from './context.js';
 import { constantTimeEqual, openAnswer, randomId, sealAnswer, sha256b64 } from './crypto.js';
 import type { RefreshRecord } from './store.js';
@@ -78,13 +78,20 @@ function familyRevoked(ctx: AuthContext, family: string, now: number): void {
 
 const unauthorized = () => new DgError('UNAUTHORIZED', 'refresh token is invalid, expired or revoked');
 
-/** The answer to a refresh token that was already rotated: a replay, or a reuse. */
+const reused = () => new DgError('REFRESH_REUSED', 'refresh token was already used; its session is revoked');
+const refreshShape = new RegExp(REFRESH_PATTERN);
+
+/**
+ * The answer to a refresh token that was already rotated: a replay (the same guid), or a
+ * reuse (another guid), which is REFRESH_REUSED every time, also once its family is revoked.
+ */
 async function answerRotated(ctx: AuthContext, rec: RefreshRecord, refresh: string, guid: string): Promise<string> {
+  const replay = rec.guid !== null && constantTimeEqual(rec.guid, guid);
   if (rec.familyRevoked || rec.deviceRevoked) {
-    ctx.metrics.refreshes.inc({ outcome: 'invalid' });
-    throw unauthorized();
+    ctx.metrics.refreshes.inc({ outcome: replay ? 'invalid' : 'reused' });
+    throw replay ? unauthorized() : reused();
   }
-  if (rec.guid !== null && rec.answer !== null && constantTimeEqual(rec.guid, guid)) {
+  if (replay && rec.answer !== null) {
     const answer = openAnswer(refresh, rec.answer);
     if (answer === null) throw new DgError('INTERNAL', 'internal error', { cause: new Error('stored refresh answer does not open') });
     ctx.metrics.refreshes.inc({ outcome: 'replay' });
@@ -93,11 +100,15 @@ async function answerRotated(ctx: AuthContext, rec: RefreshRecord, refresh: stri
   await revokeFamily(ctx, rec.family);
   ctx.metrics.refreshes.inc({ outcome: 'reused' });
   ctx.deps.log.warn({ family: rec.family, device: rec.device }, 'refresh token reused: family revoked');
-  throw new DgError('REFRESH_REUSED', 'refresh token was already used; its session is revoked');
+  throw reused();
 }
 
 /** Rotates `refresh`; resolves with the JSON text of the answer (the same text on a replay). */
 export async function refreshSession(ctx: AuthContext, refresh: string, guid: string): Promise<string> {
+  if (!refreshShape.test(refresh)) {
+    ctx.metrics.refreshes.inc({ outcome: 'invalid' });
+    throw unauthorized();
+  }
   const hash = sha256b64(refresh);
   const rec = await ctx.store.getRefresh(hash);
   if (rec === null) {

@@ -18,10 +18,16 @@ export const SIGNATURE_PATTERN = '^[A-Za-z0-9_-]{85}[AQgw]$';
 export const GRANT_HASH_PATTERN = B64URL_32_PATTERN;
 /** A compact JWS (three base64url parts). */
 export const COMPACT_JWS_PATTERN = '^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$';
-/** A refresh token is opaque to clients; this server makes 43-character ones. */
+/**
+ * The shape of a refresh token this server could have made (it makes 43 base64url
+ * characters): another string of printable ASCII is a credential that does not verify
+ * (401), not a malformed request.
+ */
 export const REFRESH_PATTERN = '^[A-Za-z0-9_-]{20,256}$';
-/** The caller's idempotency key of a refresh (a UUID fits). */
-export const GUID_PATTERN = '^[A-Za-z0-9_-]{8,128}$';
+/** What /refresh accepts as `refresh`: up to 1 024 characters of printable ASCII. */
+export const REFRESH_FIELD_PATTERN = '^[\\x20-\\x7E]{1,1024}$';
+/** The caller's idempotency key of a refresh: 1 to 128 characters of printable ASCII (a UUID fits). */
+export const GUID_PATTERN = '^[\\x20-\\x7E]{1,128}$';
 /** `*` alone, or a log name. */
 export const LOG_SELECTOR_PATTERN = `^(\\*|${LOG_NAME_PATTERN.slice(1, -1)})$`;
 /** Grant subjects: `user:<id>`, `device:<id>` or `email:<addr>`. */
@@ -108,7 +114,7 @@ export const LoginBody = Type.Object({
 export type LoginBody = Static<typeof LoginBody>;
 
 export const RefreshBody = Type.Object({
-  refresh: Type.String({ pattern: REFRESH_PATTERN }),
+  refresh: Type.String({ pattern: REFRESH_FIELD_PATTERN }),
   guid: Type.String({ pattern: GUID_PATTERN }),
 });
 export type RefreshBody = Static<typeof RefreshBody>;

@@ -97,7 +97,14 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, body: Buffer, done) => {
     if (nestsDeeperThan(body)) return done(new DgError('BAD_REQUEST', `body: nests deeper than ${MAX_JSON_DEPTH} levels`), undefined);
-    parseJson(req, body.toString('utf8'), done);
+    const text = body.toString('utf8');
+    parseJson(req, text, (err, value) => {
+      // The parser refuses keys that would reach an object's prototype, and says only "not valid JSON".
+      if (err !== null && /"(__proto__|constructor)"\s*:/.test(text)) {
+        return done(new DgError('BAD_REQUEST', 'body: the keys __proto__ and constructor.prototype are not allowed'), undefined);
+      }
+      done(err, value);
+    });
   });
 
   app.addHook('onResponse', async (req, reply) => {
@@ -111,6 +118,8 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
     origin: (origin, cb) => cb(null, origin === undefined || config.origins.includes('*') || config.origins.includes(origin)),
     methods: ['GET', 'POST', 'DELETE'],
     allowedHeaders: ['content-type', 'authorization'],
+    // A browser app backs off by these (429 and 503 carry retry-after).
+    exposedHeaders: ['retry-after'],
     maxAge: 600,
   });
   // Auth processes sharing a PostgreSQL database count their limits there, together.

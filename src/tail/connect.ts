@@ -2,7 +2,12 @@
  * `connect`: the access token, verified locally (HMAC, key ring, expiry) and against the
  * revocation set. The first one opens the session; a later one with a fresh token of the
  * same device extends it. A token of another sign-in (refresh family) of that device adds
- * the family: the session is closed when any of its families is revoked.
+ * the family: the session is closed when any of its families is revoked. It remembers the
+ * families of its last 4 sign-ins: a fifth replaces the oldest, whose revocation no longer
+ * concerns a session that a later sign-in of the same device has since vouched for.
+ *
+ * Every connect answered UNAUTHORIZED closes the socket with 4401, a first one or a later one
+ * (a token of another device, say): a session never outlives a credential it was refused.
  */
 import { DEVICE_ID_RE } from '../protocol/ids.js';
 import { TAIL_CLOSE, type ConnectArgs, type ConnectReply } from '../protocol/tail-schemas.js';
@@ -10,8 +15,13 @@ import { verifyToken, type AccessClaims } from '../protocol/token.js';
 import type { TailContext } from './context.js';
 import type { Session } from './session.js';
 
-/** Refresh families one session may collect through re-`connect` (each a sign-in of its device). */
+/** Refresh families one session remembers from re-`connect` (each a sign-in of its device). */
 const MAX_FAMILIES = 4;
+
+function refuse(session: Session, id: number, message: string): void {
+  session.replyError(id, 'UNAUTHORIZED', message);
+  session.close(TAIL_CLOSE.unauthorized, 'unauthorized');
+}
 
 export function handleConnect(ctx: TailContext, session: Session, id: number, args: ConnectArgs): void {
   const v = verifyToken<AccessClaims>(ctx.deps.ring, args.token, 'access');
@@ -23,21 +33,17 @@ export function handleConnect(ctx: TailContext, session: Session, id: number, ar
     typeof claims.fam !== 'string' ||
     ctx.revoked.isRevoked(claims.dev, claims.fam)
   ) {
-    session.replyError(id, 'UNAUTHORIZED', v.ok ? 'token revoked' : `token ${v.reason}`);
-    session.close(TAIL_CLOSE.unauthorized, 'unauthorized');
+    refuse(session, id, v.ok ? 'token revoked' : `token ${v.reason}`);
     return;
   }
   const current = session.auth;
   if (current !== null) {
     if (current.device !== claims.dev || current.user !== claims.sub) {
-      session.replyError(id, 'UNAUTHORIZED', 'a session belongs to one device');
+      refuse(session, id, 'a session belongs to one device: this token is of another');
       return;
     }
     if (!current.families.includes(claims.fam)) {
-      if (current.families.length >= MAX_FAMILIES) {
-        session.replyError(id, 'UNAUTHORIZED', `a session takes tokens of at most ${MAX_FAMILIES} sign-ins: open a new one`);
-        return;
-      }
+      if (current.families.length >= MAX_FAMILIES) current.families.shift();
       current.families.push(claims.fam);
     }
     current.exp = Math.max(current.exp, claims.exp);

@@ -25,7 +25,7 @@ describe('auth on the bus', async () => {
     assert.deepEqual(await ask(owner, 'anything'), { ok: true, allowed: true, rights: ['read', 'write', 'admin'], logs: ['*'], expiresAt: null });
     assert.deepEqual(await ask(member, 'chat'), { ok: true, allowed: false }, 'not joined yet');
     assert.equal((await post(url, '/join', { site, grant: g.hash }, member.access)).status, 200);
-    assert.deepEqual(await ask(member, 'chat'), { ok: true, allowed: true, rights: ['write'], logs: ['chat', 'docs'], expiresAt: exp * 1000 });
+    assert.deepEqual(await ask(member, 'chat'), { ok: true, allowed: true, rights: ['read', 'write'], logs: ['chat', 'docs'], expiresAt: exp * 1000 });
     assert.deepEqual(await ask(member, 'other'), { ok: true, allowed: false });
   });
 

@@ -120,7 +120,8 @@ describe('profile', async () => {
     const mine = await createSite(url, me.access);
     const stranger = await signupDevice(url);
     const theirs = await createSite(url, stranger.access);
-    await update(me, 0, [{ op: 'set', key: 'keep', value: true }]);
+    const pad = 'y'.repeat(8 * 1024);
+    await update(me, 0, [{ op: 'set', key: 'keep', value: true }, { op: 'set', key: 'pad', value: pad }]);
     const r = await update(me, 1, [
       { op: 'set', key: 'fine', value: 1 },
       { op: 'join', device: me.device, site: theirs },
@@ -133,7 +134,7 @@ describe('profile', async () => {
       { op: 'mute', device: me.device, site: mine, until: 5 },
       { op: 'explode' },
       { op: 'join', device: me.device },
-      { op: 'set', key: 'big', value: 'x'.repeat(70 * 1024) },
+      { op: 'set', key: 'big', value: 'x'.repeat(60 * 1024) },
       { op: 'join', device: me.device, site: mine },
     ]);
     assert.ok(!r.ok);
@@ -148,8 +149,8 @@ describe('profile', async () => {
     assert.match(r.comments[7]?.message ?? '', /op: must be one of/);
     assert.match(r.comments[8]?.message ?? '', /site/);
     assert.match(r.comments[9]?.message ?? '', /over 65536 in all/);
-    assert.deepEqual([r.version, r.profile.data, r.profile.subscriptions], [1, { keep: true }, []]);
-    assert.deepEqual(await getProfile(me), { version: 1, data: { keep: true }, subscriptions: [], push: [] });
+    assert.deepEqual([r.version, r.profile.data, r.profile.subscriptions], [1, { keep: true, pad }, []]);
+    assert.deepEqual(await getProfile(me), { version: 1, data: { keep: true, pad }, subscriptions: [], push: [] });
   });
 
   it('bounds app data to 64 KiB in all', async () => {
@@ -163,6 +164,8 @@ describe('profile', async () => {
     const bad = await post<{ error: { code: string } }>(url, '/profile', { version: 'x', changes: [] }, me.access);
     assert.equal(bad.status, 400);
     assert.equal((await post(url, '/profile', { version: 0, changes: Array(101).fill({ op: 'set', key: 'k', value: 1 }) }, me.access)).status, 400);
+    const over = await post<{ error: { code: string } }>(url, '/profile', { version: 2, changes: [{ op: 'set', key: 'c', value: 'z'.repeat(64 * 1024) }] }, me.access);
+    assert.deepEqual([over.status, over.body.error.code], [413, 'TOO_LARGE'], 'a body over 64 KiB, as for every route');
   });
 
   it('stores app data under any key, __proto__ included, and removes it again', async () => {

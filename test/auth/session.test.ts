@@ -160,6 +160,13 @@ describe('auth sessions', async () => {
     assert.equal(newest.body.error.code, 'UNAUTHORIZED');
     assert.equal((await get(url, '/me', r2.body.access)).status, 401);
     assert.equal((await post(url, '/refresh', { refresh: d.refresh, guid: 'guid-0001' })).status, 401, 'no replay from a revoked family');
+    const replayAfter = await post<ErrorBody>(url, '/refresh', { refresh: d.refresh, guid: 'guid-0001' });
+    assert.equal(replayAfter.body.error.code, 'UNAUTHORIZED', 'a replay of a revoked family is not a reuse');
+    for (const guid of ['guid-9999', 'another-one']) {
+      const again = await post<ErrorBody>(url, '/refresh', { refresh: d.refresh, guid });
+      assert.equal(again.status, 401);
+      assert.equal(again.body.error.code, 'REFRESH_REUSED', `a rotated token with another guid (${guid}) stays a reuse`);
+    }
 
     // The device itself is not revoked: it can log in again.
     const again = await loginDevice(url, d);
@@ -186,10 +193,27 @@ describe('auth sessions', async () => {
     assert.equal(new Set(rs.map((r) => r.text)).size, 1);
   });
 
-  it('refuses unknown refresh tokens', async () => {
-    const r = await post<ErrorBody>(url, '/refresh', { refresh: 'A'.repeat(43), guid: 'guid-0001' });
-    assert.equal(r.status, 401);
-    assert.equal(r.body.error.code, 'UNAUTHORIZED');
+  it('refuses unknown refresh tokens, also of a shape it never makes, as a credential (401), not as bad input', async () => {
+    for (const refresh of ['A'.repeat(43), 'nope', 'a b c', '!'.repeat(1024)]) {
+      const r = await post<ErrorBody>(url, '/refresh', { refresh, guid: 'guid-0001' });
+      assert.equal(r.status, 401, refresh);
+      assert.equal(r.body.error.code, 'UNAUTHORIZED', refresh);
+    }
+    for (const body of [{ refresh: '', guid: 'g' }, { refresh: 'x'.repeat(1025), guid: 'g' }, { refresh: 'a\u0000b', guid: 'g' }, { refresh: 'x', guid: '' }, { refresh: 'x', guid: 'g'.repeat(129) }]) {
+      const r = await post<ErrorBody>(url, '/refresh', body);
+      assert.equal(r.status, 400, JSON.stringify(body));
+      assert.equal(r.body.error.code, 'BAD_REQUEST');
+    }
+  });
+
+  it('takes any short printable guid as the idempotency key', async () => {
+    const d = await signupDevice(url);
+    const first = await post<RefreshReply>(url, '/refresh', { refresh: d.refresh, guid: '1' });
+    assert.equal(first.status, 200);
+    const retry = await post<RefreshReply>(url, '/refresh', { refresh: d.refresh, guid: '1' });
+    assert.equal(retry.text, first.text);
+    const spaced = await post<RefreshReply>(url, '/refresh', { refresh: first.body.refresh, guid: 'attempt #2 (retry)' });
+    assert.equal(spaced.status, 200);
   });
 
   it('refuses expired tokens, tokens of an unknown kid, forged tokens and lease tokens as Bearer', async () => {

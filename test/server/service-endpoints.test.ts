@@ -24,6 +24,23 @@ describe('service endpoints', () => {
     assert.equal(body.error.code, 'NOT_FOUND');
   });
 
+  it('lets a configured origin call the API and read retry-after; another origin gets no CORS headers', async () => {
+    const { url } = await startServer({ origins: ['https://app.example'] });
+    const pre = await fetch(`${url}/auth/v1/challenge`, {
+      method: 'OPTIONS',
+      headers: { origin: 'https://app.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type,authorization' },
+    });
+    assert.equal(pre.status, 204);
+    assert.equal(pre.headers.get('access-control-allow-origin'), 'https://app.example');
+    assert.match(pre.headers.get('access-control-allow-methods') ?? '', /POST/);
+    assert.match(pre.headers.get('access-control-allow-headers') ?? '', /authorization/);
+    const res = await fetch(`${url}/auth/v1/shards`, { headers: { origin: 'https://app.example' } });
+    assert.equal(res.headers.get('access-control-allow-origin'), 'https://app.example');
+    assert.match(res.headers.get('access-control-expose-headers') ?? '', /retry-after/i, 'a browser app can read retry-after');
+    const other = await fetch(`${url}/auth/v1/shards`, { headers: { origin: 'https://evil.example' } });
+    assert.equal(other.headers.get('access-control-allow-origin'), null);
+  });
+
   it('creates its secrets with mode 0600 and reuses them on the next start', async () => {
     const first = await startServer();
     const ring = readFileSync(join(first.dataDir, 'hmac-keys.json'), 'utf8');

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { signToken, newJti } from '../../src/protocol/token.js';
-import { post, signupDevice } from '../helpers/auth-client.js';
+import { loginDevice, post, signupDevice } from '../helpers/auth-client.js';
 import { entry, TailClient } from '../helpers/tail-client.js';
 import { connect, lease, logName, sleep, world } from './fixture.js';
 
@@ -96,15 +96,32 @@ describe('tail: sessions', async () => {
     assert.ok(Date.now() - t0 >= 250);
   });
 
-  it('extends a session with a fresh token of the same device, and refuses another device', async () => {
+  it('extends a session with a fresh token of the same device, and refuses another device with 4401', async () => {
     const c = await connect(w, w.owner);
     const again = await c.call<{ device: string; session: string }>('connect', { token: w.owner.access });
     assert.equal(again.device, w.owner.device);
+    assert.deepEqual(await c.call('ping'), { re: 3 });
     const other = await signupDevice(w.url);
     const err = await c.failure('connect', { token: other.access });
     assert.equal(err.code, 'UNAUTHORIZED');
-    assert.deepEqual(await c.call('ping'), { re: 4 });
-    c.close();
+    assert.equal((await c.closedWith(5000)).code, 4401, 'a refused connect ends the session, as a first one does');
+  });
+
+  it('takes tokens of any number of sign-ins of its device, and closes when the newest sign-in ends', async () => {
+    const d = await signupDevice(w.url);
+    const c = await TailClient.connect(w.wsUrl, d.access);
+    const first = await c.call<{ session: string }>('ping');
+    assert.ok(first);
+    let newest = d.access;
+    for (let i = 0; i < 6; i++) {
+      const login = await loginDevice(w.url, d);
+      assert.equal(login.status, 200, login.text);
+      newest = login.body.access;
+      const r = await c.call<{ device: string }>('connect', { token: newest });
+      assert.equal(r.device, d.device, `sign-in ${i + 2} extends the session`);
+    }
+    assert.equal((await post(w.url, '/logout', {}, newest)).status, 204);
+    assert.equal((await c.closedWith(5000)).code, 4403, 'its newest sign-in ended: the session is closed');
   });
 });
 

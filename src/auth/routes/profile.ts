@@ -6,17 +6,14 @@ import type { FastifyInstance } from 'fastify';
 import { ProfileBody, type ProfileReply, type ProfileUpdateReply } from '../../protocol/auth-schemas.js';
 import { bearerHook, principal } from '../bearer.js';
 import type { AuthContext } from '../context.js';
-import { MAX_PROFILE_DATA_BYTES, profileReply, updateProfile } from '../profile.js';
-
-/** Room for 64 KiB of app data plus the other changes of one request. */
-const PROFILE_BODY_LIMIT = MAX_PROFILE_DATA_BYTES * 2;
+import { profileReply, updateProfile } from '../profile.js';
 
 export function profileRoutes(app: FastifyInstance, ctx: AuthContext): void {
   const onRequest = bearerHook(ctx);
 
   app.get('/profile', { onRequest }, async (req): Promise<ProfileReply> => profileReply(await ctx.store.getProfile(principal(req).user)));
 
-  app.post<{ Body: ProfileBody }>('/profile', { onRequest, bodyLimit: PROFILE_BODY_LIMIT, schema: { body: ProfileBody } }, async (req): Promise<ProfileUpdateReply> => {
+  app.post<{ Body: ProfileBody }>('/profile', { onRequest, schema: { body: ProfileBody } }, async (req): Promise<ProfileUpdateReply> => {
     const p = principal(req);
     const r = await updateProfile(ctx, p.user, req.body.version, req.body.changes);
     if (r.applied !== null && r.reply.ok) ctx.notify.updated(p.user, r.reply.version, r.applied);

@@ -15,7 +15,11 @@ import { randomId } from '../crypto.js';
 export function siteRoutes(app: FastifyInstance, ctx: AuthContext): void {
   const onRequest = bearerHook(ctx);
 
-  app.post<{ Body: CreateSiteBody }>('/sites', { onRequest, schema: { body: CreateSiteBody } }, async (req, reply): Promise<CreateSiteReply> => {
+  // Every field is optional, so a POST without a body creates a site too.
+  const noBodyIsEmpty = async (req: { body: unknown }) => {
+    if (req.body === undefined) req.body = {};
+  };
+  app.post<{ Body: CreateSiteBody }>('/sites', { onRequest, preValidation: noBodyIsEmpty, schema: { body: CreateSiteBody } }, async (req, reply): Promise<CreateSiteReply> => {
     const p = principal(req);
     const site = randomId(16);
     await ctx.store.createSite({ id: site, owner: p.user, name: req.body.name ?? '', createdAt: ctx.now() });
