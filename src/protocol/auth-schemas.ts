@@ -397,9 +397,10 @@ export type ProfileUpdateReply = Static<typeof ProfileUpdateReply>;
 
 // ---- claims ----
 
-export const CLAIM_NAMESPACE_PATTERN = '^[a-z0-9][a-z0-9._-]{0,63}$';
-/** Compared case-insensitively (ASCII): the server folds names to lower case. */
-export const CLAIM_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$';
+/** Namespaces and names compare case-insensitively (ASCII): the server folds both to lower case. */
+export const CLAIM_NAMESPACE_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$';
+/** ASCII only, so no two names look alike; `@` and `+` let an email address be a name. */
+export const CLAIM_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$';
 
 export const ClaimBody = Type.Object({
   namespace: Type.String({ pattern: CLAIM_NAMESPACE_PATTERN }),
@@ -442,7 +443,8 @@ export const ENVELOPE_ID_PATTERN = '^[A-Za-z0-9_-]{22}$';
 
 export const EnvelopeBody = Type.Object({
   to: DeviceId,
-  data: Type.String({ minLength: 1, pattern: '^[A-Za-z0-9_-]+$' }),
+  /** Opaque to the server: any string but U+0000 (base64url of bytes, as the SDK sends). */
+  data: Type.String({ minLength: 1, pattern: '^[^\\u0000]+$' }),
 });
 export type EnvelopeBody = Static<typeof EnvelopeBody>;
 

@@ -40,10 +40,11 @@ describe('claims', async () => {
   it('validates namespace and name, and needs a Bearer token', async () => {
     const me = await signupDevice(url);
     const bad = [
-      { namespace: 'UPPER', name: 'x' },
+      { namespace: '.lead', name: 'x' },
       { namespace: 'ok', name: '' },
       { namespace: 'ok', name: '-lead' },
-      { namespace: 'ok', name: 'x'.repeat(65) },
+      { namespace: 'ok', name: 'x'.repeat(129) },
+      { namespace: 'ok', name: 'аlice' },
       { namespace: 'ok', name: 'has space' },
       { namespace: 'x'.repeat(65), name: 'ok' },
       { namespace: 'ok' },
@@ -54,5 +55,14 @@ describe('claims', async () => {
       assert.deepEqual([r.status, r.body.error?.code], [400, 'BAD_REQUEST'], JSON.stringify(body));
     }
     assert.equal((await post(url, '/claim', { namespace: 'ok', name: 'x' })).status, 401);
+  });
+
+  it('folds namespaces to lower case too, and takes an email address as a name', async () => {
+    const me = await signupDevice(url);
+    const space = ns();
+    const first = await post<Reply>(url, '/claim', { namespace: space.toUpperCase(), name: 'Ada@Example.com' }, me.access);
+    assert.equal(first.status, 200, first.text);
+    assert.deepEqual((await post<Reply>(url, '/claim', { namespace: space, name: 'ada@example.com' }, me.access)).body, first.body);
+    assert.equal((await post<Reply>(url, '/claim', { namespace: `${space}:v2`, name: `ada+${'x'.repeat(100)}` }, me.access)).status, 200);
   });
 });

@@ -67,12 +67,18 @@ describe('envelopes', async () => {
     const alice = await signupDevice(url);
     const bob = await signupDevice(url);
     assert.equal((await send(alice, newDeviceKeys().device, data())).body.error.code, 'NOT_FOUND');
-    assert.equal((await send(alice, bob.device, 'not base64!')).status, 400);
     assert.equal((await send(alice, bob.device, '')).status, 400);
-    assert.equal((await send(alice, bob.device, 'A')).status, 400);
+    assert.equal((await send(alice, bob.device, 'a\u0000b')).status, 400, 'U+0000, which PostgreSQL text cannot hold');
     assert.equal((await send(alice, bob.device, data(64 * 1024))).status, 201, 'exactly 64 KiB');
     const over = await send(alice, bob.device, data(64 * 1024 + 1));
     assert.equal(over.status, 413);
+    // Opaque: any other string comes back as it was sent, bounded by its UTF-8 bytes.
+    for (const text of ['not base64!', 'A', '{"kind":"hello","n":1}', 'é'.repeat(100)]) {
+      const sent = await send(alice, bob.device, text);
+      assert.equal(sent.status, 201, text);
+      assert.ok((await list(bob)).envelopes.some((e) => e.id === sent.body.id && e.data === text), text);
+    }
+    assert.equal((await send(alice, bob.device, 'é'.repeat(32 * 1024 + 1))).status, 413, 'over 64 KiB of UTF-8');
     assert.equal((await post(url, '/envelopes', { to: bob.device, data: data() })).status, 401);
     assert.equal((await call(url, 'DELETE', '/envelopes/short', { token: bob.access })).status, 400);
     await post(url, '/revoke', { device: bob.device }, bob.access);

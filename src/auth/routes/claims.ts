@@ -1,6 +1,6 @@
 /**
  * POST /claim {namespace, name} → {id}: a stable integer, unique in the namespace, for the
- * first user to claim the name (names compare case-insensitively); the same user gets the
+ * first user to claim the name (namespaces and names compare case-insensitively); the same user gets the
  * same id again; another user gets 409 TAKEN. A user holds at most MAX_CLAIMS_PER_USER names.
  */
 import type { FastifyInstance } from 'fastify';
@@ -18,7 +18,7 @@ export function claimRoutes(app: FastifyInstance, ctx: AuthContext): void {
     { onRequest: bearerHook(ctx), schema: { body: ClaimBody }, preHandler: keyLimit(app, 'claim', KEY_LIMITS.claims, (req) => principal(req).user) },
     async (req): Promise<ClaimReply> => {
       const p = principal(req);
-      const r = await ctx.store.claim({ namespace: req.body.namespace, name: req.body.name.toLowerCase(), user: p.user, now: ctx.now(), maxPerUser: MAX_CLAIMS_PER_USER });
+      const r = await ctx.store.claim({ namespace: req.body.namespace.toLowerCase(), name: req.body.name.toLowerCase(), user: p.user, now: ctx.now(), maxPerUser: MAX_CLAIMS_PER_USER });
       if (r.ok) return { id: r.id };
       if (r.reason === 'taken') throw new DgError('TAKEN', 'name: claimed by another user');
       throw new DgError('TOO_LARGE', `name: a user holds at most ${MAX_CLAIMS_PER_USER} claims`);

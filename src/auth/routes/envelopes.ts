@@ -2,7 +2,8 @@
  * Envelopes, a server-relayed mailbox between devices (e.g. a user key sealed to a new
  * device's box key): POST /envelopes {to, data} → 201 {id}; GET /envelopes → the caller
  * device's envelopes, oldest first; DELETE /envelopes/:id → 204 (its recipient only).
- * `data` is opaque base64url, at most 64 KiB of bytes. Each envelope expires after
+ * `data` is an opaque string: base64url of at most 64 KiB of bytes, or any other string of at
+ * most 64 KiB in UTF-8. Each envelope expires after
  * ENVELOPE_TTL_MS. The recipient's live sessions get an `envelope` event.
  *
  * A device holds at most MAX_ENVELOPES_PER_DEVICE unexpired envelopes, at most
@@ -35,6 +36,13 @@ export const ENVELOPE_TTL_MS = 30 * 24 * 3600_000;
 export const LIST_MAX_ENVELOPES = 64;
 export const LIST_MAX_BYTES = 4 * 1024 * 1024;
 
+const BASE64URL = /^[A-Za-z0-9_-]+$/;
+
+/** The size of `data`: the bytes it encodes when it is base64url, else its UTF-8 bytes. */
+function envelopeBytes(data: string): number {
+  return BASE64URL.test(data) && data.length % 4 !== 1 ? Buffer.byteLength(data, 'base64url') : Buffer.byteLength(data, 'utf8');
+}
+
 export function envelopeRoutes(app: FastifyInstance, ctx: AuthContext): void {
   const onRequest = bearerHook(ctx);
 
@@ -50,8 +58,7 @@ export function envelopeRoutes(app: FastifyInstance, ctx: AuthContext): void {
     async (req, reply): Promise<EnvelopeReply> => {
       const p = principal(req);
       const { to, data } = req.body;
-      if (data.length % 4 === 1) throw new DgError('BAD_REQUEST', 'data: not base64url');
-      if (Buffer.byteLength(data, 'base64url') > MAX_ENVELOPE_BYTES) throw new DgError('TOO_LARGE', `data: at most ${MAX_ENVELOPE_BYTES} bytes`);
+      if (envelopeBytes(data) > MAX_ENVELOPE_BYTES) throw new DgError('TOO_LARGE', `data: at most ${MAX_ENVELOPE_BYTES} bytes`);
       const now = ctx.now();
       const id = randomId(16);
       const r = await ctx.store.putEnvelope({ id, to, from: p.device, data, at: now, expiresAt: now + ENVELOPE_TTL_MS }, LIMITS, now);
