@@ -25,13 +25,16 @@ export interface AuthService {
   close(): Promise<void>;
 }
 
-/** How often expired nonces, refresh tokens and access rows are swept, and health re-checked. */
+/** How often expired nonces, refresh tokens and access rows are swept. */
 const HOUSEKEEPING_MS = 60_000;
+/** How often the store is asked whether it answers, for /ready (a database away turns it 503). */
+const HEALTH_MS = 2_000;
 
 export function createAuth(deps: AuthDeps): AuthService {
   const ctx = createContext(deps);
   let subs: Subscription[] = [];
   let timer: NodeJS.Timeout | undefined;
+  let healthTimer: NodeJS.Timeout | undefined;
   let started = false;
   let closed = false;
   let storeHealthy = true;
@@ -39,8 +42,19 @@ export function createAuth(deps: AuthDeps): AuthService {
   const housekeeping = async () => {
     const now = ctx.now();
     ctx.revocations.prune(now);
-    storeHealthy = await deps.store.healthy();
     if (storeHealthy) await deps.store.prune(now);
+  };
+  let probing = false;
+  const probeHealth = async () => {
+    if (probing) return;
+    probing = true;
+    try {
+      storeHealthy = await deps.store.healthy();
+    } catch {
+      storeHealthy = false;
+    } finally {
+      probing = false;
+    }
   };
 
   return {
@@ -55,11 +69,12 @@ export function createAuth(deps: AuthDeps): AuthService {
       await deps.store.prune(now);
       timer = setInterval(() => {
         housekeeping().catch((err: unknown) => {
-          storeHealthy = false;
           deps.log.error({ err }, 'auth housekeeping failed');
         });
       }, HOUSEKEEPING_MS);
       timer.unref();
+      healthTimer = setInterval(() => void probeHealth(), HEALTH_MS);
+      healthTimer.unref();
       started = true;
     },
     ready: () => started && !closed && storeHealthy,
@@ -67,6 +82,7 @@ export function createAuth(deps: AuthDeps): AuthService {
       if (closed) return;
       closed = true;
       clearInterval(timer);
+      clearInterval(healthTimer);
       for (const s of subs) s.unsubscribe();
       ctx.notify.close();
       await ctx.notify.idle();

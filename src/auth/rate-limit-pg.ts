@@ -9,10 +9,12 @@
  * `incr` is one atomic upsert, so concurrent requests on any process are all counted.
  * Keys are namespaced by route (a route's limit and another's never share a count).
  * Expired rows are deleted now and then by the process that notices. If the database
- * cannot be reached the request fails (the credential endpoints need it anyway).
+ * cannot be reached the request fails with 503 UNAVAILABLE (the credential endpoints need
+ * it anyway).
  */
 import type { FastifyRateLimitStore, FastifyRateLimitStoreCtor } from '@fastify/rate-limit';
 import pg from 'pg';
+import { mapError } from './pg/db.js';
 
 interface Counter {
   current: number;
@@ -82,6 +84,11 @@ export async function openPgRateLimits(url: string, schema: string): Promise<PgR
     throw err;
   }
   let lastSweep = Date.now();
+  // A database that cannot be reached answers 503 UNAVAILABLE (retry), not 500.
+  const unavailable = (err: Error): Error => {
+    const mapped = mapError(err);
+    return mapped instanceof Error ? mapped : err;
+  };
 
   const incrSql = `
     INSERT INTO ${table} AS r (key, window_start, count) VALUES ($1, $2, 1)
@@ -119,7 +126,7 @@ export async function openPgRateLimits(url: string, schema: string): Promise<PgR
           sweep(now);
           cb(null, counter(r.rows[0], now, timeWindow));
         },
-        (err: Error) => cb(err),
+        (err: Error) => cb(unavailable(err)),
       );
     }
 
@@ -127,7 +134,7 @@ export async function openPgRateLimits(url: string, schema: string): Promise<PgR
       const now = Date.now();
       pool.query<{ count: unknown; window_start: unknown }>(readSql, [this.prefix + key]).then(
         (r) => cb(null, counter(r.rows[0], now, timeWindow)),
-        (err: Error) => cb(err),
+        (err: Error) => cb(unavailable(err)),
       );
     }
 

@@ -15,6 +15,8 @@ export interface PgNotifyStoreOptions {
   connectTimeoutMs?: number;
   /** How long one statement (a lock wait included) may run before it fails (ms); default 15 000. */
   statementTimeoutMs?: number;
+  /** How often health is probed with `SELECT 1` for /ready (ms); default 2 000. */
+  healthProbeMs?: number;
 }
 
 const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -159,6 +161,18 @@ export async function openPgNotifyStore(url: string, options: PgNotifyStoreOptio
     await pool.end().catch(() => undefined);
     throw err;
   }
+
+  // Probed now and then, so /ready turns 503 while the database is away even when no push or
+  // update is asking it anything (and back to 200 once it answers again).
+  let probing = false;
+  const probe = setInterval(() => {
+    if (probing) return;
+    probing = true;
+    query('SELECT 1', [])
+      .catch(() => undefined)
+      .finally(() => void (probing = false));
+  }, options.healthProbeMs ?? 2000);
+  probe.unref();
 
   async function connect(): Promise<pg.PoolClient> {
     try {
@@ -306,6 +320,7 @@ export async function openPgNotifyStore(url: string, options: PgNotifyStoreOptio
     async close() {
       if (!open) return;
       open = false;
+      clearInterval(probe);
       await pool.end();
     },
   };

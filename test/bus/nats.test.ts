@@ -3,8 +3,6 @@
  * network bus has (several connections, foreign payloads, reconnects, draining).
  */
 import assert from 'node:assert/strict';
-import { createServer, connect as tcpConnect } from 'node:net';
-import type { Server, Socket } from 'node:net';
 import { after, describe, it } from 'node:test';
 import { connect as natsConnect } from '@nats-io/transport-node';
 import { NatsBus } from '../../src/bus/nats.js';
@@ -13,6 +11,7 @@ import { DgError } from '../../src/protocol/errors.js';
 import type { ErrorCode } from '../../src/protocol/errors.js';
 import { runBusConformance } from '../conformance/bus.js';
 import { NATS_URL, natsSkip } from '../helpers/services.js';
+import { startProxy } from '../helpers/tcp-proxy.js';
 
 const skip = await natsSkip();
 
@@ -267,44 +266,3 @@ describe('NatsBus', { skip }, () => {
 });
 
 /** A TCP relay in front of the NATS server that a test can cut and restore on the same port. */
-async function startProxy(target: string): Promise<{ url: string; stop: () => Promise<void>; restart: () => Promise<void> }> {
-  const { hostname, port: targetPort } = new URL(target);
-  const sockets = new Set<Socket>();
-  let server: Server | undefined;
-  let port = 0;
-  const listen = async () => {
-    const srv = createServer((client) => {
-      const upstream = tcpConnect({ host: hostname, port: Number(targetPort || 4222) });
-      for (const sock of [client, upstream]) {
-        sockets.add(sock);
-        sock.on('error', () => {});
-        sock.on('close', () => {
-          sockets.delete(sock);
-          client.destroy();
-          upstream.destroy();
-        });
-      }
-      client.pipe(upstream);
-      upstream.pipe(client);
-    });
-    await new Promise<void>((resolve, reject) => {
-      srv.once('error', reject);
-      srv.listen(port, '127.0.0.1', () => resolve());
-    });
-    const addr = srv.address();
-    if (addr === null || typeof addr === 'string') throw new Error('proxy has no port');
-    port = addr.port;
-    server = srv;
-  };
-  await listen();
-  return {
-    url: `nats://127.0.0.1:${port}`,
-    stop: async () => {
-      const srv = server;
-      server = undefined;
-      for (const s of sockets) s.destroy();
-      if (srv !== undefined) await new Promise<void>((r) => srv.close(() => r()));
-    },
-    restart: listen,
-  };
-}
