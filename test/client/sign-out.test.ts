@@ -90,12 +90,23 @@ test('signOut of a session whose access token expired refreshes once to end it o
   const srv = await server();
   const storage = new MemoryKeyStorage();
   let clock = Date.now();
-  const session = new Session(new AuthClient({ url: srv.url }), await DeviceKeys.loadOrCreate(storage), storage, { now: () => clock });
+  // Every refresh token the session is given, so the newest can be tried after sign-out.
+  const auth = new AuthClient({ url: srv.url });
+  const given: string[] = [];
+  const refresh = auth.refresh.bind(auth);
+  auth.refresh = async (token, guid) => {
+    const r = await refresh(token, guid);
+    given.push(r.refresh);
+    return r;
+  };
+  const session = new Session(auth, await DeviceKeys.loadOrCreate(storage), storage, { now: () => clock });
   await session.signup();
   const before = (await storage.load(sessionName(srv.url))) as { refresh: string };
   clock += 3600_000; // the session's clock says the access token expired
   await session.signOut();
-  await assert.rejects(new AuthClient({ url: srv.url }).refresh(before.refresh, 'guid-after-expiry'), refused('UNAUTHORIZED'));
+  assert.equal(given.length, 1, 'signOut refreshed once');
+  await assert.rejects(new AuthClient({ url: srv.url }).refresh(given[0]!, 'guid-after-expiry'), refused('UNAUTHORIZED'), 'the family was ended on the server');
+  await assert.rejects(new AuthClient({ url: srv.url }).refresh(before.refresh, 'guid-after-expiry'), refused('REFRESH_REUSED'), 'the first token was rotated');
 });
 
 test('the user’s sessions are listed with the current one marked, and one ended from another sign-in', async () => {
