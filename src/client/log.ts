@@ -152,8 +152,10 @@ export class Log extends Emitter<LogEvents> {
         refused: (items, err) => {
           for (const it of items) this.pending.reject(it.origin.seq, err);
         },
-        // A server that does not say who writes (no `writers`) leaves it open, as before.
-        mayWrite: (device) => this.writers === null || this.writers.has(device),
+        // A server that does not say who writes (no `writers`) leaves it open, as before. This
+        // device leads, so its other sessions (tabs, processes) may write too: the server's
+        // `writers` and `peer` events speak of other devices only.
+        mayWrite: (device) => device === ctx.device || this.writers === null || this.writers.has(device),
         find: (device, stream, from, to) => findStreamEntries((at) => this.read(at), device, stream, from, to),
       },
       this.stream,
@@ -469,16 +471,21 @@ export class Log extends Emitter<LogEvents> {
     if (this.st === 'closed') return;
     const prevRole = this.currentRole;
     const prevLeader = this.currentLeader;
+    const prevEpoch = this.currentEpoch;
     this.currentEpoch = Math.max(this.currentEpoch, r.epoch);
     this.currentRole = r.role;
     this.currentLeader = r.role === 'leader' ? this.ctx.device : r.leader;
     for (const p of this.pending.all()) p.term = -1;
     if (r.role === 'leader') {
       this.forwarder.stop();
+      // It follows nobody now: the link it opened to the last leader goes (that leader may
+      // have been another session of this very device, whose followers now reach this one).
+      if (prevLeader !== null && prevRole !== 'leader') this.hub.drop(prevLeader);
       this.sequencer.resume(r.epoch, this.feed.position);
     } else {
       this.sequencer.stop();
-      if (prevLeader !== null && prevLeader !== this.currentLeader) this.hub.drop(prevLeader);
+      // A new leader, or a new term (perhaps another session of the same device): a new link.
+      if (prevLeader !== null && (prevLeader !== this.currentLeader || r.epoch > prevEpoch)) this.hub.drop(prevLeader);
       this.forwarder.setLeader(this.currentLeader, r.epoch);
     }
     this.setState('ready');
@@ -537,12 +544,12 @@ export class Log extends Emitter<LogEvents> {
           this.peerSet.delete(ev.device);
           const device = ev.device;
           setTimeout(() => {
-            if (!this.peerSet.has(device) && device !== this.currentLeader) this.hub.drop(device, false);
+            if (!this.peerSet.has(device) && device !== this.currentLeader) this.hub.dropDevice(device);
           }, PEER_LINGER_MS).unref?.();
         }
         break;
       case 'signal':
-        this.hub.handleSignal(ev.from, ev.kind, ev.data);
+        this.hub.handleSignal(ev.from, ev.kind, ev.data, ev.peer);
         break;
       case 'revoke':
         // `moved`: another node serves the site now; leasing again is redirected there.

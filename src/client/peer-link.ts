@@ -27,7 +27,7 @@ import type { RtcDataChannelLike, RtcPeerConnectionConstructor, RtcPeerConnectio
 import type { SignalKind } from './tail-types.js';
 
 export interface PeerHubOptions {
-  /** Sends a signal to a device on the same log. */
+  /** Sends a signal to a device on the same log, or to the handle a `peer` address names. */
   signal: (to: string, kind: SignalKind, data: unknown) => Promise<void>;
   RTCPeerConnection?: RtcPeerConnectionConstructor;
   rtcConfig?: object;
@@ -64,8 +64,16 @@ class PeerLink {
   /** When the relay last refused a frame for its budget. */
   relayRefusedAt = 0;
 
+  /**
+   * @param device the other side's device (who it is: what it may do is decided by this)
+   * @param addr where signals to it go: the device id for a link this side opened (to a
+   *   leader), else the `peer` address its signals came from (one session of the device,
+   *   when it has several), or its device id when the server stamps no `peer`
+   * @param id the link's id in offer, answer, candidate and bye
+   */
   constructor(
     readonly device: string,
+    readonly addr: string,
     readonly id: string,
   ) {}
 
@@ -75,19 +83,20 @@ class PeerLink {
 }
 
 export class PeerHub {
+  /** Links by address (`PeerLink.addr`). */
   private readonly links = new Map<string, PeerLink>();
   private closed = false;
 
   constructor(private readonly opts: PeerHubOptions) {}
 
-  /** The path messages to `device` take now (for tests and diagnostics). */
+  /** The path messages to `device` (the link this side opened to it) take now (for tests and diagnostics). */
   pathTo(device: string): Path | 'pending' | null {
     const l = this.links.get(device);
     if (l === undefined) return null;
     return l.channelOpen() ? 'channel' : l.relay ? 'relay' : 'pending';
   }
 
-  /** Whether relayed frames to `device` are still queued or in flight. */
+  /** Whether relayed frames to `device` (the link this side opened to it) are still queued or in flight. */
   relaying(device: string): boolean {
     const l = this.links.get(device);
     return l !== undefined && l.relayQueue.length + l.relayInFlight > 0;
@@ -123,10 +132,10 @@ export class PeerHub {
 
   private pumpRelay(link: PeerLink): void {
     const window = Date.now() - link.relayRefusedAt < RELAY_SLOW_MS ? 1 : RELAY_WINDOW;
-    while (link.relayPause === null && link.relayInFlight < window && link.relayQueue.length > 0 && !this.closed && this.links.get(link.device) === link) {
+    while (link.relayPause === null && link.relayInFlight < window && link.relayQueue.length > 0 && !this.closed && this.links.get(link.addr) === link) {
       const frame = link.relayQueue.shift()!;
       link.relayInFlight++;
-      this.opts.signal(link.device, 'data', frame).then(
+      this.opts.signal(link.addr, 'data', frame).then(
         () => {
           link.relayInFlight--;
           this.pumpRelay(link);
@@ -157,7 +166,7 @@ export class PeerHub {
   }
 
   private initiate(device: string): PeerLink {
-    const link = new PeerLink(device, randomId(6));
+    const link = new PeerLink(device, device, randomId(6));
     link.initiator = true;
     this.links.set(device, link);
     const RTC = this.opts.RTCPeerConnection;
@@ -187,7 +196,7 @@ export class PeerHub {
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
     const desc = pc.localDescription ?? offer;
-    await this.opts.signal(link.device, 'offer', { link: link.id, type: desc.type, sdp: desc.sdp });
+    await this.opts.signal(link.addr, 'offer', { link: link.id, type: desc.type, sdp: desc.sdp });
   }
 
   private watchIce(link: PeerLink, pc: RtcPeerConnectionLike): void {
@@ -195,7 +204,7 @@ export class PeerHub {
       const c = ev.candidate as { candidate?: string; sdpMid?: string | null; sdpMLineIndex?: number | null; toJSON?: () => object } | null | undefined;
       if (c === null || c === undefined || typeof c.candidate !== 'string' || c.candidate === '') return;
       const data = { link: link.id, candidate: c.candidate, sdpMid: c.sdpMid ?? null, sdpMLineIndex: c.sdpMLineIndex ?? null };
-      this.opts.signal(link.device, 'candidate', data).catch(() => undefined);
+      this.opts.signal(link.addr, 'candidate', data).catch(() => undefined);
     }) as (ev: never) => void;
   }
 
@@ -231,17 +240,29 @@ export class PeerHub {
     this.opts.onMessage(link.device, msg, (m) => this.sendFrames(link, toFrames(m)));
   }
 
-  /** Handles a `signal` event of the log's handle. */
-  handleSignal(from: string, kind: SignalKind, data: unknown): void {
+  /**
+   * The link a signal from `from` (its handle's address `peer`, when the server stamps one)
+   * belongs to: the one of that address, or the one this side opened to that device.
+   */
+  private linkOf(from: string, addr: string): PeerLink | undefined {
+    const byAddr = this.links.get(addr);
+    if (byAddr !== undefined) return byAddr;
+    const opened = this.links.get(from);
+    return opened !== undefined && opened.initiator ? opened : undefined;
+  }
+
+  /** Handles a `signal` event of the log's handle (`peer`: the sender handle's address, when given). */
+  handleSignal(from: string, kind: SignalKind, data: unknown, peer?: string): void {
     if (this.closed) return;
+    const addr = peer ?? from;
     const d = (data !== null && typeof data === 'object' ? data : {}) as Record<string, unknown>;
     if (kind === 'data') {
-      let link = this.links.get(from);
+      let link = this.linkOf(from, addr);
       if (link === undefined) {
         // A follower relaying to us without a channel: reply through the relay as well.
-        link = new PeerLink(from, randomId(6));
+        link = new PeerLink(from, addr, randomId(6));
         link.relay = true;
-        this.links.set(from, link);
+        this.links.set(addr, link);
       }
       this.receive(link, data);
       return;
@@ -251,17 +272,17 @@ export class PeerHub {
       if (typeof d.sdp !== 'string') return;
       if (this.opts.RTCPeerConnection === undefined) {
         // No WebRTC here: say so, so the other side relays at once instead of waiting.
-        this.opts.signal(from, 'bye', { link: linkId }).catch(() => undefined);
+        this.opts.signal(addr, 'bye', { link: linkId }).catch(() => undefined);
         return;
       }
-      this.drop(from, false);
-      const link = new PeerLink(from, linkId);
+      this.drop(addr, false);
+      const link = new PeerLink(from, addr, linkId);
       link.relay = true; // reply by relay until the channel opens
-      this.links.set(from, link);
+      this.links.set(addr, link);
       void this.answer(link, { type: 'offer', sdp: d.sdp }).catch(() => undefined);
       return;
     }
-    const link = this.links.get(from);
+    const link = this.linkOf(from, addr);
     if (link === undefined || link.id !== linkId || link.pc === null) return;
     if (kind === 'answer' && typeof d.sdp === 'string') {
       void link.pc
@@ -278,7 +299,7 @@ export class PeerHub {
       else if (link.candidates.length < 64) link.candidates.push(c);
     } else if (kind === 'bye') {
       if (!link.initiator) {
-        this.drop(from, false);
+        this.drop(link.addr, false);
         return;
       }
       // Our offer was refused or the channel closed: keep the link, by relay.
@@ -311,7 +332,7 @@ export class PeerHub {
     const answer = await pc.createAnswer();
     await pc.setLocalDescription(answer);
     const desc = pc.localDescription ?? answer;
-    await this.opts.signal(link.device, 'answer', { link: link.id, type: desc.type, sdp: desc.sdp });
+    await this.opts.signal(link.addr, 'answer', { link: link.id, type: desc.type, sdp: desc.sdp });
   }
 
   private remoteReady(link: PeerLink): void {
@@ -319,14 +340,14 @@ export class PeerHub {
     for (const c of link.candidates.splice(0)) link.pc?.addIceCandidate(c).catch(() => undefined);
   }
 
-  /** Closes the link to `device` (telling it `bye` when asked). */
-  drop(device: string, sayBye = true): void {
-    const link = this.links.get(device);
+  /** Closes the link of address `addr` (a device id for a link this side opened), telling it `bye` when asked. */
+  drop(addr: string, sayBye = true): void {
+    const link = this.links.get(addr);
     if (link === undefined) return;
-    this.links.delete(device);
+    this.links.delete(addr);
     link.relayQueue.length = 0;
     if (link.timer !== null) clearTimeout(link.timer);
-    if (sayBye && link.pc !== null) this.opts.signal(device, 'bye', { link: link.id }).catch(() => undefined);
+    if (sayBye && link.pc !== null) this.opts.signal(addr, 'bye', { link: link.id }).catch(() => undefined);
     try {
       link.dc?.close();
     } catch {
@@ -337,6 +358,11 @@ export class PeerHub {
     } catch {
       // already closed
     }
+  }
+
+  /** Closes every link with `device` (each of its sessions), without `bye`. */
+  dropDevice(device: string): void {
+    for (const [addr, link] of [...this.links]) if (link.device === device) this.drop(addr, false);
   }
 
   close(): void {

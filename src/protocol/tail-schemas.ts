@@ -45,9 +45,12 @@ export const WriteArgs = Type.Object({
   entries: Type.Array(Type.String(), { minItems: 1 }),
   wid: Type.Optional(Type.String({ pattern: WID_PATTERN })),
 });
+/** A handle's address for `signal` (an addition): the `peer` of a signal event it sent. */
+export const SIGNAL_PEER_PATTERN = '^p[A-Za-z0-9_-]{12}$';
+
 export const SignalArgs = Type.Object({
   handle: Handle,
-  to: Type.Union([Type.String({ pattern: DEVICE_ID_PATTERN }), Type.Literal('leader')]),
+  to: Type.Union([Type.String({ pattern: DEVICE_ID_PATTERN }), Type.Literal('leader'), Type.String({ pattern: SIGNAL_PEER_PATTERN })]),
   kind: Type.Union(SIGNAL_KINDS.map((k) => Type.Literal(k))),
   data: Type.Unknown(),
 });
@@ -150,7 +153,7 @@ export type TailEvent =
   | { ev: 'tail'; handle: string; at: number; length: number; entries?: string[] }
   | { ev: 'leader'; handle: string; leader: string | null; epoch: number }
   | { ev: 'peer'; handle: string; device: string; state: 'join' | 'leave'; write?: boolean }
-  | { ev: 'signal'; handle: string; from: string; kind: SignalKind; data: unknown }
+  | { ev: 'signal'; handle: string; from: string; peer?: string; kind: SignalKind; data: unknown }
   | { ev: 'revoke'; handle?: string; reason: string }
   | { ev: 'device'; device: string; name: string; identity?: string }
   | { ev: 'envelope'; id: string; from: string };

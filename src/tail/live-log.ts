@@ -7,6 +7,7 @@
  * holds at most one handle per log, so the id is unambiguous within the session, and an
  * event for a log is the same bytes for every follower (built once, sent to all).
  */
+import { randomBytes } from 'node:crypto';
 import type { Right } from '../protocol/ids.js';
 import { ReplyQueue, type ReplySlot } from './reply-queue.js';
 import type { Session } from './session.js';
@@ -38,6 +39,12 @@ export class Handle {
   /** Coalesced length-only tail event owed to a lagging follower (`lagAt` -1: none). */
   lagAt = -1;
   lagLength = 0;
+
+  /**
+   * This handle's address for `signal` (an addition to PROTOCOL.md): stamped as `peer` on the
+   * signals it sends, so a reply reaches this very session when its device holds several.
+   */
+  readonly peer = `p${randomBytes(9).toString('base64url')}`;
 
   constructor(
     readonly session: Session,

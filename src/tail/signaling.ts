@@ -1,6 +1,7 @@
 /**
  * `signal`: relays WebRTC signaling (or small data) between devices holding handles on
- * the same log. `from` is stamped by the server; each session has a count and a byte
+ * the same log. `from` (the sender's device) and `peer` (its handle's address) are stamped
+ * by the server; each session has a count and a byte
  * budget for signals, and a recipient with over `softBuffer` bytes queued gets none.
  */
 import type { SignalArgs } from '../protocol/tail-schemas.js';
@@ -8,10 +9,21 @@ import type { TailContext } from './context.js';
 import type { Handle } from './live-log.js';
 import type { Session } from './session.js';
 
-/** The handle `to` designates on the sender's log: the leader, or the newest handle of that device. */
+/** Device ids are 43 characters; a `peer` address (13) is shorter. */
+const DEVICE_ID_LENGTH = 43;
+
+/**
+ * The handle `to` designates on the sender's log: the leader; the handle whose `peer` it is
+ * (one session, when its device holds several); or, for a device id, that device's leader
+ * handle if it leads, else its newest handle.
+ */
 function recipient(sender: Handle, to: string): Handle | null {
   const log = sender.log;
   if (to === 'leader') return log.leader !== null && log.leader !== sender ? log.leader : null;
+  if (to.length < DEVICE_ID_LENGTH) {
+    for (const h of log.handles) if (h.peer === to && h !== sender) return h;
+    return null;
+  }
   if (log.leader !== null && log.leader !== sender && log.leader.session.auth?.device === to) return log.leader;
   let found: Handle | null = null;
   for (const h of log.handles) if (h !== sender && h.session.auth?.device === to) found = h;
@@ -30,6 +42,6 @@ export function handleSignal(ctx: TailContext, session: Session, id: number, arg
   // A recipient that is not reading gets no more: senders must not push it to the 4408 close.
   if (target.session.buffered > ctx.limits.softBuffer) return session.replyError(id, 'RATE_LIMITED', `peer '${args.to}' is not keeping up`);
   const from = session.auth?.device ?? '';
-  target.session.send(`{"ev":"signal","handle":"${target.id}","from":"${from}","kind":"${args.kind}","data":${data}}`);
+  target.session.send(`{"ev":"signal","handle":"${target.id}","from":"${from}","peer":"${h.peer}","kind":"${args.kind}","data":${data}}`);
   session.reply(id, {});
 }

@@ -240,6 +240,7 @@ describe('the worked tail session of docs/protocol.md', () => {
     const now = Math.floor(Date.now() / 1000);
     const sockets = new Map<string, FrameQueue>();
     const identities = new Map<string, { user: string; dev: string }>();
+    const peers = new Map<unknown, unknown>();
     try {
       for (const [i, step] of steps.entries()) {
         const where = `example step ${i + 1} (${step.send ? `${step.device}→` : `→${step.device}`} ${JSON.stringify(step.frame).slice(0, 60)})`;
@@ -262,6 +263,8 @@ describe('the worked tail session of docs/protocol.md', () => {
             assert.ok(who !== undefined, `${where}: the device connects first`);
             frame.token = signToken(ring, { typ: 'lease', sub: who.user, dev: who.dev, site: String(frame.site), log: String(frame.log), rights: ['read', 'write'], iat: now, exp: now + 600, jti: newJti() });
           }
+          // A `peer` address the example wrote down stands for the one the server made.
+          if (typeof frame.to === 'string' && peers.has(frame.to)) frame.to = peers.get(frame.to);
           const q = sockets.get(step.device);
           assert.ok(q !== undefined, `${where}: the device connects first`);
           q.ws.send(JSON.stringify(frame));
@@ -273,6 +276,11 @@ describe('the worked tail session of docs/protocol.md', () => {
           if (typeof want.session === 'string') {
             assert.equal(typeof got.session, 'string', `${where}: session`);
             want.session = got.session;
+          }
+          if (typeof want.peer === 'string') {
+            assert.match(String(got.peer), /^p[A-Za-z0-9_-]{12}$/, `${where}: peer`);
+            peers.set(want.peer, got.peer);
+            want.peer = got.peer;
           }
           assert.deepEqual(got, want, where);
         }

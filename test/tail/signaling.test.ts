@@ -14,15 +14,50 @@ describe('tail: signaling', async () => {
     const lb = await lease(b, w.site, log);
     const offer = { type: 'offer', sdp: 'v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n', nested: [1, { x: 'é' }] };
     assert.deepEqual(await b.call('signal', { handle: lb.handle, to: 'leader', kind: 'offer', data: offer }), { re: 3 });
-    assert.deepEqual(await a.nextEvent('signal', la.handle), { ev: 'signal', handle: la.handle, from: peer.device, kind: 'offer', data: offer });
+    const got = await a.nextEvent('signal', la.handle);
+    assert.match(String(got.peer), /^p[A-Za-z0-9_-]{12}$/, 'the sender handle\'s address');
+    assert.deepEqual(got, { ev: 'signal', handle: la.handle, from: peer.device, peer: got.peer, kind: 'offer', data: offer });
     await a.call('signal', { handle: la.handle, to: peer.device, kind: 'answer', data: { type: 'answer', sdp: 'ok' } });
-    assert.deepEqual(await b.nextEvent('signal', lb.handle), { ev: 'signal', handle: lb.handle, from: w.owner.device, kind: 'answer', data: { type: 'answer', sdp: 'ok' } });
+    const back = await b.nextEvent('signal', lb.handle);
+    assert.deepEqual(back, { ev: 'signal', handle: lb.handle, from: w.owner.device, peer: back.peer, kind: 'answer', data: { type: 'answer', sdp: 'ok' } });
+    assert.notEqual(back.peer, got.peer);
     for (const kind of ['candidate', 'data', 'bye']) {
       await b.call('signal', { handle: lb.handle, to: w.owner.device, kind, data: kind === 'bye' ? null : { k: kind } });
       assert.equal((await a.nextEvent('signal', la.handle)).kind, kind);
     }
     a.close();
     b.close();
+  });
+
+  it('reaches one session of a device that holds several through the peer address of its signal', async () => {
+    const log = logName();
+    const a = await connect(w, w.owner);
+    const la = await lease(a, w.site, log);
+    const tabs = [await connect(w, peer), await connect(w, peer), await connect(w, peer)];
+    const handles = [];
+    for (const t of tabs) handles.push((await lease(t, w.site, log)).handle);
+    const peers: string[] = [];
+    for (const [k, t] of tabs.entries()) {
+      await t.call('signal', { handle: handles[k], to: 'leader', kind: 'data', data: { tab: k } });
+      const ev = await a.nextEvent('signal', la.handle);
+      assert.deepEqual([ev.from, ev.data], [peer.device, { tab: k }]);
+      peers.push(String(ev.peer));
+    }
+    assert.equal(new Set(peers).size, 3, 'one address per session');
+    // The reply to each address reaches that session, and only it (the first tab, which a
+    // reply to the device id would never reach: that goes to the newest handle).
+    await a.call('signal', { handle: la.handle, to: peers[0], kind: 'data', data: { to: 0 } });
+    assert.deepEqual((await tabs[0]!.nextEvent('signal', handles[0])).data, { to: 0 });
+    await a.call('signal', { handle: la.handle, to: peers[1], kind: 'data', data: { to: 1 } });
+    assert.deepEqual((await tabs[1]!.nextEvent('signal', handles[1])).data, { to: 1 });
+    await a.call('signal', { handle: la.handle, to: peer.device, kind: 'data', data: { to: 'device' } });
+    assert.deepEqual((await tabs[2]!.nextEvent('signal', handles[2])).data, { to: 'device' }, 'a device id still means its newest handle');
+    // An address whose handle is gone, or that was never made, is not found.
+    await tabs[0]!.call('release', { handle: handles[0] });
+    assert.equal((await a.failure('signal', { handle: la.handle, to: peers[0], kind: 'data', data: 1 })).code, 'NOT_FOUND');
+    assert.equal((await a.failure('signal', { handle: la.handle, to: 'pAAAAAAAAAAAA', kind: 'data', data: 1 })).code, 'NOT_FOUND');
+    assert.equal((await a.failure('signal', { handle: la.handle, to: 'p!', kind: 'data', data: 1 })).code, 'BAD_REQUEST');
+    for (const c of [a, ...tabs]) c.close();
   });
 
   it('answers NOT_FOUND for a peer without a handle on the log, or no leader', async () => {
