@@ -24,6 +24,14 @@ export interface SessionTokens {
   /** Seconds the access token lives. */
   expiresIn: number;
 }
+/** What an OpenID Connect sign-in gives beyond a login's tokens. */
+export interface OidcSignedIn extends SessionTokens {
+  /** The server's identity attestation: this device key signed in as a verified email. */
+  identity: string;
+  /** This sign-in added the device to the user (another device of the user may approve it). */
+  newDevice: boolean;
+}
+
 export interface RefreshedTokens {
   access: string;
   refresh: string;
@@ -168,6 +176,27 @@ export class AuthClient {
   /** POST /login: a session for an existing, live device. */
   async login(body: { device: string; nonce: string; sig: string }): Promise<SessionTokens> {
     return sessionTokens(await this.post('/login', body));
+  }
+
+  /** POST /oidc/start: an OpenID Connect sign-in to open in a browser (`url`), named by `state`. */
+  async oidcStart(body: {
+    provider: string;
+    device: string;
+    boxKey: string;
+    boxSig?: string;
+    name?: string;
+    nonce: string;
+    sig: string;
+    redirect?: string;
+  }): Promise<{ url: string; state: string }> {
+    const r = await this.post('/oidc/start', body);
+    return { url: str(r, 'url'), state: str(r, 'state') };
+  }
+
+  /** POST /oidc/complete: collects the sign-in `state` with the confirmation code its browser got. */
+  async oidcComplete(body: { state: string; code: string; nonce: string; sig: string }): Promise<OidcSignedIn> {
+    const r = await this.post('/oidc/complete', body);
+    return { ...sessionTokens(r), identity: str(r, 'identity'), newDevice: bool(r, 'newDevice') };
   }
 
   /** POST /refresh: rotates the refresh token; the same (refresh, guid) again gets the same answer. */

@@ -127,6 +127,30 @@ export class DatagroveClient extends Emitter<ClientEvents> {
     return { user: t.user, device: t.device };
   }
 
+  /**
+   * Starts an OpenID Connect sign-in at `provider` (an id the server is configured with):
+   * open `url` in a browser (a redirect or a popup). With `redirect` (an origin the server
+   * allows) the browser comes back there with `dg_state` and `dg_code` in its query;
+   * without, the server shows the user a confirmation code to type into the app. Then call
+   * `oidcComplete`. A device new to the server becomes a new user's first device, or joins
+   * the user the email already belongs to (the user's other devices are asked to approve it).
+   */
+  oidcStart(provider: string, opts: { name?: string; redirect?: string } = {}): Promise<{ url: string; state: string }> {
+    return this.session.oidcStart(provider, opts);
+  }
+
+  /**
+   * Finishes the sign-in `state` with the confirmation code the browser got, and signs in.
+   * `identity` is the server's attestation that this device key signed in as the email (a
+   * KeyManager shows it to the devices that approve this one); `newDevice` says whether
+   * this sign-in added the device to the user. A wrong code is `UNAUTHORIZED` and may be
+   * tried again; `CONFLICT` means the browser has not come back from the provider yet.
+   */
+  async oidcComplete(state: string, code: string): Promise<{ user: string; device: string; identity: string; newDevice: boolean }> {
+    const t = await this.session.oidcComplete(state, code);
+    return { user: t.user, device: t.device, identity: t.identity, newDevice: t.newDevice };
+  }
+
   me(): Promise<MeInfo> {
     return this.session.authed((t) => this.auth.me(t));
   }

@@ -9,6 +9,7 @@ export {
   type AuthClientOptions,
   type FetchLike,
   type SessionTokens,
+  type OidcSignedIn,
   type RefreshedTokens,
   type MeInfo,
   type SessionInfo,

@@ -16,7 +16,7 @@
  * never saw answered is retried.
  */
 import { DgError } from '../protocol/errors.js';
-import type { AuthClient, SessionTokens } from './auth-client.js';
+import type { AuthClient, OidcSignedIn, SessionTokens } from './auth-client.js';
 import { Backoff, sleep } from './backoff.js';
 import { randomId } from './bytes.js';
 import type { DeviceKeys } from './device-keys.js';
@@ -117,6 +117,29 @@ export class Session {
   async login(): Promise<SessionTokens> {
     const { nonce } = await this.auth.challenge(this.keys.deviceId);
     const t = await this.auth.login({ device: this.keys.deviceId, nonce, sig: this.keys.signChallenge(nonce) });
+    await this.adopt(t);
+    return t;
+  }
+
+  /** Starts an OpenID Connect sign-in of this device (new to the server or not): open `url` in a browser. */
+  async oidcStart(provider: string, opts: { name?: string; redirect?: string } = {}): Promise<{ url: string; state: string }> {
+    const { nonce } = await this.auth.challenge(this.keys.deviceId);
+    return this.auth.oidcStart({
+      provider,
+      device: this.keys.deviceId,
+      boxKey: this.keys.boxKey,
+      boxSig: this.keys.boxSig,
+      nonce,
+      sig: this.keys.signChallenge(nonce),
+      ...(opts.name === undefined ? {} : { name: opts.name }),
+      ...(opts.redirect === undefined ? {} : { redirect: opts.redirect }),
+    });
+  }
+
+  /** Finishes the sign-in `state` with the browser's confirmation code, and signs in with its session. */
+  async oidcComplete(state: string, code: string): Promise<OidcSignedIn> {
+    const { nonce } = await this.auth.challenge(this.keys.deviceId);
+    const t = await this.auth.oidcComplete({ state, code, nonce, sig: this.keys.signChallenge(nonce) });
     await this.adopt(t);
     return t;
   }

@@ -31,8 +31,23 @@ export interface SignIn {
   beforeComplete?: (state: string) => void;
 }
 
-/** OIDC sign-in of the client's device at the dev IdP as `email`, then an SDK session. */
+/** OIDC sign-in of the client's device at the dev IdP as `email`, through the SDK. */
 export async function oidcSignIn(srv: TestServer, c: TestClient, email: string, name: string, opts: SignIn = {}): Promise<{ user: string; identity: string; newDevice: boolean }> {
+  if (opts.boxSig === false) return oidcSignInWithoutBoxSig(srv, c, email, name, opts);
+  const started = await c.client.oidcStart('dev', { name });
+  const { callback, browser } = await devIdpSignIn(started.url, email);
+  const cb = await browser.request(callback);
+  assert.equal(cb.status, 200);
+  const code = await confirmationCode(cb);
+  opts.beforeComplete?.(started.state);
+  const done = await c.client.oidcComplete(started.state, code);
+  assert.equal(done.device, c.client.device);
+  assert.ok(c.client.signedIn, 'signed in by the sign-in itself');
+  return done;
+}
+
+/** The same over HTTP by hand, leaving out the box key signature (as an old app would), then an SDK login. */
+async function oidcSignInWithoutBoxSig(srv: TestServer, c: TestClient, email: string, name: string, opts: SignIn): Promise<{ user: string; identity: string; newDevice: boolean }> {
   const keys = c.client.keys;
   const challenge = async () => {
     const r = await post<{ nonce: string }>(srv.url, '/challenge', { device: keys.deviceId });
@@ -40,15 +55,7 @@ export async function oidcSignIn(srv: TestServer, c: TestClient, email: string, 
     return r.body.nonce;
   };
   let nonce = await challenge();
-  const started = await post<{ url: string; state: string }>(srv.url, '/oidc/start', {
-    provider: 'dev',
-    device: keys.deviceId,
-    boxKey: keys.boxKey,
-    ...(opts.boxSig === false ? {} : { boxSig: keys.boxSig }),
-    name,
-    nonce,
-    sig: keys.signChallenge(nonce),
-  });
+  const started = await post<{ url: string; state: string }>(srv.url, '/oidc/start', { provider: 'dev', device: keys.deviceId, boxKey: keys.boxKey, name, nonce, sig: keys.signChallenge(nonce) });
   assert.equal(started.status, 200, started.text);
   const { callback, browser } = await devIdpSignIn(started.body.url, email);
   const cb = await browser.request(callback);
