@@ -151,13 +151,19 @@ export class DatagroveClient extends Emitter<ClientEvents> {
     return { user: t.user, device: t.device, identity: t.identity, newDevice: t.newDevice };
   }
 
+  /** An authorized call of this client: refused once the client is closed. */
+  private authed<T>(fn: (token: string) => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(new DgError('UNAVAILABLE', 'client closed'));
+    return this.session.authed(fn);
+  }
+
   me(): Promise<MeInfo> {
-    return this.session.authed((t) => this.auth.me(t));
+    return this.authed((t) => this.auth.me(t));
   }
 
   /** The user's signed-in sessions on its live devices, newest first; `current` marks this one. */
   sessions(): Promise<SessionInfo[]> {
-    return this.session.authed((t) => this.auth.sessions(t));
+    return this.authed((t) => this.auth.sessions(t));
   }
 
   /**
@@ -166,7 +172,7 @@ export class DatagroveClient extends Emitter<ClientEvents> {
    * session of the user.
    */
   endSession(id: string): Promise<void> {
-    return this.session.authed((t) => this.auth.endSession(t, id));
+    return this.authed((t) => this.auth.endSession(t, id));
   }
 
   /**
@@ -181,11 +187,11 @@ export class DatagroveClient extends Emitter<ClientEvents> {
 
   /** Creates a site owned by the user. */
   createSite(name?: string): Promise<{ site: string; owner: string }> {
-    return this.session.authed((t) => this.auth.createSite(t, name));
+    return this.authed((t) => this.auth.createSite(t, name));
   }
 
   siteInfo(site: string): Promise<SiteInfo> {
-    return this.session.authed((t) => this.auth.site(t, site));
+    return this.authed((t) => this.auth.site(t, site));
   }
 
   /** Signs a grant with this device's key (see PROTOCOL.md "Grant"). */
@@ -195,14 +201,14 @@ export class DatagroveClient extends Emitter<ClientEvents> {
 
   /** Registers a signed grant with the server; returns its hash. */
   async declare(grant: string): Promise<string> {
-    const { hash } = await this.session.authed((t) => this.auth.declare(t, grant));
+    const { hash } = await this.authed((t) => this.auth.declare(t, grant));
     if (hash !== grantHash(grant)) throw new DgError('INTERNAL', 'server reported another grant hash');
     return hash;
   }
 
   /** Joins a site through a grant (JWS or hash) that covers this user or device; remembers it for `attest`. */
   async join(site: string, grant: string): Promise<JoinInfo> {
-    const r = await this.session.authed((t) => this.auth.join(t, site, grant));
+    const r = await this.authed((t) => this.auth.join(t, site, grant));
     if (grant.includes('.')) this.grants.set(site, grant);
     return r;
   }
@@ -214,7 +220,7 @@ export class DatagroveClient extends Emitter<ClientEvents> {
 
   /** Revokes a device of the user, or a grant (by hash). */
   revoke(what: { device: string } | { grant: string }): Promise<{ rotate: string[] }> {
-    return this.session.authed((t) => this.auth.revoke(t, what));
+    return this.authed((t) => this.auth.revoke(t, what));
   }
 
   /**
@@ -262,7 +268,10 @@ export class DatagroveClient extends Emitter<ClientEvents> {
     return this.router.connectionFor(site);
   }
 
-  /** Closes every log and connection (the session stays stored for next time). */
+  /**
+   * Closes every log and connection (the session stays stored for next time). Every later
+   * call of this client is refused with UNAVAILABLE `client closed`: make a new one.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

@@ -32,6 +32,12 @@ export class LogFeed {
     this.known = from;
   }
 
+  /** Before anything was handed over: start at `at` instead (the log's end when it opened). */
+  startAt(at: number): void {
+    this.pos = at;
+    if (at > this.known) this.known = at;
+  }
+
   /** The index of the next entry to hand over (= how many were handed over, from 0). */
   get position(): number {
     return this.pos;

@@ -46,8 +46,12 @@ export interface LogEvents extends Record<string, unknown> {
 export interface LogOptions {
   /** Seals payloads before they are sent and opens them before delivery (end-to-end encryption: docs/keys.md). */
   codec?: PayloadCodec;
-  /** First index to deliver (default 0: the whole log). */
-  from?: number;
+  /**
+   * First index to deliver (default 0: the whole log), or `'end'`: only what is written
+   * after the log opened (its length when first leased). A number beyond the log's length
+   * fails the log with BAD_REQUEST.
+   */
+  from?: number | 'end';
   /** Take leadership when it is free (default true). */
   lead?: boolean;
   /** Wait this long for a WebRTC channel to the leader before relaying, ms (default 3000). */

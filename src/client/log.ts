@@ -83,6 +83,8 @@ export class Log extends Emitter<LogEvents> {
   private seq = 0;
   /** The index after the last entry admitted (every one before it has settled this writer's appends). */
   private admittedTo: number;
+  /** Opened with `from: 'end'`: delivery starts at the length of the first lease. */
+  private fromEnd: boolean;
   private term = 0;
   private needRecover = false;
   private pumpQueued = false;
@@ -112,7 +114,8 @@ export class Log extends Emitter<LogEvents> {
     this.opened.catch(() => undefined);
     this.stream = b64urlEncode(randomBytes(STREAM_BYTES));
     // Nothing of this writer is before `from`: its entries are written after it opened.
-    this.admittedTo = opts.from ?? 0;
+    this.admittedTo = typeof opts.from === 'number' ? opts.from : 0;
+    this.fromEnd = opts.from === 'end';
     this.codec = opts.codec === undefined ? null : new PayloadPipeline(opts.codec, { site: ctx.site, log: ctx.log, device: ctx.device, stream: this.stream });
     this.prefix = originPrefix(ctx.device, this.stream);
     this.signer = entrySigner(ctx.site, ctx.log, ctx.sign);
@@ -140,7 +143,7 @@ export class Log extends Emitter<LogEvents> {
         else this.deliver(entries);
       },
     });
-    this.feed = new LogFeed(opts.from ?? 0, (from) => this.read(from), (at, entries) => this.admission.push(at, entries));
+    this.feed = new LogFeed(this.admittedTo, (from) => this.read(from), (at, entries) => this.admission.push(at, entries));
     this.sequencer = new Sequencer(
       {
         write: async (at, entries, wid) => this.requireConn().request('write', { handle: this.requireHandle(), at, entries, wid }, { retry: false }),
@@ -455,7 +458,14 @@ export class Log extends Emitter<LogEvents> {
 
   private applyLease(r: LeaseOk): void {
     // Only meaningful when opening: later, events newer than the reply may already be in.
-    if (this.st === 'opening' && this.feed.position > r.length) throw new DgError('BAD_REQUEST', `from: beyond the log's length ${r.length}`);
+    if (this.st === 'opening' && this.fromEnd) {
+      this.fromEnd = false;
+      this.feed.startAt(r.length);
+      this.admittedTo = r.length;
+    }
+    if (this.st === 'opening' && this.feed.position > r.length) {
+      throw new DgError('BAD_REQUEST', `from: ${this.feed.position} is beyond the log's length ${r.length} (from: 'end' starts at the end)`);
+    }
     this.handle = r.handle;
     this.sequencer.setLimits(this.limits());
     this.peerSet = new Set(r.peers);

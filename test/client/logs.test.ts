@@ -315,3 +315,24 @@ test('a member without the write right cannot append through the leader (WebRTC)
 test('a member without the write right cannot append through the leader (signal relay)', async () => {
   await readOnlyAppend(false);
 });
+
+test("from: 'end' delivers only what is written after the log opened; a number beyond the end is BAD_REQUEST", async () => {
+  const srv = await server();
+  const a = await makeClient(srv);
+  const b = await makeClient(srv);
+  const site = await sharedSite(a, [b]);
+  const la = a.client.openLog(site, 'tail-end');
+  await la.opened;
+  await la.append([enc('old1'), enc('old2'), enc('old3')]);
+  const lb = b.client.openLog(site, 'tail-end', { from: 'end', lead: false });
+  const rb = record(lb);
+  await lb.opened;
+  assert.deepEqual([lb.position, lb.length], [3, 3]);
+  await la.append([enc('new1')]);
+  await lb.append([enc('new2')]);
+  await waitFor('the new entries', () => rb.seen.length === 2);
+  assert.deepEqual(rb.seen.map((e) => [e.index, new TextDecoder().decode(e.payload)]), [[3, 'new1'], [4, 'new2']]);
+  const lc = b.client.openLog(site, 'tail-end-2', { from: 100 });
+  await assert.rejects(lc.opened, (e: unknown) => e instanceof DgError && e.code === 'BAD_REQUEST' && /'end'/.test(e.message));
+  for (const c of [a, b]) await c.client.close();
+});

@@ -134,3 +134,13 @@ test('the user’s sessions are listed with the current one marked, and one ende
   await assert.rejects(laptop.endSession(theirs.id), refused('NOT_FOUND'));
   assert.deepEqual((await laptop.sessions()).map((s) => s.current), [true]);
 });
+
+test('a closed client refuses every call with UNAVAILABLE, not only openLog', async () => {
+  const srv = await server();
+  const client = await DatagroveClient.create({ url: srv.url, storage: new MemoryKeyStorage() });
+  await client.signup('laptop');
+  await client.close();
+  for (const call of [() => client.me(), () => client.createSite('x'), () => client.sessions()]) {
+    await assert.rejects(call(), (e: unknown) => e instanceof DgError && e.code === 'UNAVAILABLE' && /closed/.test(e.message));
+  }
+});
