@@ -142,6 +142,7 @@ export class PeerHub {
         },
         (err: unknown) => {
           link.relayInFlight--;
+          if (this.gone(link, err)) return;
           if (!(err instanceof DgError && err.code === 'RATE_LIMITED')) {
             this.pumpRelay(link);
             return;
@@ -158,6 +159,17 @@ export class PeerHub {
         },
       );
     }
+  }
+
+  /**
+   * A link to one session (a `peer` address) whose handle is gone, as a signal to it just
+   * found (NOT_FOUND): it is dropped, so the links of sessions that came and went do not
+   * pile up while their device stays on the log.
+   */
+  private gone(link: PeerLink, err: unknown): boolean {
+    if (link.addr === link.device || !(err instanceof DgError && err.code === 'NOT_FOUND')) return false;
+    this.drop(link.addr, false);
+    return true;
   }
 
   private flushHeld(link: PeerLink): void {
@@ -226,11 +238,16 @@ export class PeerHub {
       this.receive(link, frame);
     }) as (ev: never) => void;
     dc.onclose = () => {
-      if (link.dc === dc) {
-        link.dc = null;
-        link.relay = true;
-        this.flushHeld(link);
+      if (link.dc !== dc) return;
+      // The channel of a session this side answered (a `peer` address) closes with that
+      // session, as a rule: the link goes, and a new one is made if it relays again.
+      if (!link.initiator && link.addr !== link.device) {
+        this.drop(link.addr, false);
+        return;
       }
+      link.dc = null;
+      link.relay = true;
+      this.flushHeld(link);
     };
   }
 
