@@ -171,3 +171,45 @@ test('two tabs of one origin refreshing at the same moment take turns through a 
   assert.deepEqual(inPage, { calls: 1, errors: [], same: true });
   await context.close();
 });
+
+test('three tabs of one origin (one device) share a log: one leads, the others append through it', async (t) => {
+  const skip = await chromiumSkip();
+  if (skip) return t.skip(skip);
+  const { origin, srv, browser } = await setup(t);
+  const context = await browser.newContext();
+  const tabs = [await context.newPage(), await context.newPage(), await context.newPage()];
+  for (const tab of tabs) await tab.goto(origin);
+  const runs = tabs.map(runner);
+  const open = `const [url, wsUrl, site] = args;
+     const sdk = await import('/sdk.js');
+     const client = await sdk.DatagroveClient.create({ url, storage: new sdk.IndexedDbKeyStorage('dg-tabs'), shardUrl: () => wsUrl });
+     if (!client.signedIn) await client.signup('tabs');
+     const s = site ?? (await client.createSite('shared')).site;
+     const log = client.openLog(s, 'notes', { channelTimeoutMs: 5000 });
+     const seen = [];
+     log.subscribe((es) => es.forEach((e) => seen.push(e.index + ':' + new TextDecoder().decode(e.payload))));
+     await log.opened;
+     window.dg = { client, log, seen };
+     return { site: s, role: log.role, device: client.device };`;
+  const first = await runs[0]!<{ site: string; role: string; device: string }>(open, [srv.url, srv.wsUrl, null]);
+  const others = [];
+  for (const run of runs.slice(1)) others.push(await run<{ site: string; role: string; device: string }>(open, [srv.url, srv.wsUrl, first.site]));
+  assert.deepEqual([first.role, ...others.map((o) => o.role)], ['leader', 'follower', 'follower']);
+  assert.ok(others.every((o) => o.device === first.device), 'the tabs share one device');
+
+  const append = `const [tab] = args;
+     const out = [];
+     await Promise.all(Array.from({ length: 5 }, async (_, i) => {
+       const [index] = await window.dg.log.append([new TextEncoder().encode('t' + tab + '-' + i)]);
+       out.push(index);
+     }));
+     return out;`;
+  const indexes = await Promise.all(runs.map((run, k) => run<number[]>(append, [k])));
+  assert.deepEqual(indexes.flat().sort((a, b) => a - b), Array.from({ length: 15 }, (_, i) => i), 'every append has its own index');
+  for (const tab of tabs) await tab.waitForFunction('window.dg.seen.length === 15');
+  const seen = await Promise.all(runs.map((run) => run<string[]>('return window.dg.seen;')));
+  assert.deepEqual(seen[1], seen[0]);
+  assert.deepEqual(seen[2], seen[0]);
+  assert.equal(new Set(seen[0]!.map((s) => s.split(':')[1])).size, 15, 'no entry twice');
+  await context.close();
+});
