@@ -350,7 +350,8 @@ export class TailConnection extends Emitter<TailConnectionEvents> {
     if (this.st === 'stopped') return;
     if (code === CLOSE.revoked) {
       this.opts.onRevoked?.(reason || 'revoked');
-      this.stop(new DgError('FORBIDDEN', `session revoked${reason ? `: ${reason}` : ''}`), null);
+      // The credential was revoked (device, sign-in): UNAUTHORIZED, as onAuthError hears it.
+      this.stop(new DgError('UNAUTHORIZED', `session revoked${reason ? `: ${reason}` : ''}`), null);
       return;
     }
     if (code === CLOSE.unauthorized) this.freshTokenNext = true;

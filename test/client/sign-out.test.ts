@@ -144,3 +144,32 @@ test('a closed client refuses every call with UNAVAILABLE, not only openLog', as
     await assert.rejects(call(), (e: unknown) => e instanceof DgError && e.code === 'UNAVAILABLE' && /closed/.test(e.message));
   }
 });
+
+test('a log whose session was ended elsewhere fails with UNAUTHORIZED, as onAuthError hears it', async () => {
+  const srv = await server();
+  const laptopStorage = new MemoryKeyStorage();
+  const laptop = await DatagroveClient.create({ url: srv.url, storage: laptopStorage, WebSocket: WebSocket as unknown as WebSocketConstructor, shardUrl: () => srv.wsUrl });
+  await laptop.signup('laptop');
+  const otherStorage = new MemoryKeyStorage();
+  await otherStorage.save(DEVICE_KEYS_NAME, (await laptopStorage.load(DEVICE_KEYS_NAME))!);
+  const authErrors: string[] = [];
+  const other = await DatagroveClient.create({
+    url: srv.url,
+    storage: otherStorage,
+    WebSocket: WebSocket as unknown as WebSocketConstructor,
+    shardUrl: () => srv.wsUrl,
+    onAuthError: (e) => void authErrors.push((e as DgError).code),
+  });
+  await other.login();
+  const { site } = await other.createSite('s');
+  const log = other.openLog(site, 'main');
+  const logErrors: string[] = [];
+  log.on('error', (e) => void logErrors.push(e.code));
+  await log.opened;
+  const theirs = (await laptop.sessions()).find((s) => !s.current)!;
+  await laptop.endSession(theirs.id);
+  await waitFor('the log failed', () => logErrors.length > 0 && authErrors.length > 0);
+  assert.deepEqual([logErrors[0], authErrors[0]], ['UNAUTHORIZED', 'UNAUTHORIZED']);
+  await laptop.close();
+  await other.close();
+});
