@@ -39,7 +39,8 @@ export function callbackUrl(ctx: AuthContext): string {
   return `${ctx.deps.publicUrl().replace(/\/$/, '')}/auth/v1/oidc/callback`;
 }
 
-export async function startLogin(ctx: AuthContext, b: OidcStartBody): Promise<OidcStartReply> {
+/** `proven` runs once the device proved its key (the route's per-device limit). */
+export async function startLogin(ctx: AuthContext, b: OidcStartBody, proven: () => Promise<void> = async () => {}): Promise<OidcStartReply> {
   const count = (outcome: string) => ctx.metrics.oidcLogins.inc({ step: 'start', outcome });
   const spec = ctx.providers.spec(b.provider);
   checkDeviceSignature(b, count);
@@ -56,6 +57,7 @@ export async function startLogin(ctx: AuthContext, b: OidcStartBody): Promise<Oi
   const redirect = b.redirect === undefined ? null : checkRedirect(b.redirect, ctx.deps.origins, ctx.deps.publicUrl());
   const config = await ctx.providers.configuration(spec);
   await consumeNonce(ctx, b, count);
+  await proven();
 
   const state = randomId(32);
   const verifier = client.randomPKCECodeVerifier();
@@ -195,7 +197,8 @@ export async function handleCallback(ctx: AuthContext, state: string | undefined
   return { state: login.state, redirect: login.redirect, outcome: result };
 }
 
-export async function completeLogin(ctx: AuthContext, b: OidcCompleteBody): Promise<OidcCompleteReply> {
+/** `proven` runs once the device that started the login proved its key, before the code is checked (the route's tries per login). */
+export async function completeLogin(ctx: AuthContext, b: OidcCompleteBody, proven: () => Promise<void> = async () => {}): Promise<OidcCompleteReply> {
   const count = (outcome: string) => ctx.metrics.oidcLogins.inc({ step: 'complete', outcome });
   const login = await ctx.store.getOidcLogin(b.state);
   if (login === null || login.expiresAt <= ctx.now()) {
@@ -206,6 +209,7 @@ export async function completeLogin(ctx: AuthContext, b: OidcCompleteBody): Prom
   checkDeviceSignature(proof, count);
   if (login.phase !== 'done') throw new DgError('CONFLICT', 'state: the sign-in at the provider has not finished yet');
   await consumeNonce(ctx, proof, count);
+  await proven();
   const pending = login.outcome;
   // A wrong code leaves the login in place for another try (the route limits tries per login).
   if (pending !== null && pending.ok && !('confirmation' in pending && confirmationMatches(b.code, pending.confirmation))) {

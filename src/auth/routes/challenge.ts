@@ -11,7 +11,9 @@ export function challengeRoute(app: FastifyInstance, ctx: AuthContext): void {
     {
       schema: { body: ChallengeBody },
       config: ipLimit(IP_LIMITS.challenge),
-      preHandler: keyLimit(app, 'challenge', KEY_LIMITS.challenge, (req) => (req.body as ChallengeBody).device),
+      // Per device and client address: device ids are public, and a count per device alone
+      // would let anyone spend a device's challenges and keep it from signing in.
+      preHandler: keyLimit(app, 'challenge', KEY_LIMITS.challenge, (req) => `${(req.body as ChallengeBody).device}|${req.ip}`),
     },
     async (req): Promise<ChallengeReply> => {
       const nonce = randomId(32);

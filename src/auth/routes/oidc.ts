@@ -30,14 +30,16 @@ function page(reply: FastifyReply, title: string, paragraphs: string[], code?: s
 }
 
 export function oidcRoutes(app: FastifyInstance, ctx: AuthContext): void {
+  // The per-device and per-login counts start once the device proved its key (a fresh nonce
+  // signed): device ids and states are not secrets, and requests anyone can make with a bad
+  // signature must not spend a device's sign-ins or a login's tries at its code.
+  const starts = keyLimit(app, 'oidc-start', KEY_LIMITS.oidcStart, (req) => (req.body as OidcStartBody).device);
+  const tries = keyLimit(app, 'oidc-complete', KEY_LIMITS.oidcComplete, (req) => (req.body as OidcCompleteBody).state);
+
   app.post<{ Body: OidcStartBody }>(
     '/oidc/start',
-    {
-      schema: { body: OidcStartBody },
-      config: ipLimit(IP_LIMITS.oidcStart),
-      preHandler: keyLimit(app, 'oidc-start', KEY_LIMITS.oidcStart, (req) => (req.body as OidcStartBody).device),
-    },
-    async (req): Promise<OidcStartReply> => startLogin(ctx, req.body),
+    { schema: { body: OidcStartBody }, config: ipLimit(IP_LIMITS.oidcStart) },
+    async (req): Promise<OidcStartReply> => startLogin(ctx, req.body, () => starts(req)),
   );
 
   app.get<{ Querystring: OidcCallbackQuery }>(
@@ -65,12 +67,8 @@ export function oidcRoutes(app: FastifyInstance, ctx: AuthContext): void {
 
   app.post<{ Body: OidcCompleteBody }>(
     '/oidc/complete',
-    {
-      schema: { body: OidcCompleteBody },
-      config: ipLimit(IP_LIMITS.oidcComplete),
-      // Tries per login bound the guessing of its confirmation code.
-      preHandler: keyLimit(app, 'oidc-complete', KEY_LIMITS.oidcComplete, (req) => (req.body as OidcCompleteBody).state),
-    },
-    async (req): Promise<OidcCompleteReply> => completeLogin(ctx, req.body),
+    { schema: { body: OidcCompleteBody }, config: ipLimit(IP_LIMITS.oidcComplete) },
+    // Tries per login bound the guessing of its confirmation code.
+    async (req): Promise<OidcCompleteReply> => completeLogin(ctx, req.body, () => tries(req)),
   );
 }

@@ -40,17 +40,20 @@ export function sessionRoutes(app: FastifyInstance, ctx: AuthContext): void {
     },
   );
 
+  // Counted once the device proved its key: device ids are public, and requests anyone can
+  // make with a bad signature must not spend the device's own logins.
+  const logins = keyLimit(app, 'login', KEY_LIMITS.login, (req) => (req.body as LoginBody).device);
   app.post<{ Body: LoginBody }>(
     '/login',
     {
       schema: { body: LoginBody },
       config: ipLimit(IP_LIMITS.login),
-      preHandler: keyLimit(app, 'login', KEY_LIMITS.login, (req) => (req.body as LoginBody).device),
     },
     async (req): Promise<SessionReply> => {
       const count = (outcome: string) => ctx.metrics.logins.inc({ outcome });
       const b = req.body;
       await proveDevice(ctx, b, count);
+      await logins(req);
       const device = await ctx.store.getDevice(b.device);
       if (device === null || device.revokedAt !== null) {
         count('unknown-device');
