@@ -40,7 +40,7 @@ export function callbackUrl(ctx: AuthContext): string {
 }
 
 /** `proven` runs once the device proved its key (the route's per-device limit). */
-export async function startLogin(ctx: AuthContext, b: OidcStartBody, proven: () => Promise<void> = async () => {}): Promise<OidcStartReply> {
+export async function startLogin(ctx: AuthContext, b: OidcStartBody, proven: () => Promise<void>): Promise<OidcStartReply> {
   const count = (outcome: string) => ctx.metrics.oidcLogins.inc({ step: 'start', outcome });
   const spec = ctx.providers.spec(b.provider);
   checkDeviceSignature(b, count);
@@ -198,7 +198,7 @@ export async function handleCallback(ctx: AuthContext, state: string | undefined
 }
 
 /** `proven` runs once the device that started the login proved its key, before the code is checked (the route's tries per login). */
-export async function completeLogin(ctx: AuthContext, b: OidcCompleteBody, proven: () => Promise<void> = async () => {}): Promise<OidcCompleteReply> {
+export async function completeLogin(ctx: AuthContext, b: OidcCompleteBody, proven: () => Promise<void>): Promise<OidcCompleteReply> {
   const count = (outcome: string) => ctx.metrics.oidcLogins.inc({ step: 'complete', outcome });
   const login = await ctx.store.getOidcLogin(b.state);
   if (login === null || login.expiresAt <= ctx.now()) {
