@@ -4,13 +4,12 @@
  * by the server; each session has a count and a byte
  * budget for signals, and a recipient with over `softBuffer` bytes queued gets none.
  */
-import type { SignalArgs } from '../protocol/tail-schemas.js';
+import { SIGNAL_PEER_PATTERN, type SignalArgs } from '../protocol/tail-schemas.js';
 import type { TailContext } from './context.js';
 import type { Handle } from './live-log.js';
 import type { Session } from './session.js';
 
-/** Device ids are 43 characters; a `peer` address (13) is shorter. */
-const DEVICE_ID_LENGTH = 43;
+const PEER_RE = new RegExp(SIGNAL_PEER_PATTERN);
 
 /**
  * The handle `to` designates on the sender's log: the leader; the handle whose `peer` it is
@@ -20,7 +19,7 @@ const DEVICE_ID_LENGTH = 43;
 function recipient(sender: Handle, to: string): Handle | null {
   const log = sender.log;
   if (to === 'leader') return log.leader !== null && log.leader !== sender ? log.leader : null;
-  if (to.length < DEVICE_ID_LENGTH) {
+  if (PEER_RE.test(to)) {
     for (const h of log.handles) if (h.peer === to && h !== sender) return h;
     return null;
   }

@@ -14,6 +14,7 @@
  * until the recipient deletes some (or they expire).
  */
 import type { FastifyInstance } from 'fastify';
+import { b64urlDecode } from '../../protocol/b64.js';
 import { EnvelopeBody, EnvelopeParams, MAX_ENVELOPE_BYTES, type EnvelopeReply, type EnvelopesReply } from '../../protocol/auth-schemas.js';
 import { SUBJECTS, type UserEvent } from '../../protocol/bus-messages.js';
 import { DgError } from '../../protocol/errors.js';
@@ -36,11 +37,9 @@ export const ENVELOPE_TTL_MS = 30 * 24 * 3600_000;
 export const LIST_MAX_ENVELOPES = 64;
 export const LIST_MAX_BYTES = 4 * 1024 * 1024;
 
-const BASE64URL = /^[A-Za-z0-9_-]+$/;
-
 /** The size of `data`: the bytes it encodes when it is base64url, else its UTF-8 bytes. */
 function envelopeBytes(data: string): number {
-  return BASE64URL.test(data) && data.length % 4 !== 1 ? Buffer.byteLength(data, 'base64url') : Buffer.byteLength(data, 'utf8');
+  return b64urlDecode(data)?.length ?? Buffer.byteLength(data, 'utf8');
 }
 
 export function envelopeRoutes(app: FastifyInstance, ctx: AuthContext): void {
