@@ -21,6 +21,7 @@ const MAX_AUTHORIZATION = 4096;
 export function checkAccessToken(ctx: AuthContext, token: string): Principal | null {
   const r = verifyToken<AccessClaims>(ctx.deps.ring, token, 'access', Math.floor(ctx.now() / 1000));
   if (!r.ok) {
+    if (r.reason === 'unknown-kid') ctx.unknownKey();
     ctx.metrics.tokenChecks.inc({ outcome: r.reason });
     return null;
   }

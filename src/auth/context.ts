@@ -6,6 +6,7 @@ import type { KeyObject } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { Bus } from '../bus/bus.js';
+import { unknownKeyWarner } from '../protocol/key-ring-warning.js';
 import type { KeyRing } from '../protocol/token.js';
 import type { Shard } from '../protocol/shards.js';
 import { createAuthMetrics, type AuthMetrics } from './metrics.js';
@@ -55,6 +56,8 @@ export interface AuthContext {
   providers: OidcProviders;
   /** Keeps notify's copy of each profile's subscriptions and push endpoints current. */
   notify: NotifySync;
+  /** Notes a token refused for a key this process lacks (logged at most once a minute). */
+  unknownKey: () => void;
   now(): number;
 }
 
@@ -67,6 +70,7 @@ export function createContext(deps: AuthDeps): AuthContext {
     revocations: new RevocationSet(Math.max(REVOCATION_WINDOW_MS, (deps.accessTtlSec + 60) * 1000)),
     providers: new OidcProviders(deps.oidc, deps.log),
     notify: new NotifySync({ bus: deps.bus, store: deps.store, log: deps.log, count: (outcome) => metrics.notifySync.inc({ outcome }) }),
+    unknownKey: unknownKeyWarner(deps.log),
     now: () => Date.now(),
   };
 }

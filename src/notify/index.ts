@@ -23,7 +23,7 @@ import { handleUpdate, type UpdateReply } from './updates.js';
 import { loadVapidKeys, type VapidKeys } from './vapid.js';
 
 export { openSqliteNotifyStore } from './store-sqlite.js';
-export { VAPID_FILE } from './vapid.js';
+export { VAPID_FILE, loadVapidKeys } from './vapid.js';
 export { openPgNotifyStore, type PgNotifyStoreOptions } from './store-pg.js';
 export type { NotifyStore } from './store.js';
 

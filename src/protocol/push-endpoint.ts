@@ -41,6 +41,12 @@ function parseEntry(raw: string): HostEntry | null {
   return { wildcard, name, port };
 }
 
+/** Whether `raw` is a well-formed allowlist entry (for configuration checks). */
+export function isPushHostEntry(raw: string): boolean {
+  const e = parseEntry(raw);
+  return e !== null && /^(\[[0-9a-f:.]+\]|[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*)$/.test(e.name) && Number(e.port || '443') <= 65535;
+}
+
 function matches(entry: HostEntry, hostname: string, port: string): boolean {
   if (entry.port !== port) return false;
   if (!entry.wildcard) return hostname === entry.name;

@@ -17,7 +17,7 @@ import { InProcessBus } from '../bus/inproc.js';
 import { NatsBus } from '../bus/nats.js';
 import { createAuth, openPgAuthStore, openSqliteAuthStore, type AuthService } from '../auth/index.js';
 import { createTail, openPgLogStore, openSqliteLogStore, type TailService } from '../tail/index.js';
-import { createNotify, openPgNotifyStore, openSqliteNotifyStore, type NotifyService } from '../notify/index.js';
+import { createNotify, VAPID_FILE, openPgNotifyStore, openSqliteNotifyStore, type NotifyService } from '../notify/index.js';
 import { createDevIdp, DEV_PROVIDER_ID } from '../devidp/index.js';
 import { DgError, type ErrorCode } from '../protocol/errors.js';
 import { MAX_JSON_DEPTH, nestsDeeperThan } from '../protocol/json-depth.js';
@@ -26,7 +26,8 @@ import type { Config, HttpTimeouts } from './config.js';
 import { createMetrics } from './metrics.js';
 import { clientErrorHandler, frameworkErrorHandler, installErrorHandlers, sendError } from './http-errors.js';
 import { refuseBackupDir } from './backup.js';
-import { ensureDataDir, loadSecrets, type Secrets } from './secrets.js';
+import { demoRoutes } from './demo/routes.js';
+import { createPrivateFiles, ensureDataDir, loadSecrets, type Secrets } from './secrets.js';
 import { defaultNodeId, ShardRegistry, type ShardMap } from './shard-registry.js';
 
 export const BODY_LIMIT = 64 * 1024;
@@ -51,6 +52,12 @@ function urlHost(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
 }
 
+/** A request URL without its query string (`?…` says one was there). */
+export function pathOnly(url: string): string {
+  const q = url.indexOf('?');
+  return q < 0 ? url : `${url.slice(0, q)}?…`;
+}
+
 function wsUrl(publicUrl: string): string {
   return `${publicUrl.replace(/^http/, 'ws').replace(/\/$/, '')}/tail`;
 }
@@ -61,7 +68,10 @@ const HTTP_TIMEOUTS: HttpTimeouts = { headersMs: 20_000, requestMs: 30_000, chec
 export async function buildServer(config: Config): Promise<DatagroveServer> {
   refuseBackupDir(config.dataDir);
   ensureDataDir(config.dataDir);
-  const secrets = loadSecrets(config.dataDir);
+  if (config.db === 'sqlite') createPrivateFiles(config.dataDir, config.roles.map((r) => `${r}.db`));
+  // A cluster's processes share key files; one that made its own would refuse every token.
+  const cluster = config.bus !== 'inproc';
+  const secrets = loadSecrets(config.dataDir, { create: !cluster, alsoRequire: config.roles.includes('notify') ? [VAPID_FILE] : [] });
   const metrics = createMetrics();
   const upgradeHandlers: ((req: IncomingMessage, socket: Duplex, head: Buffer) => boolean)[] = [];
 
@@ -75,6 +85,17 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
     logger: {
       level: config.logLevel,
       redact: { paths: ['req.headers.authorization', 'body.refresh', 'body.token', 'body.sig'], censor: '[redacted]' },
+      // Query strings carry credentials and personal data (an OIDC callback's code and state,
+      // an email looked up): request lines are logged with the path only.
+      serializers: {
+        req: (req: { method?: string; url?: string; hostname?: string; ip?: string; socket?: { remotePort?: number } }) => ({
+          method: req.method,
+          url: pathOnly(req.url ?? ''),
+          hostname: req.hostname,
+          remoteAddress: req.ip,
+          remotePort: req.socket?.remotePort,
+        }),
+      },
     },
     serverFactory: (handler) => {
       const t = { ...HTTP_TIMEOUTS, ...config.httpTimeouts };
@@ -242,6 +263,7 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
     closers.push(() => n.close());
   }
 
+  if (config.demo && auth !== null && tail !== null) await app.register(demoRoutes({ tailUrls: () => shardMap().shards.map((s) => s.url) }));
   app.get('/health', async () => ({ ok: true }));
   app.get('/ready', async (_req, reply) => {
     const ok = bus.healthy() && (membership?.settled() ?? true) && (auth?.ready() ?? true) && (tail?.ready() ?? true) && (notify?.ready() ?? true);
@@ -254,7 +276,7 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
   });
 
   let closed = false;
-  return {
+  const server: DatagroveServer = {
     config,
     app,
     bus,
@@ -267,7 +289,16 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
       const addr = app.server.address();
       const port = typeof addr === 'object' && addr !== null ? addr.port : config.port;
       if (config.publicUrl === '' && config.port === 0) boundUrl = `http://${urlHost(config.host)}:${port}`;
-      // Join the shard map only once the tail URL is known and connections are accepted.
+      // Join the shard map only once the tail URL is known and connections are accepted,
+      // and never under a node id another live process announces.
+      if (membership !== null && config.roles.includes('tail')) {
+        await membership.settle();
+        const twin = membership.twin();
+        if (twin !== null) {
+          await server.close();
+          throw new DgError('BAD_REQUEST', `node id ${nodeId} is announced by another live process (${twin}): give each tail node its own --node-id`);
+        }
+      }
       membership?.announce();
       return port;
     },
@@ -290,4 +321,5 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
       await bus.close();
     },
   };
+  return server;
 }

@@ -1,20 +1,72 @@
 #!/usr/bin/env node
 /**
- * The `datagrove` command: `serve`, `backup`, `restore`, `lift-epochs`, `keys rotate`,
- * `keys revoke-attestation`, `--help`.
+ * The `datagrove` command: `serve`, `backup`, `restore`, `lift-epochs`, `keys init`,
+ * `keys rotate`, `keys revoke-attestation`, `--help`.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { DgError } from '../protocol/errors.js';
+import { loadVapidKeys, VAPID_FILE } from '../notify/index.js';
 import { openPgLogStore, openSqliteLogStore } from '../tail/index.js';
 import { buildServer } from './app.js';
 import { backupDataDir, restoreDataDir, TAIL_DB } from './backup.js';
 import { helpText, loadConfig } from './config.js';
-import { revokeAttestationKey, rotateSecrets } from './secrets.js';
+import { ATTESTATION_FILE, HMAC_FILE, initKeyFiles, revokeAttestationKey, rotateSecrets } from './secrets.js';
 
-function dataDirFrom(args: string[]): string {
-  const i = args.indexOf('--data');
-  return (i >= 0 ? args[i + 1] : undefined) ?? process.env.DATAGROVE_DATA ?? './data';
+/**
+ * The arguments of a `keys` command: `--data DIR` (or `--data=DIR`, else DATAGROVE_DATA,
+ * else ./data) and exactly `positional` other words; anything else is refused.
+ */
+function keysArgs(args: readonly string[], positional: number, usage: string): { dataDir: string; words: string[] } {
+  let dataDir: string | undefined;
+  const words: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] ?? '';
+    if (a === '--data' || a.startsWith('--data=')) {
+      const v = a === '--data' ? args[++i] : a.slice('--data='.length);
+      if (v === undefined || v === '' || v.startsWith('--')) throw new DgError('BAD_REQUEST', `--data needs a directory (usage: ${usage})`);
+      dataDir = v;
+    } else if (a.startsWith('-')) {
+      throw new DgError('BAD_REQUEST', `unknown option '${a}' (usage: ${usage})`);
+    } else {
+      words.push(a);
+    }
+  }
+  if (words.length !== positional) throw new DgError('BAD_REQUEST', `usage: ${usage}`);
+  return { dataDir: dataDir ?? (process.env.DATAGROVE_DATA || './data'), words };
+}
+
+function keys(args: string[]): void {
+  const [sub, ...rest] = args;
+  if (sub === 'init') {
+    const { dataDir } = keysArgs(rest, 0, 'datagrove keys init [--data DIR]');
+    const made = initKeyFiles(dataDir, { file: VAPID_FILE, make: (dir) => void loadVapidKeys(dir) });
+    const all = [HMAC_FILE, ATTESTATION_FILE, VAPID_FILE];
+    const kept = all.filter((f) => !made.includes(f));
+    process.stdout.write(
+      `${made.length > 0 ? `made ${made.join(', ')}` : 'made nothing'}${kept.length > 0 ? `; kept ${kept.join(', ')}` : ''} in ${dataDir}. ` +
+        "In a cluster, copy these files into every process's data directory.\n",
+    );
+    return;
+  }
+  if (sub === 'rotate') {
+    const { dataDir } = keysArgs(rest, 0, 'datagrove keys rotate [--data DIR]');
+    const r = rotateSecrets(dataDir);
+    const dropped = r.droppedHmacKids.length > 0 ? ` HMAC keys replaced over a day ago were dropped: ${r.droppedHmacKids.join(', ')}.` : '';
+    process.stdout.write(
+      `new HMAC key ${r.hmacKid}; new attestation key ${r.attestationKid} in ${dataDir} (old ones still verify).${dropped} ` +
+        'Restart servers to use them; in a cluster, copy the files to every process and restart the tail and notify processes before the auth ones.\n',
+    );
+    return;
+  }
+  if (sub === 'revoke-attestation') {
+    const { dataDir, words } = keysArgs(rest, 1, 'datagrove keys revoke-attestation KID [--data DIR]');
+    const kid = words[0] ?? '';
+    if (!revokeAttestationKey(dataDir, kid)) throw new DgError('NOT_FOUND', `no attestation key ${kid} in ${dataDir}`);
+    process.stdout.write(`attestation key ${kid} marked revoked. Restart servers to publish it.\n`);
+    return;
+  }
+  throw new DgError('BAD_REQUEST', `unknown command 'keys ${args.join(' ')}' (see datagrove --help)`);
 }
 
 async function serve(args: string[]): Promise<void> {
@@ -100,16 +152,7 @@ async function main(argv: string[]): Promise<void> {
   if (cmd === 'backup') return backup(rest);
   if (cmd === 'restore') return restore(rest);
   if (cmd === 'lift-epochs') return liftEpochs(rest);
-  if (cmd === 'keys' && rest[0] === 'rotate') {
-    const r = rotateSecrets(dataDirFrom(rest));
-    process.stdout.write(`new HMAC key ${r.hmacKid}; new attestation key ${r.attestationKid} (old ones retired, still verifiable). Restart servers to use them.\n`);
-    return;
-  }
-  if (cmd === 'keys' && rest[0] === 'revoke-attestation' && rest[1] !== undefined) {
-    if (!revokeAttestationKey(dataDirFrom(rest), rest[1])) throw new DgError('NOT_FOUND', `no attestation key ${rest[1]}`);
-    process.stdout.write(`attestation key ${rest[1]} marked revoked. Restart servers to publish it.\n`);
-    return;
-  }
+  if (cmd === 'keys') return keys(rest);
   throw new DgError('BAD_REQUEST', `unknown command '${argv.join(' ')}' (see datagrove --help)`);
 }
 

@@ -7,6 +7,7 @@ import { isIP } from 'node:net';
 import { parseOidcProviders, type OidcProviderConfig } from '../auth/oidc/config.js';
 import { DgError } from '../protocol/errors.js';
 import type { TailLimits } from '../tail/index.js';
+import { isPushHostEntry } from '../protocol/push-endpoint.js';
 import { MAX_NODE_TTL_MS, MIN_NODE_TTL_MS, NODE_ID_RE } from './shard-registry.js';
 
 export type Role = 'auth' | 'tail' | 'notify';
@@ -46,6 +47,8 @@ export interface Config {
   pushIntervalMs: number;
   vapidSubject: string;
   devIdp: boolean;
+  /** Serve the demo web app at `/` (only where auth and tail both run). */
+  demo: boolean;
   /** OpenID Connect providers for login (JSON array of {id, issuer, clientId, clientSecret, scopes?, prompt?}). */
   oidc: OidcProviderConfig[];
   logLevel: string;
@@ -118,6 +121,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'pushIntervalMs', flag: '--push-interval-ms', env: 'DATAGROVE_PUSH_INTERVAL_MS', kind: 'int', help: 'at most one push per (device, site) per interval (default 10000)' },
   { key: 'vapidSubject', flag: '--vapid-subject', env: 'DATAGROVE_VAPID_SUBJECT', kind: 'string', help: 'VAPID subject, a mailto: or https: URL (default mailto:admin@localhost)' },
   { key: 'devIdp', flag: '--dev-idp', env: 'DATAGROVE_DEV_IDP', kind: 'bool', help: 'mount a development OpenID Connect provider (refused with NODE_ENV=production)' },
+  { key: 'demo', flag: '--demo', env: 'DATAGROVE_DEMO', kind: 'bool', help: 'serve the demo web app at / where auth and tail both run (default on; --demo=false or DATAGROVE_DEMO=0 turns it off)' },
   { key: 'oidc', flag: '--oidc', env: 'DATAGROVE_OIDC', kind: 'oidc', help: 'OpenID Connect providers: JSON array of {id, issuer, clientId, clientSecret, scopes?} (default: none)' },
   { key: 'trustProxy', flag: '--trust-proxy', env: 'DATAGROVE_TRUST_PROXY', kind: 'list', help: 'comma-separated addresses or CIDR ranges (or loopback, linklocal, uniquelocal) of reverse proxies whose X-Forwarded-For names the client (default: none)' },
   { key: 'logLevel', flag: '--log-level', env: 'DATAGROVE_LOG_LEVEL', kind: 'string', help: 'fatal, error, warn, info (default), debug, trace or silent' },
@@ -146,6 +150,7 @@ export function defaultConfig(): Config {
     pushIntervalMs: 10000,
     vapidSubject: 'mailto:admin@localhost',
     devIdp: false,
+    demo: true,
     oidc: [],
     logLevel: 'info',
     trustProxy: [],
@@ -161,6 +166,7 @@ function parseValue(spec: OptionSpec, raw: string): Config[keyof Config] {
     case 'list':
       return raw.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
     case 'bool':
+      if (!/^(|1|true|yes|0|false|no)$/.test(raw)) throw new DgError('BAD_REQUEST', `${spec.flag} (${spec.env}) must be true, false, yes, no, 1 or 0, got '${raw}'`);
       return raw === '' || raw === '1' || raw === 'true' || raw === 'yes';
     case 'roles': {
       const roles = raw.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
@@ -206,6 +212,11 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   if (c.port > 65535) throw new DgError('BAD_REQUEST', '--port must be at most 65535');
   if (c.db !== 'sqlite' && !/^postgres(ql)?:\/\//.test(c.db)) throw new DgError('BAD_REQUEST', "--db must be 'sqlite' or a postgres:// URL");
   if (c.bus !== 'inproc' && !/^nats:\/\//.test(c.bus)) throw new DgError('BAD_REQUEST', "--bus must be 'inproc' or a nats:// URL");
+  if (c.bus !== 'inproc' && c.db === 'sqlite') {
+    // A SQLite file is one process's: a tail node with its own would acknowledge writes that
+    // the node serving the site next never sees, and no store would fence their leaders.
+    throw new DgError('BAD_REQUEST', '--bus nats:// needs --db postgres://: the processes of a cluster share one PostgreSQL store, which fences every append');
+  }
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(c.dbSchema)) throw new DgError('BAD_REQUEST', '--db-schema must be a lower-case SQL identifier');
   if (c.nodeId !== '' && !NODE_ID_RE.test(c.nodeId)) throw new DgError('BAD_REQUEST', '--node-id must be 1 to 128 of A-Z a-z 0-9 . _ : -');
   if (c.tailUrl !== '' && !/^wss?:\/\/[^\s]+$/.test(c.tailUrl)) throw new DgError('BAD_REQUEST', '--tail-url must be a ws:// or wss:// URL');
@@ -214,8 +225,49 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   if (c.maxPendingPerAddress < 1) throw new DgError('BAD_REQUEST', '--max-pending-per-address must be at least 1');
   if (c.commitDelayMs > 50) throw new DgError('BAD_REQUEST', '--commit-delay-ms must be between 0 and 50');
   for (const p of c.trustProxy) checkProxy(p);
+  if (c.publicUrl !== '') checkPublicUrl(c.publicUrl);
+  for (const o of c.origins) checkOrigin(o);
+  for (const h of c.pushHosts) {
+    if (!isPushHostEntry(h)) throw new DgError('BAD_REQUEST', `--push-hosts: '${h}' is not a host, host:port, *.domain or *.domain:port`);
+  }
+  if (c.leaseGraceMs > MAX_LEASE_GRACE_MS) throw new DgError('BAD_REQUEST', `--lease-grace-ms must be at most ${MAX_LEASE_GRACE_MS}`);
+  if (c.pushIntervalMs > MAX_PUSH_INTERVAL_MS) throw new DgError('BAD_REQUEST', `--push-interval-ms must be at most ${MAX_PUSH_INTERVAL_MS}`);
+  if (!LOG_LEVELS.includes(c.logLevel)) throw new DgError('BAD_REQUEST', `--log-level must be one of ${LOG_LEVELS.join(', ')}`);
   if (!/^(mailto:|https:)/.test(c.vapidSubject)) throw new DgError('BAD_REQUEST', '--vapid-subject must be a mailto: or https: URL');
   return c;
+}
+
+/** Longest lease grace: a departed leader's device holding a log for more than 10 minutes helps nobody. */
+export const MAX_LEASE_GRACE_MS = 600_000;
+/** Longest push interval: one day. */
+export const MAX_PUSH_INTERVAL_MS = 86_400_000;
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** --public-url: an http(s) URL without credentials, query or fragment (a path prefix is allowed). */
+function checkPublicUrl(raw: string): void {
+  let url: URL | null = null;
+  try {
+    url = new URL(raw);
+  } catch {
+    url = null;
+  }
+  if (url === null || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '' || /\s/.test(raw)) {
+    throw new DgError('BAD_REQUEST', `--public-url must be an http:// or https:// URL without credentials, query or fragment, got '${raw}'`);
+  }
+}
+
+/** One --origins item: '*' or an origin as browsers send it (scheme://host[:port], nothing after). */
+function checkOrigin(o: string): void {
+  if (o === '*') return;
+  let origin: string | null = null;
+  try {
+    origin = new URL(o).origin;
+  } catch {
+    origin = null;
+  }
+  if (origin === null || origin === 'null' || origin !== o) {
+    throw new DgError('BAD_REQUEST', `--origins: '${o}' is not an origin (scheme://host or scheme://host:port, lower-case, no path or trailing slash) or *`);
+  }
 }
 
 const PROXY_PRESETS = new Set(['loopback', 'linklocal', 'uniquelocal']);
@@ -241,6 +293,7 @@ export function helpText(): string {
     '  datagrove backup --to DIR [--data DIR] [--no-keys]  copy the databases (and key files) while the server runs (SQLite)',
     '  datagrove restore --from DIR [--data DIR]     put a backup into an empty data directory, ready to serve',
     '  datagrove lift-epochs [--data DIR | --db URL]  after restoring a store any other way: run once, before serving',
+    '  datagrove keys init [--data DIR]              make the key files a data directory lacks (a cluster copies them to every process)',
     '  datagrove keys rotate [--data DIR]            add a new HMAC key and attestation key; old ones keep verifying',
     '  datagrove keys revoke-attestation KID [--data DIR]  mark a compromised attestation key revoked',
     '  datagrove --help               this text',

@@ -117,6 +117,8 @@ export class ShardRegistry {
   #warnedTwin = false;
   #startedAt: number | null = null;
   #lastProbeAnswer = 0;
+  /** The URL of another live process heard announcing this process's node id before it announced. */
+  #twinUrl: string | null = null;
 
   constructor(opts: ShardRegistryOptions) {
     this.#opts = opts;
@@ -153,6 +155,20 @@ export class ShardRegistry {
     if (this.#startedAt === null) return false;
     const settleMs = this.#opts.settleMs ?? Math.min(1000, Math.floor(this.#opts.ttlMs / 3));
     return this.#now() - this.#startedAt >= settleMs;
+  }
+
+  /** Resolves once `settled()` (the probe's answers have had time to arrive). */
+  async settle(): Promise<void> {
+    while (this.#startedAt !== null && !this.settled()) await new Promise((r) => setTimeout(r, 20));
+  }
+
+  /**
+   * The URL of another live process that announces this process's node id, heard before
+   * this one announced (after `settle()`, every live node has answered the probe); null
+   * when none did. Two processes with one id would each get half of its sites' traffic.
+   */
+  twin(): string | null {
+    return this.#twinUrl;
   }
 
   /** Starts heartbeats of this process's node (call once it accepts connections). */
@@ -240,6 +256,11 @@ export class ShardRegistry {
         this.#lastProbeAnswer = now;
         this.#heartbeat();
       }
+      return;
+    }
+    if (self !== null && m.id === self.id && !this.#announcing && !('leaving' in m)) {
+      // Before this process announces, a heartbeat with its id is another live process's.
+      this.#twinUrl ??= m.url;
       return;
     }
     if (self !== null && m.id === self.id) {

@@ -25,6 +25,7 @@ function refuse(session: Session, id: number, message: string): void {
 
 export function handleConnect(ctx: TailContext, session: Session, id: number, args: ConnectArgs): void {
   const v = verifyToken<AccessClaims>(ctx.deps.ring, args.token, 'access');
+  if (!v.ok && v.reason === 'unknown-kid') ctx.unknownKey();
   const claims = v.ok ? v.claims : null;
   if (
     claims === null ||

@@ -23,4 +23,6 @@ export interface TailContext {
   notify: NotifyPublisher;
   sessions: SessionRegistry;
   revoked: RevokedSet;
+  /** Notes a token refused for a key this process lacks (logged at most once a minute). */
+  unknownKey: () => void;
 }

@@ -16,7 +16,10 @@ import type { Session } from './session.js';
  */
 function leaseTokenAccess(ctx: TailContext, session: Session, args: LeaseArgs, token: string): AccessGrant | null {
   const v = verifyToken<LeaseClaims>(ctx.deps.ring, token, 'lease');
-  if (!v.ok) throw new DgError('UNAUTHORIZED', `lease token ${v.reason}`);
+  if (!v.ok) {
+    if (v.reason === 'unknown-kid') ctx.unknownKey();
+    throw new DgError('UNAUTHORIZED', `lease token ${v.reason}`);
+  }
   const c = v.claims;
   const auth = session.auth;
   if (auth === null || c.dev !== auth.device || c.sub !== auth.user || c.site !== args.site || c.log !== args.log || !Array.isArray(c.rights)) {

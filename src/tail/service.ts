@@ -17,6 +17,7 @@ import { onFrame } from './dispatch.js';
 import { Fanout } from './fanout.js';
 import { GroupCommitter } from './group-commit.js';
 import { LogRegistry } from './leaders.js';
+import { unknownKeyWarner } from '../protocol/key-ring-warning.js';
 import { resolveLimits } from './limits.js';
 import { createTailMetrics } from './metrics.js';
 import { NotifyPublisher } from './notify-publish.js';
@@ -78,6 +79,7 @@ export function createTail(deps: TailDeps): TailService {
     notify: new NotifyPublisher(deps.bus, limits.notifyIntervalMs, log),
     sessions: new SessionRegistry(presence),
     revoked: new RevokedSet(limits.revokedKeepMs),
+    unknownKey: unknownKeyWarner(log),
   } as TailContext;
   ctx.logs = new LogRegistry(ctx);
   metrics.countLiveLogs(() => ctx.logs.size);

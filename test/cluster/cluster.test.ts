@@ -14,7 +14,8 @@ import { after, describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { DatagroveClient, type WebSocketConstructor } from '../../src/client/index.js';
 import { pickShard, type Shard } from '../../src/protocol/shards.js';
-import { loadSecrets } from '../../src/server/secrets.js';
+import { loadVapidKeys, VAPID_FILE } from '../../src/notify/index.js';
+import { initKeyFiles, loadSecrets } from '../../src/server/secrets.js';
 import { createSite, get, post, signupDevice } from '../helpers/auth-client.js';
 import { NATS_URL, PG_URL, natsSkip, pgSkip, dropPgSchemas } from '../helpers/services.js';
 import { tempDir } from '../helpers/server.js';
@@ -54,7 +55,8 @@ interface Node {
 /** The key files every process of the cluster shares, as an operator would copy them. */
 function dataDirWithKeys(keys: string): string {
   const dir = tempDir('dg-cluster-');
-  for (const f of ['hmac-keys.json', 'attestation-keys.json']) copyFileSync(join(keys, f), join(dir, f));
+  initKeyFiles(keys, { file: VAPID_FILE, make: (d) => void loadVapidKeys(d) });
+  for (const f of ['hmac-keys.json', 'attestation-keys.json', VAPID_FILE]) copyFileSync(join(keys, f), join(dir, f));
   return dir;
 }
 
@@ -327,6 +329,33 @@ describe('cluster: split roles over NATS and PostgreSQL', { skip }, () => {
     await waitHttp(auth2.child, `${auth2.http}/ready`);
     assert.deepEqual((await shards(auth2.http)).shards.map((x) => x.id).sort(), [a.id, c.id].sort());
     for (const n of [c, a, auth2, auth]) assert.deepEqual(await n.child.stop('SIGTERM'), { code: 0, signal: null }, n.child.output());
+  });
+
+  it('refuses a second process with a live node id, and says so when a node holds another key ring', { timeout: 180_000 }, async () => {
+    const keys = tempDir('dg-cluster-keys-');
+    const auth = await startNode(keys, 'auth', `auth-${run}-d`);
+    await waitHttp(auth.child, `${auth.http}/ready`);
+    const a = await startNode(keys, 'tail', `tail-${run}-d`);
+    await waitHttp(a.child, `${a.http}/ready`);
+    await until('auth to list the tail node', async () => ((await shards(auth.http)).shards.some((x) => x.id === a.id) ? true : undefined));
+    // Same id, another process: it hears the live node before it announces, and exits.
+    const twin = await startNode(keys, 'tail', a.id);
+    const exit = await twin.child.exited;
+    assert.equal(exit.code, 2, twin.child.output());
+    assert.match(twin.child.output(), new RegExp(`node id ${a.id} is announced by another live process \\(${a.ws}\\): give each tail node its own --node-id`));
+    assert.deepEqual((await shards(auth.http)).shards, [{ id: a.id, url: a.ws }], 'the live node keeps its place');
+
+    // A tail node with key files of its own: every token auth signs is refused, and its log says why.
+    const stray = await startNode(tempDir('dg-cluster-keys-'), 'tail', `tail-${run}-k`);
+    await waitHttp(stray.child, `${stray.http}/ready`);
+    const dev = await signupDevice(auth.http, { name: 'someone' });
+    const refused = await TailClient.connect(stray.ws, dev.access).then(
+      () => 'connected',
+      (err: unknown) => String(err),
+    );
+    assert.match(refused, /unknown-kid|4401|UNAUTHORIZED/);
+    await until('the warning in the stray node\'s log', async () => (/tokens signed with a key this process's hmac-keys\.json lacks were refused/.test(stray.child.output()) ? true : undefined));
+    for (const n of [stray, a, auth]) assert.deepEqual(await n.child.stop('SIGTERM'), { code: 0, signal: null }, n.child.output());
   });
 });
 

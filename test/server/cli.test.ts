@@ -47,7 +47,7 @@ describe('datagrove CLI', () => {
   it('--help lists every option with its flag and environment variable', async () => {
     const r = await runCli(['--help']);
     assert.equal(r.code, 0, r.output);
-    for (const cmd of ['serve', 'backup', 'restore', 'lift-epochs', 'keys rotate', 'keys revoke-attestation']) assert.ok(r.output.includes(cmd), `help lacks '${cmd}'`);
+    for (const cmd of ['serve', 'backup', 'restore', 'lift-epochs', 'keys init', 'keys rotate', 'keys revoke-attestation']) assert.ok(r.output.includes(cmd), `help lacks '${cmd}'`);
     for (const o of OPTIONS) {
       const line = r.output.split('\n').find((l) => l.trimStart().startsWith(`${o.flag} `) || l.trim() === o.flag);
       assert.ok(line !== undefined, `help lacks ${o.flag}`);
@@ -81,7 +81,11 @@ describe('datagrove CLI', () => {
       assert.equal(statSync(join(dataDir, f)).mode & 0o777, 0o600, `${f} mode`);
     }
     const files = readdirSync(dataDir);
-    for (const f of ['auth.db', 'tail.db', 'notify.db']) assert.ok(files.includes(f), `${f} in ${files.join(', ')}`);
+    for (const f of ['auth.db', 'tail.db', 'notify.db']) {
+      assert.ok(files.includes(f), `${f} in ${files.join(', ')}`);
+      // SQLite gives its -wal and -shm files the database file's mode.
+      for (const g of [f, `${f}-wal`]) if (files.includes(g)) assert.equal(statSync(join(dataDir, g)).mode & 0o777, 0o600, `${g} mode`);
+    }
     const ms = await terminate(child);
     assert.ok(ms < 10_000, `took ${ms} ms to exit`);
     await assert.rejects(fetch(`${url}/health`), 'the port is closed after exit');
@@ -134,6 +138,54 @@ function distIsStale(): boolean {
     });
   return newer(join(ROOT, 'src'));
 }
+
+describe('datagrove keys', () => {
+  it('keys init makes the key files a cluster copies, and keeps existing ones', async () => {
+    const dataDir = join(tempDir(), 'keys');
+    const r = await runCli(['keys', 'init', `--data=${dataDir}`]);
+    assert.equal(r.code, 0, r.output);
+    assert.match(r.output, /made hmac-keys\.json, attestation-keys\.json, vapid-keys\.json in /);
+    for (const f of ['hmac-keys.json', 'attestation-keys.json', 'vapid-keys.json']) assert.equal(statSync(join(dataDir, f)).mode & 0o777, 0o600, f);
+    const ring = readFileSync(join(dataDir, 'hmac-keys.json'), 'utf8');
+    const again = await runCli(['keys', 'init', '--data', dataDir]);
+    assert.equal(again.code, 0, again.output);
+    assert.match(again.output, /made nothing; kept /);
+    assert.equal(readFileSync(join(dataDir, 'hmac-keys.json'), 'utf8'), ring);
+  });
+
+  it('keys commands take --data DIR or --data=DIR, and refuse a missing directory or a stray argument', async () => {
+    const dataDir = tempDir();
+    assert.equal((await runCli(['keys', 'init', '--data', dataDir])).code, 0);
+    const before = readFileSync(join(dataDir, 'hmac-keys.json'), 'utf8');
+    const eq = await runCli(['keys', 'rotate', `--data=${dataDir}`]);
+    assert.equal(eq.code, 0, eq.output);
+    assert.notEqual(readFileSync(join(dataDir, 'hmac-keys.json'), 'utf8'), before, 'the --data= form rotated that directory');
+    const typo = join(dataDir, 'typo');
+    const missing = await runCli(['keys', 'rotate', '--data', typo]);
+    assert.equal(missing.code, 2, missing.output);
+    assert.match(missing.output, /no data directory/);
+    assert.equal(existsSync(typo), false);
+    const stray = await runCli(['keys', 'rotate', '--data', dataDir, '--port', 'abc']);
+    assert.equal(stray.code, 2, stray.output);
+    assert.match(stray.output, /unknown option '--port'/);
+    const extra = await runCli(['keys', 'rotate', 'now', '--data', dataDir]);
+    assert.equal(extra.code, 2, extra.output);
+    const revoke = await runCli(['keys', 'revoke-attestation', 'no-such-kid', '--data', dataDir]);
+    assert.equal(revoke.code, 1, revoke.output);
+    assert.match(revoke.output, /no attestation key no-such-kid/);
+  });
+
+  it('a cluster process without the shared key files refuses to start and makes none', async () => {
+    const dataDir = tempDir();
+    // The key files are checked before the bus or the database is reached.
+    const r = await runCli(['serve', '--roles', 'tail', '--bus', 'nats://127.0.0.1:1', '--db', 'postgres://127.0.0.1:1/x', '--data', dataDir, '--port', '0']);
+    assert.equal(r.code, 2, r.output);
+    assert.match(r.output, /no hmac-keys\.json or attestation-keys\.json in .*datagrove keys init --data DIR/);
+    assert.equal(existsSync(join(dataDir, 'hmac-keys.json')), false);
+    const notify = await runCli(['serve', '--roles', 'notify', '--bus', 'nats://127.0.0.1:1', '--db', 'postgres://127.0.0.1:1/x', '--data', dataDir, '--port', '0']);
+    assert.match(notify.output, /vapid-keys\.json/);
+  });
+});
 
 describe('npm start', () => {
   before(() => {

@@ -29,8 +29,42 @@ describe('cluster options', () => {
       [['--node-ttl-ms', '600001'], /--node-ttl-ms/],
       [['--db-schema', 'Bad-Schema'], /--db-schema must be a lower-case SQL identifier/],
       [['--db-schema', 'x; DROP TABLE y'], /--db-schema/],
+      // A SQLite file is one process's: a cluster node with one would lose what it acknowledged.
+      [['--bus', 'nats://127.0.0.1:4222'], /--bus nats:\/\/ needs --db postgres:\/\//],
+      [['--bus', 'nats://127.0.0.1:4222', '--db', 'sqlite'], /needs --db postgres/],
+      [['--public-url', 'notaurl'], /--public-url must be an http:\/\/ or https:\/\/ URL/],
+      [['--public-url', 'ftp://x.example'], /--public-url/],
+      [['--public-url', 'https://x.example/?a=1'], /--public-url/],
+      [['--public-url', 'https://user:pw@x.example'], /--public-url/],
+      [['--origins', 'not an origin'], /--origins: 'not an origin' is not an origin/],
+      [['--origins', 'https://app.example/'], /--origins/],
+      [['--origins', 'https://App.example'], /--origins/],
+      [['--origins', 'https://app.example/path'], /--origins/],
+      [['--push-hosts', 'http://x/y'], /--push-hosts: 'http:\/\/x\/y' is not a host/],
+      [['--push-hosts', 'push.example:99999'], /--push-hosts/],
+      [['--push-hosts', 'a b'], /--push-hosts/],
+      [['--lease-grace-ms', '99999999999999'], /--lease-grace-ms must be at most 600000/],
+      [['--push-interval-ms', '99999999999'], /--push-interval-ms must be at most 86400000/],
+      [['--log-level', 'loud'], /--log-level must be one of fatal, error, warn, info, debug, trace, silent/],
     ];
     for (const [argv, message] of cases) assert.throws(() => loadConfig(argv, {}), message, argv.join(' '));
+  });
+
+  it('accept the well-formed values of the options they check', () => {
+    const c = loadConfig(
+      [
+        '--bus', 'nats://127.0.0.1:4222', '--db', 'postgres://u@db/x',
+        '--public-url', 'https://api.example.com/dg',
+        '--origins', 'https://app.example,http://localhost:5173,*',
+        '--push-hosts', 'push.example,push.example:8443,*.push.example,[::1]:9443',
+        '--lease-grace-ms', '600000', '--push-interval-ms', '86400000', '--log-level', 'silent',
+      ],
+      {},
+    );
+    assert.equal(c.publicUrl, 'https://api.example.com/dg');
+    assert.deepEqual(c.origins, ['https://app.example', 'http://localhost:5173', '*']);
+    assert.equal(c.pushHosts.length, 4);
+    assert.equal(c.leaseGraceMs, 600000);
   });
 
   it('the monolith lists itself as its one shard, at its bound URL, and never redirects', async () => {
