@@ -20,8 +20,25 @@ export const MAX_PROFILE_DATA_BYTES = 64 * 1024;
 /** Notification subscriptions per user. */
 export const MAX_SUBSCRIPTIONS = 1000;
 
-export function profileReply(p: ProfileRecord): ProfileReply {
-  return { version: p.version, data: p.data, subscriptions: p.subscriptions, push: p.push.map((x) => ({ device: x.device, endpoint: x.endpoint })) };
+export function profileReply(p: ProfileRecord, now = Date.now()): ProfileReply {
+  return {
+    version: p.version,
+    data: p.data,
+    // A mute that has ended reads as none (PROTOCOL.md: null when not muted).
+    subscriptions: p.subscriptions.map((x) => (x.mutedUntil !== null && x.mutedUntil <= now ? { ...x, mutedUntil: null } : x)),
+    push: p.push.map((x) => ({ device: x.device, endpoint: x.endpoint })),
+  };
+}
+
+/**
+ * Whether a parsed JSON value holds a number JSON cannot give back: `1e400` parses to
+ * Infinity, which would be stored and returned as null.
+ */
+function hasNonFiniteNumber(v: unknown): boolean {
+  if (typeof v === 'number') return !Number.isFinite(v);
+  if (Array.isArray(v)) return v.some(hasNonFiniteNumber);
+  if (typeof v === 'object' && v !== null) return Object.values(v).some(hasNonFiniteNumber);
+  return false;
 }
 
 /** Why push subscription keys are unusable (RFC 8291: a P-256 point, a 16-byte secret), or null. */
@@ -61,6 +78,7 @@ interface Checks {
 /** Applies one change to the draft; returns the reason it is refused, or null. */
 async function apply(d: Draft, c: ProfileChange, k: Checks): Promise<string | null> {
   if (c.op === 'set') {
+    if (hasNonFiniteNumber(c.value)) return 'value: a number is out of range (beyond a 64-bit float), so it could not be returned as sent';
     // Defined, not assigned: a key such as `__proto__` is app data like any other.
     if (c.value === null) delete d.data[c.key];
     else Object.defineProperty(d.data, c.key, { value: c.value, enumerable: true, writable: true, configurable: true });

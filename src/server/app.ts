@@ -136,7 +136,11 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
 
   await app.register(helmet, { global: true, contentSecurityPolicy: false });
   await app.register(cors, {
-    origin: (origin, cb) => cb(null, origin === undefined || config.origins.includes('*') || config.origins.includes(origin)),
+    // A request without Origin is not a browser's cross-origin one: no CORS headers, and an
+    // OPTIONS without Origin is an unknown route like any other (the error shape, not text).
+    origin: (origin, cb) => cb(null, origin !== undefined && (config.origins.includes('*') || config.origins.includes(origin))),
+    // An allowed origin's OPTIONS without Access-Control-Request-Method gets the preflight answer.
+    strictPreflight: false,
     methods: ['GET', 'POST', 'DELETE'],
     allowedHeaders: ['content-type', 'authorization'],
     // A browser app backs off by these (429 and 503 carry retry-after).

@@ -51,6 +51,7 @@ describe('profile', async () => {
 
   it('applies changes at once, bumps the version, and sends the notification part to notify', async () => {
     const me = await signupDevice(url);
+    const later = Date.now() + 3_600_000;
     const site = await createSite(url, me.access);
     assert.deepEqual(await getProfile(me), { version: 0, data: {}, subscriptions: [], push: [] });
     const sub = { endpoint: endpoint(), keys: pushKeys() };
@@ -58,14 +59,14 @@ describe('profile', async () => {
     const r = await update(me, 0, [
       { op: 'set', key: 'theme', value: { dark: true } },
       { op: 'join', device: me.device, site },
-      { op: 'mute', device: me.device, site, until: 12345 },
+      { op: 'mute', device: me.device, site, until: later },
       { op: 'push', device: me.device, subscription: sub },
     ]);
     assert.deepEqual(r, { ok: true, version: 1 });
     assert.deepEqual(await getProfile(me), {
       version: 1,
       data: { theme: { dark: true } },
-      subscriptions: [{ device: me.device, site, mutedUntil: 12345 }],
+      subscriptions: [{ device: me.device, site, mutedUntil: later }],
       push: [{ device: me.device, endpoint: sub.endpoint }],
     });
     await until('the update to reach notify', () => sent.length > n);
@@ -74,7 +75,7 @@ describe('profile', async () => {
       version: 1,
       changes: [
         { op: 'join', device: me.device, site },
-        { op: 'mute', device: me.device, site, until: 12345 },
+        { op: 'mute', device: me.device, site, until: later },
         { op: 'push', device: me.device, subscription: sub },
       ],
     }]);
@@ -89,6 +90,36 @@ describe('profile', async () => {
     assert.deepEqual(await update(me, 2, [{ op: 'set', key: 'k', value: 1 }]), { ok: true, version: 3 });
     await new Promise((r2) => setTimeout(r2, 50));
     assert.equal(sent.length, before);
+  });
+
+  it('a mute that has ended reads as null; a number JSON cannot give back is refused, not stored as null', async () => {
+    const me = await signupDevice(url);
+    const site = await createSite(url, me.access);
+    const soon = Date.now() + 300;
+    assert.deepEqual(await update(me, 0, [{ op: 'join', device: me.device, site }, { op: 'mute', device: me.device, site, until: soon }]), { ok: true, version: 1 });
+    assert.equal((await getProfile(me)).subscriptions[0]?.mutedUntil, soon);
+    await new Promise((r) => setTimeout(r, 400));
+    const p = await getProfile(me);
+    assert.deepEqual([p.version, p.subscriptions[0]?.mutedUntil], [1, null]);
+    // A mute set in the past is over at once.
+    assert.deepEqual(await update(me, 1, [{ op: 'mute', device: me.device, site, until: 12345 }]), { ok: true, version: 2 });
+    assert.equal((await getProfile(me)).subscriptions[0]?.mutedUntil, null);
+
+    for (const value of ['1e400', '[-1e400]', '{"a": {"b": [1, 2e308]}}']) {
+      const r = await fetch(`${url}/auth/v1/profile`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${me.access}` },
+        body: `{"version": 2, "changes": [{"op": "set", "key": "n", "value": ${value}}]}`,
+      });
+      assert.equal(r.status, 200);
+      const body = (await r.json()) as { ok: boolean; comments?: { change: number | null; message: string }[] };
+      assert.equal(body.ok, false, value);
+      assert.deepEqual(body.comments?.map((c) => c.change), [0]);
+      assert.match(body.comments?.[0]?.message ?? '', /^value: a number is out of range/);
+    }
+    const after = await getProfile(me);
+    assert.deepEqual([after.version, after.data], [2, {}]);
+    assert.deepEqual(await update(me, 2, [{ op: 'set', key: 'n', value: 1.7976931348623157e308 }]), { ok: true, version: 3 });
   });
 
   it('lets exactly one of concurrent updates from one version win', async () => {

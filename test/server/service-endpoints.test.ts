@@ -41,6 +41,24 @@ describe('service endpoints', () => {
     assert.equal(other.headers.get('access-control-allow-origin'), null);
   });
 
+  it('an OPTIONS that is not a preflight of an allowed origin gets the error shape, never plain text', async () => {
+    const { url } = await startServer({ origins: ['https://app.example'] });
+    for (const headers of [{}, { 'access-control-request-method': 'POST' }, { origin: 'https://evil.example', 'access-control-request-method': 'POST' }] as Record<string, string>[]) {
+      for (const path of ['/auth/v1/profile', '/notify/v1/vapid', '/health']) {
+        const res = await fetch(`${url}${path}`, { method: 'OPTIONS', headers });
+        assert.equal(res.status, 404, `${path} ${JSON.stringify(headers)}`);
+        assert.match(res.headers.get('content-type') ?? '', /application\/json/);
+        const body = (await res.json()) as { error: { code: string } };
+        assert.equal(body.error.code, 'NOT_FOUND');
+        assert.equal(res.headers.get('access-control-allow-origin'), null);
+      }
+    }
+    // An allowed origin without Access-Control-Request-Method gets the preflight answer.
+    const plain = await fetch(`${url}/auth/v1/profile`, { method: 'OPTIONS', headers: { origin: 'https://app.example' } });
+    assert.equal(plain.status, 204);
+    assert.equal(plain.headers.get('access-control-allow-origin'), 'https://app.example');
+  });
+
   it('creates its secrets with mode 0600 and reuses them on the next start', async () => {
     const first = await startServer();
     const ring = readFileSync(join(first.dataDir, 'hmac-keys.json'), 'utf8');
