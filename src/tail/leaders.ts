@@ -100,6 +100,8 @@ export class LogRegistry {
       }
       const wantLead = lead && canWrite(access.rights);
       try {
+        // The lease answers the handle's role: from now on its writes say NOT_LEADER, not FENCED.
+        h.fenced = false;
         if (log.leader === h) {
           if (!wantLead) this.#endLeadership(log, h);
         } else if (wantLead && log.leader === null && (log.lapse === null || log.lapse.device === device)) {
@@ -229,6 +231,11 @@ export class LogRegistry {
     const old = log.leader;
     if (old === null || old.epoch >= log.epoch) return;
     log.leader = null;
+    // The deposed handle follows from now on: a lease tells it so, a write says FENCED.
+    old.role = 'follower';
+    old.fenced = true;
+    this.ctx.metrics.handles.dec({ role: 'leader' });
+    this.ctx.metrics.handles.inc({ role: 'follower' });
     this.#broadcast(log, leaderEvent(log), null);
   }
 
@@ -324,6 +331,7 @@ export class LogRegistry {
     log.leader = h;
     h.role = 'leader';
     h.epoch = epoch;
+    h.fenced = false;
     this.ctx.metrics.handles.dec({ role: 'follower' });
     this.ctx.metrics.handles.inc({ role: 'leader' });
     this.#broadcast(log, leaderEvent(log), h);

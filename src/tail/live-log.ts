@@ -31,6 +31,11 @@ export class Handle {
   role: 'leader' | 'follower' = 'follower';
   /** The epoch this handle leads in (meaningful while role is leader). */
   epoch = 0;
+  /**
+   * It led, and a newer epoch (another node's leader) took the log from it: its role is
+   * follower, and its writes are FENCED, not NOT_LEADER, until its next lease answers it.
+   */
+  fenced = false;
   access: AccessGrant;
   /** Removed from its log and session. */
   dead = false;

@@ -93,7 +93,7 @@ export function handleWrite(ctx: TailContext, session: Session, id: number, args
   // A follower handle that writes gets NOT_LEADER whatever its rights; the write right is
   // checked for the leader only (a leader whose access lost the right).
   if (log.leader !== h || h.epoch !== log.epoch) {
-    return h.role === 'leader'
+    return h.role === 'leader' || h.fenced
       ? refuse(ctx, session, log, id, 'FENCED', 'this handle is no longer the leader')
       : refuse(ctx, session, log, id, 'NOT_LEADER', 'only the leader writes');
   }

@@ -207,8 +207,25 @@ describe('tail: leases and leaders', async () => {
     assert.deepEqual(r.entries.map((e) => Buffer.from(e, 'base64url').toString()), ['a', 'b']);
     z.close();
     await other.stop();
-    a.close();
+
+    // Back on this node, the follower takes the log with a higher epoch; the fenced handle is
+    // a follower from then on: its lease says so (lead or not), its writes are NOT_LEADER.
+    const lf2 = await lease(f, w.site, log);
+    assert.equal(lf2.role, 'leader');
+    assert.ok(lf2.epoch > lz.epoch);
+    for (const lead of [true, false]) {
+      const again = await lease(a, w.site, log, { lead });
+      assert.deepEqual([again.role, again.epoch, again.leader], ['follower', lf2.epoch, writer.device], `lead: ${lead}`);
+    }
+    assert.equal((await a.failure('write', { handle: la.handle, at: 2, entries: [entry('zombie')] })).code, 'NOT_LEADER');
+    assert.equal((await f.call('write', { handle: lf2.handle, at: 2, entries: [entry('c')] })).length, 3);
+    // Once the log has no leader, the fenced handle's device leads again, with a new epoch.
     f.close();
+    await sleep(GRACE + 200);
+    const back = await lease(a, w.site, log);
+    assert.deepEqual([back.role, back.epoch > lf2.epoch], ['leader', true]);
+    assert.equal((await a.call('write', { handle: back.handle, at: 3, entries: [entry('d')] })).length, 4);
+    a.close();
   });
 
   it('refuses more handles than maxHandles per session', async () => {
