@@ -245,12 +245,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 
 /** --public-url: an http(s) URL without credentials, query or fragment (a path prefix is allowed). */
 function checkPublicUrl(raw: string): void {
-  let url: URL | null = null;
-  try {
-    url = new URL(raw);
-  } catch {
-    url = null;
-  }
+  const url = URL.canParse(raw) ? new URL(raw) : null;
   if (url === null || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '' || /\s/.test(raw)) {
     throw new DgError('BAD_REQUEST', `--public-url must be an http:// or https:// URL without credentials, query or fragment, got '${raw}'`);
   }
@@ -259,12 +254,7 @@ function checkPublicUrl(raw: string): void {
 /** One --origins item: '*' or an origin as browsers send it (scheme://host[:port], nothing after). */
 function checkOrigin(o: string): void {
   if (o === '*') return;
-  let origin: string | null = null;
-  try {
-    origin = new URL(o).origin;
-  } catch {
-    origin = null;
-  }
+  const origin = URL.canParse(o) ? new URL(o).origin : null;
   if (origin === null || origin === 'null' || origin !== o) {
     throw new DgError('BAD_REQUEST', `--origins: '${o}' is not an origin (scheme://host or scheme://host:port, lower-case, no path or trailing slash) or *`);
   }

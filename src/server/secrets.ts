@@ -225,8 +225,11 @@ export function rotateSecrets(dir: string, now = Date.now()): { hmacKid: string;
   if (!existsSync(dir)) throw new DgError('BAD_REQUEST', `no data directory ${dir}`);
   const hPath = join(dir, HMAC_FILE);
   const aPath = join(dir, ATTESTATION_FILE);
-  const h = readHmacFileOrMissing(hPath);
-  const a = readAttestationFileOrMissing(aPath);
+  for (const path of [hPath, aPath]) {
+    if (!existsSync(path)) throw new DgError('BAD_REQUEST', `no ${path}: nothing to rotate (the first start, or \`datagrove keys init\`, makes the keys)`);
+  }
+  const h = readHmacFile(hPath);
+  const a = readAttestationFile(aPath);
   const hk = { ...newHmacKey(), createdAt: now };
   // Newest first; a key was replaced when the next newer one was made.
   const old = [...h.keys].sort((x, y) => y.createdAt - x.createdAt);
@@ -245,15 +248,6 @@ export function rotateSecrets(dir: string, now = Date.now()): { hmacKid: string;
   return { hmacKid: hk.kid, attestationKid: ak.kid, droppedHmacKids };
 }
 
-function readHmacFileOrMissing(path: string): HmacFile {
-  if (!existsSync(path)) throw new DgError('BAD_REQUEST', `no ${path}: nothing to rotate (the first start, or \`datagrove keys init\`, makes the keys)`);
-  return readHmacFile(path);
-}
-
-function readAttestationFileOrMissing(path: string): AttestationFile {
-  if (!existsSync(path)) throw new DgError('BAD_REQUEST', `no ${path}: nothing to rotate (the first start, or \`datagrove keys init\`, makes the keys)`);
-  return readAttestationFile(path);
-}
 
 /** Marks an attestation key revoked (compromised): clients must stop trusting what it signed. */
 export function revokeAttestationKey(dir: string, kid: string): boolean {

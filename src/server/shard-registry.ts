@@ -152,14 +152,18 @@ export class ShardRegistry {
 
   /** Whether the map has had time to hear from every live node since `start` (see `settleMs`). */
   settled(): boolean {
-    if (this.#startedAt === null) return false;
-    const settleMs = this.#opts.settleMs ?? Math.min(1000, Math.floor(this.#opts.ttlMs / 3));
-    return this.#now() - this.#startedAt >= settleMs;
+    return this.#startedAt !== null && this.#settleLeftMs() <= 0;
   }
 
-  /** Resolves once `settled()` (the probe's answers have had time to arrive). */
+  /** Resolves once `settled()` (the probe's answers have had time to arrive); at once before `start`. */
   async settle(): Promise<void> {
-    while (this.#startedAt !== null && !this.settled()) await new Promise((r) => setTimeout(r, 20));
+    const left = this.#startedAt === null ? 0 : this.#settleLeftMs();
+    if (left > 0) await new Promise((r) => setTimeout(r, left));
+  }
+
+  #settleLeftMs(): number {
+    const settleMs = this.#opts.settleMs ?? Math.min(1000, Math.floor(this.#opts.ttlMs / 3));
+    return (this.#startedAt ?? 0) + settleMs - this.#now();
   }
 
   /**

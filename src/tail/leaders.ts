@@ -232,10 +232,8 @@ export class LogRegistry {
     if (old === null || old.epoch >= log.epoch) return;
     log.leader = null;
     // The deposed handle follows from now on: a lease tells it so, a write says FENCED.
-    old.role = 'follower';
+    this.#demote(old);
     old.fenced = true;
-    this.ctx.metrics.handles.dec({ role: 'leader' });
-    this.ctx.metrics.handles.inc({ role: 'follower' });
     this.#broadcast(log, leaderEvent(log), null);
   }
 
@@ -297,10 +295,15 @@ export class LogRegistry {
   #endLeadership(log: LiveLog, h: Handle): void {
     log.leader = null;
     this.#released(log, h.epoch);
+    this.#demote(h);
+    this.#broadcast(log, leaderEvent(log), h);
+  }
+
+  /** A leader handle that stays on the log as a follower. */
+  #demote(h: Handle): void {
+    h.role = 'follower';
     this.ctx.metrics.handles.dec({ role: 'leader' });
     this.ctx.metrics.handles.inc({ role: 'follower' });
-    h.role = 'follower';
-    this.#broadcast(log, leaderEvent(log), h);
   }
 
   async #takeLeadership(log: LiveLog, h: Handle): Promise<void> {
