@@ -18,6 +18,17 @@
  * - This process's own node is in its own map while it announces, whatever the bus does:
  *   a node cut off from the bus keeps serving the sites it is asked about instead of
  *   refusing every one.
+ * - Silence is not taken for death while this process cannot hear itself. Every
+ *   `ttlMs / 3` it publishes an echo on a subject only it listens to
+ *   (`dg.cluster.echo.<random>`). A peer past its TTL leaves the map only once an echo
+ *   sent no earlier than a heartbeat interval before that deadline has come back, i.e. the
+ *   bus was carrying this process's messages when the peer's should have arrived. While
+ *   no echo comes back (NATS down or stalled, this process cut off) the map stays as it
+ *   was: in an outage of the whole bus every process keeps routing every site to the same
+ *   node, instead of each process taking every site for itself. When echoes come back
+ *   after a gap, every peer gets a fresh TTL from then and is asked to beat at once (a
+ *   probe), so a reconnect does not flush the map either. The price: a node that dies
+ *   during an outage keeps its sites until the bus is back and its TTL runs out.
  * - The live set is bounded (`MAX_NODES`); messages that are not well-formed are dropped.
  *
  * Processes may briefly disagree about who owns a site (a heartbeat in flight, a node that
@@ -71,6 +82,8 @@ export const MAX_NODE_TTL_MS = 600_000;
 const MAX_URL = 2048;
 /** More tail nodes than any sane cluster; beyond it strangers are ignored (and logged). */
 const MAX_NODES = 1024;
+/** Subject prefix of the echoes each registry sends itself (one random token per process). */
+export const ECHO_SUBJECT_PREFIX = 'dg.cluster.echo.';
 
 /**
  * The default node id of a tail process in a cluster: stable across restarts on the same
@@ -100,6 +113,7 @@ function isNodeMessage(m: unknown): m is TailNodeMessage {
 
 interface Peer {
   url: string;
+  ttlMs: number;
   expiresAt: number;
 }
 
@@ -112,7 +126,14 @@ export class ShardRegistry {
   #announcing = false;
   #version = 0;
   #sub: Subscription | null = null;
+  #echoSub: Subscription | null = null;
+  readonly #echoSubject = ECHO_SUBJECT_PREFIX + randomBytes(8).toString('hex');
+  /** When this process last heard its own echo (its clock); -Infinity before the first. */
+  #lastEcho = Number.NEGATIVE_INFINITY;
+  /** True while expiries are held back for want of an echo (logged once per outage). */
+  #holding = false;
   #timer: NodeJS.Timeout | null = null;
+  #echoTimer: NodeJS.Timeout | null = null;
   #warnedFull = false;
   #warnedTwin = false;
   #startedAt: number | null = null;
@@ -146,8 +167,47 @@ export class ShardRegistry {
   start(): void {
     if (this.#sub !== null) return;
     this.#sub = this.#opts.bus.subscribe(SUBJECTS.tailNode, (m) => this.#onMessage(m));
+    this.#echoSub = this.#opts.bus.subscribe(this.#echoSubject, () => this.#onEcho());
     this.#startedAt = this.#now();
+    this.#probe();
+    this.echo();
+    this.#echoTimer = setInterval(() => this.echo(), this.#interval());
+    this.#echoTimer.unref();
+  }
+
+  /**
+   * Sends this process an echo over the bus (a timer does, every heartbeat interval): peers
+   * expire only while echoes come back. Public for tests that drive the clock.
+   */
+  echo(): void {
+    try {
+      this.#opts.bus.publish(this.#echoSubject, {});
+    } catch {
+      // The bus is closed or down: no echo comes back, which is the point.
+    }
+  }
+
+  #interval(): number {
+    return Math.max(1, Math.floor(this.#opts.ttlMs / 3));
+  }
+
+  #probe(): void {
     this.#publish({ probe: true, from: this.#opts.self?.id ?? `auth-${hostname()}` });
+  }
+
+  #onEcho(): void {
+    const now = this.#now();
+    const previous = this.#lastEcho === Number.NEGATIVE_INFINITY ? (this.#startedAt ?? now) : this.#lastEcho;
+    this.#lastEcho = now;
+    const gap = now - previous;
+    if (gap > 2 * this.#interval()) {
+      // The bus carries this process's messages again after a gap: peers' heartbeats were
+      // lost with it, so give each a fresh TTL and ask them to beat now.
+      for (const p of this.#peers.values()) p.expiresAt = Math.max(p.expiresAt, now + p.ttlMs);
+      this.#probe();
+    }
+    if (this.#holding) this.#log.info({ nodes: this.#peers.size, silentMs: gap }, 'this process hears itself on the bus again; shard map kept');
+    this.#holding = false;
   }
 
   /** Whether the map has had time to hear from every live node since `start` (see `settleMs`). */
@@ -183,7 +243,7 @@ export class ShardRegistry {
     this.#changed();
     this.#log.info({ node: self.id, url: self.url(), ttlMs: this.#opts.ttlMs }, 'tail node joins the cluster');
     this.#heartbeat();
-    this.#timer = setInterval(() => this.#heartbeat(), Math.max(1, Math.floor(this.#opts.ttlMs / 3)));
+    this.#timer = setInterval(() => this.#heartbeat(), this.#interval());
     this.#timer.unref();
   }
 
@@ -191,6 +251,10 @@ export class ShardRegistry {
   stop(): void {
     if (this.#timer !== null) clearInterval(this.#timer);
     this.#timer = null;
+    if (this.#echoTimer !== null) clearInterval(this.#echoTimer);
+    this.#echoTimer = null;
+    this.#echoSub?.unsubscribe();
+    this.#echoSub = null;
     const self = this.#opts.self;
     if (self !== null && this.#announcing) {
       this.#announcing = false;
@@ -287,6 +351,7 @@ export class ShardRegistry {
     const known = this.#peers.get(m.id);
     if (known !== undefined) {
       known.expiresAt = expiresAt;
+      known.ttlMs = m.ttlMs;
       if (known.url !== m.url) {
         known.url = m.url;
         this.#changed();
@@ -299,7 +364,7 @@ export class ShardRegistry {
       this.#warnedFull = true;
       return;
     }
-    this.#peers.set(m.id, { url: m.url, expiresAt });
+    this.#peers.set(m.id, { url: m.url, ttlMs: m.ttlMs, expiresAt });
     this.#changed();
     this.#log.info({ node: m.id, url: m.url }, 'tail node joined the cluster');
   }
@@ -308,6 +373,18 @@ export class ShardRegistry {
     const now = this.#now();
     for (const [id, p] of this.#peers) {
       if (p.expiresAt > now) continue;
+      // Expired only if the bus carried this process's own echo when p's heartbeat was due
+      // (an echo sent within an interval before p's deadline, or later, came back).
+      if (this.#lastEcho < p.expiresAt - this.#interval()) {
+        if (!this.#holding) {
+          this.#holding = true;
+          this.#log.warn(
+            { node: id, silentMs: now - this.#lastEcho },
+            'no heartbeat from a tail node, but this process does not hear its own messages on the bus either; keeping the shard map as it is until the bus carries them again',
+          );
+        }
+        continue;
+      }
       this.#peers.delete(id);
       this.#changed();
       this.#log.warn({ node: id }, 'tail node expired (no heartbeat within its TTL)');

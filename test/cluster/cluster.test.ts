@@ -4,7 +4,8 @@
  * and WebSocket). Shows that the shard map follows the live tail nodes, that a lease goes
  * to the rendezvous owner and the other node redirects, that events and revocations cross
  * the bus, and that after a tail node is SIGKILLed its sites move to the survivor, which
- * takes leadership with a higher epoch over a log that still holds every acknowledged write.
+ * takes leadership with a higher epoch over a log that still holds every acknowledged write;
+ * and that an outage of NATS leaves every process with the map it had.
  */
 import assert from 'node:assert/strict';
 import { copyFileSync } from 'node:fs';
@@ -20,7 +21,8 @@ import { createSite, get, post, signupDevice } from '../helpers/auth-client.js';
 import { NATS_URL, PG_URL, natsSkip, pgSkip, dropPgSchemas } from '../helpers/services.js';
 import { tempDir } from '../helpers/server.js';
 import { decodeEntry, entry, TailClient } from '../helpers/tail-client.js';
-import { freePort, spawnCli, until, waitHttp, type Child } from '../server/child.js';
+import { startProxy } from '../helpers/tcp-proxy.js';
+import { freePort, sleep, spawnCli, until, waitHttp, type Child } from '../server/child.js';
 
 const skip = (await natsSkip()) || (await pgSkip());
 const run = randomBytes(4).toString('hex');
@@ -60,12 +62,12 @@ function dataDirWithKeys(keys: string): string {
   return dir;
 }
 
-async function startNode(keys: string, roles: string, id: string, ttlMs = TTL_MS): Promise<Node> {
+async function startNode(keys: string, roles: string, id: string, ttlMs = TTL_MS, bus = NATS_URL): Promise<Node> {
   const port = await freePort();
   const http = `http://127.0.0.1:${port}`;
   // Fresh node ids per run: other runs on the same NATS are other nodes, never these.
   const args = ['serve', '--roles', roles, '--port', String(port), '--host', '127.0.0.1', '--public-url', http, '--data', dataDirWithKeys(keys)];
-  args.push('--bus', NATS_URL, '--db', PG_URL, '--db-schema', schema, '--node-id', id, '--node-ttl-ms', String(ttlMs), '--log-level', 'warn');
+  args.push('--bus', bus, '--db', PG_URL, '--db-schema', schema, '--node-id', id, '--node-ttl-ms', String(ttlMs), '--log-level', 'warn');
   const child = spawnCli(args);
   return { child, id, http, ws: `ws://127.0.0.1:${port}/tail` };
 }
@@ -357,5 +359,61 @@ describe('cluster: split roles over NATS and PostgreSQL', { skip }, () => {
     await until('the warning in the stray node\'s log', async () => (/tokens signed with a key this process's hmac-keys\.json lacks were refused/.test(stray.child.output()) ? true : undefined));
     for (const n of [stray, a, auth]) assert.deepEqual(await n.child.stop('SIGTERM'), { code: 0, signal: null }, n.child.output());
   });
-});
 
+  it('through a NATS outage every process keeps the map it had: each site stays with its node, and nothing flaps when NATS is back', { timeout: 180_000 }, async () => {
+    // Every process reaches NATS through one proxy, so that the test can take NATS away from
+    // all of them at once. The TTL is long enough for every process to reconnect within it
+    // (the bus's reconnect delay grows to 5 s), short enough for the outage to outlast it.
+    const ttl = 8000;
+    const proxy = await startProxy(NATS_URL);
+    const keys = tempDir('dg-cluster-keys-');
+    loadSecrets(keys);
+    const auth = await startNode(keys, 'auth', `auth-${run}-o`, ttl, proxy.url);
+    await waitHttp(auth.child, `${auth.http}/ready`);
+    const tails = await Promise.all([startNode(keys, 'tail', `tail-${run}-o1`, ttl, proxy.url), startNode(keys, 'tail', `tail-${run}-o2`, ttl, proxy.url)]);
+    await Promise.all(tails.map((n) => waitHttp(n.child, `${n.http}/ready`)));
+    const before = await until('auth to list both tail nodes', async () => {
+      const m = await shards(auth.http);
+      return m.shards.length === 2 ? m : undefined;
+    });
+    for (const n of tails) await until(`${n.id} to see both nodes`, async () => ((await liveNodes(n)) === 2 ? true : undefined));
+    const dev = await signupDevice(auth.http, { name: 'writer' });
+    const site = await createSite(auth.http, dev.access);
+    const owner = tails.find((n) => n.id === pickShard(before.shards, site)?.id) as Node;
+    const other = tails.find((n) => n !== owner) as Node;
+    const leader = await TailClient.connect(owner.ws, dev.access);
+    const lease = await leader.call<LeaseReply>('lease', { site, log: 'main' });
+    assert.equal(lease.role, 'leader');
+    await leader.call('write', { handle: lease.handle, at: 0, entries: [entry('before')] });
+    const elsewhere = await TailClient.connect(other.ws, dev.access);
+
+    await proxy.stop();
+    // Well past the TTL: without a heartbeat from anyone, each node used to take every site.
+    await sleep(ttl + 4000);
+    for (const n of [...tails, auth]) assert.equal(await liveNodes(n), 2, `${n.id} keeps both tail nodes`);
+    assert.deepEqual(await shards(auth.http), before, 'auth serves the map it had, same version');
+    const redirected = await elsewhere.call<{ redirect?: string; handle?: string }>('lease', { site, log: 'main' });
+    assert.equal(redirected.redirect, owner.ws, 'the other node still sends the site to its owner');
+    assert.equal(redirected.handle, undefined);
+    // The owner goes on serving it: the log store is PostgreSQL, which is still there.
+    const w = await leader.call<{ length: number }>('write', { handle: lease.handle, at: 1, entries: [entry('during')] });
+    assert.equal(w.length, 2);
+    assert.match(owner.child.output(), /does not hear its own messages on the bus either/);
+
+    await proxy.restart();
+    // Every process reconnects, hears itself again, and keeps the same map: no node leaves
+    // and comes back (that would move the site's handles away and back).
+    for (const n of [...tails, auth]) {
+      await until(`${n.id} to be back on the bus (ready)`, async () => ((await fetch(`${n.http}/ready`)).status === 200 ? true : undefined), 30_000);
+    }
+    await sleep(ttl + 2000);
+    assert.deepEqual(await shards(auth.http), before, 'the same map, same version, after the outage');
+    for (const n of tails) assert.equal(await liveNodes(n), 2);
+    const after = await leader.call<{ length: number }>('write', { handle: lease.handle, at: 2, entries: [entry('after')] });
+    assert.equal(after.length, 3, 'the leader never lost its handle');
+    leader.close();
+    elsewhere.close();
+    for (const n of [...tails, auth]) assert.deepEqual(await n.child.stop('SIGTERM'), { code: 0, signal: null }, n.child.output());
+    await proxy.stop();
+  });
+});

@@ -36,7 +36,17 @@ function setup(self: { id: string; url: string } | null = null, ttlMs = 3000) {
     sent,
     /** The map's version each time onChange was told. */
     changes,
+    /** Time passes with the bus down: no echo comes back. */
     advance: (ms: number) => (now += ms),
+    /** Time passes with the bus up: this process's echo comes back every heartbeat interval. */
+    pass: async (ms: number) => {
+      const step = Math.floor(ttlMs / 3);
+      for (let left = ms; left > 0; left -= step) {
+        now += Math.min(step, left);
+        reg.echo();
+        await settle();
+      }
+    },
     beat: async (id: string, url = `ws://${id}.test/tail`, ttl = 3000) => {
       bus.publish(SUBJECTS.tailNode, { id, url, ttlMs: ttl, at: now });
       await settle();
@@ -54,7 +64,7 @@ describe('ShardRegistry', () => {
     t.bus.publish(SUBJECTS.tailNode, { id: 'b', url: 'ws://b.test/tail', leaving: true });
     await settle();
     assert.equal(t.changes.length, 3, 'a departure');
-    t.advance(10_000);
+    await t.pass(10_000);
     assert.deepEqual(t.reg.shards().shards, [], 'a expired when the map was read');
     await settle();
     assert.equal(t.changes.length, 4, 'the expiry');
@@ -88,17 +98,58 @@ describe('ShardRegistry', () => {
     const t = setup();
     await t.beat('slow', undefined, 1000);
     await t.beat('steady', undefined, 5000);
-    t.advance(900);
+    await t.pass(900);
     assert.equal(t.reg.shards().shards.length, 2);
     const before = t.reg.shards().version;
-    t.advance(200);
+    await t.pass(200);
     assert.deepEqual(t.reg.shards().shards.map((s) => s.id), ['steady']);
     assert.ok(t.reg.shards().version > before);
-    t.advance(4000);
+    await t.pass(4000);
     await t.beat('steady', undefined, 5000);
-    t.advance(4000);
+    await t.pass(4000);
     assert.deepEqual(t.reg.shards().shards.map((s) => s.id), ['steady']);
-    t.advance(1001);
+    await t.pass(1001);
+    assert.deepEqual(t.reg.shards().shards, []);
+  });
+
+  it('keeps every node while it does not hear itself on the bus, and gives each a fresh TTL when it does again', async () => {
+    const t = setup({ id: 'self', url: 'ws://self.test/tail' });
+    t.reg.announce();
+    await t.beat('a');
+    await t.beat('b');
+    await t.pass(2000);
+    await t.beat('a');
+    await t.beat('b');
+    const v = t.reg.version;
+    // The bus goes quiet for this process: no heartbeat, and no echo of its own.
+    t.advance(20_000);
+    assert.deepEqual(t.reg.shards().shards.map((s) => s.id), ['a', 'b', 'self'], 'silence is not death while this process cannot hear itself');
+    assert.equal(t.reg.version, v);
+    const sites = Array.from({ length: 32 }, (_, i) => `site-${i}`);
+    assert.ok(sites.some((site) => t.reg.redirectFor(site) !== null), 'the sites of the others still go to them');
+    // The bus is back: the first echo gives every node a TTL from now and asks them to beat.
+    const probes = () => t.sent.filter((m) => (m as { probe?: boolean }).probe === true).length;
+    const probesBefore = probes();
+    t.reg.echo();
+    await settle();
+    assert.equal(probes(), probesBefore + 1, 'a probe once the bus carries messages again');
+    await t.pass(2900);
+    assert.deepEqual(t.reg.shards().shards.map((s) => s.id), ['a', 'b', 'self']);
+    // b answers; a is really gone and leaves once its fresh TTL runs out with the bus up.
+    await t.beat('b');
+    await t.pass(200);
+    assert.deepEqual(t.reg.shards().shards.map((s) => s.id), ['b', 'self']);
+    assert.ok(t.reg.version > v);
+    t.reg.stop();
+  });
+
+  it('a node that stops beating while echoes still come back leaves on time, however slowly echoes come', async () => {
+    const t = setup();
+    await t.beat('a');
+    // Echoes one interval apart: the last one before the deadline is enough.
+    await t.pass(2999);
+    assert.equal(t.reg.shards().shards.length, 1);
+    await t.pass(2);
     assert.deepEqual(t.reg.shards().shards, []);
   });
 
@@ -160,7 +211,7 @@ describe('ShardRegistry', () => {
     // Rendezvous hashing splits 64 sites between two nodes; all on one side is a bug.
     assert.ok(redirected > 0 && redirected < 64, `redirected ${redirected} of 64`);
     // Once the other node expires, this node owns everything again.
-    t.advance(3001);
+    await t.pass(3001);
     await t.beat('self', 'ws://self.test/tail');
     for (let i = 0; i < 64; i++) assert.equal(t.reg.redirectFor(`site-${i}`), null);
     t.reg.stop();
