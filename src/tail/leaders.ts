@@ -14,7 +14,8 @@
  *   moving in) gives that device the rest of the grace: a restart or a move does not
  *   hand the log to whichever device leases first.
  * - A new leader reports the committed length after every write of the previous leader
- *   settled, so it appends exactly at the end.
+ *   settled, so it appends exactly at the end. A follower is told the length its `tail`
+ *   events continue from: no event after the reply repeats an entry the reply counted.
  */
 import { DgError } from '../protocol/errors.js';
 import type { LeaseReply } from '../protocol/tail-schemas.js';
@@ -119,8 +120,21 @@ export class LogRegistry {
       if (h.dead) throw new DgError('UNAVAILABLE', 'session closing');
       // A device new on the log joins; one whose write right on it changed says so again.
       this.#announceJoin(log, device, before, h);
-      return { handle: log.hid, role: h.role, epoch: log.epoch, length: log.committed, leader: log.leaderDevice(), peers: log.peers(h), writers: log.writers(h) };
+      return { handle: log.hid, role: h.role, epoch: log.epoch, length: this.#knownLength(log, h), leader: log.leaderDevice(), peers: log.peers(h), writers: log.writers(h) };
     });
+  }
+
+  /**
+   * The length a lease reply gives. A leader appends at the committed length. A follower is
+   * told the length its `tail` events will continue from, so that no event repeats what the
+   * reply counted: commits still waiting in the log's fan-out (for the end of the turn, or
+   * held for the next commit) reach it as events; and a follower that lags is owed one
+   * catch-up event from the first entry it missed.
+   */
+  #knownLength(log: LiveLog, h: Handle): number {
+    if (h.role === 'leader') return log.committed;
+    if (h.lagAt >= 0) return h.lagAt;
+    return log.fan[0]?.at ?? log.committed;
   }
 
   release(h: Handle): void {

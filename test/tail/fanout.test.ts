@@ -83,6 +83,60 @@ describe('tail: fan-out', async () => {
     for (const c of [a, f1, f2]) c.close();
   });
 
+  it('never sends a follower entries its lease reply already counted: events continue at the length the reply gave', async () => {
+    const log = logName();
+    const a = await connect(w, w.owner);
+    const la = await lease(a, w.site, log);
+    const standing = await connect(w, reader);
+    await lease(standing, w.site, log);
+    // The leader pipelines five one-entry writes at a time, all the time: commits wait in
+    // the fan-out (for the end of the turn, or held for the next commit) while leases come.
+    let stop = false;
+    let at = 0;
+    const writing = (async () => {
+      while (!stop) {
+        await Promise.all(Array.from({ length: 5 }, (_, i) => a.call('write', { handle: la.handle, at: at + i, entries: [entry(`x${at + i}`)] })));
+        at += 5;
+      }
+    })();
+    const f = await connect(w, reader);
+    const frames: Record<string, unknown>[] = [];
+    f.ws.on('message', (d: Buffer) => frames.push(JSON.parse(d.toString('utf8')) as Record<string, unknown>));
+    for (let trial = 0; trial < 60; trial++) {
+      await f.call('lease', { site: w.site, log });
+      await sleep(trial % 4);
+      // Leasing a held handle again answers its state afresh.
+      await f.call('lease', { site: w.site, log });
+      await sleep(trial % 3);
+      await f.call('release', { handle: la.handle });
+    }
+    stop = true;
+    await writing;
+    await sleep(50);
+    // Replay the frames as a client would: a lease reply says how much of the log it has
+    // accounted for, and every tail event after it must start exactly there.
+    let known: number | null = null;
+    let leases = 0;
+    let events = 0;
+    for (const fr of frames) {
+      if (typeof fr.role === 'string') {
+        assert.equal(fr.role, 'follower');
+        known = fr.length as number;
+        leases++;
+      } else if (fr.ev === 'tail') {
+        assert.notEqual(known, null, 'no tail event for a released handle');
+        assert.equal(fr.at, known, `an event at ${String(fr.at)} after the client knew ${String(known)} entries`);
+        known = fr.length as number;
+        events++;
+      } else if (typeof fr.re === 'number' && Object.keys(fr).length === 1) {
+        known = null; // released
+      }
+    }
+    assert.equal(leases, 120);
+    assert.ok(events > 0, 'the follower saw events between its leases');
+    for (const c of [a, standing, f]) c.close();
+  });
+
   it('leaves the entries out of events for batches over 64 KiB', async () => {
     const log = logName();
     const a = await connect(w, w.owner);
