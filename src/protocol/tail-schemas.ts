@@ -32,7 +32,8 @@ export const ReleaseArgs = Type.Object({ handle: Handle });
 export const ReadArgs = Type.Object({
   handle: Handle,
   from: Position,
-  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
+  // Any positive integer: larger than the cap (1000) counts as the cap.
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER })),
 });
 /**
  * Entry count and size limits are checked after validation, so they answer TOO_LARGE. The

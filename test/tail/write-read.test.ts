@@ -186,6 +186,8 @@ describe('tail: write and read', async () => {
     assert.ok(bytes.entries.length >= 1 && bytes.entries.length <= 6, `about 1 MiB: ${bytes.entries.length} entries`);
     const count = await c.call<{ entries: string[] }>('read', { handle: l.handle, from: 24, limit: 5000 });
     assert.equal(count.entries.length, 1000);
+    const huge = await c.call<{ entries: string[] }>('read', { handle: l.handle, from: 24, limit: 1_000_000_000_000 });
+    assert.equal(huge.entries.length, 1000, 'any larger limit counts as 1000');
     c.close();
   });
 
