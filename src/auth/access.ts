@@ -114,6 +114,8 @@ export interface JoinInput {
  * user) and records the access it gives. Idempotent: joining again refreshes the same row.
  */
 export async function joinGrant(ctx: AuthContext, input: JoinInput): Promise<AccessAnswer & { site: string }> {
+  // An unknown site is NOT_FOUND before anything about the grant is considered.
+  if (input.site !== undefined && (await ctx.store.getSite(input.site)) === null) throw new DgError('NOT_FOUND', 'site: no such site');
   let link: GrantLink;
   let fresh: FreshGrant | null = null;
   if (input.grant.includes('.')) {

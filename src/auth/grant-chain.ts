@@ -123,7 +123,7 @@ export async function verifyChain(store: ChainStore, leaf: GrantLink, nowSec: nu
       break;
     }
     const rec = await store.getGrant(cur.prf);
-    if (rec === null) return fail(depth === 1 ? 'grant: proof is not a declared grant' : `${which}: its proof is not a declared grant`);
+    if (rec === null) return fail(depth === 1 ? 'grant: proof is not a declared grant' : `${which}: its proof is not a declared grant`, 'NOT_FOUND');
     const parent = linkOfRecord(rec);
     if (parent.site !== cur.site) return fail('grant: proof is for another site');
     if (!parent.rights.includes('admin')) return fail('grant: proof does not give admin');

@@ -33,8 +33,11 @@ export const LOG_SELECTOR_PATTERN = `^(\\*|${LOG_NAME_PATTERN.slice(1, -1)})$`;
 /** Grant subjects: `user:<id>`, `device:<id>` or `email:<addr>`. */
 export const GRANT_SUBJECT_PATTERN =
   `^(user:${USER_ID_PATTERN.slice(1, -1)}|device:${DEVICE_ID_PATTERN.slice(1, -1)}|email:[^\\s@:\\u0000]{1,64}@[^\\s@\\u0000]{1,190})$`;
-/** An email to look up: no white space, one `@`, and no U+0000 (which PostgreSQL text cannot hold). */
-export const EMAIL_QUERY_PATTERN = '^[^\\s@\\u0000]+@[^\\s@\\u0000]+$';
+/**
+ * An email to look up: one `@`, no white space but around it (emails compare trimmed), and
+ * no U+0000 (which PostgreSQL text cannot hold).
+ */
+export const EMAIL_QUERY_PATTERN = '^\\s*[^\\s@\\u0000]+@[^\\s@\\u0000]+\\s*$';
 
 export const MAX_GRANT_LENGTH = 8192;
 export const MAX_GRANT_LOGS = 64;

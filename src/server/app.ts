@@ -117,6 +117,9 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
   const parseJson = app.getDefaultJsonParser('error', 'error');
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, body: Buffer, done) => {
+    // An empty body is no body, whatever its content-type says (many HTTP clients set it on
+    // every request): routes whose body is optional take it, the others say what is missing.
+    if (isBlank(body)) return done(null, undefined);
     if (nestsDeeperThan(body)) return done(new DgError('BAD_REQUEST', `body: nests deeper than ${MAX_JSON_DEPTH} levels`), undefined);
     const text = body.toString('utf8');
     parseJson(req, text, (err, value) => {
@@ -326,4 +329,10 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
     },
   };
   return server;
+}
+
+/** Whether `body` holds only JSON whitespace (or nothing). */
+function isBlank(body: Buffer): boolean {
+  for (const b of body) if (b !== 0x20 && b !== 0x0a && b !== 0x0d && b !== 0x09) return false;
+  return true;
 }

@@ -8,7 +8,7 @@ type ErrorBody = { error: { code: string; message: string } };
 
 interface Case {
   name: string;
-  method?: 'GET' | 'POST';
+  method?: 'GET' | 'POST' | 'DELETE';
   path: string;
   body?: unknown;
   raw?: string;
@@ -36,7 +36,9 @@ describe('bad input at the auth boundary', async () => {
     { name: 'challenge with an array body', path: '/challenge', body: [k.device], status: 400, code: 'BAD_REQUEST' },
     { name: 'challenge with null', path: '/challenge', raw: 'null', status: 400, code: 'BAD_REQUEST' },
     { name: 'challenge with non-JSON', path: '/challenge', raw: '{"device":', status: 400, code: 'BAD_REQUEST', message: /JSON/ },
-    { name: 'challenge with an empty JSON body', path: '/challenge', raw: '', status: 400, code: 'BAD_REQUEST' },
+    { name: 'challenge with an empty JSON body', path: '/challenge', raw: '', status: 400, code: 'BAD_REQUEST', message: /body/ },
+    { name: 'challenge with a blank JSON body', path: '/challenge', raw: ' \r\n', status: 400, code: 'BAD_REQUEST', message: /body/ },
+    { name: 'an envelope deleted with an empty JSON body', method: 'DELETE', path: `/envelopes/${'A'.repeat(22)}`, raw: '', auth: true, status: 404, code: 'NOT_FOUND' },
     { name: 'challenge as text/plain', path: '/challenge', raw: JSON.stringify({ device: k.device }), contentType: 'text/plain', status: 400, code: 'BAD_REQUEST' },
     { name: 'challenge as a form', path: '/challenge', raw: `device=${k.device}`, contentType: 'application/x-www-form-urlencoded', status: 400, code: 'BAD_REQUEST', message: /content-type/ },
     { name: 'challenge over 64 KiB', path: '/challenge', raw: JSON.stringify({ device: k.device, pad: 'x'.repeat(70_000) }), status: 413, code: 'TOO_LARGE' },
@@ -88,6 +90,17 @@ describe('bad input at the auth boundary', async () => {
     // The server is still healthy and the device still works.
     assert.equal((await call(url, 'GET', '/me', { token: d.access })).status, 200);
     assert.equal((await fetch(`${url}/ready`)).status, 200);
+  });
+
+  it('takes an empty body sent with a JSON content-type as no body, where the body is optional', async () => {
+    // Many HTTP clients send content-type: application/json on every request.
+    const d = await signupDevice(url);
+    const site = await call<{ site: string }>(url, 'POST', '/sites', { raw: '', token: d.access });
+    assert.equal(site.status, 201, site.text);
+    assert.equal(typeof site.body.site, 'string');
+    const out = await call(url, 'POST', '/logout', { raw: '\n', token: d.access });
+    assert.ok(out.status === 200 || out.status === 204, out.text);
+    assert.equal((await call(url, 'GET', '/me', { token: d.access })).status, 401, 'the logout took effect');
   });
 
   it('never leaks internal detail in a message', async () => {

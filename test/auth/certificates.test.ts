@@ -147,6 +147,9 @@ describe('user keys, device certificates and site members', async () => {
     const r = await lookup(asker, `email=${encodeURIComponent(email.toUpperCase())}`);
     assert.equal(r.status, 200, r.text);
     assert.deepEqual([r.body.user, r.body.userKeys[0]?.publicKey, r.body.certificates], [o.user, k.publicKey, []]);
+    const padded = await lookup(asker, `email=${encodeURIComponent(` ${email}\t`)}`);
+    assert.equal(padded.status, 200, `emails compare trimmed: ${padded.text}`);
+    assert.equal(padded.body.user, o.user);
     assert.equal((await lookup(asker, `email=nobody-${randomBytes(3).toString('hex')}@example.com`)).status, 404);
     assert.equal((await lookup(asker, `user=${randomBytes(8).toString('base64url')}`)).status, 404);
     assert.equal((await lookup(asker, '')).status, 400, 'neither');

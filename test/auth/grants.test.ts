@@ -120,7 +120,10 @@ describe('grants, join and lease', async () => {
     assert.match(r3.body.error.message, /own the site/);
 
     const noProof = signGrant(mallory.privateKey, { iss: mallory.device, sub: `user:${mallory.user}`, site, logs: ['*'], rights: ['read'], prf: 'A'.repeat(43) });
-    assert.equal((await declare(mallory, noProof.jws)).status, 403);
+    const unknownProof = await declare(mallory, noProof.jws);
+    assert.equal(unknownProof.status, 404, 'a proof that is not a declared grant is unknown');
+    assert.match(unknownProof.body.error.message, /proof is not a declared grant/);
+    assert.equal((await join(mallory, noProof.jws)).status, 404);
     const wrongHeader = signGrant(owner.privateKey, { iss: owner.device, sub: `user:${mallory.user}`, site, logs: ['*'], rights: ['read'] }, { alg: 'none', typ: 'dg-grant+jwt' });
     assert.equal((await declare(mallory, wrongHeader.jws)).status, 400);
     const unknownSite = signGrant(owner.privateKey, { iss: owner.device, sub: `user:${mallory.user}`, site: 'nope', logs: ['*'], rights: ['read'] });
@@ -137,6 +140,9 @@ describe('grants, join and lease', async () => {
     assert.match(r.body.error.message, /does not name the caller/);
     const site2 = await createSite(url, owner.access);
     assert.equal((await join(named, g.hash, site2)).status, 400);
+    const noSite = await join(named, g.hash, 'A'.repeat(22));
+    assert.equal(noSite.status, 404, 'an unknown site is NOT_FOUND before the grant is considered');
+    assert.match(noSite.body.error.message, /no such site/);
     assert.equal((await join(named, `${'B'.repeat(42)}A`)).status, 404, 'an undeclared hash');
     assert.equal((await join(named, g.hash)).status, 200);
   });
