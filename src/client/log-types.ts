@@ -44,8 +44,12 @@ export interface LogEvents extends Record<string, unknown> {
 }
 
 export interface LogOptions {
-  /** Seals payloads before they are sent and opens them before delivery (end-to-end encryption: docs/keys.md). */
-  codec?: PayloadCodec;
+  /**
+   * Seals payloads before they are sent and opens them before delivery (end-to-end
+   * encryption: docs/keys.md). Default: the client's codec (`client.setCodec`, which a
+   * started KeyManager sets); `null`: none, for a log written in plaintext.
+   */
+  codec?: PayloadCodec | null;
   /**
    * First index to deliver (default 0: the whole log), or `'end'`: only what is written
    * after the log opened (its length when first leased). A number beyond the log's length

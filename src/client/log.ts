@@ -83,6 +83,12 @@ export class Log extends Emitter<LogEvents> {
   private seq = 0;
   /** The index after the last entry admitted (every one before it has settled this writer's appends). */
   private admittedTo: number;
+  /** The next index to hand to subscribers (entries are opened by the codec after admission). */
+  private deliveredTo: number;
+  /** Why the log closed (null while open). */
+  private closedBy: DgError | null = null;
+  /** Resolved once `deliveredTo` reaches their index. */
+  private deliveredWaiters: { to: number; resolve: () => void }[] = [];
   /** Opened with `from: 'end'`: delivery starts at the length of the first lease. */
   private fromEnd: boolean;
   private term = 0;
@@ -93,7 +99,7 @@ export class Log extends Emitter<LogEvents> {
   private readonly subscribers = new Set<(entries: LogEntry[]) => void>();
   private openedResolve!: () => void;
   private openedReject!: (e: DgError) => void;
-  /** Resolves when the log is first leased and caught up; rejects if opening fails for good. */
+  /** Resolves when the log is first leased and caught up (every entry up to its length then handed to subscribers); rejects if opening fails for good. */
   readonly opened: Promise<void>;
   private readonly lead: boolean;
   /** The payload codec (end-to-end encryption), when the log has one. */
@@ -115,8 +121,9 @@ export class Log extends Emitter<LogEvents> {
     this.stream = b64urlEncode(randomBytes(STREAM_BYTES));
     // Nothing of this writer is before `from`: its entries are written after it opened.
     this.admittedTo = typeof opts.from === 'number' ? opts.from : 0;
+    this.deliveredTo = this.admittedTo;
     this.fromEnd = opts.from === 'end';
-    this.codec = opts.codec === undefined ? null : new PayloadPipeline(opts.codec, { site: ctx.site, log: ctx.log, device: ctx.device, stream: this.stream });
+    this.codec = opts.codec === undefined || opts.codec === null ? null : new PayloadPipeline(opts.codec, { site: ctx.site, log: ctx.log, device: ctx.device, stream: this.stream });
     this.prefix = originPrefix(ctx.device, this.stream);
     this.signer = entrySigner(ctx.site, ctx.log, ctx.sign);
     this.appends = new AppendQueue({
@@ -205,9 +212,9 @@ export class Log extends Emitter<LogEvents> {
   get length(): number {
     return this.feed.length;
   }
-  /** How many entries (from index 0) have been delivered; the next index to deliver. */
+  /** How many entries (from index 0) have been delivered to subscribers; the next index to deliver. */
   get position(): number {
-    return this.feed.position;
+    return this.deliveredTo;
   }
   get state(): LogState {
     return this.st;
@@ -254,7 +261,7 @@ export class Log extends Emitter<LogEvents> {
    * ```
    */
   append(payloads: Uint8Array[]): Promise<number[]> {
-    if (this.st === 'closed') return Promise.reject(new DgError('UNAVAILABLE', 'log closed'));
+    if (this.st === 'closed') return Promise.reject(this.closedError());
     const max = this.limits().maxEntryBytes - MAX_HEADER_BYTES - (this.codec?.overhead ?? 0);
     for (const p of payloads) {
       if (!(p instanceof Uint8Array)) return Promise.reject(new DgError('BAD_REQUEST', 'payloads: must be Uint8Array'));
@@ -275,8 +282,20 @@ export class Log extends Emitter<LogEvents> {
     if (conn !== null && handle !== null) await conn.request('release', { handle }, { retry: false, timeoutMs: 3000 }).catch(() => undefined);
   }
 
+  /**
+   * What an append to the closed log is refused with: the error the log failed with (a
+   * revoked device, access or grant, a bad `from`: retrying cannot help), or UNAVAILABLE
+   * "log closed" when the app (or client.close) closed it.
+   */
+  private closedError(): DgError {
+    const e = this.closedBy;
+    if (e === null || (e.code === 'UNAVAILABLE' && e.message === 'log closed')) return new DgError('UNAVAILABLE', 'log closed');
+    return new DgError(e.code, `log closed: ${e.message}`, { cause: e });
+  }
+
   private shutdown(err: DgError): void {
     if (this.st === 'closed') return;
+    this.closedBy = err;
     this.setState('closed');
     if (this.vacancyTimer !== null) clearTimeout(this.vacancyTimer);
     this.sequencer.stop();
@@ -332,6 +351,7 @@ export class Log extends Emitter<LogEvents> {
   }
 
   private deliver(out: LogEntry[]): void {
+    if (out.length > 0) this.deliveredTo = out[out.length - 1]!.index + 1;
     for (const fn of [...this.subscribers]) {
       try {
         fn(out);
@@ -339,6 +359,17 @@ export class Log extends Emitter<LogEvents> {
         console.error('datagrove: log subscriber failed', err);
       }
     }
+    if (this.deliveredWaiters.length > 0) {
+      const due = this.deliveredWaiters.filter((w) => w.to <= this.deliveredTo);
+      this.deliveredWaiters = this.deliveredWaiters.filter((w) => w.to > this.deliveredTo);
+      for (const w of due) w.resolve();
+    }
+  }
+
+  /** Resolves once every entry before `to` has been handed to the subscribers. */
+  private delivered(to: number): Promise<void> {
+    if (this.deliveredTo >= to) return Promise.resolve();
+    return new Promise((resolve) => this.deliveredWaiters.push({ to, resolve }));
   }
 
   /** Moves pending appends along in the current role, once per tick (appends made together travel together). */
@@ -462,6 +493,7 @@ export class Log extends Emitter<LogEvents> {
       this.fromEnd = false;
       this.feed.startAt(r.length);
       this.admittedTo = r.length;
+      this.deliveredTo = r.length;
     }
     if (this.st === 'opening' && this.feed.position > r.length) {
       throw new DgError('BAD_REQUEST', `from: ${this.feed.position} is beyond the log's length ${r.length} (from: 'end' starts at the end)`);
@@ -499,7 +531,11 @@ export class Log extends Emitter<LogEvents> {
       this.forwarder.setLeader(this.currentLeader, r.epoch);
     }
     this.setState('ready');
-    this.openedResolve();
+    // Caught up means delivered: what was admitted is still being opened (decrypted) when
+    // the log has a codec.
+    const caughtUp = this.admittedTo;
+    if (this.deliveredTo >= caughtUp) this.openedResolve();
+    else void this.delivered(caughtUp).then(() => this.openedResolve());
     // No leader yet (another device's grace runs): look again later, in case no event comes.
     if (this.currentLeader === null && this.lead && this.vacancyTimer === null) {
       this.vacancyTimer = setTimeout(() => {

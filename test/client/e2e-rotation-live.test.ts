@@ -51,6 +51,15 @@ describe('site key rotation under a live reader', () => {
       bobSeen.seen.map((e) => text(e.payload)),
       Array.from({ length: n }, (_, i) => `m${i}`),
     );
+
+    // Opened means caught up: every entry (opened with the site keys) is with the subscriber.
+    await bobLog.close();
+    const again = bob.client.openLog(site, 'chat', { lead: false });
+    const againSeen = record(again);
+    await again.opened;
+    assert.equal(againSeen.seen.length, n, 'every entry delivered when opened resolves');
+    assert.equal(again.position, n, 'position counts delivered entries');
+    assert.ok(againSeen.seen.every((e) => e.error === undefined));
     assert.deepEqual([alice.errors, bob.errors].map((e) => e.map((x) => x.message)), [[], []]);
     await closeAll(alice, bob);
   });

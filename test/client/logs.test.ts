@@ -334,5 +334,40 @@ test("from: 'end' delivers only what is written after the log opened; a number b
   assert.deepEqual(rb.seen.map((e) => [e.index, new TextDecoder().decode(e.payload)]), [[3, 'new1'], [4, 'new2']]);
   const lc = b.client.openLog(site, 'tail-end-2', { from: 100 });
   await assert.rejects(lc.opened, (e: unknown) => e instanceof DgError && e.code === 'BAD_REQUEST' && /'end'/.test(e.message));
+  // A log that failed says why to every later append, not a retryable UNAVAILABLE.
+  await assert.rejects(lc.append([enc('x')]), (e: unknown) => e instanceof DgError && e.code === 'BAD_REQUEST' && /^log closed: from: 100 is beyond/.test(e.message));
+  // One the app closed itself says so.
+  await lb.close();
+  await assert.rejects(lb.append([enc('y')]), (e: unknown) => e instanceof DgError && e.code === 'UNAVAILABLE' && e.message === 'log closed');
+  for (const c of [a, b]) await c.client.close();
+});
+
+test('a log opened with codec: null reads and writes plaintext on a client whose codec seals everything else', async () => {
+  const srv = await server();
+  const a = await makeClient(srv);
+  const b = await makeClient(srv);
+  const site = await sharedSite(a, [b]);
+  const la = a.client.openLog(site, 'plain');
+  await la.opened;
+  await la.append([enc('in the clear')]);
+  // A codec that refuses everything: any log that used it would deliver errors.
+  b.client.setCodec({
+    overhead: 0,
+    seal: () => Promise.reject(new DgError('FORBIDDEN', 'sealing refused')),
+    open: () => Promise.reject(new DgError('FORBIDDEN', 'opening refused')),
+  });
+  const sealed = b.client.openLog(site, 'plain');
+  const sealedSeen = record(sealed);
+  await sealed.opened;
+  assert.equal(sealedSeen.seen[0]?.error?.message, 'opening refused', 'the client codec applies by default');
+  await sealed.close();
+  const lb = b.client.openLog(site, 'plain', { codec: null, lead: false });
+  const rb = record(lb);
+  await lb.opened;
+  assert.deepEqual(rb.text(), ['0:in the clear']);
+  assert.deepEqual(await lb.append([enc('also clear')]), [1]);
+  await waitFor('the plaintext append', () => rb.seen.length === 2);
+  assert.deepEqual(rb.text(), ['0:in the clear', '1:also clear']);
+  assert.ok(rb.seen.every((e) => e.error === undefined));
   for (const c of [a, b]) await c.client.close();
 });
