@@ -39,6 +39,8 @@ export interface LogEvents extends Record<string, unknown> {
   role: LogRole;
   leader: string | null;
   state: LogState;
+  /** The devices holding a handle on the log changed (`log.peers`, now); empty once the log closed. */
+  peers: string[];
   /** A fatal error: the log is closed. */
   error: DgError;
 }

@@ -219,7 +219,7 @@ export class Log extends Emitter<LogEvents> {
   get state(): LogState {
     return this.st;
   }
-  /** Devices holding a handle on this log, as last reported. */
+  /** Devices holding a handle on this log, as last reported (event `peers`); empty once closed. */
   get peers(): string[] {
     return [...this.peerSet];
   }
@@ -293,10 +293,18 @@ export class Log extends Emitter<LogEvents> {
     return new DgError(e.code, `log closed: ${e.message}`, { cause: e });
   }
 
+  /** Replaces the peer set, telling `peers` listeners when it changed. */
+  private setPeers(next: Set<string>): void {
+    const same = next.size === this.peerSet.size && [...next].every((d) => this.peerSet.has(d));
+    this.peerSet = next;
+    if (!same) this.emit('peers', [...next]);
+  }
+
   private shutdown(err: DgError): void {
     if (this.st === 'closed') return;
     this.closedBy = err;
     this.setState('closed');
+    this.setPeers(new Set());
     if (this.vacancyTimer !== null) clearTimeout(this.vacancyTimer);
     this.sequencer.stop();
     this.forwarder.stop();
@@ -500,7 +508,7 @@ export class Log extends Emitter<LogEvents> {
     }
     this.handle = r.handle;
     this.sequencer.setLimits(this.limits());
-    this.peerSet = new Set(r.peers);
+    this.setPeers(new Set(r.peers));
     this.writers = Array.isArray(r.writers) ? new Set(r.writers) : null;
     this.feed.observe(r.length);
     const stash = this.stash ?? [];
@@ -583,11 +591,11 @@ export class Log extends Emitter<LogEvents> {
           if (ev.state === 'join' && ev.write === true) this.writers.add(ev.device);
           else if (ev.state === 'leave' || ev.write === false) this.writers.delete(ev.device);
         }
-        if (ev.state === 'join') this.peerSet.add(ev.device);
+        if (ev.state === 'join') this.setPeers(new Set([...this.peerSet, ev.device]));
         else {
           // A data channel can outlive its peer's socket (which reconnects): keep the link
           // a while, and close it only if the device does not come back.
-          this.peerSet.delete(ev.device);
+          this.setPeers(new Set([...this.peerSet].filter((d) => d !== ev.device)));
           const device = ev.device;
           setTimeout(() => {
             if (!this.peerSet.has(device) && device !== this.currentLeader) this.hub.dropDevice(device);

@@ -371,3 +371,25 @@ test('a log opened with codec: null reads and writes plaintext on a client whose
   assert.ok(rb.seen.every((e) => e.error === undefined));
   for (const c of [a, b]) await c.client.close();
 });
+
+test('a log tells its peers as they change, and holds none once closed', async () => {
+  const srv = await server();
+  const a = await makeClient(srv);
+  const b = await makeClient(srv);
+  const site = await sharedSite(a, [b]);
+  const la = a.client.openLog(site, 'presence');
+  const told: string[][] = [];
+  la.on('peers', (p) => told.push([...p].sort()));
+  await la.opened;
+  assert.deepEqual(la.peers, []);
+  const lb = b.client.openLog(site, 'presence', { lead: false });
+  await lb.opened;
+  await waitFor('a to hear b join', () => told.some((p) => p.includes(b.client.device!)));
+  assert.deepEqual(la.peers, [b.client.device]);
+  assert.deepEqual(lb.peers, [a.client.device], 'the lease reply names the peers');
+  await lb.close();
+  assert.deepEqual(lb.peers, [], 'a closed log holds no peers');
+  await waitFor('a to hear b leave', () => told.at(-1)?.length === 0);
+  assert.deepEqual(told, [[b.client.device!], []]);
+  for (const c of [a, b]) await c.client.close();
+});
