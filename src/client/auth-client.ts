@@ -94,13 +94,26 @@ export interface AuthClientOptions {
  * const { shards } = await auth.shards();
  * ```
  */
+function parses(url: string): boolean {
+  try {
+    new URL(url);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export class AuthClient {
   readonly base: string;
   private readonly fetchFn: FetchLike;
   private readonly timeoutMs: number;
 
   constructor(opts: AuthClientOptions) {
-    this.base = `${opts.url.replace(/\/+$/, '')}/auth/v1`;
+    const url = typeof opts.url === 'string' ? opts.url : '';
+    if (!/^https?:\/\/[^/]/i.test(url) || !parses(url)) {
+      throw new DgError('BAD_REQUEST', `url: expected the server's http:// or https:// URL (e.g. http://localhost:8080), got ${JSON.stringify(String(opts.url)).slice(0, 80)}`);
+    }
+    this.base = `${url.replace(/\/+$/, '')}/auth/v1`;
     const global = globalThis.fetch as unknown as FetchLike | undefined;
     // The browser's fetch must be called with the global as `this` ("Illegal invocation").
     const f = opts.fetch ?? global?.bind(globalThis);

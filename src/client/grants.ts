@@ -45,13 +45,18 @@ export function signGrant(keys: DeviceKeys, spec: GrantSpec, now: number = Date.
   if (!SITE_ID_RE.test(spec.site)) throw new DgError('BAD_REQUEST', 'site: malformed');
   if (spec.logs.length === 0 || !spec.logs.every((l) => l === '*' || LOG_NAME_RE.test(l))) throw new DgError('BAD_REQUEST', 'logs: malformed');
   if (spec.rights.length === 0 || !spec.rights.every((r) => (RIGHTS as readonly string[]).includes(r))) throw new DgError('BAD_REQUEST', 'rights: malformed');
+  const iat = Math.floor(now / 1000);
+  // Seconds, not milliseconds (a Date.now() value would read as the year 50 000 or so).
+  if (spec.exp !== undefined && (!Number.isSafeInteger(spec.exp) || spec.exp <= iat || spec.exp >= 1e11)) {
+    throw new DgError('BAD_REQUEST', `exp: must be whole seconds since 1970, later than now (${iat}); got ${String(spec.exp)}`);
+  }
   const payload: GrantPayload = {
     iss: keys.deviceId,
     sub: spec.sub,
     site: spec.site,
     logs: [...spec.logs],
     rights: [...new Set(spec.rights)],
-    iat: Math.floor(now / 1000),
+    iat,
     ...(spec.exp === undefined ? {} : { exp: spec.exp }),
     ...(spec.prf === undefined ? {} : { prf: spec.prf }),
   };

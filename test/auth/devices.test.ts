@@ -6,7 +6,7 @@ import { get, loginDevice, newDeviceKeys, post, signBoxKey, signupDevice } from 
 import { startServer } from '../helpers/server.js';
 import { addDevice } from './db.js';
 
-type Err = { error?: { code: string } };
+type Err = { error?: { code: string; message?: string } };
 
 describe('device names', async () => {
   const { url, dataDir } = await startServer({ roles: ['auth'] });
@@ -34,6 +34,13 @@ describe('device names', async () => {
     const tablet = await loginDevice(url, keys);
     await post(url, '/revoke', { device: keys.device }, tablet.body.access);
     assert.equal((await post<Err>(url, `/devices/${keys.device}/name`, { name: 'gone' }, me.access)).body.error?.code, 'FORBIDDEN');
+    // The key holder is told why it cannot log in: revoked, or never signed up.
+    const again = (await loginDevice(url, keys)) as unknown as { status: number; body: Err };
+    assert.equal(again.status, 401);
+    assert.match(again.body.error?.message ?? '', /^device: revoked; /);
+    const fresh = (await loginDevice(url, newDeviceKeys())) as unknown as { status: number; body: Err };
+    assert.equal(fresh.status, 401);
+    assert.match(fresh.body.error?.message ?? '', /^device: not signed up; sign up with this key first/);
   });
 
   it('lets a device registered without one add the signature of its box key: only the device itself, only one that verifies', async () => {

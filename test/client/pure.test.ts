@@ -15,6 +15,8 @@ import {
   b64urlDecode,
   b64urlEncode,
   backoffDelay,
+  DatagroveClient,
+  DgError,
   decodeEntry,
   DeviceKeys,
   encodeEntry,
@@ -312,4 +314,20 @@ test('MemoryKeyStorage.lock: callers of one name take turns, other names do not 
   assert.deepEqual(order, ['b', 'a1', 'a2']);
   await assert.rejects(mem.lock('a', async () => Promise.reject(new Error('boom'))), /boom/);
   assert.equal(await mem.lock('a', async () => 'free again'), 'free again');
+});
+
+test('signGrant refuses an expiry that is not later than now, or that is in milliseconds', async () => {
+  const keys = await DeviceKeys.loadOrCreate(new MemoryKeyStorage());
+  const spec = { sub: `user:${'A'.repeat(22)}`, site: 'A'.repeat(22), logs: ['*'], rights: ['read' as const] };
+  const now = Date.now();
+  for (const exp of [Math.floor(now / 1000) - 1, Math.floor(now / 1000), now + 60_000, 1.5]) {
+    assert.throws(() => signGrant(keys, { ...spec, exp }, now), (e: unknown) => e instanceof DgError && e.code === 'BAD_REQUEST' && /^exp: /.test(e.message), String(exp));
+  }
+  assert.equal(readGrant(signGrant(keys, { ...spec, exp: Math.floor(now / 1000) + 60 }, now))?.exp, Math.floor(now / 1000) + 60);
+});
+
+test('a client made with a URL that is not http(s) says so at once', async () => {
+  for (const url of ['localhost:8080', 'ws://localhost:8080', '', 'http://']) {
+    await assert.rejects(DatagroveClient.create({ url }), (e: unknown) => e instanceof DgError && e.code === 'BAD_REQUEST' && /^url: expected the server's http/.test(e.message), url);
+  }
 });

@@ -55,9 +55,14 @@ export function sessionRoutes(app: FastifyInstance, ctx: AuthContext): void {
       await proveDevice(ctx, b, count);
       await logins(req);
       const device = await ctx.store.getDevice(b.device);
-      if (device === null || device.revokedAt !== null) {
+      // The caller proved it holds the device key: it may learn which of the two it is.
+      if (device === null) {
         count('unknown-device');
-        throw new DgError('UNAUTHORIZED', 'device: unknown or revoked');
+        throw new DgError('UNAUTHORIZED', 'device: not signed up; sign up with this key first (POST /auth/v1/signup)');
+      }
+      if (device.revokedAt !== null) {
+        count('unknown-device');
+        throw new DgError('UNAUTHORIZED', 'device: revoked; this key cannot sign in again (make a new device key)');
       }
       const session = await issueSession(ctx, device.user, device.id);
       count('ok');

@@ -66,7 +66,7 @@ const MAX_REVOKED_REMEMBERED = 1000;
  * @example
  * ```ts
  * const client = await DatagroveClient.create({ url, WebSocket, storage });
- * await client.login();
+ * if (!client.signedIn) await client.signup('my laptop'); // or sign in with a provider
  * const keys = await KeyManager.open(client, { storage, approveDevice: async (d) => confirm(`Add ${d.name}?`) });
  * if ((await keys.start()) === 'ready') {
  *   const { site } = await keys.createSite('notes');
