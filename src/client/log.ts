@@ -85,10 +85,10 @@ export class Log extends Emitter<LogEvents> {
   private admittedTo: number;
   /** The next index to hand to subscribers (entries are opened by the codec after admission). */
   private deliveredTo: number;
-  /** Why the log closed (null while open). */
-  private closedBy: DgError | null = null;
-  /** Resolved once `deliveredTo` reaches their index. */
-  private deliveredWaiters: { to: number; resolve: () => void }[] = [];
+  /** The error the log failed with (null while open, or closed by the app). */
+  private failedWith: DgError | null = null;
+  /** `opened` resolves once `deliveredTo` reaches this (null: nothing waits). */
+  private openedAt: number | null = null;
   /** Opened with `from: 'end'`: delivery starts at the length of the first lease. */
   private fromEnd: boolean;
   private term = 0;
@@ -288,9 +288,8 @@ export class Log extends Emitter<LogEvents> {
    * "log closed" when the app (or client.close) closed it.
    */
   private closedError(): DgError {
-    const e = this.closedBy;
-    if (e === null || (e.code === 'UNAVAILABLE' && e.message === 'log closed')) return new DgError('UNAVAILABLE', 'log closed');
-    return new DgError(e.code, `log closed: ${e.message}`, { cause: e });
+    const e = this.failedWith;
+    return e === null ? new DgError('UNAVAILABLE', 'log closed') : new DgError(e.code, `log closed: ${e.message}`, { cause: e });
   }
 
   /** Replaces the peer set, telling `peers` listeners when it changed. */
@@ -302,7 +301,6 @@ export class Log extends Emitter<LogEvents> {
 
   private shutdown(err: DgError): void {
     if (this.st === 'closed') return;
-    this.closedBy = err;
     this.setState('closed');
     this.setPeers(new Set());
     if (this.vacancyTimer !== null) clearTimeout(this.vacancyTimer);
@@ -319,6 +317,7 @@ export class Log extends Emitter<LogEvents> {
 
   private fail(err: DgError): void {
     if (this.st === 'closed') return;
+    this.failedWith = err;
     this.shutdown(err);
     this.emit('error', err);
   }
@@ -367,17 +366,10 @@ export class Log extends Emitter<LogEvents> {
         console.error('datagrove: log subscriber failed', err);
       }
     }
-    if (this.deliveredWaiters.length > 0) {
-      const due = this.deliveredWaiters.filter((w) => w.to <= this.deliveredTo);
-      this.deliveredWaiters = this.deliveredWaiters.filter((w) => w.to > this.deliveredTo);
-      for (const w of due) w.resolve();
+    if (this.openedAt !== null && this.deliveredTo >= this.openedAt) {
+      this.openedAt = null;
+      this.openedResolve();
     }
-  }
-
-  /** Resolves once every entry before `to` has been handed to the subscribers. */
-  private delivered(to: number): Promise<void> {
-    if (this.deliveredTo >= to) return Promise.resolve();
-    return new Promise((resolve) => this.deliveredWaiters.push({ to, resolve }));
   }
 
   /** Moves pending appends along in the current role, once per tick (appends made together travel together). */
@@ -541,9 +533,8 @@ export class Log extends Emitter<LogEvents> {
     this.setState('ready');
     // Caught up means delivered: what was admitted is still being opened (decrypted) when
     // the log has a codec.
-    const caughtUp = this.admittedTo;
-    if (this.deliveredTo >= caughtUp) this.openedResolve();
-    else void this.delivered(caughtUp).then(() => this.openedResolve());
+    if (this.deliveredTo >= this.admittedTo) this.openedResolve();
+    else this.openedAt ??= this.admittedTo;
     // No leader yet (another device's grace runs): look again later, in case no event comes.
     if (this.currentLeader === null && this.lead && this.vacancyTimer === null) {
       this.vacancyTimer = setTimeout(() => {
@@ -591,11 +582,12 @@ export class Log extends Emitter<LogEvents> {
           if (ev.state === 'join' && ev.write === true) this.writers.add(ev.device);
           else if (ev.state === 'leave' || ev.write === false) this.writers.delete(ev.device);
         }
-        if (ev.state === 'join') this.setPeers(new Set([...this.peerSet, ev.device]));
-        else {
+        if (ev.state === 'join') {
+          if (!this.peerSet.has(ev.device)) this.emit('peers', [...this.peerSet.add(ev.device)]);
+        } else {
           // A data channel can outlive its peer's socket (which reconnects): keep the link
           // a while, and close it only if the device does not come back.
-          this.setPeers(new Set([...this.peerSet].filter((d) => d !== ev.device)));
+          if (this.peerSet.delete(ev.device)) this.emit('peers', [...this.peerSet]);
           const device = ev.device;
           setTimeout(() => {
             if (!this.peerSet.has(device) && device !== this.currentLeader) this.hub.dropDevice(device);

@@ -83,7 +83,7 @@ const MAX_URL = 2048;
 /** More tail nodes than any sane cluster; beyond it strangers are ignored (and logged). */
 const MAX_NODES = 1024;
 /** Subject prefix of the echoes each registry sends itself (one random token per process). */
-export const ECHO_SUBJECT_PREFIX = 'dg.cluster.echo.';
+const ECHO_SUBJECT_PREFIX = 'dg.cluster.echo.';
 
 /**
  * The default node id of a tail process in a cluster: stable across restarts on the same
