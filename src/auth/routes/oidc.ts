@@ -5,7 +5,7 @@
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { OidcCallbackQuery, OidcCompleteBody, OidcStartBody, type OidcCompleteReply, type OidcStartReply } from '../../protocol/auth-schemas.js';
-import { DgError, ERROR_STATUS, toWireError } from '../../protocol/errors.js';
+import { DgError } from '../../protocol/errors.js';
 import type { AuthContext } from '../context.js';
 import { completeLogin, handleCallback, startLogin } from '../oidc/login.js';
 import { redirectWithState } from '../oidc/redirect.js';
@@ -46,40 +46,24 @@ export function oidcRoutes(app: FastifyInstance, ctx: AuthContext): void {
     '/oidc/callback',
     { schema: { querystring: OidcCallbackQuery }, config: ipLimit(IP_LIMITS.oidcCallback) },
     async (req, reply) => {
-      try {
-        return await callback(req.url, req.query.state, reply);
-      } catch (err) {
-        // A person reads this page: a browser gets the refusal as a page, in the same status;
-        // other clients get the error shape. Internal errors go to the error handler (logged).
-        const { code, message } = toWireError(err);
-        if (code === 'INTERNAL' || !/\btext\/html\b/.test(req.headers.accept ?? '')) throw err;
-        reply.code(ERROR_STATUS[code]);
-        return page(reply, 'Sign-in not completed', [
-          `The sign-in could not be completed: ${message}.`,
-          'Nothing was signed in. Go back to the app where you started and sign in again.',
-        ]);
+      const raw = req.url.includes('?') ? req.url.slice(req.url.indexOf('?') + 1) : '';
+      const r = await handleCallback(ctx, req.query.state, raw);
+      if (r.redirect !== null) {
+        const to = r.outcome.ok ? redirectWithState(r.redirect, r.state, { code: r.outcome.code }) : redirectWithState(r.redirect, r.state, { error: r.outcome.code });
+        return reply.header('cache-control', 'no-store').header('referrer-policy', 'no-referrer').redirect(to, 303);
       }
+      if (!r.outcome.ok) throw new DgError(r.outcome.code, r.outcome.message);
+      return page(
+        reply,
+        'Signed in',
+        [
+          `Signed in as ${r.outcome.email}. To finish, enter this code in the app where you started signing in:`,
+          'Enter it only into an app you opened yourself, on your own device. Nobody needs it otherwise: if you did not start signing in just now, close this page and nothing happens.',
+        ],
+        r.outcome.code,
+      );
     },
   );
-
-  async function callback(url: string, state: string | undefined, reply: FastifyReply): Promise<FastifyReply> {
-    const raw = url.includes('?') ? url.slice(url.indexOf('?') + 1) : '';
-    const r = await handleCallback(ctx, state, raw);
-    if (r.redirect !== null) {
-      const to = r.outcome.ok ? redirectWithState(r.redirect, r.state, { code: r.outcome.code }) : redirectWithState(r.redirect, r.state, { error: r.outcome.code });
-      return reply.header('cache-control', 'no-store').header('referrer-policy', 'no-referrer').redirect(to, 303);
-    }
-    if (!r.outcome.ok) throw new DgError(r.outcome.code, r.outcome.message);
-    return page(
-      reply,
-      'Signed in',
-      [
-        `Signed in as ${r.outcome.email}. To finish, enter this code in the app where you started signing in:`,
-        'Enter it only into an app you opened yourself, on your own device. Nobody needs it otherwise: if you did not start signing in just now, close this page and nothing happens.',
-      ],
-      r.outcome.code,
-    );
-  }
 
   app.post<{ Body: OidcCompleteBody }>(
     '/oidc/complete',
