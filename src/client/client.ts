@@ -64,6 +64,7 @@ export class DatagroveClient extends Emitter<ClientEvents> {
   private readonly logs = new Map<string, Log>();
   private readonly grants = new Map<string, string>();
   private closed = false;
+  private readonly offOnline: () => void;
   private codec: PayloadCodec | null = null;
 
   private constructor(
@@ -81,6 +82,7 @@ export class DatagroveClient extends Emitter<ClientEvents> {
       connect: (url) => this.newConnection(url),
       ...(opts.shardUrl === undefined ? {} : { mapUrl: opts.shardUrl }),
     });
+    this.offOnline = onNetworkBack(() => this.reconnectNow());
   }
 
   /** Loads (or creates) the device keys and any stored session. */
@@ -269,12 +271,24 @@ export class DatagroveClient extends Emitter<ClientEvents> {
   }
 
   /**
+   * Reconnects every tail connection that is waiting to retry, now instead of after its
+   * backoff (up to 15 s after a long outage), and pings every open one. Call it when the app
+   * knows the network is back; in a browser the client does so itself on the window's
+   * `online` event.
+   */
+  reconnectNow(): void {
+    if (this.closed) return;
+    for (const c of this.router.connections()) c.reconnectNow();
+  }
+
+  /**
    * Closes every log and connection (the session stays stored for next time). Every later
    * call of this client is refused with UNAVAILABLE `client closed`: make a new one.
    */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.offOnline();
     await Promise.all([...this.logs.values()].map((l) => l.close()));
     this.router.close();
   }
@@ -300,4 +314,12 @@ export class DatagroveClient extends Emitter<ClientEvents> {
     this.router.close(err);
     this.opts.onAuthError?.(err);
   }
+}
+
+/** Calls `fn` on the window's `online` event where there is one (browsers); returns the remover. */
+function onNetworkBack(fn: () => void): () => void {
+  const target = globalThis as { addEventListener?: (t: string, f: () => void) => void; removeEventListener?: (t: string, f: () => void) => void; navigator?: { onLine?: boolean } };
+  if (typeof target.addEventListener !== 'function' || typeof target.navigator?.onLine !== 'boolean') return () => {};
+  target.addEventListener('online', fn);
+  return () => target.removeEventListener?.('online', fn);
 }

@@ -166,6 +166,24 @@ export class TailConnection extends Emitter<TailConnectionEvents> {
     });
   }
 
+  /**
+   * Skips the wait before the next reconnect attempt: call it when the network is known to
+   * be back (the client calls it on the browser's `online` event). A connection that is
+   * open is checked with a ping instead (a network change may have cut it silently); an
+   * idle or stopped one is left alone.
+   */
+  reconnectNow(): void {
+    if (this.st === 'open') {
+      this.probe();
+      return;
+    }
+    if (this.st !== 'waiting' || this.retryTimer === null) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.backoff.reset();
+    this.openSocket();
+  }
+
   /** Closes for good: pending requests fail with `reason` (default UNAVAILABLE), no reconnect. */
   close(reason?: DgError): void {
     this.stop(reason ?? new DgError('UNAVAILABLE', 'connection closed'), CLOSE.normal);
@@ -212,9 +230,18 @@ export class TailConnection extends Emitter<TailConnectionEvents> {
       return;
     }
     this.sock = sock;
-    sock.onopen = () => void this.sendConnect(sock);
+    // A socket that never opens (a dropped SYN, a half-dead proxy) is given up after the
+    // request timeout, like a connect with no reply.
+    const opening = setTimeout(() => this.abandon(sock, CLOSE.stale, 'socket did not open in time'), this.timeoutMs);
+    sock.onopen = () => {
+      clearTimeout(opening);
+      void this.sendConnect(sock);
+    };
     sock.onmessage = ((ev: { data: unknown }) => this.onMessage(sock, ev.data)) as (ev: never) => void;
-    sock.onclose = ((ev: { code: number; reason: string }) => this.onClosed(sock, ev.code, ev.reason)) as (ev: never) => void;
+    sock.onclose = ((ev: { code: number; reason: string }) => {
+      clearTimeout(opening);
+      this.onClosed(sock, ev.code, ev.reason);
+    }) as (ev: never) => void;
     sock.onerror = () => {};
   }
 

@@ -6,6 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
+import net from 'node:net';
 import { AuthClient, DatagroveClient, DeviceKeys, DgError, MemoryKeyStorage, Session, ShardRouter, TailConnection, verifyBoxSig, type FetchLike, type WebSocketConstructor } from '../../src/client/index.js';
 import { makeClient, server, waitFor } from './harness.js';
 
@@ -297,4 +298,76 @@ test('two clients of one device sharing a storage (two tabs) take each other\'s 
     assert.equal((await b.me()).device, a.device);
   }
   assert.equal(authErrors, 0, 'no refresh token was reused');
+});
+
+test('tail connection: reconnectNow skips the backoff wait once the node has room again', async () => {
+  const srv = await server({ tailLimits: { maxSessions: 1 } });
+  const t = await makeClient(srv);
+  await t.client.signup();
+  const holder = new WebSocket(srv.wsUrl, 'datagrove.v1');
+  await new Promise((resolve, reject) => {
+    holder.once('open', resolve);
+    holder.once('error', reject);
+  });
+  let attempts = 0;
+  class Counting extends WebSocket {
+    constructor(url: string, protocols?: string | string[]) {
+      super(url, protocols);
+      attempts++;
+    }
+  }
+  // A backoff of at least 30 s: without reconnectNow the next attempt would come much later.
+  const conn = new TailConnection({
+    url: srv.wsUrl,
+    WebSocket: Counting as unknown as WebSocketConstructor,
+    token: () => t.client.session.accessToken(),
+    backoff: { baseMs: 60_000, maxMs: 60_000 },
+  });
+  conn.start();
+  await waitFor('the first refused attempt', () => conn.state === 'waiting', 5000);
+  assert.equal(attempts, 1);
+  holder.close();
+  await new Promise((r) => setTimeout(r, 200));
+  const started = Date.now();
+  conn.reconnectNow();
+  const info = await conn.ready();
+  assert.equal(info.device, t.client.device);
+  assert.ok(Date.now() - started < 5000, `connected ${Date.now() - started} ms after reconnectNow`);
+  assert.equal(attempts, 2);
+  // On an open connection it only checks the link.
+  conn.reconnectNow();
+  await conn.request('ping', {});
+  assert.equal(attempts, 2);
+  conn.close();
+});
+
+test('tail connection: a socket that never opens is given up after the request timeout and tried again', async () => {
+  // Accepts TCP connections and never answers the upgrade.
+  const held = new Set<net.Socket>();
+  const silent = net.createServer((s) => held.add(s));
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  const port = (silent.address() as net.AddressInfo).port;
+  let attempts = 0;
+  class Counting extends WebSocket {
+    constructor(url: string, protocols?: string | string[]) {
+      super(url, protocols);
+      attempts++;
+    }
+  }
+  const conn = new TailConnection({
+    url: `ws://127.0.0.1:${port}/tail`,
+    WebSocket: Counting as unknown as WebSocketConstructor,
+    token: () => Promise.resolve('unused'),
+    requestTimeoutMs: 300,
+    backoff: { baseMs: 50, maxMs: 100 },
+  });
+  try {
+    conn.start();
+    await waitFor('a second attempt after the first hung', () => attempts >= 2, 5000);
+    assert.equal(conn.state === 'open', false);
+  } finally {
+    conn.close();
+    for (const s of held) s.destroy();
+    silent.close();
+  }
 });
