@@ -329,8 +329,11 @@ export class LogRegistry {
     let epoch: number;
     try {
       const auth = h.session.auth;
+      // The writes this node accepted from the previous leader (sent before its release, say)
+      // commit first: none is accepted now that the log has no leader, and the bump would
+      // fence them. A leader elsewhere is fenced by the bump; its writes are not waited for.
+      await log.idle();
       epoch = await store.bumpEpoch(log.site, log.name, auth === null ? undefined : { device: auth.device, user: auth.user });
-      // Writes of the previous leader commit before the bump or are fenced by it; wait for them.
       await log.idle();
       const st = await store.state(log.site, log.name);
       log.committed = st.length;

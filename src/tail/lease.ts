@@ -56,8 +56,10 @@ export async function handleLease(ctx: TailContext, session: Session, id: number
 export function handleRelease(ctx: TailContext, session: Session, id: number, args: ReleaseArgs): void {
   const h = session.handles.get(args.handle);
   if (h === undefined) return session.replyError(id, 'NOT_FOUND', 'no such handle');
+  const log = h.log;
   ctx.logs.release(h);
-  session.reply(id, {});
+  // After the outcomes of the writes sent before it, which still commit.
+  log.replies.send(session, `{"re":${id}}`);
 }
 
 export async function handleAttest(ctx: TailContext, session: Session, id: number, args: AttestArgs): Promise<void> {

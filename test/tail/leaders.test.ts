@@ -153,6 +153,55 @@ describe('tail: leases and leaders', async () => {
     b.close();
   });
 
+  it('commits the writes a leader sent before its release, answers the release after them, and lets the next leader append after them', async () => {
+    const log = logName();
+    const a = await connect(w, w.owner);
+    const b = await connect(w, writer);
+    let length = 0;
+    for (let round = 0; round < 5; round++) {
+      const la = await lease(a, w.site, log);
+      assert.equal(la.role, 'leader');
+      assert.equal(la.length, length);
+      const order: string[] = [];
+      const writes = [0, 1, 2, 3, 4].map((i) =>
+        a.request('write', { handle: la.handle, at: length + i, entries: [entry(`r${round}.${i}`)], wid: `r${round}.${i}` }).then((r) => {
+          order.push(`write ${i}`);
+          return r;
+        }),
+      );
+      const released = a.request('release', { handle: la.handle }).then((r) => {
+        order.push('release');
+        return r;
+      });
+      // Another device asks to lead at once: it leads after those writes, at their end.
+      const taking = lease(b, w.site, log);
+      const results = await Promise.all(writes);
+      assert.deepEqual(
+        results.map((r) => r.error?.code ?? r.length),
+        [1, 2, 3, 4, 5].map((n) => length + n),
+        'every write sent before the release committed',
+      );
+      assert.equal((await released).error, undefined);
+      assert.deepEqual(order, ['write 0', 'write 1', 'write 2', 'write 3', 'write 4', 'release']);
+      length += 5;
+      let lb = await taking;
+      // It may have asked while a still led: then it follows, and takes the log on the leader event.
+      if (lb.role === 'follower') {
+        await b.nextEvent('leader', lb.handle);
+        lb = await lease(b, w.site, log);
+      }
+      assert.equal(lb.role, 'leader');
+      assert.equal(lb.length, length);
+      assert.ok(lb.epoch > la.epoch);
+      await b.call('release', { handle: lb.handle });
+    }
+    const r = await lease(b, w.site, log);
+    const read = await b.call<{ entries: string[] }>('read', { handle: r.handle, from: 0 });
+    assert.equal(read.entries.length, 25);
+    a.close();
+    b.close();
+  });
+
   it('keeps leadership for the same device during the grace, then lapses it for the next taker with a higher epoch', async () => {
     const log = logName();
     const a1 = await connect(w, w.owner);
