@@ -100,7 +100,8 @@ async function apply(d: Draft, c: ProfileChange, k: Checks): Promise<string | nu
     case 'mute':
     case 'unmute': {
       const s = d.subs.get(subKey(c.device, c.site));
-      if (s === undefined) return 'site: the device has not joined it';
+      // Like a leave, an unmute of what is not there leaves nothing to undo.
+      if (s === undefined) return c.op === 'mute' ? 'site: the device has not joined it' : null;
       d.subs.set(subKey(c.device, c.site), { ...s, mutedUntil: c.op === 'mute' ? c.until : null });
       return null;
     }

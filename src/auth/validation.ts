@@ -37,6 +37,12 @@ export function firstError(schema: TSchema, value: unknown): FieldError | null {
     const cut = e.path.lastIndexOf('/');
     return { instancePath: e.path.slice(0, cut), keyword: 'required', params: { missingProperty: e.path.slice(cut + 1) }, message: 'required' };
   }
+  // A pattern is told in the words its schema gives (`expected`), not as a regular expression.
+  const words = (e.schema as { expected?: unknown }).expected;
+  if (e.type === ValueErrorType.StringPattern) {
+    const message = typeof words === 'string' ? `expected ${words}` : `expected a string matching ${String((e.schema as { pattern?: unknown }).pattern)}`;
+    return { instancePath: e.path, keyword: 'pattern', params: {}, message };
+  }
   return { instancePath: e.path, keyword: 'schema', params: {}, message: e.message.charAt(0).toLowerCase() + e.message.slice(1) };
 }
 

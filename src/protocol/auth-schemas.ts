@@ -47,24 +47,24 @@ export const MAX_NAME_LENGTH = 128;
  * cannot hold, and the rest of C0 and C1) or bidirectional controls, which would let a name
  * shown in another device's approval prompt read as something else.
  */
-export const Name = Type.String({ maxLength: MAX_NAME_LENGTH, pattern: '^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]*$' });
+export const Name = Type.String({ maxLength: MAX_NAME_LENGTH, pattern: '^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]*$', expected: 'text without control or bidirectional formatting characters' });
 
-export const DeviceId = Type.String({ pattern: DEVICE_ID_PATTERN });
-export const BoxKey = Type.String({ pattern: BOX_KEY_PATTERN });
+export const DeviceId = Type.String({ pattern: DEVICE_ID_PATTERN, expected: 'a device id: 32 bytes in base64url without padding (43 characters)' });
+export const BoxKey = Type.String({ pattern: BOX_KEY_PATTERN, expected: 'a box key: 32 bytes in base64url without padding (43 characters)' });
 /**
  * Addition (docs/protocol.md): the device's Ed25519 signature of its box key statement
  * (key-statements.ts `boxKeyStatement`), so that other devices can check the box key is the
  * device's own before they seal the user key to it.
  */
-export const BoxSig = Type.String({ pattern: SIGNATURE_PATTERN });
-export const UserId = Type.String({ pattern: USER_ID_PATTERN });
-export const SiteId = Type.String({ pattern: SITE_ID_PATTERN });
-export const LogName = Type.String({ pattern: LOG_NAME_PATTERN });
-export const GrantHash = Type.String({ pattern: GRANT_HASH_PATTERN });
-export const GrantJws = Type.String({ maxLength: MAX_GRANT_LENGTH, pattern: COMPACT_JWS_PATTERN });
+export const BoxSig = Type.String({ pattern: SIGNATURE_PATTERN, expected: 'a 64-byte Ed25519 signature in base64url without padding (86 characters)' });
+export const UserId = Type.String({ pattern: USER_ID_PATTERN, expected: 'a user id (1 to 64 characters of A-Z, a-z, 0-9, - and _)' });
+export const SiteId = Type.String({ pattern: SITE_ID_PATTERN, expected: 'a site id (1 to 64 characters of A-Z, a-z, 0-9, - and _)' });
+export const LogName = Type.String({ pattern: LOG_NAME_PATTERN, expected: 'a log name (1 to 128 characters of A-Z, a-z, 0-9, ., _, : and -)' });
+export const GrantHash = Type.String({ pattern: GRANT_HASH_PATTERN, expected: 'a grant hash: 32 bytes in base64url without padding (43 characters)' });
+export const GrantJws = Type.String({ maxLength: MAX_GRANT_LENGTH, pattern: COMPACT_JWS_PATTERN, expected: 'a compact JWS (three base64url parts joined by dots)' });
 export const RightSchema = Type.Union([Type.Literal('read'), Type.Literal('write'), Type.Literal('admin')]);
 export const Rights = Type.Array(RightSchema, { minItems: 1, maxItems: 3, uniqueItems: true });
-export const LogSelectors = Type.Array(Type.String({ pattern: LOG_SELECTOR_PATTERN }), {
+export const LogSelectors = Type.Array(Type.String({ pattern: LOG_SELECTOR_PATTERN, expected: "'*' or a log name (1 to 128 characters of A-Z, a-z, 0-9, ., _, : and -)" }), {
   minItems: 1,
   maxItems: MAX_GRANT_LOGS,
   uniqueItems: true,
@@ -83,7 +83,7 @@ export type GrantHeader = Static<typeof GrantHeader>;
 /** Times in seconds, as JWT requires. */
 export const GrantPayload = Type.Object({
   iss: DeviceId,
-  sub: Type.String({ maxLength: 270, pattern: GRANT_SUBJECT_PATTERN }),
+  sub: Type.String({ maxLength: 270, pattern: GRANT_SUBJECT_PATTERN, expected: 'user:<user id>, device:<device id> or email:<address>' }),
   site: SiteId,
   logs: LogSelectors,
   rights: Rights,
@@ -103,22 +103,22 @@ export const SignupBody = Type.Object({
   boxKey: BoxKey,
   /** Addition: the device's signature of its box key (BoxSig). */
   boxSig: Type.Optional(BoxSig),
-  nonce: Type.String({ pattern: NONCE_PATTERN }),
-  sig: Type.String({ pattern: SIGNATURE_PATTERN }),
+  nonce: Type.String({ pattern: NONCE_PATTERN, expected: 'a nonce from /challenge (43 base64url characters)' }),
+  sig: Type.String({ pattern: SIGNATURE_PATTERN, expected: 'a 64-byte Ed25519 signature in base64url without padding (86 characters)' }),
   name: Type.Optional(Name),
 });
 export type SignupBody = Static<typeof SignupBody>;
 
 export const LoginBody = Type.Object({
   device: DeviceId,
-  nonce: Type.String({ pattern: NONCE_PATTERN }),
-  sig: Type.String({ pattern: SIGNATURE_PATTERN }),
+  nonce: Type.String({ pattern: NONCE_PATTERN, expected: 'a nonce from /challenge (43 base64url characters)' }),
+  sig: Type.String({ pattern: SIGNATURE_PATTERN, expected: 'a 64-byte Ed25519 signature in base64url without padding (86 characters)' }),
 });
 export type LoginBody = Static<typeof LoginBody>;
 
 export const RefreshBody = Type.Object({
-  refresh: Type.String({ pattern: REFRESH_FIELD_PATTERN }),
-  guid: Type.String({ pattern: GUID_PATTERN }),
+  refresh: Type.String({ pattern: REFRESH_FIELD_PATTERN, expected: 'a refresh token (1 to 1024 printable ASCII characters)' }),
+  guid: Type.String({ pattern: GUID_PATTERN, expected: '1 to 128 printable ASCII characters' }),
 });
 export type RefreshBody = Static<typeof RefreshBody>;
 
@@ -140,6 +140,7 @@ export const GrantRef = Type.String({
   minLength: 43,
   maxLength: MAX_GRANT_LENGTH,
   pattern: `^(${GRANT_HASH_PATTERN.slice(1, -1)}|${COMPACT_JWS_PATTERN.slice(1, -1)})$`,
+  expected: 'a grant: its hash (43 base64url characters) or its compact JWS',
 });
 
 export const JoinBody = Type.Object({ site: SiteId, grant: GrantRef });
@@ -252,7 +253,7 @@ export const MAX_REDIRECT_LENGTH = 2048;
 export const MAX_EMAIL_LENGTH = 254;
 
 export const OidcStartBody = Type.Object({
-  provider: Type.String({ pattern: PROVIDER_ID_PATTERN }),
+  provider: Type.String({ pattern: PROVIDER_ID_PATTERN, expected: 'a provider id (1 to 32 characters of a-z, 0-9, - and _, starting with a letter or digit)' }),
   device: DeviceId,
   /** Needed when the device is new to the server (it may become a new user's first device). */
   boxKey: Type.Optional(BoxKey),
@@ -260,14 +261,14 @@ export const OidcStartBody = Type.Object({
   boxSig: Type.Optional(BoxSig),
   /** The name a new device gets. */
   name: Type.Optional(Name),
-  nonce: Type.String({ pattern: NONCE_PATTERN }),
-  sig: Type.String({ pattern: SIGNATURE_PATTERN }),
+  nonce: Type.String({ pattern: NONCE_PATTERN, expected: 'a nonce from /challenge (43 base64url characters)' }),
+  sig: Type.String({ pattern: SIGNATURE_PATTERN, expected: 'a 64-byte Ed25519 signature in base64url without padding (86 characters)' }),
   /** Where the browser goes after the callback (an allowed origin or the public URL). */
   redirect: Type.Optional(Type.String({ minLength: 1, maxLength: MAX_REDIRECT_LENGTH })),
 });
 export type OidcStartBody = Static<typeof OidcStartBody>;
 
-export const OidcStartReply = Type.Object({ url: Type.String(), state: Type.String({ pattern: OIDC_STATE_PATTERN }) });
+export const OidcStartReply = Type.Object({ url: Type.String(), state: Type.String({ pattern: OIDC_STATE_PATTERN, expected: 'a state from /oidc/start (43 base64url characters)' }) });
 export type OidcStartReply = Static<typeof OidcStartReply>;
 
 /** The provider's redirect: `code` and `state`, or `error`; other parameters (`iss`, …) pass through. */
@@ -279,11 +280,11 @@ export const OidcCallbackQuery = Type.Object({
 export type OidcCallbackQuery = Static<typeof OidcCallbackQuery>;
 
 export const OidcCompleteBody = Type.Object({
-  state: Type.String({ pattern: OIDC_STATE_PATTERN }),
+  state: Type.String({ pattern: OIDC_STATE_PATTERN, expected: 'a state from /oidc/start (43 base64url characters)' }),
   /** The confirmation code the browser got at the callback (`XXXX-XXXX`; case, dashes and spaces do not matter). */
   code: Type.String({ minLength: 1, maxLength: 32 }),
-  nonce: Type.String({ pattern: NONCE_PATTERN }),
-  sig: Type.String({ pattern: SIGNATURE_PATTERN }),
+  nonce: Type.String({ pattern: NONCE_PATTERN, expected: 'a nonce from /challenge (43 base64url characters)' }),
+  sig: Type.String({ pattern: SIGNATURE_PATTERN, expected: 'a 64-byte Ed25519 signature in base64url without padding (86 characters)' }),
 });
 export type OidcCompleteBody = Static<typeof OidcCompleteBody>;
 
@@ -294,7 +295,7 @@ export const OidcCompleteReply = Type.Object({
   refresh: Type.String(),
   expiresIn: Type.Integer(),
   /** The identity attestation (compact JWS, typ dg-identity+jwt). */
-  identity: Type.String({ pattern: COMPACT_JWS_PATTERN }),
+  identity: Type.String({ pattern: COMPACT_JWS_PATTERN, expected: 'a compact JWS (three base64url parts joined by dots)' }),
   /** true when this login added the device to the user. */
   newDevice: Type.Boolean(),
 });
@@ -305,7 +306,7 @@ export const IdentityPayload = Type.Object({
   iss: Type.String(),
   sub: DeviceId,
   email: Type.String({ maxLength: MAX_EMAIL_LENGTH }),
-  provider: Type.String({ pattern: PROVIDER_ID_PATTERN }),
+  provider: Type.String({ pattern: PROVIDER_ID_PATTERN, expected: 'a provider id (1 to 32 characters of a-z, 0-9, - and _, starting with a letter or digit)' }),
   iat: Type.Integer({ minimum: 0 }),
   /** Addition (docs/protocol.md): the device's box key, so a sender that finds it by email can encrypt to it. */
   box: Type.Optional(BoxKey),
@@ -314,10 +315,10 @@ export type IdentityPayload = Static<typeof IdentityPayload>;
 
 // ---- keys, devices ----
 
-export const KeysQuery = Type.Object({ email: Type.String({ minLength: 3, maxLength: MAX_EMAIL_LENGTH, pattern: EMAIL_QUERY_PATTERN }) });
+export const KeysQuery = Type.Object({ email: Type.String({ minLength: 3, maxLength: MAX_EMAIL_LENGTH, pattern: EMAIL_QUERY_PATTERN, expected: 'an email address' }) });
 export type KeysQuery = Static<typeof KeysQuery>;
 
-export const KeysReply = Type.Object({ attestations: Type.Array(Type.String({ pattern: COMPACT_JWS_PATTERN })) });
+export const KeysReply = Type.Object({ attestations: Type.Array(Type.String({ pattern: COMPACT_JWS_PATTERN, expected: 'a compact JWS (three base64url parts joined by dots)' })) });
 export type KeysReply = Static<typeof KeysReply>;
 
 export const DeviceParams = Type.Object({ device: DeviceId });
@@ -406,8 +407,8 @@ export const CLAIM_NAMESPACE_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$';
 export const CLAIM_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$';
 
 export const ClaimBody = Type.Object({
-  namespace: Type.String({ pattern: CLAIM_NAMESPACE_PATTERN }),
-  name: Type.String({ pattern: CLAIM_NAME_PATTERN }),
+  namespace: Type.String({ pattern: CLAIM_NAMESPACE_PATTERN, expected: 'a namespace (1 to 64 characters of A-Z, a-z, 0-9, ., _, : and -, starting with a letter or digit)' }),
+  name: Type.String({ pattern: CLAIM_NAME_PATTERN, expected: 'a name (1 to 128 characters of A-Z, a-z, 0-9, ., _, @, + and -, starting with a letter or digit)' }),
 });
 export type ClaimBody = Static<typeof ClaimBody>;
 
@@ -421,13 +422,13 @@ export const SESSION_ID_PATTERN = '^[A-Za-z0-9_-]{1,64}$';
 /** GET /sessions answers at most this many, newest first. */
 export const MAX_SESSIONS_LISTED = 100;
 
-export const SessionParams = Type.Object({ id: Type.String({ pattern: SESSION_ID_PATTERN }) });
+export const SessionParams = Type.Object({ id: Type.String({ pattern: SESSION_ID_PATTERN, expected: 'a session id (1 to 64 characters of A-Z, a-z, 0-9, - and _)' }) });
 export type SessionParams = Static<typeof SessionParams>;
 
 export const SessionsReply = Type.Object({
   sessions: Type.Array(
     Type.Object({
-      id: Type.String({ pattern: SESSION_ID_PATTERN }),
+      id: Type.String({ pattern: SESSION_ID_PATTERN, expected: 'a session id (1 to 64 characters of A-Z, a-z, 0-9, - and _)' }),
       device: DeviceId,
       createdAt: Type.Integer(),
       /** true for the session of the access token that asked. */
@@ -447,14 +448,14 @@ export const ENVELOPE_ID_PATTERN = '^[A-Za-z0-9_-]{22}$';
 export const EnvelopeBody = Type.Object({
   to: DeviceId,
   /** Opaque to the server: any string but U+0000 (base64url of bytes, as the SDK sends). */
-  data: Type.String({ minLength: 1, pattern: '^[^\\u0000]+$' }),
+  data: Type.String({ minLength: 1, pattern: '^[^\\u0000]+$', expected: 'text without U+0000' }),
 });
 export type EnvelopeBody = Static<typeof EnvelopeBody>;
 
-export const EnvelopeReply = Type.Object({ id: Type.String({ pattern: ENVELOPE_ID_PATTERN }) });
+export const EnvelopeReply = Type.Object({ id: Type.String({ pattern: ENVELOPE_ID_PATTERN, expected: 'an envelope id (22 base64url characters)' }) });
 export type EnvelopeReply = Static<typeof EnvelopeReply>;
 
-export const EnvelopeParams = Type.Object({ id: Type.String({ pattern: ENVELOPE_ID_PATTERN }) });
+export const EnvelopeParams = Type.Object({ id: Type.String({ pattern: ENVELOPE_ID_PATTERN, expected: 'an envelope id (22 base64url characters)' }) });
 export type EnvelopeParams = Static<typeof EnvelopeParams>;
 
 export const EnvelopesReply = Type.Object({

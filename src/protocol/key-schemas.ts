@@ -13,8 +13,8 @@ export { DEVICE_CERT_TYP, MAX_USER_KEY_VERSION, userKeyStatement } from './key-s
 
 export const MAX_CERTIFICATE_LENGTH = 2048;
 
-const PublicKey = Type.String({ pattern: B64URL_32_PATTERN });
-const Signature = Type.String({ pattern: SIGNATURE_PATTERN });
+const PublicKey = Type.String({ pattern: B64URL_32_PATTERN, expected: '32 bytes in base64url without padding (43 characters)' });
+const Signature = Type.String({ pattern: SIGNATURE_PATTERN, expected: 'a 64-byte Ed25519 signature in base64url without padding (86 characters)' });
 
 export const DeviceCertHeader = Type.Object({ alg: Type.Literal('EdDSA'), typ: Type.Literal(DEVICE_CERT_TYP) }, { additionalProperties: false });
 export type DeviceCertHeader = Static<typeof DeviceCertHeader>;
@@ -48,7 +48,7 @@ export type UserKeyEntry = Static<typeof UserKeyEntry>;
 export const UserKeyReply = Type.Object({ user: UserId, version: Type.Integer({ minimum: 1 }), publicKey: PublicKey });
 export type UserKeyReply = Static<typeof UserKeyReply>;
 
-export const CertificateBody = Type.Object({ certificate: Type.String({ maxLength: MAX_CERTIFICATE_LENGTH, pattern: COMPACT_JWS_PATTERN }) });
+export const CertificateBody = Type.Object({ certificate: Type.String({ maxLength: MAX_CERTIFICATE_LENGTH, pattern: COMPACT_JWS_PATTERN, expected: 'a compact JWS (three base64url parts joined by dots)' }) });
 export type CertificateBody = Static<typeof CertificateBody>;
 
 export const CertificateReply = Type.Object({ device: DeviceId, keyVersion: Type.Integer({ minimum: 1 }) });
@@ -56,7 +56,7 @@ export type CertificateReply = Static<typeof CertificateReply>;
 
 export const CertificatesQuery = Type.Object({
   user: Type.Optional(UserId),
-  email: Type.Optional(Type.String({ minLength: 3, maxLength: MAX_EMAIL_LENGTH, pattern: EMAIL_QUERY_PATTERN })),
+  email: Type.Optional(Type.String({ minLength: 3, maxLength: MAX_EMAIL_LENGTH, pattern: EMAIL_QUERY_PATTERN, expected: 'an email address' })),
 });
 export type CertificatesQuery = Static<typeof CertificatesQuery>;
 

@@ -184,6 +184,17 @@ describe('profile', async () => {
     assert.deepEqual(await getProfile(me), { version: 1, data: { keep: true, pad }, subscriptions: [], push: [] });
   });
 
+  it('accepts leave and unmute of a site the device has not joined as no-ops, and refuses mute of it', async () => {
+    const me = await signupDevice(url);
+    const site = await createSite(url, me.access);
+    assert.deepEqual(await update(me, 0, [{ op: 'leave', device: me.device, site }]), { ok: true, version: 1 });
+    assert.deepEqual(await update(me, 1, [{ op: 'unmute', device: me.device, site }]), { ok: true, version: 2 });
+    const r = await update(me, 2, [{ op: 'mute', device: me.device, site, until: Date.now() + 60_000 }]);
+    assert.ok(!r.ok);
+    assert.match(r.comments[0]?.message ?? '', /not joined/);
+    assert.deepEqual((await getProfile(me)).subscriptions, []);
+  });
+
   it('bounds app data to 64 KiB in all', async () => {
     const me = await signupDevice(url);
     const big = 'x'.repeat(40 * 1024);
