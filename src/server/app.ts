@@ -24,7 +24,7 @@ import { MAX_JSON_DEPTH, nestsDeeperThan } from '../protocol/json-depth.js';
 import { rawErrorResponse } from '../protocol/raw-error-response.js';
 import type { Config, HttpTimeouts } from './config.js';
 import { createMetrics } from './metrics.js';
-import { clientErrorHandler, frameworkErrorHandler, installErrorHandlers, sendError } from './http-errors.js';
+import { clientErrorHandler, frameworkErrorHandler, installErrorHandlers, routeMiss, sendError } from './http-errors.js';
 import { refuseBackupDir } from './backup.js';
 import { demoRoutes } from './demo/routes.js';
 import { createPrivateFiles, ensureDataDir, loadSecrets, type Secrets } from './secrets.js';
@@ -105,8 +105,9 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
       const server = createServer({ headersTimeout: t.headersMs, requestTimeout: t.requestMs, connectionsCheckingInterval: t.checkMs }, handler);
       server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
         for (const h of upgradeHandlers) if (h(req, socket, head)) return;
-        countError('NOT_FOUND');
-        socket.end(rawErrorResponse('NOT_FOUND', `no route ${req.method ?? 'GET'} ${req.url?.split('?')[0] ?? ''}`));
+        const miss = routeMiss(req.method, req.url);
+        countError(miss.code);
+        socket.end(rawErrorResponse(miss.code, miss.message));
       });
       return server;
     },

@@ -58,9 +58,28 @@ export function installErrorHandlers(app: FastifyInstance, onError: (code: Error
     return sendError(reply, 'INTERNAL', 'internal error');
   });
   app.setNotFoundHandler((req, reply) => {
-    onError('NOT_FOUND');
-    return sendError(reply, 'NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0] ?? ''}`);
+    const miss = routeMiss(req.method, req.url);
+    onError(miss.code);
+    return sendError(reply, miss.code, miss.message);
   });
+}
+
+/** Longest path segment a URL may have (the router's limit for a path parameter). */
+export const MAX_PATH_SEGMENT = 100;
+/** Characters of the path a NOT_FOUND message repeats, at most. */
+const ECHOED_PATH = 200;
+
+/**
+ * A request no route takes: NOT_FOUND naming it, or BAD_REQUEST when a path segment is
+ * over MAX_PATH_SEGMENT characters (as on routes with a parameter, where the router refuses it).
+ */
+export function routeMiss(method: string | undefined, url: string | undefined): { code: ErrorCode; message: string } {
+  const path = (url ?? '').split('?')[0] ?? '';
+  if (path.split('/').some((segment) => segment.length > MAX_PATH_SEGMENT)) {
+    return { code: 'BAD_REQUEST', message: `url: a path segment is over ${MAX_PATH_SEGMENT} characters` };
+  }
+  const shown = path.length > ECHOED_PATH ? `${path.slice(0, ECHOED_PATH)}…` : path;
+  return { code: 'NOT_FOUND', message: `no route ${method ?? 'GET'} ${shown}` };
 }
 
 /**
@@ -69,7 +88,7 @@ export function installErrorHandlers(app: FastifyInstance, onError: (code: Error
  */
 export function frameworkErrorHandler(onError: (code: ErrorCode) => void) {
   return (err: FastifyError, _req: FastifyRequest, reply: FastifyReply): void => {
-    const message = err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'url: a path parameter is too long' : 'url: not a valid URL';
+    const message = err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? `url: a path segment is over ${MAX_PATH_SEGMENT} characters` : 'url: not a valid URL';
     onError('BAD_REQUEST');
     void sendError(reply, 'BAD_REQUEST', message);
   };

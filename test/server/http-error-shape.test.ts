@@ -42,12 +42,26 @@ describe('the error shape outside the routes', async () => {
     }
   });
 
-  it('a path parameter over the router limit is BAD_REQUEST, not 414', async () => {
-    for (const [method, path] of [['GET', `/auth/v1/sites/${'x'.repeat(101)}`], ['DELETE', `/auth/v1/envelopes/${'y'.repeat(500)}`]] as const) {
+  it('a path segment over 100 characters is BAD_REQUEST, not 414 or NOT_FOUND, on every path', async () => {
+    const long = 'x'.repeat(150);
+    for (const [method, path] of [
+      ['GET', `/auth/v1/sites/${'x'.repeat(101)}`],
+      ['DELETE', `/auth/v1/envelopes/${'y'.repeat(500)}`],
+      ['GET', `/notify/v1/${long}`],
+      ['GET', `/auth/v1/${long}`],
+      ['GET', `/${long}`],
+      ['POST', `/health/${long}?q=1`],
+    ] as const) {
       const res = await fetch(`${srv.url}${path}`, { method });
       assert.equal(res.status, 400, path);
-      assert.deepEqual(await res.json(), { error: { code: 'BAD_REQUEST', message: 'url: a path parameter is too long' } }, path);
+      assert.deepEqual(await res.json(), { error: { code: 'BAD_REQUEST', message: 'url: a path segment is over 100 characters' } }, path);
     }
+    // 100 characters is a segment like any other; NOT_FOUND repeats at most 200 of the path.
+    const res = await fetch(`${srv.url}/${'z'.repeat(100)}/${'z'.repeat(100)}/${'z'.repeat(100)}`);
+    assert.equal(res.status, 404);
+    const body = (await res.json()) as { error: { code: string; message: string } };
+    assert.equal(body.error.code, 'NOT_FOUND');
+    assert.ok(body.error.message.length < 230, body.error.message);
   });
 
   it('bytes that are not HTTP, and a wrong content-length, get BAD_REQUEST and a closed connection', async () => {
