@@ -2,8 +2,9 @@
  * Keeps notify's copy of each user's subscriptions and push endpoints current, over the bus
  * request `dg.notify.update` (PROTOCOL.md "Internal bus"):
  *
- * - after a profile update that touched them, `{user, version, changes}` with the new version
- *   and the notify-relevant changes (join, leave, mute, unmute, push, unpush);
+ * - after every profile update, `{user, version, changes}` with the new version and the
+ *   notify-relevant changes (join, leave, mute, unmute, push, unpush; none for an update of
+ *   app data only, which still moves the version);
  * - when notify answers `{ok:false}` (it missed a version) or refuses the message, the full
  *   state `{user, version, full:{subscriptions, push}}` read from the store;
  * - when notify cannot be reached, the user is remembered (at most MAX_PENDING users) and
@@ -54,8 +55,10 @@ export class NotifySync {
 
   /** After a profile update to `version` (the changes already committed). */
   updated(user: string, version: number, changes: readonly ProfileChange[]): void {
+    // Every update is sent, an update of app data only (`set`) as no changes: it moves the
+    // version, so a notify that lost its store or missed a message sees the gap and gets the
+    // full state now, not at the user's next change of subscriptions.
     const relevant = notifyChanges(changes);
-    if (relevant.length === 0 && !this.#pending.has(user)) return;
     this.#enqueue(user, () => (this.#pending.has(user) ? this.#sendFull(user) : this.#sendChanges(user, version, relevant)));
   }
 

@@ -5,8 +5,9 @@ const ASCTIME = /^[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2} \d{4}$/;
 
 /**
  * `retry-after` (RFC 9110 §10.2.3) as push services send it with 429 and 503: either a
- * number of seconds or an HTTP date. Returns the wait in ms (0 for a date in the past), or
- * null when the header is absent or malformed, so the caller falls back to its own backoff.
+ * number of seconds or an HTTP date. Returns the wait in ms (0 for a date in the past;
+ * Infinity for a number of seconds of more than 10 digits), or null when the header is
+ * absent or malformed, so the caller falls back to its own backoff.
  *
  * @example
  * parseRetryAfter('120', Date.now()); // 120000
@@ -17,6 +18,8 @@ export function parseRetryAfter(value: string | string[] | undefined, now: numbe
   if (raw === undefined) return null;
   const text = raw.trim();
   if (/^\d{1,10}$/.test(text)) return Number(text) * 1000;
+  // More digits than any wait a caller would keep (over 300 years): a wait beyond every limit.
+  if (/^\d+$/.test(text)) return Number.POSITIVE_INFINITY;
   // The three HTTP date forms only (Date.parse alone accepts far more). asctime carries
   // no zone but is GMT by definition.
   let dated: string;

@@ -68,7 +68,8 @@ export function checkPushEndpoint(endpoint: string, hosts: readonly string[]): s
   }
   if (url.protocol !== 'https:') return 'push endpoint must be https:';
   if (url.username !== '' || url.password !== '') return 'push endpoint must not carry credentials';
-  if (url.hash !== '') return 'push endpoint must not have a fragment';
+  // An empty fragment (a trailing '#') parses to no hash, but the endpoint is stored as sent.
+  if (url.hash !== '' || endpoint.includes('#')) return 'push endpoint must not have a fragment';
   // The URL parser drops or escapes these, but the endpoint is stored as sent (and a store may not hold U+0000).
   for (let i = 0; i < endpoint.length; i++) {
     const c = endpoint.charCodeAt(i);

@@ -227,13 +227,16 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   for (const p of c.trustProxy) checkProxy(p);
   if (c.publicUrl !== '') checkPublicUrl(c.publicUrl);
   for (const o of c.origins) checkOrigin(o);
+  if (c.pushHosts.length === 0) throw new DgError('BAD_REQUEST', '--push-hosts: no host given (leave it unset for the public browser push services)');
   for (const h of c.pushHosts) {
     if (!isPushHostEntry(h)) throw new DgError('BAD_REQUEST', `--push-hosts: '${h}' is not a host, host:port, *.domain or *.domain:port`);
   }
   if (c.leaseGraceMs > MAX_LEASE_GRACE_MS) throw new DgError('BAD_REQUEST', `--lease-grace-ms must be at most ${MAX_LEASE_GRACE_MS}`);
   if (c.pushIntervalMs > MAX_PUSH_INTERVAL_MS) throw new DgError('BAD_REQUEST', `--push-interval-ms must be at most ${MAX_PUSH_INTERVAL_MS}`);
   if (!LOG_LEVELS.includes(c.logLevel)) throw new DgError('BAD_REQUEST', `--log-level must be one of ${LOG_LEVELS.join(', ')}`);
-  if (!/^(mailto:|https:)/.test(c.vapidSubject)) throw new DgError('BAD_REQUEST', '--vapid-subject must be a mailto: or https: URL');
+  if (!/^(mailto:[^\s@]+@[^\s@]+|https:\/\/[^\s/]+(\/\S*)?)$/.test(c.vapidSubject)) {
+    throw new DgError('BAD_REQUEST', '--vapid-subject must be a mailto: URL with an address (mailto:ops@example.com) or an https:// URL');
+  }
   return c;
 }
 

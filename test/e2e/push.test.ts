@@ -287,7 +287,7 @@ describe('push end to end (monolith)', async () => {
 describe('push end to end: notify loses its state', async () => {
   const receiver = await startPushReceiver();
 
-  it('after a restart without notify.db, the next subscription change makes auth send the full state and pushes resume', async () => {
+  it('after a restart without notify.db, the next profile change (app data only, or a subscription) makes auth send the full state and pushes resume', async () => {
     const dataDir = tempDir('dg-e2e-push-');
     const first = await startPushServer(receiver, { dataDir });
     const vapid = await vapidKey(first.url);
@@ -310,8 +310,9 @@ describe('push end to end: notify loses its state', async () => {
     const bPushes = receiver.received(s.bSub.id).length;
     const cPushes = receiver.received(s.cSub.id).length;
 
-    // C repairs first (the control); B's state is still lost, so B hears nothing.
-    const rc = await changeProfile(second.url, s.c, [{ op: 'unmute', device: s.c.device, site: s.site }]);
+    // C repairs first (the control), with an update of app data only: it moves the version
+    // too, so notify sees the gap. B's state is still lost, so B hears nothing.
+    const rc = await changeProfile(second.url, s.c, [{ op: 'set', key: 'theme', value: 'dark' }]);
     assert.equal(rc.ok, true);
     await syncedAfter(second.url, 'gap', 0);
     await syncedAfter(second.url, 'full', 0);

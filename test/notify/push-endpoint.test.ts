@@ -24,6 +24,7 @@ describe('checkPushEndpoint', () => {
     ['https://fcm.googleapis.com.evil.example/x', "push endpoint host 'fcm.googleapis.com.evil.example' is not on the push allowlist"],
     ['https://user:pw@fcm.googleapis.com/x', 'push endpoint must not carry credentials'],
     ['https://fcm.googleapis.com/x#frag', 'push endpoint must not have a fragment'],
+    ['https://fcm.googleapis.com/x#', 'push endpoint must not have a fragment'],
     ['not a url', 'push endpoint is not a URL'],
     ['', 'push endpoint is missing'],
     [`https://fcm.googleapis.com/${'a'.repeat(2100)}`, 'push endpoint is longer than 2048 characters'],
