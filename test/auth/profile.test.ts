@@ -85,11 +85,13 @@ describe('profile', async () => {
     const p = await getProfile(me);
     assert.deepEqual([p.data, p.subscriptions[0]?.mutedUntil], [{}, null]);
 
-    // A set-only update has nothing for notify.
+    // An update of app data only moves the version: notify hears of it, with no changes and
+    // none of the data.
+    await until('the unmute to reach notify', () => sent.some((m) => (m as { version?: number }).version === 2 && (m as { user?: string }).user === me.user));
     const before = sent.length;
     assert.deepEqual(await update(me, 2, [{ op: 'set', key: 'k', value: 1 }]), { ok: true, version: 3 });
-    await new Promise((r2) => setTimeout(r2, 50));
-    assert.equal(sent.length, before);
+    await until('the set-only update to reach notify', () => sent.length > before);
+    assert.deepEqual(sent.slice(before), [{ user: me.user, version: 3, changes: [] }]);
   });
 
   it('a mute that has ended reads as null; a number JSON cannot give back is refused, not stored as null', async () => {
