@@ -99,12 +99,13 @@ export interface UserEvent {
  * draining node says `leaving` so its sites move at once. `at` is the sender's clock (ms),
  * for logs only: receivers time expiry with their own clock. A process that just started
  * sends a probe: every tail node then announces itself at once instead of at its next
- * heartbeat (`from` names the asker, for logs).
+ * heartbeat (`from` names the asker, for logs; `instance` tells its own probe from that of
+ * another process with the same node id, which is answered).
  */
 export type TailNodeMessage =
   | { id: string; url: string; ttlMs: number; at: number }
   | { id: string; url: string; leaving: true }
-  | { probe: true; from: string };
+  | { probe: true; from: string; instance?: string };
 
 /** A push endpoint the push service answered 404 or 410 for (notify → auth). */
 export interface PushGone {

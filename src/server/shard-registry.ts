@@ -97,7 +97,7 @@ export function defaultNodeId(port: number, host = hostname()): string {
 function isNodeMessage(m: unknown): m is TailNodeMessage {
   if (typeof m !== 'object' || m === null) return false;
   const r = m as Record<string, unknown>;
-  if (r.probe === true) return typeof r.from === 'string' && r.from.length <= 256;
+  if (r.probe === true) return typeof r.from === 'string' && r.from.length <= 256 && (r.instance === undefined || (typeof r.instance === 'string' && r.instance.length <= 64));
   if (typeof r.id !== 'string' || !NODE_ID_RE.test(r.id)) return false;
   if (typeof r.url !== 'string' || r.url.length > MAX_URL || !/^wss?:\/\//.test(r.url)) return false;
   if (r.leaving === true) return true;
@@ -140,6 +140,8 @@ export class ShardRegistry {
   #lastProbeAnswer = 0;
   /** The URL of another live process heard announcing this process's node id before it announced. */
   #twinUrl: string | null = null;
+  /** This process's own, among processes that may share a node id (in its probes). */
+  readonly #instance = randomBytes(9).toString('base64url');
 
   constructor(opts: ShardRegistryOptions) {
     this.#opts = opts;
@@ -192,7 +194,7 @@ export class ShardRegistry {
   }
 
   #probe(): void {
-    this.#publish({ probe: true, from: this.#opts.self?.id ?? `auth-${hostname()}` });
+    this.#publish({ probe: true, from: this.#opts.self?.id ?? `auth-${hostname()}`, instance: this.#instance });
   }
 
   #onEcho(): void {
@@ -320,7 +322,10 @@ export class ShardRegistry {
     if ('probe' in m) {
       // Answered with a heartbeat, at most every 50 ms however many processes start.
       const now = this.#now();
-      if (this.#announcing && m.from !== self?.id && now - this.#lastProbeAnswer >= 50) {
+      // Not our own probe: one from another process with our node id is answered too, so
+      // that process sees it would be a twin and refuses to start.
+      const ours = m.instance === undefined ? m.from === self?.id : m.instance === this.#instance;
+      if (this.#announcing && !ours && now - this.#lastProbeAnswer >= 50) {
         this.#lastProbeAnswer = now;
         this.#heartbeat();
       }

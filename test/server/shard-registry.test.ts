@@ -276,3 +276,23 @@ describe('ShardRegistry', () => {
     assert.match(defaultNodeId(0, 'h'), /^tail-h-[0-9a-f]{8}$/);
   });
 });
+
+describe('ShardRegistry: a second process with a live node id', () => {
+  it('hears the live process answer its probe, and names it as the twin; a process alone has none', async () => {
+    const bus = new InProcessBus();
+    const make = (url: string) =>
+      new ShardRegistry({ bus, log, ttlMs: 3000, settleMs: 50, self: { id: 't2', url: () => url } });
+    const live = make('ws://live.test/tail');
+    live.start();
+    await live.settle();
+    assert.equal(live.twin(), null, 'alone on the bus');
+    live.announce();
+    await settle();
+    const second = make('ws://second.test/tail');
+    second.start();
+    await second.settle();
+    assert.equal(second.twin(), 'ws://live.test/tail', 'the live process answered the probe of one with its id');
+    second.stop();
+    live.stop();
+  });
+});
