@@ -432,9 +432,20 @@ export class Log extends Emitter<LogEvents> {
         this.handle = null;
         this.setState('recovering');
       }),
-      conn.on('stopped', (err) => this.fail(err)),
+      conn.on('stopped', (err) => (conn.retired ? this.reroute(conn) : this.fail(err))),
     ];
     conn.start();
+  }
+
+  /** The node of `conn` left the shard map: lease again through the map, at the node that serves the site now. */
+  private reroute(conn: TailConnection): void {
+    if (this.conn !== conn || this.st === 'closed') return;
+    for (const off of this.offConn) off();
+    this.offConn = [];
+    this.conn = null;
+    this.handle = null;
+    this.setState('recovering');
+    this.requestRecover();
   }
 
   private requestRecover(): void {

@@ -13,6 +13,9 @@ import type { TailConnection } from './tail-connection.js';
 
 export { pickShard };
 
+/** How often the map is fetched again while a connection cannot reach its node. */
+export const SHARD_RECHECK_MS = 2000;
+
 /**
  * The tail URL of a shard URL: http(s) becomes ws(s), and a bare origin gets "/tail".
  *
@@ -52,6 +55,8 @@ export class ShardRouter {
   private loading: Promise<ShardMapInfo> | null = null;
   private readonly overrides = new Map<string, string>();
   private readonly conns = new Map<string, TailConnection>();
+  private readonly watching = new Set<TailConnection>();
+  private lastCheck = 0;
   private closed = false;
 
   constructor(private readonly opts: ShardRouterOptions) {}
@@ -104,10 +109,46 @@ export class ShardRouter {
     if (this.closed) throw new DgError('UNAVAILABLE', 'client closed');
     let c = this.conns.get(url);
     if (c === undefined || c.state === 'stopped') {
-      c = this.opts.connect(url);
-      this.conns.set(url, c);
+      const conn = this.opts.connect(url);
+      conn.on('retrying', () => void this.watch(url, conn));
+      this.conns.set(url, conn);
+      c = conn;
     }
     return c;
+  }
+
+  /**
+   * A connection that cannot reach its node: while it stays down, the map is fetched again
+   * every `SHARD_RECHECK_MS`; once the map lists tail nodes but not this one (it died and
+   * its TTL ran out, or it drained), the connection is retired, and its users lease again
+   * through the map, at the node that serves their sites now.
+   */
+  private async watch(url: string, conn: TailConnection): Promise<void> {
+    if (this.watching.has(conn)) return;
+    this.watching.add(conn);
+    const down = (): boolean => !this.closed && conn.state !== 'open' && conn.state !== 'stopped';
+    try {
+      while (down()) {
+        const wait = this.lastCheck + SHARD_RECHECK_MS - Date.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        if (!down()) return;
+        // One fetch serves every connection that waits (another may have just made it).
+        if (Date.now() - this.lastCheck >= SHARD_RECHECK_MS) {
+          this.lastCheck = Date.now();
+          await this.shardMap(true).catch(() => null);
+        }
+        const map = this.map;
+        if (map === null || !down()) continue;
+        const urls = map.shards.map((s) => this.norm(s.url));
+        if (urls.length > 0 && !urls.includes(url)) {
+          if (this.conns.get(url) === conn) this.conns.delete(url);
+          conn.retire(new DgError('UNAVAILABLE', `the tail node ${url} left the shard map`));
+          return;
+        }
+      }
+    } finally {
+      this.watching.delete(conn);
+    }
   }
 
   /** Every connection opened so far. */

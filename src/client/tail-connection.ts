@@ -72,8 +72,10 @@ export interface TailConnectionEvents extends Record<string, unknown> {
   open: { info: ConnectReply; reconnect: boolean };
   close: { code: number; reason: string };
   event: TailEvent;
-  /** The connection gave up for good (revoked, closed by the app, or sign-in lost). */
+  /** The connection gave up for good (revoked, closed by the app, sign-in lost, or retired). */
   stopped: DgError;
+  /** A reconnect is scheduled in `delayMs`, after `failures` attempts in a row that failed. */
+  retrying: { failures: number; delayMs: number };
 }
 
 export type TailConnectionState = 'idle' | 'connecting' | 'open' | 'waiting' | 'stopped';
@@ -108,6 +110,7 @@ export class TailConnection extends Emitter<TailConnectionEvents> {
   private connectInfo: ConnectReply | null = null;
   private readonly waiters: { resolve: (i: ConnectReply) => void; reject: (e: DgError) => void }[] = [];
   private stopError: DgError | null = null;
+  private isRetired = false;
   private readonly hooks = new Set<() => Promise<void>>();
   readonly url: string;
   private readonly timeoutMs: number;
@@ -187,6 +190,22 @@ export class TailConnection extends Emitter<TailConnectionEvents> {
   /** Closes for good: pending requests fail with `reason` (default UNAVAILABLE), no reconnect. */
   close(reason?: DgError): void {
     this.stop(reason ?? new DgError('UNAVAILABLE', 'connection closed'), CLOSE.normal);
+  }
+
+  /**
+   * Closes for good because its node no longer serves (it left the shard map): like `close`,
+   * but `retired` is true when `stopped` is emitted, so its users move to the node that
+   * serves their site now instead of failing.
+   */
+  retire(reason: DgError): void {
+    if (this.st === 'stopped') return;
+    this.isRetired = true;
+    this.stop(reason, CLOSE.normal);
+  }
+
+  /** Whether it was stopped by `retire` (its node left the shard map). */
+  get retired(): boolean {
+    return this.isRetired;
   }
 
   private expire(req: Req): void {
@@ -393,6 +412,7 @@ export class TailConnection extends Emitter<TailConnectionEvents> {
       this.retryTimer = null;
       if (this.st === 'waiting') this.openSocket();
     }, delay);
+    this.emit('retrying', { failures: this.backoff.failures, delayMs: delay });
   }
 
   /** Drops a socket at once (no close handshake wait) and goes through the close path. */

@@ -149,13 +149,31 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
   async start(): Promise<UserKeyState> {
     if (this.offEvents.length === 0) {
       this.offEvents.push(this.client.on('event', (ev) => this.onEvent(ev)));
-      const conn = await this.client.connection(this.user);
-      this.offEvents.push(conn.on('open', ({ reconnect }) => reconnect && void this.background(() => this.sync())));
-      await conn.ready();
+      await this.follow();
       await signOwnBoxKey(this).catch((err: unknown) => this.report(asDg(err)));
     }
     await this.sync();
     return this.st;
+  }
+
+  /**
+   * Listens on the connection of the user's shard: a reconnect syncs (events may have been
+   * missed); when its node leaves the shard map, the node that serves the user now is
+   * connected and synced.
+   */
+  private async follow(): Promise<void> {
+    const conn = await this.client.connection(this.user);
+    this.offEvents.push(
+      conn.on('open', ({ reconnect }) => reconnect && void this.background(() => this.sync())),
+      conn.on('stopped', () => {
+        if (!conn.retired || this.offEvents.length === 0) return;
+        void this.background(async () => {
+          await this.follow();
+          await this.sync();
+        });
+      }),
+    );
+    await conn.ready();
   }
 
   /** Opens waiting envelopes, brings the user key up to date, and reviews uncertified devices. */
