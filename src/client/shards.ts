@@ -110,7 +110,8 @@ export class ShardRouter {
     let c = this.conns.get(url);
     if (c === undefined || c.state === 'stopped') {
       const conn = this.opts.connect(url);
-      conn.on('retrying', () => void this.watch(url, conn));
+      // Not on the first drop (a blip reconnects at once): once a reconnect attempt failed.
+      conn.on('retrying', ({ failures }) => void (failures >= 2 && this.watch(url, conn)));
       this.conns.set(url, conn);
       c = conn;
     }
