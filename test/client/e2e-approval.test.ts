@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import BetterSqlite3 from 'better-sqlite3';
-import { DeviceKeys } from '../../src/client/index.js';
+import { DeviceKeys, type DgError } from '../../src/client/index.js';
 import { decodeJws } from '../../src/client/crypto/jws.js';
 import { revokeAttestationKey } from '../../src/server/secrets.js';
 import { get } from '../helpers/auth-client.js';
@@ -117,6 +117,8 @@ describe('new device approval', () => {
     assert.deepEqual(waiting.body.envelopes, []);
     const tablet2 = await withKeys(tabletBack, tablet.storage, tablet.identity);
     assert.equal(tablet2.keys.state, 'awaiting-key');
+    // Without the user key it cannot save a site key in the keychain: no site is made.
+    await assert.rejects(tablet2.keys.createSite('lost'), (e: DgError) => e.code === 'FORBIDDEN' && /does not hold it yet/.test(e.message));
 
     // A device that signs in now is attested by the new active key, and is approved.
     const phone = await device(srv, email, 'phone', { noStart: true });

@@ -176,11 +176,16 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
     await conn.ready();
   }
 
-  /** Opens waiting envelopes, brings the user key up to date, and reviews uncertified devices. */
+  /**
+   * Opens waiting envelopes, brings the user key up to date, reviews uncertified devices,
+   * and rotates the sites whose keys this device holds that require rotation (a device or
+   * member was revoked) and that this user administers (`rotatePending`).
+   */
   async sync(): Promise<void> {
     await this.openInbox();
     await this.settle();
     if (this.st === 'ready' && this.opts.approveDevice !== undefined) await this.reviewDevices();
+    if (this.st === 'ready') await this.rotatePending();
   }
 
   private async settle(): Promise<void> {
@@ -262,8 +267,13 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
 
   // ---- sites ----
 
-  /** Creates a site with its first key (epoch 1). */
-  createSite(name?: string): Promise<{ site: string; owner: string }> {
+  /**
+   * Creates a site with its first key (epoch 1), saved in the keychain before it returns.
+   * FORBIDDEN while this device does not hold the user key (state 'awaiting-key'): the key
+   * could not be saved in the keychain, and would be lost with this device's storage.
+   */
+  async createSite(name?: string): Promise<{ site: string; owner: string }> {
+    if (this.heldKey === null) throw new DgError('FORBIDDEN', 'user key: this device does not hold it yet (approve it from another device, or import the words), so a new site key could not be saved in the keychain');
     return createEncryptedSite(this, name);
   }
 
