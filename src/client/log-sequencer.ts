@@ -9,9 +9,12 @@
  * - Each follower stream is sequenced in seq order without gaps: an entry is queued only
  *   when its seq is the stream's next one; later seqs wait (bounded) for the gap to fill;
  *   earlier seqs are duplicates (acknowledged again if their index is known).
- * - On nack, fence or any failure the pipeline halts; when every write in flight has
- *   settled the Log re-leases, reads to the end of the log, and `resume`s: items found in
- *   the log are dropped, the rest are queued again in their order. A new epoch drops the
+ * - On nack, fence or any failure the pipeline halts, and whenever the Log leases again it
+ *   pauses; when every write in flight has settled the Log re-leases, reads to the end of
+ *   the log, and `resume`s: items found in the log are dropped, the rest are queued again
+ *   in their order. Nothing is written between the new lease and `resume` (a follower's
+ *   entries sent in the old epoch would otherwise go out under the new lease, counted in
+ *   the old epoch and forgotten by the new one). A new epoch drops the
  *   followers' items (they resubmit to the new leader after checking the log themselves).
  * - A follower stream's state may be pruned within the epoch once nothing of it waits to be
  *   written (log-follower-streams.ts); when the stream comes back, the seqs it had already
@@ -95,6 +98,15 @@ export class Sequencer {
   /** Resolves when no write is in flight. */
   async idle(): Promise<void> {
     while (this.inflight.length > 0) await Promise.all(this.inflight.map((w) => w.done));
+  }
+
+  /**
+   * Sends nothing more until `resume`: the Log is leasing again, and a write sent now would
+   * go out under the new lease while this pipeline still counts positions (and the followers'
+   * entries it took) in the old epoch. Items keep arriving and wait; what is in flight settles.
+   */
+  pause(): void {
+    this.halted = true;
   }
 
   /**

@@ -459,6 +459,8 @@ export class Log extends Emitter<LogEvents> {
     while (this.needRecover && this.st !== 'closed') {
       this.needRecover = false;
       if (this.st === 'ready') this.setState('recovering');
+      // Nothing is written until `settle` resumes the pipeline in the lease's epoch.
+      this.sequencer.pause();
       try {
         await this.sequencer.idle();
         const lease = await this.leaseNow();
