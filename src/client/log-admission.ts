@@ -34,6 +34,12 @@ export interface AdmissionHooks {
   pendingBytes: (seq: number) => Uint8Array | undefined;
   /** The entry at `index` is `origin`'s append (`signed`: its signature verified). */
   committed: (origin: EntryOrigin, index: number, signed: boolean) => void;
+  /**
+   * This writer's own append `seq` is in the log at `index`, but after a later seq of its
+   * stream, so every reader refuses it as a replay: the append cannot count (nor be written
+   * again, which would only repeat the refusal).
+   */
+  refusedOwn: (seq: number, index: number) => void;
   /** A batch, admitted in the log's order: open and deliver it. */
   admitted: (entries: LogEntry[]) => void;
 }
@@ -108,6 +114,7 @@ export class Admission {
       if ((signed ? this.replays : this.unsignedReplays).repeats(origin)) {
         const error = new DgError('CONFLICT', `entry ${index} repeats seq ${origin.seq} of writer ${origin.device}: a replay`);
         out.push({ index, payload: new Uint8Array(0), origin, signed, error });
+        if (signed && origin.device === this.self.device && origin.stream === this.self.stream) this.hooks.refusedOwn(origin.seq, index);
         continue;
       }
       this.hooks.committed(origin, index, signed);

@@ -143,6 +143,9 @@ export class Log extends Emitter<LogEvents> {
         if (origin.device !== ctx.device || origin.stream !== this.stream) this.sequencer.noteCommitted(origin, index, signed);
         else if (signed) this.pending.resolve(origin.seq, index);
       },
+      refusedOwn: (seq, index) => {
+        this.pending.reject(seq, new DgError('CONFLICT', `the entry landed at ${index}, after a later entry of this writer: readers refuse it as a replay`));
+      },
       admitted: (entries) => {
         if (entries.length > 0) this.admittedTo = entries[entries.length - 1]!.index + 1;
         this.sequencer.flushAcks();

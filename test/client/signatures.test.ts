@@ -166,9 +166,11 @@ test('readers admit batches in order (each verified concurrently), and count onl
   const committed: [number, boolean][] = [];
   const admitted: LogEntry[][] = [];
   const pending = new Map<number, Uint8Array>();
+  const refusedOwn: [number, number][] = [];
   const admission = new Admission({ site, log: 'chat' }, self, {
     pendingBytes: (seq) => pending.get(seq),
     committed: (_o, index, signed) => committed.push([index, signed]),
+    refusedOwn: (seq, index) => refusedOwn.push([seq, index]),
     admitted: (entries) => admitted.push(entries),
   });
   const forged = await encodeEntry(w, 2, enc('forged'), entrySigner(site, 'chat', (m) => other.signAsync(m)));
@@ -196,6 +198,18 @@ test('readers admit batches in order (each verified concurrently), and count onl
   admission.push(7, [await encodeEntry(mine, 2, enc('not mine'), signs)]);
   await admission.settled();
   assert.deepEqual(admitted.slice(2).flat().map((e) => [e.index, e.error?.code ?? null]), [[6, null], [7, 'FORBIDDEN']]);
+
+  // An own entry that lands after a later seq of this writer (seq 3, then 2) is refused by
+  // every reader: this writer is told, so that append fails instead of waiting for ever.
+  const three = await encodeEntry(mine, 3, enc('three'), entrySigner(site, 'chat', (m) => other.signAsync(m)));
+  const two = await encodeEntry(mine, 2, enc('two'), entrySigner(site, 'chat', (m) => other.signAsync(m)));
+  pending.set(3, three);
+  pending.set(2, two);
+  admission.push(8, [three, two]);
+  await admission.settled();
+  assert.deepEqual(admitted.slice(4).flat().map((e) => [e.index, e.error?.code ?? null]), [[8, null], [9, 'CONFLICT']]);
+  assert.deepEqual(committed.slice(-2), [[6, true], [8, true]], 'the replayed seq counts for no one');
+  assert.deepEqual(refusedOwn, [[2, 9]], 'only this writer’s own replayed seq is reported');
 });
 
 test('entries are signed through WebCrypto with the device key imported once, not extractable, byte for byte as @noble/curves signs; without Ed25519 in WebCrypto, noble signs', async (t) => {
@@ -326,6 +340,7 @@ test('a small-order public key verifies nothing: an entry under one, whoever wro
   const admission = new Admission({ site, log: 'chat' }, { device: DeviceKeys.generate().deviceId, stream: b64urlEncode(randomBytes(8)) }, {
     pendingBytes: () => undefined,
     committed: (_o, index) => committed.push(index),
+    refusedOwn: () => undefined,
     admitted: (batch) => admitted.push(...batch),
   });
   admission.push(0, entries);
