@@ -27,15 +27,20 @@ export async function server(overrides: Parameters<typeof startServer>[0] = {}):
   return startServer({ leaseGraceMs: 300, ...overrides });
 }
 
-export async function makeClient(srv: TestServer, setup: ClientSetup = {}): Promise<TestClient> {
-  const sockets = new Set<WebSocket>();
-  class TrackedWebSocket extends WebSocket {
+/** A `ws` WebSocket class whose open sockets are kept in `sockets` (so a test can cut them). */
+export function trackedSocketClass(sockets: Set<WebSocket>): new (url: string, protocols?: string | string[]) => WebSocket {
+  return class TrackedWebSocket extends WebSocket {
     constructor(url: string, protocols?: string | string[]) {
       super(url, protocols);
       sockets.add(this);
       this.on('close', () => sockets.delete(this));
     }
-  }
+  };
+}
+
+export async function makeClient(srv: TestServer, setup: ClientSetup = {}): Promise<TestClient> {
+  const sockets = new Set<WebSocket>();
+  const TrackedWebSocket = trackedSocketClass(sockets);
   const client = await DatagroveClient.create({
     url: srv.url,
     WebSocket: TrackedWebSocket as unknown as WebSocketConstructor,

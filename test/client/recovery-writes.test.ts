@@ -12,7 +12,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { DatagroveClient, type Log, type WebSocketConstructor } from '../../src/client/index.js';
-import { assertExactlyOnce, enc, record, server, sharedSite, waitFor, type TestClient } from './harness.js';
+import { assertExactlyOnce, enc, record, server, sharedSite, trackedSocketClass, waitFor, type TestClient } from './harness.js';
 import type { TestServer } from '../helpers/server.js';
 
 interface Link {
@@ -37,11 +37,9 @@ function stall(link: Link, ms: number): void {
 /** A client whose sockets the test can cut and stall, and whose writes it watches. */
 async function watchedClient(srv: TestServer, link: Link, onSend: (op: string) => void = () => undefined): Promise<TestClient> {
   const sockets = new Set<WebSocket>();
-  class LinkSocket extends WebSocket {
+  class LinkSocket extends trackedSocketClass(sockets) {
     constructor(url: string, protocols?: string | string[]) {
       super(url, protocols);
-      sockets.add(this);
-      this.on('close', () => sockets.delete(this));
       // The SDK sets `onmessage`: what it is given sees the frames, held while the link stalls.
       const inherited = Object.getOwnPropertyDescriptor(WebSocket.prototype, 'onmessage')!;
       Object.defineProperty(this, 'onmessage', {
