@@ -17,33 +17,33 @@ export interface TestClient {
   cut(): void;
 }
 
+/** A `ws` WebSocket class (what the SDK is given). */
+export type SocketClass = new (url: string, protocols?: string | string[]) => WebSocket;
+
 export interface ClientSetup {
   rtc?: boolean;
   storage?: KeyStorage;
   onAuthError?: (err: Error) => void;
+  /** Derives the class the SDK is given from the tracked one (to watch or hold frames). */
+  socket?: (Tracked: SocketClass) => SocketClass;
 }
 
 export async function server(overrides: Parameters<typeof startServer>[0] = {}): Promise<TestServer> {
   return startServer({ leaseGraceMs: 300, ...overrides });
 }
 
-/** A `ws` WebSocket class whose open sockets are kept in `sockets` (so a test can cut them). */
-export function trackedSocketClass(sockets: Set<WebSocket>): new (url: string, protocols?: string | string[]) => WebSocket {
-  return class TrackedWebSocket extends WebSocket {
+export async function makeClient(srv: TestServer, setup: ClientSetup = {}): Promise<TestClient> {
+  const sockets = new Set<WebSocket>();
+  class TrackedWebSocket extends WebSocket {
     constructor(url: string, protocols?: string | string[]) {
       super(url, protocols);
       sockets.add(this);
       this.on('close', () => sockets.delete(this));
     }
-  };
-}
-
-export async function makeClient(srv: TestServer, setup: ClientSetup = {}): Promise<TestClient> {
-  const sockets = new Set<WebSocket>();
-  const TrackedWebSocket = trackedSocketClass(sockets);
+  }
   const client = await DatagroveClient.create({
     url: srv.url,
-    WebSocket: TrackedWebSocket as unknown as WebSocketConstructor,
+    WebSocket: (setup.socket?.(TrackedWebSocket) ?? TrackedWebSocket) as unknown as WebSocketConstructor,
     RTCPeerConnection: setup.rtc === true ? (RTCPeerConnection as unknown as RtcPeerConnectionConstructor) : null,
     rtcConfig: { iceServers: [] },
     // The test server's public URL names port 0 (it is bound later): reach it where it listens.

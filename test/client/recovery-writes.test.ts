@@ -11,8 +11,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
-import { DatagroveClient, type Log, type WebSocketConstructor } from '../../src/client/index.js';
-import { assertExactlyOnce, enc, record, server, sharedSite, trackedSocketClass, waitFor, type TestClient } from './harness.js';
+import type { Log } from '../../src/client/index.js';
+import { assertExactlyOnce, enc, makeClient, record, server, sharedSite, waitFor, type TestClient } from './harness.js';
 import type { TestServer } from '../helpers/server.js';
 
 interface Link {
@@ -36,40 +36,29 @@ function stall(link: Link, ms: number): void {
 
 /** A client whose sockets the test can cut and stall, and whose writes it watches. */
 async function watchedClient(srv: TestServer, link: Link, onSend: (op: string) => void = () => undefined): Promise<TestClient> {
-  const sockets = new Set<WebSocket>();
-  class LinkSocket extends trackedSocketClass(sockets) {
-    constructor(url: string, protocols?: string | string[]) {
-      super(url, protocols);
-      // The SDK sets `onmessage`: what it is given sees the frames, held while the link stalls.
-      const inherited = Object.getOwnPropertyDescriptor(WebSocket.prototype, 'onmessage')!;
-      Object.defineProperty(this, 'onmessage', {
-        get: () => inherited.get!.call(this) as unknown,
-        set: (fn: ((ev: WebSocket.MessageEvent) => void) | null) => {
-          const held = (ev: WebSocket.MessageEvent) => (link.held === null ? fn!(ev) : link.held.push(() => fn!(ev)));
-          inherited.set!.call(this, fn === null ? null : held);
-        },
-      });
-    }
-    override send(data: unknown, ...rest: unknown[]): void {
-      const msg = JSON.parse(String(data)) as { op: string; at?: number };
-      if (msg.op === 'write') link.writes.push({ at: msg.at ?? -1, state: link.watched?.state ?? 'none' });
-      onSend(msg.op);
-      (super.send as (...a: unknown[]) => void)(data, ...rest);
-    }
-  }
-  const client = await DatagroveClient.create({
-    url: srv.url,
-    WebSocket: LinkSocket as unknown as WebSocketConstructor,
-    RTCPeerConnection: null,
-    shardUrl: () => srv.wsUrl,
+  return makeClient(srv, {
+    socket: (Tracked) =>
+      class LinkSocket extends Tracked {
+        constructor(url: string, protocols?: string | string[]) {
+          super(url, protocols);
+          // The SDK sets `onmessage`: what it is given sees the frames, held while the link stalls.
+          const inherited = Object.getOwnPropertyDescriptor(WebSocket.prototype, 'onmessage')!;
+          Object.defineProperty(this, 'onmessage', {
+            get: () => inherited.get!.call(this) as unknown,
+            set: (fn: ((ev: WebSocket.MessageEvent) => void) | null) => {
+              const held = (ev: WebSocket.MessageEvent) => (link.held === null ? fn!(ev) : link.held.push(() => fn!(ev)));
+              inherited.set!.call(this, fn === null ? null : held);
+            },
+          });
+        }
+        override send(data: unknown, ...rest: unknown[]): void {
+          const msg = JSON.parse(String(data)) as { op: string; at?: number };
+          if (msg.op === 'write') link.writes.push({ at: msg.at ?? -1, state: link.watched?.state ?? 'none' });
+          onSend(msg.op);
+          (super.send as (...a: unknown[]) => void)(data, ...rest);
+        }
+      },
   });
-  return {
-    client,
-    sockets,
-    cut: () => {
-      for (const s of sockets) s.terminate();
-    },
-  };
 }
 
 test("a leader leasing again writes nothing before its catch-up, though a follower still sends in the old epoch; every append once", async () => {
