@@ -584,7 +584,8 @@ export class Log extends Emitter<LogEvents> {
         break;
       }
       case 'leader':
-        // A lapse (leader null, same epoch) matters too: a device that may lead takes over.
+        // An end of leadership (leader null) matters even at an epoch this Log has seen (a
+        // server may keep the epoch when it cannot store a new one): a device that may lead takes over.
         if (ev.epoch > this.currentEpoch || (ev.leader === null && (this.currentLeader !== null || this.lead))) {
           if (ev.leader !== this.currentLeader) {
             this.currentLeader = ev.leader;

@@ -5,6 +5,10 @@
  * - At most one leader per (site, log) on this node; taking leadership bumps the epoch in
  *   the store first (persisted, never going back), so a leader elsewhere is fenced by the
  *   store even if this node's view is stale.
+ * - Every change of leader is a new epoch, an end of leadership included: after a release,
+ *   a step-down, a revocation or a lapse, once the writes accepted under the old epoch have
+ *   committed, the store moves the log to the next epoch (unless another node took a later
+ *   one), and only then do the holders hear `leader: null`, with that epoch.
  * - Lease changes on one log are serialized (`log.lock`); writes never wait for them.
  * - When a leader's session ends, its leadership lapses after `leaseGraceMs`; within the
  *   grace only the same device can retake it (with a new epoch). `release`, a step-down
@@ -104,7 +108,7 @@ export class LogRegistry {
         // The lease answers the handle's role: from now on its writes say NOT_LEADER, not FENCED.
         h.fenced = false;
         if (log.leader === h) {
-          if (!wantLead) this.#endLeadership(log, h);
+          if (!wantLead) await this.#endLeadership(log, h);
         } else if (wantLead && log.leader === null && (log.lapse === null || log.lapse.device === device)) {
           await this.#takeLeadership(log, h);
         } else if (wantLead && log.leader !== null && log.leader.session.auth?.device === device) {
@@ -235,8 +239,7 @@ export class LogRegistry {
   endGrace(log: LiveLog, lapse: Lapse): void {
     if (log.lapse !== lapse) return;
     clearTimeout(lapse.timer);
-    this.#released(log, log.epoch);
-    this.#lapsed(log);
+    this.#lapsed(log, lapse);
   }
 
   /** The store reported the log fenced by a newer epoch (another node took it). */
@@ -260,21 +263,43 @@ export class LogRegistry {
   #inheritGrace(log: LiveLog, leader: LeaderRecord): void {
     const left = this.#servingSince + this.ctx.deps.leaseGraceMs - Date.now();
     if (left <= 0) return;
-    this.#startGrace(log, leader.device, leader.user, left);
+    this.#startGrace(log, leader.device, leader.user, log.epoch, left);
     if (leader.user !== undefined && this.ctx.revoked.lostAccessLately(leader.user, log.site)) void recheckGrace(this.ctx, log);
   }
 
-  /** The log's leadership is kept for `device` (of `user`, when known) for `ms`, then lapses. */
-  #startGrace(log: LiveLog, device: string, user: string | undefined, ms: number): void {
-    const timer = setTimeout(() => this.#lapsed(log), ms);
-    timer.unref();
-    log.lapse = { device, user, timer };
+  /** The leadership of `epoch` is kept for `device` (of `user`, when known) for `ms`, then lapses. */
+  #startGrace(log: LiveLog, device: string, user: string | undefined, epoch: number, ms: number): void {
+    const lapse: Lapse = { device, user, epoch, timer: setTimeout(() => this.#lapsed(log, lapse), ms) };
+    lapse.timer.unref();
+    log.lapse = lapse;
   }
 
-  /** Leadership of `epoch` ended cleanly: the store forgets the leader (best effort). */
-  #released(log: LiveLog, epoch: number): void {
-    this.ctx.deps.store.clearLeader(log.site, log.name, epoch).catch((err: unknown) => {
-      this.ctx.log.warn({ err, site: log.site, log: log.name }, 'could not record a released leadership');
+  /**
+   * The leadership of `epoch` ended: once the writes this node accepted under it have
+   * committed (they were decided before the end and must not be fenced), the store moves
+   * the log to the next epoch; a later epoch that another node took stays. When the store
+   * cannot be reached the log keeps its epoch here (the next leader's bump still fences
+   * the old one). Runs inside the log's lease order.
+   */
+  async #closeEpoch(log: LiveLog, epoch: number): Promise<void> {
+    try {
+      await log.idle();
+      const next = await this.ctx.deps.store.endEpoch(log.site, log.name, epoch);
+      if (next > log.epoch) log.epoch = next;
+    } catch (err) {
+      this.ctx.log.warn({ err, site: log.site, log: log.name }, 'could not record the end of a leadership');
+    }
+  }
+
+  /**
+   * The log's leadership of `epoch` ended with no step-down reply to give: the epoch is closed
+   * in the log's lease order (a lease after it takes the epoch after), then every holder hears
+   * `leader: null` with the new epoch, unless a leader was taken meanwhile.
+   */
+  #ended(log: LiveLog, epoch: number): void {
+    void this.#exclusive(log, async () => {
+      await this.#closeEpoch(log, epoch);
+      if (log.leader === null && log.lapse === null) this.#broadcast(log, leaderEvent(log), null);
     });
   }
 
@@ -291,10 +316,9 @@ export class LogRegistry {
       log.leader = null;
       const graceMs = this.ctx.deps.leaseGraceMs;
       if (mode === 'close' && graceMs > 0 && device !== undefined) {
-        this.#startGrace(log, device, h.session.auth?.user, graceMs);
+        this.#startGrace(log, device, h.session.auth?.user, h.epoch, graceMs);
       } else {
-        this.#released(log, h.epoch);
-        this.#broadcast(log, leaderEvent(log), null);
+        this.#ended(log, h.epoch);
       }
     }
     if (device !== undefined) {
@@ -306,11 +330,12 @@ export class LogRegistry {
     this.maybeEvict(log);
   }
 
-  #endLeadership(log: LiveLog, h: Handle): void {
+  /** The leader leased again without `lead`: its reply (after this) gives the new epoch. */
+  async #endLeadership(log: LiveLog, h: Handle): Promise<void> {
     log.leader = null;
-    this.#released(log, h.epoch);
     this.#demote(h);
-    this.#broadcast(log, leaderEvent(log), h);
+    await this.#closeEpoch(log, h.epoch);
+    if (log.leader === null) this.#broadcast(log, leaderEvent(log), h);
   }
 
   /** A leader handle that stays on the log as a follower. */
@@ -357,10 +382,11 @@ export class LogRegistry {
     this.#broadcast(log, leaderEvent(log), h);
   }
 
-  #lapsed(log: LiveLog): void {
+  /** The grace `lapse` ran out, or was cut short: the others may take the log. */
+  #lapsed(log: LiveLog, lapse: Lapse): void {
+    if (log.lapse !== lapse) return;
     log.lapse = null;
-    this.#broadcast(log, leaderEvent(log), null);
-    this.maybeEvict(log);
+    this.#ended(log, lapse.epoch);
   }
 
   /** Forgets the log when nothing keeps it (no handles, lease change, lapse, write or event pending). */

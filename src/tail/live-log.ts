@@ -97,6 +97,8 @@ export interface Committed {
 /** Leadership of a departed session, kept for the grace period. */
 export interface Lapse {
   device: string;
+  /** The epoch of the leadership kept; it ends when the grace does. */
+  epoch: number;
   /** The device's user, when its session ended here (unknown for a grace loaded from the store). */
   user?: string;
   timer: NodeJS.Timeout;

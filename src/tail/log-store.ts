@@ -7,8 +7,12 @@
  *   committed, never changes.
  * - `bumpEpoch` atomically increments and persists the epoch; epochs never go back. It
  *   records the device (and its user) that took the new epoch as the log's leader (none
- *   when no leader is given), which `state` reports until `clearLeader` for that epoch or
- *   the next bump.
+ *   when no leader is given), which `state` reports until the next bump or `endEpoch`.
+ * - `endEpoch` ends the leadership of one epoch (a release or a lapse): when the log's
+ *   epoch is still that one, it rises by one with no leader recorded, atomically and
+ *   durably; a log that a later epoch took already keeps it. So every change of leader,
+ *   to none included, is a new epoch, and a node that lost the log cannot fence the one
+ *   that took it.
  * - `appendBatch` decides the requests in array order inside ONE transaction. Each request
  *   commits only if the log's length (after the earlier requests of the batch) equals `at`
  *   and its epoch equals `epoch`; otherwise it writes nothing and reports the current
@@ -111,8 +115,12 @@ export const STORE_LIMITS = {
 export interface LogStore {
   state(site: string, log: string): Promise<LogState>;
   bumpEpoch(site: string, log: string, leader?: LeaderRecord): Promise<number>;
-  /** Forgets the leader recorded with `epoch` (it released); a later epoch's leader stays. */
-  clearLeader(site: string, log: string, epoch: number): Promise<void>;
+  /**
+   * The leadership of `epoch` ended: if the log's epoch is still `epoch`, it becomes the
+   * next one with no leader recorded. Returns the log's epoch after the call (unchanged,
+   * with its leader, when a later epoch was taken; 0 for a log never written or led).
+   */
+  endEpoch(site: string, log: string, epoch: number): Promise<number>;
   appendBatch(requests: AppendRequest[]): Promise<AppendResult[]>;
   /**
    * Entries from `from`, at most `limit` of them and at most `maxBytes` of data, except that

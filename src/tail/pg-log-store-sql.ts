@@ -127,7 +127,17 @@ export function pgLogQueries(schema: string): PgLogQueries {
              leader = EXCLUDED.leader, leader_user = EXCLUDED.leader_user
        RETURNING epoch`,
     ),
-    unlead: q('unlead', `UPDATE ${s}.tail_logs SET leader = NULL, leader_user = NULL WHERE site = $1 AND log = $2 AND epoch = $3::bigint`),
+    // The next epoch, with no leader, if the log is still at $3; else its epoch as it is.
+    unlead: q(
+      'unlead',
+      `WITH up AS (
+         UPDATE ${s}.tail_logs SET epoch = GREATEST(epoch, (SELECT floor FROM ${s}.tail_epoch_floor)) + 1, leader = NULL, leader_user = NULL
+         WHERE site = $1 AND log = $2 AND epoch = $3::bigint RETURNING epoch
+       )
+       SELECT epoch FROM up
+       UNION ALL
+       SELECT epoch FROM ${s}.tail_logs WHERE site = $1 AND log = $2 AND NOT EXISTS (SELECT 1 FROM up)`,
+    ),
     // Every epoch and the floor up by $1 in one statement, or nothing when the largest
     // would pass $2 (then `floored` is 0).
     lift: q(

@@ -153,10 +153,14 @@ class PgLogStore implements LogStore {
     });
   }
 
-  async clearLeader(site: string, log: string, epoch: number): Promise<void> {
+  async endEpoch(site: string, log: string, epoch: number): Promise<number> {
     checkLogName(site, log);
     checkEpoch(epoch);
-    await this.run(() => this.pool.query({ ...this.q.unlead, values: [site, log, epoch] }));
+    return this.run(async () => {
+      const { rows } = await this.pool.query({ ...this.q.unlead, values: [site, log, epoch] });
+      const row = rows[0] as { epoch: string } | undefined;
+      return row === undefined ? 0 : num(row.epoch);
+    });
   }
 
   async liftEpochs(): Promise<number> {

@@ -96,7 +96,7 @@ export class SqliteLogStore implements LogStore {
   private readonly pruneWids: Database.Statement<[number, string, number]>;
   private readonly bump: Database.Statement<[string, string, string | null, string | null], number>;
   private readonly getState: Database.Statement<[string, string], StateRow>;
-  private readonly unlead: Database.Statement<[string, string, number]>;
+  private readonly endTx: (site: string, log: string, epoch: number) => number;
   private readonly readChunks: Database.Statement<[number, number, number], { first: number; data: Buffer }>;
   private readonly wids: WidMemory;
 
@@ -132,7 +132,6 @@ export class SqliteLogStore implements LogStore {
       )
       .pluck();
     this.getState = db.prepare('SELECT length, epoch, leader, leader_user FROM logs WHERE site = ? AND log = ?');
-    this.unlead = db.prepare('UPDATE logs SET leader = NULL, leader_user = NULL WHERE site = ? AND log = ? AND epoch = ?');
     // The chunk holding `from` (the greatest first <= from) and every later one, in order.
     this.readChunks = db.prepare(
       `SELECT first, data FROM chunks WHERE log_id = ? AND first >= COALESCE(
@@ -163,6 +162,15 @@ export class SqliteLogStore implements LogStore {
     };
     const bumpTx = db.transaction((site: string, log: string, device: string | null, user: string | null) => this.bump.get(site, log, device, user) as number);
     this.bumpTx = (site, log, device, user) => bumpTx.immediate(site, log, device, user);
+    const unlead = db
+      .prepare<[string, string, number], number>(
+        `UPDATE logs SET epoch = MAX(epoch, (SELECT floor FROM epoch_floor)) + 1, leader = NULL, leader_user = NULL
+         WHERE site = ? AND log = ? AND epoch = ? RETURNING epoch`,
+      )
+      .pluck();
+    const epochOf = db.prepare<[string, string], number>('SELECT epoch FROM logs WHERE site = ? AND log = ?').pluck();
+    const endTx = db.transaction((site: string, log: string, epoch: number) => (unlead.get(site, log, epoch) as number | undefined) ?? (epochOf.get(site, log) as number | undefined) ?? 0);
+    this.endTx = (site, log, epoch) => endTx.immediate(site, log, epoch);
     const span = db.prepare<[], { n: number; top: number }>(
       'SELECT COUNT(*) AS n, MAX(COALESCE(MAX(epoch), 0), (SELECT floor FROM epoch_floor)) AS top FROM logs',
     );
@@ -272,11 +280,11 @@ export class SqliteLogStore implements LogStore {
     return this.guard(() => this.bumpTx(site, log, leader?.device ?? null, leader?.user ?? null));
   }
 
-  async clearLeader(site: string, log: string, epoch: number): Promise<void> {
+  async endEpoch(site: string, log: string, epoch: number): Promise<number> {
     this.open();
     checkLogName(site, log);
     checkEpoch(epoch);
-    this.guard(() => this.unlead.run(site, log, epoch));
+    return this.guard(() => this.endTx(site, log, epoch));
   }
 
   async liftEpochs(): Promise<number> {

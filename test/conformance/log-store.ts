@@ -128,26 +128,39 @@ export function runLogStoreConformance(name: string, open: () => Promise<LogStor
       assert.deepEqual(await store.state(site, 'main'), { length: 0, epoch: 4 }, 'another instance sees it');
     });
 
-    it('records the device and user that took an epoch until it releases or the next bump, across reopen', async () => {
+    it('records the device and user that took an epoch until it ends or the next bump, across reopen', async () => {
       const site = freshSite();
       assert.equal(await store.bumpEpoch(site, 'main', { device: 'dev-a', user: 'user-a' }), 1);
       assert.deepEqual(await store.state(site, 'main'), { length: 0, epoch: 1, leader: { device: 'dev-a', user: 'user-a' } });
-      await store.clearLeader(site, 'main', 0);
-      assert.deepEqual((await store.state(site, 'main')).leader, { device: 'dev-a', user: 'user-a' }, 'clearing an older epoch leaves the leader');
+      assert.equal(await store.endEpoch(site, 'main', 0), 1, 'ending an older epoch changes nothing');
+      assert.deepEqual((await store.state(site, 'main')).leader, { device: 'dev-a', user: 'user-a' }, 'and leaves the leader');
       assert.equal(await store.bumpEpoch(site, 'main', { device: 'dev-b', user: 'user-b' }), 2);
       const s2 = await openTracked();
       assert.deepEqual(await s2.state(site, 'main'), { length: 0, epoch: 2, leader: { device: 'dev-b', user: 'user-b' } }, 'another instance sees it');
-      await s2.clearLeader(site, 'main', 2);
-      assert.deepEqual(await store.state(site, 'main'), { length: 0, epoch: 2 });
-      assert.equal(await store.bumpEpoch(site, 'main', { device: 'dev-c' }), 3);
+      assert.equal(await s2.endEpoch(site, 'main', 2), 3, 'the end of a leadership is a new epoch');
+      assert.deepEqual(await store.state(site, 'main'), { length: 0, epoch: 3 }, 'with no leader');
+      assert.equal(await store.endEpoch(site, 'main', 2), 3, 'ending it again changes nothing');
+      assert.equal(await store.bumpEpoch(site, 'main', { device: 'dev-c' }), 4);
       assert.deepEqual((await store.state(site, 'main')).leader, { device: 'dev-c' }, 'a leader without a user is kept as such');
-      assert.equal(await store.bumpEpoch(site, 'main', { device: 'dev-d', user: 'user-d' }), 4);
-      assert.equal(await store.bumpEpoch(site, 'main'), 5);
-      assert.deepEqual(await store.state(site, 'main'), { length: 0, epoch: 5 }, 'a bump without a leader records none, nor the last one\'s user');
-      await store.clearLeader(freshSite(), 'main', 1); // an unknown log: nothing to clear
+      assert.equal(await store.bumpEpoch(site, 'main', { device: 'dev-d', user: 'user-d' }), 5);
+      assert.equal(await store.bumpEpoch(site, 'main'), 6);
+      assert.deepEqual(await store.state(site, 'main'), { length: 0, epoch: 6 }, 'a bump without a leader records none, nor the last one\'s user');
+      const unknown = freshSite();
+      assert.equal(await store.endEpoch(unknown, 'main', 1), 0, 'an unknown log: nothing to end');
+      assert.deepEqual(await store.state(unknown, 'main'), { length: 0, epoch: 0 });
       await rejectsWith(store.bumpEpoch(site, 'main', { device: '' }), 'BAD_REQUEST');
       await rejectsWith(store.bumpEpoch(site, 'main', { device: 'dev-e', user: '' }), 'BAD_REQUEST');
-      await rejectsWith(store.clearLeader(site, 'main', -1), 'BAD_REQUEST');
+      await rejectsWith(store.endEpoch(site, 'main', -1), 'BAD_REQUEST');
+    });
+
+    it('fences the writes of an epoch that ended, and keeps what it committed', async () => {
+      const site = freshSite();
+      const epoch = await store.bumpEpoch(site, 'main', { device: 'dev-a' });
+      assert.deepEqual(await append(req(site, 0, ['a'], { epoch })), { status: 'ok', at: 0, length: 1 });
+      const next = await store.endEpoch(site, 'main', epoch);
+      assert.equal(next, epoch + 1);
+      assert.deepEqual(await append(req(site, 1, ['b'], { epoch })), { status: 'fenced', length: 1, epoch: next });
+      assert.deepEqual(await store.state(site, 'main'), { length: 1, epoch: next });
     });
 
     it('answers a resent write id with dup and its original position', async () => {

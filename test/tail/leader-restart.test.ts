@@ -76,7 +76,7 @@ describe('tail: the leader grace of a revoked device', () => {
     await d.closedWith();
     assert.equal((await lease(o, w.site, live)).leader, dev.device, 'in the grace');
     assert.equal((await post(w.url, '/revoke', { device: dev.device }, dev.access)).status, 200);
-    assert.deepEqual(await o.nextEvent('leader', lo.handle, 3000), { ev: 'leader', handle: lo.handle, leader: null, epoch: lo.epoch });
+    assert.deepEqual(await o.nextEvent('leader', lo.handle, 3000), { ev: 'leader', handle: lo.handle, leader: null, epoch: lo.epoch + 1 });
     assert.equal((await lease(o, w.site, live)).role, 'leader', 'a revoked device never comes back for it');
     o.close();
 
@@ -117,7 +117,7 @@ describe('tail: the leader grace of a user whose grant is revoked', () => {
     await d.closedWith();
     assert.equal((await lease(o, w.site, lost)).leader, m.dev.device, 'in the grace');
     assert.equal((await post(w.url, '/revoke', { grant: m.grant.hash }, w.owner.access)).status, 200);
-    assert.deepEqual(await o.nextEvent('leader', ol.handle, 3000), { ev: 'leader', handle: ol.handle, leader: null, epoch: ol.epoch });
+    assert.deepEqual(await o.nextEvent('leader', ol.handle, 3000), { ev: 'leader', handle: ol.handle, leader: null, epoch: ol.epoch + 1 });
     assert.equal((await lease(o, w.site, lost)).role, 'leader', 'the grace ended with the write right');
     const still = await lease(o, w.site, kept);
     assert.equal(still.role, 'follower', 'the other grant still lets the device write there: its grace runs');
@@ -151,7 +151,7 @@ describe('tail: the leader grace of a user whose grant is revoked, across a rest
     const owner = await post<{ access: string }>(w2.url, '/refresh', { refresh: w.owner.refresh, guid: 'guid-grace-user-1' });
     assert.equal(owner.status, 200, owner.text);
     assert.equal((await post(w2.url, '/revoke', { grant: m.grant.hash }, owner.body.access)).status, 200);
-    assert.deepEqual(await o.nextEvent('leader', ol.handle, 3000), { ev: 'leader', handle: ol.handle, leader: null, epoch: ol.epoch });
+    assert.deepEqual(await o.nextEvent('leader', ol.handle, 3000), { ev: 'leader', handle: ol.handle, leader: null, epoch: ol.epoch + 1 });
     assert.equal((await lease(o, w.site, loaded)).role, 'leader', 'the grace ended with the write right');
 
     // Loaded after the revocation: the node remembers it and asks auth before keeping the grace.

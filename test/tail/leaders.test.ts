@@ -41,11 +41,12 @@ describe('tail: leases and leaders', async () => {
     const down = await lease(a, w.site, log, { lead: false });
     assert.equal(down.role, 'follower');
     assert.equal(down.leader, null);
-    assert.deepEqual(await b.nextEvent('leader', lb.handle), { ev: 'leader', handle: lb.handle, leader: null, epoch: first.epoch });
+    assert.equal(down.epoch, first.epoch + 1, 'stepping down ends the epoch: the reply gives the next');
+    assert.deepEqual(await b.nextEvent('leader', lb.handle), { ev: 'leader', handle: lb.handle, leader: null, epoch: down.epoch });
     assert.equal((await a.failure('write', { handle: first.handle, at: 1, entries: [entry('2')] })).code, 'NOT_LEADER');
     const up = await lease(b, w.site, log);
     assert.equal(up.role, 'leader');
-    assert.ok(up.epoch > first.epoch);
+    assert.equal(up.epoch, down.epoch + 1);
     assert.equal(up.length, 1);
     a.close();
     b.close();
@@ -142,13 +143,14 @@ describe('tail: leases and leaders', async () => {
     const b = await connect(w, writer);
     const lb = await lease(b, w.site, log);
     assert.deepEqual(await a.call('release', { handle: la.handle }), { re: 3 });
-    assert.deepEqual(await b.nextEvent('leader', lb.handle), { ev: 'leader', handle: lb.handle, leader: null, epoch: la.epoch });
+    // The end of a leadership is a change of leader: a new epoch.
+    assert.deepEqual(await b.nextEvent('leader', lb.handle), { ev: 'leader', handle: lb.handle, leader: null, epoch: la.epoch + 1 });
     assert.equal((await b.nextEvent('peer', lb.handle)).state, 'leave');
     assert.equal((await a.failure('write', { handle: la.handle, at: 0, entries: [entry('x')] })).code, 'NOT_FOUND');
     assert.equal((await a.failure('release', { handle: la.handle })).code, 'NOT_FOUND');
     const taken = await lease(b, w.site, log);
     assert.equal(taken.role, 'leader');
-    assert.equal(taken.epoch, la.epoch + 1);
+    assert.equal(taken.epoch, la.epoch + 2);
     a.close();
     b.close();
   });
@@ -227,10 +229,10 @@ describe('tail: leases and leaders', async () => {
     a2.close();
     const lapse = await b.event((e) => e.ev === 'leader' && e.leader === null);
     assert.ok(Date.now() - left >= GRACE - 50, 'lapsed only after the grace');
-    assert.deepEqual(lapse, { ev: 'leader', handle: lb.handle, leader: null, epoch: l2.epoch });
+    assert.deepEqual(lapse, { ev: 'leader', handle: lb.handle, leader: null, epoch: l2.epoch + 1 }, 'a lapse is a new epoch');
     const l3 = await lease(b, w.site, log);
     assert.equal(l3.role, 'leader');
-    assert.equal(l3.epoch, l2.epoch + 1);
+    assert.equal(l3.epoch, l2.epoch + 2);
     assert.equal((await b.call('write', { handle: l3.handle, at: 1, entries: [entry('b')] })).length, 2);
     b.close();
   });
