@@ -279,16 +279,19 @@ export class LogRegistry {
    * committed (they were decided before the end and must not be fenced), the store moves
    * the log to the next epoch; a later epoch that another node took stays. When the store
    * cannot be reached the log keeps its epoch here (the next leader's bump still fences
-   * the old one). Runs inside the log's lease order.
+   * the old one). Runs inside the log's lease order. Returns false when the log had moved
+   * past `epoch` here already (a `fenced` that told the holders so).
    */
-  async #closeEpoch(log: LiveLog, epoch: number): Promise<void> {
+  async #closeEpoch(log: LiveLog, epoch: number): Promise<boolean> {
     try {
       await log.idle();
       const next = await this.ctx.deps.store.endEpoch(log.site, log.name, epoch);
-      if (next > log.epoch) log.epoch = next;
+      if (next <= log.epoch) return log.epoch <= epoch;
+      log.epoch = next;
     } catch (err) {
       this.ctx.log.warn({ err, site: log.site, log: log.name }, 'could not record the end of a leadership');
     }
+    return true;
   }
 
   /**
@@ -298,8 +301,8 @@ export class LogRegistry {
    */
   #ended(log: LiveLog, epoch: number): void {
     void this.#exclusive(log, async () => {
-      await this.#closeEpoch(log, epoch);
-      if (log.leader === null && log.lapse === null) this.#broadcast(log, leaderEvent(log), null);
+      const news = await this.#closeEpoch(log, epoch);
+      if (news && log.leader === null && log.lapse === null) this.#broadcast(log, leaderEvent(log), null);
     });
   }
 
@@ -334,8 +337,7 @@ export class LogRegistry {
   async #endLeadership(log: LiveLog, h: Handle): Promise<void> {
     log.leader = null;
     this.#demote(h);
-    await this.#closeEpoch(log, h.epoch);
-    if (log.leader === null) this.#broadcast(log, leaderEvent(log), h);
+    if ((await this.#closeEpoch(log, h.epoch)) && log.leader === null) this.#broadcast(log, leaderEvent(log), h);
   }
 
   /** A leader handle that stays on the log as a follower. */
