@@ -15,6 +15,8 @@
  *   length-only event per handle covers everything it missed (`at` = first missed entry).
  *   Over `hardBuffer` (checked on every send) or lagging for `lagCloseMs`: close 4408.
  *   So nothing is buffered without bound.
+ * - `flushNow` sends what waits at once: a `leader` event is sent after it, so followers
+ *   have every entry a leadership committed before they hear that it ended.
  */
 import { TAIL_CLOSE } from '../protocol/tail-schemas.js';
 import type { TailContext } from './context.js';
@@ -51,6 +53,16 @@ export class Fanout {
   committed(log: LiveLog, c: Committed): void {
     log.fan.push(c);
     this.#schedule(log);
+  }
+
+  /**
+   * Sends what waits for `log` now, not held for a later commit: an event that must come
+   * after the entries committed so far (a change of leader) follows this.
+   */
+  flushNow(log: LiveLog): void {
+    if (log.fan.length === 0) return;
+    log.fanHeld = true; // so that #hold lets it go
+    this.#flush(log);
   }
 
   /** A write of `log` settled, whatever the outcome: a flush held for it may go. */

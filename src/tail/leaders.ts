@@ -251,7 +251,7 @@ export class LogRegistry {
     // The deposed handle follows from now on: a lease tells it so, a write says FENCED.
     this.#demote(old);
     old.fenced = true;
-    this.#broadcast(log, leaderEvent(log), null);
+    this.#announceLeader(log, null);
   }
 
   /**
@@ -302,7 +302,7 @@ export class LogRegistry {
   #ended(log: LiveLog, epoch: number): void {
     void this.#exclusive(log, async () => {
       const news = await this.#closeEpoch(log, epoch);
-      if (news && log.leader === null && log.lapse === null) this.#broadcast(log, leaderEvent(log), null);
+      if (news && log.leader === null && log.lapse === null) this.#announceLeader(log, null);
     });
   }
 
@@ -337,7 +337,7 @@ export class LogRegistry {
   async #endLeadership(log: LiveLog, h: Handle): Promise<void> {
     log.leader = null;
     this.#demote(h);
-    if ((await this.#closeEpoch(log, h.epoch)) && log.leader === null) this.#broadcast(log, leaderEvent(log), h);
+    if ((await this.#closeEpoch(log, h.epoch)) && log.leader === null) this.#announceLeader(log, h);
   }
 
   /** A leader handle that stays on the log as a follower. */
@@ -372,7 +372,7 @@ export class LogRegistry {
     }
     if (h.dead || log.epoch !== epoch || log.leader !== null) {
       // Lost the session meanwhile, or another node took it: no leader here for this epoch.
-      this.#broadcast(log, leaderEvent(log), h);
+      this.#announceLeader(log, h);
       return;
     }
     log.leader = h;
@@ -381,7 +381,7 @@ export class LogRegistry {
     h.fenced = false;
     this.ctx.metrics.handles.dec({ role: 'follower' });
     this.ctx.metrics.handles.inc({ role: 'leader' });
-    this.#broadcast(log, leaderEvent(log), h);
+    this.#announceLeader(log, h);
   }
 
   /** The grace `lapse` ran out, or was cut short: the others may take the log. */
@@ -413,6 +413,15 @@ export class LogRegistry {
       log.pins--;
       this.maybeEvict(log);
     }
+  }
+
+  /**
+   * Tells every holder but `except` who leads now, with the epoch: after the `tail` events
+   * of what is committed, so a follower has the entries of a leadership before its end.
+   */
+  #announceLeader(log: LiveLog, except: Handle | null): void {
+    this.ctx.fanout.flushNow(log);
+    this.#broadcast(log, leaderEvent(log), except);
   }
 
   /** Sends one frame, built once, to every handle of the log but `except`. */

@@ -155,6 +155,36 @@ describe('tail: leases and leaders', async () => {
     b.close();
   });
 
+  it('delivers the entries a leadership committed to its followers before the leader events that end it and start the next', async () => {
+    const log = logName();
+    const a = await connect(w, w.owner);
+    const b = await connect(w, writer);
+    let la = await lease(a, w.site, log);
+    const lb = await lease(b, w.site, log, { lead: false });
+    assert.equal(lb.role, 'follower');
+    // What the follower had of the log when each leader event came, in arrival order.
+    let had = 0;
+    const seen: string[] = [];
+    b.ws.on('message', (data: Buffer) => {
+      const f = JSON.parse(data.toString()) as { ev?: string; length?: number; leader?: string | null };
+      if (f.ev === 'tail') had = Math.max(had, f.length ?? 0);
+      if (f.ev === 'leader') seen.push(`${f.leader === null ? 'none' : 'leader'} at ${had}`);
+    });
+    for (let round = 0; round < 3; round++) {
+      // The leader pipelines writes and releases without waiting, then leads again.
+      const writes = [0, 1, 2, 3, 4].map((i) => a.request('write', { handle: la.handle, at: round * 5 + i, entries: [entry(`${round}.${i}`)] }));
+      const released = a.request('release', { handle: la.handle });
+      la = await lease(a, w.site, log);
+      assert.deepEqual((await Promise.all(writes)).map((r) => r.length), [1, 2, 3, 4, 5].map((n) => round * 5 + n));
+      assert.equal((await released).error, undefined);
+      assert.equal(la.role, 'leader');
+    }
+    await b.event((e) => e.ev === 'leader' && e.leader !== null && e.epoch === la.epoch);
+    assert.deepEqual(seen, ['none at 5', 'leader at 5', 'none at 10', 'leader at 10', 'none at 15', 'leader at 15']);
+    a.close();
+    b.close();
+  });
+
   it('commits the writes a leader sent before its release, answers the release after them, and lets the next leader append after them', async () => {
     const log = logName();
     const a = await connect(w, w.owner);
