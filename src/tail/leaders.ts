@@ -300,10 +300,10 @@ export class LogRegistry {
    * `leader: null` with the new epoch, unless a leader was taken meanwhile.
    */
   #ended(log: LiveLog, epoch: number): void {
-    void this.#exclusive(log, async () => {
+    this.#exclusive(log, async () => {
       const news = await this.#closeEpoch(log, epoch);
       if (news && log.leader === null && log.lapse === null) this.#announceLeader(log, null);
-    });
+    }).catch((err: unknown) => this.ctx.log.error({ err, site: log.site, log: log.name }, 'ending a leadership failed'));
   }
 
   #remove(h: Handle, mode: 'release' | 'close'): void {
