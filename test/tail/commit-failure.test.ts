@@ -2,7 +2,8 @@
  * A commit that fails: another connection holds the SQLite write lock past the store's busy
  * timeout, so the group's transaction fails. Every write of it is answered UNAVAILABLE
  * (never acknowledged), nothing of it is stored, and the leader continues from the
- * committed length.
+ * committed length. A leadership that ends while the store cannot record its new epoch
+ * still ends: the holders hear it, and the next leader's epoch is still higher.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -51,5 +52,30 @@ describe('tail: a failing commit', async () => {
     assert.deepEqual(seen, ['kept', 'lost0', 'lost1', 'lost2', 'lost3', 'lost4']);
     c.close();
     f.close();
+  });
+
+  it('ends a leadership whose new epoch the store cannot record: the holders hear it, and the next leader\'s epoch is still higher', { timeout: 60_000 }, async () => {
+    const a = await connect(w, w.owner);
+    const name = logName();
+    const la = await lease(a, w.site, name);
+    const member = await joined(w, ['read', 'write']);
+    const b = await connect(w, member);
+    const lb = await lease(b, w.site, name, { lead: false });
+    const blocker = new Database(join(w.srv.dataDir, 'tail.db'));
+    blocker.exec('BEGIN IMMEDIATE');
+    try {
+      assert.equal((await a.call('release', { handle: la.handle })).error, undefined);
+      // The store stays locked past its busy timeout: the event comes with the epoch it had.
+      assert.deepEqual(await b.nextEvent('leader', lb.handle, 15_000), { ev: 'leader', handle: lb.handle, leader: null, epoch: la.epoch });
+    } finally {
+      blocker.exec('ROLLBACK');
+      blocker.close();
+    }
+    const taken = await lease(b, w.site, name);
+    assert.equal(taken.role, 'leader');
+    assert.ok(taken.epoch > la.epoch, 'the next leader takes a higher epoch');
+    assert.equal((await b.call('write', { handle: taken.handle, at: 0, entries: [entry('after')] })).length, 1);
+    a.close();
+    b.close();
   });
 });
