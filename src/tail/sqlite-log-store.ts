@@ -168,8 +168,7 @@ export class SqliteLogStore implements LogStore {
          WHERE site = ? AND log = ? AND epoch = ? RETURNING epoch`,
       )
       .pluck();
-    const epochOf = db.prepare<[string, string], number>('SELECT epoch FROM logs WHERE site = ? AND log = ?').pluck();
-    const endTx = db.transaction((site: string, log: string, epoch: number) => (unlead.get(site, log, epoch) as number | undefined) ?? (epochOf.get(site, log) as number | undefined) ?? 0);
+    const endTx = db.transaction((site: string, log: string, epoch: number) => (unlead.get(site, log, epoch) as number | undefined) ?? this.getState.get(site, log)?.epoch ?? 0);
     this.endTx = (site, log, epoch) => endTx.immediate(site, log, epoch);
     const span = db.prepare<[], { n: number; top: number }>(
       'SELECT COUNT(*) AS n, MAX(COALESCE(MAX(epoch), 0), (SELECT floor FROM epoch_floor)) AS top FROM logs',
