@@ -12,8 +12,8 @@ export const TAIL_SUBPROTOCOL = 'datagrove.v1';
 
 /** A handle id: an opaque token the server made. */
 export const HANDLE_PATTERN = '^[A-Za-z0-9_-]{1,32}$';
-/** A write id: printable ASCII chosen by the client. */
-export const WID_PATTERN = '^[!-~]{1,128}$';
+/** A write id: 1 to 128 printable ASCII characters (space included) chosen by the client, as `guid` in auth. */
+export const WID_PATTERN = '^[\\x20-\\x7E]{1,128}$';
 
 export const SIGNAL_KINDS = ['offer', 'answer', 'candidate', 'bye', 'data'] as const;
 export type SignalKind = (typeof SIGNAL_KINDS)[number];
@@ -44,7 +44,7 @@ export const WriteArgs = Type.Object({
   handle: Handle,
   at: Position,
   entries: Type.Array(Type.String(), { minItems: 1 }),
-  wid: Type.Optional(Type.String({ pattern: WID_PATTERN })),
+  wid: Type.Optional(Type.String({ pattern: WID_PATTERN, expected: '1 to 128 printable ASCII characters' })),
 });
 /** A handle's address for `signal` (an addition): the `peer` of a signal event it sent. */
 export const SIGNAL_PEER_PATTERN = '^p[A-Za-z0-9_-]{12}$';

@@ -13,7 +13,9 @@
  *   in a length-only event (with any such entries next to it), to be read.
  * - A follower over `softBuffer` gets no further events until it drains; then one
  *   length-only event per handle covers everything it missed (`at` = first missed entry).
- *   Over `hardBuffer` (checked on every send) or lagging for `lagCloseMs`: close 4408.
+ *   Over `hardBuffer` (checked on every send) or lagging for `lagCloseMs`: close 4408. A
+ *   session that others find over `softBuffer` (reads refused, signals to it refused) is
+ *   watched the same way (`watchBacklog`).
  *   So nothing is buffered without bound.
  * - `flushNow` sends what waits at once: a `leader` event is sent after it, so followers
  *   have every entry a leadership committed before they hear that it ended.
@@ -214,6 +216,15 @@ export class Fanout {
     }
     if (inline > 0) this.ctx.metrics.fannedOut('entries', inline);
     if (bare > 0) this.ctx.metrics.fannedOut('length', bare);
+  }
+
+  /**
+   * A session over `softBuffer` for another reason than `tail` events (read replies or
+   * signals it does not take): watched like a lagging follower, so it is closed 4408 if it
+   * stays over the limit for `lagCloseMs`.
+   */
+  watchBacklog(s: Session): void {
+    if (!s.closing && s.buffered > this.ctx.limits.softBuffer) this.#markSlow(s);
   }
 
   #markSlow(s: Session): void {

@@ -10,8 +10,8 @@ export type Parsed =
   | { [K in TailOp]: { ok: true; id: number; op: K; args: TailOpArgs[K] } }[TailOp]
   | { ok: false; id: number | null; code: ErrorCode; message: string; unauthorized?: 'not connected' | 'no token' };
 
-/** Reads a leading `"id": <int>` cheaply, for frames too large to parse. */
-const LEADING_ID = /^\s*\{\s*"id"\s*:\s*(-?\d{1,16})\s*[,}]/;
+/** Reads a leading `"id": <number>` cheaply (any JSON spelling: `100`, `1e2`, `100.0`), for frames too large to parse. */
+const LEADING_ID = /^\s*\{\s*"id"\s*:\s*(-?(?:0|[1-9]\d{0,20})(?:\.\d{1,20})?(?:[eE][+-]?\d{1,3})?)\s*[,}]/;
 
 /** The id of a frame that is not parsed (too large, too deep), when it comes first. */
 function leadingId(data: Buffer): number | null {

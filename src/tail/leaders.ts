@@ -89,7 +89,7 @@ export class LogRegistry {
       let h = session.handles.get(log.hid);
       const isNew = h === undefined;
       const device = session.auth?.device ?? '';
-      const before = log.deviceWrites(device);
+      const before = this.#peerViews(log, device, h ?? null);
       if (session.closing) throw new DgError('UNAVAILABLE', 'session closing');
       if (h === undefined) {
         if (session.handles.size >= this.ctx.limits.maxHandles) {
@@ -118,12 +118,13 @@ export class LogRegistry {
           log.leader.session.probe(this.ctx.limits.leaderProbeMs);
         }
       } catch (err) {
-        if (isNew) this.#remove(h, 'release');
+        // Never announced: the others hear nothing of it.
+        if (isNew) this.#remove(h, 'release', false);
         throw err;
       }
       if (h.dead) throw new DgError('UNAVAILABLE', 'session closing');
       // A device new on the log joins; one whose write right on it changed says so again.
-      this.#announceJoin(log, device, before, h);
+      this.#announcePeer(log, device, before, h);
       return { handle: log.hid, role: h.role, epoch: log.epoch, length: this.#knownLength(log, h), leader: log.leaderDevice(), peers: log.peers(h), writers: log.writers(h) };
     });
   }
@@ -154,18 +155,43 @@ export class LogRegistry {
     if (h.dead) return;
     const log = h.log;
     const device = h.session.auth?.device;
-    const before = device === undefined ? null : log.deviceWrites(device);
+    if (device === undefined) {
+      h.access = access;
+      return;
+    }
+    const before = this.#peerViews(log, device, h);
     h.access = access;
-    if (device !== undefined) this.#announceJoin(log, device, before, h);
+    this.#announcePeer(log, device, before, h);
   }
 
   /**
-   * Tells the log's holders but `except` that `device` joined, when it is new on the log or its
-   * write right changed since `before` (what `deviceWrites` said then).
+   * What the log's holders but `changed` see of `device` before a change of `changed` (a
+   * handle of that device taken, dropped or given other rights): for holders of other
+   * devices, `deviceWrites(device)`; for each holder of the same device, the same without
+   * its own handle, since another session of one's own device is a peer too.
    */
-  #announceJoin(log: LiveLog, device: string, before: boolean | null, except: Handle | null): void {
+  #peerViews(log: LiveLog, device: string, changed: Handle | null): PeerViews {
+    const own = new Map<Handle, boolean | null>();
+    for (const r of log.handles) if (r !== changed && r.session.auth?.device === device) own.set(r, log.deviceWrites(device, r));
+    return { others: log.deviceWrites(device), own };
+  }
+
+  /**
+   * Tells each holder but `changed` what changed of `device` since `before` (`#peerViews`):
+   * `join` when the device became its peer or the device's write right changed, `leave` when
+   * it no longer is one. One frame serves every holder of another device.
+   */
+  #announcePeer(log: LiveLog, device: string, before: PeerViews, changed: Handle): void {
     const after = log.deviceWrites(device);
-    if (after !== null && after !== before) this.#broadcast(log, peerEvent(log, device, 'join', after), except);
+    if (after !== before.others) {
+      const frame = Buffer.from(peerEvent(log, device, after === null ? 'leave' : 'join', after ?? undefined));
+      for (const r of log.handles) if (r !== changed && r.session.auth?.device !== device) r.session.send(frame);
+    }
+    for (const [r, was] of before.own) {
+      if (r.dead) continue;
+      const now = log.deviceWrites(device, r);
+      if (now !== was) r.session.send(peerEvent(log, device, now === null ? 'leave' : 'join', now ?? undefined));
+    }
   }
 
   /** The handle lost its access: it dies now, and so does its leadership. */
@@ -306,12 +332,13 @@ export class LogRegistry {
     }).catch((err: unknown) => this.ctx.log.error({ err, site: log.site, log: log.name }, 'ending a leadership failed'));
   }
 
-  #remove(h: Handle, mode: 'release' | 'close'): void {
+  /** Drops the handle (its leadership ends or goes into grace); `announce` tells the other holders. */
+  #remove(h: Handle, mode: 'release' | 'close', announce = true): void {
     if (h.dead) return;
     h.dead = true;
     const log = h.log;
     const device = h.session.auth?.device;
-    const before = device === undefined ? null : log.deviceWrites(device);
+    const before = device === undefined || !announce ? null : this.#peerViews(log, device, h);
     log.handles.delete(h);
     h.session.handles.delete(log.hid);
     this.ctx.metrics.handles.dec({ role: h.role });
@@ -324,12 +351,9 @@ export class LogRegistry {
         this.#ended(log, h.epoch);
       }
     }
-    if (device !== undefined) {
-      // The device leaves when its last handle on the log goes; with another still held, a
-      // change of its write right is told as a join.
-      if (log.deviceWrites(device) === null) this.#broadcast(log, peerEvent(log, device, 'leave'), null);
-      else this.#announceJoin(log, device, before, null);
-    }
+    // The device leaves when its last handle on the log goes; with another still held, a
+    // change of its write right is told as a join.
+    if (device !== undefined && before !== null) this.#announcePeer(log, device, before, h);
     this.maybeEvict(log);
   }
 
@@ -434,6 +458,12 @@ export class LogRegistry {
 
 function leaderEvent(log: LiveLog): string {
   return JSON.stringify({ ev: 'leader', handle: log.hid, leader: log.leaderDevice(), epoch: log.epoch });
+}
+
+/** What a log's holders see of one device: see `#peerViews`. */
+interface PeerViews {
+  readonly others: boolean | null;
+  readonly own: Map<Handle, boolean | null>;
 }
 
 /** A `peer` event; a join says whether that device's handle may write. */

@@ -159,14 +159,15 @@ export class LiveLog {
   }
 
   /**
-   * Whether `device` holds a handle on this log whose rights let it write (false: only
-   * handles that may not), or null when it holds none. Peers are devices: `peer` events
-   * follow this, not single handles.
+   * Whether `device` holds a handle on this log (other than `except`) whose rights let it
+   * write (false: only handles that may not), or null when it holds none. Peers are devices:
+   * `peer` events follow this, not single handles; a holder's own device is a peer to it
+   * while another session of that device holds a handle, as in `peers`.
    */
-  deviceWrites(device: string): boolean | null {
+  deviceWrites(device: string, except?: Handle): boolean | null {
     let held = false;
     for (const h of this.handles) {
-      if (h.session.auth?.device !== device) continue;
+      if (h === except || h.session.auth?.device !== device) continue;
       if (canWrite(h.access.rights)) return true;
       held = true;
     }

@@ -25,7 +25,10 @@ async function readInTurn(ctx: TailContext, session: Session, id: number, args: 
   // stays about `softBuffer` plus one reply, however many reads it sends (they run one at a
   // time, each after the reply of the one before is queued).
   const behind = () => session.buffered > softBuffer;
-  const refuseBehind = () => session.replyError(id, 'RATE_LIMITED', 'read: earlier replies are still queued; read them first');
+  const refuseBehind = () => {
+    ctx.fanout.watchBacklog(session);
+    session.replyError(id, 'RATE_LIMITED', 'read: earlier replies are still queued; read them first');
+  };
   if (behind()) return refuseBehind();
   const limit = Math.min(args.limit ?? readLimit, readLimit);
   let res: ReadResult;

@@ -39,7 +39,10 @@ export function handleSignal(ctx: TailContext, session: Session, id: number, arg
   const target = recipient(h, args.to);
   if (target === null) return session.replyError(id, 'NOT_FOUND', `no peer '${args.to}' on this log`);
   // A recipient that is not reading gets no more: senders must not push it to the 4408 close.
-  if (target.session.buffered > ctx.limits.softBuffer) return session.replyError(id, 'RATE_LIMITED', `peer '${args.to}' is not keeping up`);
+  if (target.session.buffered > ctx.limits.softBuffer) {
+    ctx.fanout.watchBacklog(target.session);
+    return session.replyError(id, 'RATE_LIMITED', `peer '${args.to}' is not keeping up`);
+  }
   const from = session.auth?.device ?? '';
   target.session.send(`{"ev":"signal","handle":"${target.id}","from":"${from}","peer":"${h.peer}","kind":"${args.kind}","data":${data}}`);
   session.reply(id, {});

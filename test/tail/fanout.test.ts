@@ -332,4 +332,25 @@ describe('tail: fan-out to a follower lagging too long', async () => {
     assert.equal((await f.closedWith(20_000)).code, 4408);
     a.close();
   });
+
+  it('closes with 4408 a session that leaves its read replies unread, as a lagging follower', async () => {
+    const { a, f, h } = await bigLog(w, reader);
+    const before = await metric(w.url, 'datagrove_tail_slow_consumer_closes_total');
+    const limited = () => metric(w.url, 'datagrove_tail_errors_total', 'code="RATE_LIMITED"');
+    const limitedBefore = await limited();
+    f.pause();
+    // Reads until they are refused (the queue is over the soft limit), then none: only the
+    // time over the limit closes it.
+    let refused = false;
+    for (let i = 0; i < 200 && !refused; i++) {
+      f.send({ id: f.freshId(), op: 'read', handle: h, from: 0 });
+      await sleep(10);
+      refused = (await limited()) > limitedBefore;
+    }
+    assert.ok(refused, 'reads were refused while replies waited');
+    await until(async () => (await metric(w.url, 'datagrove_tail_slow_consumer_closes_total')) === before + 1, 5000, 'the backlog close');
+    f.resume();
+    assert.equal((await f.closedWith(20_000)).code, 4408);
+    a.close();
+  });
 });

@@ -65,22 +65,28 @@ describe('tail: leases and leaders', async () => {
     a.close();
   });
 
-  it('tells of a device, not of each of its handles: leave when its last handle goes', async () => {
+  it('tells of a device, not of each of its handles: leave when its last handle goes, and to its own other sessions as to anyone', async () => {
     const log = logName();
     const a1 = await connect(w, w.owner);
     const l1 = await lease(a1, w.site, log);
     const a2 = await connect(w, w.owner);
     const l2 = await lease(a2, w.site, log, { lead: false });
+    // To each other, the owner's two sessions are peers: as in the lease reply's `peers`.
+    assert.deepEqual(l2.peers, [w.owner.device]);
+    assert.deepEqual(await a1.nextEvent('peer', l1.handle), { ev: 'peer', handle: l1.handle, device: w.owner.device, state: 'join', write: true });
     const b = await connect(w, writer);
     const lb = await lease(b, w.site, log, { lead: false });
     assert.deepEqual(lb.peers, [w.owner.device]);
-    // The owner's second session adds no peer: b, and the owner's sessions, hear no join for it.
+    await a1.nextEvent('peer', l1.handle);
+    await a2.nextEvent('peer', l2.handle);
     await a1.call('release', { handle: l1.handle });
     assert.equal((await b.nextEvent('leader', lb.handle)).leader, null);
-    // Another handle of the owner remains: no leave.
+    // a2 no longer sees another handle of its device; b still does (a2's): no leave for b.
+    assert.deepEqual(await a2.nextEvent('peer', l2.handle), { ev: 'peer', handle: l2.handle, device: w.owner.device, state: 'leave' });
     await b.call('ping', {});
     assert.deepEqual(b.drainEvents('peer'), []);
     assert.deepEqual((await lease(b, w.site, log, { lead: false })).peers, [w.owner.device]);
+    assert.deepEqual((await lease(a2, w.site, log, { lead: false })).peers, [writer.device]);
     a2.close();
     assert.deepEqual(await b.nextEvent('peer', lb.handle), { ev: 'peer', handle: lb.handle, device: w.owner.device, state: 'leave' });
     assert.equal(l2.handle, lb.handle);

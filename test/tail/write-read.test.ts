@@ -43,12 +43,15 @@ describe('tail: write and read', async () => {
   it('answers a resent wid with dup and does not append it again', async () => {
     const c = await connect(w, w.owner);
     const l = await lease(c, w.site, logName());
-    assert.equal((await c.call('write', { handle: l.handle, at: 0, entries: [entry('one')], wid: 'w-1' })).length, 1);
-    assert.equal((await c.call('write', { handle: l.handle, at: 1, entries: [entry('two')], wid: 'w-2' })).length, 2);
-    const dup = await c.call('write', { handle: l.handle, at: 0, entries: [entry('one')], wid: 'w-1' });
+    // Any printable ASCII, space included, up to 128 characters.
+    const w1 = 'write 1';
+    const w2 = `~${'x'.repeat(126)} `;
+    assert.equal((await c.call('write', { handle: l.handle, at: 0, entries: [entry('one')], wid: w1 })).length, 1);
+    assert.equal((await c.call('write', { handle: l.handle, at: 1, entries: [entry('two')], wid: w2 })).length, 2);
+    const dup = await c.call('write', { handle: l.handle, at: 0, entries: [entry('one')], wid: w1 });
     assert.deepEqual({ length: dup.length, at: dup.at, dup: dup.dup }, { length: 1, at: 0, dup: true });
     // Resent at the current end (a client that lost the ack and re-read the length): still dup.
-    const dup2 = await c.call('write', { handle: l.handle, at: 2, entries: [entry('two')], wid: 'w-2' });
+    const dup2 = await c.call('write', { handle: l.handle, at: 2, entries: [entry('two')], wid: w2 });
     assert.deepEqual({ length: dup2.length, at: dup2.at, dup: dup2.dup }, { length: 2, at: 1, dup: true });
     const r = await c.call<{ entries: string[]; length: number }>('read', { handle: l.handle, from: 0 });
     assert.deepEqual(r.entries.map(decodeEntry), ['one', 'two']);
