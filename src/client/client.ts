@@ -10,6 +10,7 @@ import { grantHash, signGrant, type GrantSpec } from './grants.js';
 import { MemoryKeyStorage, type KeyStorage } from './key-storage.js';
 import type { PayloadCodec } from './crypto/payload-codec.js';
 import { Log, type LogOptions } from './log.js';
+import { checkLogOptions } from './log-options.js';
 import type { RtcPeerConnectionConstructor } from './rtc-types.js';
 import { Session } from './session.js';
 import { ShardRouter } from './shards.js';
@@ -230,6 +231,7 @@ export class DatagroveClient extends Emitter<ClientEvents> {
    * `log.opened` to know it is leased and caught up.
    */
   openLog(site: string, log: string, opts: LogOptions = {}): Log {
+    checkLogOptions(opts);
     if (this.closed) throw new DgError('UNAVAILABLE', 'client closed');
     if (!this.session.signedIn) throw new DgError('UNAUTHORIZED', 'not signed in');
     const key = `${site}\u0000${log}`;

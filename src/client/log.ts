@@ -166,8 +166,8 @@ export class Log extends Emitter<LogEvents> {
           for (const it of items) this.pending.reject(it.origin.seq, err);
         },
         // A server that does not say who writes (no `writers`) leaves it open, as before. This
-        // device leads, so its other sessions (tabs, processes) may write too: the server's
-        // `writers` and `peer` events speak of other devices only.
+        // device leads, so its other sessions (tabs, processes) may write too, whatever the
+        // server's `writers` and `peer` events last said of this device.
         mayWrite: (device) => device === ctx.device || this.writers === null || this.writers.has(device),
         find: (device, stream, from, to) => findStreamEntries((at) => this.read(at), device, stream, from, to),
       },
@@ -265,6 +265,7 @@ export class Log extends Emitter<LogEvents> {
    */
   append(payloads: Uint8Array[]): Promise<number[]> {
     if (this.st === 'closed') return Promise.reject(this.closedError());
+    if (!Array.isArray(payloads)) return Promise.reject(new DgError('BAD_REQUEST', 'payloads: must be an array of Uint8Array'));
     const max = this.limits().maxEntryBytes - MAX_HEADER_BYTES - (this.codec?.overhead ?? 0);
     for (const p of payloads) {
       if (!(p instanceof Uint8Array)) return Promise.reject(new DgError('BAD_REQUEST', 'payloads: must be Uint8Array'));
@@ -516,7 +517,8 @@ export class Log extends Emitter<LogEvents> {
     }
     this.handle = r.handle;
     this.sequencer.setLimits(this.limits());
-    this.setPeers(new Set(r.peers));
+    // Peers are other devices: the server also lists this one while another of its sessions holds the log.
+    this.setPeers(new Set(r.peers.filter((d) => d !== this.ctx.device)));
     this.writers = Array.isArray(r.writers) ? new Set(r.writers) : null;
     this.feed.observe(r.length);
     const stash = this.stash ?? [];
@@ -599,7 +601,9 @@ export class Log extends Emitter<LogEvents> {
           if (ev.state === 'join' && ev.write === true) this.writers.add(ev.device);
           else if (ev.state === 'leave' || ev.write === false) this.writers.delete(ev.device);
         }
-        if (ev.state === 'join') {
+        if (ev.device === this.ctx.device) {
+          // Another session of this device: not a peer here (see `peers`).
+        } else if (ev.state === 'join') {
           if (!this.peerSet.has(ev.device)) this.emit('peers', [...this.peerSet.add(ev.device)]);
         } else {
           // A data channel can outlive its peer's socket (which reconnects): keep the link

@@ -393,3 +393,37 @@ test('a log tells its peers as they change, and holds none once closed', async (
   assert.deepEqual(told, [[b.client.device!], []]);
   for (const c of [a, b]) await c.client.close();
 });
+
+test('openLog refuses options of the wrong kind at once, and append refuses a non-array with a rejection', async () => {
+  const srv = await server();
+  const a = await makeClient(srv);
+  const site = await sharedSite(a, []);
+  const bad: Array<[string, object]> = [
+    ['from', { from: Number.NaN }],
+    ['from', { from: '1' }],
+    ['from', { from: null }],
+    ['from', { from: -1 }],
+    ['from', { from: 1.5 }],
+    ['lead', { lead: 'yes' }],
+    ['channelTimeoutMs', { channelTimeoutMs: Infinity }],
+    ['retransmitMs', { retransmitMs: 0 }],
+  ];
+  for (const [field, opts] of bad) {
+    assert.throws(() => a.client.openLog(site, 'opts', opts as never), (e: unknown) => e instanceof DgError && e.code === 'BAD_REQUEST' && e.message.startsWith(`${field}:`), JSON.stringify(opts));
+  }
+  const log = a.client.openLog(site, 'opts', { from: 'end' });
+  await log.opened;
+  for (const payloads of [undefined, 123, {}, 'text']) {
+    let sync = false;
+    let p: Promise<number[]> | undefined;
+    try {
+      p = log.append(payloads as never);
+    } catch {
+      sync = true;
+    }
+    assert.equal(sync, false, `append(${String(payloads)}) must not throw`);
+    await assert.rejects(p!, (e: unknown) => e instanceof DgError && e.code === 'BAD_REQUEST' && e.message.startsWith('payloads:'));
+  }
+  assert.deepEqual(await log.append([enc('fine')]), [0]);
+  await a.client.close();
+});

@@ -29,6 +29,8 @@ for (const rtc of [false, true]) {
     }
     const recs = logs.map(record);
     assert.deepEqual(logs.map((l) => l.role), ['leader', 'follower', 'follower']);
+    // The server lists the device's other sessions as peers; the SDK's peers are other devices.
+    assert.deepEqual(logs.map((l) => l.peers), [[], [], []], 'another session of this device is not a peer');
 
     const acked = new Map<string, number>();
     const appendAll = async (round: string, which: typeof logs) =>
