@@ -37,6 +37,11 @@ export function handleConnect(ctx: TailContext, session: Session, id: number, ar
     refuse(session, id, v.ok ? 'token revoked' : `token ${v.reason}`);
     return;
   }
+  if (ctx.revoked.predatesKnown(claims.iat)) {
+    // Auth was unreachable since this node started: a revocation of this token may be unknown.
+    session.replyError(id, 'UNAVAILABLE', 'this node has not loaded the revocation list yet; retry shortly');
+    return;
+  }
   const current = session.auth;
   if (current !== null) {
     if (current.device !== claims.dev || current.user !== claims.sub) {

@@ -17,6 +17,10 @@
  * - A revocation whose bus message this node missed still arrives: every `revokedPollMs` the
  *   node asks auth for the recent ones (devices, families and lost access, which auth keeps
  *   in its store) and acts on those it does not know yet.
+ * - Until a node has had that list once (auth may be down when it starts), it knows only the
+ *   revocations published since it subscribed: access and lease tokens issued before then
+ *   are not trusted (`connect` answers UNAVAILABLE, a lease token sends `lease` to auth), and
+ *   it asks auth again every second until it answers.
  */
 import { SUBJECTS, type RevokeEvent, type RevokedList } from '../protocol/bus-messages.js';
 import { TAIL_CLOSE } from '../protocol/tail-schemas.js';
@@ -26,6 +30,12 @@ import type { Session } from './session.js';
 
 /** (user, site) pairs whose lost access is remembered; past this the oldest fold into a watermark. */
 const MAX_ACCESS_ENTRIES = 100_000;
+
+/**
+ * Tokens issued this close to the moment a node began listening for revocations are not
+ * trusted before it has auth's list either (their `iat` is in whole seconds of auth's clock).
+ */
+const LISTEN_MARGIN_MS = 2000;
 
 /** The key of a (user, site) pair in the set of lost access. */
 function pairKey(user: string, site: string): string {
@@ -43,7 +53,33 @@ export class RevokedSet {
   /** Lease tokens issued at or before this time (ms) are not trusted for any pair (overflow). */
   #accessWatermark = Number.NEGATIVE_INFINITY;
 
+  /**
+   * Tokens issued at or before this (ms) are not trusted: revocations made before then may
+   * be unknown here (the list from auth has not been loaded since this node started).
+   */
+  #unknownBefore = Number.NEGATIVE_INFINITY;
+
   constructor(private readonly keepMs: number) {}
+
+  /** The node starts listening for revocations now, without auth's list yet. */
+  listening(now = Date.now()): void {
+    this.#unknownBefore = now + LISTEN_MARGIN_MS;
+  }
+
+  /** Auth's list of recent revocations was loaded: every revocation a live token may meet is known. */
+  loaded(): void {
+    this.#unknownBefore = Number.NEGATIVE_INFINITY;
+  }
+
+  /** Whether revocations made before this node listened may still be unknown to it. */
+  get incomplete(): boolean {
+    return this.#unknownBefore !== Number.NEGATIVE_INFINITY;
+  }
+
+  /** Whether a token issued at `iatSec` may have been revoked without this node knowing it. */
+  predatesKnown(iatSec: number): boolean {
+    return iatSec * 1000 <= this.#unknownBefore;
+  }
 
   /**
    * Access of `user` to `site` was revoked (some of it: auth decides what is left), at
@@ -92,7 +128,7 @@ export class RevokedSet {
    */
   leaseTokenStale(user: string, site: string, iatSec: number): boolean {
     const issued = iatSec * 1000;
-    if (issued <= this.#accessWatermark) return true;
+    if (issued <= this.#accessWatermark || issued <= this.#unknownBefore) return true;
     const e = this.#access.get(pairKey(user, site));
     // iat has whole seconds: a token of the same second as the revocation counts as older.
     // Tokens carry auth's clock: the later of the two times covers a node whose clock is behind.
@@ -124,6 +160,8 @@ export class RevokedSet {
   /** Forgets entries older than any token that could still carry them (insertion order = age). */
   prune(now = Date.now()): void {
     if (now - this.#accessWatermark >= this.keepMs) this.#accessWatermark = Number.NEGATIVE_INFINITY;
+    // No token issued before it can still be valid: what was unknown no longer matters.
+    if (now - this.#unknownBefore >= this.keepMs) this.#unknownBefore = Number.NEGATIVE_INFINITY;
     for (const map of [this.#devices, this.#families]) {
       for (const [k, at] of map) {
         if (now - at < this.keepMs) break;
@@ -158,7 +196,7 @@ function accessItems(value: unknown): { user: string; site: string; at: number }
  * Loads the recent revocations from auth: devices, families and lost access (at start, then
  * every `revokedPollMs`, so a revocation whose bus message was lost still takes effect).
  * Newly learned ones act like a dg.tail.revoke. A missing or failing auth is logged and
- * tolerated.
+ * tolerated; until the list has loaded once, `RevokedSet.predatesKnown` tokens are refused.
  */
 export async function syncRevoked(ctx: TailContext): Promise<void> {
   let list: RevokedList;
@@ -166,7 +204,12 @@ export async function syncRevoked(ctx: TailContext): Promise<void> {
     list = await ctx.deps.bus.request<RevokedList>(SUBJECTS.authRevoked, {}, { timeoutMs: ctx.limits.authTimeoutMs });
     if (list === null || typeof list !== 'object' || list.ok !== true) throw new Error('bad reply');
   } catch (err) {
-    ctx.log.warn({ err }, 'could not load the revocation list from auth; continuing with revocations published on the bus');
+    const reason = err instanceof Error ? err.message : String(err);
+    if (ctx.revoked.incomplete) {
+      ctx.log.warn({ reason }, 'could not load the revocation list from auth: tokens issued before this node started are refused until it loads');
+    } else {
+      ctx.log.warn({ reason }, 'could not load the revocation list from auth; continuing with revocations published on the bus');
+    }
     return;
   }
   for (const device of strings(list.devices)) if (!ctx.revoked.hasDevice(device)) onRevoke(ctx, { reason: 'device', device });
@@ -182,6 +225,8 @@ export async function syncRevoked(ctx: TailContext): Promise<void> {
     ctx.log.info({ pairs: missed.length }, 'access revocations learned from auth that the bus did not bring');
     onRevoke(ctx, { reason: 'grant', access: missed });
   }
+  if (ctx.revoked.incomplete) ctx.log.info('revocation list loaded from auth');
+  ctx.revoked.loaded();
 }
 
 function revokeSession(s: Session, reason: string): void {

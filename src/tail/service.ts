@@ -102,6 +102,8 @@ export function createTail(deps: TailDeps): TailService {
   let accepting = false;
   let closed = false;
   let sweeps = 0;
+  /** A revocation list request to auth is in flight (from the sweep). */
+  let syncing = false;
   /** The shard map version the live logs were last checked against. */
   let shardVersion = deps.shardVersion?.() ?? 0;
   let sweepTimer: NodeJS.Timeout | null = null;
@@ -177,7 +179,11 @@ export function createTail(deps: TailDeps): TailService {
     // Also told at once by shardChanged; this catches what it was not told (an expiry seen
     // only when the map is read, as here).
     checkShards();
-    if (sweeps % Math.max(1, Math.round(limits.revokedPollMs / SWEEP_MS)) === 0) void syncRevoked(ctx);
+    // Every poll period; every sweep while the list never loaded (auth was down at start).
+    if ((ctx.revoked.incomplete || sweeps % Math.max(1, Math.round(limits.revokedPollMs / SWEEP_MS)) === 0) && !syncing) {
+      syncing = true;
+      void syncRevoked(ctx).finally(() => (syncing = false));
+    }
   }
 
   function checkShards(): void {
@@ -230,6 +236,7 @@ export function createTail(deps: TailDeps): TailService {
     },
 
     async start() {
+      ctx.revoked.listening();
       subs.push(deps.bus.subscribe(SUBJECTS.tailRevoke, (m) => onRevoke(ctx, m)));
       subs.push(deps.bus.subscribe(SUBJECTS.tailUser, (m) => onUserEvent(ctx, m)));
       await syncRevoked(ctx);

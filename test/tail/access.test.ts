@@ -6,7 +6,7 @@ import { SUBJECTS, type PresenceMessage } from '../../src/protocol/bus-messages.
 import { declareGrant, loginDevice, post, signupDevice } from '../helpers/auth-client.js';
 import { startServer } from '../helpers/server.js';
 import { entry, TailClient } from '../helpers/tail-client.js';
-import { connect, joined, lease, logName, member, until, world, type World } from './fixture.js';
+import { connect, joined, lease, logName, member, sleep, until, world, type World } from './fixture.js';
 
 /** A member with the read right who joined over HTTP, and a lease token for `log` minted now. */
 async function readerWithLeaseToken(w: World, log: string) {
@@ -283,16 +283,34 @@ describe('tail: access', async () => {
 });
 
 describe('tail: access while auth is unreachable', async () => {
-  it('answers lease UNAVAILABLE on a tail-only node with no auth on its bus', async () => {
+  it('refuses tokens issued before it started until it has the revocation list, and answers lease UNAVAILABLE with no auth on its bus', async () => {
     const w = await world();
     const log = logName();
+    // Before the tail-only node starts: a device is revoked, and a lease token is minted.
+    const gone = await signupDevice(w.url);
+    assert.equal((await post(w.url, '/revoke', { device: gone.device }, gone.access)).status, 200);
+    const early = await post<{ token: string }>(w.url, '/lease', { site: w.site, log }, w.owner.access);
     const tailOnly = await startServer({ dataDir: w.srv.dataDir, roles: ['tail'] });
-    const c = await TailClient.connect(tailOnly.wsUrl, w.owner.access);
+    const started = Date.now();
+    // It cannot know of that revocation: no token issued before it listened is taken.
+    const revoked = await TailClient.open(tailOnly.wsUrl);
+    const refused = await revoked.failure('connect', { token: gone.access });
+    assert.equal(refused.code, 'UNAVAILABLE');
+    assert.match(refused.message, /revocation list/);
+    assert.equal((await revoked.failure('connect', { token: w.owner.access })).code, 'UNAVAILABLE', 'nor any other token of before');
+    revoked.close();
+    // Tokens issued after it listened (iat has whole seconds; a margin of 2 s) are taken.
+    await sleep(Math.max(0, started + 3100 - Date.now()));
+    const fresh = await loginDevice(w.url, w.owner);
+    assert.equal(fresh.status, 200);
+    const c = await TailClient.connect(tailOnly.wsUrl, fresh.body.access);
     assert.equal((await c.failure('lease', { site: w.site, log })).code, 'UNAVAILABLE');
     assert.equal((await c.failure('attest', { grant: 'x'.repeat(43) + '.y.z' })).code, 'UNAVAILABLE');
     assert.equal((await c.failure('attest', { grant: 'x' })).code, 'BAD_REQUEST', 'a malformed grant is answered at once');
-    // A lease token needs no round trip to auth.
-    const t = await post<{ token: string }>(w.url, '/lease', { site: w.site, log }, w.owner.access);
+    // A lease token from before it listened is checked with auth, which does not answer.
+    assert.equal((await c.failure('lease', { site: w.site, log, token: early.body.token })).code, 'UNAVAILABLE');
+    // A later lease token needs no round trip to auth.
+    const t = await post<{ token: string }>(w.url, '/lease', { site: w.site, log }, fresh.body.access);
     const l = await lease(c, w.site, log, { token: t.body.token });
     assert.equal(l.role, 'leader');
     assert.equal((await c.call('write', { handle: l.handle, at: 0, entries: [entry('x')] })).length, 1);

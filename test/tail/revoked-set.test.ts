@@ -20,6 +20,29 @@ describe('RevokedSet', () => {
     assert.equal(r.leaseTokenStale('u1', 's1', t / 1000 - 10), false, 'no such token can still live');
   });
 
+  it('distrusts every token issued before it listened (plus a margin) until the list from auth is loaded', () => {
+    const keep = 60_000;
+    const r = new RevokedSet(keep);
+    const t = 1_700_000_000_000;
+    assert.equal(r.incomplete, false, 'nothing is unknown before it listens');
+    r.listening(t);
+    assert.equal(r.incomplete, true);
+    assert.equal(r.predatesKnown(t / 1000 - 100), true, 'issued before');
+    assert.equal(r.predatesKnown(t / 1000 + 2), true, 'issued within the margin');
+    assert.equal(r.predatesKnown(t / 1000 + 3), false, 'issued after the margin');
+    assert.equal(r.leaseTokenStale('u', 's', t / 1000 - 100), true, 'a lease token of before is checked with auth');
+    assert.equal(r.leaseTokenStale('u', 's', t / 1000 + 3), false);
+    r.prune(t + keep - 1);
+    assert.equal(r.predatesKnown(t / 1000 - 100), true, 'still within a token lifetime');
+    r.loaded();
+    assert.equal(r.incomplete, false);
+    assert.equal(r.predatesKnown(t / 1000 - 100), false, 'loaded: only revoked tokens are refused');
+    assert.equal(r.leaseTokenStale('u', 's', t / 1000 - 100), false);
+    r.listening(t);
+    r.prune(t + 2000 + keep);
+    assert.equal(r.incomplete, false, 'no token of before can still live');
+  });
+
   it('folds the oldest pairs into a watermark beyond its bound, so no revocation is forgotten early', () => {
     const r = new RevokedSet(60_000);
     const t = 1_700_000_000_000;
