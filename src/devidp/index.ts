@@ -41,6 +41,11 @@ export interface DevIdp {
 export interface DevIdpDeps {
   /** The server's public URL, read when the first request arrives (port 0 is resolved by then). */
   publicUrl: () => string;
+  /**
+   * The origins of the apps the server sends a browser back to after a sign-in (its
+   * `--origins`): the sign-in form's redirects end there, so the page's CSP allows them.
+   */
+  appOrigins?: readonly string[];
   log: FastifyBaseLogger;
   env?: NodeJS.ProcessEnv;
 }
@@ -148,8 +153,11 @@ export function createDevIdp(deps: DevIdpDeps): DevIdp {
     p.callback()(req, res);
   }
 
+  // Browsers hold the redirects that follow a form post to `form-action` too: the sign-in
+  // form's post ends at the OIDC callback (the public URL) and from there at the app.
+  const formTargets = () => ["'self'", new URL(deps.publicUrl()).origin, ...(deps.appOrigins ?? [])].join(' ');
   const html = (res: ServerResponse, status: number, body: string) => {
-    res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'" });
+    res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-security-policy': `default-src 'none'; style-src 'unsafe-inline'; form-action ${formTargets()}` });
     res.end(body);
   };
 

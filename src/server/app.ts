@@ -169,7 +169,7 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
   // What auth and the dev IdP use as the public URL: with port 0 it is known only once listening.
   let boundUrl = publicUrl;
   const publicUrlNow = () => boundUrl;
-  const devIdp = config.devIdp ? createDevIdp({ publicUrl: publicUrlNow, log: app.log }) : null;
+  const devIdp = config.devIdp ? createDevIdp({ publicUrl: publicUrlNow, appOrigins: config.origins, log: app.log }) : null;
   if (devIdp !== null) {
     if (config.oidc.some((p) => p.id === DEV_PROVIDER_ID)) throw new DgError('BAD_REQUEST', `--oidc: provider id '${DEV_PROVIDER_ID}' is taken by --dev-idp`);
     await app.register(devIdp.routes);

@@ -13,12 +13,13 @@ import { build } from 'esbuild';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { CHROMIUM_LAUNCH, chromiumSkip } from '../helpers/services.js';
 import { tempDir, type TestServer } from '../helpers/server.js';
+import { newDeviceKeys, oidcStart } from '../helpers/auth-client.js';
 import { enc, makeClient, record, server, waitFor } from './harness.js';
 
 const PAGE = '<!doctype html><meta charset="utf-8"><title>datagrove sdk</title>';
 
 /** The SDK bundle served from a fresh origin, a server that allows it, and a Chromium. */
-async function setup(t: TestContext): Promise<{ origin: string; srv: TestServer; browser: Browser; bundle: string }> {
+async function setup(t: TestContext, opts: { devIdp?: boolean } = {}): Promise<{ origin: string; srv: TestServer; browser: Browser; bundle: string }> {
   const out = join(tempDir(), 'bundle.js');
   await build({ entryPoints: ['src/client/index.ts'], bundle: true, format: 'esm', platform: 'browser', target: 'es2022', outfile: out, logLevel: 'silent' });
   const bundle = readFileSync(out, 'utf8');
@@ -29,7 +30,7 @@ async function setup(t: TestContext): Promise<{ origin: string; srv: TestServer;
   await new Promise<void>((r) => web.listen(0, '127.0.0.1', r));
   const origin = `http://127.0.0.1:${(web.address() as AddressInfo).port}`;
   t.after(() => web.close());
-  const srv = await server({ origins: [origin] });
+  const srv = await server({ origins: [origin], ...opts });
   const browser = await chromium.launch(CHROMIUM_LAUNCH);
   t.after(() => browser.close());
   return { origin, srv, browser, bundle };
@@ -212,4 +213,24 @@ test('three tabs of one origin (one device) share a log: one leads, the others a
   assert.deepEqual(seen[2], seen[0]);
   assert.equal(new Set(seen[0]!.map((s) => s.split(':')[1])).size, 15, 'no entry twice');
   await context.close();
+});
+
+test('the sign-in form of the dev identity provider, in Chromium, ends at the app that asked for the redirect', async (t) => {
+  const skip = await chromiumSkip();
+  if (skip) return t.skip(skip);
+  const { origin, srv, browser } = await setup(t, { devIdp: true });
+  const started = await oidcStart(srv.url, newDeviceKeys(), { redirect: `${origin}/signed-in` });
+  assert.equal(started.status, 200, JSON.stringify(started.body));
+  const page = await browser.newPage();
+  const blocked: string[] = [];
+  page.on('console', (m) => {
+    if (/Content Security Policy/.test(m.text())) blocked.push(m.text());
+  });
+  await page.goto(started.body.url);
+  await page.fill('input[name="email"]', 'csp@example.test');
+  await Promise.all([page.waitForURL((u) => u.href.startsWith(`${origin}/signed-in`), { timeout: 20_000 }), page.click('button[type="submit"], input[type="submit"]')]);
+  const back = new URL(page.url());
+  assert.equal(back.searchParams.get('dg_state'), started.body.state);
+  assert.match(back.searchParams.get('dg_code') ?? '', /\S/);
+  assert.deepEqual(blocked, []);
 });
