@@ -32,6 +32,8 @@ const MAX_REQUEST_TIMEOUT_MS = 5 * 60_000;
 const MAX_IN_FLIGHT = 10_000;
 /** How long close() waits for running handlers to send their replies. */
 const CLOSE_GRACE_MS = 5000;
+/** Messages that are not JSON are logged at most once per this long (anyone on the bus can send them). */
+const UNDECODABLE_LOG_MS = 10_000;
 /** Reconnect delay bounds; between them the delay is half the outage so far. */
 const RECONNECT_MIN_MS = 250;
 const RECONNECT_MAX_MS = 5000;
@@ -61,6 +63,9 @@ export class NatsBus implements Bus {
   /** Since when the connection is down (undefined while connected); the backoff reads it too. */
   readonly #down: DownState;
   #overloaded = false;
+  /** Undecodable messages dropped since the last line about them, and when that was. */
+  #undecodable = 0;
+  #undecodableLoggedAt = Number.NEGATIVE_INFINITY;
   #closing: Promise<void> | undefined;
 
   private constructor(nc: NatsConnection, log: BusLog, unhealthyAfterMs: number, down: DownState) {
@@ -216,7 +221,14 @@ export class NatsBus implements Bus {
     try {
       message = decodeJson(msg.data);
     } catch (err) {
-      this.#log.warn({ err, subject, bytes: msg.data.length }, 'bus message is not JSON; dropped');
+      this.#undecodable++;
+      const now = Date.now();
+      if (now - this.#undecodableLoggedAt >= UNDECODABLE_LOG_MS) {
+        const reason = err instanceof Error ? err.message : String(err);
+        this.#log.warn({ subject, bytes: msg.data.length, reason, dropped: this.#undecodable }, 'bus messages that are not JSON dropped (at most one line per 10 s)');
+        this.#undecodable = 0;
+        this.#undecodableLoggedAt = now;
+      }
       this.#reply(msg, { ok: false, error: toWireError(err) });
       return;
     }

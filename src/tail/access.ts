@@ -89,7 +89,7 @@ export class AccessControl {
    * to the next lease).
    */
   async join(user: string, device: string, grant: string): Promise<JoinResult> {
-    const reply = await this.bus.request<JoinReply>(SUBJECTS.authJoin, { user, device, grant } satisfies JoinRequest, { timeoutMs: this.timeoutMs });
+    const reply = await this.#request<JoinReply>(SUBJECTS.authJoin, { user, device, grant } satisfies JoinRequest);
     if (reply === null || typeof reply !== 'object' || reply.ok !== true) throw replyError(reply, 'join');
     const rights = rightsOf(reply.rights);
     const logs = logsOf(reply.logs);
@@ -121,10 +121,23 @@ export class AccessControl {
     return this.#revocations;
   }
 
+  /**
+   * A request to auth over the bus. Its failures (no responder, a timeout) become
+   * UNAVAILABLE "auth unreachable": the bus's own message names internal subjects, which
+   * stay in the cause, for the log.
+   */
+  async #request<T>(subject: string, message: unknown): Promise<T> {
+    try {
+      return await this.bus.request<T>(subject, message, { timeoutMs: this.timeoutMs });
+    } catch (err) {
+      throw new DgError('UNAVAILABLE', 'auth unreachable; retry shortly', { cause: err });
+    }
+  }
+
   async #ask(req: AccessRequest, key: string): Promise<AccessGrant | null> {
     for (let attempt = 0; ; attempt++) {
       const before = this.#revocations;
-      const reply = await this.bus.request<AccessReply>(SUBJECTS.authAccess, req, { timeoutMs: this.timeoutMs });
+      const reply = await this.#request<AccessReply>(SUBJECTS.authAccess, req);
       if (reply === null || typeof reply !== 'object' || reply.ok !== true) throw replyError(reply, 'access check');
       if (reply.allowed !== true) return null;
       const rights = rightsOf(reply.rights);

@@ -33,7 +33,10 @@ const WAITING_OPS: ReadonlySet<TailOp> = new Set<TailOp>(['lease', 'attest', 're
 function failed(ctx: TailContext, session: Session, id: number, err: unknown): void {
   const wire = toWireError(err);
   if (!(err instanceof DgError) || wire.code === 'INTERNAL') ctx.log.error({ err }, 'tail op failed');
-  else if (err.cause !== undefined) ctx.log.warn({ err: err.cause, code: wire.code }, 'tail op failed');
+  else if (err.cause instanceof DgError) {
+    // An expected condition (auth unreachable, a bus timeout): its reason, no stack.
+    ctx.log.warn({ code: wire.code, reason: err.cause.message }, 'tail op failed');
+  } else if (err.cause !== undefined) ctx.log.warn({ err: err.cause, code: wire.code }, 'tail op failed');
   // The request was well formed: what the op refused does not count toward 4400.
   session.replyError(id, wire.code, wire.message, false);
 }
