@@ -143,7 +143,8 @@ export class AuthClient {
       retryAfter = res.headers.get('retry-after');
       text = await res.text();
     } catch (err) {
-      throw new DgError('UNAVAILABLE', `auth server unreachable (${method} ${path})`, { cause: err });
+      // A page cannot tell a request its origin may not make (CORS) from a network failure.
+      throw new DgError('UNAVAILABLE', `auth server unreachable (${method} ${path})${crossOrigin(this.base) ? `: no network, or this page's origin is not among the server's allowed origins (DATAGROVE_ORIGINS)` : ''}`, { cause: err });
     } finally {
       clearTimeout(timer);
     }
@@ -327,3 +328,14 @@ function sessionTokens(r: Obj): SessionTokens {
   };
 }
 
+/** Whether requests to `base` leave this page's origin (false outside a browser page). */
+function crossOrigin(base: string): boolean {
+  const here = (globalThis as { location?: { origin?: unknown } }).location?.origin;
+  if (typeof here !== 'string') return false;
+  if (here === 'null') return true;
+  try {
+    return new URL(base).origin !== here;
+  } catch {
+    return false;
+  }
+}

@@ -101,6 +101,8 @@ export class TailConnection extends Emitter<TailConnectionEvents> {
   private readonly inflight = new Map<number, Req>();
   private queue: Req[] = [];
   private readonly backoff: Backoff;
+  /** The reason of the session-wide `revoke` event, when one came (the 4403 close follows it). */
+  private revokedFor: string | null = null;
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
   private renewTimer: ReturnType<typeof setTimeout> | null = null;
   private pingTimer: ReturnType<typeof setInterval> | null = null;
@@ -363,6 +365,7 @@ export class TailConnection extends Emitter<TailConnectionEvents> {
     if (typeof msg.ev === 'string') {
       const ev = msg as unknown as TailEvent;
       if (ev.ev === 'revoke' && ev.handle === undefined) {
+        this.revokedFor = typeof ev.reason === 'string' ? ev.reason : null;
         this.opts.onRevoked?.(ev.reason);
       }
       this.emit('event', ev);
@@ -395,9 +398,11 @@ export class TailConnection extends Emitter<TailConnectionEvents> {
     if (wasOpen) this.emit('close', { code, reason });
     if (this.st === 'stopped') return;
     if (code === CLOSE.revoked) {
-      this.opts.onRevoked?.(reason || 'revoked');
+      // The revoke event before the close says why (device, family); the close reason only "revoked".
+      const why = this.revokedFor ?? (reason || 'revoked');
+      this.opts.onRevoked?.(why);
       // The credential was revoked (device, sign-in): UNAUTHORIZED, as onAuthError hears it.
-      this.stop(new DgError('UNAUTHORIZED', `session revoked${reason ? `: ${reason}` : ''}`), null);
+      this.stop(new DgError('UNAUTHORIZED', `session revoked: ${why}`), null);
       return;
     }
     if (code === CLOSE.unauthorized) this.freshTokenNext = true;

@@ -234,3 +234,26 @@ test('the sign-in form of the dev identity provider, in Chromium, ends at the ap
   assert.match(back.searchParams.get('dg_code') ?? '', /\S/);
   assert.deepEqual(blocked, []);
 });
+
+test('a page whose origin the server does not allow is told so, not only that the server is unreachable', async (t) => {
+  const skip = await chromiumSkip();
+  if (skip) return t.skip(skip);
+  const { origin, browser } = await setup(t);
+  const closed = await server();
+  const page = await browser.newPage();
+  await page.goto(origin);
+  const got = await runner(page)<{ code: string; message: string }>(
+    `const [url] = args;
+     const sdk = await import('/sdk.js');
+     const client = await sdk.DatagroveClient.create({ url, storage: new sdk.MemoryKeyStorage() });
+     try {
+       await client.signup('nowhere');
+       return { code: 'none', message: 'signed up' };
+     } catch (e) {
+       return { code: e.code, message: e.message };
+     }`,
+    [closed.url],
+  );
+  assert.equal(got.code, 'UNAVAILABLE');
+  assert.match(got.message, /origin is not among the server's allowed origins \(DATAGROVE_ORIGINS\)/);
+});

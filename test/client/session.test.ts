@@ -198,6 +198,26 @@ test('tail connection: revocation (4403) stops it for good', async () => {
   await assert.rejects(t.client.login(), (e: DgError) => e.code === 'UNAUTHORIZED' || e.code === 'FORBIDDEN');
 });
 
+test('tail connection: the error it stops with names the reason of the revoke event, not only the close', async () => {
+  const srv = await server();
+  const t = await makeClient(srv);
+  await t.client.signup();
+  const reasons: string[] = [];
+  const conn = new TailConnection({
+    url: srv.wsUrl,
+    WebSocket: WebSocket as unknown as WebSocketConstructor,
+    token: () => t.client.session.accessToken(),
+    onRevoked: (reason) => void reasons.push(reason),
+  });
+  await conn.ready();
+  const stopped = new Promise<DgError>((resolve) => conn.on('stopped', resolve));
+  await t.client.revoke({ device: t.client.device });
+  const err = await stopped;
+  assert.equal(err.code, 'UNAUTHORIZED');
+  assert.equal(err.message, 'session revoked: device');
+  assert.deepEqual(reasons, ['device', 'device']);
+});
+
 test('tail connection: connect is sent again with a fresh token before the access token expires', async () => {
   const srv = await server({ accessTtlSec: 3 });
   const t = await makeClient(srv);

@@ -153,23 +153,34 @@ test('a log whose session was ended elsewhere fails with UNAUTHORIZED, as onAuth
   const otherStorage = new MemoryKeyStorage();
   await otherStorage.save(DEVICE_KEYS_NAME, (await laptopStorage.load(DEVICE_KEYS_NAME))!);
   const authErrors: string[] = [];
+  const authMessages: string[] = [];
   const other = await DatagroveClient.create({
     url: srv.url,
     storage: otherStorage,
     WebSocket: WebSocket as unknown as WebSocketConstructor,
     shardUrl: () => srv.wsUrl,
-    onAuthError: (e) => void authErrors.push((e as DgError).code),
+    onAuthError: (e) => {
+      authErrors.push((e as DgError).code);
+      authMessages.push(e.message);
+    },
   });
   await other.login();
   const { site } = await other.createSite('s');
   const log = other.openLog(site, 'main');
   const logErrors: string[] = [];
-  log.on('error', (e) => void logErrors.push(e.code));
+  const logMessages: string[] = [];
+  log.on('error', (e) => {
+    logErrors.push(e.code);
+    logMessages.push(e.message);
+  });
   await log.opened;
   const theirs = (await laptop.sessions()).find((s) => !s.current)!;
   await laptop.endSession(theirs.id);
   await waitFor('the log failed', () => logErrors.length > 0 && authErrors.length > 0);
   assert.deepEqual([logErrors[0], authErrors[0]], ['UNAUTHORIZED', 'UNAUTHORIZED']);
+  // Both name the reason the server gave: the sign-in (refresh family) ended.
+  assert.match(logMessages[0]!, /\bfamily\b/);
+  assert.match(authMessages[0]!, /\bfamily\b/);
   await laptop.close();
   await other.close();
 });
