@@ -23,6 +23,8 @@ export interface TailContext {
   notify: NotifyPublisher;
   sessions: SessionRegistry;
   revoked: RevokedSet;
+  /** The node is draining: requests are answered UNAVAILABLE while what was accepted commits. */
+  stopping: boolean;
   /** Notes a token refused for a key this process lacks (logged at most once a minute). */
   unknownKey: () => void;
 }

@@ -53,6 +53,7 @@ export function onFrame(ctx: TailContext, session: Session, data: Buffer, isBina
     return;
   }
   const { id } = frame;
+  if (ctx.stopping) return session.replyError(id, 'UNAVAILABLE', 'server going away', false);
   if (!session.ops.take()) return session.replyError(id, 'RATE_LIMITED', 'too many requests');
   const waits = WAITING_OPS.has(frame.op);
   if (waits && session.inFlight >= ctx.limits.maxInFlight) return session.replyError(id, 'RATE_LIMITED', 'too many requests in flight');

@@ -81,7 +81,7 @@ export class LogRegistry {
   }
 
   /** Takes or refreshes the session's handle on (site, log). */
-  async acquire(session: Session, site: string, name: string, access: AccessGrant, lead: boolean): Promise<LeaseReply> {
+  async acquire(session: Session, site: string, name: string, access: AccessGrant, lead: boolean, answer: (reply: LeaseReply) => void): Promise<LeaseReply> {
     let log = await this.open(site, name);
     // Another lease may have evicted it between the load and now: only the mapped one counts.
     while (this.#logs.get(log.key) !== log) log = await this.open(site, name);
@@ -122,10 +122,12 @@ export class LogRegistry {
         if (isNew) this.#remove(h, 'release', false);
         throw err;
       }
-      if (h.dead) throw new DgError('UNAVAILABLE', 'session closing');
+      if (h.dead) throw new DgError('UNAVAILABLE', session.closing ? 'session closing' : 'the handle ended while it was leased (revoked); lease again');
       // A device new on the log joins; one whose write right on it changed says so again.
       this.#announcePeer(log, device, before, h);
-      return { handle: log.hid, role: h.role, epoch: log.epoch, length: this.#knownLength(log, h), leader: log.leaderDevice(), peers: log.peers(h), writers: log.writers(h) };
+      const reply: LeaseReply = { handle: log.hid, role: h.role, epoch: log.epoch, length: this.#knownLength(log, h), leader: log.leaderDevice(), peers: log.peers(h), writers: log.writers(h) };
+      answer(reply);
+      return reply;
     });
   }
 

@@ -29,7 +29,18 @@ function leaseTokenAccess(ctx: TailContext, session: Session, args: LeaseArgs, t
   return { rights: c.rights, expiresAt: c.exp * 1000 };
 }
 
-export async function handleLease(ctx: TailContext, session: Session, id: number, args: LeaseArgs): Promise<void> {
+export function handleLease(ctx: TailContext, session: Session, id: number, args: LeaseArgs): Promise<void> {
+  const key = `${args.site}\u0000${args.log}`;
+  const run = lease(ctx, session, id, args);
+  session.leasing.set(key, run);
+  const done = () => {
+    if (session.leasing.get(key) === run) session.leasing.delete(key);
+  };
+  run.then(done, done);
+  return run;
+}
+
+async function lease(ctx: TailContext, session: Session, id: number, args: LeaseArgs): Promise<void> {
   const auth = session.auth;
   if (auth === null) return;
   const redirect = ctx.deps.redirectFor(args.site);
@@ -45,8 +56,9 @@ export async function handleLease(ctx: TailContext, session: Session, id: number
     (await ctx.access.check(auth.user, auth.device, args.site, args.log));
   if (session.closing) return;
   if (access === null || access.rights.length === 0) return session.reply(id, { needproof: true });
-  const reply = await ctx.logs.acquire(session, args.site, args.log, access, args.lead ?? true);
-  session.reply(id, reply);
+  // Answered inside the log's critical section: no event of another holder's lease can come
+  // between the reply's snapshot (peers, leader, length) and the reply.
+  const reply = await ctx.logs.acquire(session, args.site, args.log, access, args.lead ?? true, (r) => session.reply(id, r));
   // A revocation that arrived while the log was opening re-checked only the handles that
   // existed then: this one is checked now (and dies with a `revoke` event if it must).
   const h = 'handle' in reply ? session.handles.get(reply.handle) : undefined;
@@ -55,11 +67,25 @@ export async function handleLease(ctx: TailContext, session: Session, id: number
 
 export function handleRelease(ctx: TailContext, session: Session, id: number, args: ReleaseArgs): void {
   const h = session.handles.get(args.handle);
-  if (h === undefined) return session.replyError(id, 'NOT_FOUND', 'no such handle');
+  if (h === undefined || h.releasing) return session.replyError(id, 'NOT_FOUND', 'no such handle');
   const log = h.log;
-  ctx.logs.release(h);
-  // After the outcomes of the writes sent before it, which still commit.
-  log.replies.send(session, `{"re":${id}}`);
+  const leasing = session.leasing.get(log.key);
+  if (leasing === undefined) {
+    ctx.logs.release(h);
+    // After the outcomes of the writes sent before it, which still commit.
+    log.replies.send(session, `{"re":${id}}`);
+    return;
+  }
+  // A lease of this log sent before the release is still running: the release takes effect
+  // after it has answered (requests after the release find no handle already).
+  h.releasing = true;
+  const slot = log.replies.reserve(session);
+  const after = () => {
+    const now = session.handles.get(log.hid);
+    if (now !== undefined) ctx.logs.release(now);
+    log.replies.complete(slot, `{"re":${id}}`);
+  };
+  leasing.then(after, after);
 }
 
 export async function handleAttest(ctx: TailContext, session: Session, id: number, args: AttestArgs): Promise<void> {

@@ -39,6 +39,11 @@ export class Handle {
   access: AccessGrant;
   /** Removed from its log and session. */
   dead = false;
+  /**
+   * Released while a `lease` of the same session on the log, sent before the release, was
+   * still running: gone for every later request; removed once that lease has answered.
+   */
+  releasing = false;
   /** A re-check of access with auth is running. */
   rechecking = false;
   /** Coalesced length-only tail event owed to a lagging follower (`lagAt` -1: none). */

@@ -18,7 +18,7 @@ export async function handleRead(ctx: TailContext, session: Session, id: number,
 async function readInTurn(ctx: TailContext, session: Session, id: number, args: ReadArgs): Promise<void> {
   if (session.closing) return;
   const h = session.handles.get(args.handle);
-  if (h === undefined) return session.replyError(id, 'NOT_FOUND', 'no such handle');
+  if (h === undefined || h.releasing) return session.replyError(id, 'NOT_FOUND', 'no such handle');
   if (!canRead(h.access.rights)) return session.replyError(id, 'FORBIDDEN', 'no read right on this log');
   const { readLimit, readMaxBytes, softBuffer } = ctx.limits;
   // A client that does not take its replies gets no more of them queued: memory per session

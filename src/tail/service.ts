@@ -79,6 +79,7 @@ export function createTail(deps: TailDeps): TailService {
     notify: new NotifyPublisher(deps.bus, limits.notifyIntervalMs, log),
     sessions: new SessionRegistry(presence),
     revoked: new RevokedSet(limits.revokedKeepMs),
+    stopping: false,
     unknownKey: unknownKeyWarner(log),
   } as TailContext;
   ctx.logs = new LogRegistry(ctx);
@@ -199,6 +200,9 @@ export function createTail(deps: TailDeps): TailService {
     accepting = false;
     if (drained) return;
     drained = true;
+    // No request is taken from now on, so the flush below covers every write accepted, and
+    // their acks go out before the sessions close.
+    ctx.stopping = true;
     try {
       await ctx.committer.flush();
     } catch (err) {

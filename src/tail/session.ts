@@ -80,6 +80,8 @@ export class Session {
   inFlight = 0;
   /** `attest` requests still with auth: a `lease` sent after them waits for their outcome. */
   readonly attests = new Set<Promise<unknown>>();
+  /** `lease` requests still running, by `site\0log`: a `release` sent after one takes effect after it. */
+  readonly leasing = new Map<string, Promise<unknown>>();
   /** When the socket went over the soft buffer limit (0 while keeping up). */
   slowSince = 0;
   readonly ops: TokenBucket;

@@ -31,7 +31,7 @@ function recipient(sender: Handle, to: string): Handle | null {
 
 export function handleSignal(ctx: TailContext, session: Session, id: number, args: SignalArgs): void {
   const h = session.handles.get(args.handle);
-  if (h === undefined) return session.replyError(id, 'NOT_FOUND', 'no such handle');
+  if (h === undefined || h.releasing) return session.replyError(id, 'NOT_FOUND', 'no such handle');
   const data = JSON.stringify(args.data);
   const bytes = Buffer.byteLength(data);
   if (bytes > ctx.limits.maxSignalBytes) return session.replyError(id, 'TOO_LARGE', `data: over ${ctx.limits.maxSignalBytes} bytes`);

@@ -88,7 +88,7 @@ function reject(session: Session, log: LiveLog, id: number, code: ErrorCode, mes
 
 export function handleWrite(ctx: TailContext, session: Session, id: number, args: WriteArgs): void {
   const h = session.handles.get(args.handle);
-  if (h === undefined) return session.replyError(id, 'NOT_FOUND', 'no such handle');
+  if (h === undefined || h.releasing) return session.replyError(id, 'NOT_FOUND', 'no such handle');
   const log = h.log;
   // A follower handle that writes gets NOT_LEADER whatever its rights; the write right is
   // checked for the leader only (a leader whose access lost the right).

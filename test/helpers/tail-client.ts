@@ -44,6 +44,8 @@ interface Waiter<T> {
 
 export class TailClient {
   readonly events: TailEventFrame[] = [];
+  /** Every frame received, replies and events, in arrival order. */
+  readonly received: Record<string, unknown>[] = [];
   /** Replies with `re: null` (frames the server could not attribute to a request). */
   readonly nullReplies: TailReply[] = [];
   /** How many replies each id got. */
@@ -193,6 +195,7 @@ export class TailClient {
     } catch {
       throw new Error(`server sent a frame that is not JSON: ${text.slice(0, 200)}`);
     }
+    this.received.push(frame);
     if (typeof frame.ev === 'string') {
       const e = frame as TailEventFrame;
       const w = this.#eventWaiters.find((x) => x.match(e));

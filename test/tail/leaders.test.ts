@@ -124,6 +124,45 @@ describe('tail: leases and leaders', async () => {
     for (const c of [old, other, fresh, third]) c.close();
   });
 
+  it('answers a lease with a snapshot no earlier event contradicts: a peer that joined before the reply is in its peers', async () => {
+    for (let round = 0; round < 20; round++) {
+      const log = logName();
+      const a = await connect(w, w.owner);
+      const la = await lease(a, w.site, log);
+      const b = await connect(w, writer);
+      // a leases again while b joins: whichever runs first, a's reply and b's join event
+      // reach a in an order that agrees.
+      const [again] = await Promise.all([a.request('lease', { site: w.site, log }), lease(b, w.site, log, { lead: false })]);
+      assert.equal(again.handle, la.handle);
+      const joinedAt = a.received.findIndex((f) => f.ev === 'peer' && f.device === writer.device && f.state === 'join');
+      const replyAt = a.received.findIndex((f) => f.re === again.re);
+      if (joinedAt >= 0 && joinedAt < replyAt) assert.deepEqual(again.peers, [writer.device], `round ${round}: the join came first, so the reply lists b`);
+      else assert.deepEqual(again.peers, [], `round ${round}: the reply came first, then the join`);
+      a.close();
+      b.close();
+    }
+  });
+
+  it('takes a release sent after a step-down after that step-down has answered: the handle is gone', async () => {
+    const log = logName();
+    const a = await connect(w, w.owner);
+    const la = await lease(a, w.site, log);
+    await a.call('write', { handle: la.handle, at: 0, entries: [entry('1')] });
+    const stepDown = a.request('lease', { site: w.site, log, lead: false });
+    const release = a.request('release', { handle: la.handle });
+    const read = a.request('read', { handle: la.handle, from: 0 });
+    const [s, r, rd] = await Promise.all([stepDown, release, read]);
+    assert.equal(s.error, undefined);
+    assert.equal(s.role, 'follower');
+    assert.deepEqual(r, { re: r.re });
+    assert.equal(rd.error?.code, 'NOT_FOUND', 'a request after the release finds no handle');
+    const order = a.received.filter((f) => f.re === s.re || f.re === r.re).map((f) => f.re);
+    assert.deepEqual(order, [s.re, r.re], 'the step-down is answered before the release');
+    await sleep(100);
+    assert.equal((await a.failure('read', { handle: la.handle, from: 0 })).code, 'NOT_FOUND', 'still gone once all settled');
+    a.close();
+  });
+
   it('says which peers may write: writers in the lease reply, write on peer joins', async () => {
     const log = logName();
     const a = await connect(w, w.owner);
