@@ -21,6 +21,7 @@ import { createNotify, VAPID_FILE, openPgNotifyStore, openSqliteNotifyStore, typ
 import { createDevIdp, DEV_PROVIDER_ID } from '../devidp/index.js';
 import { DgError, type ErrorCode } from '../protocol/errors.js';
 import { MAX_JSON_DEPTH, nestsDeeperThan } from '../protocol/json-depth.js';
+import { hasLoneSurrogate, mayHoldSurrogates } from '../protocol/unicode.js';
 import { rawErrorResponse } from '../protocol/raw-error-response.js';
 import type { Config, HttpTimeouts } from './config.js';
 import { createMetrics } from './metrics.js';
@@ -127,6 +128,9 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
       // The parser refuses keys that would reach an object's prototype, and says only "not valid JSON".
       if (err !== null && /"(__proto__|constructor)"\s*:/.test(text)) {
         return done(new DgError('BAD_REQUEST', 'body: the keys __proto__ and constructor.prototype are not allowed'), undefined);
+      }
+      if (err === null && mayHoldSurrogates(text) && hasLoneSurrogate(value)) {
+        return done(new DgError('BAD_REQUEST', 'body: a string holds a lone UTF-16 surrogate (not Unicode text)'), undefined);
       }
       done(err, value);
     });

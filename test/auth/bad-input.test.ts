@@ -103,6 +103,24 @@ describe('bad input at the auth boundary', async () => {
     assert.equal((await call(url, 'GET', '/me', { token: d.access })).status, 401, 'the logout took effect');
   });
 
+  it('refuses strings with lone surrogates, which no store keeps as sent, and takes paired ones', async () => {
+    const d = await signupDevice(url);
+    const name = (raw: string) => call(url, 'POST', `/devices/${d.device}/name`, { raw: `{"name":"${raw}"}`, token: d.access });
+    for (const bad of ['a\\ud800b', '\\udc00x', 'x\\uDBFF']) {
+      const r = await name(bad);
+      assert.equal(r.status, 400, `${bad}: ${r.text}`);
+      assert.match(r.text, /lone UTF-16 surrogate/);
+    }
+    const envelope = await call(url, 'POST', '/envelopes', { raw: `{"to":"${d.device}","data":"\\udc00x"}`, token: d.access });
+    assert.equal(envelope.status, 400, envelope.text);
+    assert.match(envelope.text, /lone UTF-16 surrogate/);
+    // A pair is one character (U+1F600) and round-trips.
+    const ok = await name('smile \\ud83d\\ude00');
+    assert.ok(ok.status < 300, ok.text);
+    const me = await call<{ devices: { device: string; name: string }[] }>(url, 'GET', '/me', { token: d.access });
+    assert.equal(me.body.devices.find((x) => x.device === d.device)?.name, 'smile \u{1F600}');
+  });
+
   it('never leaks internal detail in a message', async () => {
     const r = await call<ErrorBody>(url, 'POST', '/refresh', { body: { refresh: id43, guid: 'guid-0001' } });
     assert.equal(r.status, 401);
