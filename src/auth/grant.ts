@@ -5,6 +5,7 @@
  */
 import { GrantHeader, GrantPayload, MAX_GRANT_LENGTH } from '../protocol/auth-schemas.js';
 import { RIGHTS, type Right } from '../protocol/ids.js';
+import { decodeJwsJson } from '../protocol/jws-json.js';
 import { sha256b64, verifyDeviceSignature } from './crypto.js';
 import { describeError } from './validation.js';
 
@@ -17,13 +18,6 @@ export interface ParsedGrant {
 
 export type ParseResult = { ok: true; grant: ParsedGrant } | { ok: false; message: string };
 
-function decodeJson(part: string): unknown {
-  try {
-    return JSON.parse(Buffer.from(part, 'base64url').toString('utf8')) as unknown;
-  } catch {
-    return undefined;
-  }
-}
 
 /** Decodes and checks shape and signature. Never throws; `message` names the problem. */
 export function parseGrant(jws: string): ParseResult {
@@ -31,10 +25,13 @@ export function parseGrant(jws: string): ParseResult {
   const parts = jws.split('.');
   if (parts.length !== 3 || parts.some((p) => !/^[A-Za-z0-9_-]+$/.test(p))) return { ok: false, message: 'grant: not a compact JWS' };
   const [h, p, s] = parts as [string, string, string];
-  const header = decodeJson(h);
-  const headerError = describeError('grant.header', GrantHeader, header);
+  const header = decodeJwsJson(h);
+  if (!header.ok) return { ok: false, message: `grant.header: ${header.problem}` };
+  const headerError = describeError('grant.header', GrantHeader, header.value);
   if (headerError !== null) return { ok: false, message: headerError };
-  const payload = decodeJson(p);
+  const decoded = decodeJwsJson(p);
+  if (!decoded.ok) return { ok: false, message: `grant.payload: ${decoded.problem}` };
+  const payload = decoded.value;
   const payloadError = describeError('grant.payload', GrantPayload, payload);
   if (payloadError !== null) return { ok: false, message: payloadError };
   const claims = payload as GrantPayload;

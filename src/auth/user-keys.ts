@@ -8,6 +8,7 @@
  * - a device certificate is a compact JWS (EdDSA, typ dg-device+jwt) whose signature verifies
  *   with the user key version it names.
  */
+import { decodeJwsJson } from '../protocol/jws-json.js';
 import { DeviceCertHeader, DeviceCertPayload, MAX_CERTIFICATE_LENGTH, userKeyStatement, type UserKeyBody } from '../protocol/key-schemas.js';
 import { verifyDeviceSignature } from './crypto.js';
 import type { UserKeyRecord } from './key-directory.js';
@@ -27,13 +28,6 @@ export function userKeyProblem(user: string, body: UserKeyBody, chain: UserKeyRe
 
 export type ParsedCertificate = { ok: true; payload: DeviceCertPayload; signingInput: Buffer; sig: string } | { ok: false; message: string };
 
-function decodeJson(part: string): unknown {
-  try {
-    return JSON.parse(Buffer.from(part, 'base64url').toString('utf8')) as unknown;
-  } catch {
-    return undefined;
-  }
-}
 
 /** Decodes a device certificate and checks its shape (not its signature). Never throws. */
 export function parseCertificate(jws: string): ParsedCertificate {
@@ -41,9 +35,13 @@ export function parseCertificate(jws: string): ParsedCertificate {
   const parts = jws.split('.');
   if (parts.length !== 3 || parts.some((p) => !/^[A-Za-z0-9_-]+$/.test(p))) return { ok: false, message: 'certificate: not a compact JWS' };
   const [h, p, s] = parts as [string, string, string];
-  const headerError = describeError('certificate.header', DeviceCertHeader, decodeJson(h));
+  const header = decodeJwsJson(h);
+  if (!header.ok) return { ok: false, message: `certificate.header: ${header.problem}` };
+  const headerError = describeError('certificate.header', DeviceCertHeader, header.value);
   if (headerError !== null) return { ok: false, message: headerError };
-  const payload = decodeJson(p);
+  const decoded = decodeJwsJson(p);
+  if (!decoded.ok) return { ok: false, message: `certificate.payload: ${decoded.problem}` };
+  const payload = decoded.value;
   const payloadError = describeError('certificate.payload', DeviceCertPayload, payload);
   if (payloadError !== null) return { ok: false, message: payloadError };
   return { ok: true, payload: payload as DeviceCertPayload, signingInput: Buffer.from(`${h}.${p}`, 'ascii'), sig: s };

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { sign } from 'node:crypto';
 import { Value } from '@sinclair/typebox/value';
 import { JoinReplyBody, LeaseReply, SiteReply } from '../../src/protocol/auth-schemas.js';
 import { verifyToken, type LeaseClaims } from '../../src/protocol/token.js';
@@ -129,6 +130,31 @@ describe('grants, join and lease', async () => {
     const unknownSite = signGrant(owner.privateKey, { iss: owner.device, sub: `user:${mallory.user}`, site: 'nope', logs: ['*'], rights: ['read'] });
     assert.equal((await declare(owner, unknownSite.jws)).status, 404);
     assert.equal((await lease(mallory, 'chat')).status, 403, 'nothing above gave access');
+  });
+
+  it('refuses a signed grant whose payload or header gives a key twice, which readers would take differently', async () => {
+    const member = await signupDevice(url);
+    const signed = (header: string, payload: string) => {
+      const input = `${Buffer.from(header).toString('base64url')}.${Buffer.from(payload).toString('base64url')}`;
+      return `${input}.${sign(null, Buffer.from(input, 'ascii'), owner.privateKey).toString('base64url')}`;
+    };
+    const header = JSON.stringify({ alg: 'EdDSA', typ: 'dg-grant+jwt' });
+    const body = `"iss":${JSON.stringify(owner.device)},"sub":"user:${member.user}","site":"${site}","logs":["*"],"iat":${nowSec()}`;
+    // The last "rights" wins in JavaScript, the first in some other readers.
+    const twice = signed(header, `{${body},"rights":["read"],"rights":["admin"]}`);
+    const r = await declare(owner, twice);
+    assert.equal(r.status, 400);
+    assert.match(r.body.error.message, /grant\.payload: the key "rights" is given twice/);
+    assert.equal((await join(member, twice)).status, 400);
+    // The same key spelled with an escape is the same key.
+    const escaped = signed(header, `{${body},"rights":["read"],"\\u0072ights":["admin"]}`);
+    assert.equal((await declare(owner, escaped)).status, 400);
+    const headerTwice = signed('{"alg":"EdDSA","typ":"dg-grant+jwt","alg":"EdDSA"}', `{${body},"rights":["read"]}`);
+    const rh = await declare(owner, headerTwice);
+    assert.equal(rh.status, 400);
+    assert.match(rh.body.error.message, /grant\.header: the key "alg" is given twice/);
+    // Written once, the same grant is fine.
+    assert.equal((await declare(owner, signed(header, `{${body},"rights":["read"]}`))).status, 201);
   });
 
   it('refuses a join by a caller the grant does not name, and a join for another site', async () => {

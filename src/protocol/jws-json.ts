@@ -1,0 +1,55 @@
+/**
+ * The JSON of a signed object's header or payload (a compact JWS part), read strictly. A
+ * signature vouches for bytes, and JSON with a key given twice means different things to
+ * different readers (the last one wins in JavaScript, the first in others): such a part is
+ * refused, so every verifier reads the same claims from the same signature.
+ */
+
+export type JwsJson = { ok: true; value: unknown } | { ok: false; problem: string };
+
+/** Decodes a base64url JWS part as JSON with no key repeated in any object. */
+export function decodeJwsJson(part: string): JwsJson {
+  const text = Buffer.from(part, 'base64url').toString('utf8');
+  let value: unknown;
+  try {
+    value = JSON.parse(text) as unknown;
+  } catch {
+    return { ok: false, problem: 'not JSON' };
+  }
+  const twice = repeatedKey(text);
+  return twice === null ? { ok: true, value } : { ok: false, problem: `the key ${JSON.stringify(twice)} is given twice` };
+}
+
+/** The first key that an object of `text` (valid JSON) gives twice, or null. */
+export function repeatedKey(text: string): string | null {
+  // One entry per open object (its keys so far) or array (null).
+  const open: (Set<string> | null)[] = [];
+  let keyNext = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      let j = i + 1;
+      while (text.charCodeAt(j) !== 0x22) j += text.charCodeAt(j) === 0x5c ? 2 : 1;
+      const keys = open.at(-1);
+      if (keyNext && keys !== undefined && keys !== null) {
+        const key = JSON.parse(text.slice(i, j + 1)) as string;
+        if (keys.has(key)) return key;
+        keys.add(key);
+      }
+      keyNext = false;
+      i = j;
+    } else if (c === 0x7b) {
+      open.push(new Set());
+      keyNext = true;
+    } else if (c === 0x5b) {
+      open.push(null);
+      keyNext = false;
+    } else if (c === 0x7d || c === 0x5d) {
+      open.pop();
+      keyNext = false;
+    } else if (c === 0x2c) {
+      keyNext = open.at(-1) instanceof Set;
+    }
+  }
+  return null;
+}
