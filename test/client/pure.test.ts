@@ -169,6 +169,12 @@ test('grants verify with jose and hash as the protocol says', async () => {
   const [h, p, s] = jws.split('.');
   const forged = `${h}.${Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(p!, 'base64url').toString()), rights: ['admin'] })).toString('base64url')}.${s}`;
   assert.equal(readGrant(forged), null);
+  // Signed, but with a key given twice: other verifiers would read other rights.
+  const twice = Buffer.from(Buffer.from(p!, 'base64url').toString().replace('"rights":["read","write"]', '"rights":["read"],"rights":["admin"]')).toString('base64url');
+  const input = `${h}.${twice}`;
+  const twiceJws = `${input}.${Buffer.from(keys.sign(new TextEncoder().encode(input))).toString('base64url')}`;
+  assert.ok(verifyDeviceSignature(keys.deviceId, new TextEncoder().encode(input), keys.sign(new TextEncoder().encode(input))));
+  assert.equal(readGrant(twiceJws), null);
   assert.throws(() => signGrant(keys, { sub: 'bob', site: 'x', logs: ['*'], rights: ['read'] }), /sub/);
   assert.throws(() => signGrant(keys, { sub: 'user:b', site: 'x', logs: [], rights: ['read'] }), /logs/);
   // The challenge signature is Ed25519 over "datagrove-auth-v1:" + nonce.

@@ -1,7 +1,8 @@
 /** Strict JSON of signed parts: a key given twice in any object is found, whatever the strings around it hold. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { decodeJwsJson, repeatedKey } from '../../src/protocol/jws-json.js';
+import { repeatedKey } from '../../src/protocol/json-keys.js';
+import { decodeJwsJson } from '../../src/protocol/jws-json.js';
 
 describe('repeatedKey', () => {
   it('finds a key given twice, at any depth, and only in the same object', () => {

@@ -5,6 +5,7 @@
  */
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { b64urlDecode, b64urlEncode, fromUtf8, utf8 } from '../bytes.js';
+import { repeatedKey } from '../../protocol/json-keys.js';
 
 export interface DecodedJws {
   header: Record<string, unknown>;
@@ -21,7 +22,10 @@ function jsonObject(part: string): Record<string, unknown> | null {
   const bytes = b64urlDecode(part);
   if (bytes === null) return null;
   try {
-    const v = JSON.parse(fromUtf8(bytes)) as unknown;
+    const text = fromUtf8(bytes);
+    const v = JSON.parse(text) as unknown;
+    // A key given twice would be read differently by other verifiers of the same signature.
+    if (repeatedKey(text) !== null) return null;
     return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
   } catch {
     return null;
