@@ -5,9 +5,8 @@
  */
 import { GrantHeader, GrantPayload, MAX_GRANT_LENGTH } from '../protocol/auth-schemas.js';
 import { RIGHTS, type Right } from '../protocol/ids.js';
-import { decodeJwsJson } from '../protocol/jws-json.js';
 import { sha256b64, verifyDeviceSignature } from './crypto.js';
-import { describeError } from './validation.js';
+import { readJwsPart } from './validation.js';
 
 export interface ParsedGrant {
   /** base64url SHA-256 of the ASCII compact JWS. */
@@ -18,23 +17,17 @@ export interface ParsedGrant {
 
 export type ParseResult = { ok: true; grant: ParsedGrant } | { ok: false; message: string };
 
-
 /** Decodes and checks shape and signature. Never throws; `message` names the problem. */
 export function parseGrant(jws: string): ParseResult {
   if (jws.length > MAX_GRANT_LENGTH) return { ok: false, message: 'grant: too long' };
   const parts = jws.split('.');
   if (parts.length !== 3 || parts.some((p) => !/^[A-Za-z0-9_-]+$/.test(p))) return { ok: false, message: 'grant: not a compact JWS' };
   const [h, p, s] = parts as [string, string, string];
-  const header = decodeJwsJson(h);
-  if (!header.ok) return { ok: false, message: `grant.header: ${header.problem}` };
-  const headerError = describeError('grant.header', GrantHeader, header.value);
-  if (headerError !== null) return { ok: false, message: headerError };
-  const decoded = decodeJwsJson(p);
-  if (!decoded.ok) return { ok: false, message: `grant.payload: ${decoded.problem}` };
-  const payload = decoded.value;
-  const payloadError = describeError('grant.payload', GrantPayload, payload);
-  if (payloadError !== null) return { ok: false, message: payloadError };
-  const claims = payload as GrantPayload;
+  const header = readJwsPart('grant.header', GrantHeader, h);
+  if (!header.ok) return header;
+  const payload = readJwsPart('grant.payload', GrantPayload, p);
+  if (!payload.ok) return payload;
+  const claims = payload.value;
   if (claims.logs.includes('*') && claims.logs.length > 1) return { ok: false, message: 'grant.payload.logs: "*" must stand alone' };
   if (claims.exp !== undefined && claims.exp < claims.iat) return { ok: false, message: 'grant.payload.exp: before iat' };
   if (!verifyDeviceSignature(claims.iss, Buffer.from(`${h}.${p}`, 'ascii'), s)) {

@@ -8,11 +8,10 @@
  * - a device certificate is a compact JWS (EdDSA, typ dg-device+jwt) whose signature verifies
  *   with the user key version it names.
  */
-import { decodeJwsJson } from '../protocol/jws-json.js';
 import { DeviceCertHeader, DeviceCertPayload, MAX_CERTIFICATE_LENGTH, userKeyStatement, type UserKeyBody } from '../protocol/key-schemas.js';
 import { verifyDeviceSignature } from './crypto.js';
 import type { UserKeyRecord } from './key-directory.js';
-import { describeError } from './validation.js';
+import { readJwsPart } from './validation.js';
 
 /** Why the body cannot be version `body.version` after `chain`, or null when it can. */
 export function userKeyProblem(user: string, body: UserKeyBody, chain: UserKeyRecord[]): string | null {
@@ -28,23 +27,17 @@ export function userKeyProblem(user: string, body: UserKeyBody, chain: UserKeyRe
 
 export type ParsedCertificate = { ok: true; payload: DeviceCertPayload; signingInput: Buffer; sig: string } | { ok: false; message: string };
 
-
 /** Decodes a device certificate and checks its shape (not its signature). Never throws. */
 export function parseCertificate(jws: string): ParsedCertificate {
   if (jws.length > MAX_CERTIFICATE_LENGTH) return { ok: false, message: 'certificate: too long' };
   const parts = jws.split('.');
   if (parts.length !== 3 || parts.some((p) => !/^[A-Za-z0-9_-]+$/.test(p))) return { ok: false, message: 'certificate: not a compact JWS' };
   const [h, p, s] = parts as [string, string, string];
-  const header = decodeJwsJson(h);
-  if (!header.ok) return { ok: false, message: `certificate.header: ${header.problem}` };
-  const headerError = describeError('certificate.header', DeviceCertHeader, header.value);
-  if (headerError !== null) return { ok: false, message: headerError };
-  const decoded = decodeJwsJson(p);
-  if (!decoded.ok) return { ok: false, message: `certificate.payload: ${decoded.problem}` };
-  const payload = decoded.value;
-  const payloadError = describeError('certificate.payload', DeviceCertPayload, payload);
-  if (payloadError !== null) return { ok: false, message: payloadError };
-  return { ok: true, payload: payload as DeviceCertPayload, signingInput: Buffer.from(`${h}.${p}`, 'ascii'), sig: s };
+  const header = readJwsPart('certificate.header', DeviceCertHeader, h);
+  if (!header.ok) return header;
+  const payload = readJwsPart('certificate.payload', DeviceCertPayload, p);
+  if (!payload.ok) return payload;
+  return { ok: true, payload: payload.value, signingInput: Buffer.from(`${h}.${p}`, 'ascii'), sig: s };
 }
 
 /** Whether the certificate's signature verifies with `publicKey` (a user key). */

@@ -7,6 +7,7 @@ import type { TSchema, Static } from '@sinclair/typebox';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { ValueErrorType } from '@sinclair/typebox/errors';
 import type { FastifySchemaCompiler } from 'fastify';
+import { decodeJwsJson } from '../protocol/jws-json.js';
 
 const compiled = new WeakMap<TSchema, TypeCheck<TSchema>>();
 
@@ -52,6 +53,17 @@ export function describeError(where: string, schema: TSchema, value: unknown): s
   if (e === null) return null;
   const field = `${where}${e.instancePath.replaceAll('/', '.')}`;
   return e.keyword === 'required' ? `${field}: missing ${e.params.missingProperty ?? ''}` : `${field}: ${e.message}`;
+}
+
+/**
+ * A compact JWS part (`where`: "grant.header", say) decoded strictly (no key given twice,
+ * see jws-json.ts) and checked against `schema`: its value, or a message naming the problem.
+ */
+export function readJwsPart<T extends TSchema>(where: string, schema: T, part: string): { ok: true; value: Static<T> } | { ok: false; message: string } {
+  const decoded = decodeJwsJson(part);
+  if (!decoded.ok) return { ok: false, message: `${where}: ${decoded.problem}` };
+  const problem = describeError(where, schema, decoded.value);
+  return problem === null ? { ok: true, value: decoded.value as Static<T> } : { ok: false, message: problem };
 }
 
 export function conforms<T extends TSchema>(schema: T, value: unknown): value is Static<T> {

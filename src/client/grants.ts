@@ -7,8 +7,8 @@
 import { sha256 } from '@noble/hashes/sha2.js';
 import { DgError } from '../protocol/errors.js';
 import { LOG_NAME_RE, RIGHTS, SITE_ID_RE, type Right } from '../protocol/ids.js';
-import { repeatedKey } from '../protocol/json-keys.js';
-import { b64urlDecode, b64urlEncode, fromUtf8, utf8 } from './bytes.js';
+import { b64urlEncode, utf8 } from './bytes.js';
+import { decodeJws } from './crypto/jws.js';
 import { verifyDeviceSignature, type DeviceKeys } from './device-keys.js';
 
 export interface GrantSpec {
@@ -89,21 +89,10 @@ export function grantHash(jws: string): string {
  * ```
  */
 export function readGrant(jws: string): GrantPayload | null {
-  const parts = jws.split('.');
-  if (parts.length !== 3) return null;
-  const [h, p, s] = parts as [string, string, string];
-  try {
-    const headerText = fromUtf8(b64urlDecode(h) ?? new Uint8Array([0xff]));
-    const payloadText = fromUtf8(b64urlDecode(p) ?? new Uint8Array([0xff]));
-    const header = JSON.parse(headerText) as Record<string, unknown>;
-    if (header.alg !== 'EdDSA' || header.typ !== 'dg-grant+jwt') return null;
-    const payload = JSON.parse(payloadText) as GrantPayload;
-    // A key given twice would be read differently by other verifiers of the same signature.
-    if (repeatedKey(headerText) !== null || repeatedKey(payloadText) !== null) return null;
-    const sig = b64urlDecode(s);
-    if (sig === null || typeof payload.iss !== 'string' || typeof payload.site !== 'string') return null;
-    return verifyDeviceSignature(payload.iss, utf8(`${h}.${p}`), sig) ? payload : null;
-  } catch {
-    return null;
-  }
+  // decodeJws refuses what is not JSON, and a part that gives a key twice.
+  const d = decodeJws(jws);
+  if (d === null || d.header.alg !== 'EdDSA' || d.header.typ !== 'dg-grant+jwt') return null;
+  const payload = d.payload as unknown as GrantPayload;
+  if (typeof payload.iss !== 'string' || typeof payload.site !== 'string') return null;
+  return verifyDeviceSignature(payload.iss, d.signingInput, d.signature) ? payload : null;
 }

@@ -24,14 +24,10 @@
 import { DgError } from '../protocol/errors.js';
 import type { LeaseReply } from '../protocol/tail-schemas.js';
 import type { TailContext } from './context.js';
-import { canWrite, Handle, LiveLog, type AccessGrant, type Lapse } from './live-log.js';
+import { canWrite, Handle, LiveLog, logKey, type AccessGrant, type Lapse } from './live-log.js';
 import type { LeaderRecord } from './log-store.js';
 import { recheckGrace } from './revocation.js';
 import type { Session } from './session.js';
-
-function logKey(site: string, name: string): string {
-  return `${site}\u0000${name}`;
-}
 
 export class LogRegistry {
   readonly #logs = new Map<string, LiveLog>();

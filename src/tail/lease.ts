@@ -6,7 +6,7 @@ import { DgError } from '../protocol/errors.js';
 import type { AttestArgs, LeaseArgs, ReleaseArgs } from '../protocol/tail-schemas.js';
 import { verifyToken, type LeaseClaims } from '../protocol/token.js';
 import type { TailContext } from './context.js';
-import type { AccessGrant } from './live-log.js';
+import { logKey, type AccessGrant } from './live-log.js';
 import { recheck } from './revocation.js';
 import type { Session } from './session.js';
 
@@ -30,7 +30,7 @@ function leaseTokenAccess(ctx: TailContext, session: Session, args: LeaseArgs, t
 }
 
 export function handleLease(ctx: TailContext, session: Session, id: number, args: LeaseArgs): Promise<void> {
-  const key = `${args.site}\u0000${args.log}`;
+  const key = logKey(args.site, args.log);
   const run = lease(ctx, session, id, args);
   session.leasing.set(key, run);
   const done = () => {

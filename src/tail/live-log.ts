@@ -27,6 +27,11 @@ export function canWrite(rights: readonly Right[]): boolean {
   return rights.includes('write') || rights.includes('admin');
 }
 
+/** The key of a (site, log) pair: `LiveLog.key`, and the map keys that follow it. */
+export function logKey(site: string, name: string): string {
+  return `${site}\u0000${name}`;
+}
+
 export class Handle {
   role: 'leader' | 'follower' = 'follower';
   /** The epoch this handle leads in (meaningful while role is leader). */
