@@ -11,7 +11,7 @@ import { before, describe, it } from 'node:test';
 import { OPTIONS } from '../../src/server/config.js';
 import { get, loginDevice, signupDevice } from '../helpers/auth-client.js';
 import { tempDir } from '../helpers/server.js';
-import { cleanEnv, freePort, ROOT, runCli, spawnChild, spawnCli, waitHttp, type Child } from './child.js';
+import { cleanEnv, freePort, ROOT, runCli, sleep, spawnChild, spawnCli, waitHttp, type Child } from './child.js';
 
 interface ServerKeys {
   keys: { kid: string; publicKey: string; status: string }[];
@@ -209,7 +209,24 @@ describe('npm start', () => {
     await waitHttp(child, `${url}/health`);
     assert.deepEqual(await (await fetch(`${url}/health`)).json(), { ok: true });
     assert.ok(existsSync(join(dataDir, 'hmac-keys.json')));
-    await child.stop('SIGTERM');
-    await assert.rejects(fetch(`${url}/health`), 'the server stopped with npm');
+    // What a process manager does: SIGTERM to npm alone, not to its process group. npm
+    // passes it on only to its direct child, so the script must exec the server.
+    try {
+      child.proc.kill('SIGTERM');
+      await child.exited;
+      let stopped = false;
+      for (let i = 0; i < 50 && !stopped; i++) {
+        stopped = await fetch(`${url}/health`).then(() => false, () => true);
+        if (!stopped) await sleep(100);
+      }
+      assert.ok(stopped, 'the server still answers after npm got SIGTERM');
+    } finally {
+      // A server left behind by npm is still in npm's process group.
+      try {
+        if (child.proc.pid !== undefined) process.kill(-child.proc.pid, 'SIGKILL');
+      } catch {
+        // Nothing is left.
+      }
+    }
   });
 });
