@@ -38,6 +38,8 @@ const DEFAULT_LIMITS: TailLimitsView = { maxFrame: 1 << 20, maxEntries: 1000, ma
 const MAX_PENDING = 100_000;
 const PEER_LINGER_MS = 30_000;
 const FATAL = new Set(['FORBIDDEN', 'BAD_REQUEST', 'NOT_FOUND', 'UNAUTHORIZED', 'REFRESH_REUSED']);
+/** Write failures that say "not now": the server is up but cannot take the write yet. */
+const RETRY_LATER = new Set(['UNAVAILABLE', 'RATE_LIMITED', 'INTERNAL']);
 
 /**
  * An open log (made by `client.openLog`).
@@ -96,6 +98,10 @@ export class Log extends Emitter<LogEvents> {
   private pumpQueued = false;
   private vacancyTimer: ReturnType<typeof setTimeout> | null = null;
   private recovering: Promise<void> | null = null;
+  /** Consecutive writes the server could not commit; reset by a write that succeeds. */
+  private readonly writeRetry = new Backoff({ baseMs: 100, maxMs: 15_000 });
+  /** How long the next recovery waits before it leases again (after such a write). */
+  private retryDelayMs = 0;
   private readonly subscribers = new Set<(entries: LogEntry[]) => void>();
   private openedResolve!: () => void;
   private openedReject!: (e: DgError) => void;
@@ -158,10 +164,16 @@ export class Log extends Emitter<LogEvents> {
       {
         write: async (at, entries, wid) => this.requireConn().request('write', { handle: this.requireHandle(), at, entries, wid }, { retry: false }),
         written: (at, items, length) => {
+          this.writeRetry.reset();
           this.feed.observe(length);
           this.feed.offer(at, items.map((i) => i.bytes));
         },
-        failed: () => this.requestRecover(),
+        failed: (err) => {
+          // A server that cannot commit (its store is full or away) says so on every write:
+          // the next try waits, longer each time, until a write succeeds.
+          if (err !== null && RETRY_LATER.has(err.code)) this.retryDelayMs = this.writeRetry.next();
+          this.requestRecover();
+        },
         refused: (items, err) => {
           for (const it of items) this.pending.reject(it.origin.seq, err);
         },
@@ -467,6 +479,12 @@ export class Log extends Emitter<LogEvents> {
       this.sequencer.pause();
       try {
         await this.sequencer.idle();
+        if (this.retryDelayMs > 0) {
+          const wait = this.retryDelayMs;
+          this.retryDelayMs = 0;
+          await sleep(wait);
+          if (this.isClosed()) return;
+        }
         const lease = await this.leaseNow();
         await this.feed.catchUp(lease.length);
         // Every entry up to the end has counted (settled this writer's appends, or been

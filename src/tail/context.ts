@@ -1,5 +1,6 @@
 /** The parts of the tail service, shared by the op handlers (built once in service.ts). */
 import type { FastifyBaseLogger } from 'fastify';
+import type { LogThrottle } from '../protocol/log-throttle.js';
 import type { AccessControl } from './access.js';
 import type { TailDeps } from './deps.js';
 import type { Fanout } from './fanout.js';
@@ -27,4 +28,6 @@ export interface TailContext {
   stopping: boolean;
   /** Notes a token refused for a key this process lacks (logged at most once a minute). */
   unknownKey: () => void;
+  /** Commit failures are logged at most once per 10 s (they repeat while the store is down). */
+  commitFailures: LogThrottle;
 }

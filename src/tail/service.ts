@@ -8,6 +8,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import type { Subscription } from '../bus/bus.js';
 import { SUBJECTS } from '../protocol/bus-messages.js';
 import { unknownKeyWarner } from '../protocol/key-ring-warning.js';
+import { LogThrottle } from '../protocol/log-throttle.js';
 import type { ErrorCode } from '../protocol/errors.js';
 import { rawErrorResponse } from '../protocol/raw-error-response.js';
 import { TAIL_CLOSE, TAIL_SUBPROTOCOL } from '../protocol/tail-schemas.js';
@@ -39,6 +40,8 @@ export interface TailService {
 }
 
 const SWEEP_MS = 1000;
+/** A commit failure repeats for as long as the store is down: one log line per this long. */
+const COMMIT_FAILURE_LOG_MS = 10_000;
 
 /** Refuses an upgrade with an HTTP error in the usual shape, and closes the connection. */
 function refuse(socket: Duplex, code: ErrorCode, message: string, headers?: Record<string, string>): void {
@@ -81,6 +84,7 @@ export function createTail(deps: TailDeps): TailService {
     revoked: new RevokedSet(limits.revokedKeepMs),
     stopping: false,
     unknownKey: unknownKeyWarner(log),
+    commitFailures: new LogThrottle(COMMIT_FAILURE_LOG_MS),
   } as TailContext;
   ctx.logs = new LogRegistry(ctx);
   metrics.countLiveLogs(() => ctx.logs.size);

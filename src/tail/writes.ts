@@ -201,7 +201,8 @@ function settle(ctx: TailContext, log: LiveLog, w: PendingWrite, res: AppendResu
 function failed(ctx: TailContext, log: LiveLog, w: PendingWrite, err: unknown): void {
   landed(log, w);
   if (w.failures === log.failures) {
-    ctx.log.error({ err, site: log.site, log: log.name }, 'commit failed');
+    const left = ctx.commitFailures.take();
+    if (left !== null) ctx.log.error({ err, site: log.site, log: log.name, notLogged: left }, 'commit failed (at most one line per 10 s)');
     log.failures++;
   }
   if (w.gen === log.gen) restart(log, log.committed);
