@@ -7,7 +7,7 @@ import { DgError } from '../protocol/errors.js';
 import { RIGHTS, type Right } from '../protocol/ids.js';
 import type { AuthContext } from './context.js';
 import { expandRights, logsCover, parseGrant } from './grant.js';
-import { emailAttestedFor, linkOfParsed, linkOfRecord, verifyChain, type GrantLink, type VerifiedChain } from './grant-chain.js';
+import { attestingDevices, linkOfParsed, linkOfRecord, verifyChain, type GrantLink, type VerifiedChain } from './grant-chain.js';
 import type { AccessRecord, SiteRecord } from './store.js';
 
 export interface AccessAnswer {
@@ -110,8 +110,27 @@ export interface JoinInput {
 }
 
 /**
+ * How a grant's subject names the joining caller: null when it does not; else the device
+ * sets it rests on (one set, when it names an email: the user's live devices attested for
+ * it; none when it names the caller's user or device outright).
+ */
+async function callerCover(ctx: AuthContext, sub: string, input: JoinInput): Promise<string[][] | null> {
+  if (sub === `user:${input.user}` || sub === `device:${input.device}`) return [];
+  if (!sub.startsWith('email:')) return null;
+  const attested = await attestingDevices(ctx.store, sub.slice(6), input.user);
+  return attested.length === 0 ? null : [attested];
+}
+
+/**
  * Verifies a grant that names the caller (its device, its user, or an email attested for its
  * user) and records the access it gives. Idempotent: joining again refreshes the same row.
+ *
+ * The chain is checked before the row is written, and a revocation may land in between. The
+ * store refuses the row in that case only for what the guard names, so it names everything
+ * the access rests on: every grant of the chain, every issuer and device subject, the
+ * joining device, and, for each email in the chain or naming the caller, the devices
+ * through which it is attested. A concurrent revocation then either finds the row in its
+ * sweep or makes the store refuse it.
  */
 export async function joinGrant(ctx: AuthContext, input: JoinInput): Promise<AccessAnswer & { site: string }> {
   // An unknown site is NOT_FOUND before anything about the grant is considered.
@@ -128,16 +147,14 @@ export async function joinGrant(ctx: AuthContext, input: JoinInput): Promise<Acc
   }
   if (input.site !== undefined && input.site !== link.site) throw new DgError('BAD_REQUEST', 'site: the grant is for another site');
   const chain = await verifiedOrThrow(ctx, link);
-  const sub = link.sub;
-  const names =
-    sub === `user:${input.user}` || sub === `device:${input.device}` || (sub.startsWith('email:') && (await emailAttestedFor(ctx.store, sub.slice(6), input.user)));
-  if (!names) throw new DgError('FORBIDDEN', 'grant: does not name the caller');
+  const cover = await callerCover(ctx, link.sub, input);
+  if (cover === null) throw new DgError('FORBIDDEN', 'grant: does not name the caller');
   if (fresh !== null) await storeGrant(ctx, fresh);
   const row: AccessRecord = {
     user: input.user, site: link.site, grant: link.hash, logs: link.logs, rights: expandRights(link.rights),
     expiresAt: chain.expiresAt, createdAt: ctx.now(),
   };
-  const ok = await ctx.store.putAccess(row, { grants: chain.grants, devices: [...chain.devices, input.device] });
-  if (!ok) throw new DgError('FORBIDDEN', 'grant: revoked');
+  const ok = await ctx.store.putAccess(row, { grants: chain.grants, devices: [...chain.devices, input.device], anyOf: [...chain.attested, ...cover] });
+  if (!ok) throw new DgError('FORBIDDEN', 'grant: revoked, or a device its chain rests on was revoked');
   return { site: link.site, logs: row.logs, rights: row.rights, expiresAt: row.expiresAt };
 }

@@ -5,7 +5,8 @@
  * `prf`) or `prf` is the hash of a declared, valid grant on the same site that gives U, one of
  * U's live devices, or an email attested for U the right `admin`, with `logs`, `rights` and
  * `exp` no wider than its own. Chains are at most 8 grants deep; a revoked grant or a revoked
- * device anywhere in the chain invalidates it.
+ * device anywhere in the chain invalidates it, and so does revoking the last live device
+ * through which an email that a proof names is attested.
  */
 import { normalizeEmail } from '../protocol/email.js';
 import type { Right } from '../protocol/ids.js';
@@ -60,8 +61,14 @@ export interface VerifiedChain {
   issuerUser: string;
   /** Hashes from the leaf to the root. */
   grants: string[];
-  /** Every device the chain depends on (issuers, and device subjects of proofs). */
+  /** Devices the chain rests on one by one (issuers, and device subjects of proofs): revoking any breaks it. */
   devices: string[];
+  /**
+   * For each proof naming an email: the live devices through which it is attested for the
+   * issuer's user. The proof holds while one device of the set is live, so revoking the last
+   * of them breaks the chain as surely as revoking an issuer.
+   */
+  attested: string[][];
   /** ms since the epoch; null when the chain never expires (then no grant of it has `exp`). */
   expiresAt: number | null;
 }
@@ -78,25 +85,34 @@ export function linkOfRecord(g: GrantRecord): GrantLink {
 }
 
 /**
- * Whether grant subject `sub` names `user`: `user:<user>`, a live device of the user, or an
- * email attested (through a live device) for the user. `device` is the device it named, if any.
+ * Whether grant subject `sub` names `user`, and what that rests on: `user:<user>` (nothing),
+ * a live device of the user (`device`, the device), or an email attested for the user
+ * (`attested`, the user's live devices attested for it: it names the user while one is live).
  */
-export async function subjectCovers(store: ChainStore, sub: string, user: string): Promise<{ ok: boolean; device?: string }> {
-  if (sub.startsWith('user:')) return { ok: sub.slice(5) === user };
+export type SubjectCover = { ok: false } | { ok: true; device?: string; attested?: string[] };
+
+export async function subjectCovers(store: ChainStore, sub: string, user: string): Promise<SubjectCover> {
+  if (sub.startsWith('user:')) return sub.slice(5) === user ? { ok: true } : { ok: false };
   if (sub.startsWith('device:')) {
     const d = await store.getDevice(sub.slice(7));
     return d !== null && d.revokedAt === null && d.user === user ? { ok: true, device: d.id } : { ok: false };
   }
-  if (sub.startsWith('email:')) return { ok: await emailAttestedFor(store, sub.slice(6), user) };
+  if (sub.startsWith('email:')) {
+    const attested = await attestingDevices(store, sub.slice(6), user);
+    return attested.length > 0 ? { ok: true, attested } : { ok: false };
+  }
   return { ok: false };
 }
 
-export async function emailAttestedFor(store: ChainStore, email: string, user: string): Promise<boolean> {
+/** The live devices of `user` attested for `email` (any case), in id order; none: the email is not attested for the user. */
+export async function attestingDevices(store: ChainStore, email: string, user: string): Promise<string[]> {
   const want = normalizeEmail(email);
-  const ids = (await store.identitiesOf(user)).filter((i) => i.email === want);
-  if (ids.length === 0) return false;
-  const live = new Set((await store.listDevices(user)).filter((d) => d.revokedAt === null).map((d) => d.id));
-  return ids.some((i) => live.has(i.device));
+  const ids = new Set((await store.identitiesOf(user)).filter((i) => i.email === want).map((i) => i.device));
+  if (ids.size === 0) return [];
+  return (await store.listDevices(user))
+    .filter((d) => d.revokedAt === null && ids.has(d.id))
+    .map((d) => d.id)
+    .sort();
 }
 
 /** Verifies the chain of `leaf` against the store at `nowSec` (JWT seconds). Never throws on bad input. */
@@ -106,6 +122,7 @@ export async function verifyChain(store: ChainStore, leaf: GrantLink, nowSec: nu
   if (site === null) return fail('grant: no such site', 'NOT_FOUND');
   const grants: string[] = [];
   const devices = new Set<string>();
+  const attested: string[][] = [];
   let issuerUser = '';
   let cur = leaf;
   for (let depth = 1; ; depth++) {
@@ -130,6 +147,7 @@ export async function verifyChain(store: ChainStore, leaf: GrantLink, nowSec: nu
     const cover = await subjectCovers(store, parent.sub, issuer.user);
     if (!cover.ok) return fail("grant: proof does not name the issuer's user");
     if (cover.device !== undefined) devices.add(cover.device);
+    if (cover.attested !== undefined) attested.push(cover.attested);
     if (!logsWithin(cur.logs, parent.logs)) return fail('grant: logs wider than its proof');
     if (!rightsWithin(cur.rights, parent.rights)) return fail('grant: rights wider than its proof');
     if (!expiryWithin(cur.exp, parent.exp)) return fail('grant: expiry later than its proof');
@@ -137,6 +155,6 @@ export async function verifyChain(store: ChainStore, leaf: GrantLink, nowSec: nu
   }
   return {
     ok: true,
-    chain: { leaf, issuerUser, grants, devices: [...devices], expiresAt: leaf.exp === null ? null : leaf.exp * 1000 },
+    chain: { leaf, issuerUser, grants, devices: [...devices], attested, expiresAt: leaf.exp === null ? null : leaf.exp * 1000 },
   };
 }

@@ -11,9 +11,13 @@
  *   one of several concurrent callers.
  * - Refresh tokens are stored only as their SHA-256 hash; the stored `answer` of a rotation is
  *   sealed by the caller (the store never sees a usable token).
- * - `putAccess` is atomic with respect to `revokeGrant` and `revokeDevice`: an access row is
- *   never left in place for a chain that a completed revocation killed (it checks its guard
- *   and inserts in one transaction; a revocation marks first, then deletes).
+ * - `putAccess` is linearizable with `revokeGrant` and `revokeDevice` (it checks its guard
+ *   and inserts in one transaction; a revocation marks first, then deletes): a concurrent
+ *   pair behaves as if one ran first. When the revocation does, the guard is checked against
+ *   it; when putAccess does, its row is there for every read that starts after the
+ *   revocation resolves (and `revokeGrant` deletes it itself). A revocation's sweep therefore
+ *   never misses a row joined concurrently that the revocation made dead, provided the guard
+ *   names everything the chain rests on (see AccessGuard).
  * - `linkIdentity`, `putProfile`, `claim`, `putEnvelope` and the OIDC login steps are
  *   compare-and-set or insert-if-absent under a unique key: of concurrent callers racing for
  *   the same email, profile version, name, mailbox slot or login state, each outcome is one
@@ -108,12 +112,22 @@ export interface AccessRecord {
   createdAt: number;
 }
 
-/** What `putAccess` checks in the same transaction as the insert. */
+/**
+ * What `putAccess` checks in the same transaction as the insert: everything whose revocation
+ * would invalidate the access. Anything the caller leaves out can be revoked between its
+ * check of the chain and the insert without either noticing, and the access outlives it.
+ */
 export interface AccessGuard {
   /** Every grant of the chain: none may be revoked. */
   grants: string[];
-  /** Every device the chain depends on: none may be revoked. */
+  /** Every device the chain rests on by itself (issuers, devices that subjects name): none may be revoked. */
   devices: string[];
+  /**
+   * Sets of devices of which each must still hold a live one (unknown ids count as not
+   * live): for every email that a proof or the joined grant names, the devices through which
+   * it is attested for the user it must name. The email names that user while one is live.
+   */
+  anyOf: string[][];
 }
 
 export interface IdentityRecord {
@@ -325,7 +339,8 @@ export interface AuthStore {
   // ---- access (capabilities derived from joined grants) ----
   /**
    * Inserts (or replaces, for the same user, site and grant) an access row, unless a grant or
-   * device of `guard` is revoked: then writes nothing and returns false.
+   * device of `guard` is revoked or a set of `guard.anyOf` has no live device left: then
+   * writes nothing and returns false. Linearizable with the revocations (see above).
    */
   putAccess(row: AccessRecord, guard: AccessGuard): Promise<boolean>;
   accessFor(user: string, site: string): Promise<AccessRecord[]>;

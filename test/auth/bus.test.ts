@@ -119,7 +119,7 @@ describe('auth on the bus', async () => {
     }));
     const t = Date.now();
     try {
-      for (const r of rows) assert.equal(await store.putAccess(r, { grants: [], devices: [] }), true);
+      for (const r of rows) assert.equal(await store.putAccess(r, { grants: [], devices: [], anyOf: [] }), true);
       assert.equal(await store.deleteAccess(rows.slice(0, 2), t - 10), 2);
       assert.equal(await store.deleteAccess(rows.slice(2), t), MAX_LISTED_ACCESS);
     } finally {

@@ -45,6 +45,42 @@ describe('grant chains through attested emails', () => {
     }
   });
 
+  it('names every device it rests on: issuers, devices that proofs name, and the live devices attesting an email proof', async () => {
+    const s = new SqliteAuthStore(join(tempDir(), 'auth.db'));
+    try {
+      await s.createUser({ id: 'owner', createdAt: 1 }, { id: dev('O'), boxKey: dev('b'), name: '', createdAt: 1 });
+      await s.createUser({ id: 'ann', createdAt: 1 }, { id: dev('A'), boxKey: dev('b'), name: '', createdAt: 1 });
+      await s.addDevice('ann', { id: dev('C'), boxKey: dev('b'), name: '', createdAt: 1 });
+      await s.addDevice('ann', { id: dev('D'), boxKey: dev('b'), name: '', createdAt: 1 });
+      await s.createUser({ id: 'bob', createdAt: 1 }, { id: dev('B'), boxKey: dev('b'), name: '', createdAt: 1 });
+      await s.createSite({ id: 'site1', owner: 'owner', name: '', createdAt: 1 });
+      // Ann holds ann@ through C and D (not through A, which issues); another email through A.
+      for (const [email, d] of [['ann@example.com', 'D'], ['ann@example.com', 'C'], ['other@example.com', 'A']] as const) {
+        await s.addIdentity({ email, provider: 'google', device: dev(d), user: 'ann', attestedAt: 1 });
+      }
+      const put = async (g: GrantLink) =>
+        s.putGrant({ hash: g.hash, jws: 'x.y.z', issuer: g.iss, subject: g.sub, site: g.site, logs: g.logs, rights: g.rights, iat: 1, exp: g.exp, prf: g.prf, declaredAt: 1 });
+      const root: GrantLink = { hash: dev('r'), iss: dev('O'), sub: 'email:ann@example.com', site: 'site1', logs: ['*'], rights: ['admin'], exp: null, prf: null, revokedAt: null };
+      const mid: GrantLink = { ...root, hash: dev('m'), iss: dev('A'), sub: `device:${dev('B')}`, prf: root.hash };
+      const leaf: GrantLink = { ...root, hash: dev('l'), iss: dev('B'), sub: 'user:carol', rights: ['read'], prf: mid.hash };
+      await put(root);
+      await put(mid);
+
+      const r = await verifyChain(s, leaf, 100);
+      assert.ok(r.ok, JSON.stringify(r));
+      assert.deepEqual(r.chain.grants, [leaf.hash, mid.hash, root.hash]);
+      assert.deepEqual(r.chain.devices, [dev('B'), dev('A'), dev('O')]);
+      assert.deepEqual(r.chain.attested, [[dev('C'), dev('D')]], 'the proof to ann@ holds while C or D is live');
+
+      await s.revokeDevice(dev('C'), 50);
+      const r2 = await verifyChain(s, leaf, 100);
+      assert.ok(r2.ok);
+      assert.deepEqual(r2.chain.attested, [[dev('D')]], 'a revoked device attests nothing');
+    } finally {
+      await s.close();
+    }
+  });
+
   it('refuses an expired grant or an expired proof', async () => {
     const s = new SqliteAuthStore(join(tempDir(), 'auth.db'));
     try {

@@ -129,11 +129,27 @@ describe('PostgreSQL auth store', { skip }, () => {
       await a.putGrant(leaf);
       const user = id();
       const row = { user, site, grant: leaf.hash, logs: ['*'], rights: ['read' as const], expiresAt: null, createdAt: 1 };
-      const [put, rev] = await Promise.all([a.putAccess(row, { grants: [leaf.hash, root.hash], devices: [issuer] }), b.revokeGrant(root.hash, 5)]);
+      const [put, rev] = await Promise.all([a.putAccess(row, { grants: [leaf.hash, root.hash], devices: [issuer], anyOf: [] }), b.revokeGrant(root.hash, 5)]);
       assert.equal(rev.revoked, true);
       // Either the join committed first (and the revocation swept it) or the guard saw the revocation.
       assert.equal(rev.dropped.length, put ? 1 : 0, `round ${i}`);
       assert.deepEqual(await a.accessFor(user, site), [], `round ${i}`);
+    }
+  });
+
+  it('never leaves an access row behind the revocation of a device its guard names, made by another node while it was written', async () => {
+    const [a, b] = [await open(), await open()];
+    const site = id();
+    for (let i = 0; i < 20; i++) {
+      const { device } = await newUser(a);
+      const [user, g] = [id(), id(32)];
+      const row = { user, site, grant: g, logs: ['*'], rights: ['read' as const], expiresAt: null, createdAt: 1 };
+      // A device the chain rests on by itself, or the only device attesting an email of it.
+      const guard = i % 2 === 0 ? { grants: [g], devices: [device], anyOf: [] } : { grants: [g], devices: [], anyOf: [[device]] };
+      const [put, seen] = await Promise.all([a.putAccess(row, guard), b.revokeDevice(device, 5).then(() => b.accessFor(user, site))]);
+      // Either the row was written first (and a read after the revocation finds it to sweep) or it was refused.
+      assert.equal(seen.length, put ? 1 : 0, `round ${i}`);
+      assert.equal((await a.accessFor(user, site)).length, put ? 1 : 0, `round ${i}`);
     }
   });
 

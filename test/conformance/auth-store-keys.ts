@@ -120,9 +120,9 @@ export function keyDirectoryConformance(store: () => AuthStore): void {
     await s().revokeGrant(g2, 40);
     assert.deepEqual((await s().keys.grantsOfSite(site, 10)).map((g) => g.hash), [g1]);
     const row = (user: string, expiresAt: number | null, createdAt: number) => ({ user, site, grant: g1, logs: ['*'], rights: ['read' as const], expiresAt, createdAt });
-    assert.equal(await s().putAccess(row(u1, null, 1), { grants: [g1], devices: [owner.device] }), true);
-    assert.equal(await s().putAccess(row(u2, 5000, 2), { grants: [g1], devices: [owner.device] }), true);
-    assert.equal(await s().putAccess(row(u3, 100, 3), { grants: [g1], devices: [owner.device] }), true);
+    assert.equal(await s().putAccess(row(u1, null, 1), { grants: [g1], devices: [owner.device], anyOf: [] }), true);
+    assert.equal(await s().putAccess(row(u2, 5000, 2), { grants: [g1], devices: [owner.device], anyOf: [] }), true);
+    assert.equal(await s().putAccess(row(u3, 100, 3), { grants: [g1], devices: [owner.device], anyOf: [] }), true);
     assert.deepEqual((await s().keys.accessOfSite(site, 1000, 10)).map((r) => r.user), [u1, u2], 'expired rows are left out');
     assert.deepEqual((await s().keys.accessOfSite(site, 1000, 1)).map((r) => r.user), [u1], 'limit');
     assert.deepEqual(await s().keys.accessOfSite(id(), 1000, 10), []);

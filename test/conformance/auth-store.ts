@@ -228,7 +228,7 @@ export function runAuthStoreConformance(name: string, open: () => Promise<AuthSt
       for (const g of [root, mid, leaf, aside]) await s.putGrant(g);
       const [u1, u2, u3] = [id(), id(), id()];
       for (const [u, g] of [[u1, mid.hash], [u2, leaf.hash], [u3, aside.hash]] as const) {
-        assert.equal(await s.putAccess(access(u, site, g), { grants: [g], devices: [issuer] }), true);
+        assert.equal(await s.putAccess(access(u, site, g), { grants: [g], devices: [issuer], anyOf: [] }), true);
       }
       assert.deepEqual((await s.accessThroughGrants([root.hash])).map((r) => r.user).sort(), [u1, u2].sort());
       const r = await s.revokeGrant(mid.hash, 500);
@@ -240,7 +240,7 @@ export function runAuthStoreConformance(name: string, open: () => Promise<AuthSt
       assert.equal((await s.accessFor(u3, site)).length, 1);
       assert.equal((await s.revokeGrant(mid.hash, 600)).revoked, false);
       // The guard refuses a new row through the revoked grant or a revoked device.
-      assert.equal(await s.putAccess(access(u2, site, leaf.hash), { grants: [leaf.hash, mid.hash, root.hash], devices: [issuer] }), false);
+      assert.equal(await s.putAccess(access(u2, site, leaf.hash), { grants: [leaf.hash, mid.hash, root.hash], devices: [issuer], anyOf: [] }), false);
       assert.deepEqual(await s.accessFor(u2, site), []);
     });
 
@@ -251,7 +251,7 @@ export function runAuthStoreConformance(name: string, open: () => Promise<AuthSt
       for (const g of [g1, g2, g3]) await s.putGrant(g);
       const [u1, u2] = [id(), id()];
       const base = 50_000_000;
-      const put = async (u: string, g: string) => assert.equal(await s.putAccess(access(u, site, g), { grants: [g], devices: [issuer] }), true);
+      const put = async (u: string, g: string) => assert.equal(await s.putAccess(access(u, site, g), { grants: [g], devices: [issuer], anyOf: [] }), true);
       const lost = async (since: number) =>
         (await s.revokedSince(since)).access
           .filter((a) => a.site === site)
@@ -280,9 +280,9 @@ export function runAuthStoreConformance(name: string, open: () => Promise<AuthSt
       const { user, device } = await newUser();
       const site = id();
       const [g1, g2] = [id(32), id(32)];
-      assert.equal(await s.putAccess(access(user, site, g1, { rights: ['read'], createdAt: 1 }), { grants: [g1], devices: [device] }), true);
-      assert.equal(await s.putAccess(access(user, site, g1, { rights: ['read', 'write'], createdAt: 2 }), { grants: [g1], devices: [device] }), true);
-      assert.equal(await s.putAccess(access(user, site, g2, { logs: ['x'], expiresAt: 5000, createdAt: 3 }), { grants: [g2], devices: [device] }), true);
+      assert.equal(await s.putAccess(access(user, site, g1, { rights: ['read'], createdAt: 1 }), { grants: [g1], devices: [device], anyOf: [] }), true);
+      assert.equal(await s.putAccess(access(user, site, g1, { rights: ['read', 'write'], createdAt: 2 }), { grants: [g1], devices: [device], anyOf: [] }), true);
+      assert.equal(await s.putAccess(access(user, site, g2, { logs: ['x'], expiresAt: 5000, createdAt: 3 }), { grants: [g2], devices: [device], anyOf: [] }), true);
       const rows = await s.accessFor(user, site);
       assert.deepEqual(rows.map((r) => [r.grant, r.rights, r.logs, r.expiresAt]), [[g1, ['read', 'write'], ['*'], null], [g2, ['read'], ['x'], 5000]]);
       assert.equal((await s.accessOfUser(user)).length, 2);
@@ -291,7 +291,26 @@ export function runAuthStoreConformance(name: string, open: () => Promise<AuthSt
       assert.equal(await s.deleteAccess([{ user, site, grant: g1 }, { user, site, grant: g2 }], 6000), 1);
       assert.deepEqual(await s.accessOfUser(user), []);
       await s.revokeDevice(device, 10);
-      assert.equal(await s.putAccess(access(user, site, g1), { grants: [g1], devices: [device] }), false, 'revoked device in the guard');
+      assert.equal(await s.putAccess(access(user, site, g1), { grants: [g1], devices: [device], anyOf: [] }), false, 'revoked device in the guard');
+    });
+
+    it('writes an access row only while every anyOf set of its guard keeps a live device', async () => {
+      // The devices through which an email is attested for a user: it names the user while one is live.
+      const { user: holder, device: a } = await newUser();
+      const b = dev();
+      assert.equal(await s.addDevice(holder, { id: b, boxKey: dev(), name: 'b', createdAt: 2 }), true);
+      const other = await newUser();
+      const [joiner, site] = [id(), id()];
+      const [g1, g2, g3] = [id(32), id(32), id(32)];
+      const guard = (g: string, anyOf: string[][]) => ({ grants: [g], devices: [], anyOf });
+      await s.revokeDevice(a, 10);
+      assert.equal(await s.putAccess(access(joiner, site, g1), guard(g1, [[a, b]])), true, 'one live device of the set is enough');
+      assert.equal(await s.putAccess(access(joiner, site, g2), guard(g2, [[other.device], [a]])), false, 'every set needs a live device');
+      assert.equal(await s.putAccess(access(joiner, site, g2), guard(g2, [[dev()]])), false, 'an unknown device is not live');
+      // Revoking the last live device of a set comes before the write: the write is refused.
+      await s.revokeDevice(b, 20);
+      assert.equal(await s.putAccess(access(joiner, site, g3), guard(g3, [[a, b]])), false);
+      assert.deepEqual((await s.accessFor(joiner, site)).map((r) => r.grant), [g1], 'refused rows are not written');
     });
 
     it('records identities per device, emails lower-cased', async () => {

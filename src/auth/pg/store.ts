@@ -12,9 +12,10 @@
  *   one transaction;
  * - `createUser`/`addDevice` rely on the device id's primary key (ON CONFLICT DO NOTHING
  *   waits for a concurrent insert of the same id, then reports false);
- * - `putAccess` share-locks the guard's grant and device rows before it checks and inserts,
- *   and revocations take those rows' write locks first ("mark first, then delete"): either
- *   the access row commits before the revocation's sweep reads, or the guard sees the mark.
+ * - `putAccess` share-locks the guard's grant and device rows (those of `anyOf` too) before
+ *   it checks and inserts, and revocations take those rows' write locks first ("mark first,
+ *   then delete"): either the access row commits before the revocation's mark (and so
+ *   before its sweep reads), or the guard sees the mark.
  * Unique violations that the SQLite store throws (an existing user, nonce, family or site
  * id) are thrown here too; an unreachable database rejects with UNAVAILABLE.
  */
@@ -226,7 +227,10 @@ export class PgAuthStore implements AuthStore {
   async putAccess(row: AccessRecord, guard: AccessGuard): Promise<boolean> {
     return this.#db.tx(async (sql) => {
       if (await grants.anyGrantRevoked(sql, guard.grants)) return false;
-      if (await users.anyDeviceRevoked(sql, guard.devices)) return false;
+      // The devices of both lists in one statement, so that they are locked in one (id) order.
+      const live = await users.lockDevicesLive(sql, [...guard.devices, ...guard.anyOf.flat()]);
+      if (guard.devices.some((d) => live.get(d) === false)) return false;
+      if (!guard.anyOf.every((set) => set.some((d) => live.get(d) === true))) return false;
       await access.upsertAccess(sql, row);
       return true;
     });

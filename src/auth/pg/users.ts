@@ -70,15 +70,16 @@ export async function devicesRevokedSince(sql: Sql, since: number): Promise<Revo
 }
 
 /**
- * Share-locks the devices among `ids` and tells whether one of them is revoked. The lock
- * makes a concurrent `markDeviceRevoked` wait for this transaction (or this wait for it, and
- * then see its result), so a guard checked here cannot be overtaken by a revocation.
+ * Share-locks the devices among `ids` (in id order) and tells which are live: a map from
+ * each known id to whether it is not revoked. The lock makes a concurrent
+ * `markDeviceRevoked` wait for this transaction (or this wait for it, and then see its
+ * result), so a guard checked here cannot be overtaken by a revocation.
  */
-export async function anyDeviceRevoked(sql: Sql, ids: readonly string[]): Promise<boolean> {
-  if (ids.length === 0) return false;
-  const rows = await sql.rows<{ revoked: boolean }>(
-    `SELECT revoked_at IS NOT NULL AS revoked FROM ${sql.s}.auth_devices WHERE id = ANY($1::text[]) ORDER BY id FOR SHARE`,
-    [ids],
+export async function lockDevicesLive(sql: Sql, ids: readonly string[]): Promise<Map<string, boolean>> {
+  if (ids.length === 0) return new Map();
+  const rows = await sql.rows<{ id: string; live: boolean }>(
+    `SELECT id, revoked_at IS NULL AS live FROM ${sql.s}.auth_devices WHERE id = ANY($1::text[]) ORDER BY id FOR SHARE`,
+    [[...new Set(ids)]],
   );
-  return rows.some((r) => r.revoked);
+  return new Map(rows.map((r) => [r.id, r.live]));
 }

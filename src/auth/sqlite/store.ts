@@ -116,6 +116,7 @@ export class SqliteAuthStore implements AuthStore {
       deleteThrough: p(`${DESCENDANTS} DELETE FROM access WHERE grant_hash IN (SELECT hash FROM d) RETURNING *`),
       guardGrants: p('SELECT 1 FROM grants WHERE hash IN (SELECT value FROM json_each(?)) AND revoked_at IS NOT NULL LIMIT 1'),
       guardDevices: p('SELECT 1 FROM devices WHERE id IN (SELECT value FROM json_each(?)) AND revoked_at IS NOT NULL LIMIT 1'),
+      guardAnyLive: p('SELECT 1 FROM devices WHERE id IN (SELECT value FROM json_each(?)) AND revoked_at IS NULL LIMIT 1'),
       putAccess: p(`
         INSERT INTO access (user_id, site, grant_hash, logs, rights, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT (user_id, site, grant_hash) DO UPDATE SET logs = excluded.logs, rights = excluded.rights, expires_at = excluded.expires_at`),
@@ -293,6 +294,7 @@ export class SqliteAuthStore implements AuthStore {
     return this.#tx(() => {
       if (this.#s('guardGrants').get(JSON.stringify(guard.grants)) !== undefined) return false;
       if (this.#s('guardDevices').get(JSON.stringify(guard.devices)) !== undefined) return false;
+      if (guard.anyOf.some((set) => this.#s('guardAnyLive').get(JSON.stringify(set)) === undefined)) return false;
       this.#s('putAccess').run(row.user, row.site, row.grant, JSON.stringify(row.logs), JSON.stringify(row.rights), row.expiresAt, row.createdAt);
       return true;
     });
