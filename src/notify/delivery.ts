@@ -8,8 +8,10 @@
  *   newest (log, length). A retry is the same push, not a new one, and also carries the
  *   newest (log, length) known when it starts.
  * - Just before each attempt the device is checked again (still joined, not muted, has an
- *   endpoint on the allowlist, its user offline, length beyond what was pushed for that log,
- *   and auth says it may read that log), so a state change while a push waits is honored.
+ *   endpoint on the allowlist, its user not online at any moment since the newest write the
+ *   push announces was made, length beyond what was pushed for that log, and auth says it
+ *   may read that log), so a state change while a push waits is honored: a user who came
+ *   online meanwhile, even briefly, has seen those writes.
  * - The interval is claimed in the store (`claimWindow`) before the first attempt of each
  *   window, so several notify processes on one store push at most once per (device, site)
  *   per interval between them; a process that finds the window taken waits for its end.
@@ -80,6 +82,8 @@ export interface DeliveryDeps {
 interface Want {
   log: string;
   length: number;
+  /** When the newest write it announces was made (this process's clock). */
+  madeAt: number;
 }
 
 interface Slot {
@@ -130,7 +134,7 @@ export class Delivery {
     }
     if (covers(slot.sending, want) || covers(slot.want, want)) return;
     if (slot.want !== null) this.#d.metrics.coalesced.inc();
-    slot.want = { log: want.log, length: want.length };
+    slot.want = { log: want.log, length: want.length, madeAt: want.madeAt };
     this.#schedule(slot);
   }
 
@@ -232,7 +236,7 @@ export class Delivery {
     const now = Date.now();
     const target = await store.target(slot.user, slot.device, slot.site, w.log, now);
     if (this.#closed) return;
-    if (target === null || target.pushedLength >= w.length || presence.isOnline(slot.user, now)) return this.#finish(slot);
+    if (target === null || target.pushedLength >= w.length || presence.seenSince(slot.user, w.madeAt, Date.now())) return this.#finish(slot);
     const refused = checkPushEndpoint(target.endpoint, this.#d.pushHosts);
     if (refused !== null) {
       metrics.failed.inc({ status: 'refused' });

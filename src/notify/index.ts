@@ -34,6 +34,8 @@ export interface NotifyLimits extends DeliveryLimits {
   maxPresenceNodes: number;
   /** dg.notify.publish messages being looked up at once; more are dropped and counted. */
   maxPendingPublishes: number;
+  /** Users whose last time online is remembered at once (see PresenceTracker). */
+  maxLastSeenUsers: number;
 }
 
 export const DEFAULT_NOTIFY_LIMITS: NotifyLimits = {
@@ -41,7 +43,11 @@ export const DEFAULT_NOTIFY_LIMITS: NotifyLimits = {
   pushTtlSec: 86_400,
   maxPresenceNodes: 1024,
   maxPendingPublishes: 1000,
+  maxLastSeenUsers: 100_000,
 };
+
+/** Slack on top of a push's window and retries, for the time it may spend queued. */
+const QUEUE_SLACK_MS = 3_600_000;
 
 export interface NotifyDeps {
   store: NotifyStore;
@@ -79,7 +85,11 @@ export function createNotify(deps: NotifyDeps): NotifyService {
   const limits: NotifyLimits = { ...DEFAULT_NOTIFY_LIMITS, ...deps.limits };
   const { store, bus, log } = deps;
   const metrics = createNotifyMetrics(deps.registry);
-  const presence = new PresenceTracker(limits.maxPresenceNodes);
+  // When a user was last online matters for as long as a push about an older write can wait.
+  const presence = new PresenceTracker(limits.maxPresenceNodes, {
+    memoryMs: deps.pushIntervalMs + limits.maxAttempts * (limits.maxRetryDelayMs + 2 * limits.requestTimeoutMs) + QUEUE_SLACK_MS,
+    maxUsers: limits.maxLastSeenUsers,
+  });
   let vapid: VapidKeys | null = null;
   let delivery: Delivery | null = null;
   let subs: Subscription[] = [];
@@ -98,11 +108,16 @@ export function createNotify(deps: NotifyDeps): NotifyService {
     pending++;
     try {
       const { site, log: logName, length } = message;
+      const received = Date.now();
+      // When the newest write was made, on this clock: a user online since then has seen it.
+      const madeAt = received - (message.ageMs ?? 0);
+      const targets = await store.targets(site, logName, received);
+      // Presence is read after the store: a user who left meanwhile is still known to have
+      // been online at `madeAt`.
       const now = Date.now();
-      const targets = await store.targets(site, logName, now);
       for (const t of targets) {
-        if (t.pushedLength >= length || presence.isOnline(t.user, now)) continue;
-        delivery?.offer(t.user, t.device, site, { log: logName, length });
+        if (t.pushedLength >= length || presence.seenSince(t.user, madeAt, now)) continue;
+        delivery?.offer(t.user, t.device, site, { log: logName, length, madeAt });
       }
     } catch (err) {
       log.error({ err }, 'dg.notify.publish failed');

@@ -114,10 +114,18 @@ export interface PushGone {
   endpoint: string;
 }
 
+/**
+ * A log grew to `length`. `ageMs` (an addition, optional): how long before this message was
+ * published tail took the newest write counted in `length`. Notify dates the write on its
+ * own clock (its receipt time minus `ageMs`) and pushes no user who was online at or after
+ * that moment; without it the write counts as made when the message arrives. A duration,
+ * not a time, so that tail and notify clocks need not agree.
+ */
 export interface NotifyPublish {
   site: string;
   log: string;
   length: number;
+  ageMs?: number;
 }
 
 /**

@@ -16,6 +16,8 @@ export const MAX_FULL_PUSH = 1000;
 /** Limits on one dg.notify.presence message. */
 export const MAX_PRESENCE_USERS = 100_000;
 export const MAX_PRESENCE_TTL_MS = 3_600_000;
+/** Limit on `ageMs` of one dg.notify.publish (tail clamps to it). */
+export const MAX_PUBLISH_AGE_MS = 3_600_000;
 
 const Device = Type.String({ pattern: DEVICE_ID_PATTERN });
 const Site = Type.String({ pattern: SITE_ID_PATTERN });
@@ -71,6 +73,7 @@ export const NotifyPublishSchema = Type.Object({
   site: Site,
   log: Type.String({ pattern: LOG_NAME_PATTERN }),
   length: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
+  ageMs: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_PUBLISH_AGE_MS })),
 });
 
 export const PresenceMessageSchema = Type.Object({

@@ -1,22 +1,36 @@
 /**
- * `dg.notify.publish {site, log, length}`, coalesced per log: the first commit after a
- * quiet interval is published at once, later ones at most once per `notifyIntervalMs`,
+ * `dg.notify.publish {site, log, length, ageMs}`, coalesced per log: the first commit after
+ * a quiet interval is published at once, later ones at most once per `notifyIntervalMs`,
  * carrying the latest length. State is kept only for logs that published recently.
+ *
+ * `ageMs` is how long ago tail took the newest write counted in `length`: notify pushes no
+ * user who was online at or after that moment (src/notify/presence.ts). A held publish can
+ * outlive the sessions whose writes it counts, so when a user's last session on this node
+ * ends, the publishes holding that user's writes go out first (`flushWriter`), before the
+ * presence delta saying the user left: notify then gets the write's date and the user's
+ * departure moments apart, not an interval apart, and never pushes the writer about them.
  */
 import type { Bus } from '../bus/bus.js';
 import type { FastifyBaseLogger } from 'fastify';
 import { SUBJECTS, type NotifyPublish } from '../protocol/bus-messages.js';
+import { MAX_PUBLISH_AGE_MS } from '../protocol/notify-schemas.js';
 
 interface Pending {
   site: string;
   log: string;
   length: number;
   sent: number;
+  /** `performance.now()` when the newest write counted in `length` was taken. */
+  madeAt: number;
+  /** Users whose writes are counted in `length` but not published yet. */
+  writers: Set<string>;
   timer: NodeJS.Timeout;
 }
 
 export class NotifyPublisher {
   readonly #pending = new Map<string, Pending>();
+  /** user → keys of the pending logs holding writes of that user. */
+  readonly #byWriter = new Map<string, Set<string>>();
 
   constructor(
     private readonly bus: Bus,
@@ -24,23 +38,53 @@ export class NotifyPublisher {
     private readonly log: FastifyBaseLogger,
   ) {}
 
-  /** A commit of (site, log); `key` names the pair uniquely (the live log's key). */
-  committed(key: string, site: string, log: string, length: number): void {
+  /**
+   * A commit of (site, log) up to `length`; `key` names the pair uniquely (the live log's
+   * key). `writer` is the user whose write it was, `madeAt` the `performance.now()` when
+   * tail took that write.
+   */
+  committed(key: string, site: string, log: string, length: number, writer: string | undefined, madeAt: number): void {
     const p = this.#pending.get(key);
-    if (p !== undefined) {
-      if (length > p.length) p.length = length;
+    if (p === undefined) {
+      this.#publish(site, log, length, madeAt);
+      this.#pending.set(key, { site, log, length, sent: length, madeAt, writers: new Set(), timer: this.#arm(key) });
       return;
     }
-    this.#publish(site, log, length);
-    this.#pending.set(key, { site, log, length, sent: length, timer: this.#arm(key) });
+    if (length <= p.length) return;
+    p.length = length;
+    p.madeAt = madeAt;
+    if (writer !== undefined && !p.writers.has(writer)) {
+      p.writers.add(writer);
+      let keys = this.#byWriter.get(writer);
+      if (keys === undefined) this.#byWriter.set(writer, (keys = new Set()));
+      keys.add(key);
+    }
   }
 
-  stop(): void {
-    for (const p of this.#pending.values()) {
+  /**
+   * Publishes now what is held of the writes of `user`, whose last session here is ending.
+   * Called before the presence delta that says so; the interval of each log starts again.
+   */
+  flushWriter(user: string): void {
+    const keys = this.#byWriter.get(user);
+    if (keys === undefined) return;
+    for (const key of [...keys]) {
+      const p = this.#pending.get(key);
+      if (p === undefined || p.length <= p.sent) continue;
+      this.#send(key, p);
       clearTimeout(p.timer);
-      if (p.length > p.sent) this.#publish(p.site, p.log, p.length);
+      p.timer = this.#arm(key);
+    }
+  }
+
+  /** Publishes everything held (the node drains) and forgets it. */
+  stop(): void {
+    for (const [key, p] of this.#pending) {
+      clearTimeout(p.timer);
+      if (p.length > p.sent) this.#send(key, p);
     }
     this.#pending.clear();
+    this.#byWriter.clear();
   }
 
   #arm(key: string): NodeJS.Timeout {
@@ -53,17 +97,30 @@ export class NotifyPublisher {
     const p = this.#pending.get(key);
     if (p === undefined) return;
     if (p.length > p.sent) {
-      this.#publish(p.site, p.log, p.length);
-      p.sent = p.length;
+      this.#send(key, p);
       p.timer = this.#arm(key);
     } else {
       this.#pending.delete(key);
     }
   }
 
-  #publish(site: string, log: string, length: number): void {
+  /** Publishes what `p` holds; its writers are no longer waiting on it. */
+  #send(key: string, p: Pending): void {
+    this.#publish(p.site, p.log, p.length, p.madeAt);
+    p.sent = p.length;
+    for (const user of p.writers) {
+      const keys = this.#byWriter.get(user);
+      keys?.delete(key);
+      if (keys?.size === 0) this.#byWriter.delete(user);
+    }
+    p.writers.clear();
+  }
+
+  #publish(site: string, log: string, length: number, madeAt: number): void {
+    // Rounded up: dating a write a little early errs towards not pushing a user who left just after it.
+    const ageMs = Math.min(MAX_PUBLISH_AGE_MS, Math.max(0, Math.ceil(performance.now() - madeAt)));
     try {
-      this.bus.publish(SUBJECTS.notifyPublish, { site, log, length } satisfies NotifyPublish);
+      this.bus.publish(SUBJECTS.notifyPublish, { site, log, length, ageMs } satisfies NotifyPublish);
     } catch (err) {
       this.log.warn({ err }, 'notify publish failed');
     }

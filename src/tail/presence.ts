@@ -2,6 +2,8 @@
  * Presence of users on this node (dg.notify.presence): a delta when a user's first session
  * here connects or the last one ends, and a full snapshot every `ttlMs / 3`, so that
  * notify can expire a node that stopped talking (its users go offline by themselves).
+ * `beforeOffline(user)` runs just before a delta says the user left, so that what tail
+ * still holds about the user's writes is published first (src/tail/notify-publish.ts).
  */
 import type { FastifyBaseLogger } from 'fastify';
 import type { Bus } from '../bus/bus.js';
@@ -16,6 +18,7 @@ export class Presence {
     private readonly node: string,
     private readonly ttlMs: number,
     private readonly log: FastifyBaseLogger,
+    private readonly beforeOffline: (user: string) => void = () => {},
   ) {}
 
   start(): void {
@@ -43,7 +46,10 @@ export class Presence {
     const n = this.#count.get(user) ?? 0;
     if (n <= 1) {
       this.#count.delete(user);
-      if (n === 1) this.#publish(false, [], [user]);
+      if (n === 1) {
+        this.beforeOffline(user);
+        this.#publish(false, [], [user]);
+      }
     } else {
       this.#count.set(user, n - 1);
     }

@@ -61,7 +61,8 @@ export function createTail(deps: TailDeps): TailService {
   const limits = resolveLimits(deps.limits);
   const log = deps.log.child({ svc: 'tail' });
   const metrics = createTailMetrics(deps.registry);
-  const presence = new Presence(deps.bus, deps.nodeId, limits.presenceTtlMs, log);
+  const notify = new NotifyPublisher(deps.bus, limits.notifyIntervalMs, log);
+  const presence = new Presence(deps.bus, deps.nodeId, limits.presenceTtlMs, log, (user) => notify.flushWriter(user));
   // The acks of one commit group leave in one socket write per session.
   const cork = new ReplyCork();
   const ctx = {
@@ -79,7 +80,7 @@ export function createTail(deps: TailDeps): TailService {
       onCommit: (ms) => metrics.commitSeconds.observe(ms / 1000),
     }),
     access: new AccessControl(deps.bus, limits.authTimeoutMs, limits.accessCacheMax),
-    notify: new NotifyPublisher(deps.bus, limits.notifyIntervalMs, log),
+    notify,
     sessions: new SessionRegistry(presence),
     revoked: new RevokedSet(limits.revokedKeepMs),
     stopping: false,
@@ -219,8 +220,9 @@ export function createTail(deps: TailDeps): TailService {
       await new Promise((r) => setTimeout(r, 20));
     }
     for (const s of open) if (s.ws.readyState !== s.ws.CLOSED) s.ws.terminate();
-    presence.stop();
+    // What is held for notify goes before the presence that says everyone left.
     ctx.notify.stop();
+    presence.stop();
   }
 
   return {

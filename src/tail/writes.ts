@@ -45,6 +45,8 @@ class WriteJob implements PendingWrite, CommitSink {
     readonly b64: string[],
     readonly bytes: number,
     readonly widKey: string | null,
+    /** `performance.now()` when tail took the write (notify dates it from this). */
+    readonly takenAt: number,
   ) {}
 
   committed(res: AppendResult): void {
@@ -132,12 +134,12 @@ export function handleWrite(ctx: TailContext, session: Session, id: number, args
     const gen = log.gen;
     return log.replies.send(session, () => nackFrame(id, log.gen === gen ? length : log.decided));
   }
-  const w = new WriteJob(ctx, log, h, id, log.replies.reserve(session), args.at, decided, log.gen, log.failures, b64, bytes, widKey);
+  const now = performance.now();
+  const w = new WriteJob(ctx, log, h, id, log.replies.reserve(session), args.at, decided, log.gen, log.failures, b64, bytes, widKey, now);
   if (decided) log.decided += entries.length;
   if (widKey !== null) log.inflightWids.set(widKey, w);
   // A leader that sends a write before the last one's outcome pipelines: its writes may wait
   // (briefly) to share commits. One that waits for each outcome is never held.
-  const now = performance.now();
   if (log.inflight > 0) log.pipelinedAt = now;
   log.inflight++;
   const mayWait = now - log.pipelinedAt < PIPELINING_MEMORY_MS;
@@ -149,7 +151,7 @@ function landed(log: LiveLog, w: PendingWrite): void {
   if (w.widKey !== null && log.inflightWids.get(w.widKey) === w) log.inflightWids.delete(w.widKey);
 }
 
-function settle(ctx: TailContext, log: LiveLog, w: PendingWrite, res: AppendResult): void {
+function settle(ctx: TailContext, log: LiveLog, w: WriteJob, res: AppendResult): void {
   try {
     landed(log, w);
     switch (res.status) {
@@ -162,7 +164,7 @@ function settle(ctx: TailContext, log: LiveLog, w: PendingWrite, res: AppendResu
         log.replies.complete(w.slot, `{"re":${w.id},"length":${res.length}}`);
         for (const x of w.waiters) log.replies.complete(x.slot, dupFrame(x.id, res.at, res.length));
         ctx.fanout.committed(log, { batch: ctx.committer.batchNumber, at: res.at, length: res.length, b64: w.b64, bytes: w.bytes });
-        ctx.notify.committed(log.key, log.site, log.name, res.length);
+        ctx.notify.committed(log.key, log.site, log.name, res.length, w.handle.session.auth?.user, w.takenAt);
         return;
       }
       case 'dup': {

@@ -10,7 +10,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { InProcessBus } from '../../src/bus/inproc.js';
-import { SUBJECTS, type AccessReply, type AccessRequest, type PresenceMessage } from '../../src/protocol/bus-messages.js';
+import { SUBJECTS, type AccessReply, type AccessRequest, type NotifyPublish, type PresenceMessage } from '../../src/protocol/bus-messages.js';
 import { createNotify, openSqliteNotifyStore, type NotifyLimits, type NotifyService, type NotifyStore } from '../../src/notify/index.js';
 import { tempDir } from '../helpers/server.js';
 import type { BrowserSubscription, PushReceiver } from '../helpers/push-receiver.js';
@@ -33,7 +33,8 @@ export interface Harness {
   publicKey: string;
   logs: LogLine[];
   update(message: unknown): Promise<{ ok: boolean; version?: number; error?: { code: string } }>;
-  publish(site: string, log: string, length: number): void;
+  /** dg.notify.publish as tail sends it; `ageMs`: how long ago the newest write was taken. */
+  publish(site: string, log: string, length: number, ageMs?: number): void;
   /**
    * Auth's answer to dg.auth.access, which notify asks before each push: every (user, site,
    * log) may read unless listed here as `user/site/log` (or `user/site/*`).
@@ -122,7 +123,7 @@ export async function startNotify(opts: HarnessOptions): Promise<Harness> {
     publicKey,
     logs,
     update: (message) => bus.request(SUBJECTS.notifyUpdate, message),
-    publish: (site, logName, length) => bus.publish(SUBJECTS.notifyPublish, { site, log: logName, length }),
+    publish: (site, logName, length, ageMs) => bus.publish(SUBJECTS.notifyPublish, { site, log: logName, length, ...(ageMs === undefined ? {} : { ageMs }) } satisfies NotifyPublish),
     denied,
     muteAuth: () => authSide.unsubscribe(),
     presence: (message) => bus.publish(SUBJECTS.notifyPresence, message),
