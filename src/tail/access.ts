@@ -191,6 +191,11 @@ export class AccessControl {
     return this.#revocations;
   }
 
+  /** Counts every change of access seen (revocations and gains), likewise. */
+  get changes(): number {
+    return this.#changes;
+  }
+
   /**
    * A request to auth over the bus. Its failures (no responder, a timeout) become
    * UNAVAILABLE "auth unreachable": the bus's own message names internal subjects, which

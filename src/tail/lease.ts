@@ -53,6 +53,7 @@ async function lease(ctx: TailContext, session: Session, id: number, args: Lease
     if (session.closing) return;
   }
   const generation = ctx.access.generation;
+  const changes = ctx.access.changes;
   const access =
     (args.token !== undefined ? leaseTokenAccess(ctx, session, args, args.token) : null) ??
     (await ctx.access.check(auth.user, auth.device, args.site, args.log));
@@ -61,10 +62,13 @@ async function lease(ctx: TailContext, session: Session, id: number, args: Lease
   // Answered inside the log's critical section: no event of another holder's lease can come
   // between the reply's snapshot (peers, leader, length) and the reply.
   const reply = await ctx.logs.acquire(session, args.site, args.log, access, args.lead ?? true, (r) => session.reply(id, r));
-  // A revocation that arrived while the log was opening re-checked only the handles that
-  // existed then: this one is checked now (and dies with a `revoke` event if it must).
+  // A revocation or a gain of access that arrived while the log was opening re-checked only
+  // the handles that existed then: this one is checked now (after a revocation it dies with
+  // a `revoke` event if it must; after a gain it takes the new access).
   const h = 'handle' in reply ? session.handles.get(reply.handle) : undefined;
-  if (ctx.access.generation !== generation && h !== undefined) void recheck(ctx, h, 'revoked');
+  if (h === undefined) return;
+  if (ctx.access.generation !== generation) void recheck(ctx, h, 'revoked');
+  else if (ctx.access.changes !== changes) void recheck(ctx, h, 'grant', false);
 }
 
 export function handleRelease(ctx: TailContext, session: Session, id: number, args: ReleaseArgs): void {
