@@ -3,6 +3,7 @@
  * handlers (dg.auth.access, dg.auth.join). A site's owner holds every right on every log;
  * anyone else holds what the live (unexpired) access rows recorded by `join` give.
  */
+import { SUBJECTS, type AccessChanged } from '../protocol/bus-messages.js';
 import { DgError } from '../protocol/errors.js';
 import { RIGHTS, type Right } from '../protocol/ids.js';
 import type { AuthContext } from './context.js';
@@ -124,6 +125,8 @@ async function callerCover(ctx: AuthContext, sub: string, input: JoinInput): Pro
 /**
  * Verifies a grant that names the caller (its device, its user, or an email attested for its
  * user) and records the access it gives. Idempotent: joining again refreshes the same row.
+ * Every tail node hears of it (dg.tail.access) and stops answering leases of that user on
+ * that site from what it cached before.
  *
  * The chain is checked before the row is written, and a revocation may land in between. The
  * store refuses the row in that case only for what the guard names, so it names everything
@@ -156,5 +159,19 @@ export async function joinGrant(ctx: AuthContext, input: JoinInput): Promise<Acc
   };
   const ok = await ctx.store.putAccess(row, { grants: chain.grants, devices: [...chain.devices, input.device], anyOf: [...chain.attested, ...cover] });
   if (!ok) throw new DgError('FORBIDDEN', 'grant: revoked, or a device its chain rests on was revoked');
+  publishAccessChanged(ctx, { user: input.user, site: link.site, at: row.createdAt });
   return { site: link.site, logs: row.logs, rights: row.rights, expiresAt: row.expiresAt };
+}
+
+/**
+ * Tells every tail node that a user's access to a site grew. Published after the row is
+ * stored, so a node that asks auth on hearing it gets the new access. At most once: a lost
+ * message only delays the new rights until tail's cached answers age out (accessCacheTtlMs).
+ */
+function publishAccessChanged(ctx: AuthContext, event: AccessChanged): void {
+  try {
+    ctx.deps.bus.publish(SUBJECTS.tailAccess, event);
+  } catch (err) {
+    ctx.deps.log.warn({ err, site: event.site }, 'could not publish a join; tail nodes learn of it when their cached access ages out');
+  }
 }

@@ -15,6 +15,8 @@ export const SUBJECTS = {
   authRevoked: 'dg.auth.revoked',
   /** pub RevokeEvent. */
   tailRevoke: 'dg.tail.revoke',
+  /** pub AccessChanged: a user's access to a site grew (a grant was joined). */
+  tailAccess: 'dg.tail.access',
   /** pub UserEvent: a user-scoped event for that user's live sessions. */
   tailUser: 'dg.tail.user',
   /** pub TailNodeMessage: cluster membership of tail nodes (heartbeats and departures). */
@@ -84,6 +86,20 @@ export interface RevokeEvent {
   family?: string;
   /** `at`: when the access went (auth's clock, ms), so a node can tell it already knows it. */
   access?: { user: string; site: string; at?: number }[];
+}
+
+/**
+ * `user`'s access to `site` grew: a grant was joined (over HTTP, with `attest`, on any auth
+ * node). Tail drops its cached answers for the pair and asks auth again about the live
+ * handles of that user on that site, so wider rights (write where there was only read) take
+ * effect without waiting for the cache to age. `at`: when (auth's clock, ms). Losing one is
+ * harmless beyond delay: tail re-asks auth about any cached answer after
+ * `accessCacheTtlMs`. A revocation never travels here (dg.tail.revoke).
+ */
+export interface AccessChanged {
+  user: string;
+  site: string;
+  at: number;
 }
 
 /** A user-scoped event; `device` set means only that device's sessions get it. */

@@ -1,10 +1,12 @@
 /**
  * `lease`, `release` and `attest`: access first (a lease token, the cache, or auth), then
- * the handle and leadership (leaders.ts).
+ * the handle and leadership (leaders.ts). Leasing an existing handle again gives it the
+ * access of now: when that changes whether its device may write, the other holders hear it.
  */
 import { DgError } from '../protocol/errors.js';
 import type { AttestArgs, LeaseArgs, ReleaseArgs } from '../protocol/tail-schemas.js';
 import { verifyToken, type LeaseClaims } from '../protocol/token.js';
+import { accessGrew } from './access-changes.js';
 import type { TailContext } from './context.js';
 import { logKey, type AccessGrant } from './live-log.js';
 import { recheck } from './revocation.js';
@@ -12,7 +14,7 @@ import type { Session } from './session.js';
 
 /**
  * The access a lease token proves, null when it was issued before that access was revoked
- * (auth is asked instead), or a DgError UNAUTHORIZED.
+ * or grew (auth is asked instead), or a DgError UNAUTHORIZED.
  */
 function leaseTokenAccess(ctx: TailContext, session: Session, args: LeaseArgs, token: string): AccessGrant | null {
   const v = verifyToken<LeaseClaims>(ctx.deps.ring, token, 'lease');
@@ -25,7 +27,7 @@ function leaseTokenAccess(ctx: TailContext, session: Session, args: LeaseArgs, t
   if (auth === null || c.dev !== auth.device || c.sub !== auth.user || c.site !== args.site || c.log !== args.log || !Array.isArray(c.rights)) {
     throw new DgError('UNAUTHORIZED', 'lease token is for another device or log');
   }
-  if (ctx.revoked.leaseTokenStale(c.sub, c.site, c.iat)) return null;
+  if (ctx.revoked.leaseTokenStale(c.sub, c.site, c.iat) || ctx.access.predatesGain(c.sub, c.site, c.iat)) return null;
   return { rights: c.rights, expiresAt: c.exp * 1000 };
 }
 
@@ -51,6 +53,7 @@ async function lease(ctx: TailContext, session: Session, id: number, args: Lease
     if (session.closing) return;
   }
   const generation = ctx.access.generation;
+  const changes = ctx.access.changes;
   const access =
     (args.token !== undefined ? leaseTokenAccess(ctx, session, args, args.token) : null) ??
     (await ctx.access.check(auth.user, auth.device, args.site, args.log));
@@ -59,10 +62,13 @@ async function lease(ctx: TailContext, session: Session, id: number, args: Lease
   // Answered inside the log's critical section: no event of another holder's lease can come
   // between the reply's snapshot (peers, leader, length) and the reply.
   const reply = await ctx.logs.acquire(session, args.site, args.log, access, args.lead ?? true, (r) => session.reply(id, r));
-  // A revocation that arrived while the log was opening re-checked only the handles that
-  // existed then: this one is checked now (and dies with a `revoke` event if it must).
+  // A revocation or a gain of access that arrived while the log was opening re-checked only
+  // the handles that existed then: this one is checked now (after a revocation it dies with
+  // a `revoke` event if it must; after a gain it takes the new access).
   const h = 'handle' in reply ? session.handles.get(reply.handle) : undefined;
-  if (ctx.access.generation !== generation && h !== undefined) void recheck(ctx, h, 'revoked');
+  if (h === undefined) return;
+  if (ctx.access.generation !== generation) void recheck(ctx, h, 'revoked');
+  else if (ctx.access.changes !== changes) void recheck(ctx, h, 'grant', false);
 }
 
 export function handleRelease(ctx: TailContext, session: Session, id: number, args: ReleaseArgs): void {
@@ -88,10 +94,18 @@ export function handleRelease(ctx: TailContext, session: Session, id: number, ar
   leasing.then(after, after);
 }
 
+/**
+ * Joins a grant through auth. Once auth has recorded it, this node's cached answers for the
+ * user on that site are gone (before any lease that waits for this attest runs) and its live
+ * handles there take the new access; other nodes hear of it from auth (dg.tail.access).
+ */
 export async function handleAttest(ctx: TailContext, session: Session, id: number, args: AttestArgs): Promise<void> {
   const auth = session.auth;
   if (auth === null) return;
-  const joining = ctx.access.join(auth.user, auth.device, args.grant);
+  const joining = ctx.access.join(auth.user, auth.device, args.grant).then((r) => {
+    accessGrew(ctx, auth.user, r.site);
+    return r;
+  });
   session.attests.add(joining);
   try {
     session.reply(id, await joining);

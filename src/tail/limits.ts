@@ -55,6 +55,12 @@ export interface TailLimits {
   signalBytesBurst: number;
   /** Cached access answers kept at most (oldest dropped first). */
   accessCacheMax: number;
+  /**
+   * A cached access answer is trusted this long, then auth is asked again at the next lease
+   * (even for a grant without expiry): a change of access whose bus message was lost shows
+   * within this time.
+   */
+  accessCacheTtlMs: number;
   /** How long a revoked device or family is remembered: longer than any token lives (15 min). */
   revokedKeepMs: number;
   /** How often the revocation list is re-read from auth (covers lost bus messages). */
@@ -128,6 +134,7 @@ export const DEFAULT_TAIL_LIMITS: Readonly<TailLimits> = Object.freeze({
   signalBytesPerSec: 1 * MiB,
   signalBytesBurst: 4 * MiB,
   accessCacheMax: 100_000,
+  accessCacheTtlMs: 5 * 60_000,
   revokedKeepMs: 16 * 60_000,
   revokedPollMs: 30_000,
   pingIntervalMs: 30_000,

@@ -282,8 +282,12 @@ export async function recheckGrace(ctx: TailContext, log: LiveLog): Promise<void
   if (!keeps) ctx.logs.endGrace(log, lapse);
 }
 
-/** Asks auth again whether the handle may stay; kills it when not (or when auth cannot say). */
-export async function recheck(ctx: TailContext, h: Handle, reason: string): Promise<void> {
+/**
+ * Asks auth again whether the handle may stay; kills it when not. When auth cannot say, the
+ * handle dies too (`failClosed`, after a revocation or an expiry) or stays as it was (after a
+ * gain of access, which cannot have taken anything away).
+ */
+export async function recheck(ctx: TailContext, h: Handle, reason: string, failClosed = true): Promise<void> {
   const auth = h.session.auth;
   if (h.dead || auth === null) return;
   h.rechecking = true;
@@ -294,6 +298,7 @@ export async function recheck(ctx: TailContext, h: Handle, reason: string): Prom
     if (access === null || !keeps) return ctx.logs.revoke(h, reason);
     ctx.logs.reaccess(h, access);
   } catch (err) {
+    if (!failClosed) return void ctx.log.warn({ err }, 'access re-check failed; the handle keeps the access it had');
     ctx.log.warn({ err }, 'access re-check failed; the handle is revoked');
     ctx.logs.revoke(h, reason);
   } finally {

@@ -13,6 +13,7 @@ import type { ErrorCode } from '../protocol/errors.js';
 import { rawErrorResponse } from '../protocol/raw-error-response.js';
 import { TAIL_CLOSE, TAIL_SUBPROTOCOL } from '../protocol/tail-schemas.js';
 import { AccessControl } from './access.js';
+import { onAccessChanged } from './access-changes.js';
 import type { TailContext } from './context.js';
 import type { TailDeps } from './deps.js';
 import { onFrame } from './dispatch.js';
@@ -79,7 +80,13 @@ export function createTail(deps: TailDeps): TailService {
       onSinkError: (err) => log.error({ err }, 'settling a write failed'),
       onCommit: (ms) => metrics.commitSeconds.observe(ms / 1000),
     }),
-    access: new AccessControl(deps.bus, limits.authTimeoutMs, limits.accessCacheMax),
+    access: new AccessControl(deps.bus, {
+      timeoutMs: limits.authTimeoutMs,
+      max: limits.accessCacheMax,
+      ttlMs: limits.accessCacheTtlMs,
+      // A gain of access matters to lease tokens issued before it, which live no longer than this.
+      keepMs: limits.revokedKeepMs,
+    }),
     notify,
     sessions: new SessionRegistry(presence),
     revoked: new RevokedSet(limits.revokedKeepMs),
@@ -182,6 +189,7 @@ export function createTail(deps: TailDeps): TailService {
       }
     }
     ctx.revoked.prune(now);
+    ctx.access.prune(now);
     // Also told at once by shardChanged; this catches what it was not told (an expiry seen
     // only when the map is read, as here).
     checkShards();
@@ -248,6 +256,7 @@ export function createTail(deps: TailDeps): TailService {
     async start() {
       ctx.revoked.listening();
       subs.push(deps.bus.subscribe(SUBJECTS.tailRevoke, (m) => onRevoke(ctx, m)));
+      subs.push(deps.bus.subscribe(SUBJECTS.tailAccess, (m) => onAccessChanged(ctx, m)));
       subs.push(deps.bus.subscribe(SUBJECTS.tailUser, (m) => onUserEvent(ctx, m)));
       await syncRevoked(ctx);
       presence.start();

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { join } from 'node:path';
-import { SUBJECTS, type AccessReply, type JoinReply, type RevokeEvent, type RevokedList } from '../../src/protocol/bus-messages.js';
+import { SUBJECTS, type AccessChanged, type AccessReply, type JoinReply, type RevokeEvent, type RevokedList } from '../../src/protocol/bus-messages.js';
 import { MAX_LISTED_ACCESS } from '../../src/auth/bus-handlers.js';
 import { openSqliteAuthStore } from '../../src/auth/index.js';
 import { publishRevoke, REVOKE_PAIRS_PER_MESSAGE } from '../../src/auth/session.js';
@@ -41,6 +41,28 @@ describe('auth on the bus', async () => {
     const refused = await bus.request<JoinReply>(SUBJECTS.authJoin, { user: other.user, device: other.device, grant: g.hash });
     assert.equal(refused.ok, false);
     assert.equal(!refused.ok && refused.error.code, 'FORBIDDEN');
+  });
+
+  it('publishes dg.tail.access after every join that records access, over HTTP and dg.auth.join, and after no other', async () => {
+    const seen: AccessChanged[] = [];
+    const sub = bus.subscribe(SUBJECTS.tailAccess, (m) => void seen.push(m as AccessChanged));
+    try {
+      const member = await signupDevice(url);
+      const g = await declareGrant(url, owner, { sub: `user:${member.user}`, site, logs: ['*'], rights: ['read'] });
+      const t0 = Date.now();
+      assert.equal((await post(url, '/join', { site, grant: g.hash }, member.access)).status, 200);
+      const w = signGrant(owner.privateKey, { iss: owner.device, sub: `device:${member.device}`, site, logs: ['*'], rights: ['write'] });
+      assert.equal((await bus.request<JoinReply>(SUBJECTS.authJoin, { user: member.user, device: member.device, grant: w.jws })).ok, true);
+      // Refused joins change nothing, and say nothing.
+      const stranger = await signupDevice(url);
+      assert.equal((await post(url, '/join', { site, grant: g.hash }, stranger.access)).status, 403);
+      assert.equal((await bus.request<JoinReply>(SUBJECTS.authJoin, { user: stranger.user, device: stranger.device, grant: w.jws })).ok, false);
+      await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(seen.map((e) => ({ user: e.user, site: e.site })), [{ user: member.user, site }, { user: member.user, site }]);
+      for (const e of seen) assert.ok(e.at >= t0 && e.at <= Date.now(), `at ${e.at}`);
+    } finally {
+      sub.unsubscribe();
+    }
   });
 
   it('validates bus payloads and answers errors, never crashing', async () => {
