@@ -25,6 +25,7 @@ import { hasLoneSurrogate, mayHoldSurrogates } from '../protocol/unicode.js';
 import { rawErrorResponse } from '../protocol/raw-error-response.js';
 import type { Config, HttpTimeouts } from './config.js';
 import { createMetrics } from './metrics.js';
+import { boundPipelining } from './pipelining.js';
 import { clientErrorHandler, frameworkErrorHandler, installErrorHandlers, routeMiss, sendError } from './http-errors.js';
 import { refuseBackupDir } from './backup.js';
 import { demoRoutes } from './demo/routes.js';
@@ -103,7 +104,10 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
       // Node's defaults (300 s for a request, checked every 30 s) let a slow client hold a
       // connection for minutes; the API's requests are small JSON bodies. A WebSocket, once
       // upgraded, is not an HTTP request any more and is not cut by these.
-      const server = createServer({ headersTimeout: t.headersMs, requestTimeout: t.requestMs, connectionsCheckingInterval: t.checkMs }, handler);
+      const server = createServer(
+        { headersTimeout: t.headersMs, requestTimeout: t.requestMs, connectionsCheckingInterval: t.checkMs },
+        boundPipelining(handler, () => metrics.pipelineCloses.inc()),
+      );
       server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
         for (const h of upgradeHandlers) if (h(req, socket, head)) return;
         const miss = routeMiss(req.method, req.url);
@@ -284,7 +288,7 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
   });
   app.get('/metrics', async (_req, reply) => {
     void reply.header('content-type', metrics.registry.contentType);
-    return metrics.registry.metrics();
+    return metrics.text();
   });
 
   let closed = false;
