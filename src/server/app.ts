@@ -282,8 +282,15 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
   if (config.demo && auth !== null && tail !== null) await app.register(demoRoutes({ tailUrls: () => shardMap().shards.map((s) => s.url) }));
   app.get('/health', async () => ({ ok: true }));
   app.get('/ready', async (_req, reply) => {
-    const ok = bus.healthy() && (membership?.settled() ?? true) && (auth?.ready() ?? true) && (tail?.ready() ?? true) && (notify?.ready() ?? true);
-    if (!ok) return sendError(reply, 'UNAVAILABLE', 'not ready');
+    // What an operator looking at a 503 needs first: which part is not ready.
+    const reasons = [
+      bus.healthy() ? null : 'bus unreachable',
+      (membership?.settled() ?? true) ? null : 'joining the cluster',
+      (auth?.ready() ?? true) ? null : 'auth store unavailable',
+      tail?.notReady() ?? null,
+      (notify?.ready() ?? true) ? null : 'notify not ready',
+    ].filter((r) => r !== null);
+    if (reasons.length > 0) return sendError(reply, 'UNAVAILABLE', `not ready: ${reasons.join('; ')}`);
     return { ok: true };
   });
   app.get('/metrics', async (_req, reply) => {
