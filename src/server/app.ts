@@ -103,7 +103,8 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
       const t = { ...HTTP_TIMEOUTS, ...config.httpTimeouts };
       // Node's defaults (300 s for a request, checked every 30 s) let a slow client hold a
       // connection for minutes; the API's requests are small JSON bodies. A WebSocket, once
-      // upgraded, is not an HTTP request any more and is not cut by these.
+      // upgraded, is not an HTTP request any more and is not cut by these. A client that
+      // pipelines requests without reading the answers is cut too (pipelining.ts).
       const server = createServer(
         { headersTimeout: t.headersMs, requestTimeout: t.requestMs, connectionsCheckingInterval: t.checkMs },
         boundPipelining(handler, () => metrics.pipelineCloses.inc()),
