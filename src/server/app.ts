@@ -25,6 +25,7 @@ import { hasLoneSurrogate, mayHoldSurrogates } from '../protocol/unicode.js';
 import { rawErrorResponse } from '../protocol/raw-error-response.js';
 import type { Config, HttpTimeouts } from './config.js';
 import { createMetrics } from './metrics.js';
+import { boundPipelining } from './pipelining.js';
 import { clientErrorHandler, frameworkErrorHandler, installErrorHandlers, routeMiss, sendError } from './http-errors.js';
 import { refuseBackupDir } from './backup.js';
 import { demoRoutes } from './demo/routes.js';
@@ -102,8 +103,12 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
       const t = { ...HTTP_TIMEOUTS, ...config.httpTimeouts };
       // Node's defaults (300 s for a request, checked every 30 s) let a slow client hold a
       // connection for minutes; the API's requests are small JSON bodies. A WebSocket, once
-      // upgraded, is not an HTTP request any more and is not cut by these.
-      const server = createServer({ headersTimeout: t.headersMs, requestTimeout: t.requestMs, connectionsCheckingInterval: t.checkMs }, handler);
+      // upgraded, is not an HTTP request any more and is not cut by these. A client that
+      // pipelines requests without reading the answers is cut too (pipelining.ts).
+      const server = createServer(
+        { headersTimeout: t.headersMs, requestTimeout: t.requestMs, connectionsCheckingInterval: t.checkMs },
+        boundPipelining(handler, () => metrics.pipelineCloses.inc()),
+      );
       server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
         for (const h of upgradeHandlers) if (h(req, socket, head)) return;
         const miss = routeMiss(req.method, req.url);
@@ -278,13 +283,20 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
   if (config.demo && auth !== null && tail !== null) await app.register(demoRoutes({ tailUrls: () => shardMap().shards.map((s) => s.url) }));
   app.get('/health', async () => ({ ok: true }));
   app.get('/ready', async (_req, reply) => {
-    const ok = bus.healthy() && (membership?.settled() ?? true) && (auth?.ready() ?? true) && (tail?.ready() ?? true) && (notify?.ready() ?? true);
-    if (!ok) return sendError(reply, 'UNAVAILABLE', 'not ready');
+    // What an operator looking at a 503 needs first: which part is not ready.
+    const reasons = [
+      bus.healthy() ? null : 'bus unreachable',
+      (membership?.settled() ?? true) ? null : 'joining the cluster',
+      (auth?.ready() ?? true) ? null : 'auth store unavailable',
+      tail?.notReady() ?? null,
+      (notify?.ready() ?? true) ? null : 'notify not ready',
+    ].filter((r) => r !== null);
+    if (reasons.length > 0) return sendError(reply, 'UNAVAILABLE', `not ready: ${reasons.join('; ')}`);
     return { ok: true };
   });
   app.get('/metrics', async (_req, reply) => {
     void reply.header('content-type', metrics.registry.contentType);
-    return metrics.registry.metrics();
+    return metrics.text();
   });
 
   let closed = false;

@@ -6,6 +6,10 @@ export interface HttpMetrics {
   requests: Counter<'method' | 'route' | 'status'>;
   latency: Histogram<'method' | 'route'>;
   errors: Counter<'code'>;
+  /** Connections closed for pipelining more requests than the bound of pipelining.ts. */
+  pipelineCloses: Counter;
+  /** The registry's Prometheus text, rendered once for all the requests waiting for it. */
+  text(): Promise<string>;
 }
 
 /**
@@ -14,6 +18,34 @@ export interface HttpMetrics {
  * at 100 ms the histogram still sees every stall long enough to matter.
  */
 const EVENT_LOOP_SAMPLE_MS = 100;
+
+/**
+ * `render`, shared by concurrent callers: a call while no render runs starts one; a call
+ * while one runs waits for the next, which starts as that one ends and serves every call
+ * that came meanwhile. So each answer is rendered after it was asked for (a scrape never
+ * misses what happened before it), and any number of concurrent calls cost at most two
+ * renders.
+ */
+export function coalesced(render: () => Promise<string>): () => Promise<string> {
+  let running: Promise<string> | null = null;
+  let next: Promise<string> | null = null;
+  const start = (): Promise<string> => {
+    const p: Promise<string> = render().finally(() => {
+      if (running === p) running = null;
+    });
+    running = p;
+    return p;
+  };
+  const settled = (): void => {};
+  return () => {
+    if (running === null) return start();
+    next ??= running.then(settled, settled).then(() => {
+      next = null;
+      return start();
+    });
+    return next;
+  };
+}
 
 export function createMetrics(): HttpMetrics {
   const registry = new Registry();
@@ -29,5 +61,11 @@ export function createMetrics(): HttpMetrics {
       registers: [registry],
     }),
     errors: new Counter({ name: 'datagrove_errors_total', help: 'Error replies by code (HTTP and tail)', labelNames: ['code'], registers: [registry] }),
+    pipelineCloses: new Counter({
+      name: 'datagrove_http_pipeline_closes_total',
+      help: 'HTTP connections closed for having more pipelined requests waiting for their answers than allowed',
+      registers: [registry],
+    }),
+    text: coalesced(() => registry.metrics()),
   };
 }

@@ -3,7 +3,7 @@
  * rate-limit, run the op. Nothing a client sends can throw out of here: errors become replies
  * (DgError keeps its code; anything else is INTERNAL, logged, without details).
  */
-import { DgError, toWireError } from '../protocol/errors.js';
+import { DgError, toWireError, type ErrorCode } from '../protocol/errors.js';
 import { TAIL_CLOSE, type TailOp, type TailOpArgs } from '../protocol/tail-schemas.js';
 import { handleConnect } from './connect.js';
 import type { TailContext } from './context.js';
@@ -12,6 +12,7 @@ import { handleAttest, handleLease, handleRelease } from './lease.js';
 import { handleRead } from './read.js';
 import type { Session } from './session.js';
 import { handleSignal } from './signaling.js';
+import { isDamagedStorage } from './store-damage.js';
 import { handleWrite } from './writes.js';
 
 type OpHandler<K extends TailOp> = (ctx: TailContext, session: Session, id: number, args: TailOpArgs[K]) => void | Promise<void>;
@@ -32,13 +33,19 @@ const WAITING_OPS: ReadonlySet<TailOp> = new Set<TailOp>(['lease', 'attest', 're
 
 function failed(ctx: TailContext, session: Session, id: number, err: unknown): void {
   const wire = toWireError(err);
-  if (!(err instanceof DgError) || wire.code === 'INTERNAL') ctx.log.error({ err }, 'tail op failed');
-  else if (err.cause instanceof DgError) {
-    // An expected condition (auth unreachable, a bus timeout): its reason, no stack.
-    ctx.log.warn({ code: wire.code, reason: err.cause.message }, 'tail op failed');
-  } else if (err.cause !== undefined) ctx.log.warn({ err: err.cause, code: wire.code }, 'tail op failed');
+  // A failure on damaged storage comes back on every retry until an operator acts: the
+  // sweep logs those together, at error level (service.ts).
+  if (!isDamagedStorage(err)) logFailure(ctx, err, wire.code);
   // The request was well formed: what the op refused does not count toward 4400.
   session.replyError(id, wire.code, wire.message, false);
+}
+
+function logFailure(ctx: TailContext, err: unknown, code: ErrorCode): void {
+  if (!(err instanceof DgError) || code === 'INTERNAL') ctx.log.error({ err }, 'tail op failed');
+  else if (err.cause instanceof DgError) {
+    // An expected condition (auth unreachable, a bus timeout): its reason, no stack.
+    ctx.log.warn({ code, reason: err.cause.message }, 'tail op failed');
+  } else if (err.cause !== undefined) ctx.log.warn({ err: err.cause, code }, 'tail op failed');
 }
 
 export function onFrame(ctx: TailContext, session: Session, data: Buffer, isBinary: boolean): void {

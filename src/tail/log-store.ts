@@ -34,9 +34,13 @@
  *   BAD_REQUEST before anything is written; a whole batch is refused if one request of it
  *   is invalid. A store that cannot reach its storage rejects with DgError UNAVAILABLE.
  *   Calls after `close` reject with UNAVAILABLE.
+ * - A call that finds the storage damaged (store-damage.ts) rejects with DgError
+ *   UNAVAILABLE `log store is damaged` and counts in `damage()`, which reports it, and
+ *   keeps `healthy()` false, until the store is closed.
  */
 import { DgError } from '../protocol/errors.js';
 import { LOG_NAME_RE, SITE_ID_RE } from '../protocol/ids.js';
+import type { StoreDamage } from './store-damage.js';
 
 /** Who took an epoch: the device, and its user (absent in records written before users were kept). */
 export interface LeaderRecord {
@@ -137,8 +141,13 @@ export interface LogStore {
    * epoch would no longer be a safe integer (nothing is changed then).
    */
   liftEpochs(): Promise<number>;
-  /** True while the store answers (for /ready). */
+  /** True while the store answers and has found no damage (for /ready). */
   healthy(): boolean;
+  /**
+   * Null until a call found the storage damaged; then the first reason and how many calls
+   * failed on it, until the store is closed (damage does not heal by itself).
+   */
+  damage(): StoreDamage | null;
   close(): Promise<void>;
 }
 

@@ -8,6 +8,7 @@
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { ErrorCode } from '../protocol/errors.js';
+import type { StoreDamage } from './store-damage.js';
 
 export type WriteResult = 'ok' | 'dup' | 'nack' | 'refused' | 'failed';
 const WRITE_RESULTS: readonly WriteResult[] = ['ok', 'dup', 'nack', 'refused', 'failed'];
@@ -19,6 +20,8 @@ export interface TailMetrics {
   handles: Gauge<'role'>;
   /** Where the `datagrove_tail_live_logs` gauge reads, when scraped, the logs held in memory. */
   countLiveLogs(count: () => number): void;
+  /** Where `datagrove_tail_store_damaged` and `…_damage_failures_total` read, when scraped, the store's damage. */
+  countStoreDamage(read: () => StoreDamage | null): void;
   writes: Counter<'result'>;
   entries: Counter;
   commitBatch: Histogram;
@@ -83,6 +86,26 @@ export function createTailMetrics(registry: Registry): TailMetrics {
       entriesPending = 0;
     },
   });
+  let damage = (): StoreDamage | null => null;
+  new Gauge({
+    name: 'datagrove_tail_store_damaged',
+    help: '1 once the log store found its storage damaged (a corrupt page: repair or restore it, then restart), else 0',
+    registers,
+    collect() {
+      this.set(damage() === null ? 0 : 1);
+    },
+  });
+  let damageCounted = 0;
+  new Counter({
+    name: 'datagrove_tail_store_damage_failures_total',
+    help: 'Log store calls that failed on damaged storage',
+    registers,
+    collect() {
+      const failures = damage()?.failures ?? 0;
+      if (failures > damageCounted) this.inc(failures - damageCounted);
+      damageCounted = failures;
+    },
+  });
   let liveLogs = (): number => 0;
   new Gauge({
     name: 'datagrove_tail_live_logs',
@@ -96,6 +119,9 @@ export function createTailMetrics(registry: Registry): TailMetrics {
     sessions: new Gauge({ name: 'datagrove_tail_sessions', help: 'Open tail WebSocket sessions', registers }),
     countLiveLogs: (count) => {
       liveLogs = count;
+    },
+    countStoreDamage: (read) => {
+      damage = read;
     },
     handles: new Gauge({ name: 'datagrove_tail_leases', help: 'Live handles (leases) by role', labelNames: ['role'], registers }),
     writes: writes.counter,

@@ -18,6 +18,7 @@
 import pg from 'pg';
 import { DgError } from '../protocol/errors.js';
 import { pgLogMigrations, pgLogQueries, type PgLogQueries } from './pg-log-store-sql.js';
+import { DamageRecord, type StoreDamage } from './store-damage.js';
 import {
   EPOCH_LIFT,
   WID_MEMORY,
@@ -64,12 +65,14 @@ function num(v: unknown): number {
 /**
  * Errors that are not the request's fault: `down` when the database is unreachable (the
  * store turns unhealthy), `busy` when it refused this transaction (deadlock or
- * serialization failure still there after the retries). Anything else is a bug.
+ * serialization failure still there after the retries), `damaged` when PostgreSQL found
+ * the data or an index corrupt (XX001, XX002: store-damage.ts). Anything else is a bug.
  */
-function classify(err: unknown): 'down' | 'busy' | null {
+function classify(err: unknown): 'down' | 'busy' | 'damaged' | null {
   if (!(err instanceof Error) || err instanceof DgError) return null;
   const code = (err as { code?: unknown }).code;
   if (typeof code === 'string') {
+    if (code === 'XX001' || code === 'XX002') return 'damaged';
     // 08 connection, 53 insufficient resources, 57 operator intervention (shutdown,
     // statement timeout), 58 system error; node errors such as ECONNREFUSED.
     if (/^(08|53|57|58)/.test(code) || code.startsWith('E')) return 'down';
@@ -96,6 +99,8 @@ class PgLogStore implements LogStore {
   private readonly q: PgLogQueries;
   private closed = false;
   private ok = true;
+  /** Damage PostgreSQL reported (store-damage.ts): kept until the store is closed. */
+  private readonly damaged = new DamageRecord();
   private probe: NodeJS.Timeout | undefined;
 
   constructor(pool: pg.Pool, schema: string) {
@@ -125,7 +130,9 @@ class PgLogStore implements LogStore {
       this.ok = true;
       return out;
     } catch (err) {
-      if (classify(err) === 'down') this.ok = false;
+      const kind = classify(err);
+      if (kind === 'damaged') throw this.damaged.failed((err as { code: string }).code, err);
+      if (kind === 'down') this.ok = false;
       throw mapError(err);
     }
   }
@@ -344,7 +351,11 @@ class PgLogStore implements LogStore {
   }
 
   healthy(): boolean {
-    return !this.closed && this.ok;
+    return !this.closed && this.ok && this.damaged.report() === null;
+  }
+
+  damage(): StoreDamage | null {
+    return this.damaged.report();
   }
 
   async close(): Promise<void> {

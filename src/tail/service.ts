@@ -32,7 +32,8 @@ import { onUserEvent } from './user-events.js';
 export interface TailService {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
   start(): Promise<void>;
-  ready(): boolean;
+  /** Why this node should not be sent traffic now (for /ready), or null when it is ready. */
+  notReady(): string | null;
   /** The shard map changed: end the handles of sites another node serves now (`revoke`, `moved`). */
   shardChanged(): void;
   /** Stop accepting, finish committing, close sessions with 1001. */
@@ -43,6 +44,8 @@ export interface TailService {
 const SWEEP_MS = 1000;
 /** A commit failure repeats for as long as the store is down: one log line per this long. */
 const COMMIT_FAILURE_LOG_MS = 10_000;
+/** Damaged storage stays damaged until an operator acts: one log line per this long while calls fail on it. */
+const STORE_DAMAGE_LOG_MS = 60_000;
 
 /** Refuses an upgrade with an HTTP error in the usual shape, and closes the connection. */
 function refuse(socket: Duplex, code: ErrorCode, message: string, headers?: Record<string, string>): void {
@@ -96,6 +99,7 @@ export function createTail(deps: TailDeps): TailService {
   } as TailContext;
   ctx.logs = new LogRegistry(ctx);
   metrics.countLiveLogs(() => ctx.logs.size);
+  metrics.countStoreDamage(() => deps.store.damage());
   ctx.fanout = new Fanout(ctx);
 
   const wss = new WebSocketServer({
@@ -121,6 +125,9 @@ export function createTail(deps: TailDeps): TailService {
   let shardVersion = deps.shardVersion?.() ?? 0;
   let sweepTimer: NodeJS.Timeout | null = null;
   const subs: Subscription[] = [];
+  const damageLog = new LogThrottle(STORE_DAMAGE_LOG_MS);
+  /** Store calls failed on damaged storage when the last line about it was logged. */
+  let damageLogged = 0;
 
   const hooks = {
     onClosing(s: Session, code: number): void {
@@ -190,6 +197,7 @@ export function createTail(deps: TailDeps): TailService {
     }
     ctx.revoked.prune(now);
     ctx.access.prune(now);
+    reportStoreDamage();
     // Also told at once by shardChanged; this catches what it was not told (an expiry seen
     // only when the map is read, as here).
     checkShards();
@@ -198,6 +206,21 @@ export function createTail(deps: TailDeps): TailService {
       syncing = true;
       void syncRevoked(ctx).finally(() => (syncing = false));
     }
+  }
+
+  /**
+   * Says at error level that the store is damaged, with the calls that failed on it since
+   * the last line: at most once per STORE_DAMAGE_LOG_MS, and only while calls keep failing
+   * (the failed ops themselves are not logged one by one: dispatch.ts).
+   */
+  function reportStoreDamage(): void {
+    const damage = deps.store.damage();
+    if (damage === null || damage.failures === damageLogged || damageLog.take() === null) return;
+    log.error(
+      { reason: damage.reason, failed: damage.failures - damageLogged, failedInAll: damage.failures },
+      'log store is damaged: calls that reach the damaged data fail until it is repaired or restored and the node restarted (at most one line per minute)',
+    );
+    damageLogged = damage.failures;
   }
 
   function checkShards(): void {
@@ -265,8 +288,11 @@ export function createTail(deps: TailDeps): TailService {
       accepting = true;
     },
 
-    ready() {
-      return accepting && deps.store.healthy();
+    notReady() {
+      if (!accepting) return 'tail not accepting sessions';
+      const damage = deps.store.damage();
+      if (damage !== null) return `tail store damaged (${damage.reason})`;
+      return deps.store.healthy() ? null : 'tail store unavailable';
     },
 
     drain,

@@ -33,6 +33,7 @@ import {
 } from './log-store.js';
 import { SQLITE_LOG_SCHEMA_VERSION, migrateLogSchema } from './sqlite-log-schema.js';
 import { WidMemory } from './sqlite-wid-memory.js';
+import { DamageRecord, type StoreDamage } from './store-damage.js';
 
 export { SQLITE_LOG_SCHEMA_VERSION };
 
@@ -74,9 +75,27 @@ interface LogRow {
 
 /** SQLite result codes that mean "the storage is not usable right now", not a bug. */
 const UNAVAILABLE_CODES = /^SQLITE_(BUSY|LOCKED|FULL|IOERR|CANTOPEN|READONLY|NOMEM|PROTOCOL)/;
+/** SQLite result codes (with their extended forms) that mean the file's content is damaged. */
+const DAMAGE_CODES = /^SQLITE_(CORRUPT|NOTADB)/;
 
 function isUnavailable(err: unknown): boolean {
   return err instanceof Database.SqliteError && UNAVAILABLE_CODES.test(err.code);
+}
+
+/**
+ * The chunks of a log contradict themselves or its length (a gap, a missing chunk, a blob
+ * that does not unpack): SQLite read them without complaint, but they are as damaged as a
+ * corrupt page.
+ */
+class DamagedChunks extends Error {
+  override name = 'DamagedChunks';
+}
+
+/** The reason a failure shows damaged storage (the SQLite code, without its extension), or null. */
+function damageOf(err: unknown): string | null {
+  if (err instanceof DamagedChunks) return 'damaged chunks';
+  if (!(err instanceof Database.SqliteError)) return null;
+  return DAMAGE_CODES.exec(err.code)?.[0] ?? null;
 }
 
 export class SqliteLogStore implements LogStore {
@@ -84,6 +103,8 @@ export class SqliteLogStore implements LogStore {
   private closed = false;
   /** False after a storage failure, true again after the next success (for /ready). */
   private ok = true;
+  /** Damage found by a call (store-damage.ts): kept until the store is closed. */
+  private readonly damaged = new DamageRecord();
   /** `PRAGMA data_version` when this connection last looked: a change means another connection committed. */
   private dataVersion = -1;
 
@@ -258,6 +279,8 @@ export class SqliteLogStore implements LogStore {
       this.ok = true;
       return out;
     } catch (err) {
+      const damage = damageOf(err);
+      if (damage !== null) throw this.damaged.failed(damage, err);
       if (!isUnavailable(err)) throw err;
       this.ok = false;
       throw new DgError('UNAVAILABLE', 'log store is unavailable', { cause: err });
@@ -315,17 +338,25 @@ export class SqliteLogStore implements LogStore {
       let next = -1;
       for (const chunk of this.readChunks.iterate(row.id, row.id, from)) {
         if (chunk.first >= length) break; // committed by another connection after `length` was read
-        if (next < 0 ? chunk.first > from : chunk.first !== next) throw new Error(`log store: the chunks of log ${row.id} leave a gap at ${Math.max(next, from)}`);
-        next = unpackEntries(chunk.data, chunk.first, from, clamped.limit, budget, entries);
+        if (next < 0 ? chunk.first > from : chunk.first !== next) throw new DamagedChunks(`log store: the chunks of log ${row.id} leave a gap at ${Math.max(next, from)}`);
+        try {
+          next = unpackEntries(chunk.data, chunk.first, from, clamped.limit, budget, entries);
+        } catch (err) {
+          throw new DamagedChunks(`log store: the chunk at ${chunk.first} of log ${row.id} does not unpack`, { cause: err });
+        }
         if (next < 0) break;
       }
-      if (entries.length === 0) throw new Error(`log store: no chunk holds entry ${from} of log ${row.id}`);
+      if (entries.length === 0) throw new DamagedChunks(`log store: no chunk holds entry ${from} of log ${row.id}`);
     });
     return { entries, length };
   }
 
   healthy(): boolean {
-    return !this.closed && this.ok && this.db.open;
+    return !this.closed && this.ok && this.db.open && this.damaged.report() === null;
+  }
+
+  damage(): StoreDamage | null {
+    return this.damaged.report();
   }
 
   /** The durability settings of this store's own connection (for diagnostics and tests). */

@@ -72,8 +72,9 @@ export function runLogStoreConformance(name: string, open: () => Promise<LogStor
       for (const s of opened) await s.close();
     });
 
-    it('is healthy while open', () => {
+    it('is healthy while open, with no damage reported', () => {
       assert.equal(store.healthy(), true);
+      assert.equal(store.damage(), null);
     });
 
     it('starts every log empty at epoch 0', async () => {

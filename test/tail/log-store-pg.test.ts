@@ -8,6 +8,7 @@ import { after, describe, it } from 'node:test';
 import pg from 'pg';
 import { openPgLogStore } from '../../src/tail/pg-log-store.js';
 import { PG_LOG_SCHEMA_VERSION } from '../../src/tail/pg-log-store-sql.js';
+import { DgError } from '../../src/protocol/errors.js';
 import { WID_MEMORY, type AppendRequest, type LogStore } from '../../src/tail/log-store.js';
 import { deviceId, freshSite, runLogStoreConformance } from '../conformance/log-store.js';
 import { PG_URL, dropPgSchemas, killPgConnections, pgSkip } from '../helpers/services.js';
@@ -143,6 +144,39 @@ describe('PostgreSQL log store', { skip }, () => {
     assert.equal(s.healthy(), false);
     assert.deepEqual(await s.appendBatch([req(site, 'main', 1, 0)]), [{ status: 'ok', at: 1, length: 2 }]);
     assert.equal(s.healthy(), true);
+  });
+
+  it('reports data PostgreSQL finds corrupt as damage: UNAVAILABLE, unhealthy until closed', async () => {
+    const marker = Buffer.from('a page PostgreSQL finds corrupt');
+    const c = new pg.Client({ connectionString: PG_URL });
+    await c.connect();
+    try {
+      // PostgreSQL's own error for a corrupt page (data_corrupted, XX001), raised where the
+      // store writes this one entry.
+      await c.query(`CREATE FUNCTION "${schema}".test_corrupt() RETURNS trigger LANGUAGE plpgsql AS
+        $$ BEGIN RAISE EXCEPTION 'invalid page in block 7 of relation base/1/2' USING ERRCODE = 'data_corrupted'; END $$`);
+      await c.query(`CREATE TRIGGER test_corrupt BEFORE INSERT ON "${schema}".tail_entries FOR EACH ROW
+        WHEN (NEW.data = '\\x${marker.toString('hex')}'::bytea) EXECUTE FUNCTION "${schema}".test_corrupt()`);
+      const s = await open();
+      const site = freshSite();
+      assert.equal(s.damage(), null);
+      await assert.rejects(s.appendBatch([{ ...req(site, 'main', 0, 0), entries: [marker] }]), (err: unknown) => {
+        assert.ok(err instanceof DgError, String(err));
+        assert.equal(err.code, 'UNAVAILABLE');
+        assert.equal(err.message, 'log store is damaged');
+        return true;
+      });
+      assert.deepEqual(s.damage(), { reason: 'XX001', failures: 1 });
+      assert.equal(s.healthy(), false);
+      // The rest is still served; the store stays unhealthy.
+      assert.deepEqual(await s.appendBatch([req(site, 'main', 0, 0)]), [{ status: 'ok', at: 0, length: 1 }]);
+      assert.equal(s.healthy(), false);
+      assert.deepEqual(s.damage(), { reason: 'XX001', failures: 1 });
+    } finally {
+      await c.query(`DROP TRIGGER IF EXISTS test_corrupt ON "${schema}".tail_entries`);
+      await c.query(`DROP FUNCTION IF EXISTS "${schema}".test_corrupt()`);
+      await c.end();
+    }
   });
 
   it('reports UNAVAILABLE and unhealthy when the database cannot be reached', async () => {

@@ -17,6 +17,7 @@ import { WID_MEMORY } from '../../src/tail/log-store.js';
 import { deviceId, runLogStoreConformance } from '../conformance/log-store.js';
 import { tempDir } from '../helpers/server.js';
 import { CRASH_LOG, CRASH_SITE, crashEntry } from './log-store-crash-writer.js';
+import { damageChunksPage } from './damage-page.js';
 
 const dir = tempDir('dg-logstore-');
 runLogStoreConformance('sqlite', async () => openSqliteLogStore(join(dir, 'tail.db')));
@@ -125,6 +126,38 @@ describe('SQLite log store', () => {
     }
     assert.equal((await write(1))[0]?.status, 'ok');
     assert.equal(store.healthy(), true);
+    await store.close();
+  });
+
+  it('reports a damaged page as damage: UNAVAILABLE, unhealthy until reopened, the rest still served', async () => {
+    const path = join(tempDir('dg-logstore-damaged-'), 'tail.db');
+    const dev = deviceId(7);
+    const entry = (i: number) => Buffer.from(`${i}:${'d'.repeat(200)}`);
+    let store = openSqliteLogStore(path);
+    await store.appendBatch([{ site: 'd', log: 'other', at: 0, epoch: 0, device: dev, entries: [Buffer.from('kept')] }]);
+    for (let i = 0; i < 300; i++) await store.appendBatch([{ site: 'd', log: 'main', at: i, epoch: 0, device: dev, entries: [entry(i)] }]);
+    await store.close();
+    damageChunksPage(path);
+
+    store = openSqliteLogStore(path);
+    assert.equal(store.healthy(), true, 'nothing is known to be damaged before a call reaches the page');
+    assert.equal(store.damage(), null);
+    for (let k = 1; k <= 2; k++) {
+      await assert.rejects(store.read('d', 'main', 0, 1000, 1 << 20), (err: unknown) => {
+        assert.ok(err instanceof DgError, String(err));
+        assert.equal(err.code, 'UNAVAILABLE');
+        assert.equal(err.message, 'log store is damaged');
+        return true;
+      });
+      assert.deepEqual(store.damage(), { reason: 'SQLITE_CORRUPT', failures: k });
+    }
+    assert.equal(store.healthy(), false);
+    // What the damaged page does not hold is still served, and the store stays unhealthy:
+    // damage does not heal by itself.
+    assert.deepEqual((await store.read('d', 'other', 0, 10, 1 << 20)).entries.map(String), ['kept']);
+    assert.deepEqual(await store.state('d', 'main'), { length: 300, epoch: 0 });
+    assert.equal(store.healthy(), false);
+    assert.deepEqual(store.damage(), { reason: 'SQLITE_CORRUPT', failures: 2 });
     await store.close();
   });
 
