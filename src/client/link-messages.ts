@@ -8,7 +8,9 @@
  *   lowest unacknowledged seq: every seq below it is known to be in the log. `seen` is how
  *   far the follower has checked the log: none of these entries is at an index below it
  *   (absent from SDKs before it; the leader then reads the log instead when it must know).
- * - `ack` (leader → follower): entries of `stream` now durable, as [seq, index] pairs.
+ * - `ack` (leader → follower): entries of `stream` the leader wrote, as [seq, index] pairs.
+ *   The leader's word, not the log's: a follower takes it as a sign that the link works, and
+ *   settles an append only when it reads the entry in the log (at the index it finds there).
  * - `stale` (leader → follower): the sender is not the leader of `epoch` (anymore).
  * - `denied` (leader → follower): the follower's device may not write on this log, as far
  *   as the leader knows (the server's `writers` and `peer` events; a writer between two
@@ -17,6 +19,11 @@
  * - `refused` (leader → follower): the server refused the write that carried these entries
  *   of `stream` (`TOO_LARGE` or `BAD_REQUEST`): they will never be written, and the
  *   follower fails their appends with that code instead of resending them.
+ *
+ * Every device on the log can send any of these: a follower takes `ack`, `denied` and
+ * `refused` only from the leader it follows and of its epoch, and `stale` only from that
+ * leader; a leader sequences `submit` only from devices that may write (the others get
+ * `denied`). Fragments are reassembled within bounds (link-reassembly.ts).
  */
 import { randomId } from './bytes.js';
 
@@ -40,8 +47,8 @@ interface Fragment {
 
 /** Text of one frame on the wire, at most this many characters of payload. */
 export const FRAGMENT_CHARS = 24_000;
-const MAX_PARTS = 1024;
-const MAX_PARTIAL = 8;
+/** Pieces of one message, at most (a receiver holds less unfinished: link-reassembly.ts). */
+export const MAX_PARTS = 1024;
 
 /** The frames that carry `msg` (one when small, else fragments). */
 export function toFrames(msg: LinkMessage): object[] {
@@ -84,34 +91,4 @@ export function parseMessage(v: unknown): LinkMessage | null {
     return { t: 'refused', epoch: o.epoch, stream: o.stream, seqs: o.seqs as number[], code: o.code };
   }
   return null;
-}
-
-/** Reassembles fragments of one peer; keeps at most a few partial messages. */
-export class Reassembler {
-  private readonly partial = new Map<string, { n: number; parts: (string | undefined)[]; got: number }>();
-
-  /** A complete message, or null (a fragment was stored, or the frame was invalid). */
-  push(frame: unknown): LinkMessage | null {
-    if (frame === null || typeof frame !== 'object') return null;
-    const f = frame as Record<string, unknown>;
-    if (f.t !== 'frag') return parseMessage(frame);
-    if (typeof f.id !== 'string' || !isInt(f.i) || !isInt(f.n) || typeof f.d !== 'string') return null;
-    if (f.n < 1 || f.n > MAX_PARTS || f.i >= f.n || f.d.length > FRAGMENT_CHARS) return null;
-    let p = this.partial.get(f.id);
-    if (p === undefined) {
-      if (this.partial.size >= MAX_PARTIAL) this.partial.delete(this.partial.keys().next().value as string);
-      p = { n: f.n, parts: new Array<string | undefined>(f.n), got: 0 };
-      this.partial.set(f.id, p);
-    }
-    if (p.n !== f.n || p.parts[f.i] !== undefined) return null;
-    p.parts[f.i] = f.d;
-    p.got++;
-    if (p.got < p.n) return null;
-    this.partial.delete(f.id);
-    try {
-      return parseMessage(JSON.parse(p.parts.join('')));
-    } catch {
-      return null;
-    }
-  }
 }

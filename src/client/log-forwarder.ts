@@ -7,8 +7,10 @@
  * - An entry sent to an earlier epoch's leader is resent only after the Log has read the
  *   log to its end under the new epoch (so an entry that made it is found, not resent):
  *   the Log calls `setLeader` only after that catch-up.
- * - Within one epoch an entry may be resent (no acknowledgement within `retransmitMs`):
+ * - Within one epoch an entry may be resent (not found in the log within `retransmitMs`):
  *   the leader of that epoch knows every entry it sequenced and drops duplicates.
+ * - An entry stops being pending only when the Log reads it in the log (or it fails):
+ *   the leader's acknowledgements settle nothing.
  */
 import { b64urlEncode } from './bytes.js';
 import type { LinkMessage } from './link-messages.js';
@@ -155,12 +157,18 @@ export class Forwarder {
     return false;
   }
 
-  /** An `ack` from the leader: those entries are durable. */
+  /**
+   * An `ack` from the leader followed (the Log checks who sent it): the leader took our
+   * entries, so the link works and the refusals are over. It settles nothing: an append
+   * settles when the Log reads its entry in the log, at the index it is found at there, so
+   * no leader, honest or not, can make the app take an entry for durable that is not in
+   * the log. (The leader's write reaches the follower's feed as a `tail` event about when
+   * the ack would: waiting for it costs no time worth having.)
+   */
   onAck(msg: Extract<LinkMessage, { t: 'ack' }>): void {
     if (msg.stream !== this.opts.stream) return;
     this.unanswered = 0;
     this.deniedSince = 0;
-    for (const [seq, index] of msg.acks) this.opts.pending.resolve(seq, index);
   }
 
   stop(): void {

@@ -1,7 +1,8 @@
 /**
  * This writer's appends that are not yet known to be durable, by origin sequence number.
- * Each settles exactly once: resolved with its index when it is seen in the log or
- * acknowledged by the leader, or rejected when the log closes.
+ * Each settles exactly once: resolved with its index when it is seen in the log (a
+ * leader's acknowledgement is not enough: log-forwarder.ts), or rejected when it can never
+ * land or the log closes.
  */
 import type { DgError } from '../protocol/errors.js';
 

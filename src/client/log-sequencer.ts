@@ -212,6 +212,15 @@ export class Sequencer {
     this.pump();
   }
 
+  /**
+   * A message of a device that may not have its messages held (it may not write: its
+   * fragments were not kept, peer-link.ts) was not taken: answered as its submit would be,
+   * so that its follower fails its appends in time rather than resend them forever.
+   */
+  declined(reply: (m: LinkMessage) => void): void {
+    reply(this.active ? { t: 'denied', epoch: this.epoch } : { t: 'stale', epoch: this.epoch });
+  }
+
   /** Queues the stream's held items that are next in its order. */
   private takeHeld(st: StreamState): void {
     if (st.searching) return;

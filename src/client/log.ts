@@ -23,6 +23,7 @@ import { LogFeed, type FeedRead } from './log-feed.js';
 import { PendingAppends } from './log-pending.js';
 import { Sequencer, type SeqItem } from './log-sequencer.js';
 import { PeerHub } from './peer-link.js';
+import { reassemblyLimits } from './link-reassembly.js';
 import { PayloadPipeline } from './crypto/payload-pipeline.js';
 import type { LinkMessage } from './link-messages.js';
 import type { TailConnection } from './tail-connection.js';
@@ -194,6 +195,9 @@ export class Log extends Emitter<LogEvents> {
       ...(ctx.rtcConfig === undefined ? {} : { rtcConfig: ctx.rtcConfig }),
       channelTimeoutMs: opts.channelTimeoutMs ?? 3000,
       onMessage: (from, msg, reply) => this.onLinkMessage(from, msg, reply),
+      admits: (device) => this.linkAdmits(device),
+      declined: (_from, reply) => this.sequencer.declined(reply),
+      reassembly: () => reassemblyLimits(this.limits().maxFrame),
     });
     this.forwarder = new Forwarder({
       pending: this.pending,
@@ -413,9 +417,17 @@ export class Log extends Emitter<LogEvents> {
     }
   }
 
+  /**
+   * A message over a link (`from`: the device the server says sent it). Any device holding
+   * a handle on the log, a reader too, can send any message: a `submit` is taken only while
+   * this device leads and only from a device that may write (the sequencer checks); the
+   * answers to submits count only from the leader this device follows, and of the epoch it
+   * follows it in (but `stale`, which carries that leader's view of the epoch). An `ack`
+   * settles no append (log-forwarder.ts): that takes reading the entry in the log.
+   */
   private onLinkMessage(from: string, msg: LinkMessage, reply: (m: LinkMessage) => void): void {
     if (msg.t === 'submit') this.sequencer.submitRemote(from, msg, reply);
-    else if (msg.t === 'ack') this.forwarder.onAck(msg);
+    else if (msg.t === 'ack' && this.currentRole === 'follower' && from === this.currentLeader && msg.epoch === this.currentEpoch) this.forwarder.onAck(msg);
     else if (msg.t === 'denied' && this.currentRole === 'follower' && from === this.currentLeader && msg.epoch === this.currentEpoch) {
       // Refused for a while (not just while this device's handle was being renewed): no
       // write right on the log, so its appends can never land.
@@ -425,11 +437,21 @@ export class Log extends Emitter<LogEvents> {
       // The server refused the write that carried them: resending would fail the same way.
       for (const seq of msg.seqs) this.pending.reject(seq, new DgError(msg.code, 'the server refused the write that carried this entry'));
     }
-    else if (msg.t === 'stale' && this.currentRole === 'follower') {
+    else if (msg.t === 'stale' && this.currentRole === 'follower' && from === this.currentLeader) {
       // The leader knows a newer epoch: learn it. Otherwise it is not ready yet: resend soon.
       if (msg.epoch > this.currentEpoch) this.requestRecover();
       else this.forwarder.notTaken();
     }
+  }
+
+  /**
+   * Whether `device` may have a data channel with this device and its unfinished link
+   * messages held: a device that may write (as the sequencer takes entries from: this
+   * device's other sessions too), or the leader this device follows. Others (readers) have
+   * their offers declined and their fragments dropped (peer-link.ts).
+   */
+  private linkAdmits(device: string): boolean {
+    return device === this.ctx.device || device === this.currentLeader || this.writers === null || this.writers.has(device);
   }
 
   // ---- connection, lease and recovery ----

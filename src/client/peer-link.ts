@@ -18,11 +18,20 @@
  * refused RATE_LIMITED is sent again after a pause, and for a while after that one at a
  * time (so the budget is used without a stream of refusals); one refused otherwise is
  * dropped (the sender of a message that matters sends it again).
+ *
+ * Any device holding a handle on the log can signal this one, a reader too. Only devices
+ * the log `admits` (those that may write, and the leader this device follows) get what
+ * costs this side memory: an offer of another is declined with `bye` (it relays, and is
+ * told there that it may not write), and its fragments are not held; its first piece of a
+ * message is `declined` instead, for the log to answer. What admitted peers may have held
+ * unfinished is bounded in bytes and time (link-reassembly.ts), and a link that sends
+ * MAX_REFUSED pieces that are refused is closed.
  */
 import { DgError } from '../protocol/errors.js';
 import { sleep } from './backoff.js';
 import { randomId } from './bytes.js';
-import { Reassembler, toFrames, type LinkMessage } from './link-messages.js';
+import { toFrames, type LinkMessage } from './link-messages.js';
+import { FragmentPool, Reassembler, reassemblyLimits, type ReassemblyLimits } from './link-reassembly.js';
 import type { RtcDataChannelLike, RtcPeerConnectionConstructor, RtcPeerConnectionLike, RtcSessionDescriptionLike } from './rtc-types.js';
 import type { SignalKind } from './tail-types.js';
 
@@ -34,6 +43,15 @@ export interface PeerHubOptions {
   /** How long to wait for a data channel before relaying, ms (default 3000). */
   channelTimeoutMs?: number;
   onMessage: (from: string, msg: LinkMessage, reply: (m: LinkMessage) => void) => void;
+  /**
+   * Whether `device` may have a data channel with this side and its unfinished messages
+   * held (default: every device). Asked at each offer and each piece, so it may change.
+   */
+  admits?: (device: string) => boolean;
+  /** The first piece of a message of a device not admitted came (and was not held): answer it. */
+  declined?: (from: string, reply: (m: LinkMessage) => void) => void;
+  /** The bounds of reassembly, asked as pieces come (default: those for 1 MiB frames). */
+  reassembly?: () => ReassemblyLimits;
 }
 
 type Path = 'channel' | 'relay';
@@ -44,6 +62,8 @@ const RELAY_WINDOW = 8;
 const RELAY_PAUSE_MS = 250;
 /** …and how long frames then go one at a time, ms. */
 const RELAY_SLOW_MS = 2000;
+/** Pieces refused on one link (malformed, repeated, over a bound, not admitted) before it is closed. */
+const MAX_REFUSED = 64;
 
 class PeerLink {
   pc: RtcPeerConnectionLike | null = null;
@@ -55,7 +75,7 @@ class PeerLink {
   /** This side sent the offer. */
   initiator = false;
   timer: ReturnType<typeof setTimeout> | null = null;
-  readonly rx = new Reassembler();
+  readonly rx: Reassembler;
   /** Frames waiting for the relay, and how many are in flight. */
   readonly relayQueue: object[] = [];
   relayInFlight = 0;
@@ -70,12 +90,16 @@ class PeerLink {
    *   leader), else the `peer` address its signals came from (one session of the device,
    *   when it has several), or its device id when the server stamps no `peer`
    * @param id the link's id in offer, answer, candidate and bye
+   * @param pool what the unfinished messages of the hub's links hold
    */
   constructor(
     readonly device: string,
     readonly addr: string,
     readonly id: string,
-  ) {}
+    pool: FragmentPool,
+  ) {
+    this.rx = new Reassembler(pool);
+  }
 
   channelOpen(): boolean {
     return this.dc !== null && this.dc.readyState === 'open';
@@ -86,8 +110,14 @@ export class PeerHub {
   /** Links by address (`PeerLink.addr`). */
   private readonly links = new Map<string, PeerLink>();
   private closed = false;
+  private readonly pool: FragmentPool;
+  /** Drops unfinished messages that grew too old on links that went quiet; set while any is held. */
+  private sweepTimer: ReturnType<typeof setTimeout> | null = null;
 
-  constructor(private readonly opts: PeerHubOptions) {}
+  constructor(private readonly opts: PeerHubOptions) {
+    const fallback = reassemblyLimits(1024 * 1024);
+    this.pool = new FragmentPool(opts.reassembly ?? (() => fallback));
+  }
 
   /** The path messages to `device` (the link this side opened to it) take now (for tests and diagnostics). */
   pathTo(device: string): Path | 'pending' | null {
@@ -178,7 +208,7 @@ export class PeerHub {
   }
 
   private initiate(device: string): PeerLink {
-    const link = new PeerLink(device, device, randomId(6));
+    const link = new PeerLink(device, device, randomId(6), this.pool);
     link.initiator = true;
     this.links.set(device, link);
     const RTC = this.opts.RTCPeerConnection;
@@ -251,10 +281,38 @@ export class PeerHub {
     };
   }
 
+  private admits(device: string): boolean {
+    return this.opts.admits?.(device) ?? true;
+  }
+
   private receive(link: PeerLink, frame: unknown): void {
-    const msg = link.rx.push(frame);
-    if (msg === null) return;
-    this.opts.onMessage(link.device, msg, (m) => this.sendFrames(link, toFrames(m)));
+    const reply = (m: LinkMessage): void => this.sendFrames(link, toFrames(m));
+    if (isFragment(frame) && !this.admits(link.device)) {
+      // Nothing of it is held: its message is answered at its first piece, as it would be whole.
+      link.rx.refused++;
+      if (frame.i === 0) this.opts.declined?.(link.device, reply);
+    } else {
+      const msg = link.rx.push(frame);
+      if (msg !== null) this.opts.onMessage(link.device, msg, reply);
+      if (link.rx.holding) this.sweepSoon();
+    }
+    if (link.rx.refused >= MAX_REFUSED && this.links.get(link.addr) === link) this.drop(link.addr);
+  }
+
+  /** Drops unfinished messages too old to be finished, on every link, until none is held. */
+  private sweepSoon(): void {
+    if (this.sweepTimer !== null || this.closed) return;
+    this.sweepTimer = setTimeout(() => {
+      this.sweepTimer = null;
+      const now = Date.now();
+      let holding = false;
+      for (const link of this.links.values()) {
+        link.rx.expire(now);
+        holding ||= link.rx.holding;
+      }
+      if (holding) this.sweepSoon();
+    }, Math.max(10, this.pool.limits().maxAgeMs / 2));
+    (this.sweepTimer as { unref?: () => void }).unref?.();
   }
 
   /**
@@ -277,7 +335,7 @@ export class PeerHub {
       let link = this.linkOf(from, addr);
       if (link === undefined) {
         // A follower relaying to us without a channel: reply through the relay as well.
-        link = new PeerLink(from, addr, randomId(6));
+        link = new PeerLink(from, addr, randomId(6), this.pool);
         link.relay = true;
         this.links.set(addr, link);
       }
@@ -287,13 +345,14 @@ export class PeerHub {
     const linkId = typeof d.link === 'string' ? d.link : '';
     if (kind === 'offer') {
       if (typeof d.sdp !== 'string') return;
-      if (this.opts.RTCPeerConnection === undefined) {
-        // No WebRTC here: say so, so the other side relays at once instead of waiting.
+      if (this.opts.RTCPeerConnection === undefined || !this.admits(from)) {
+        // No WebRTC here, or no channel for this device: say so, so the other side relays at
+        // once instead of waiting (a device that may not write then hears so by relay).
         this.opts.signal(addr, 'bye', { link: linkId }).catch(() => undefined);
         return;
       }
       this.drop(addr, false);
-      const link = new PeerLink(from, addr, linkId);
+      const link = new PeerLink(from, addr, linkId, this.pool);
       link.relay = true; // reply by relay until the channel opens
       this.links.set(addr, link);
       void this.answer(link, { type: 'offer', sdp: d.sdp }).catch(() => undefined);
@@ -363,6 +422,7 @@ export class PeerHub {
     if (link === undefined) return;
     this.links.delete(addr);
     link.relayQueue.length = 0;
+    link.rx.clear();
     if (link.timer !== null) clearTimeout(link.timer);
     if (sayBye && link.pc !== null) this.opts.signal(addr, 'bye', { link: link.id }).catch(() => undefined);
     try {
@@ -385,5 +445,11 @@ export class PeerHub {
   close(): void {
     for (const d of [...this.links.keys()]) this.drop(d, false);
     this.closed = true;
+    if (this.sweepTimer !== null) clearTimeout(this.sweepTimer);
+    this.sweepTimer = null;
   }
+}
+
+function isFragment(frame: unknown): frame is { t: 'frag'; i?: unknown } {
+  return frame !== null && typeof frame === 'object' && (frame as { t?: unknown }).t === 'frag';
 }

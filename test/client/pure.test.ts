@@ -33,7 +33,8 @@ import {
   verifyDeviceSignature,
 } from '../../src/client/index.js';
 import { FileKeyStorage } from '../../src/client/node/index.js';
-import { Reassembler, toFrames, type LinkMessage } from '../../src/client/link-messages.js';
+import { toFrames, type LinkMessage } from '../../src/client/link-messages.js';
+import { FragmentPool, Reassembler, reassemblyLimits } from '../../src/client/link-reassembly.js';
 import { Forwarder } from '../../src/client/log-forwarder.js';
 import { PendingAppends } from '../../src/client/log-pending.js';
 import { tempDir } from '../helpers/server.js';
@@ -188,7 +189,7 @@ test('link messages fragment and reassemble; bad frames are dropped', () => {
   const frames = toFrames(big);
   assert.ok(frames.length > 1);
   for (const f of frames) assert.ok(JSON.stringify(f).length < 64 * 1024);
-  const r = new Reassembler();
+  const r = new Reassembler(new FragmentPool(() => reassemblyLimits(1 << 20)));
   const shuffled = [...frames].reverse();
   let out: LinkMessage | null = null;
   for (const f of shuffled) out = r.push(f) ?? out;
