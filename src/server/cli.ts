@@ -74,7 +74,14 @@ function keys(args: string[]): void {
 async function serve(args: string[]): Promise<void> {
   const config = loadConfig(args);
   const server = await buildServer(config);
-  const port = await server.listen();
+  let port: number;
+  try {
+    port = await server.listen();
+  } catch (err) {
+    // A port in use: let the stores and the data directory's lock go before exiting.
+    await server.close().catch(() => undefined);
+    throw err;
+  }
   server.app.log.info({ port, roles: config.roles, data: config.dataDir }, 'datagrove listening');
   let stopping = false;
   const stop = (signal: string) => {

@@ -69,6 +69,19 @@ describe('one server per data directory', () => {
     assert.match(next.child.output(), new RegExp(`"previousPid":${pid}.*the previous server on this data directory did not stop cleanly`));
     await terminate(next.child);
   });
+
+  it('a server that cannot listen lets its directory go cleanly', async () => {
+    const first = await serve(join(tempDir('dg-lock-'), 'data'));
+    const dir = join(tempDir('dg-lock-'), 'data');
+    const port = new URL(first.url).port;
+    const taken = await runCli(['serve', '--port', port, '--host', '127.0.0.1', '--data', dir, '--log-level', 'warn']);
+    assert.equal(taken.code, 1, taken.output);
+    assert.match(taken.output, /EADDRINUSE/);
+    const next = await serve(dir);
+    assert.doesNotMatch(next.child.output(), /did not stop cleanly/);
+    await terminate(next.child);
+    await terminate(first.child);
+  });
 });
 
 describe('key files of a data directory in use', () => {
