@@ -93,7 +93,7 @@ export function lockDataDir(dir: string): DataDirLock {
     db.exec('COMMIT');
   } catch (err) {
     db.close();
-    if ((err as { code?: unknown }).code === 'SQLITE_BUSY') throw inUse(dir, path, holderPid(path));
+    if (String((err as { code?: unknown }).code).startsWith('SQLITE_BUSY')) throw inUse(dir, path, holderPid(path));
     throw new Error(`cannot take the lock file ${path}: ${(err as Error).message} (if no server runs on ${dir}, remove it)`, { cause: err });
   }
   heldHere.add(key);
