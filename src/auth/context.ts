@@ -8,6 +8,7 @@ import type { Registry } from 'prom-client';
 import type { Bus } from '../bus/bus.js';
 import { unknownKeyWarner } from '../protocol/key-ring-warning.js';
 import type { KeyRing } from '../protocol/token.js';
+import { UnavailableLog } from '../protocol/unavailable-log.js';
 import type { Shard } from '../protocol/shards.js';
 import { createAuthMetrics, type AuthMetrics } from './metrics.js';
 import { NotifySync } from './notify-sync.js';
@@ -58,6 +59,8 @@ export interface AuthContext {
   notify: NotifySync;
   /** Notes a token refused for a key this process lacks (logged at most once a minute). */
   unknownKey: () => void;
+  /** Logs requests answered UNAVAILABLE for a failed dependency, once per 10 s per reason. */
+  unavailable: UnavailableLog;
   now(): number;
 }
 
@@ -71,6 +74,7 @@ export function createContext(deps: AuthDeps): AuthContext {
     providers: new OidcProviders(deps.oidc, deps.log),
     notify: new NotifySync({ bus: deps.bus, store: deps.store, log: deps.log, count: (outcome) => metrics.notifySync.inc({ outcome }) }),
     unknownKey: unknownKeyWarner(deps.log),
+    unavailable: new UnavailableLog(deps.log),
     now: () => Date.now(),
   };
 }

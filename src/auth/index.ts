@@ -10,13 +10,14 @@ import { subscribeBus } from './bus-handlers.js';
 import { createContext, type AuthDeps } from './context.js';
 import { authRoutes } from './routes/index.js';
 import { openPgAuthStore as openPgStore, type PgAuthStoreOptions } from './pg/store.js';
-import { SqliteAuthStore } from './sqlite/store.js';
+import { SqliteAuthStore, type SqliteAuthStoreOptions } from './sqlite/store.js';
 import type { AuthStore } from './store.js';
 
 export type { AttestationKeyView, AuthDeps } from './context.js';
 export type { OidcProviderConfig } from './oidc/config.js';
 export type { AuthStore } from './store.js';
 export type { PgAuthStoreOptions } from './pg/store.js';
+export type { SqliteAuthStoreOptions } from './sqlite/store.js';
 
 export interface AuthService {
   routes: FastifyPluginAsync;
@@ -91,8 +92,8 @@ export function createAuth(deps: AuthDeps): AuthService {
   };
 }
 
-export function openSqliteAuthStore(path: string): AuthStore {
-  return new SqliteAuthStore(path);
+export function openSqliteAuthStore(path: string, options?: SqliteAuthStoreOptions): AuthStore {
+  return new SqliteAuthStore(path, options);
 }
 
 /**

@@ -7,8 +7,9 @@
  *   app data only, which still moves the version);
  * - when notify answers `{ok:false}` (it missed a version) or refuses the message, the full
  *   state `{user, version, full:{subscriptions, push}}` read from the store;
- * - when notify cannot be reached, the user is remembered (at most MAX_PENDING users) and
- *   its full state is re-sent with backoff, and instead of the changes of its next update.
+ * - when notify cannot be reached, or answers UNAVAILABLE (its store is down), the user is
+ *   remembered (at most MAX_PENDING users) and its full state is re-sent with backoff, and
+ *   instead of the changes of its next update.
  *
  * Updates of one user are sent one after another, in the order they were made on this node;
  * across nodes, a reordering shows up as a version gap and is repaired by the full state.
@@ -90,15 +91,23 @@ export class NotifySync {
   }
 
   async #request(message: NotifyUpdate): Promise<{ ok: boolean } | null> {
+    let r: { ok?: unknown; error?: { code?: unknown } } | null;
     try {
-      const r = await this.#deps.bus.request<{ ok?: unknown }>(SUBJECTS.notifyUpdate, message, { timeoutMs: REQUEST_TIMEOUT_MS });
-      return { ok: r !== null && typeof r === 'object' && r.ok === true };
+      r = await this.#deps.bus.request<{ ok?: unknown; error?: { code?: unknown } } | null>(SUBJECTS.notifyUpdate, message, { timeoutMs: REQUEST_TIMEOUT_MS });
     } catch (err) {
-      this.#deps.count('unreachable');
-      this.#deps.log.warn({ err, user: message.user }, 'notify unreachable; its state will be re-sent');
-      this.#markPending(message.user);
-      return null;
+      return this.#unreachable(message.user, err);
     }
+    const ok = r !== null && typeof r === 'object' && r.ok === true;
+    // Notify answered but its store is down (a full disk): not a gap, the same as unreachable.
+    if (!ok && r?.error?.code === 'UNAVAILABLE') return this.#unreachable(message.user, r.error);
+    return { ok };
+  }
+
+  #unreachable(user: string, err: unknown): null {
+    this.#deps.count('unreachable');
+    this.#deps.log.warn({ err, user }, 'notify unreachable; its state will be re-sent');
+    this.#markPending(user);
+    return null;
   }
 
   async #sendChanges(user: string, version: number, changes: NotifyOp[]): Promise<void> {

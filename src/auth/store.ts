@@ -5,6 +5,9 @@
  * Guarantees every implementation gives:
  * - Every method is async and, once it resolves, what it wrote is durable (SQLite:
  *   synchronous=FULL; PostgreSQL: a committed transaction). A method that rejects wrote nothing.
+ * - A storage that cannot be used (PostgreSQL unreachable or its connection lost; a SQLite
+ *   disk full, an I/O error, a lock held past the busy timeout, a damaged file) rejects with
+ *   DgError UNAVAILABLE, the driver's error as its cause: callers answer 503, never 500.
  * - Each method is atomic: concurrent calls (from this process or, for PostgreSQL, from other
  *   nodes) behave as if run one after another. The compare-and-set methods (`takeNonce`,
  *   `rotateRefresh`, `advanceKeyEpoch`, `createUser`, `revoke*`) therefore succeed for exactly

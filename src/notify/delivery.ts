@@ -30,6 +30,7 @@ import { checkPushEndpoint } from '../protocol/push-endpoint.js';
 import type { NotifyMetrics } from './metrics.js';
 import type { PresenceTracker } from './presence.js';
 import { sendPush, type PushSettings } from './push-request.js';
+import type { UnavailableLog } from '../protocol/unavailable-log.js';
 import type { NotifyStore } from './store.js';
 
 export interface DeliveryLimits {
@@ -68,6 +69,8 @@ export interface DeliveryDeps {
   limits: DeliveryLimits;
   metrics: NotifyMetrics;
   log: FastifyBaseLogger;
+  /** Logs failures of the store that is down (a full disk) once per interval instead of per push. */
+  unavailable?: UnavailableLog;
   /** Told of each endpoint deleted because the push service called it gone (auth drops it from the profile). */
   gone?: (user: string, device: string, endpoint: string) => void;
   /**
@@ -203,7 +206,7 @@ export class Delivery {
       this.#active++;
       const run: Promise<void> = this.#run(slot)
         .catch((err: unknown) => {
-          this.#d.log.error({ err, device: slot.device, site: slot.site }, 'push delivery failed');
+          if (this.#d.unavailable?.report(err) !== true) this.#d.log.error({ err, device: slot.device, site: slot.site }, 'push delivery failed');
           if (!this.#closed) this.#finish(slot);
         })
         .finally(() => {

@@ -18,11 +18,12 @@ import { DEFAULT_DELIVERY_LIMITS, Delivery, type DeliveryLimits } from './delive
 import { createNotifyMetrics } from './metrics.js';
 import { PresenceTracker } from './presence.js';
 import { notifyRoutes } from './routes.js';
+import { UnavailableLog } from '../protocol/unavailable-log.js';
 import type { NotifyStore } from './store.js';
 import { handleUpdate, type UpdateReply } from './updates.js';
 import { loadVapidKeys, type VapidKeys } from './vapid.js';
 
-export { openSqliteNotifyStore } from './store-sqlite.js';
+export { openSqliteNotifyStore, type SqliteNotifyStoreOptions } from './store-sqlite.js';
 export { VAPID_FILE, loadVapidKeys } from './vapid.js';
 export { openPgNotifyStore, type PgNotifyStoreOptions } from './store-pg.js';
 export type { NotifyStore } from './store.js';
@@ -85,6 +86,8 @@ export function createNotify(deps: NotifyDeps): NotifyService {
   const limits: NotifyLimits = { ...DEFAULT_NOTIFY_LIMITS, ...deps.limits };
   const { store, bus, log } = deps;
   const metrics = createNotifyMetrics(deps.registry);
+  // A store that cannot be used (a full disk) fails every update, publish and push alike.
+  const unavailable = new UnavailableLog(log);
   // When a user was last online matters for as long as a push about an older write can wait.
   const presence = new PresenceTracker(limits.maxPresenceNodes, {
     memoryMs: deps.pushIntervalMs + limits.maxAttempts * (limits.maxRetryDelayMs + 2 * limits.requestTimeoutMs) + QUEUE_SLACK_MS,
@@ -120,7 +123,7 @@ export function createNotify(deps: NotifyDeps): NotifyService {
         delivery?.offer(t.user, t.device, site, { log: logName, length, madeAt });
       }
     } catch (err) {
-      log.error({ err }, 'dg.notify.publish failed');
+      if (!unavailable.report(err, { subject: SUBJECTS.notifyPublish })) log.error({ err }, 'dg.notify.publish failed');
     } finally {
       pending--;
     }
@@ -130,7 +133,9 @@ export function createNotify(deps: NotifyDeps): NotifyService {
     try {
       return await handleUpdate({ store, pushHosts: deps.pushHosts, log }, message);
     } catch (err) {
-      // The bus answers {ok:false, error}; a malformed update is a bug in the sender.
+      // The bus answers {ok:false, error}; a malformed update is a bug in the sender, a
+      // store that is down is retried by auth with backoff.
+      if (unavailable.report(err, { subject: SUBJECTS.notifyUpdate })) throw err;
       if (err instanceof DgError) log.warn({ reason: err.message }, 'dg.notify.update refused');
       throw err;
     }
@@ -159,6 +164,7 @@ export function createNotify(deps: NotifyDeps): NotifyService {
         limits,
         metrics,
         log,
+        unavailable,
         gone: (user, device, endpoint) => {
           try {
             bus.publish(SUBJECTS.authPushGone, { user, device, endpoint } satisfies PushGone);

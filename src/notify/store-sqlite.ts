@@ -1,9 +1,12 @@
 /**
  * The notify store on one SQLite file (better-sqlite3, WAL). better-sqlite3 is synchronous,
  * so every method runs its statements inside one `transaction()` and no other call can
- * interleave: the version compare-and-set needs no row lock.
+ * interleave: the version compare-and-set needs no row lock. A storage failure (a full
+ * disk, an I/O error, a lock held past the busy timeout) rejects with UNAVAILABLE and
+ * writes nothing: a failed transaction is rolled back.
  */
 import Database from 'better-sqlite3';
+import { sqliteStoreError } from '../protocol/sqlite-failure.js';
 import type { EndpointState, NotifyStore, PushTarget, StoreChange, SubscriptionState, UserState, VersionResult } from './store.js';
 
 const SCHEMA = `
@@ -64,11 +67,25 @@ function toTarget(r: TargetRow): PushTarget {
   return { user: r.user_id, device: r.device, endpoint: r.endpoint, keys: { p256dh: r.p256dh, auth: r.auth }, pushedLength: r.pushed ?? 0 };
 }
 
-export function openSqliteNotifyStore(path: string): NotifyStore {
+export interface SqliteNotifyStoreOptions {
+  /** How long a call waits for another connection's lock on the file before it fails with UNAVAILABLE (default 5 000 ms). */
+  busyTimeoutMs?: number;
+}
+
+/** Runs one call's statements; a storage failure becomes UNAVAILABLE. */
+function guard<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw sqliteStoreError('notify store', err);
+  }
+}
+
+export function openSqliteNotifyStore(path: string, options: SqliteNotifyStoreOptions = {}): NotifyStore {
   const db = new Database(path);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
-  db.pragma('busy_timeout = 5000');
+  db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
   db.exec(SCHEMA);
 
   const s = {
@@ -182,29 +199,29 @@ export function openSqliteNotifyStore(path: string): NotifyStore {
   let open = true;
   return {
     async applyChanges(user, version, changes) {
-      return apply(user, version, changes);
+      return guard(() => apply(user, version, changes));
     },
     async replaceState(user, version, state) {
-      return replace(user, version, state);
+      return guard(() => replace(user, version, state));
     },
     async userState(user) {
-      return read(user);
+      return guard(() => read(user));
     },
     async targets(site, log, now) {
-      return s.targets.all({ site, log, now }).map(toTarget);
+      return guard(() => s.targets.all({ site, log, now }).map(toTarget));
     },
     async target(user, device, site, log, now) {
-      const r = s.target.get({ site, log, now, user, device });
+      const r = guard(() => s.target.get({ site, log, now, user, device }));
       return r === undefined ? null : toTarget(r);
     },
     async markPushed(user, device, site, log, length) {
-      s.markPushed.run({ user, device, site, log, length });
+      guard(() => s.markPushed.run({ user, device, site, log, length }));
     },
     async removeEndpoint(user, device, endpoint) {
-      return s.removeEndpoint.run(user, device, endpoint).changes > 0;
+      return guard(() => s.removeEndpoint.run(user, device, endpoint).changes > 0);
     },
     async claimWindow(user, device, site, now, intervalMs) {
-      return claim.immediate(user, device, site, now, intervalMs);
+      return guard(() => claim.immediate(user, device, site, now, intervalMs));
     },
     healthy() {
       return open && db.open;

@@ -29,7 +29,10 @@ import { boundPipelining } from './pipelining.js';
 import { clientErrorHandler, frameworkErrorHandler, installErrorHandlers, routeMiss, sendError } from './http-errors.js';
 import { refuseBackupDir } from './backup.js';
 import { demoRoutes } from './demo/routes.js';
-import { createPrivateFiles, ensureDataDir, loadSecrets, type Secrets } from './secrets.js';
+import { ATTESTATION_FILE, createPrivateFiles, ensureDataDir, HMAC_FILE, loadSecrets, type Secrets } from './secrets.js';
+import { lockDataDir, type DataDirLock } from './data-dir-lock.js';
+import { openPostgres, openSqliteFile } from './database-open.js';
+import { refuseLostKeys } from './lost-keys.js';
 import { defaultNodeId, ShardRegistry, type ShardMap } from './shard-registry.js';
 
 export const BODY_LIMIT = 64 * 1024;
@@ -70,9 +73,23 @@ const HTTP_TIMEOUTS: HttpTimeouts = { headersMs: 20_000, requestMs: 30_000, chec
 export async function buildServer(config: Config): Promise<DatagroveServer> {
   refuseBackupDir(config.dataDir);
   ensureDataDir(config.dataDir);
-  if (config.db === 'sqlite') createPrivateFiles(config.dataDir, config.roles.map((r) => `${r}.db`));
+  // SQLite files are one process's: the directory is locked before anything in it is read.
+  const lock = config.db === 'sqlite' ? lockDataDir(config.dataDir) : null;
+  try {
+    return await build(config, lock);
+  } catch (err) {
+    lock?.release();
+    throw err;
+  }
+}
+
+async function build(config: Config, lock: DataDirLock | null): Promise<DatagroveServer> {
   // A cluster's processes share key files; one that made its own would refuse every token.
   const cluster = config.bus !== 'inproc';
+  if (config.db === 'sqlite') {
+    refuseLostKeys(config.dataDir, [HMAC_FILE, ATTESTATION_FILE, ...(config.roles.includes('notify') ? [VAPID_FILE] : [])]);
+    createPrivateFiles(config.dataDir, config.roles.map((r) => `${r}.db`));
+  }
   const secrets = loadSecrets(config.dataDir, { create: !cluster, alsoRequire: config.roles.includes('notify') ? [VAPID_FILE] : [] });
   const metrics = createMetrics();
   const upgradeHandlers: ((req: IncomingMessage, socket: Duplex, head: Buffer) => boolean)[] = [];
@@ -119,6 +136,9 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
     },
   });
   installErrorHandlers(app, countError);
+  if (lock !== null && lock.previousPid !== 0) {
+    app.log.warn({ previousPid: lock.previousPid, data: config.dataDir }, 'the previous server on this data directory did not stop cleanly; its lock is taken over');
+  }
   // JSON bodies nested deeper than any request needs are refused before they are parsed
   // (deep nesting costs far more to parse than its size, and overflows recursive walks).
   const parseJson = app.getDefaultJsonParser('error', 'error');
@@ -161,7 +181,7 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
     maxAge: 600,
   });
   // Auth processes sharing a PostgreSQL database count their limits there, together.
-  const sharedLimits = config.db !== 'sqlite' && config.roles.includes('auth') ? await openPgRateLimits(config.db, config.dbSchema) : null;
+  const sharedLimits = config.db !== 'sqlite' && config.roles.includes('auth') ? await openPostgres(config.db, () => openPgRateLimits(config.db, config.dbSchema)) : null;
   if (sharedLimits !== null) app.addHook('onClose', async () => sharedLimits.close());
   await app.register(rateLimit, {
     global: false,
@@ -211,7 +231,9 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
 
   let auth: AuthService | null = null;
   if (config.roles.includes('auth')) {
-    const store = pg ? await openPgAuthStore(config.db, { schema: config.dbSchema }) : openSqliteAuthStore(join(config.dataDir, 'auth.db'));
+    const store = pg
+      ? await openPostgres(config.db, () => openPgAuthStore(config.db, { schema: config.dbSchema }))
+      : openSqliteFile('auth', join(config.dataDir, 'auth.db'), openSqliteAuthStore);
     auth = createAuth({
       store,
       bus,
@@ -234,7 +256,9 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
 
   let tail: TailService | null = null;
   if (config.roles.includes('tail')) {
-    const store = pg ? await openPgLogStore(config.db, { schema: config.dbSchema }) : openSqliteLogStore(join(config.dataDir, 'tail.db'));
+    const store = pg
+      ? await openPostgres(config.db, () => openPgLogStore(config.db, { schema: config.dbSchema }))
+      : openSqliteFile('tail', join(config.dataDir, 'tail.db'), (path) => openSqliteLogStore(path));
     tail = createTail({
       store,
       bus,
@@ -264,7 +288,9 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
   let notify: NotifyService | null = null;
   if (config.roles.includes('notify')) {
     notify = createNotify({
-      store: pg ? await openPgNotifyStore(config.db, { schema: config.dbSchema }) : openSqliteNotifyStore(join(config.dataDir, 'notify.db')),
+      store: pg
+        ? await openPostgres(config.db, () => openPgNotifyStore(config.db, { schema: config.dbSchema }))
+        : openSqliteFile('notify', join(config.dataDir, 'notify.db'), openSqliteNotifyStore),
       bus,
       dataDir: config.dataDir,
       vapidSubject: config.vapidSubject,
@@ -341,8 +367,13 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
       } finally {
         clearTimeout(cut);
       }
-      for (const c of closers) await c();
-      await bus.close();
+      try {
+        for (const c of closers) await c();
+        await bus.close();
+      } finally {
+        // Last: the stores are closed, so another server may open them.
+        lock?.release();
+      }
     },
   };
   return server;

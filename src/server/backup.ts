@@ -133,8 +133,9 @@ function copyDatabase(src: string, dest: string): void {
 
 export interface BackupOptions {
   /**
-   * Copy the key files too (default true). Without them a restored server makes new keys:
-   * every token, attestation and push subscription of before stops working.
+   * Copy the key files too (default true). Without them a restored server does not start
+   * until they are copied in (lost-keys.ts): new keys would end every token, attestation
+   * and push subscription of before.
    */
   keys?: boolean;
 }

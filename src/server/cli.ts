@@ -9,7 +9,9 @@ import { DgError } from '../protocol/errors.js';
 import { loadVapidKeys, VAPID_FILE } from '../notify/index.js';
 import { openPgLogStore, openSqliteLogStore } from '../tail/index.js';
 import { buildServer } from './app.js';
-import { backupDataDir, restoreDataDir, TAIL_DB } from './backup.js';
+import { lockDataDir } from './data-dir-lock.js';
+import { openPostgres, openSqliteFile } from './database-open.js';
+import { backupDataDir, KEY_FILES, restoreDataDir, TAIL_DB } from './backup.js';
 import { helpText, loadConfig } from './config.js';
 import { ATTESTATION_FILE, HMAC_FILE, initKeyFiles, revokeAttestationKey, rotateSecrets } from './secrets.js';
 
@@ -72,7 +74,14 @@ function keys(args: string[]): void {
 async function serve(args: string[]): Promise<void> {
   const config = loadConfig(args);
   const server = await buildServer(config);
-  const port = await server.listen();
+  let port: number;
+  try {
+    port = await server.listen();
+  } catch (err) {
+    // A port in use: let the stores and the data directory's lock go before exiting.
+    await server.close().catch(() => undefined);
+    throw err;
+  }
   server.app.log.info({ port, roles: config.roles, data: config.dataDir }, 'datagrove listening');
   let stopping = false;
   const stop = (signal: string) => {
@@ -125,20 +134,36 @@ async function restore(args: string[]): Promise<void> {
   const config = loadConfig(rest);
   sqliteOnly(config.db, 'restore');
   const r = await restoreDataDir(from, config.dataDir);
-  process.stdout.write(`restored ${r.files.join(', ')} into ${config.dataDir}; the epochs of ${r.logs} logs were lifted. Serve it with --data ${config.dataDir}.\n`);
+  const keyless = KEY_FILES.filter((f) => !r.files.includes(f));
+  const keys =
+    keyless.length === 0
+      ? ''
+      : ` The backup holds no ${keyless.join(', ')}: copy them from the data directory it was taken of before serving (a server does not make new keys over data made with the old ones; \`datagrove keys init --data ${config.dataDir}\` makes new ones on purpose).`;
+  process.stdout.write(`restored ${r.files.join(', ')} into ${config.dataDir}; the epochs of ${r.logs} logs were lifted. Serve it with --data ${config.dataDir}.${keys}\n`);
 }
 
-/** For a store restored some other way (a disk snapshot, PostgreSQL's tools): lifts its epochs. */
+/**
+ * For a store restored some other way (a disk snapshot, PostgreSQL's tools): lifts its
+ * epochs. A SQLite data directory is locked meanwhile: never lifted under a serving process.
+ */
 async function liftEpochs(args: string[]): Promise<void> {
   const config = loadConfig(args);
   const file = join(config.dataDir, TAIL_DB);
   if (config.db === 'sqlite' && !existsSync(file)) throw new DgError('BAD_REQUEST', `no tail store at ${file}`);
-  const store = config.db === 'sqlite' ? openSqliteLogStore(file) : await openPgLogStore(config.db, { schema: config.dbSchema });
+  const lock = config.db === 'sqlite' ? lockDataDir(config.dataDir) : null;
   try {
-    const n = await store.liftEpochs();
-    process.stdout.write(`the epochs of ${n} logs were lifted.\n`);
+    const store =
+      config.db === 'sqlite'
+        ? openSqliteFile('tail', file, (path) => openSqliteLogStore(path))
+        : await openPostgres(config.db, () => openPgLogStore(config.db, { schema: config.dbSchema }));
+    try {
+      const n = await store.liftEpochs();
+      process.stdout.write(`the epochs of ${n} logs were lifted.\n`);
+    } finally {
+      await store.close();
+    }
   } finally {
-    await store.close();
+    lock?.release();
   }
 }
 

@@ -6,7 +6,7 @@
  * Writes go to a temp file then rename, so a crash never leaves a torn file.
  */
 import { generateKeyPairSync, randomBytes, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { DgError } from '../protocol/errors.js';
 import type { KeyRing } from '../protocol/token.js';
@@ -65,6 +65,7 @@ export function ensureDataDir(dir: string): void {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new Error(`cannot make the data directory ${dir}: ${(err as Error).message}`, { cause: err });
     }
   }
+  if (!statSync(dir).isDirectory()) throw new Error(`the data directory ${dir} is not a directory`);
 }
 
 /**

@@ -88,11 +88,32 @@ export interface ReadResult {
 }
 
 /**
- * What `liftEpochs` adds to every epoch: more leader changes than any one log sees between
- * a copy of the store and its restore, so no epoch handed out in between is issued again.
- * Epochs stay safe integers for 2^21 lifts.
+ * What `liftEpochs` adds to every epoch at least: more leader changes than any one log sees
+ * between a copy of the store and its restore, so no epoch handed out in between is issued
+ * again, whatever the clock says.
  */
 export const EPOCH_LIFT = 2 ** 32;
+
+/**
+ * Epochs per millisecond of the time floor that `liftEpochs` also lifts to. A log changes
+ * leader far less often than this (each change is a durable transaction), so the epochs a
+ * restored store hands out stay below the floor of any later time: a later restore of the
+ * same copy lifts past all of them. At 1024 per ms the floor stays a safe integer until
+ * the year 2248.
+ */
+export const EPOCH_LIFT_PER_MS = 1024;
+
+/** The time floor of a lift at `now` (ms since the epoch). */
+export function epochTimeFloor(now: number): number {
+  return Math.floor(now) * EPOCH_LIFT_PER_MS;
+}
+
+/** Throws unless a lift to at least `floor` and by EPOCH_LIFT from `top` keeps epochs safe integers. */
+export function checkLift(top: number, floor: number): void {
+  if (top > Number.MAX_SAFE_INTEGER - EPOCH_LIFT || floor > Number.MAX_SAFE_INTEGER) {
+    throw new Error(`log store: epoch ${top} cannot be lifted by ${EPOCH_LIFT} (or to ${floor}) and stay a safe integer`);
+  }
+}
 
 /** How many write ids per (site, log, device) a store keeps at least. */
 export const WID_MEMORY = 64;
@@ -134,13 +155,16 @@ export interface LogStore {
    */
   read(site: string, log: string, from: number, limit: number, maxBytes: number): Promise<ReadResult>;
   /**
-   * Raises the epoch of every log by EPOCH_LIFT, atomically, and returns how many logs
+   * Raises the epoch of every log, and the floor that logs stored later start above, to
+   * `max(epoch + EPOCH_LIFT, epochTimeFloor(now))`, atomically, and returns how many logs
    * there are. Run on a store restored from a copy, before it serves: the epochs handed out
    * after the copy was taken are lost with it, and would otherwise be issued again, so a
-   * leader of the lost history could write under a new leader's epoch. Throws when an
-   * epoch would no longer be a safe integer (nothing is changed then).
+   * leader of the lost history could write under a new leader's epoch. The time floor
+   * makes a second restore of the same copy, later, lift past what the first one handed
+   * out (given clocks that do not run back). Throws when an epoch would no longer be a safe
+   * integer (nothing is changed then).
    */
-  liftEpochs(): Promise<number>;
+  liftEpochs(now?: number): Promise<number>;
   /** True while the store answers and has found no damage (for /ready). */
   healthy(): boolean;
   /**

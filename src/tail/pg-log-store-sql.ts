@@ -138,8 +138,8 @@ export function pgLogQueries(schema: string): PgLogQueries {
        UNION ALL
        SELECT epoch FROM ${s}.tail_logs WHERE site = $1 AND log = $2 AND NOT EXISTS (SELECT 1 FROM up)`,
     ),
-    // Every epoch and the floor up by $1 in one statement, or nothing when the largest
-    // would pass $2 (then `floored` is 0).
+    // Every epoch and the floor up by $1 and to at least $3 in one statement, or nothing
+    // when the largest would pass $2 (then `floored` is 0).
     lift: q(
       'lift',
       `WITH span AS (
@@ -147,10 +147,10 @@ export function pgLogQueries(schema: string): PgLogQueries {
                 GREATEST(COALESCE(MAX(epoch), 0), (SELECT floor FROM ${s}.tail_epoch_floor)) AS top
          FROM ${s}.tail_logs
        ), lifted AS (
-         UPDATE ${s}.tail_logs SET epoch = epoch + $1::bigint
+         UPDATE ${s}.tail_logs SET epoch = GREATEST(epoch + $1::bigint, $3::bigint)
          WHERE (SELECT top FROM span) <= $2::bigint - $1::bigint RETURNING 1
        ), floored AS (
-         UPDATE ${s}.tail_epoch_floor SET floor = floor + $1::bigint
+         UPDATE ${s}.tail_epoch_floor SET floor = GREATEST(floor + $1::bigint, $3::bigint)
          WHERE (SELECT top FROM span) <= $2::bigint - $1::bigint RETURNING 1
        )
        SELECT span.n, span.top, (SELECT COUNT(*) FROM floored) AS floored FROM span`,

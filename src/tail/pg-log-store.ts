@@ -22,6 +22,8 @@ import { DamageRecord, type StoreDamage } from './store-damage.js';
 import {
   EPOCH_LIFT,
   WID_MEMORY,
+  checkLift,
+  epochTimeFloor,
   beyondEnd,
   checkAppendBatch,
   checkEpoch,
@@ -170,9 +172,11 @@ class PgLogStore implements LogStore {
     });
   }
 
-  async liftEpochs(): Promise<number> {
+  async liftEpochs(now = Date.now()): Promise<number> {
+    const floor = epochTimeFloor(now);
+    checkLift(0, floor);
     return this.run(async () => {
-      const { rows } = await this.pool.query({ ...this.q.lift, values: [EPOCH_LIFT, Number.MAX_SAFE_INTEGER] });
+      const { rows } = await this.pool.query({ ...this.q.lift, values: [EPOCH_LIFT, Number.MAX_SAFE_INTEGER, floor] });
       const r = rows[0] as { n: string; top: string; floored: string };
       if (num(r.floored) !== 1) throw new Error(`log store: epoch ${r.top} cannot be lifted by ${EPOCH_LIFT} and stay a safe integer`);
       return num(r.n);

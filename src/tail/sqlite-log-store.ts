@@ -16,6 +16,8 @@ import { isPackOf, packEntries, unpackEntries } from './entry-pack.js';
 import {
   EPOCH_LIFT,
   WID_MEMORY,
+  checkLift,
+  epochTimeFloor,
   beyondEnd,
   checkAppendBatch,
   checkEpoch,
@@ -123,7 +125,7 @@ export class SqliteLogStore implements LogStore {
 
   private readonly appendTx: (requests: AppendRequest[]) => AppendResult[];
   private readonly bumpTx: (site: string, log: string, device: string | null, user: string | null) => number;
-  private readonly liftTx: () => number;
+  private readonly liftTx: (now: number) => number;
 
   constructor(path: string, options: SqliteLogStoreOptions = {}) {
     const db = new Database(path, { timeout: options.busyTimeoutMs ?? 5000 });
@@ -194,16 +196,17 @@ export class SqliteLogStore implements LogStore {
     const span = db.prepare<[], { n: number; top: number }>(
       'SELECT COUNT(*) AS n, MAX(COALESCE(MAX(epoch), 0), (SELECT floor FROM epoch_floor)) AS top FROM logs',
     );
-    const lift = db.prepare<[number]>('UPDATE logs SET epoch = epoch + ?');
-    const liftFloor = db.prepare<[number]>('UPDATE epoch_floor SET floor = floor + ?');
-    const liftTx = db.transaction(() => {
+    const lift = db.prepare<[number, number]>('UPDATE logs SET epoch = MAX(epoch + ?, ?)');
+    const liftFloor = db.prepare<[number, number]>('UPDATE epoch_floor SET floor = MAX(floor + ?, ?)');
+    const liftTx = db.transaction((now: number) => {
       const { n, top } = span.get() as { n: number; top: number };
-      if (top > Number.MAX_SAFE_INTEGER - EPOCH_LIFT) throw new Error(`log store: epoch ${top} cannot be lifted by ${EPOCH_LIFT} and stay a safe integer`);
-      lift.run(EPOCH_LIFT);
-      liftFloor.run(EPOCH_LIFT);
+      const floor = epochTimeFloor(now);
+      checkLift(top, floor);
+      lift.run(EPOCH_LIFT, floor);
+      liftFloor.run(EPOCH_LIFT, floor);
       return n;
     });
-    this.liftTx = () => liftTx.immediate();
+    this.liftTx = (now) => liftTx.immediate(now);
   }
 
   /** Runs inside the batch transaction: decides each request in order (see LogStore). */
@@ -309,9 +312,9 @@ export class SqliteLogStore implements LogStore {
     return this.guard(() => this.endTx(site, log, epoch));
   }
 
-  async liftEpochs(): Promise<number> {
+  async liftEpochs(now = Date.now()): Promise<number> {
     this.open();
-    return this.guard(() => this.liftTx());
+    return this.guard(() => this.liftTx(now));
   }
 
   async appendBatch(requests: AppendRequest[]): Promise<AppendResult[]> {

@@ -9,6 +9,7 @@ import { describe, it } from 'node:test';
 import { Value } from '@sinclair/typebox/value';
 import { ProfileReply, ProfileUpdateReply } from '../../src/protocol/auth-schemas.js';
 import { SUBJECTS, type NotifyUpdate } from '../../src/protocol/bus-messages.js';
+import { DgError } from '../../src/protocol/errors.js';
 import type { Subscription } from '../../src/bus/bus.js';
 import { call, createSite, get, loginDevice, post, signupDevice, type SignedUpDevice } from '../helpers/auth-client.js';
 import { startServer } from '../helpers/server.js';
@@ -278,6 +279,29 @@ describe('profile', async () => {
     // Only full states (the retry timer may also have sent version 1 first), ending at version 2.
     assert.ok(mine.every((m) => m.full !== undefined && m.changes === undefined), JSON.stringify(mine));
     assert.deepEqual(mine.find((m) => m.version === 2), { user: me.user, version: 2, full: { subscriptions: [], push: [] } });
+  });
+
+  it('takes notify answering UNAVAILABLE (its store is down) as unreachable, and re-sends the full state once it answers', async () => {
+    const me = await signupDevice(url);
+    const site = await createSite(url, me.access);
+    let down = true;
+    answer = () => {
+      // What notify answers while its disk is full.
+      if (down) throw new DgError('UNAVAILABLE', 'notify store is unavailable', { cause: new Error('database or disk is full') });
+      return { ok: true };
+    };
+    try {
+      const n = sent.length;
+      assert.deepEqual(await update(me, 0, [{ op: 'join', device: me.device, site }]), { ok: true, version: 1 });
+      await until('the refused update', () => sent.slice(n).some((m) => m.user === me.user));
+      await new Promise((r) => setTimeout(r, 100));
+      const during = sent.length;
+      down = false;
+      await until('the full state, re-sent by itself', () => sent.slice(during).some((m) => m.user === me.user), 10_000);
+      assert.deepEqual(sent.slice(during).find((m) => m.user === me.user), { user: me.user, version: 1, full: { subscriptions: [{ device: me.device, site, mutedUntil: null }], push: [] } });
+    } finally {
+      answer = () => ({ ok: true });
+    }
   });
 
   it('re-sends the full state by itself once notify is back', async () => {

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import BetterSqlite3 from 'better-sqlite3';
 import { SqliteAuthStore } from '../../src/auth/sqlite/store.js';
+import { DgError } from '../../src/protocol/errors.js';
 import { MIGRATIONS } from '../../src/auth/sqlite/migrations.js';
 import { runAuthStoreConformance } from '../conformance/auth-store.js';
 import { tempDir } from '../helpers/server.js';
@@ -41,5 +42,29 @@ describe('sqlite auth store', () => {
     db.pragma(`user_version = ${MIGRATIONS.length + 1}`);
     db.close();
     assert.throws(() => new SqliteAuthStore(path), /newer than this server/);
+  });
+
+  it('answers UNAVAILABLE and writes nothing while the file stays locked past the busy timeout', async () => {
+    const path = join(tempDir(), 'auth.db');
+    const s = new SqliteAuthStore(path, { busyTimeoutMs: 100 });
+    const device = { id: 'D'.repeat(43), boxKey: 'B'.repeat(43), name: 'n', createdAt: 1 };
+    // Another process (a backup, an operator's shell) holding the write lock.
+    const other = new BetterSqlite3(path);
+    other.exec('BEGIN IMMEDIATE');
+    const busy = (err: unknown) => {
+      assert.ok(err instanceof DgError, `expected DgError UNAVAILABLE, got ${String(err)}`);
+      assert.equal(err.code, 'UNAVAILABLE');
+      assert.match(String((err.cause as { code?: unknown } | undefined)?.code), /^SQLITE_BUSY/);
+      return true;
+    };
+    await assert.rejects(s.putNonce('n'.repeat(43), device.id, Date.now() + 60_000), busy);
+    await assert.rejects(s.createUser({ id: 'u1', createdAt: 1 }, device), busy);
+    await assert.rejects(s.keys.addUserKey({ user: 'u1', version: 1, publicKey: 'K'.repeat(43), sig: 's', prevSig: null, createdAt: 1 }), busy);
+    await assert.rejects(s.prune(Date.now()), busy);
+    other.exec('ROLLBACK');
+    other.close();
+    assert.equal(await s.getDevice(device.id), null, 'the refused signup left nothing behind');
+    assert.equal(await s.createUser({ id: 'u1', createdAt: 1 }, device), true);
+    await s.close();
   });
 });

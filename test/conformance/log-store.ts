@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { DgError } from '../../src/protocol/errors.js';
 import { decodePacked, isPackOf } from '../../src/tail/entry-pack.js';
-import { EPOCH_LIFT, WID_MEMORY, type AppendRequest, type AppendResult, type LogStore } from '../../src/tail/log-store.js';
+import { EPOCH_LIFT, WID_MEMORY, epochTimeFloor, type AppendRequest, type AppendResult, type LogStore } from '../../src/tail/log-store.js';
 
 let siteCounter = 0;
 /** A site id no other test (or earlier run on the same data) uses. */
@@ -437,7 +437,8 @@ export function runLogStoreConformance(name: string, open: () => Promise<LogStor
       assert.deepEqual(await append(req(a, 1, ['b'], { epoch: 2 })), { status: 'ok', at: 1, length: 2 });
       await append(req(b, 0, ['x']));
 
-      const logs = await store.liftEpochs();
+      // At a time whose floor is below the lift (a clock far behind): by EPOCH_LIFT.
+      const logs = await store.liftEpochs(1000);
       assert.ok(logs >= 2, `${logs} logs lifted`);
       assert.deepEqual(await store.state(a, 'main'), { length: 2, epoch: 2 + EPOCH_LIFT });
       assert.deepEqual(await store.state(b, 'main'), { length: 1, epoch: EPOCH_LIFT });
@@ -460,6 +461,20 @@ export function runLogStoreConformance(name: string, open: () => Promise<LogStor
       const written = freshSite();
       await append(req(written, 0, ['w']));
       assert.ok((await store.bumpEpoch(written, 'main')) > EPOCH_LIFT);
+
+      // At a real time, epochs go up to its floor: a copy restored again later passes what
+      // an earlier restore of it handed out, since logs change leader far slower than that.
+      const now = Date.now();
+      await store.liftEpochs(now);
+      const floor = epochTimeFloor(now);
+      assert.ok(Number.isSafeInteger(floor) && floor > 3 + 2 * EPOCH_LIFT);
+      assert.deepEqual(await store.state(a, 'main'), { length: 3, epoch: floor });
+      assert.deepEqual(await store.state(b, 'main'), { length: 1, epoch: floor });
+      const later = freshSite();
+      assert.equal(await store.bumpEpoch(later, 'main'), floor + 1);
+      // The next lift, a moment later, still adds at least EPOCH_LIFT.
+      await store.liftEpochs(now + 1);
+      assert.deepEqual(await store.state(b, 'main'), { length: 1, epoch: floor + EPOCH_LIFT });
     });
   });
 }

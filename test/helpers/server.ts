@@ -2,7 +2,7 @@
  * The one test-server helper: a real server on port 0 with a temp data dir and quiet logs,
  * torn down after the calling test file (node:test `after`).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after } from 'node:test';
@@ -24,6 +24,20 @@ export function tempDir(prefix = 'dg-test-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   after(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
+}
+
+/**
+ * A data directory of its own whose databases and key files are those of `dir` (symbolic
+ * links; SQLite puts its -wal and -shm beside the real file, so both share one store): a
+ * second server on the same store, for tests of what the store guarantees between
+ * processes. Servers cannot share the data directory itself: it is locked to one.
+ */
+export function sameStoreDir(dir: string): string {
+  const other = tempDir('dg-same-store-');
+  for (const f of ['auth.db', 'tail.db', 'notify.db', 'hmac-keys.json', 'attestation-keys.json', 'vapid-keys.json']) {
+    if (existsSync(join(dir, f))) symlinkSync(join(dir, f), join(other, f));
+  }
+  return other;
 }
 
 export async function startServer(overrides: Partial<Config> = {}): Promise<TestServer> {

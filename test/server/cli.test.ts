@@ -71,6 +71,22 @@ describe('datagrove CLI', () => {
     assert.match(cmd.output, /unknown command 'frobnicate'/);
   });
 
+  it('a PostgreSQL database that cannot be reached at start is named by its address, never its password', async () => {
+    const closed = await freePort();
+    const cases: [string, RegExp][] = [
+      [`postgres://dg:s3cret@127.0.0.1:${closed}/dg_nowhere?sslmode=disable`, new RegExp(`cannot connect to the database at postgres://127\\.0\\.0\\.1:${closed}/dg_nowhere: connect ECONNREFUSED`)],
+      ['postgres://dg:s3cret@nosuch.invalid/dg_nowhere', /cannot connect to the database at postgres:\/\/nosuch\.invalid\/dg_nowhere: getaddrinfo ENOTFOUND/],
+    ];
+    for (const [db, message] of cases) {
+      for (const roles of ['auth', 'tail', 'notify']) {
+        const r = await runCli(['serve', '--roles', roles, '--db', db, '--data', tempDir(), '--port', '0']);
+        assert.equal(r.code, 1, r.output);
+        assert.match(r.output, message, `${roles}: ${r.output}`);
+        assert.doesNotMatch(r.output, /s3cret|dg:/, 'no credentials in the message');
+      }
+    }
+  });
+
   it('serve answers /health, makes the data dir and its secrets private, and exits 0 on SIGTERM', async () => {
     const dataDir = join(tempDir(), 'data');
     assert.equal(existsSync(dataDir), false);

@@ -105,6 +105,7 @@ describe('key files', () => {
     const file = join(tempDir(), 'f');
     writeFileSync(file, 'x');
     assert.throws(() => ensureDataDir(join(file, 'data')), /cannot make the data directory/);
+    assert.throws(() => ensureDataDir(file), /the data directory .*\/f is not a directory/);
     mkdirSync(join(tempDir(), 'ok'));
   });
 });

@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { openSqliteAuthStore } from '../../src/auth/index.js';
 import { SUBJECTS, type PresenceMessage } from '../../src/protocol/bus-messages.js';
 import { declareGrant, loginDevice, post, signupDevice } from '../helpers/auth-client.js';
-import { startServer } from '../helpers/server.js';
+import { sameStoreDir, startServer } from '../helpers/server.js';
 import { entry, TailClient } from '../helpers/tail-client.js';
 import { connect, joined, lease, logName, member, sleep, until, world, type World } from './fixture.js';
 
@@ -290,7 +290,7 @@ describe('tail: access while auth is unreachable', async () => {
     const gone = await signupDevice(w.url);
     assert.equal((await post(w.url, '/revoke', { device: gone.device }, gone.access)).status, 200);
     const early = await post<{ token: string }>(w.url, '/lease', { site: w.site, log }, w.owner.access);
-    const tailOnly = await startServer({ dataDir: w.srv.dataDir, roles: ['tail'] });
+    const tailOnly = await startServer({ dataDir: sameStoreDir(w.srv.dataDir), roles: ['tail'] });
     const started = Date.now();
     // It cannot know of that revocation: no token issued before it listened is taken.
     const revoked = await TailClient.open(tailOnly.wsUrl);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { startServer } from '../helpers/server.js';
+import { sameStoreDir, startServer } from '../helpers/server.js';
 import { entry, TailClient } from '../helpers/tail-client.js';
 import { connect, joined, lease, logName, sleep, world } from './fixture.js';
 
@@ -320,7 +320,7 @@ describe('tail: leases and leaders', async () => {
     const f = await connect(w, writer);
     const lf = await lease(f, w.site, log);
     // A second node on the same data: it knows nothing of the first node's leader.
-    const other = await startServer({ dataDir: w.srv.dataDir, leaseGraceMs: GRACE });
+    const other = await startServer({ dataDir: sameStoreDir(w.srv.dataDir), leaseGraceMs: GRACE });
     const z = await TailClient.connect(other.wsUrl, w.owner.access);
     const lz = await lease(z, w.site, log);
     assert.equal(lz.role, 'leader');

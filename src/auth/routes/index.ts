@@ -26,6 +26,11 @@ import { siteRoutes } from './sites.js';
 export function authRoutes(ctx: AuthContext): FastifyPluginAsync {
   return async (app) => {
     app.setValidatorCompiler(typeboxValidatorCompiler);
+    // A store that cannot be used (a full disk, a database away) fails every request alike:
+    // the server's error handler answers 503; its cause is logged here, once per 10 s.
+    app.addHook('onError', async (req, _reply, err) => {
+      ctx.unavailable.report(err, { route: req.routeOptions.url });
+    });
     challengeRoute(app, ctx);
     sessionRoutes(app, ctx);
     refreshRoute(app, ctx);

@@ -41,6 +41,7 @@ import { migrate } from './migrations.js';
 import { SqliteProfiles } from './profile.js';
 import { num, numOrNull, str, strOrNull, toAccess, toDevice, toGrant, toSite, type Row } from './rows.js';
 import { statements, type StatementLookup } from './statements.js';
+import { guardStorageFailures } from './storage-guard.js';
 
 /** Grants that are `hashes` or descend from one through `prf` (bounded: chains are ≤ 8 deep). */
 const DESCENDANTS = `
@@ -49,6 +50,15 @@ const DESCENDANTS = `
     UNION
     SELECT g.hash, d.depth + 1 FROM grants g JOIN d ON g.prf = d.hash WHERE d.depth < 16
   )`;
+
+export interface SqliteAuthStoreOptions {
+  /**
+   * How long a call waits for another connection's lock on the file before it fails with
+   * UNAVAILABLE (default 5 000 ms). Only another process (a backup, an operator's shell)
+   * holds one for long.
+   */
+  busyTimeoutMs?: number;
+}
 
 export class SqliteAuthStore implements AuthStore {
   readonly #db: Database;
@@ -59,12 +69,12 @@ export class SqliteAuthStore implements AuthStore {
   readonly #families: SqliteFamilies;
   readonly keys: SqliteKeyDirectory;
 
-  constructor(path: string) {
+  constructor(path: string, options: SqliteAuthStoreOptions = {}) {
     this.#db = new BetterSqlite3(path);
     this.#db.pragma('journal_mode = WAL');
     this.#db.pragma('synchronous = FULL');
     this.#db.pragma('foreign_keys = ON');
-    this.#db.pragma('busy_timeout = 5000');
+    this.#db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
     migrate(this.#db);
     this.#s = statements(this.#db, (p) => ({
       insertUser: p('INSERT INTO users (id, created_at) VALUES (?, ?)'),
@@ -422,3 +432,8 @@ export class SqliteAuthStore implements AuthStore {
     if (this.#db.open) this.#db.close();
   }
 }
+
+// Storage failures (a full disk, an I/O error, a lock held past the busy timeout) reject
+// with UNAVAILABLE, from every method, as the AuthStore contract says.
+guardStorageFailures(SqliteAuthStore.prototype);
+guardStorageFailures(SqliteKeyDirectory.prototype);
