@@ -23,12 +23,13 @@ import { drainInbox } from './inbox.js';
 import { KeyApi } from './key-api.js';
 import { ManagedKeySource } from './key-source.js';
 import type { HeldUserKey, KeyContext } from './key-context.js';
-import { loadKeychain, saveKeychain } from './keychain.js';
+import { saveKeychain } from './keychain.js';
 import { KeyPins } from './pins.js';
+import { ServerEpochs } from './server-epochs.js';
 import { createEncryptedSite, rotateSiteKey, shareSite, type Delivery, type ShareSpec } from './site-key-flows.js';
 import { SiteKeyring } from './site-keyring.js';
 import { UserKey } from './user-key.js';
-import { importUserKey, rotateUserKey, settleUserKey, type UserKeyState } from './user-key-flows.js';
+import { importUserKey, rotateUserKey, settleUserKey, syncKeychain, type UserKeyState } from './user-key-flows.js';
 import { LocalVault } from './vault.js';
 import { WriterDirectory, type Writer } from './writers.js';
 
@@ -77,6 +78,7 @@ const MAX_REVOKED_REMEMBERED = 1000;
 export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext {
   readonly api: KeyApi;
   readonly ring: SiteKeyring;
+  readonly epochs: ServerEpochs;
   readonly user: string;
   readonly issuer: string | undefined;
   /** The codec that seals the client's log entries (set on the client by `open`). */
@@ -107,7 +109,8 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
     this.ring = ring;
     this.issuer = opts.issuer;
     this.api = new KeyApi(client.auth, client.session);
-    this.source = new ManagedKeySource(client, ring, () => this.fetchKeys(), opts.epochTtlMs ?? 30_000);
+    this.epochs = new ServerEpochs(async (site) => (await client.siteInfo(site)).keyEpoch);
+    this.source = new ManagedKeySource(this.epochs, ring, () => this.fetchKeys(), opts.epochTtlMs ?? 30_000);
     this.codec = new EntryCipher(this.source);
     this.writers = new WriterDirectory(this);
   }
@@ -282,10 +285,19 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
     return shareSite(this, site, to, spec);
   }
 
-  /** Rotates a site's key for its current members (admin only). */
+  /**
+   * Rotates a site's key for its current members (admin only). CONFLICT when another admin
+   * rotated it first, or when the server's key epoch went back (then nothing was rotated).
+   */
   async rotateSite(site: string): Promise<Delivery & { epoch: number }> {
+    const r = await this.rotateOnce(site);
+    if (r === null) throw new DgError('CONFLICT', `site ${site}: another admin rotated its key first`);
+    return r;
+  }
+
+  private async rotateOnce(site: string): Promise<(Delivery & { epoch: number }) | null> {
     const r = await rotateSiteKey(this, site);
-    this.source.noteEpoch(site, r.epoch);
+    if (r !== null) this.source.noteEpoch(site, r.epoch);
     return r;
   }
 
@@ -311,7 +323,11 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
     return this.rotateSites(rotate);
   }
 
-  /** Rotates each of `sites` that requires it and that this user administers. */
+  /**
+   * Rotates each of `sites` that requires it and that this user administers; a site another
+   * admin rotated first is `left`. A rotation refused because the server's key epoch went
+   * back (CONFLICT) fails the call: it is never reported as rotated, nor quietly left.
+   */
   async rotateSites(sites: string[]): Promise<{ rotated: string[]; left: string[] }> {
     const rotated: string[] = [];
     const left: string[] = [];
@@ -321,13 +337,8 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
         left.push(site);
         continue;
       }
-      try {
-        await this.rotateSite(site);
-        rotated.push(site);
-      } catch (err) {
-        if (!(err instanceof DgError) || err.code !== 'CONFLICT') throw err;
-        left.push(site);
-      }
+      if ((await this.rotateOnce(site)) === null) left.push(site);
+      else rotated.push(site);
     }
     return { rotated, left };
   }
@@ -381,7 +392,7 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
     const dir = await this.verified({ user: this.user });
     if (dir.rotationRequired && held.version === dir.newest && (await rotateUserKey(this))) return;
     try {
-      await saveKeychain(this.api, held.key, this.user, held.version, this.ring);
+      await saveKeychain(this, held.key, this.user, held.version, this.ring);
     } catch (err) {
       // A keychain under a newer user key: this device's key is on its way; it saves then.
       if (!(err instanceof DgError) || err.code !== 'CONFLICT') throw err;
@@ -438,11 +449,7 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
   private async fetchKeys(): Promise<void> {
     try {
       await this.openInbox();
-      const held = this.heldKey;
-      if (held !== null) {
-        const { stale } = await loadKeychain(this.api, held.key, this.user, held.version, this.ring);
-        await (stale ? this.saveRing() : this.persistRing());
-      }
+      await syncKeychain(this);
     } catch (err) {
       this.report(asDg(err));
     }

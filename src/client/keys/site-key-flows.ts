@@ -22,7 +22,9 @@ import { readGrant } from '../grants.js';
 import { attestedDevices, type Recipient } from './directory.js';
 import { MAX_KEYS_PER_ENVELOPE, sealEnvelope, type EnvelopeBody } from './envelope.js';
 import type { SiteMembers } from './key-api.js';
+import { judgeKeys } from './key-admission.js';
 import type { KeyContext } from './key-context.js';
+import { SiteKeyring } from './site-keyring.js';
 
 export interface ShareSpec {
   logs?: string[];
@@ -120,15 +122,28 @@ async function memberDevices(ctx: KeyContext, members: SiteMembers, d: Delivery)
 /**
  * Rotates `site` to a new key epoch (needs admin): claims the epoch on the server, saves the
  * new key, and sends it to the current members' devices only (a revoked device, or a
- * removed member, is not among them).
+ * removed member, is not among them). Null when another admin claimed the epoch first.
+ *
+ * The new epoch is the server's + 1. A device holding a key for that epoch or a later one
+ * means the server's epoch went back (or the server lies about it): rotating would claim
+ * an epoch whose key this device already has, and writers would go on sealing under a key
+ * the removed member may hold. That is refused (CONFLICT) before anything is claimed.
  */
-export async function rotateSiteKey(ctx: KeyContext, site: string): Promise<Delivery & { epoch: number }> {
+export async function rotateSiteKey(ctx: KeyContext, site: string): Promise<(Delivery & { epoch: number }) | null> {
   const info = await ctx.client.siteInfo(site);
   if (!info.rights.includes('admin')) throw new DgError('FORBIDDEN', `site ${site}: only an admin rotates its key`);
   const epoch = info.keyEpoch + 1;
+  const held = ctx.ring.newest(site);
+  if (held !== undefined && held.epoch >= epoch) {
+    throw new DgError('CONFLICT', `site ${site}: the server's key epoch for the site went back from ${held.epoch} to ${info.keyEpoch}; nothing was rotated`);
+  }
   const key = randomBytes(32);
-  if (!(await ctx.api.reportRotated(site, epoch))) throw new DgError('CONFLICT', `site ${site}: another admin rotated to epoch ${epoch} first`);
-  ctx.ring.add(site, epoch, key);
+  if (!(await ctx.api.reportRotated(site, epoch))) return null;
+  ctx.epochs.note(site, epoch);
+  // Checked above; a key for the epoch taken since the claim could only come from a server
+  // that lets it through: never report a rotation whose key was not taken.
+  const added = ctx.ring.add(site, epoch, key);
+  if (added !== 'new') throw new DgError('CONFLICT', `site ${site}: epoch ${epoch} was claimed on the server, but this device already holds a key for it; the new key was not taken or sent`);
   await ctx.saveRing();
   const d: Delivery = { devices: [], skipped: [] };
   await deliver(ctx, site, [{ epoch, key }], await memberDevices(ctx, await ctx.api.members(site), d), d);
@@ -147,7 +162,10 @@ async function isDeviceOf(ctx: KeyContext, user: string, from: string): Promise<
 /**
  * Takes site keys sent by `from`, after checking the sender may give them (see the file
  * comment). A grant that comes along is joined first (it must name this user, device or one
- * of its emails, for this site).
+ * of its emails, for this site): the site's key epoch can then be read. Only keys up to that
+ * epoch are taken (key-admission.ts); the others are refused and reported. When the epoch
+ * cannot be read now (the server is not reached), this throws the read's error, so the
+ * envelope is kept and opened again later.
  */
 export async function acceptSiteKeys(ctx: KeyContext, from: string, body: Extract<EnvelopeBody, { t: 'site-keys' }>): Promise<number> {
   let trusted = await isDeviceOf(ctx, ctx.user, from);
@@ -162,11 +180,18 @@ export async function acceptSiteKeys(ctx: KeyContext, from: string, body: Extrac
     for (const u of admins) if (!trusted && (await isDeviceOf(ctx, u, from))) trusted = true;
   }
   if (!trusted) throw new DgError('FORBIDDEN', `site keys for ${body.site}: the sender is not a certified device of an admin of the site`);
-  let added = 0;
+  const offered = new SiteKeyring();
   for (const k of body.keys) {
     const key = b64urlDecode(k.key);
     if (key?.length !== 32) throw new DgError('BAD_REQUEST', 'site keys: malformed key');
-    const r = ctx.ring.add(body.site, k.epoch, key);
+    if (offered.add(body.site, k.epoch, key) === 'conflict') throw new DgError('BAD_REQUEST', `site keys: epoch ${k.epoch} is not an epoch, or is given twice`);
+  }
+  const { take, refused, unsure } = await judgeKeys(ctx.ring, ctx.epochs, offered, ctx.epochs.mark());
+  if (unsure.length > 0) throw unsure[0]!.error;
+  for (const r of refused) ctx.report(new DgError('FORBIDDEN', `site keys for ${body.site} from ${from}: refused, ${r.why}`));
+  let added = 0;
+  for (const k of take.keysOf(body.site)) {
+    const r = ctx.ring.add(body.site, k.epoch, k.key);
     if (r === 'new') added++;
     else if (r === 'conflict') ctx.report(new DgError('CONFLICT', `site keys: another key for ${body.site}#${k.epoch} was refused`));
   }
