@@ -117,6 +117,7 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
 
   /** Loads this device's sealed keys and makes the client seal its logs; call `start` next. */
   static async open(client: DatagroveClient, opts: KeyManagerOptions): Promise<KeyManager> {
+    checkOptions(opts);
     const user = client.user;
     if (user === null) throw new DgError('UNAUTHORIZED', 'not signed in');
     const vault = await LocalVault.open(opts.storage, opts.localKeyStorage);
@@ -255,11 +256,13 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
 
   /** Restores the user key from its words on this device (signed in as the user), then its site keys. */
   async importWords(words: string): Promise<void> {
+    if (typeof words !== 'string') throw new DgError('BAD_REQUEST', 'words: must be a string of 24 words');
     await this.importKey(UserKey.fromWords(words));
   }
 
   /** Restores the user key from a QR payload (`dgk1:…`). */
   async importQrPayload(payload: string): Promise<void> {
+    if (typeof payload !== 'string') throw new DgError('BAD_REQUEST', 'payload: must be a string (dgk1:…)');
     await this.importKey(UserKey.fromQrPayload(payload));
   }
 
@@ -461,6 +464,23 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
     for (const off of this.offEvents) off();
     this.offEvents = [];
   }
+}
+
+/** The options as plain JavaScript may pass them: BAD_REQUEST naming what is wrong. */
+function checkOptions(opts: unknown): asserts opts is KeyManagerOptions {
+  if (opts === null || typeof opts !== 'object') throw new DgError('BAD_REQUEST', 'options: required, with at least `storage` (a KeyStorage)');
+  const o = opts as Record<string, unknown>;
+  if (!isStorage(o.storage)) throw new DgError('BAD_REQUEST', 'options.storage: required, a KeyStorage (load, save and remove)');
+  if (o.localKeyStorage !== undefined && !isStorage(o.localKeyStorage)) throw new DgError('BAD_REQUEST', 'options.localKeyStorage: must be a KeyStorage (load, save and remove)');
+  if (o.approveDevice !== undefined && typeof o.approveDevice !== 'function') throw new DgError('BAD_REQUEST', 'options.approveDevice: must be a function');
+  if (o.issuer !== undefined && typeof o.issuer !== 'string') throw new DgError('BAD_REQUEST', 'options.issuer: must be a URL string');
+  if (o.epochTtlMs !== undefined && (typeof o.epochTtlMs !== 'number' || !(o.epochTtlMs >= 0))) throw new DgError('BAD_REQUEST', 'options.epochTtlMs: must be a number of ms, at least 0');
+}
+
+function isStorage(s: unknown): s is KeyStorage {
+  if (s === null || typeof s !== 'object') return false;
+  const o = s as Record<string, unknown>;
+  return typeof o.load === 'function' && typeof o.save === 'function' && typeof o.remove === 'function';
 }
 
 function asDg(err: unknown): DgError {

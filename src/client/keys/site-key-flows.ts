@@ -16,15 +16,19 @@
  */
 import { normalizeEmail } from '../../protocol/email.js';
 import { DgError } from '../../protocol/errors.js';
-import type { Right } from '../../protocol/ids.js';
+import { LOG_NAME_RE, RIGHTS, SITE_ID_RE, USER_ID_PATTERN, type Right } from '../../protocol/ids.js';
 import { b64urlDecode, b64urlEncode, randomBytes } from '../bytes.js';
 import { readGrant } from '../grants.js';
-import { attestedDevices, type Recipient } from './directory.js';
+import { attestedDevices, type Recipient, type VerifiedUser } from './directory.js';
 import { MAX_KEYS_PER_ENVELOPE, sealEnvelope, type EnvelopeBody } from './envelope.js';
 import type { SiteMembers } from './key-api.js';
 import { judgeKeys } from './key-admission.js';
 import type { KeyContext } from './key-context.js';
 import { SiteKeyring } from './site-keyring.js';
+
+const USER_ID_RE = new RegExp(USER_ID_PATTERN);
+/** What a grant's `email:` subject takes (grants.ts), once normalized. */
+const EMAIL_RE = /^[^\s@]{1,200}@[^\s@]{1,64}$/;
 
 export interface ShareSpec {
   logs?: string[];
@@ -48,14 +52,25 @@ export async function createEncryptedSite(ctx: KeyContext, name?: string): Promi
   return r;
 }
 
-async function devicesOfUser(ctx: KeyContext, user: string, out: Map<string, Recipient>, d: Delivery): Promise<void> {
+/** A user's certified devices, or why there are none (a broken chain, …); NOT_FOUND (no such user) is thrown. */
+async function lookUpUser(ctx: KeyContext, user: string): Promise<VerifiedUser | string> {
   try {
-    const v = await ctx.verified({ user });
-    if (v.devices.length === 0) d.skipped.push({ who: `user:${user}`, reason: 'no certified device' });
-    for (const r of v.devices) out.set(r.device, { device: r.device, boxKey: r.boxKey });
+    return await ctx.verified({ user });
   } catch (err) {
-    d.skipped.push({ who: `user:${user}`, reason: err instanceof Error ? err.message : String(err) });
+    if (err instanceof DgError && err.code === 'NOT_FOUND') throw err;
+    return err instanceof Error ? err.message : String(err);
   }
+}
+
+/** Adds the user's certified devices to `out` (`found`: looked up already). */
+async function devicesOfUser(ctx: KeyContext, user: string, out: Map<string, Recipient>, d: Delivery, found?: VerifiedUser | string): Promise<void> {
+  const v = found ?? (await lookUpUser(ctx, user).catch((err: unknown) => (err instanceof Error ? err.message : String(err))));
+  if (typeof v === 'string') {
+    d.skipped.push({ who: `user:${user}`, reason: v });
+    return;
+  }
+  if (v.devices.length === 0) d.skipped.push({ who: `user:${user}`, reason: 'no certified device' });
+  for (const r of v.devices) out.set(r.device, { device: r.device, boxKey: r.boxKey });
 }
 
 async function devicesOfEmail(ctx: KeyContext, email: string, out: Map<string, Recipient>, d: Delivery): Promise<void> {
@@ -92,20 +107,45 @@ async function deliver(ctx: KeyContext, site: string, keys: { epoch: number; key
   }
 }
 
+/** The target of a share as plain JavaScript may pass it: BAD_REQUEST naming what is wrong. */
+function checkShare(site: unknown, to: unknown, spec: unknown): asserts spec is ShareSpec {
+  if (typeof site !== 'string' || !SITE_ID_RE.test(site)) throw new DgError('BAD_REQUEST', 'site: must be a site id');
+  if (to === null || typeof to !== 'object') throw new DgError('BAD_REQUEST', 'to: must be {email} or {user}');
+  const t = to as Record<string, unknown>;
+  if (('email' in t) === ('user' in t)) throw new DgError('BAD_REQUEST', 'to: give exactly one of email and user');
+  if ('email' in t && (typeof t.email !== 'string' || !EMAIL_RE.test(normalizeEmail(t.email)))) throw new DgError('BAD_REQUEST', 'to.email: must be an email address');
+  if ('user' in t && (typeof t.user !== 'string' || !USER_ID_RE.test(t.user))) throw new DgError('BAD_REQUEST', 'to.user: must be a user id');
+  if (spec === null || typeof spec !== 'object') throw new DgError('BAD_REQUEST', 'spec: must be {rights, logs?, exp?}');
+  const p = spec as Record<string, unknown>;
+  if (!Array.isArray(p.rights) || p.rights.length === 0 || !p.rights.every((r) => (RIGHTS as readonly unknown[]).includes(r))) {
+    throw new DgError('BAD_REQUEST', `spec.rights: must be a non-empty array of ${RIGHTS.map((r) => `'${r}'`).join(', ')}`);
+  }
+  if (p.logs !== undefined && (!Array.isArray(p.logs) || p.logs.length === 0 || !p.logs.every((l) => l === '*' || (typeof l === 'string' && LOG_NAME_RE.test(l))))) {
+    throw new DgError('BAD_REQUEST', "spec.logs: must be a non-empty array of log names or '*'");
+  }
+  if (p.exp !== undefined && !Number.isSafeInteger(p.exp)) throw new DgError('BAD_REQUEST', 'spec.exp: must be whole seconds since 1970');
+}
+
 /**
  * Shares `site` with an email or a user: signs and declares a grant, then sends every key
- * of the site (all epochs, so the history opens) with the grant to their devices.
+ * of the site (all epochs, so the history opens) with the grant to their devices. A user
+ * that does not exist is NOT_FOUND, and nothing is declared; an email is shared with even
+ * when no device has signed in with it yet (the grant waits for it; keys are shared again
+ * once it has a device).
  */
 export async function shareSite(ctx: KeyContext, site: string, to: { email: string } | { user: string }, spec: ShareSpec): Promise<Delivery & { grant: string; hash: string }> {
+  checkShare(site, to, spec);
   const keys = ctx.ring.keysOf(site);
   if (keys.length === 0) throw new DgError('FORBIDDEN', `site ${site}: this device holds no key of it`);
+  // Looked up before anything is declared: a grant to nobody would stay live on the server.
+  const found = 'user' in to ? await lookUpUser(ctx, to.user) : undefined;
   const sub = 'email' in to ? `email:${normalizeEmail(to.email)}` : `user:${to.user}`;
   const grant = ctx.client.signGrant({ sub, site, logs: spec.logs ?? ['*'], rights: spec.rights, ...(spec.exp === undefined ? {} : { exp: spec.exp }) });
   const hash = await ctx.client.declare(grant);
   const d: Delivery = { devices: [], skipped: [] };
   const recipients = new Map<string, Recipient>();
   if ('email' in to) await devicesOfEmail(ctx, normalizeEmail(to.email), recipients, d);
-  else await devicesOfUser(ctx, to.user, recipients, d);
+  else await devicesOfUser(ctx, to.user, recipients, d, found);
   await deliver(ctx, site, keys, recipients, d, grant);
   return { ...d, grant, hash };
 }
