@@ -8,7 +8,8 @@
  *
  * Whom a device accepts a site key from: a certified device of its own user, or a certified
  * device of the site's owner or of a user the server lists as an admin of the site
- * (GET /sites/:site/members). A key once held for an epoch is never replaced.
+ * (GET /sites/:site/members). A key once held for an epoch is never replaced, and a key
+ * is taken only up to the site's key epoch on the server (key-admission.ts).
  *
  * Rotation claims the epoch first (POST /sites/:site/rotated, a compare-and-set), then
  * saves the key, then sends it: of two admins rotating at once only one distributes, so
