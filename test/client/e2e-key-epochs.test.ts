@@ -15,6 +15,7 @@ import { sealEnvelope } from '../../src/client/keys/envelope.js';
 import { KEYCHAIN_DATA_KEY, openKeychain } from '../../src/client/keys/keychain.js';
 import { b64urlEncode, randomBytes } from '../../src/client/bytes.js';
 import type { DgError } from '../../src/protocol/errors.js';
+import type { FetchLike } from '../../src/client/index.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { closeAll, device, newEmail, text, waitReady, type Device } from './e2e-world.js';
 import { enc, makeClient, record, waitFor } from './harness.js';
@@ -204,5 +205,35 @@ describe('site key epochs', () => {
     const stored = await rawEntries(srv, alice, site, 'main', 1);
     assert.equal(sealedEpoch(stored[0]!.payload), 2);
     await closeAll(alice, bob);
+  });
+
+  it('keeps an envelope whose site key epoch cannot be read, and takes its keys once it can', { timeout: 120_000 }, async () => {
+    const srv = await startServer({ devIdp: true, leaseGraceMs: 300 });
+    const carolEmail = newEmail('carol');
+    const alice = await device(srv, newEmail('alice'), 'alice laptop');
+    // Carol's GET /sites/:site fails as an unreachable server does, while `down` is set.
+    let down = false;
+    const fetchOf: FetchLike = (url, init) => {
+      if (down && init?.method === 'GET' && /^\/auth\/v1\/sites\/[^/]+$/.test(new URL(url).pathname)) return Promise.reject(new TypeError('fetch failed'));
+      return (globalThis.fetch as unknown as FetchLike)(url, init);
+    };
+    const carol = await device(srv, carolEmail, 'carol laptop', { fetch: fetchOf });
+    const { site } = await alice.keys.createSite('notes');
+    await alice.keys.share(site, { email: carolEmail }, { rights: ['read', 'write'] });
+    await waitFor('carol to hold epoch 1', () => carol.keys.hasKey(site, 1));
+
+    down = true;
+    await alice.keys.rotateSite(site);
+    await assert.rejects(carol.keys.sync(), (e: DgError) => e.code === 'UNAVAILABLE');
+    assert.equal(carol.keys.hasKey(site, 2), false, 'not taken while the epoch cannot be checked');
+    assert.equal((await carol.keys.api.envelopes()).envelopes.length, 1, 'the envelope is kept');
+
+    down = false;
+    await carol.keys.sync();
+    assert.equal(carol.keys.hasKey(site, 2), true);
+    assert.equal((await carol.keys.api.envelopes()).envelopes.length, 0);
+    // The background attempt (on the envelope event) reported that the server was not reached, nothing else.
+    assert.deepEqual(carol.errors.filter((e) => e.code !== 'UNAVAILABLE').map((e) => e.message), []);
+    await closeAll(alice, carol);
   });
 });

@@ -308,7 +308,8 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
    * Revokes a device. When it is one of the user's, the user key is rotated (it held it),
    * then every site the server asks to rotate where this user is an admin is rotated.
    * Sites this user does not administer are rotated by their admins (their `sync`, or
-   * `rotatePending`).
+   * `rotatePending`). A rotation refused because the server's key epoch went back fails
+   * the call (CONFLICT) after the device was revoked.
    */
   async revokeDevice(device: string): Promise<{ rotated: string[]; left: string[] }> {
     if (device === this.client.device) {
