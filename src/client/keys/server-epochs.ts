@@ -2,13 +2,15 @@
  * The sites' key epochs as the server counts them (GET /sites/:site `keyEpoch`), read at
  * most once a second per site however many callers ask.
  *
- * What a caller gets from `since(site, t)` is the answer to a read that started at or after
- * `t`. That is what makes the answer usable to judge something that happened before `t`:
- * a rotation claims its epoch on the server (POST /sites/:site/rotated) before the new key is
- * sent, and before anything is sealed under it, so a read started after a key or an entry
- * arrived sees that epoch if it is legitimate. Callers that need a read after one that is
- * running (or after the last one, within the second) wait for the next, which they share.
+ * What a caller gets from `since(site, mark)` is the answer to a read that started after
+ * `mark` (taken with `mark()`). That is what makes the answer usable to judge something
+ * that happened before the mark: a rotation claims its epoch on the server (POST
+ * /sites/:site/rotated) before the new key is sent, and before anything is sealed under it,
+ * so a read started after a key or an entry arrived sees that epoch if it is legitimate.
+ * Callers that need a read after one that is running (or after the last one, within the
+ * second) wait for the next, which they share.
  */
+
 /** The least time between the starts of two reads of one site's epoch, ms. */
 export const EPOCH_READ_INTERVAL_MS = 1000;
 
