@@ -3,6 +3,7 @@
  * and the logs opened through them.
  */
 import { DgError } from '../protocol/errors.js';
+import { decodeJws } from './crypto/jws.js';
 import { AuthClient, type FetchLike, type JoinInfo, type MeInfo, type SessionInfo, type SiteInfo } from './auth-client.js';
 import { DeviceKeys, deviceFingerprint } from './device-keys.js';
 import { Emitter } from './emitter.js';
@@ -247,6 +248,7 @@ export class DatagroveClient extends Emitter<ClientEvents> {
         connectionFor: (s) => this.router.connectionFor(s),
         redirected: (s, url) => this.router.redirected(s, url),
         grantFor: (s) => this.grants.get(s),
+        mayWrite: () => this.mayWrite(site, log),
         ...(rtc === undefined ? {} : { RTCPeerConnection: rtc }),
         ...(this.opts.rtcConfig === undefined ? {} : { rtcConfig: this.opts.rtcConfig }),
         onClosed: () => {
@@ -257,6 +259,22 @@ export class DatagroveClient extends Emitter<ClientEvents> {
     );
     this.logs.set(key, l);
     return l;
+  }
+
+  /**
+   * Whether this device may write on (site, log): the rights of a lease token for it (POST
+   * /auth/v1/lease), which the tail node checks the same way; false without access.
+   */
+  private async mayWrite(site: string, log: string): Promise<boolean> {
+    try {
+      const { token } = await this.authed((t) => this.auth.lease(t, site, log));
+      const rights = decodeJws(token)?.payload.rights;
+      if (!Array.isArray(rights)) throw new DgError('INTERNAL', 'lease token without rights');
+      return rights.includes('write') || rights.includes('admin');
+    } catch (err) {
+      if (err instanceof DgError && err.code === 'FORBIDDEN') return false;
+      throw err;
+    }
   }
 
   /**

@@ -76,6 +76,8 @@ export interface LogContext {
   connectionFor: (site: string) => Promise<TailConnection>;
   redirected: (site: string, url: string) => Promise<TailConnection>;
   grantFor: (site: string) => string | undefined;
+  /** Whether this device may write on the log, as the auth service says now (rejects when it cannot be asked). */
+  mayWrite: () => Promise<boolean>;
   RTCPeerConnection?: RtcPeerConnectionConstructor;
   rtcConfig?: object;
   onClosed: () => void;

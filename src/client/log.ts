@@ -29,6 +29,7 @@ import type { LinkMessage } from './link-messages.js';
 import type { TailConnection } from './tail-connection.js';
 import type { TailEvent, TailLimitsView } from './tail-types.js';
 import { leaseWithProof, type LeaseOk } from './log-lease.js';
+import { WriteRight } from './log-write-right.js';
 
 import type { LogContext, LogEntry, LogEvents, LogOptions, LogRole, LogState } from './log-types.js';
 
@@ -80,6 +81,8 @@ export class Log extends Emitter<LogEvents> {
   private readonly sequencer: Sequencer;
   private readonly forwarder: Forwarder;
   private readonly hub: PeerHub;
+  /** Asked when this follower's appends have no leader to take them, or the leader refuses them. */
+  private readonly writeRight: WriteRight;
   private readonly prefix: OriginPrefix;
   private readonly signer: EntrySigner;
   private readonly stream: string;
@@ -213,6 +216,7 @@ export class Log extends Emitter<LogEvents> {
       // Well within the relay's signal byte budget (4 MiB at once, 1 MiB/s).
       batchBytes: 512 * 1024,
     });
+    this.writeRight = new WriteRight(ctx.mayWrite);
     this.requestRecover();
   }
 
@@ -413,8 +417,16 @@ export class Log extends Emitter<LogEvents> {
       }
       if (items.length > 0) this.sequencer.enqueueOwn(items);
     } else {
+      // Appends that no leader takes (none leads: a device that may write and asks to lead
+      // is made leader), or that this device may not write anyway: learn whether it may.
+      if (this.pending.size > 0 && (this.currentLeader === null || this.writeRight.refused)) this.writeRight.check(() => this.refuseAppends());
       this.forwarder.flush();
     }
+  }
+
+  /** This device may not write on the log: its appends can never land. */
+  private refuseAppends(): void {
+    if (this.currentRole !== 'leader') this.pending.rejectAll(new DgError('FORBIDDEN', 'no write right on this log'));
   }
 
   /**
@@ -430,8 +442,9 @@ export class Log extends Emitter<LogEvents> {
     else if (msg.t === 'ack' && this.currentRole === 'follower' && from === this.currentLeader && msg.epoch === this.currentEpoch) this.forwarder.onAck(msg);
     else if (msg.t === 'denied' && this.currentRole === 'follower' && from === this.currentLeader && msg.epoch === this.currentEpoch) {
       // Refused for a while (not just while this device's handle was being renewed): no
-      // write right on the log, so its appends can never land.
-      if (this.forwarder.denied()) this.pending.rejectAll(new DgError('FORBIDDEN', 'no write right on this log'));
+      // write right on the log, so its appends can never land. The auth service may say so sooner.
+      if (this.forwarder.denied()) this.refuseAppends();
+      else this.writeRight.check(() => this.refuseAppends());
     }
     else if (msg.t === 'refused' && this.currentRole === 'follower' && from === this.currentLeader && msg.epoch === this.currentEpoch && msg.stream === this.stream) {
       // The server refused the write that carried them: resending would fail the same way.

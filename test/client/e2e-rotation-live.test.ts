@@ -42,7 +42,8 @@ describe('site key rotation under a live reader', () => {
     stop = true;
     await writing;
     await Promise.all(appends);
-    assert.equal(bob.keys.hasKey(site, 4), true);
+    // Bob takes each key once a read of the site's epoch (at most one a second) shows it.
+    await waitFor('bob to hold epoch 4', () => bob.keys.hasKey(site, 4));
 
     await waitFor(`bob to read all ${n} entries`, () => bobSeen.seen.length >= n, 30_000);
     const unreadable = bobSeen.seen.filter((e) => e.error !== undefined).map((e) => `${e.index}: ${e.error?.message ?? ''}`);

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { DgError } from '../../src/protocol/errors.js';
-import { MemoryKeyStorage, type KeyStorage } from '../../src/client/index.js';
+import { MemoryKeyStorage, type FetchLike, type KeyStorage } from '../../src/client/index.js';
 import { KeyManager } from '../../src/client/keys/key-manager.js';
 import type { ApprovalResult, DeviceApprovalRequest } from '../../src/client/keys/device-approval.js';
 import { confirmationCode, devIdpSignIn, post } from '../helpers/auth-client.js';
@@ -71,6 +71,8 @@ async function oidcSignInWithoutBoxSig(srv: TestServer, c: TestClient, email: st
 
 export interface DeviceSetup {
   storage?: KeyStorage;
+  /** The fetch the client's HTTP calls go through (default: the global one). */
+  fetch?: FetchLike;
   /** The app's answer to approval requests (default: yes). */
   approve?: boolean;
   /** Do not call `start()`. */
@@ -81,7 +83,7 @@ export interface DeviceSetup {
 /** A device signed in as `email`, with its KeyManager started. */
 export async function device(srv: TestServer, email: string, name: string, setup: DeviceSetup = {}): Promise<Device> {
   const storage = setup.storage ?? new MemoryKeyStorage();
-  const c = await makeClient(srv, { storage });
+  const c = await makeClient(srv, { storage, ...(setup.fetch === undefined ? {} : { fetch: setup.fetch }) });
   const { identity } = await oidcSignIn(srv, c, email, name, setup.signIn);
   return withKeys(c, storage, identity, setup);
 }

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { RTCPeerConnection } from 'werift';
 import { startServer, type TestServer } from '../helpers/server.js';
-import { DatagroveClient, type KeyStorage, type LogEntry, type Log, type RtcPeerConnectionConstructor, type WebSocketConstructor } from '../../src/client/index.js';
+import { DatagroveClient, type FetchLike, type KeyStorage, type LogEntry, type Log, type RtcPeerConnectionConstructor, type WebSocketConstructor } from '../../src/client/index.js';
 
 export interface TestClient {
   client: DatagroveClient;
@@ -26,6 +26,8 @@ export interface ClientSetup {
   onAuthError?: (err: Error) => void;
   /** Derives the class the SDK is given from the tracked one (to watch or hold frames). */
   socket?: (Tracked: SocketClass) => SocketClass;
+  /** The fetch the SDK's HTTP calls go through (to fail some of them, as a network would). */
+  fetch?: FetchLike;
 }
 
 export async function server(overrides: Parameters<typeof startServer>[0] = {}): Promise<TestServer> {
@@ -50,6 +52,7 @@ export async function makeClient(srv: TestServer, setup: ClientSetup = {}): Prom
     shardUrl: () => srv.wsUrl,
     ...(setup.storage === undefined ? {} : { storage: setup.storage }),
     ...(setup.onAuthError === undefined ? {} : { onAuthError: setup.onAuthError }),
+    ...(setup.fetch === undefined ? {} : { fetch: setup.fetch }),
   });
   return {
     client,

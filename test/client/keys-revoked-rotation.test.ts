@@ -17,6 +17,7 @@ import type { HeldUserKey, KeyContext } from '../../src/client/keys/key-context.
 import { KeyPins } from '../../src/client/keys/pins.js';
 import { SiteKeyring } from '../../src/client/keys/site-keyring.js';
 import { rotateSiteKey } from '../../src/client/keys/site-key-flows.js';
+import { ServerEpochs } from '../../src/client/keys/server-epochs.js';
 import { UserKey } from '../../src/client/keys/user-key.js';
 import { rotateUserKey } from '../../src/client/keys/user-key-flows.js';
 import { LocalVault } from '../../src/client/keys/vault.js';
@@ -82,6 +83,7 @@ test('a device revoked here gets neither the new user key nor the new site key, 
     vault: await LocalVault.open(storage),
     pins,
     ring,
+    epochs: new ServerEpochs(async () => 1),
     user: USER,
     issuer: undefined,
     held: () => held,
@@ -99,9 +101,33 @@ test('a device revoked here gets neither the new user key nor the new site key, 
   assert.equal(await rotateUserKey(ctx), true);
   assert.equal(held?.version, 2);
   const site = await rotateSiteKey(ctx, SITE);
-  assert.equal(site.epoch, 2);
+  assert.equal(site?.epoch, 2);
   assert.ok(sent.includes(b.deviceId), 'the other live device gets the new keys');
   assert.ok(!sent.includes(revoked.deviceId), 'the revoked device gets nothing');
-  assert.ok(site.skipped.some((s) => s.who === `device:${revoked.deviceId}` && s.reason === 'revoked by this device'));
+  assert.ok(site?.skipped.some((s) => s.who === `device:${revoked.deviceId}` && s.reason === 'revoked by this device'));
   assert.deepEqual(errors, []);
+});
+
+test('a rotation whose key is not taken after the claim fails loudly and sends nothing', async () => {
+  const ring = new SiteKeyring();
+  ring.add(SITE, 1, new Uint8Array(32).fill(1));
+  const sent: string[] = [];
+  let saved = 0;
+  // A server that lets another key of the claimed epoch reach the device while it claims.
+  const api = {
+    reportRotated: async (site: string, epoch: number) => {
+      ring.add(site, epoch, new Uint8Array(32).fill(9));
+      return true;
+    },
+    members: async () => ({ site: SITE, owner: USER, members: [], emails: [], more: false }),
+    sendEnvelope: async (to: string) => void sent.push(to),
+  } as unknown as KeyApi;
+  const client = {
+    device: 'd',
+    siteInfo: async () => ({ site: SITE, owner: USER, rights: ['admin', 'read', 'write'], keyEpoch: 1, rotationRequired: true }),
+  } as unknown as DatagroveClient;
+  const ctx = { client, api, ring, epochs: new ServerEpochs(async () => 2), saveRing: async () => void saved++ } as unknown as KeyContext;
+  await assert.rejects(rotateSiteKey(ctx, SITE), (e: DgError) => e.code === 'CONFLICT' && /epoch 2 was claimed on the server, but this device already holds a key for it/.test(e.message));
+  assert.deepEqual([sent, saved], [[], 0]);
+  assert.deepEqual(ring.get(SITE, 2), new Uint8Array(32).fill(9), 'the key held is not replaced');
 });

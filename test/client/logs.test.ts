@@ -282,8 +282,8 @@ test('a follower catches up by reading when a tail event comes without its entri
   await b.client.close();
 });
 
-/** A member with only the read right appends: the leader refuses the entries, so they never land. */
-async function readOnlyAppend(rtc: boolean): Promise<void> {
+/** An owner and a member of its site with the read right only. */
+async function readOnlyMember(rtc: boolean): Promise<{ owner: TestClient; reader: TestClient; site: string }> {
   const srv = await server();
   const owner = await makeClient(srv, { rtc });
   const reader = await makeClient(srv, { rtc });
@@ -293,6 +293,12 @@ async function readOnlyAppend(rtc: boolean): Promise<void> {
   const grant = owner.client.signGrant({ sub: `user:${user}`, site, logs: ['*'], rights: ['read'] });
   await owner.client.declare(grant);
   await reader.client.join(site, grant);
+  return { owner, reader, site };
+}
+
+/** A member with only the read right appends: the leader refuses the entries, so they never land. */
+async function readOnlyAppend(rtc: boolean): Promise<void> {
+  const { owner, reader, site } = await readOnlyMember(rtc);
   const lo = owner.client.openLog(site, 'guarded', { channelTimeoutMs: 15_000 });
   await lo.opened;
   await lo.append([enc('o1')]);
@@ -314,6 +320,35 @@ test('a member without the write right cannot append through the leader (WebRTC)
 
 test('a member without the write right cannot append through the leader (signal relay)', async () => {
   await readOnlyAppend(false);
+});
+
+/** `p`, or a rejection when it has not settled within `ms`. */
+function within<T>(p: Promise<T>, ms: number): Promise<T> {
+  return Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`still pending after ${ms} ms`)), ms))]);
+}
+
+test('a member without the write right gets FORBIDDEN from append at once when no device leads the log', async () => {
+  const { owner, reader, site } = await readOnlyMember(false);
+  const forbidden = (e: unknown) => e instanceof DgError && e.code === 'FORBIDDEN' && /no write right/.test(e.message);
+  const lr = reader.client.openLog(site, 'unled');
+  // Made before the lease: it waits for it, then fails.
+  const early = within(lr.append([enc('early')]), 5000);
+  await lr.opened;
+  assert.deepEqual([lr.role, lr.leader], ['follower', null]);
+  await assert.rejects(early, forbidden);
+  for (let i = 0; i < 2; i++) {
+    const t0 = Date.now();
+    await assert.rejects(within(lr.append([enc('late')]), 5000), forbidden);
+    assert.ok(Date.now() - t0 < 1000, `refused in ${Date.now() - t0} ms`);
+  }
+  // The owner, who may write, then leads and writes; nothing of the reader's landed.
+  const lo = owner.client.openLog(site, 'unled');
+  await lo.opened;
+  assert.equal(lo.role, 'leader');
+  assert.equal(lo.length, 0);
+  await lo.append([enc('o1')]);
+  await reader.client.close();
+  await owner.client.close();
 });
 
 test("from: 'end' delivers only what is written after the log opened; a number beyond the end is BAD_REQUEST", async () => {

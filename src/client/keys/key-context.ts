@@ -9,6 +9,7 @@ import type { ServerKey } from './attestation.js';
 import type { VerifiedUser } from './directory.js';
 import type { KeyApi } from './key-api.js';
 import type { KeyPins } from './pins.js';
+import type { ServerEpochs } from './server-epochs.js';
 import type { SiteKeyring } from './site-keyring.js';
 import type { UserKey } from './user-key.js';
 import type { LocalVault } from './vault.js';
@@ -24,6 +25,8 @@ export interface KeyContext {
   readonly vault: LocalVault;
   readonly pins: KeyPins;
   readonly ring: SiteKeyring;
+  /** The sites' key epochs on the server: no site key above them is taken (key-admission.ts). */
+  readonly epochs: ServerEpochs;
   readonly user: string;
   /** Check identity attestations' `iss` against this (undefined: not checked). */
   readonly issuer: string | undefined;

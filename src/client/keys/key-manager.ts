@@ -23,12 +23,13 @@ import { drainInbox } from './inbox.js';
 import { KeyApi } from './key-api.js';
 import { ManagedKeySource } from './key-source.js';
 import type { HeldUserKey, KeyContext } from './key-context.js';
-import { loadKeychain, saveKeychain } from './keychain.js';
+import { saveKeychain } from './keychain.js';
 import { KeyPins } from './pins.js';
+import { ServerEpochs } from './server-epochs.js';
 import { createEncryptedSite, rotateSiteKey, shareSite, type Delivery, type ShareSpec } from './site-key-flows.js';
 import { SiteKeyring } from './site-keyring.js';
 import { UserKey } from './user-key.js';
-import { importUserKey, rotateUserKey, settleUserKey, type UserKeyState } from './user-key-flows.js';
+import { importUserKey, rotateUserKey, settleUserKey, syncKeychain, type UserKeyState } from './user-key-flows.js';
 import { LocalVault } from './vault.js';
 import { WriterDirectory, type Writer } from './writers.js';
 
@@ -77,6 +78,7 @@ const MAX_REVOKED_REMEMBERED = 1000;
 export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext {
   readonly api: KeyApi;
   readonly ring: SiteKeyring;
+  readonly epochs: ServerEpochs;
   readonly user: string;
   readonly issuer: string | undefined;
   /** The codec that seals the client's log entries (set on the client by `open`). */
@@ -107,13 +109,15 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
     this.ring = ring;
     this.issuer = opts.issuer;
     this.api = new KeyApi(client.auth, client.session);
-    this.source = new ManagedKeySource(client, ring, () => this.fetchKeys(), opts.epochTtlMs ?? 30_000);
+    this.epochs = new ServerEpochs(async (site) => (await client.siteInfo(site)).keyEpoch);
+    this.source = new ManagedKeySource(this.epochs, ring, () => this.fetchKeys(), opts.epochTtlMs ?? 30_000);
     this.codec = new EntryCipher(this.source);
     this.writers = new WriterDirectory(this);
   }
 
   /** Loads this device's sealed keys and makes the client seal its logs; call `start` next. */
   static async open(client: DatagroveClient, opts: KeyManagerOptions): Promise<KeyManager> {
+    checkOptions(opts);
     const user = client.user;
     if (user === null) throw new DgError('UNAUTHORIZED', 'not signed in');
     const vault = await LocalVault.open(opts.storage, opts.localKeyStorage);
@@ -252,11 +256,13 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
 
   /** Restores the user key from its words on this device (signed in as the user), then its site keys. */
   async importWords(words: string): Promise<void> {
+    if (typeof words !== 'string') throw new DgError('BAD_REQUEST', 'words: must be a string of 24 words');
     await this.importKey(UserKey.fromWords(words));
   }
 
   /** Restores the user key from a QR payload (`dgk1:…`). */
   async importQrPayload(payload: string): Promise<void> {
+    if (typeof payload !== 'string') throw new DgError('BAD_REQUEST', 'payload: must be a string (dgk1:…)');
     await this.importKey(UserKey.fromQrPayload(payload));
   }
 
@@ -282,10 +288,19 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
     return shareSite(this, site, to, spec);
   }
 
-  /** Rotates a site's key for its current members (admin only). */
+  /**
+   * Rotates a site's key for its current members (admin only). CONFLICT when another admin
+   * rotated it first, or when the server's key epoch went back (then nothing was rotated).
+   */
   async rotateSite(site: string): Promise<Delivery & { epoch: number }> {
+    const r = await this.rotateOnce(site);
+    if (r === null) throw new DgError('CONFLICT', `site ${site}: another admin rotated its key first`);
+    return r;
+  }
+
+  private async rotateOnce(site: string): Promise<(Delivery & { epoch: number }) | null> {
     const r = await rotateSiteKey(this, site);
-    this.source.noteEpoch(site, r.epoch);
+    if (r !== null) this.source.noteEpoch(site, r.epoch);
     return r;
   }
 
@@ -293,7 +308,8 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
    * Revokes a device. When it is one of the user's, the user key is rotated (it held it),
    * then every site the server asks to rotate where this user is an admin is rotated.
    * Sites this user does not administer are rotated by their admins (their `sync`, or
-   * `rotatePending`).
+   * `rotatePending`). A rotation refused because the server's key epoch went back fails
+   * the call (CONFLICT) after the device was revoked.
    */
   async revokeDevice(device: string): Promise<{ rotated: string[]; left: string[] }> {
     if (device === this.client.device) {
@@ -311,7 +327,11 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
     return this.rotateSites(rotate);
   }
 
-  /** Rotates each of `sites` that requires it and that this user administers. */
+  /**
+   * Rotates each of `sites` that requires it and that this user administers; a site another
+   * admin rotated first is `left`. A rotation refused because the server's key epoch went
+   * back (CONFLICT) fails the call: it is never reported as rotated, nor quietly left.
+   */
   async rotateSites(sites: string[]): Promise<{ rotated: string[]; left: string[] }> {
     const rotated: string[] = [];
     const left: string[] = [];
@@ -321,13 +341,8 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
         left.push(site);
         continue;
       }
-      try {
-        await this.rotateSite(site);
-        rotated.push(site);
-      } catch (err) {
-        if (!(err instanceof DgError) || err.code !== 'CONFLICT') throw err;
-        left.push(site);
-      }
+      if ((await this.rotateOnce(site)) === null) left.push(site);
+      else rotated.push(site);
     }
     return { rotated, left };
   }
@@ -381,7 +396,7 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
     const dir = await this.verified({ user: this.user });
     if (dir.rotationRequired && held.version === dir.newest && (await rotateUserKey(this))) return;
     try {
-      await saveKeychain(this.api, held.key, this.user, held.version, this.ring);
+      await saveKeychain(this, held.key, this.user, held.version, this.ring);
     } catch (err) {
       // A keychain under a newer user key: this device's key is on its way; it saves then.
       if (!(err instanceof DgError) || err.code !== 'CONFLICT') throw err;
@@ -438,11 +453,7 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
   private async fetchKeys(): Promise<void> {
     try {
       await this.openInbox();
-      const held = this.heldKey;
-      if (held !== null) {
-        const { stale } = await loadKeychain(this.api, held.key, this.user, held.version, this.ring);
-        await (stale ? this.saveRing() : this.persistRing());
-      }
+      await syncKeychain(this);
     } catch (err) {
       this.report(asDg(err));
     }
@@ -454,6 +465,23 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
     for (const off of this.offEvents) off();
     this.offEvents = [];
   }
+}
+
+/** The options as plain JavaScript may pass them: BAD_REQUEST naming what is wrong. */
+function checkOptions(opts: unknown): asserts opts is KeyManagerOptions {
+  if (opts === null || typeof opts !== 'object') throw new DgError('BAD_REQUEST', 'options: required, with at least `storage` (a KeyStorage)');
+  const o = opts as Record<string, unknown>;
+  if (!isStorage(o.storage)) throw new DgError('BAD_REQUEST', 'options.storage: required, a KeyStorage (load, save and remove)');
+  if (o.localKeyStorage !== undefined && !isStorage(o.localKeyStorage)) throw new DgError('BAD_REQUEST', 'options.localKeyStorage: must be a KeyStorage (load, save and remove)');
+  if (o.approveDevice !== undefined && typeof o.approveDevice !== 'function') throw new DgError('BAD_REQUEST', 'options.approveDevice: must be a function');
+  if (o.issuer !== undefined && typeof o.issuer !== 'string') throw new DgError('BAD_REQUEST', 'options.issuer: must be a URL string');
+  if (o.epochTtlMs !== undefined && (typeof o.epochTtlMs !== 'number' || !(o.epochTtlMs >= 0))) throw new DgError('BAD_REQUEST', 'options.epochTtlMs: must be a number of ms, at least 0');
+}
+
+function isStorage(s: unknown): s is KeyStorage {
+  if (s === null || typeof s !== 'object') return false;
+  const o = s as Record<string, unknown>;
+  return typeof o.load === 'function' && typeof o.save === 'function' && typeof o.remove === 'function';
 }
 
 function asDg(err: unknown): DgError {

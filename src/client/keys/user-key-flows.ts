@@ -13,6 +13,7 @@ import { userKeyStatement } from '../../protocol/key-statements.js';
 import { b64urlDecode, b64urlEncode, utf8 } from '../bytes.js';
 import { signDeviceCertificate } from './certificate.js';
 import { sealEnvelope, type EnvelopeBody } from './envelope.js';
+import type { Refusal } from './key-admission.js';
 import type { KeyContext } from './key-context.js';
 import { loadKeychain, saveKeychain } from './keychain.js';
 import { UserKey } from './user-key.js';
@@ -43,12 +44,21 @@ export async function certifySelf(ctx: KeyContext, key: UserKey, version: number
   await ctx.api.postCertificate(signDeviceCertificate(key, { device: me.deviceId, boxKey: me.boxKey, user: ctx.user, keyVersion: version }));
 }
 
-/** Merges the keychain into the ring and writes back what it lacked. */
-async function syncKeychain(ctx: KeyContext): Promise<void> {
+/** Reports the keychain's keys above their site's epoch on the server (made up by whoever wrote them). */
+function reportRefused(ctx: KeyContext, refused: Refusal[]): void {
+  for (const r of refused) if (r.server !== null) ctx.report(new DgError('FORBIDDEN', `keychain: a key of site ${r.site} was not taken: ${r.why}`));
+}
+
+/**
+ * Merges the keychain into the ring (reporting the keys it refuses) and writes back what it
+ * lacked. Keys of sites whose epoch could not be read are left for the next time.
+ */
+export async function syncKeychain(ctx: KeyContext): Promise<void> {
   const held = ctx.held();
   if (held === null) return;
-  const { stale, conflicts } = await loadKeychain(ctx.api, held.key, ctx.user, held.version, ctx.ring);
+  const { stale, conflicts, refused } = await loadKeychain(ctx, held.key, ctx.user, held.version, ctx.ring);
   for (const c of conflicts) ctx.report(new DgError('CONFLICT', `keychain: another key for ${c} was refused`));
+  reportRefused(ctx, refused);
   if (stale) await ctx.saveRing();
   else await ctx.persistRing();
 }
@@ -135,8 +145,11 @@ export async function rotateUserKey(ctx: KeyContext): Promise<boolean> {
   if (held === null) throw new DgError('FORBIDDEN', 'user key: this device does not hold it');
   const dir = await ctx.verified({ user: ctx.user });
   if (held.version !== dir.newest) return false;
-  // Everything the keychain holds under the old key moves to the new one.
-  await loadKeychain(ctx.api, held.key, ctx.user, held.version, ctx.ring);
+  // Everything the keychain holds under the old key moves to the new one: what could not be
+  // judged now would be lost with the old keychain, so the rotation waits for the server.
+  const { unsure, refused } = await loadKeychain(ctx, held.key, ctx.user, held.version, ctx.ring);
+  reportRefused(ctx, refused);
+  if (unsure.length > 0) throw new DgError('UNAVAILABLE', `keychain: the key epoch of site ${unsure[0]!.site} could not be read: ${unsure[0]!.error.message}`, { cause: unsure[0]!.error });
   const next = UserKey.generate();
   const version = held.version + 1;
   await ctx.vault.save(pendingName(ctx.user), { seed: b64urlEncode(next.seedBytes()), version });
@@ -145,7 +158,7 @@ export async function rotateUserKey(ctx: KeyContext): Promise<boolean> {
   await ctx.vault.remove(pendingName(ctx.user));
   if (!won) return false;
   await certifySelf(ctx, next, version);
-  await saveKeychain(ctx.api, next, ctx.user, version, ctx.ring);
+  await saveKeychain(ctx, next, ctx.user, version, ctx.ring);
   const body: EnvelopeBody = { t: 'user-key', user: ctx.user, version, seed: b64urlEncode(next.seedBytes()) };
   for (const d of dir.devices) {
     if (d.device === ctx.client.device || ctx.revokedHere(d.device)) continue;
