@@ -3,10 +3,10 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import BetterSqlite3 from 'better-sqlite3';
 import { SqliteAuthStore } from '../../src/auth/sqlite/store.js';
-import { DgError } from '../../src/protocol/errors.js';
 import { MIGRATIONS } from '../../src/auth/sqlite/migrations.js';
 import { runAuthStoreConformance } from '../conformance/auth-store.js';
 import { tempDir } from '../helpers/server.js';
+import { isBusyUnavailable } from '../helpers/sqlite-busy.js';
 
 runAuthStoreConformance('sqlite', async () => new SqliteAuthStore(join(tempDir(), 'auth.db')));
 
@@ -51,12 +51,7 @@ describe('sqlite auth store', () => {
     // Another process (a backup, an operator's shell) holding the write lock.
     const other = new BetterSqlite3(path);
     other.exec('BEGIN IMMEDIATE');
-    const busy = (err: unknown) => {
-      assert.ok(err instanceof DgError, `expected DgError UNAVAILABLE, got ${String(err)}`);
-      assert.equal(err.code, 'UNAVAILABLE');
-      assert.match(String((err.cause as { code?: unknown } | undefined)?.code), /^SQLITE_BUSY/);
-      return true;
-    };
+    const busy = isBusyUnavailable;
     await assert.rejects(s.putNonce('n'.repeat(43), device.id, Date.now() + 60_000), busy);
     await assert.rejects(s.createUser({ id: 'u1', createdAt: 1 }, device), busy);
     await assert.rejects(s.keys.addUserKey({ user: 'u1', version: 1, publicKey: 'K'.repeat(43), sig: 's', prevSig: null, createdAt: 1 }), busy);

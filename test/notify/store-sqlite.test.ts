@@ -3,9 +3,9 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import BetterSqlite3 from 'better-sqlite3';
 import { openSqliteNotifyStore } from '../../src/notify/index.js';
-import { DgError } from '../../src/protocol/errors.js';
 import { runNotifyStoreConformance } from '../conformance/notify-store.js';
 import { tempDir } from '../helpers/server.js';
+import { isBusyUnavailable } from '../helpers/sqlite-busy.js';
 
 runNotifyStoreConformance('sqlite', async () => openSqliteNotifyStore(join(tempDir('dg-notify-store-'), 'notify.db')));
 
@@ -15,12 +15,7 @@ describe('sqlite notify store', () => {
     const s = openSqliteNotifyStore(path, { busyTimeoutMs: 100 });
     const other = new BetterSqlite3(path);
     other.exec('BEGIN IMMEDIATE');
-    const busy = (err: unknown) => {
-      assert.ok(err instanceof DgError, `expected DgError UNAVAILABLE, got ${String(err)}`);
-      assert.equal(err.code, 'UNAVAILABLE');
-      assert.match(String((err.cause as { code?: unknown } | undefined)?.code), /^SQLITE_BUSY/);
-      return true;
-    };
+    const busy = isBusyUnavailable;
     await assert.rejects(s.applyChanges('u', 1, [{ op: 'join', device: 'd', site: 's' }]), busy);
     await assert.rejects(s.claimWindow('u', 'd', 's', Date.now(), 1000), busy);
     await assert.rejects(s.markPushed('u', 'd', 's', 'main', 3), busy);
