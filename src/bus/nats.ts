@@ -1,6 +1,7 @@
 import { connect, errors as natsErrors } from '@nats-io/transport-node';
 import type { Msg, NatsConnection, Status, Subscription as NatsSubscription } from '@nats-io/transport-node';
 import { DgError, toWireError } from '../protocol/errors.js';
+import { LogThrottle } from '../protocol/log-throttle.js';
 import type { Bus, BusHandler, RequestOptions, SubscribeOptions, Subscription } from './bus.js';
 import { DEFAULT_REQUEST_TIMEOUT_MS } from './bus.js';
 import { decodeJson, encodeJson } from './json-codec.js';
@@ -63,9 +64,8 @@ export class NatsBus implements Bus {
   /** Since when the connection is down (undefined while connected); the backoff reads it too. */
   readonly #down: DownState;
   #overloaded = false;
-  /** Undecodable messages dropped since the last line about them, and when that was. */
-  #undecodable = 0;
-  #undecodableLoggedAt = Number.NEGATIVE_INFINITY;
+  /** Undecodable messages are logged at most once per UNDECODABLE_LOG_MS, with a count. */
+  readonly #undecodable = new LogThrottle(UNDECODABLE_LOG_MS);
   #closing: Promise<void> | undefined;
 
   private constructor(nc: NatsConnection, log: BusLog, unhealthyAfterMs: number, down: DownState) {
@@ -221,13 +221,10 @@ export class NatsBus implements Bus {
     try {
       message = decodeJson(msg.data);
     } catch (err) {
-      this.#undecodable++;
-      const now = Date.now();
-      if (now - this.#undecodableLoggedAt >= UNDECODABLE_LOG_MS) {
+      const left = this.#undecodable.take();
+      if (left !== null) {
         const reason = err instanceof Error ? err.message : String(err);
-        this.#log.warn({ subject, bytes: msg.data.length, reason, dropped: this.#undecodable }, 'bus messages that are not JSON dropped (at most one line per 10 s)');
-        this.#undecodable = 0;
-        this.#undecodableLoggedAt = now;
+        this.#log.warn({ subject, bytes: msg.data.length, reason, dropped: left + 1 }, 'bus messages that are not JSON dropped (at most one line per 10 s)');
       }
       this.#reply(msg, { ok: false, error: toWireError(err) });
       return;

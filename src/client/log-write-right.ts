@@ -43,5 +43,4 @@ export class WriteRight {
       )
       .finally(() => (this.asking = null));
   }
-
 }

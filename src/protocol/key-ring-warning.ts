@@ -5,19 +5,16 @@
  * the operator must hear why. This says so in the log, at most once per interval.
  */
 import type { FastifyBaseLogger } from 'fastify';
+import { LogThrottle } from './log-throttle.js';
 
 export function unknownKeyWarner(log: FastifyBaseLogger, everyMs = 60_000, now: () => number = Date.now): () => void {
-  let last = -Infinity;
-  let missed = 0;
+  const throttle = new LogThrottle(everyMs, now);
   return () => {
-    missed++;
-    const t = now();
-    if (t - last < everyMs) return;
-    last = t;
+    const left = throttle.take();
+    if (left === null) return;
     log.warn(
-      { refused: missed },
+      { refused: left + 1 },
       "tokens signed with a key this process's hmac-keys.json lacks were refused: every process of a cluster needs the same key files (after `datagrove keys rotate`, copy them everywhere and restart the tail and notify processes before the auth ones)",
     );
-    missed = 0;
   };
 }

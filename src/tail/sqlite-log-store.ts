@@ -12,6 +12,7 @@
  */
 import Database from 'better-sqlite3';
 import { DgError } from '../protocol/errors.js';
+import { isSqliteStorageFailure } from '../protocol/sqlite-failure.js';
 import { isPackOf, packEntries, unpackEntries } from './entry-pack.js';
 import {
   EPOCH_LIFT,
@@ -75,14 +76,8 @@ interface LogRow {
   epoch: number;
 }
 
-/** SQLite result codes that mean "the storage is not usable right now", not a bug. */
-const UNAVAILABLE_CODES = /^SQLITE_(BUSY|LOCKED|FULL|IOERR|CANTOPEN|READONLY|NOMEM|PROTOCOL)/;
 /** SQLite result codes (with their extended forms) that mean the file's content is damaged. */
 const DAMAGE_CODES = /^SQLITE_(CORRUPT|NOTADB)/;
-
-function isUnavailable(err: unknown): boolean {
-  return err instanceof Database.SqliteError && UNAVAILABLE_CODES.test(err.code);
-}
 
 /**
  * The chunks of a log contradict themselves or its length (a gap, a missing chunk, a blob
@@ -284,7 +279,8 @@ export class SqliteLogStore implements LogStore {
     } catch (err) {
       const damage = damageOf(err);
       if (damage !== null) throw this.damaged.failed(damage, err);
-      if (!isUnavailable(err)) throw err;
+      // Damage is told apart above; the other storage failures are "not usable right now".
+      if (!isSqliteStorageFailure(err)) throw err;
       this.ok = false;
       throw new DgError('UNAVAILABLE', 'log store is unavailable', { cause: err });
     }
