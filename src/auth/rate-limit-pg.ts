@@ -15,6 +15,7 @@
 import type { FastifyRateLimitStore, FastifyRateLimitStoreCtor } from '@fastify/rate-limit';
 import pg from 'pg';
 import { mapError } from './pg/db.js';
+import { checkOut } from '../protocol/pg-checkout.js';
 
 interface Counter {
   current: number;
@@ -58,7 +59,8 @@ export async function openPgRateLimits(url: string, schema: string): Promise<PgR
   const table = `"${schema}".auth_rate_limits`;
   const create = async () => {
     // Processes starting together would race on CREATE … IF NOT EXISTS: one at a time.
-    const c = await pool.connect();
+    const held = await checkOut(pool);
+    const c = held.client;
     try {
       await c.query('BEGIN');
       await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`datagrove.limits.${schema}`]);
@@ -69,7 +71,7 @@ export async function openPgRateLimits(url: string, schema: string): Promise<PgR
       await c.query('ROLLBACK').catch(() => undefined);
       throw err;
     } finally {
-      c.release();
+      held.release();
     }
   };
   try {

@@ -4,6 +4,9 @@
  * (`SELECT … FOR UPDATE`), so concurrent updates of one user are serialized.
  */
 import pg from 'pg';
+import { DgError } from '../protocol/errors.js';
+import { checkOut, type CheckedOut } from '../protocol/pg-checkout.js';
+import { pgStoreError } from '../protocol/pg-failure.js';
 import type { NotifyStore, PushTarget, StoreChange, UserState, VersionResult } from './store.js';
 
 export interface PgNotifyStoreOptions {
@@ -148,14 +151,15 @@ export async function openPgNotifyStore(url: string, options: PgNotifyStoreOptio
   }
   try {
     // Concurrent processes may start together: serialize the DDL with an advisory lock.
-    const init = await pool.connect();
+    const held = await checkOut(pool);
+    const init = held.client;
     try {
       await init.query('SELECT pg_advisory_lock(hashtext($1))', [`datagrove-notify-schema:${schema}`]);
       await init.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
       await init.query(schemaSql());
       await init.query('SELECT pg_advisory_unlock(hashtext($1))', [`datagrove-notify-schema:${schema}`]);
     } finally {
-      init.release();
+      held.release();
     }
   } catch (err) {
     await pool.end().catch(() => undefined);
@@ -174,9 +178,9 @@ export async function openPgNotifyStore(url: string, options: PgNotifyStoreOptio
   }, options.healthProbeMs ?? 2000);
   probe.unref();
 
-  async function connect(): Promise<pg.PoolClient> {
+  async function connect(): Promise<CheckedOut> {
     try {
-      const c = await pool.connect();
+      const c = await checkOut(pool);
       healthy = true;
       return c;
     } catch (err) {
@@ -187,7 +191,8 @@ export async function openPgNotifyStore(url: string, options: PgNotifyStoreOptio
 
   /** Runs `fn` in one transaction; the user's version row is locked first. */
   async function tx<T>(user: string, fn: (c: pg.PoolClient, current: number) => Promise<T>): Promise<T> {
-    const c = await connect();
+    const held = await connect();
+    const c = held.client;
     try {
       await c.query('BEGIN');
       await c.query('INSERT INTO notify_users (user_id, version) VALUES ($1, 0) ON CONFLICT DO NOTHING', [user]);
@@ -199,7 +204,7 @@ export async function openPgNotifyStore(url: string, options: PgNotifyStoreOptio
       await c.query('ROLLBACK').catch(() => undefined);
       throw err;
     } finally {
-      c.release();
+      held.release();
     }
   }
 
@@ -207,7 +212,7 @@ export async function openPgNotifyStore(url: string, options: PgNotifyStoreOptio
     c.query('UPDATE notify_users SET version = $2 WHERE user_id = $1', [user, version]);
 
   let open = true;
-  return {
+  const store: NotifyStore = {
     async applyChanges(user, version, changes): Promise<VersionResult> {
       return tx(user, async (c, current) => {
         if (version !== current + 1) return { ok: false, version: current };
@@ -251,7 +256,8 @@ export async function openPgNotifyStore(url: string, options: PgNotifyStoreOptio
       });
     },
     async userState(user) {
-      const c = await connect();
+      const held = await connect();
+      const c = held.client;
       try {
         // One snapshot for the three reads.
         await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
@@ -274,7 +280,7 @@ export async function openPgNotifyStore(url: string, options: PgNotifyStoreOptio
         await c.query('ROLLBACK').catch(() => undefined);
         throw err;
       } finally {
-        c.release();
+        held.release();
       }
     },
     async targets(site, log, now) {
@@ -323,5 +329,36 @@ export async function openPgNotifyStore(url: string, options: PgNotifyStoreOptio
       clearInterval(probe);
       await pool.end();
     },
+  };
+  return guardFailures(store, () => open);
+}
+
+/**
+ * `store` with every call's database failure (pg-failure.ts) turned into UNAVAILABLE, as the
+ * SQLite store turns a full disk: auth retries an update with backoff, delivery logs it once
+ * per interval; a call after close is UNAVAILABLE too, not the pool's raw error.
+ */
+function guardFailures(store: NotifyStore, isOpen: () => boolean): NotifyStore {
+  const guard =
+    <A extends unknown[], R>(fn: (...args: A) => Promise<R>) =>
+    async (...args: A): Promise<R> => {
+      if (!isOpen()) throw new DgError('UNAVAILABLE', 'notify store is closed');
+      try {
+        return await fn(...args);
+      } catch (err) {
+        throw pgStoreError('notify store', err);
+      }
+    };
+  return {
+    applyChanges: guard(store.applyChanges),
+    replaceState: guard(store.replaceState),
+    userState: guard(store.userState),
+    targets: guard(store.targets),
+    target: guard(store.target),
+    markPushed: guard(store.markPushed),
+    removeEndpoint: guard(store.removeEndpoint),
+    claimWindow: guard(store.claimWindow),
+    healthy: () => store.healthy(),
+    close: () => store.close(),
   };
 }

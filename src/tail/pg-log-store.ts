@@ -17,6 +17,8 @@
  */
 import pg from 'pg';
 import { DgError } from '../protocol/errors.js';
+import { checkOut } from '../protocol/pg-checkout.js';
+import { pgFailure, pgStoreError } from '../protocol/pg-failure.js';
 import { pgLogMigrations, pgLogQueries, type PgLogQueries } from './pg-log-store-sql.js';
 import { DamageRecord, type StoreDamage } from './store-damage.js';
 import {
@@ -64,28 +66,9 @@ function num(v: unknown): number {
   return n;
 }
 
-/**
- * Errors that are not the request's fault: `down` when the database is unreachable (the
- * store turns unhealthy), `busy` when it refused this transaction (deadlock or
- * serialization failure still there after the retries), `damaged` when PostgreSQL found
- * the data or an index corrupt (XX001, XX002: store-damage.ts). Anything else is a bug.
- */
-function classify(err: unknown): 'down' | 'busy' | 'damaged' | null {
-  if (!(err instanceof Error) || err instanceof DgError) return null;
-  const code = (err as { code?: unknown }).code;
-  if (typeof code === 'string') {
-    if (code === 'XX001' || code === 'XX002') return 'damaged';
-    // 08 connection, 53 insufficient resources, 57 operator intervention (shutdown,
-    // statement timeout), 58 system error; node errors such as ECONNREFUSED.
-    if (/^(08|53|57|58)/.test(code) || code.startsWith('E')) return 'down';
-    if (code.startsWith('40')) return 'busy';
-    return null;
-  }
-  return /connect|terminat|timeout/i.test(err.message) ? 'down' : null;
-}
-
+/** A failure of the database (pg-failure.ts) as UNAVAILABLE; anything else is a bug. */
 function mapError(err: unknown): unknown {
-  return classify(err) === null ? err : new DgError('UNAVAILABLE', 'log store is unavailable', { cause: err });
+  return pgStoreError('log store', err);
 }
 
 interface LockedLog {
@@ -132,7 +115,7 @@ class PgLogStore implements LogStore {
       this.ok = true;
       return out;
     } catch (err) {
-      const kind = classify(err);
+      const kind = pgFailure(err);
       if (kind === 'damaged') throw this.damaged.failed((err as { code: string }).code, err);
       if (kind === 'down') this.ok = false;
       throw mapError(err);
@@ -200,7 +183,8 @@ class PgLogStore implements LogStore {
   }
 
   private async transaction<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
+    const held = await checkOut(this.pool);
+    const client = held.client;
     let broken: Error | undefined;
     try {
       await client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
@@ -216,7 +200,7 @@ class PgLogStore implements LogStore {
         throw err;
       }
     } finally {
-      client.release(broken);
+      held.release(broken);
     }
   }
 
@@ -373,7 +357,8 @@ class PgLogStore implements LogStore {
 async function migrate(pool: pg.Pool, schema: string): Promise<void> {
   const s = `"${schema}"`;
   const all = pgLogMigrations(s);
-  const client = await pool.connect();
+  const held = await checkOut(pool);
+  const client = held.client;
   try {
     await client.query('BEGIN');
     // Serializes nodes that open the same schema at once (CREATE … IF NOT EXISTS races).
@@ -391,7 +376,7 @@ async function migrate(pool: pg.Pool, schema: string): Promise<void> {
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;
   } finally {
-    client.release();
+    held.release();
   }
 }
 

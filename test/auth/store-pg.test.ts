@@ -13,6 +13,7 @@ import type { AuthStore } from '../../src/auth/store.js';
 import { DgError } from '../../src/protocol/errors.js';
 import { runAuthStoreConformance } from '../conformance/auth-store.js';
 import { PG_URL, pgSkip } from '../helpers/services.js';
+import { startProxy } from '../helpers/tcp-proxy.js';
 
 const skip = await pgSkip();
 const prefix = `test_auth_${randomBytes(5).toString('hex')}`;
@@ -150,6 +151,38 @@ describe('PostgreSQL auth store', { skip }, () => {
       // Either the row was written first (and a read after the revocation finds it to sweep) or it was refused.
       assert.equal(seen.length, put ? 1 : 0, `round ${i}`);
       assert.equal((await a.accessFor(user, site)).length, put ? 1 : 0, `round ${i}`);
+    }
+  });
+
+  it('answers UNAVAILABLE when connections are cut in the middle of transactions, and goes on after', async () => {
+    // A connection that ends while its client is checked out for a transaction makes the
+    // client emit 'error': this must not end the process.
+    const proxy = await startProxy(PG_URL);
+    const s = await openPgAuthStore(proxy.url, { schema: shared, connectTimeoutMs: 1000 });
+    stores.push(s);
+    try {
+      let failed = 0;
+      const worker = async () => {
+        for (let i = 0; i < 200; i++) {
+          try {
+            await newUser(s);
+          } catch (err) {
+            assert.ok(err instanceof DgError && err.code === 'UNAVAILABLE', String(err));
+            failed++;
+            return;
+          }
+        }
+      };
+      const running = Promise.all(Array.from({ length: 8 }, worker));
+      await new Promise((r) => setTimeout(r, 30));
+      await proxy.stop();
+      await running;
+      assert.ok(failed > 0, 'some transactions were cut');
+      await proxy.restart();
+      const { device } = await newUser(s);
+      assert.ok((await s.getDevice(device)) !== null);
+    } finally {
+      await proxy.stop();
     }
   });
 

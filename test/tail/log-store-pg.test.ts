@@ -12,6 +12,7 @@ import { DgError } from '../../src/protocol/errors.js';
 import { WID_MEMORY, type AppendRequest, type LogStore } from '../../src/tail/log-store.js';
 import { deviceId, freshSite, runLogStoreConformance } from '../conformance/log-store.js';
 import { PG_URL, dropPgSchemas, killPgConnections, pgSkip } from '../helpers/services.js';
+import { startProxy } from '../helpers/tcp-proxy.js';
 
 const skip = await pgSkip();
 const schema = `test_tail_${randomBytes(5).toString('hex')}`;
@@ -144,6 +145,46 @@ describe('PostgreSQL log store', { skip }, () => {
     assert.equal(s.healthy(), false);
     assert.deepEqual(await s.appendBatch([req(site, 'main', 1, 0)]), [{ status: 'ok', at: 1, length: 2 }]);
     assert.equal(s.healthy(), true);
+  });
+
+  it('answers UNAVAILABLE when connections are cut in the middle of transactions, and goes on after', async () => {
+    // A connection that ends while its client is checked out for a transaction makes the
+    // client emit 'error' with nobody listening but the store: this must not end the process.
+    const proxy = await startProxy(PG_URL);
+    const s = await openPgLogStore(proxy.url, { schema, connectTimeoutMs: 1000 });
+    stores.push(s);
+    try {
+      const site = freshSite();
+      const logs = Array.from({ length: 8 }, (_, i) => `cut${i}`);
+      const lengths = new Map(logs.map((l) => [l, 0]));
+      let unavailable = 0;
+      const writer = async (log: string) => {
+        for (let i = 0; i < 200; i++) {
+          const at = lengths.get(log) as number;
+          try {
+            const [r] = await s.appendBatch([req(site, log, at, 0)]);
+            if (r?.status === 'ok') lengths.set(log, r.length);
+          } catch (err) {
+            assert.ok(err instanceof DgError && err.code === 'UNAVAILABLE', String(err));
+            unavailable++;
+            return;
+          }
+        }
+      };
+      const running = Promise.all(logs.map(writer));
+      await new Promise((r) => setTimeout(r, 30));
+      await proxy.stop();
+      await running;
+      assert.ok(unavailable > 0, 'some transactions were cut');
+      await proxy.restart();
+      // Every log goes on from its stored length (a cut commit may have landed or not).
+      for (const log of logs) {
+        const { length } = await s.state(site, log);
+        assert.deepEqual(await s.appendBatch([req(site, log, length, 0)]), [{ status: 'ok', at: length, length: length + 1 }]);
+      }
+    } finally {
+      await proxy.stop();
+    }
   });
 
   it('reports data PostgreSQL finds corrupt as damage: UNAVAILABLE, unhealthy until closed', async () => {

@@ -10,28 +10,17 @@
  */
 import pg from 'pg';
 import { DgError } from '../../protocol/errors.js';
+import { checkOut } from '../../protocol/pg-checkout.js';
+import { pgStoreError } from '../../protocol/pg-failure.js';
 import type { Sql, TxSql } from './sql.js';
 
 /** Deadlock detected, serialization failure. */
 const RETRY_CODES = new Set(['40P01', '40001']);
 const MAX_ATTEMPTS = 3;
 
-/** Errors that mean the database is unreachable or overloaded, not that the statement is wrong. */
-export function isUnavailable(err: unknown): boolean {
-  if (!(err instanceof Error)) return false;
-  const code = (err as { code?: unknown }).code;
-  if (typeof code === 'string') {
-    // 08 connection, 53 insufficient resources, 57 operator intervention (shutdown,
-    // statement timeout), 58 system error; node errors such as ECONNREFUSED.
-    return /^(08|53|57|58)/.test(code) || code.startsWith('E');
-  }
-  return /connect|terminat|timeout|pool/i.test(err.message);
-}
-
+/** A failure of the database (down, still busy after the retries, damaged) as UNAVAILABLE. */
 export function mapError(err: unknown): unknown {
-  if (err instanceof DgError) return err;
-  if (isUnavailable(err)) return new DgError('UNAVAILABLE', 'auth store is unavailable', { cause: err });
-  return err;
+  return pgStoreError('auth store', err);
 }
 
 function retryable(err: unknown): boolean {
@@ -71,7 +60,8 @@ export class PgDb implements Sql {
   }
 
   async #once<T>(fn: (sql: TxSql) => Promise<T>): Promise<T> {
-    const client = await this.#pool.connect();
+    const held = await checkOut(this.#pool);
+    const client = held.client;
     let broken: Error | undefined;
     try {
       await client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
@@ -96,7 +86,7 @@ export class PgDb implements Sql {
         throw err;
       }
     } finally {
-      client.release(broken);
+      held.release(broken);
     }
   }
 
