@@ -25,6 +25,7 @@ import { hasLoneSurrogate, mayHoldSurrogates } from '../protocol/unicode.js';
 import { rawErrorResponse } from '../protocol/raw-error-response.js';
 import type { Config, HttpTimeouts } from './config.js';
 import { createMetrics } from './metrics.js';
+import { metricsGate } from './metrics-gate.js';
 import { boundPipelining } from './pipelining.js';
 import { clientErrorHandler, frameworkErrorHandler, installErrorHandlers, routeMiss, sendError } from './http-errors.js';
 import { refuseBackupDir } from './backup.js';
@@ -320,7 +321,12 @@ async function build(config: Config, lock: DataDirLock | null): Promise<Datagrov
     if (reasons.length > 0) return sendError(reply, 'UNAVAILABLE', `not ready: ${reasons.join('; ')}`);
     return { ok: true };
   });
-  app.get('/metrics', async (_req, reply) => {
+  const metricsAllowed = metricsGate(config.metricsToken);
+  app.get('/metrics', async (req, reply) => {
+    if (!metricsAllowed(req.headers.authorization)) {
+      void reply.header('www-authenticate', 'Bearer realm="metrics"');
+      return sendError(reply, 'UNAUTHORIZED', 'GET /metrics needs authorization: Bearer <the metrics token>');
+    }
     void reply.header('content-type', metrics.registry.contentType);
     return metrics.text();
   });

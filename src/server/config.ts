@@ -57,6 +57,11 @@ export interface Config {
    * loopback / linklocal / uniquelocal); empty: the peer address is the client's.
    */
   trustProxy: string[];
+  /**
+   * When not empty, GET /metrics answers only requests with `authorization: Bearer <it>`
+   * (401 otherwise); empty: /metrics is open, to be blocked at the proxy.
+   */
+  metricsToken: string;
   /** Overrides of the tail service's limits; set in code only (tests shrink the time-based ones). */
   tailLimits?: Partial<TailLimits>;
   /** Overrides of the HTTP server's time limits (HTTP_TIMEOUTS in app.ts); set in code only (tests shrink them). */
@@ -124,6 +129,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'demo', flag: '--demo', env: 'DATAGROVE_DEMO', kind: 'bool', help: 'serve the demo web app at / where auth and tail both run (default on; --demo=false or DATAGROVE_DEMO=0 turns it off)' },
   { key: 'oidc', flag: '--oidc', env: 'DATAGROVE_OIDC', kind: 'oidc', help: 'OpenID Connect providers: JSON array of {id, issuer, clientId, clientSecret, scopes?} (default: none)' },
   { key: 'trustProxy', flag: '--trust-proxy', env: 'DATAGROVE_TRUST_PROXY', kind: 'list', help: 'comma-separated addresses or CIDR ranges (or loopback, linklocal, uniquelocal) of reverse proxies whose X-Forwarded-For names the client (default: none)' },
+  { key: 'metricsToken', flag: '--metrics-token', env: 'DATAGROVE_METRICS_TOKEN', kind: 'string', help: 'when set (16 to 256 printable ASCII characters), GET /metrics needs "authorization: Bearer <token>" and answers 401 without it (default: open); prefer the environment variable, which ps does not show' },
   { key: 'logLevel', flag: '--log-level', env: 'DATAGROVE_LOG_LEVEL', kind: 'string', help: 'fatal, error, warn, info (default), debug, trace or silent' },
 ];
 
@@ -154,6 +160,7 @@ export function defaultConfig(): Config {
     oidc: [],
     logLevel: 'info',
     trustProxy: [],
+    metricsToken: '',
   };
 }
 
@@ -233,6 +240,9 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   }
   if (c.leaseGraceMs > MAX_LEASE_GRACE_MS) throw new DgError('BAD_REQUEST', `--lease-grace-ms must be at most ${MAX_LEASE_GRACE_MS}`);
   if (c.pushIntervalMs > MAX_PUSH_INTERVAL_MS) throw new DgError('BAD_REQUEST', `--push-interval-ms must be at most ${MAX_PUSH_INTERVAL_MS}`);
+  if (c.metricsToken !== '' && !/^[\x21-\x7e]{16,256}$/.test(c.metricsToken)) {
+    throw new DgError('BAD_REQUEST', '--metrics-token must be 16 to 256 printable ASCII characters without spaces');
+  }
   if (!LOG_LEVELS.includes(c.logLevel)) throw new DgError('BAD_REQUEST', `--log-level must be one of ${LOG_LEVELS.join(', ')}`);
   if (!/^(mailto:[^\s@]+@[^\s@]+|https:\/\/[^\s/]+(\/\S*)?)$/.test(c.vapidSubject)) {
     throw new DgError('BAD_REQUEST', '--vapid-subject must be a mailto: URL with an address (mailto:ops@example.com) or an https:// URL');

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { statSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { loadConfig } from '../../src/server/config.js';
 import { startServer } from '../helpers/server.js';
 
 describe('service endpoints', () => {
@@ -14,6 +15,32 @@ describe('service endpoints', () => {
     assert.match(metrics, /datagrove_http_requests_total/);
     // Node's default metrics, the event-loop delay among them, are exported with the prefix.
     assert.match(metrics, /datagrove_nodejs_eventloop_lag_p99_seconds \d/);
+  });
+
+  it('serves /metrics only with the metrics token when one is configured', async () => {
+    const token = 'metrics-0123456789-abcdef';
+    const { url } = await startServer({ metricsToken: token });
+    for (const authorization of [undefined, 'Bearer wrong-token-0123456789', `Basic ${token}`, `Bearer ${token}x`, 'Bearer']) {
+      const res = await fetch(`${url}/metrics`, { headers: authorization === undefined ? {} : { authorization } });
+      assert.equal(res.status, 401, String(authorization));
+      assert.equal(res.headers.get('www-authenticate'), 'Bearer realm="metrics"');
+      assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'UNAUTHORIZED');
+    }
+    const ok = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(ok.status, 200);
+    assert.match(await ok.text(), /datagrove_http_requests_total/);
+    // The rest of the service endpoints stay open.
+    assert.equal((await fetch(`${url}/health`)).status, 200);
+    assert.equal((await fetch(`${url}/ready`)).status, 200);
+  });
+
+  it('takes the metrics token from the environment or the flag, and refuses a short or spaced one', () => {
+    assert.equal(loadConfig([], { DATAGROVE_METRICS_TOKEN: 'a-long-enough-token' }).metricsToken, 'a-long-enough-token');
+    assert.equal(loadConfig(['--metrics-token', 'another-long-token!']).metricsToken, 'another-long-token!');
+    assert.equal(loadConfig([], {}).metricsToken, '');
+    for (const bad of ['short', 'has a space in it, long', 'x'.repeat(257)]) {
+      assert.throws(() => loadConfig([], { DATAGROVE_METRICS_TOKEN: bad }), /--metrics-token must be/);
+    }
   });
 
   it('answers unknown routes with the error shape', async () => {
