@@ -33,7 +33,7 @@ import { demoRoutes } from './demo/routes.js';
 import { ATTESTATION_FILE, createPrivateFiles, ensureDataDir, HMAC_FILE, loadSecrets, type Secrets } from './secrets.js';
 import { lockDataDir, type DataDirLock } from './data-dir-lock.js';
 import { openPostgres, openSqliteFile } from './database-open.js';
-import { refuseLostKeys } from './lost-keys.js';
+import { refuseLostKeys, refuseLostKeysPg } from './lost-keys.js';
 import { defaultNodeId, ShardRegistry, type ShardMap } from './shard-registry.js';
 
 export const BODY_LIMIT = 64 * 1024;
@@ -87,9 +87,12 @@ export async function buildServer(config: Config): Promise<DatagroveServer> {
 async function build(config: Config, lock: DataDirLock | null): Promise<DatagroveServer> {
   // A cluster's processes share key files; one that made its own would refuse every token.
   const cluster = config.bus !== 'inproc';
+  const keyFiles = [HMAC_FILE, ATTESTATION_FILE, ...(config.roles.includes('notify') ? [VAPID_FILE] : [])];
   if (config.db === 'sqlite') {
-    refuseLostKeys(config.dataDir, [HMAC_FILE, ATTESTATION_FILE, ...(config.roles.includes('notify') ? [VAPID_FILE] : [])]);
+    refuseLostKeys(config.dataDir, keyFiles);
     createPrivateFiles(config.dataDir, config.roles.map((r) => `${r}.db`));
+  } else if (!cluster) {
+    await refuseLostKeysPg(config.dataDir, keyFiles, config.db, config.dbSchema);
   }
   const secrets = loadSecrets(config.dataDir, { create: !cluster, alsoRequire: config.roles.includes('notify') ? [VAPID_FILE] : [] });
   const metrics = createMetrics();

@@ -3,14 +3,17 @@
  * with keys now missing. A directory whose auth.db holds users but whose hmac-keys.json is
  * gone (a partial copy, a restore that left the keys out) would otherwise start with new
  * keys and silently invalidate every token, attestation or push subscription made before;
- * the start is refused instead, naming the file and the ways on.
+ * the start is refused instead, naming the file and the ways on. A single process on
+ * PostgreSQL (which may make its keys) is checked the same way against the tables of its
+ * schema; the processes of a cluster never make keys (secrets.ts).
  */
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import pg from 'pg';
 import { VAPID_FILE } from '../notify/index.js';
 import { DgError } from '../protocol/errors.js';
-import { openSqliteFile } from './database-open.js';
+import { openPostgres, openSqliteFile } from './database-open.js';
 import { ATTESTATION_FILE, HMAC_FILE } from './secrets.js';
 
 interface Holder {
@@ -18,6 +21,8 @@ interface Holder {
   db: string;
   role: string;
   table: string;
+  /** The same table in the PostgreSQL schema. */
+  pgTable: string;
   /** What its rows are, for the message. */
   rows: string;
 }
@@ -29,7 +34,7 @@ interface KeyFile {
   holders: Holder[];
 }
 
-const USERS: Holder = { db: 'auth.db', role: 'auth', table: 'users', rows: 'users' };
+const USERS: Holder = { db: 'auth.db', role: 'auth', table: 'users', pgTable: 'auth_users', rows: 'users' };
 
 const KEY_FILES: readonly KeyFile[] = [
   { file: HMAC_FILE, lost: 'every access and lease token', holders: [USERS] },
@@ -38,8 +43,8 @@ const KEY_FILES: readonly KeyFile[] = [
     file: VAPID_FILE,
     lost: 'every push subscription (browsers bind them to the VAPID key)',
     holders: [
-      { db: 'notify.db', role: 'notify', table: 'notify_push', rows: 'push subscriptions' },
-      { db: 'auth.db', role: 'auth', table: 'push_endpoints', rows: 'push subscriptions' },
+      { db: 'notify.db', role: 'notify', table: 'notify_push', pgTable: 'notify_push', rows: 'push subscriptions' },
+      { db: 'auth.db', role: 'auth', table: 'push_endpoints', pgTable: 'auth_push_endpoints', rows: 'push subscriptions' },
     ],
   },
 ];
@@ -63,7 +68,7 @@ function hasRows(path: string, role: string, table: string): boolean {
  * rows made under it. Run before any key file is made, with the directory locked.
  */
 export function refuseLostKeys(dir: string, files: readonly string[]): void {
-  const missing = KEY_FILES.filter((k) => files.includes(k.file) && !existsSync(join(dir, k.file)));
+  const missing = missingKeyFiles(dir, files);
   if (missing.length === 0) return;
   const known = new Map<Holder, boolean>();
   const holds = (h: Holder): boolean => {
@@ -74,10 +79,54 @@ export function refuseLostKeys(dir: string, files: readonly string[]): void {
     }
     return v;
   };
-  const refused = missing.flatMap((k) => {
-    const by = k.holders.find(holds);
-    return by === undefined ? [] : [{ file: k.file, why: `${k.lost} (${by.db} holds ${by.rows})` }];
+  refuse(
+    dir,
+    missing.flatMap((k) => {
+      const by = k.holders.find(holds);
+      return by === undefined ? [] : [{ file: k.file, why: `${k.lost} (${by.db} holds ${by.rows})` }];
+    }),
+  );
+}
+
+/**
+ * The same for a process on PostgreSQL: throws when a key file of `files` is missing from
+ * `dir` while the tables of `schema` at `url` hold rows made under it.
+ */
+export async function refuseLostKeysPg(dir: string, files: readonly string[], url: string, schema: string): Promise<void> {
+  const missing = missingKeyFiles(dir, files);
+  if (missing.length === 0) return;
+  const tables = [...new Set(missing.flatMap((k) => k.holders.map((h) => h.pgTable)))];
+  const held = await openPostgres(url, async () => {
+    const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 });
+    c.on('error', () => undefined); // a connection lost now fails the query below
+    await c.connect();
+    try {
+      const found = new Set<string>();
+      for (const t of tables) {
+        const known = await c.query('SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND table_name = $2', [schema, t]);
+        if (known.rowCount === 0) continue;
+        const rows = await c.query(`SELECT 1 FROM "${schema}"."${t}" LIMIT 1`);
+        if ((rows.rowCount ?? 0) > 0) found.add(t);
+      }
+      return found;
+    } finally {
+      await c.end().catch(() => undefined);
+    }
   });
+  refuse(
+    dir,
+    missing.flatMap((k) => {
+      const by = k.holders.find((h) => held.has(h.pgTable));
+      return by === undefined ? [] : [{ file: k.file, why: `${k.lost} (the database's ${schema}.${by.pgTable} holds ${by.rows})` }];
+    }),
+  );
+}
+
+function missingKeyFiles(dir: string, files: readonly string[]): KeyFile[] {
+  return KEY_FILES.filter((k) => files.includes(k.file) && !existsSync(join(dir, k.file)));
+}
+
+function refuse(dir: string, refused: { file: string; why: string }[]): void {
   if (refused.length === 0) return;
   const names = refused.map((r) => r.file);
   throw new DgError(

@@ -10,6 +10,7 @@ import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { signupDevice } from '../helpers/auth-client.js';
 import { tempDir } from '../helpers/server.js';
+import { PG_URL, dropPgSchemas, pgSkip } from '../helpers/services.js';
 import { freePort, runCli, spawnCli, waitHttp, type Child } from './child.js';
 
 async function serve(dataDir: string, logLevel = 'warn'): Promise<{ child: Child; url: string }> {
@@ -145,6 +146,38 @@ describe('key files of a data directory in use', () => {
     const again = await serve(dir);
     await terminate(again.child);
     for (const f of ['hmac-keys.json', 'attestation-keys.json', 'vapid-keys.json']) assert.ok(existsSync(join(dir, f)), f);
+  });
+});
+
+const pgSkipped = await pgSkip();
+
+describe('key files of a single process on PostgreSQL', { skip: pgSkipped }, () => {
+  it('are refused when missing while the schema holds users, and made while it holds none', async () => {
+    const schema = `dg_keys_${process.pid}_${Date.now()}`;
+    const dir = join(tempDir('dg-pgkeys-'), 'data');
+    const db = ['--db', PG_URL, '--db-schema', schema];
+    try {
+      const port = await freePort();
+      const child = spawnCli(['serve', '--port', String(port), '--host', '127.0.0.1', '--data', dir, '--log-level', 'warn', ...db]);
+      await waitHttp(child, `http://127.0.0.1:${port}/ready`);
+      await signupDevice(`http://127.0.0.1:${port}`);
+      await terminate(child);
+      rmSync(join(dir, 'hmac-keys.json'));
+      const r = await runCli(['serve', '--port', '0', '--host', '127.0.0.1', '--data', dir, '--log-level', 'warn', ...db]);
+      assert.equal(r.code, 2, r.output);
+      assert.match(r.output, new RegExp(`hmac-keys\\.json is missing from .*every access and lease token \\(the database's ${schema}\\.auth_users holds users\\)`));
+      assert.equal(existsSync(join(dir, 'hmac-keys.json')), false, 'no key was made');
+
+      // Another schema of the same database, holding nothing yet: the keys are made.
+      const other = join(tempDir('dg-pgkeys-'), 'data');
+      const port2 = await freePort();
+      const fresh = spawnCli(['serve', '--port', String(port2), '--host', '127.0.0.1', '--data', other, '--log-level', 'warn', '--db', PG_URL, '--db-schema', `${schema}_b`]);
+      await waitHttp(fresh, `http://127.0.0.1:${port2}/ready`);
+      await terminate(fresh);
+      assert.ok(existsSync(join(other, 'hmac-keys.json')));
+    } finally {
+      await dropPgSchemas(schema, `${schema}_b`);
+    }
   });
 });
 
