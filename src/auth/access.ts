@@ -55,6 +55,15 @@ export async function isSiteAdmin(ctx: AuthContext, user: string, site: SiteReco
   return logs.every((l) => admin.some((r) => r.logs.includes(l)));
 }
 
+/**
+ * Whether `user` is an admin of `site` in the sense of `GET /sites/:site`'s `rights`: its
+ * owner, or holding `admin` over any of its logs.
+ */
+export async function holdsSiteAdmin(ctx: AuthContext, user: string, site: SiteRecord): Promise<boolean> {
+  if (site.owner === user) return true;
+  return (await liveRows(ctx, user, site.id)).some((r) => r.rights.includes('admin'));
+}
+
 export async function requireSite(ctx: AuthContext, id: string): Promise<SiteRecord> {
   const site = await ctx.store.getSite(id);
   if (site === null) throw new DgError('NOT_FOUND', 'site: no such site');

@@ -6,7 +6,7 @@
 import { DgError } from '../protocol/errors.js';
 import type { Principal } from './bearer.js';
 import type { AuthContext } from './context.js';
-import { isSiteAdmin } from './access.js';
+import { holdsSiteAdmin } from './access.js';
 import { linkOfRecord, subjectCovers, verifyChain } from './grant-chain.js';
 import { publishRevoke } from './session.js';
 import type { AccessRecord } from './store.js';
@@ -76,8 +76,9 @@ export async function revokeDevice(ctx: AuthContext, caller: Principal, device: 
 }
 
 /**
- * Revokes a declared grant, by its issuer's user or an admin of the site over the grant's
- * logs. Every access row through it (it or a descendant as the leaf) is dropped in the same
+ * Revokes a declared grant, by its issuer's user or an admin of the site (the wire
+ * contract's "a site admin": its owner, or a user holding `admin` over any of its logs,
+ * whose `GET /sites/:site` rights include admin). Every access row through it (it or a descendant as the leaf) is dropped in the same
  * store transaction; the site is marked rotationRequired and returned.
  */
 export async function revokeGrant(ctx: AuthContext, caller: Principal, hash: string): Promise<string[]> {
@@ -86,7 +87,7 @@ export async function revokeGrant(ctx: AuthContext, caller: Principal, hash: str
   const issuer = await ctx.store.getDevice(rec.issuer);
   const site = await ctx.store.getSite(rec.site);
   if (site === null) throw new DgError('NOT_FOUND', 'grant: its site no longer exists');
-  const allowed = issuer?.user === caller.user || (await isSiteAdmin(ctx, caller.user, site, rec.logs));
+  const allowed = issuer?.user === caller.user || (await holdsSiteAdmin(ctx, caller.user, site));
   if (!allowed) throw new DgError('FORBIDDEN', "grant: only its issuer's user or a site admin may revoke it");
   const now = ctx.now();
   const { revoked, dropped } = await ctx.store.revokeGrant(hash, now);

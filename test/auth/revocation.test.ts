@@ -124,6 +124,24 @@ describe('revocation', async () => {
     assert.equal((await revoke(a, { grant: g2.hash })).status, 200);
   });
 
+  it('lets a site admin revoke any grant of the site, even one over logs its admin grant does not name', async () => {
+    const owner = await signupDevice(url);
+    const site = await createSite(url, owner.access);
+    const [admin, member, outsider] = [await signupDevice(url), await signupDevice(url), await signupDevice(url)];
+    const adminGrant = await declareGrant(url, owner, { sub: `user:${admin.user}`, site, logs: ['a'], rights: ['admin'] });
+    assert.equal((await join(admin, site, adminGrant.hash)).status, 200);
+    const onB = await declareGrant(url, owner, { sub: `user:${member.user}`, site, logs: ['b'], rights: ['read'] });
+    assert.equal((await join(member, site, onB.hash)).status, 200);
+    const outsiderTry = await revoke(outsider, { grant: onB.hash });
+    assert.equal(outsiderTry.status, 403, 'a user without admin on the site may not');
+    assert.match(outsiderTry.body.error.message, /only its issuer's user or a site admin/);
+    assert.equal((await revoke(member, { grant: onB.hash })).status, 403, 'nor may its subject');
+    const r = await revoke(admin, { grant: onB.hash });
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(r.body.rotate, [site]);
+    assert.equal((await lease(member, site, 'b')).status, 403);
+  });
+
   it('refuses a revoked grant whose signature is spelled another way (base64url malleability)', async () => {
     const owner = await signupDevice(url);
     const site = await createSite(url, owner.access);
