@@ -7,10 +7,11 @@ import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
 import type { ErrorCode } from '../protocol/errors.js';
-import { TAIL_CLOSE } from '../protocol/tail-schemas.js';
+import { TAIL_CLOSE, type WriteArgs } from '../protocol/tail-schemas.js';
 import { errorFrame, replyFrame } from './frames.js';
 import type { TailLimits } from './limits.js';
-import type { Handle } from './live-log.js';
+import type { Handle, LiveLog } from './live-log.js';
+import type { ReplySlot } from './reply-queue.js';
 import { TokenBucket, WindowCounter } from './rate-limit.js';
 import type { TextFrame } from './ws-frame.js';
 
@@ -64,6 +65,14 @@ export class ReplyCork {
   }
 }
 
+/** A write that arrived while a `lease` of its log from the same session was being decided. */
+export interface HeldWrite {
+  id: number;
+  args: WriteArgs;
+  slot: ReplySlot;
+  log: LiveLog;
+}
+
 export class Session {
   readonly id = randomBytes(12).toString('base64url');
   readonly openedAt = Date.now();
@@ -82,6 +91,9 @@ export class Session {
   readonly attests = new Set<Promise<unknown>>();
   /** `lease` requests still running, by `site\0log`: a `release` sent after one takes effect after it. */
   readonly leasing = new Map<string, Promise<unknown>>();
+  /** Writes waiting for a `lease` of their log sent before them (writes.ts), by `site\0log`. */
+  readonly heldWrites = new Map<string, HeldWrite[]>();
+  heldWriteCount = 0;
   /** When the socket went over the soft buffer limit (0 while keeping up). */
   slowSince = 0;
   readonly ops: TokenBucket;

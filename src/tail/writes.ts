@@ -22,8 +22,8 @@ import { errorFrame } from './frames.js';
 import type { CommitSink } from './group-commit.js';
 import { canWrite, RECENT_WIDS, type Handle, type LiveLog, type PendingWrite } from './live-log.js';
 import type { AppendResult } from './log-store.js';
-import type { ReplySlot } from './reply-queue.js';
-import type { Session } from './session.js';
+import type { DeferredFrame, ReplySlot } from './reply-queue.js';
+import type { HeldWrite, Session } from './session.js';
 
 /** How long a log counts as pipelined after a write arrived while another was in flight. */
 const PIPELINING_MEMORY_MS = 1000;
@@ -59,9 +59,15 @@ class WriteJob implements PendingWrite, CommitSink {
 }
 
 /** A write refused for its handle's role or rights (counted as a refused write too). */
-function refuse(ctx: TailContext, session: Session, log: LiveLog, id: number, code: ErrorCode, message: string): void {
+function refuse(ctx: TailContext, session: Session, log: LiveLog, id: number, code: ErrorCode, message: string, slot: ReplySlot | null): void {
   ctx.metrics.wrote('refused');
-  reject(session, log, id, code, message);
+  reject(session, log, id, code, message, slot);
+}
+
+/** A write's reply in the order of the log's write replies: in its reserved slot, if it has one. */
+function answer(session: Session, log: LiveLog, slot: ReplySlot | null, frame: DeferredFrame): void {
+  if (slot === null) log.replies.send(session, frame);
+  else log.replies.complete(slot, frame);
 }
 
 /**
@@ -83,30 +89,81 @@ function decodeEntries(b64: string[], maxEntryBytes: number, out: Buffer[]): { b
  * An error reply to a write on `log`, sent in the order of the log's write replies (after
  * the acks of earlier writes still committing), and counted like any error reply.
  */
-function reject(session: Session, log: LiveLog, id: number, code: ErrorCode, message: string): void {
-  log.replies.send(session, errorFrame(id, code, message));
+function reject(session: Session, log: LiveLog, id: number, code: ErrorCode, message: string, slot: ReplySlot | null): void {
+  answer(session, log, slot, errorFrame(id, code, message));
   session.noteError(code);
 }
+
+/** Writes one session may have waiting for its own leases at once; more are refused. */
+export const MAX_HELD_WRITES = 1024;
 
 export function handleWrite(ctx: TailContext, session: Session, id: number, args: WriteArgs): void {
   const h = session.handles.get(args.handle);
   if (h === undefined || h.releasing) return session.replyError(id, 'NOT_FOUND', 'no such handle');
+  // A write sent after a `lease` of the same log (a step-down, say) that is still being
+  // decided is decided after it, as its arrival order says.
+  if (session.leasing.size > 0 || session.heldWrites.size > 0) {
+    const key = h.log.key;
+    if (session.leasing.has(key) || session.heldWrites.has(key)) return holdWrite(ctx, session, h.log, id, args);
+  }
+  decideWrite(ctx, session, h, id, args, null);
+}
+
+/**
+ * Keeps a write until the session's leases of its log have answered: its reply slot is
+ * taken now (so a `release` sent after it answers after it), its decision then.
+ */
+function holdWrite(ctx: TailContext, session: Session, log: LiveLog, id: number, args: WriteArgs): void {
+  if (session.heldWriteCount >= MAX_HELD_WRITES) {
+    return reject(session, log, id, 'RATE_LIMITED', `at most ${MAX_HELD_WRITES} writes may wait for this session's leases`, null);
+  }
+  const key = log.key;
+  let queue = session.heldWrites.get(key);
+  if (queue === undefined) {
+    queue = [];
+    session.heldWrites.set(key, queue);
+    waitForLeases(ctx, session, key, queue);
+  }
+  queue.push({ id, args, slot: log.replies.reserve(session), log });
+  session.heldWriteCount++;
+}
+
+function waitForLeases(ctx: TailContext, session: Session, key: string, queue: HeldWrite[]): void {
+  const leasing = session.leasing.get(key);
+  if (leasing === undefined) return releaseHeld(ctx, session, key, queue);
+  const next = () => waitForLeases(ctx, session, key, queue);
+  leasing.then(next, next);
+}
+
+/** Decides the held writes of a log in their order, now that no lease of it is running. */
+function releaseHeld(ctx: TailContext, session: Session, key: string, queue: HeldWrite[]): void {
+  session.heldWrites.delete(key);
+  session.heldWriteCount -= queue.length;
+  for (const w of queue) {
+    // A `release` sent after the write marks the handle at once but takes effect after this.
+    const h = session.handles.get(w.args.handle);
+    if (h === undefined || h.log !== w.log) reject(session, w.log, w.id, 'NOT_FOUND', 'no such handle', w.slot);
+    else decideWrite(ctx, session, h, w.id, w.args, w.slot);
+  }
+}
+
+function decideWrite(ctx: TailContext, session: Session, h: Handle, id: number, args: WriteArgs, slot: ReplySlot | null): void {
   const log = h.log;
   // A follower handle that writes gets NOT_LEADER whatever its rights; the write right is
   // checked for the leader only (a leader whose access lost the right).
   if (log.leader !== h || h.epoch !== log.epoch) {
     return h.role === 'leader' || h.fenced
-      ? refuse(ctx, session, log, id, 'FENCED', 'this handle is no longer the leader')
-      : refuse(ctx, session, log, id, 'NOT_LEADER', 'only the leader writes');
+      ? refuse(ctx, session, log, id, 'FENCED', 'this handle is no longer the leader', slot)
+      : refuse(ctx, session, log, id, 'NOT_LEADER', 'only the leader writes', slot);
   }
-  if (!canWrite(h.access.rights)) return refuse(ctx, session, log, id, 'FORBIDDEN', 'no write right on this log');
+  if (!canWrite(h.access.rights)) return refuse(ctx, session, log, id, 'FORBIDDEN', 'no write right on this log', slot);
   const maxEntries = ctx.limits.maxEntries;
   const b64 = args.entries;
-  if (b64.length > maxEntries) return reject(session, log, id, 'TOO_LARGE', `entries: at most ${maxEntries} per write`);
-  if (!Number.isSafeInteger(args.at + b64.length)) return reject(session, log, id, 'BAD_REQUEST', 'at: too large for the entries to follow it');
+  if (b64.length > maxEntries) return reject(session, log, id, 'TOO_LARGE', `entries: at most ${maxEntries} per write`, slot);
+  if (!Number.isSafeInteger(args.at + b64.length)) return reject(session, log, id, 'BAD_REQUEST', 'at: too large for the entries to follow it', slot);
   const entries = new Array<Buffer>(b64.length);
   const decoded = decodeEntries(b64, ctx.limits.maxEntryBytes, entries);
-  if (!('bytes' in decoded)) return reject(session, log, id, decoded.code, decoded.message);
+  if (!('bytes' in decoded)) return reject(session, log, id, decoded.code, decoded.message, slot);
   const bytes = decoded.bytes;
   const device = session.auth?.device ?? '';
   const widKey = args.wid === undefined ? null : `${device}\u0000${args.wid}`;
@@ -114,13 +171,13 @@ export function handleWrite(ctx: TailContext, session: Session, id: number, args
     const recent = log.recentWids.get(widKey);
     if (recent !== undefined) {
       ctx.metrics.wrote('dup');
-      return log.replies.send(session, dupFrame(id, recent.at, recent.length));
+      return answer(session, log, slot, dupFrame(id, recent.at, recent.length));
     }
     const first = log.inflightWids.get(widKey);
     // A resend of the same write (same `at`) shares the outcome of the copy in flight; one at
     // another position is decided on its own (the store answers dup if the first committed).
     if (first !== undefined && first.at === args.at) {
-      first.waiters.push({ slot: log.replies.reserve(session), id });
+      first.waiters.push({ slot: slot ?? log.replies.reserve(session), id });
       return;
     }
   }
@@ -132,10 +189,10 @@ export function handleWrite(ctx: TailContext, session: Session, id: number, args
     // and the log's decisions started again from what is committed.
     const length = log.decided;
     const gen = log.gen;
-    return log.replies.send(session, () => nackFrame(id, log.gen === gen ? length : log.decided));
+    return answer(session, log, slot, () => nackFrame(id, log.gen === gen ? length : log.decided));
   }
   const now = performance.now();
-  const w = new WriteJob(ctx, log, h, id, log.replies.reserve(session), args.at, decided, log.gen, log.failures, b64, bytes, widKey, now);
+  const w = new WriteJob(ctx, log, h, id, slot ?? log.replies.reserve(session), args.at, decided, log.gen, log.failures, b64, bytes, widKey, now);
   if (decided) log.decided += entries.length;
   if (widKey !== null) log.inflightWids.set(widKey, w);
   // A leader that sends a write before the last one's outcome pipelines: its writes may wait

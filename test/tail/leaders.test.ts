@@ -52,6 +52,35 @@ describe('tail: leases and leaders', async () => {
     b.close();
   });
 
+  it('decides writes sent after a lease of the same log after that lease: after a step-down they get NOT_LEADER, and a release after them answers last', async () => {
+    for (let round = 0; round < 10; round++) {
+      const log = logName();
+      const a = await connect(w, w.owner);
+      const la = await lease(a, w.site, log);
+      await a.call('write', { handle: la.handle, at: 0, entries: [entry('first')] });
+      const order: string[] = [];
+      const track = <T>(name: string, p: Promise<T>) => p.then((r) => (order.push(name), r));
+      // Pipelined without waiting: step down, write twice, release.
+      const down = track('lease', a.request('lease', { site: w.site, log, lead: false }));
+      const w1 = track('write 1', a.request('write', { handle: la.handle, at: 1, entries: [entry('late 1')] }));
+      const w2 = track('write 2', a.request('write', { handle: la.handle, at: 2, entries: [entry('late 2')] }));
+      const released = track('release', a.request('release', { handle: la.handle }));
+      const d = await down;
+      assert.equal(d.role, 'follower', `round ${round}`);
+      assert.equal(d.length, 1, 'the step-down counts no write sent after it');
+      assert.equal((await w1).error?.code, 'NOT_LEADER', `round ${round}`);
+      assert.equal((await w2).error?.code, 'NOT_LEADER', `round ${round}`);
+      assert.equal((await released).error, undefined);
+      assert.deepEqual(order, ['lease', 'write 1', 'write 2', 'release']);
+      // The log holds only the write made while leading.
+      const b = await connect(w, writer);
+      const lb = await lease(b, w.site, log);
+      assert.equal(lb.length, 1);
+      a.close();
+      b.close();
+    }
+  });
+
   it('sends peer join and leave events to the other holders', async () => {
     const log = logName();
     const a = await connect(w, w.owner);
