@@ -316,6 +316,7 @@ async function build(config: Config, lock: DataDirLock | null): Promise<Datagrov
     // What an operator looking at a 503 needs first: which part is not ready.
     const reasons = [
       bus.healthy() ? null : 'bus unreachable',
+      bus.healthy() && membership !== null && !membership.hearsItself() ? 'bus carries no messages (this process hears none of its own)' : null,
       (membership?.settled() ?? true) ? null : 'joining the cluster',
       (auth?.ready() ?? true) ? null : 'auth store unavailable',
       tail?.notReady() ?? null,

@@ -84,6 +84,8 @@ const MAX_URL = 2048;
 const MAX_NODES = 1024;
 /** Subject prefix of the echoes each registry sends itself (one random token per process). */
 const ECHO_SUBJECT_PREFIX = 'dg.cluster.echo.';
+/** Shortest silence of this process's echoes that makes /ready 503. */
+const ECHO_SILENT_MS = 5000;
 
 /**
  * The default node id of a tail process in a cluster: stable across restarts on the same
@@ -210,6 +212,18 @@ export class ShardRegistry {
     }
     if (this.#holding) this.#log.info({ nodes: this.#peers.size, silentMs: gap }, 'this process hears itself on the bus again; shard map kept');
     this.#holding = false;
+  }
+
+  /**
+   * Whether the bus carries this process's own messages: an echo came back within the last
+   * heartbeat interval plus 2 s (at least 5 s), counted from `start`. A NATS connection that
+   * is black-holed (still open, carrying nothing) stays "connected" until its pings time out,
+   * about 30 s; this notices in seconds, for /ready.
+   */
+  hearsItself(): boolean {
+    if (this.#startedAt === null) return true;
+    const last = this.#lastEcho === Number.NEGATIVE_INFINITY ? this.#startedAt : this.#lastEcho;
+    return this.#now() - last <= Math.max(ECHO_SILENT_MS, this.#interval() + 2000);
   }
 
   /** Whether the map has had time to hear from every live node since `start` (see `settleMs`). */

@@ -194,23 +194,26 @@ function accessItems(value: unknown): { user: string; site: string; at: number }
 
 /**
  * Loads the recent revocations from auth: devices, families and lost access (at start, then
- * every `revokedPollMs`, so a revocation whose bus message was lost still takes effect).
+ * every `revokedPollMs`, so a revocation whose bus message was lost still takes effect; 5 s
+ * after a load that failed). Resolves whether it loaded.
  * Newly learned ones act like a dg.tail.revoke. A missing or failing auth is logged and
  * tolerated; until the list has loaded once, `RevokedSet.predatesKnown` tokens are refused.
  */
-export async function syncRevoked(ctx: TailContext): Promise<void> {
+export async function syncRevoked(ctx: TailContext, logFailure = true): Promise<boolean> {
   let list: RevokedList;
   try {
     list = await ctx.deps.bus.request<RevokedList>(SUBJECTS.authRevoked, {}, { timeoutMs: ctx.limits.authTimeoutMs });
     if (list === null || typeof list !== 'object' || list.ok !== true) throw new Error('bad reply');
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err);
+    // A retry that fails again is not logged again (the first failure of a run was).
+    if (!logFailure && !ctx.revoked.incomplete) return false;
     if (ctx.revoked.incomplete) {
       ctx.log.warn({ reason }, 'could not load the revocation list from auth: tokens issued before this node started are refused until it loads');
     } else {
-      ctx.log.warn({ reason }, 'could not load the revocation list from auth; continuing with revocations published on the bus');
+      ctx.log.warn({ reason }, 'could not load the revocation list from auth; continuing with revocations published on the bus (retried every 5 s)');
     }
-    return;
+    return false;
   }
   for (const device of strings(list.devices)) if (!ctx.revoked.hasDevice(device)) onRevoke(ctx, { reason: 'device', device });
   for (const family of strings(list.families)) if (!ctx.revoked.hasFamily(family)) onRevoke(ctx, { reason: 'family', family });
@@ -227,6 +230,7 @@ export async function syncRevoked(ctx: TailContext): Promise<void> {
   }
   if (ctx.revoked.incomplete) ctx.log.info('revocation list loaded from auth');
   ctx.revoked.loaded();
+  return true;
 }
 
 function revokeSession(s: Session, reason: string): void {

@@ -42,6 +42,8 @@ export interface TailService {
 }
 
 const SWEEP_MS = 1000;
+/** How soon a failed load of the revocation list is tried again. */
+const SYNC_RETRY_MS = 5000;
 /** A commit failure repeats for as long as the store is down: one log line per this long. */
 const COMMIT_FAILURE_LOG_MS = 10_000;
 /** Damaged storage stays damaged until an operator acts: one log line per this long while calls fail on it. */
@@ -121,6 +123,8 @@ export function createTail(deps: TailDeps): TailService {
   let sweeps = 0;
   /** A revocation list request to auth is in flight (from the sweep). */
   let syncing = false;
+  /** When the last load of the revocation list failed (0: it did not): retried sooner. */
+  let syncFailedAt = 0;
   /** The shard map version the live logs were last checked against. */
   let shardVersion = deps.shardVersion?.() ?? 0;
   let sweepTimer: NodeJS.Timeout | null = null;
@@ -201,10 +205,18 @@ export function createTail(deps: TailDeps): TailService {
     // Also told at once by shardChanged; this catches what it was not told (an expiry seen
     // only when the map is read, as here).
     checkShards();
-    // Every poll period; every sweep while the list never loaded (auth was down at start).
-    if ((ctx.revoked.incomplete || sweeps % Math.max(1, Math.round(limits.revokedPollMs / SWEEP_MS)) === 0) && !syncing) {
+    // Every poll period; every sweep while the list never loaded (auth was down at start);
+    // every SYNC_RETRY_MS after a failed load (a bus that stalled or auth away: what was
+    // revoked meanwhile takes effect soon after they are back, not a whole period later).
+    const due =
+      ctx.revoked.incomplete ||
+      sweeps % Math.max(1, Math.round(limits.revokedPollMs / SWEEP_MS)) === 0 ||
+      (syncFailedAt !== 0 && now - syncFailedAt >= Math.min(SYNC_RETRY_MS, limits.revokedPollMs));
+    if (due && !syncing) {
       syncing = true;
-      void syncRevoked(ctx).finally(() => (syncing = false));
+      void syncRevoked(ctx, syncFailedAt === 0)
+        .then((ok) => (syncFailedAt = ok ? 0 : Date.now()))
+        .finally(() => (syncing = false));
     }
   }
 

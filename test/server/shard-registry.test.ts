@@ -143,6 +143,22 @@ describe('ShardRegistry', () => {
     t.reg.stop();
   });
 
+  it('hears itself while echoes come back, and not once they stop for the interval plus 2 s (at least 5 s)', async () => {
+    const t = setup({ id: 'self', url: 'ws://self.test/tail' }, 9000);
+    await t.pass(10_000);
+    assert.equal(t.reg.hearsItself(), true);
+    // Silence (a black-holed connection): within the bound it still counts as heard...
+    t.advance(4900);
+    assert.equal(t.reg.hearsItself(), true);
+    // ...past it (interval 3 s + 2 s = 5 s) it does not, until an echo comes back.
+    t.advance(200);
+    assert.equal(t.reg.hearsItself(), false);
+    t.reg.echo();
+    await settle();
+    assert.equal(t.reg.hearsItself(), true);
+    t.reg.stop();
+  });
+
   it('a node that stops beating while echoes still come back leaves on time, however slowly echoes come', async () => {
     const t = setup();
     await t.beat('a');
