@@ -487,4 +487,32 @@ describe('cluster: split roles over NATS and PostgreSQL', { skip }, () => {
     for (const n of [...tails, auth]) assert.deepEqual(await n.child.stop('SIGTERM'), { code: 0, signal: null }, n.child.output());
     await proxy.stop();
   });
+
+  it('a process whose NATS connection is black-holed says not ready within seconds, and ready again once it flows', { timeout: 120_000 }, async () => {
+    const proxy = await startProxy(NATS_URL);
+    const keys = tempDir('dg-cluster-keys-');
+    loadSecrets(keys);
+    const node = await startNode(keys, 'auth,tail', `tail-${run}-bh`, TTL_MS, proxy.url);
+    try {
+      await waitHttp(node.child, `${node.http}/ready`);
+      proxy.stall();
+      const stalledAt = Date.now();
+      const notReady = await until(
+        'ready to turn 503',
+        async () => {
+          const r = await fetch(`${node.http}/ready`);
+          return r.status === 503 ? ((await r.json()) as { error: { message: string } }).error.message : undefined;
+        },
+        20_000,
+      );
+      assert.match(notReady, /bus carries no messages/);
+      assert.ok(Date.now() - stalledAt < 12_000, `503 within seconds, not after the ~30 s of NATS pings (${Date.now() - stalledAt} ms)`);
+      proxy.resume();
+      await until('ready again', async () => ((await fetch(`${node.http}/ready`)).status === 200 ? true : undefined), 20_000);
+    } finally {
+      proxy.resume();
+      await node.child.stop('SIGTERM');
+      await proxy.stop();
+    }
+  });
 });

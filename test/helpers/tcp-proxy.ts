@@ -1,7 +1,8 @@
 /**
  * A TCP proxy in front of a service (NATS, PostgreSQL) that a test can cut and bring back:
  * `stop` closes the listener and every connection through it (new connections are then
- * refused), `restart` listens again on the same port.
+ * refused), `restart` listens again on the same port. `stall` keeps every connection open
+ * but carries nothing either way (a black hole: what is sent waits), `resume` lets it flow.
  */
 import { createServer, connect as tcpConnect, type Server, type Socket } from 'node:net';
 
@@ -10,12 +11,16 @@ export interface TcpProxy {
   url: string;
   stop(): Promise<void>;
   restart(): Promise<void>;
+  stall(): void;
+  resume(): void;
 }
 
 export async function startProxy(target: string): Promise<TcpProxy> {
   const t = new URL(target);
   const targetPort = Number(t.port || (t.protocol === 'postgres:' ? 5432 : 4222));
   const sockets = new Set<Socket>();
+  const pairs = new Set<[Socket, Socket]>();
+  let stalled = false;
   let server: Server | undefined;
   let port = 0;
   const listen = async () => {
@@ -29,6 +34,13 @@ export async function startProxy(target: string): Promise<TcpProxy> {
           client.destroy();
           upstream.destroy();
         });
+      }
+      const pair: [Socket, Socket] = [client, upstream];
+      pairs.add(pair);
+      client.on('close', () => pairs.delete(pair));
+      if (stalled) {
+        client.pause();
+        upstream.pause();
       }
       client.pipe(upstream);
       upstream.pipe(client);
@@ -55,5 +67,19 @@ export async function startProxy(target: string): Promise<TcpProxy> {
       if (srv !== undefined) await new Promise<void>((r) => srv.close(() => r()));
     },
     restart: listen,
+    stall: () => {
+      stalled = true;
+      for (const [a, b] of pairs) {
+        a.pause();
+        b.pause();
+      }
+    },
+    resume: () => {
+      stalled = false;
+      for (const [a, b] of pairs) {
+        a.resume();
+        b.resume();
+      }
+    },
   };
 }
