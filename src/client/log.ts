@@ -39,6 +39,10 @@ export type { LogContext, LogEntry, LogEvents, LogOptions, LogRole, LogState };
 const DEFAULT_LIMITS: TailLimitsView = { maxFrame: 1 << 20, maxEntries: 1000, maxEntryBytes: 256 * 1024, maxHandles: 256 };
 const MAX_PENDING = 100_000;
 const PEER_LINGER_MS = 30_000;
+/**
+ * Failures of recovery that end the Log. NOT_FOUND here comes from a lease (no such site):
+ * a request on a handle the server lost is turned into UNAVAILABLE (`onHandle`).
+ */
 const FATAL = new Set(['FORBIDDEN', 'BAD_REQUEST', 'NOT_FOUND', 'UNAUTHORIZED', 'REFRESH_REUSED']);
 /** Write failures that say "not now": the server is up but cannot take the write yet. */
 const RETRY_LATER = new Set(['UNAVAILABLE', 'RATE_LIMITED', 'INTERNAL']);
@@ -166,7 +170,7 @@ export class Log extends Emitter<LogEvents> {
     this.feed = new LogFeed(this.admittedTo, (from) => this.read(from), (at, entries) => this.admission.push(at, entries));
     this.sequencer = new Sequencer(
       {
-        write: async (at, entries, wid) => this.requireConn().request('write', { handle: this.requireHandle(), at, entries, wid }, { retry: false }),
+        write: async (at, entries, wid) => this.onHandle('write', (handle) => this.requireConn().request('write', { handle, at, entries, wid }, { retry: false })),
         written: (at, items, length) => {
           this.writeRetry.reset();
           this.feed.observe(length);
@@ -192,7 +196,7 @@ export class Log extends Emitter<LogEvents> {
     );
     this.hub = new PeerHub({
       signal: async (to, kind, data) => {
-        await this.requireConn().request('signal', { handle: this.requireHandle(), to, kind, data }, { retry: false });
+        await this.onHandle('signal', (handle) => this.requireConn().request('signal', { handle, to, kind, data }, { retry: false }));
       },
       ...(ctx.RTCPeerConnection === undefined ? {} : { RTCPeerConnection: ctx.RTCPeerConnection }),
       ...(ctx.rtcConfig === undefined ? {} : { rtcConfig: ctx.rtcConfig }),
@@ -360,6 +364,28 @@ export class Log extends Emitter<LogEvents> {
     return this.handle;
   }
 
+  /**
+   * A request on the lease's handle. NOT_FOUND "no such handle" says the server holds the
+   * handle no more: the site moved to another node (whose `revoke` `moved` may come after
+   * this answer, or not at all on this connection), or the handle was released. That is no
+   * reason to close: the Log leases again (following a redirect), reads to the end, and
+   * resends only the appends it does not find there (nothing is lost or written twice). The
+   * caller sees UNAVAILABLE, a failure that recovery retries; NOT_FOUND stays fatal only
+   * where a lease answers it (an unknown site). A `signal` NOT_FOUND may also say that its
+   * peer is gone, which is no loss of the handle.
+   */
+  private async onHandle<T>(op: 'read' | 'write' | 'signal', send: (handle: string) => Promise<T>): Promise<T> {
+    const handle = this.requireHandle();
+    try {
+      return await send(handle);
+    } catch (err) {
+      if (!isHandleGone(op, err)) throw err;
+      if (this.handle === handle) this.handle = null;
+      this.requestRecover();
+      throw new DgError('UNAVAILABLE', `lease lost: ${err.message}`, { cause: err });
+    }
+  }
+
   private isClosed(): boolean {
     return this.st === 'closed';
   }
@@ -371,7 +397,7 @@ export class Log extends Emitter<LogEvents> {
   }
 
   private async read(from: number): Promise<FeedRead> {
-    const r = await this.requireConn().request('read', { handle: this.requireHandle(), from }, { retry: false });
+    const r = await this.onHandle('read', (handle) => this.requireConn().request('read', { handle, from }, { retry: false }));
     const entries: Uint8Array[] = [];
     for (const e of r.entries) {
       const b = b64urlDecode(e);
@@ -682,4 +708,11 @@ export class Log extends Emitter<LogEvents> {
         break;
     }
   }
+}
+
+/** The server's answer to a request on a handle it holds no more (docs/protocol.md). */
+const NO_SUCH_HANDLE = 'no such handle';
+
+function isHandleGone(op: 'read' | 'write' | 'signal', err: unknown): err is DgError {
+  return err instanceof DgError && err.code === 'NOT_FOUND' && (op !== 'signal' || err.message === NO_SUCH_HANDLE);
 }
