@@ -220,7 +220,7 @@ export class Log extends Emitter<LogEvents> {
       // Well within the relay's signal byte budget (4 MiB at once, 1 MiB/s).
       batchBytes: 512 * 1024,
     });
-    this.writeRight = new WriteRight(ctx.mayWrite);
+    this.writeRight = new WriteRight(ctx.mayWrite, ctx.accessVersion);
     this.requestRecover();
   }
 
@@ -577,6 +577,7 @@ export class Log extends Emitter<LogEvents> {
       conn: () => this.requireConn(),
       follow: async (url) => this.useConn(await this.ctx.redirected(this.site, url)),
       grant: () => this.ctx.grantFor(this.site),
+      attested: () => this.ctx.accessGained(),
       sending: () => (this.stash = []),
     });
     this.applyLease(r);
