@@ -79,7 +79,8 @@ export class Log extends Emitter<LogEvents> {
    */
   private writers: Set<string> | null = null;
   private readonly feed: LogFeed;
-  private readonly pending = new PendingAppends();
+  /** Holds its resolutions while the Log is not ready (opening or recovering): see setState. */
+  private readonly pending = new PendingAppends(true);
   private readonly appends: AppendQueue;
   private readonly admission: Admission;
   private readonly sequencer: Sequencer;
@@ -393,7 +394,10 @@ export class Log extends Emitter<LogEvents> {
   private setState(s: LogState): void {
     if (this.st === s || this.st === 'closed') return;
     this.st = s;
+    // Appends found in the log meanwhile resolve once it is ready again (log-pending.ts).
+    if (s === 'recovering') this.pending.hold = true;
     this.emit('state', s);
+    if (s === 'ready') this.pending.release();
   }
 
   private async read(from: number): Promise<FeedRead> {
