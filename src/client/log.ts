@@ -69,7 +69,10 @@ export class Log extends Emitter<LogEvents> {
   private st: LogState = 'opening';
   private currentRole: LogRole | null = null;
   private currentLeader: string | null = null;
+  /** The epoch this Log leads or follows in (taken up at `settle`; link messages are checked against it). */
   private currentEpoch = -1;
+  /** The newest epoch heard of (a lease, a `leader` event): `log.epoch`, so a `leader` handler reads the new leader's. */
+  private heardEpoch = -1;
   private peerSet = new Set<string>();
   private stash: TailEvent[] | null = null;
   /**
@@ -233,8 +236,13 @@ export class Log extends Emitter<LogEvents> {
   get leader(): string | null {
     return this.currentLeader;
   }
+  /**
+   * The newest leader epoch heard of (-1 before the first lease). It changes before the
+   * `leader` event that comes with it, so a handler of that event reads the new leader's
+   * epoch on every device.
+   */
   get epoch(): number {
-    return this.currentEpoch;
+    return this.heardEpoch;
   }
   /** The largest length of the log heard of. */
   get length(): number {
@@ -617,6 +625,7 @@ export class Log extends Emitter<LogEvents> {
     const prevLeader = this.currentLeader;
     const prevEpoch = this.currentEpoch;
     this.currentEpoch = Math.max(this.currentEpoch, r.epoch);
+    this.heardEpoch = Math.max(this.heardEpoch, this.currentEpoch);
     this.currentRole = r.role;
     this.currentLeader = r.role === 'leader' ? this.ctx.device : r.leader;
     for (const p of this.pending.all()) p.term = -1;
@@ -673,6 +682,8 @@ export class Log extends Emitter<LogEvents> {
         // An end of leadership (leader null) matters even at an epoch this Log has seen (a
         // server may keep the epoch when it cannot store a new one): a device that may lead takes over.
         if (ev.epoch > this.currentEpoch || (ev.leader === null && (this.currentLeader !== null || this.lead))) {
+          // The epoch the Log follows in changes at the lease that follows; what it shows, now.
+          this.heardEpoch = Math.max(this.heardEpoch, ev.epoch);
           if (ev.leader !== this.currentLeader) {
             this.currentLeader = ev.leader;
             this.emit('leader', ev.leader);
