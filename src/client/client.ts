@@ -65,6 +65,8 @@ export class DatagroveClient extends Emitter<ClientEvents> {
   private readonly router: ShardRouter;
   private readonly logs = new Map<string, Log>();
   private readonly grants = new Map<string, string>();
+  /** Per site, how many times this client's access grew (joins, attests): the logs' kept rights answers from before are stale. */
+  private readonly accessGains = new Map<string, number>();
   private closed = false;
   private readonly offOnline: () => void;
   private codec: PayloadCodec | null = null;
@@ -210,11 +212,21 @@ export class DatagroveClient extends Emitter<ClientEvents> {
     return hash;
   }
 
-  /** Joins a site through a grant (JWS or hash) that covers this user or device; remembers it for `attest`. */
+  /**
+   * Joins a site through a grant (JWS or hash) that covers this user or device; remembers it
+   * for `attest`. A right it gives counts at once in the logs already open on the site: an
+   * append refused for want of `write` before may land right after.
+   */
   async join(site: string, grant: string): Promise<JoinInfo> {
     const r = await this.authed((t) => this.auth.join(t, site, grant));
     if (grant.includes('.')) this.grants.set(site, grant);
+    this.accessGained(site);
     return r;
+  }
+
+  /** This client's access to `site` may have grown: rights the logs learned before are asked again. */
+  private accessGained(site: string): void {
+    this.accessGains.set(site, (this.accessGains.get(site) ?? 0) + 1);
   }
 
   /** Remembers a grant for `site`: used to `attest` when a lease answers `needproof`. */
@@ -249,6 +261,8 @@ export class DatagroveClient extends Emitter<ClientEvents> {
         redirected: (s, url) => this.router.redirected(s, url),
         grantFor: (s) => this.grants.get(s),
         mayWrite: () => this.mayWrite(site, log),
+        accessVersion: () => this.accessGains.get(site) ?? 0,
+        accessGained: () => this.accessGained(site),
         ...(rtc === undefined ? {} : { RTCPeerConnection: rtc }),
         ...(this.opts.rtcConfig === undefined ? {} : { rtcConfig: this.opts.rtcConfig }),
         onClosed: () => {

@@ -19,6 +19,8 @@ export interface LeaseSteps {
   follow: (url: string) => Promise<void>;
   /** The grant the app supplied for the site, if any. */
   grant: () => string | undefined;
+  /** The grant was attested: the device's access to the site grew. */
+  attested: () => void;
   /** Called right before each lease request is sent. */
   sending: () => void;
 }
@@ -41,6 +43,7 @@ export async function leaseWithProof(s: LeaseSteps): Promise<LeaseOk> {
       if (grant === undefined || attested) throw new DgError('FORBIDDEN', `no access to site ${s.site}`);
       await conn.request('attest', { grant });
       attested = true;
+      s.attested();
       continue;
     }
     return r;

@@ -3,6 +3,10 @@
  * Each settles exactly once: resolved with its index when it is seen in the log (a
  * leader's acknowledgement is not enough: log-forwarder.ts), or rejected when it can never
  * land or the log closes.
+ *
+ * While `hold` is set (the Log is opening or recovering), an entry seen in the log leaves
+ * the set at once (it is not sent again) but its promise resolves only at `release`: an
+ * append resolves when the Log is ready again, never while it still says it waits.
  */
 import type { DgError } from '../protocol/errors.js';
 
@@ -21,6 +25,13 @@ export interface PendingEntry {
 
 export class PendingAppends {
   private readonly map = new Map<number, PendingEntry>();
+  /** Resolutions kept while `hold` is set (see the class comment). */
+  private readonly held: (() => void)[] = [];
+
+  constructor(
+    /** Whether resolutions wait for `release` (the Log starts opening: true). */
+    public hold = false,
+  ) {}
 
   get size(): number {
     return this.map.size;
@@ -46,8 +57,15 @@ export class PendingAppends {
     const p = this.map.get(seq);
     if (p === undefined) return false;
     this.map.delete(seq);
-    p.resolve(index);
+    if (this.hold) this.held.push(() => p.resolve(index));
+    else p.resolve(index);
     return true;
+  }
+
+  /** Clears `hold` and resolves what it kept, in the order the entries were seen. */
+  release(): void {
+    this.hold = false;
+    for (const settle of this.held.splice(0)) settle();
   }
 
   /** The entry can never be written; false when it was not pending. */
@@ -70,7 +88,9 @@ export class PendingAppends {
     return next;
   }
 
+  /** Rejects every pending entry (those already seen in the log resolve: they are durable). */
   rejectAll(err: DgError): void {
+    this.release();
     const all = [...this.map.values()];
     this.map.clear();
     for (const p of all) p.reject(err);

@@ -78,6 +78,10 @@ export interface LogContext {
   grantFor: (site: string) => string | undefined;
   /** Whether this device may write on the log, as the auth service says now (rejects when it cannot be asked). */
   mayWrite: () => Promise<boolean>;
+  /** How many times this client's access to the site has grown (`client.join`, an `attest`): rights learned before the last are stale. */
+  accessVersion: () => number;
+  /** This Log's lease attested the app's grant: the client's access to the site grew. */
+  accessGained: () => void;
   RTCPeerConnection?: RtcPeerConnectionConstructor;
   rtcConfig?: object;
   onClosed: () => void;

@@ -6,41 +6,60 @@
  * refuses its entries (`denied`). Without it such appends would wait for a leader that may
  * never come, or for the leader's refusals to last.
  *
- * The answer is kept for `ttlMs` (a right granted meanwhile is seen at the next ask); one
- * ask at a time; an ask that fails says nothing (the appends wait, as they would without).
+ * The answer is kept for `ttlMs` (a right granted meanwhile is seen at the next ask), and
+ * only while `access()` stays the same: when this client gains access to the site (it joins
+ * a grant) the next check asks again, so a right it just joined is seen at once. One ask
+ * at a time; an ask that fails says nothing (the appends wait, as they would without).
  */
 export const WRITE_RIGHT_TTL_MS = 5000;
 
 export class WriteRight {
-  private answer: { ok: boolean; at: number } | null = null;
-  private asking: Promise<void> | null = null;
+  private answer: { ok: boolean; at: number; access: number } | null = null;
+  private asking: { done: Promise<void>; access: number } | null = null;
 
   constructor(
     /** Whether the device may write on the log now; rejects when that cannot be learned. */
     private readonly ask: () => Promise<boolean>,
+    /** How many times this client's access to the site has grown (an answer from before the last is stale). */
+    private readonly access: () => number = () => 0,
     private readonly ttlMs = WRITE_RIGHT_TTL_MS,
   ) {}
 
   /** True when the last answer, still fresh, was no. */
   get refused(): boolean {
-    return this.answer !== null && !this.answer.ok && Date.now() - this.answer.at < this.ttlMs;
+    const a = this.fresh();
+    return a !== null && !a.ok;
   }
 
   /** Learns the right (asking unless a fresh answer is known); calls `refuse` when it is missing. */
   check(refuse: () => void): void {
-    if (this.answer !== null && Date.now() - this.answer.at < this.ttlMs) {
-      if (!this.answer.ok) refuse();
+    const a = this.fresh();
+    if (a !== null) {
+      if (!a.ok) refuse();
       return;
     }
-    if (this.asking !== null) return;
-    this.asking = this.ask()
-      .then(
+    const access = this.access();
+    // An ask sent before access last grew may answer from before it: ask again after it.
+    if (this.asking !== null && this.asking.access === access) return;
+    const asking = {
+      access,
+      done: this.ask().then(
         (ok) => {
-          this.answer = { ok, at: Date.now() };
+          if (this.asking !== asking) return;
+          this.answer = { ok, at: Date.now(), access };
           if (!ok) refuse();
         },
         () => undefined,
-      )
-      .finally(() => (this.asking = null));
+      ),
+    };
+    this.asking = asking;
+    void asking.done.finally(() => {
+      if (this.asking === asking) this.asking = null;
+    });
+  }
+
+  private fresh(): { ok: boolean } | null {
+    const a = this.answer;
+    return a !== null && a.access === this.access() && Date.now() - a.at < this.ttlMs ? a : null;
   }
 }

@@ -39,6 +39,10 @@ export type { LogContext, LogEntry, LogEvents, LogOptions, LogRole, LogState };
 const DEFAULT_LIMITS: TailLimitsView = { maxFrame: 1 << 20, maxEntries: 1000, maxEntryBytes: 256 * 1024, maxHandles: 256 };
 const MAX_PENDING = 100_000;
 const PEER_LINGER_MS = 30_000;
+/**
+ * Failures of recovery that end the Log. NOT_FOUND here comes from a lease (no such site):
+ * a request on a handle the server lost is turned into UNAVAILABLE (`onHandle`).
+ */
 const FATAL = new Set(['FORBIDDEN', 'BAD_REQUEST', 'NOT_FOUND', 'UNAUTHORIZED', 'REFRESH_REUSED']);
 /** Write failures that say "not now": the server is up but cannot take the write yet. */
 const RETRY_LATER = new Set(['UNAVAILABLE', 'RATE_LIMITED', 'INTERNAL']);
@@ -65,7 +69,10 @@ export class Log extends Emitter<LogEvents> {
   private st: LogState = 'opening';
   private currentRole: LogRole | null = null;
   private currentLeader: string | null = null;
+  /** The epoch this Log leads or follows in (taken up at `settle`; link messages are checked against it). */
   private currentEpoch = -1;
+  /** The newest epoch heard of (a lease, a `leader` event): `log.epoch`, so a `leader` handler reads the new leader's. */
+  private heardEpoch = -1;
   private peerSet = new Set<string>();
   private stash: TailEvent[] | null = null;
   /**
@@ -75,7 +82,8 @@ export class Log extends Emitter<LogEvents> {
    */
   private writers: Set<string> | null = null;
   private readonly feed: LogFeed;
-  private readonly pending = new PendingAppends();
+  /** Holds its resolutions while the Log is not ready (opening or recovering): see setState. */
+  private readonly pending = new PendingAppends(true);
   private readonly appends: AppendQueue;
   private readonly admission: Admission;
   private readonly sequencer: Sequencer;
@@ -166,7 +174,7 @@ export class Log extends Emitter<LogEvents> {
     this.feed = new LogFeed(this.admittedTo, (from) => this.read(from), (at, entries) => this.admission.push(at, entries));
     this.sequencer = new Sequencer(
       {
-        write: async (at, entries, wid) => this.requireConn().request('write', { handle: this.requireHandle(), at, entries, wid }, { retry: false }),
+        write: async (at, entries, wid) => this.onHandle('write', (handle) => this.requireConn().request('write', { handle, at, entries, wid }, { retry: false })),
         written: (at, items, length) => {
           this.writeRetry.reset();
           this.feed.observe(length);
@@ -192,7 +200,7 @@ export class Log extends Emitter<LogEvents> {
     );
     this.hub = new PeerHub({
       signal: async (to, kind, data) => {
-        await this.requireConn().request('signal', { handle: this.requireHandle(), to, kind, data }, { retry: false });
+        await this.onHandle('signal', (handle) => this.requireConn().request('signal', { handle, to, kind, data }, { retry: false }));
       },
       ...(ctx.RTCPeerConnection === undefined ? {} : { RTCPeerConnection: ctx.RTCPeerConnection }),
       ...(ctx.rtcConfig === undefined ? {} : { rtcConfig: ctx.rtcConfig }),
@@ -216,7 +224,7 @@ export class Log extends Emitter<LogEvents> {
       // Well within the relay's signal byte budget (4 MiB at once, 1 MiB/s).
       batchBytes: 512 * 1024,
     });
-    this.writeRight = new WriteRight(ctx.mayWrite);
+    this.writeRight = new WriteRight(ctx.mayWrite, ctx.accessVersion);
     this.requestRecover();
   }
 
@@ -228,8 +236,13 @@ export class Log extends Emitter<LogEvents> {
   get leader(): string | null {
     return this.currentLeader;
   }
+  /**
+   * The newest leader epoch heard of (-1 before the first lease). It changes before the
+   * `leader` event that comes with it, so a handler of that event reads the new leader's
+   * epoch on every device.
+   */
   get epoch(): number {
-    return this.currentEpoch;
+    return this.heardEpoch;
   }
   /** The largest length of the log heard of. */
   get length(): number {
@@ -360,6 +373,28 @@ export class Log extends Emitter<LogEvents> {
     return this.handle;
   }
 
+  /**
+   * A request on the lease's handle. NOT_FOUND "no such handle" says the server holds the
+   * handle no more: the site moved to another node (whose `revoke` `moved` may come after
+   * this answer, or not at all on this connection), or the handle was released. That is no
+   * reason to close: the Log leases again (following a redirect), reads to the end, and
+   * resends only the appends it does not find there (nothing is lost or written twice). The
+   * caller sees UNAVAILABLE, a failure that recovery retries; NOT_FOUND stays fatal only
+   * where a lease answers it (an unknown site). A `signal` NOT_FOUND may also say that its
+   * peer is gone, which is no loss of the handle.
+   */
+  private async onHandle<T>(op: 'read' | 'write' | 'signal', send: (handle: string) => Promise<T>): Promise<T> {
+    const handle = this.requireHandle();
+    try {
+      return await send(handle);
+    } catch (err) {
+      if (!isHandleGone(op, err)) throw err;
+      if (this.handle === handle) this.handle = null;
+      this.requestRecover();
+      throw new DgError('UNAVAILABLE', `lease lost: ${err.message}`, { cause: err });
+    }
+  }
+
   private isClosed(): boolean {
     return this.st === 'closed';
   }
@@ -367,11 +402,14 @@ export class Log extends Emitter<LogEvents> {
   private setState(s: LogState): void {
     if (this.st === s || this.st === 'closed') return;
     this.st = s;
+    // Appends found in the log meanwhile resolve once it is ready again (log-pending.ts).
+    if (s === 'recovering') this.pending.hold = true;
     this.emit('state', s);
+    if (s === 'ready') this.pending.release();
   }
 
   private async read(from: number): Promise<FeedRead> {
-    const r = await this.requireConn().request('read', { handle: this.requireHandle(), from }, { retry: false });
+    const r = await this.onHandle('read', (handle) => this.requireConn().request('read', { handle, from }, { retry: false }));
     const entries: Uint8Array[] = [];
     for (const e of r.entries) {
       const b = b64urlDecode(e);
@@ -551,6 +589,7 @@ export class Log extends Emitter<LogEvents> {
       conn: () => this.requireConn(),
       follow: async (url) => this.useConn(await this.ctx.redirected(this.site, url)),
       grant: () => this.ctx.grantFor(this.site),
+      attested: () => this.ctx.accessGained(),
       sending: () => (this.stash = []),
     });
     this.applyLease(r);
@@ -586,6 +625,7 @@ export class Log extends Emitter<LogEvents> {
     const prevLeader = this.currentLeader;
     const prevEpoch = this.currentEpoch;
     this.currentEpoch = Math.max(this.currentEpoch, r.epoch);
+    this.heardEpoch = Math.max(this.heardEpoch, this.currentEpoch);
     this.currentRole = r.role;
     this.currentLeader = r.role === 'leader' ? this.ctx.device : r.leader;
     for (const p of this.pending.all()) p.term = -1;
@@ -642,6 +682,8 @@ export class Log extends Emitter<LogEvents> {
         // An end of leadership (leader null) matters even at an epoch this Log has seen (a
         // server may keep the epoch when it cannot store a new one): a device that may lead takes over.
         if (ev.epoch > this.currentEpoch || (ev.leader === null && (this.currentLeader !== null || this.lead))) {
+          // The epoch the Log follows in changes at the lease that follows; what it shows, now.
+          this.heardEpoch = Math.max(this.heardEpoch, ev.epoch);
           if (ev.leader !== this.currentLeader) {
             this.currentLeader = ev.leader;
             this.emit('leader', ev.leader);
@@ -682,4 +724,11 @@ export class Log extends Emitter<LogEvents> {
         break;
     }
   }
+}
+
+/** The server's answer to a request on a handle it holds no more (docs/protocol.md). */
+const NO_SUCH_HANDLE = 'no such handle';
+
+function isHandleGone(op: 'read' | 'write' | 'signal', err: unknown): err is DgError {
+  return err instanceof DgError && err.code === 'NOT_FOUND' && (op !== 'signal' || err.message === NO_SUCH_HANDLE);
 }
