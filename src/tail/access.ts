@@ -172,8 +172,18 @@ export class AccessControl {
     return at !== undefined && issued <= at;
   }
 
-  /** Forgets gains of access older than any lease token that could predate them. */
+  /**
+   * Forgets cached answers older than `ttlMs` (no lookup would take them: a node that served
+   * many logs once would otherwise hold their answers until `max`), and gains of access
+   * older than any lease token that could predate them.
+   */
   prune(now = Date.now()): void {
+    // Oldest first: answers are stored in the order they were asked, near enough (one asked
+    // earlier but answered later waits for the next prune, or its own lookup, to go).
+    for (const [k, e] of this.#cache) {
+      if (now - e.askedAt < this.options.ttlMs) break;
+      this.#drop(k);
+    }
     const keep = this.options.keepMs;
     if (now - this.#grownWatermark >= keep) this.#grownWatermark = Number.NEGATIVE_INFINITY;
     for (const [k, at] of this.#grown) {

@@ -37,6 +37,18 @@ describe('AccessControl', () => {
     assert.equal(state.asked, 2);
   });
 
+  it('forgets answers past ttlMs when pruned, without a lookup of each', async () => {
+    const { access } = setup();
+    const t = Date.now();
+    for (let i = 0; i < 50; i++) await access.check('u', `d${i}`, 's', `l${i}`, t);
+    assert.equal(access.size, 50);
+    access.prune(Date.now() + OPTIONS.ttlMs - 1000);
+    assert.equal(access.size, 50, 'fresh answers stay');
+    await access.check('u', 'late', 's', 'l', t);
+    access.prune(Date.now() + OPTIONS.ttlMs + 1);
+    assert.equal(access.size, 0, 'every answer past its ttl is gone');
+  });
+
   it('drops the answers of a (user, site) whose access grew, and only those', async () => {
     const { access, state } = setup();
     await access.check('u', 'd1', 's', 'a');
