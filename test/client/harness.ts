@@ -30,6 +30,20 @@ export interface ClientSetup {
   fetch?: FetchLike;
 }
 
+/**
+ * Makes `ws` hand the frames the SDK would get through `filter` first: the SDK sets
+ * `onmessage`, and what it sets is wrapped (`filter` gets each event and the SDK's handler).
+ */
+export function filterMessages(ws: WebSocket, filter: (ev: WebSocket.MessageEvent, deliver: (ev: WebSocket.MessageEvent) => void) => void): void {
+  const inherited = Object.getOwnPropertyDescriptor(WebSocket.prototype, 'onmessage')!;
+  Object.defineProperty(ws, 'onmessage', {
+    get: () => inherited.get!.call(ws) as unknown,
+    set: (fn: ((ev: WebSocket.MessageEvent) => void) | null) => {
+      inherited.set!.call(ws, fn === null ? null : (ev: WebSocket.MessageEvent) => filter(ev, fn));
+    },
+  });
+}
+
 export async function server(overrides: Parameters<typeof startServer>[0] = {}): Promise<TestServer> {
   return startServer({ leaseGraceMs: 300, ...overrides });
 }

@@ -5,9 +5,8 @@
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import WebSocket from 'ws';
 import type { LogState } from '../../src/client/index.js';
-import { enc, makeClient, record, server, sharedSite, waitFor, type SocketClass } from './harness.js';
+import { enc, filterMessages, makeClient, record, server, sharedSite, waitFor, type SocketClass } from './harness.js';
 
 /** A socket class that, once armed, cuts the connection instead of delivering the next write reply. */
 function replyCutter(): { arm: () => void; cuts: () => number; socket: (Tracked: SocketClass) => SocketClass } {
@@ -18,23 +17,16 @@ function replyCutter(): { arm: () => void; cuts: () => number; socket: (Tracked:
       private readonly writes = new Set<number>();
       constructor(url: string, protocols?: string | string[]) {
         super(url, protocols);
-        const inherited = Object.getOwnPropertyDescriptor(WebSocket.prototype, 'onmessage')!;
-        Object.defineProperty(this, 'onmessage', {
-          get: () => inherited.get!.call(this) as unknown,
-          set: (fn: ((ev: WebSocket.MessageEvent) => void) | null) => {
-            const cut = (ev: WebSocket.MessageEvent) => {
-              const msg = JSON.parse(String(ev.data)) as { re?: number };
-              if (armed && msg.re !== undefined && this.writes.has(msg.re)) {
-                // Committed on the server, but the writer never hears so.
-                armed = false;
-                cuts++;
-                this.terminate();
-                return;
-              }
-              fn!(ev);
-            };
-            inherited.set!.call(this, fn === null ? null : cut);
-          },
+        filterMessages(this, (ev, deliver) => {
+          const msg = JSON.parse(String(ev.data)) as { re?: number };
+          if (armed && msg.re !== undefined && this.writes.has(msg.re)) {
+            // Committed on the server, but the writer never hears so.
+            armed = false;
+            cuts++;
+            this.terminate();
+            return;
+          }
+          deliver(ev);
         });
       }
       override send(data: unknown, ...rest: unknown[]): void {

@@ -10,9 +10,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import WebSocket from 'ws';
 import type { Log } from '../../src/client/index.js';
-import { assertExactlyOnce, enc, makeClient, record, server, sharedSite, waitFor, type TestClient } from './harness.js';
+import { assertExactlyOnce, enc, filterMessages, makeClient, record, server, sharedSite, waitFor, type TestClient } from './harness.js';
 import type { TestServer } from '../helpers/server.js';
 
 interface Link {
@@ -42,14 +41,7 @@ async function watchedClient(srv: TestServer, link: Link, onSend: (op: string) =
         constructor(url: string, protocols?: string | string[]) {
           super(url, protocols);
           // The SDK sets `onmessage`: what it is given sees the frames, held while the link stalls.
-          const inherited = Object.getOwnPropertyDescriptor(WebSocket.prototype, 'onmessage')!;
-          Object.defineProperty(this, 'onmessage', {
-            get: () => inherited.get!.call(this) as unknown,
-            set: (fn: ((ev: WebSocket.MessageEvent) => void) | null) => {
-              const held = (ev: WebSocket.MessageEvent) => (link.held === null ? fn!(ev) : link.held.push(() => fn!(ev)));
-              inherited.set!.call(this, fn === null ? null : held);
-            },
-          });
+          filterMessages(this, (ev, deliver) => (link.held === null ? deliver(ev) : link.held.push(() => deliver(ev))));
         }
         override send(data: unknown, ...rest: unknown[]): void {
           const msg = JSON.parse(String(data)) as { op: string; at?: number };
