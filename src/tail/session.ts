@@ -71,6 +71,8 @@ export interface HeldWrite {
   args: WriteArgs;
   slot: ReplySlot;
   log: LiveLog;
+  /** The lease it waited for has answered (or there was none): it may be decided at the head. */
+  ready: boolean;
 }
 
 export class Session {

@@ -110,8 +110,10 @@ export function handleWrite(ctx: TailContext, session: Session, id: number, args
 }
 
 /**
- * Keeps a write until the session's leases of its log have answered: its reply slot is
- * taken now (so a `release` sent after it answers after it), its decision then.
+ * Keeps a write until the lease of its log that the session sent before it has answered
+ * (only that one: a lease sent after the write does not hold it), and behind the writes of
+ * the log held before it. Its reply slot is taken now, so a `release` sent after it
+ * answers after it; its decision comes when it reaches the head of the queue.
  */
 function holdWrite(ctx: TailContext, session: Session, log: LiveLog, id: number, args: WriteArgs): void {
   if (session.heldWriteCount >= MAX_HELD_WRITES) {
@@ -119,32 +121,36 @@ function holdWrite(ctx: TailContext, session: Session, log: LiveLog, id: number,
   }
   const key = log.key;
   let queue = session.heldWrites.get(key);
-  if (queue === undefined) {
-    queue = [];
-    session.heldWrites.set(key, queue);
-    waitForLeases(ctx, session, key, queue);
-  }
-  queue.push({ id, args, slot: log.replies.reserve(session), log });
+  if (queue === undefined) session.heldWrites.set(key, (queue = []));
+  const w: HeldWrite = { id, args, slot: log.replies.reserve(session), log, ready: false };
+  queue.push(w);
   session.heldWriteCount++;
+  const lease = session.leasing.get(key);
+  if (lease === undefined) {
+    // Only behind held writes: it goes when they have.
+    w.ready = true;
+    return;
+  }
+  const go = () => {
+    w.ready = true;
+    drainHeld(ctx, session, key);
+  };
+  lease.then(go, go);
 }
 
-function waitForLeases(ctx: TailContext, session: Session, key: string, queue: HeldWrite[]): void {
-  const leasing = session.leasing.get(key);
-  if (leasing === undefined) return releaseHeld(ctx, session, key, queue);
-  const next = () => waitForLeases(ctx, session, key, queue);
-  leasing.then(next, next);
-}
-
-/** Decides the held writes of a log in their order, now that no lease of it is running. */
-function releaseHeld(ctx: TailContext, session: Session, key: string, queue: HeldWrite[]): void {
-  session.heldWrites.delete(key);
-  session.heldWriteCount -= queue.length;
-  for (const w of queue) {
+/** Decides the held writes of a log from the head of its queue, in order, while they may go. */
+function drainHeld(ctx: TailContext, session: Session, key: string): void {
+  const queue = session.heldWrites.get(key);
+  if (queue === undefined) return;
+  while (queue.length > 0 && (queue[0] as HeldWrite).ready) {
+    const w = queue.shift() as HeldWrite;
+    session.heldWriteCount--;
     // A `release` sent after the write marks the handle at once but takes effect after this.
     const h = session.handles.get(w.args.handle);
     if (h === undefined || h.log !== w.log) reject(session, w.log, w.id, 'NOT_FOUND', 'no such handle', w.slot);
     else decideWrite(ctx, session, h, w.id, w.args, w.slot);
   }
+  if (queue.length === 0) session.heldWrites.delete(key);
 }
 
 function decideWrite(ctx: TailContext, session: Session, h: Handle, id: number, args: WriteArgs, slot: ReplySlot | null): void {
