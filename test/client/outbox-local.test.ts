@@ -66,6 +66,54 @@ test('appends pending when the log closed are written once, in order, when it op
   }
 });
 
+test('restored appends reach the log through the leader when another device leads', async () => {
+  const srv = await server();
+  let blocked = false;
+  const writer = await makeClient(srv, {
+    socket: (Tracked) =>
+      class extends Tracked {
+        constructor(url: string, protocols?: string | string[]) {
+          super(blocked ? 'ws://127.0.0.1:9/' : url, protocols);
+        }
+      },
+  });
+  const leader = await makeClient(srv);
+  const site = await sharedSite(writer, [leader]);
+  const outbox = new MemoryKeyStorage();
+  try {
+    const lead = leader.client.openLog(site, 'chat');
+    const rec = record(lead);
+    await lead.opened;
+    assert.equal(lead.role, 'leader');
+    const log = writer.client.openLog(site, 'chat', { outbox });
+    await log.opened;
+    assert.equal(log.role, 'follower');
+    blocked = true;
+    writer.cut();
+    await waitFor('the log notices', () => log.state === 'recovering');
+    const pending = log.append(['x', 'y'].map(enc));
+    await new Promise((r) => setTimeout(r, 300));
+    await log.close();
+    await assert.rejects(pending);
+
+    blocked = false;
+    const again = writer.client.openLog(site, 'chat', { outbox });
+    const settled: OutboxEvent[] = [];
+    again.on('outbox', (e) => settled.push(e));
+    await again.opened;
+    assert.equal(again.role, 'follower');
+    await waitFor('restored appends landed', () => settled.length === 2);
+    assert.deepEqual(settled.map((e) => ('index' in e ? [e.seq, e.index] : e.error.code)), [[1, 0], [2, 1]]);
+    await waitFor('the leader saw them', () => rec.seen.length === 2);
+    assert.deepEqual(rec.text(), ['0:x', '1:y']);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(rec.seen.length, 2);
+  } finally {
+    await writer.client.close();
+    await leader.client.close();
+  }
+});
+
 test('an outbox record is bounded: over it, adding rejects with RATE_LIMITED and keeps nothing', async () => {
   const storage = new MemoryKeyStorage();
   const rec = new OutboxRecord(storage, 'r');
