@@ -512,7 +512,7 @@ export class Log extends Emitter<LogEvents> {
     if (this.st !== 'ready') return;
     if (this.currentRole === 'leader') {
       const items: SeqItem[] = [];
-      // Restored appends first: they were made before any of this writer's.
+      // Restored appends first: an earlier Log made them, they have waited longest.
       for (const { stream, entry: p } of this.restored.sendable()) {
         if (p.term === this.term) continue;
         p.term = this.term;
