@@ -3,7 +3,7 @@
  * pieces live under `node/` and are never part of the browser bundle.
  */
 export { DatagroveClient, type ClientOptions, type ClientEvents } from './client.js';
-export { Log, type LogEntry, type LogOptions, type LogRole, type LogState, type LogEvents } from './log.js';
+export { Log, type LogEntry, type LogOptions, type LogRole, type LogState, type LogEvents, type OutboxEvent, type RestoredEvent } from './log.js';
 export {
   AuthClient,
   type AuthClientOptions,

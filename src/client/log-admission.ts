@@ -35,11 +35,12 @@ export interface AdmissionHooks {
   /** The entry at `index` is `origin`'s append (`signed`: its signature verified). */
   committed: (origin: EntryOrigin, index: number, signed: boolean) => void;
   /**
-   * This writer's own append `seq` is in the log at `index`, but after a later seq of its
+   * An append of this device (writer stream `stream`: this writer's, or an earlier one's
+   * restored from the outbox) is in the log at `index`, but after a later seq of its
    * stream, so every reader refuses it as a replay: the append cannot count (nor be written
    * again, which would only repeat the refusal).
    */
-  refusedOwn: (seq: number, index: number) => void;
+  refusedOwn: (stream: string, seq: number, index: number) => void;
   /** A batch, admitted in the log's order: open and deliver it. */
   admitted: (entries: LogEntry[]) => void;
 }
@@ -114,7 +115,7 @@ export class Admission {
       if ((signed ? this.replays : this.unsignedReplays).repeats(origin)) {
         const error = new DgError('CONFLICT', `entry ${index} repeats seq ${origin.seq} of writer ${origin.device}: a replay`);
         out.push({ index, payload: new Uint8Array(0), origin, signed, error });
-        if (signed && origin.device === this.self.device && origin.stream === this.self.stream) this.hooks.refusedOwn(origin.seq, index);
+        if (signed && origin.device === this.self.device) this.hooks.refusedOwn(origin.stream, origin.seq, index);
         continue;
       }
       this.hooks.committed(origin, index, signed);

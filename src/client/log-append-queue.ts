@@ -23,6 +23,12 @@ export interface AppendHooks {
   lastSeq: () => number;
   /** The entry of `payload` as seq `seq`; rejects when it cannot be made. */
   prepare: (payload: Uint8Array, seq: number) => Promise<Uint8Array>;
+  /**
+   * Optional: keeps the entries a step is about to commit (as seqs base+1…) before they are
+   * committed, so before anything sends them; a rejection rejects the step's calls, which
+   * take no seqs.
+   */
+  persist?: (base: number, entries: Uint8Array[]) => Promise<void>;
   /** Takes seqs base+1… for `entries` and queues them; each promise resolves with its index once durable. */
   commit: (base: number, entries: Uint8Array[]) => Promise<number>[];
 }
@@ -93,6 +99,7 @@ export class AppendQueue {
       while (k < this.calls.length && (k === 0 || n + this.calls[k]!.payloads.length <= MAX_STEP_ENTRIES)) n += this.calls[k++]!.payloads.length;
       const step = this.calls.splice(0, k);
       const retry: Call[] = [];
+      let ok: Prepared[] = [];
       let failed = false;
       for (const p of await this.prepare(step, this.hooks.lastSeq())) {
         if (p.error !== null) {
@@ -103,8 +110,21 @@ export class AppendQueue {
         } else if (failed) {
           retry.push(p.call); // prepared (or not) as seqs it cannot take now
         } else {
-          this.settle(p.call, null, p.base, p.entries);
+          ok.push(p);
         }
+      }
+      if (ok.length > 0 && this.hooks.persist !== undefined) {
+        try {
+          await this.hooks.persist(ok[0]!.base, ok.flatMap((p) => p.entries));
+        } catch (e) {
+          const err = e instanceof DgError ? e : new DgError('UNAVAILABLE', 'append: the entries could not be kept', { cause: e });
+          for (const p of ok) this.settle(p.call, err);
+          ok = [];
+        }
+      }
+      for (const p of ok) {
+        if (this.stopped !== null) this.settle(p.call, this.stopped);
+        else this.settle(p.call, null, p.base, p.entries);
       }
       this.calls.unshift(...retry);
     }

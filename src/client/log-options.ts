@@ -12,7 +12,7 @@ const MAX_TIMEOUT_MS = 86_400_000;
 
 export function checkLogOptions(opts: LogOptions): void {
   if (opts === null || typeof opts !== 'object') throw new DgError('BAD_REQUEST', 'options: must be an object');
-  const { from, lead, channelTimeoutMs, retransmitMs, codec } = opts;
+  const { from, lead, channelTimeoutMs, retransmitMs, codec, outbox } = opts;
   if (from !== undefined && from !== 'end' && !(typeof from === 'number' && Number.isSafeInteger(from) && from >= 0)) {
     throw new DgError('BAD_REQUEST', `from: must be an index (an integer, 0 or more) or 'end', not ${describe(from)}`);
   }
@@ -23,6 +23,10 @@ export function checkLogOptions(opts: LogOptions): void {
     }
   }
   if (codec !== undefined && codec !== null && typeof codec !== 'object') throw new DgError('BAD_REQUEST', `codec: must be a payload codec or null, not ${describe(codec)}`);
+  // Taking up a dead Log's appends needs the lock: two Logs must never both send them.
+  if (outbox !== undefined && !(typeof outbox === 'object' && outbox !== null && ['load', 'save', 'remove', 'lock'].every((m) => typeof (outbox as unknown as Record<string, unknown>)[m] === 'function'))) {
+    throw new DgError('BAD_REQUEST', `outbox: must be a KeyStorage with a lock, not ${describe(outbox)}`);
+  }
 }
 
 function describe(v: unknown): string {

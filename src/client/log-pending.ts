@@ -31,6 +31,8 @@ export class PendingAppends {
   constructor(
     /** Whether resolutions wait for `release` (the Log starts opening: true). */
     public hold = false,
+    /** Called when an entry leaves for good: seen in the log, or never to be written (not at close). */
+    private readonly gone?: (seq: number) => void,
   ) {}
 
   get size(): number {
@@ -57,6 +59,7 @@ export class PendingAppends {
     const p = this.map.get(seq);
     if (p === undefined) return false;
     this.map.delete(seq);
+    this.gone?.(seq);
     if (this.hold) this.held.push(() => p.resolve(index));
     else p.resolve(index);
     return true;
@@ -73,6 +76,7 @@ export class PendingAppends {
     const p = this.map.get(seq);
     if (p === undefined) return false;
     this.map.delete(seq);
+    this.gone?.(seq);
     p.reject(err);
     return true;
   }
@@ -88,11 +92,17 @@ export class PendingAppends {
     return next;
   }
 
-  /** Rejects every pending entry (those already seen in the log resolve: they are durable). */
-  rejectAll(err: DgError): void {
+  /**
+   * Rejects every pending entry (those already seen in the log resolve: they are durable).
+   * `forGood`: they can never be written (else the Log closes, and `gone` is not called).
+   */
+  rejectAll(err: DgError, forGood: boolean): void {
     this.release();
     const all = [...this.map.values()];
     this.map.clear();
-    for (const p of all) p.reject(err);
+    for (const p of all) {
+      if (forGood) this.gone?.(p.seq);
+      p.reject(err);
+    }
   }
 }

@@ -5,6 +5,7 @@ import type { PayloadCodec } from './crypto/payload-codec.js';
 import type { EntryOrigin } from './entry-header.js';
 import type { RtcPeerConnectionConstructor } from './rtc-types.js';
 import type { TailConnection } from './tail-connection.js';
+import type { KeyStorage } from './key-storage.js';
 import type { DgError } from '../protocol/errors.js';
 
 /** One entry as subscribers see it: the app's payload, its index, and who wrote it. */
@@ -43,7 +44,20 @@ export interface LogEvents extends Record<string, unknown> {
   peers: string[];
   /** A fatal error: the log is closed. */
   error: DgError;
+  /** Appends an earlier Log of this device left in the outbox were taken up (`outbox` option). */
+  restored: RestoredEvent;
+  /** A restored append settled: in the log at `index`, or never to be written (`error`). */
+  outbox: OutboxEvent;
 }
+
+/** Appends of writer stream `stream` (seqs `seqs`), left in the outbox by a Log that is gone, now restored. */
+export interface RestoredEvent {
+  stream: string;
+  seqs: number[];
+}
+
+/** A restored append (writer stream `stream`, seq `seq`) is in the log at `index`, or failed for good with `error`. */
+export type OutboxEvent = { stream: string; seq: number; index: number } | { stream: string; seq: number; error: DgError };
 
 export interface LogOptions {
   /**
@@ -64,6 +78,16 @@ export interface LogOptions {
   channelTimeoutMs?: number;
   /** Resend unacknowledged entries to the leader after this long, ms (default 4000). */
   retransmitMs?: number;
+  /**
+   * A persistent outbox (a KeyStorage with `lock`; it may be the client's own): each append
+   * is kept there, as the entry it sends (sealed when the log has a codec), before it is
+   * sent, until it is seen in the log or refused for good. Appends a Log of this device
+   * left there (the app or process died, or closed the log, before they settled) are taken
+   * up when the log is opened again and written exactly once (events `restored`, `outbox`).
+   * At most 10 000 entries and 16 MiB wait per Log: over that, `append` rejects with
+   * RATE_LIMITED. Default: none (appends pending when the app dies are lost).
+   */
+  outbox?: KeyStorage;
 }
 
 /** What the client gives each Log (not part of the public API). */

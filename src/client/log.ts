@@ -18,6 +18,9 @@ import { Admission } from './log-admission.js';
 import { AppendQueue } from './log-append-queue.js';
 import { encodeEntry, entrySigner, originPrefix, STREAM_BYTES, MAX_HEADER_BYTES, type EntrySigner, type OriginPrefix } from './entry-header.js';
 import { Forwarder } from './log-forwarder.js';
+import { OutboxClaims, type LockingStorage } from './log-outbox-claims.js';
+import type { OutboxEntry, OutboxRecord } from './log-outbox.js';
+import { RestoredStreams } from './log-restored.js';
 import { findStreamEntries } from './log-follower-streams.js';
 import { LogFeed, type FeedRead } from './log-feed.js';
 import { PendingAppends } from './log-pending.js';
@@ -31,9 +34,9 @@ import type { TailEvent, TailLimitsView } from './tail-types.js';
 import { leaseWithProof, type LeaseOk } from './log-lease.js';
 import { WriteRight } from './log-write-right.js';
 
-import type { LogContext, LogEntry, LogEvents, LogOptions, LogRole, LogState } from './log-types.js';
+import type { LogContext, LogEntry, LogEvents, LogOptions, LogRole, LogState, OutboxEvent, RestoredEvent } from './log-types.js';
 
-export type { LogContext, LogEntry, LogEvents, LogOptions, LogRole, LogState };
+export type { LogContext, LogEntry, LogEvents, LogOptions, LogRole, LogState, OutboxEvent, RestoredEvent };
 
 
 const DEFAULT_LIMITS: TailLimitsView = { maxFrame: 1 << 20, maxEntries: 1000, maxEntryBytes: 256 * 1024, maxHandles: 256 };
@@ -83,7 +86,13 @@ export class Log extends Emitter<LogEvents> {
   private writers: Set<string> | null = null;
   private readonly feed: LogFeed;
   /** Holds its resolutions while the Log is not ready (opening or recovering): see setState. */
-  private readonly pending = new PendingAppends(true);
+  private readonly pending = new PendingAppends(true, (seq) => this.ownRecord?.remove(seq));
+  /** The outbox's records this Log holds (null without `outbox`). */
+  private readonly claims: OutboxClaims | null;
+  /** This writer stream's outbox record, once its first append is kept there. */
+  private ownRecord: OutboxRecord | null = null;
+  /** Appends of earlier writer streams of this device, taken up from the outbox. */
+  private readonly restored: RestoredStreams;
   private readonly appends: AppendQueue;
   private readonly admission: Admission;
   private readonly sequencer: Sequencer;
@@ -142,12 +151,15 @@ export class Log extends Emitter<LogEvents> {
     this.deliveredTo = this.admittedTo;
     this.fromEnd = opts.from === 'end';
     this.codec = opts.codec === undefined || opts.codec === null ? null : new PayloadPipeline(opts.codec, { site: ctx.site, log: ctx.log, device: ctx.device, stream: this.stream });
+    this.claims = opts.outbox === undefined ? null : new OutboxClaims(opts.outbox as LockingStorage, ctx, this.stream);
     this.prefix = originPrefix(ctx.device, this.stream);
     this.signer = entrySigner(ctx.site, ctx.log, ctx.sign);
     this.appends = new AppendQueue({
       lastSeq: () => this.seq,
       // Sealed (with a codec), then signed.
       prepare: async (payload, seq) => encodeEntry(this.prefix, seq, this.codec === null ? payload : await this.codec.seal(payload, seq), this.signer),
+      // Kept in the outbox before anything sends them. No copy is below the admitted position.
+      ...(this.claims === null ? {} : { persist: async (base: number, entries: Uint8Array[]) => this.persist(base, entries) }),
       commit: (base, entries) => {
         this.seq = base + entries.length;
         const queued = entries.map((e, i) => this.pending.add(base + 1 + i, e));
@@ -158,11 +170,16 @@ export class Log extends Emitter<LogEvents> {
     this.admission = new Admission({ site: ctx.site, log: ctx.log }, { device: ctx.device, stream: this.stream }, {
       pendingBytes: (seq) => this.pending.bytesOf(seq),
       committed: (origin, index, signed) => {
-        if (origin.device !== ctx.device || origin.stream !== this.stream) this.sequencer.noteCommitted(origin, index, signed);
-        else if (signed) this.pending.resolve(origin.seq, index);
+        if (origin.device === ctx.device && origin.stream === this.stream) {
+          if (signed) this.pending.resolve(origin.seq, index);
+        } else if (origin.device === ctx.device && this.restored.has(origin.stream)) {
+          if (signed) this.restored.resolve(origin.stream, origin.seq, index);
+        } else this.sequencer.noteCommitted(origin, index, signed);
       },
-      refusedOwn: (seq, index) => {
-        this.pending.reject(seq, new DgError('CONFLICT', `the entry landed at ${index}, after a later entry of this writer: readers refuse it as a replay`));
+      refusedOwn: (stream, seq, index) => {
+        const err = new DgError('CONFLICT', `the entry landed at ${index}, after a later entry of this writer: readers refuse it as a replay`);
+        if (stream === this.stream) this.pending.reject(seq, err);
+        else this.restored.reject(stream, seq, err);
       },
       admitted: (entries) => {
         if (entries.length > 0) this.admittedTo = entries[entries.length - 1]!.index + 1;
@@ -187,7 +204,10 @@ export class Log extends Emitter<LogEvents> {
           this.requestRecover();
         },
         refused: (items, err) => {
-          for (const it of items) this.pending.reject(it.origin.seq, err);
+          for (const it of items) {
+            if (it.origin.stream === this.stream) this.pending.reject(it.origin.seq, err);
+            else this.restored.reject(it.origin.stream, it.origin.seq, err);
+          }
         },
         // A server that does not say who writes (no `writers`) leaves it open, as before. This
         // device leads, so its other sessions (tabs, processes) may write too, whatever the
@@ -210,22 +230,61 @@ export class Log extends Emitter<LogEvents> {
       declined: (_from, reply) => this.sequencer.declined(reply),
       reassembly: () => reassemblyLimits(this.limits().maxFrame),
     });
-    this.forwarder = new Forwarder({
-      pending: this.pending,
-      stream: this.stream,
-      nextSeq: () => this.seq + 1,
+    const retransmitMs = opts.retransmitMs ?? 4000;
+    this.forwarder = this.makeForwarder(this.pending, this.stream, () => this.seq + 1, retransmitMs);
+    this.restored = new RestoredStreams({
+      forwarder: (pending, stream, nextSeq) => this.makeForwarder(pending, stream, nextSeq, retransmitMs),
+      landed: (stream, seq, index) => this.emit('outbox', { stream, seq, index }),
+      failed: (stream, seq, error) => this.emit('outbox', { stream, seq, error }),
+    });
+    this.writeRight = new WriteRight(ctx.mayWrite, ctx.accessVersion);
+    this.requestRecover();
+    // Appends left in the outbox by earlier Logs are taken up once this one has caught up.
+    if (this.claims !== null) {
+      const claims = this.claims;
+      this.opened.then(() => claims.restore((stream, entries, record) => this.takeUp(stream, entries, record)), () => undefined);
+    }
+  }
+
+  /** A Forwarder of the appends in `pending` (writer stream `stream`) to the leader this Log follows. */
+  private makeForwarder(pending: PendingAppends, stream: string, nextSeq: () => number, retransmitMs: number): Forwarder {
+    return new Forwarder({
+      pending,
+      stream,
+      nextSeq,
       seen: () => this.admittedTo,
       send: (leader, msg) => this.hub.sendTo(leader, msg),
       // No acknowledgement through two resends: the link may be dead on the far side.
       stalled: (leader) => this.hub.drop(leader),
       busy: (leader) => this.hub.relaying(leader),
-      retransmitMs: opts.retransmitMs ?? 4000,
+      retransmitMs,
       batch: 256,
       // Well within the relay's signal byte budget (4 MiB at once, 1 MiB/s).
       batchBytes: 512 * 1024,
     });
-    this.writeRight = new WriteRight(ctx.mayWrite, ctx.accessVersion);
+  }
+
+  /** Keeps entries base+1… in this writer's outbox record (its lock taken on the first call). */
+  private async persist(base: number, entries: Uint8Array[]): Promise<void> {
+    if (this.claims === null) return;
+    const record = await this.claims.ownRecord();
+    this.ownRecord = record;
+    const from = this.admittedTo;
+    await record.add(entries.map((bytes, i) => ({ seq: base + 1 + i, bytes, from })));
+  }
+
+  /**
+   * Restores the appends an earlier writer stream of this device left in the outbox: told
+   * (`restored`), matched against the log from where they may be, and the rest sent (see
+   * log-restored.ts). Resolves true once all have settled, false if the Log closed first.
+   */
+  private takeUp(stream: string, entries: OutboxEntry[], record: OutboxRecord): Promise<boolean> {
+    if (this.st === 'closed') return Promise.resolve(false);
+    const settled = this.restored.add(stream, entries, record, this.admittedTo);
+    this.emit('restored', { stream, seqs: entries.map((e) => e.seq) });
+    // Recovery scans the log for them, then sends those it did not find.
     this.requestRecover();
+    return settled;
   }
 
   /** "leader" or "follower" (null before the first lease). */
@@ -310,13 +369,15 @@ export class Log extends Emitter<LogEvents> {
     return this.appends.add(payloads);
   }
 
-  /** Releases the lease and closes; pending appends fail with UNAVAILABLE. */
+  /** Releases the lease and closes; pending appends fail with UNAVAILABLE (those in the outbox stay there for a later open). */
   async close(): Promise<void> {
     if (this.st === 'closed') return;
     const conn = this.conn;
     const handle = this.handle;
     this.shutdown(new DgError('UNAVAILABLE', 'log closed'));
     if (conn !== null && handle !== null) await conn.request('release', { handle }, { retry: false, timeoutMs: 3000 }).catch(() => undefined);
+    // The outbox's last save is done and this writer's lock released (a later open takes its entries up at once).
+    await this.claims?.close();
   }
 
   /**
@@ -343,11 +404,14 @@ export class Log extends Emitter<LogEvents> {
     if (this.vacancyTimer !== null) clearTimeout(this.vacancyTimer);
     this.sequencer.stop();
     this.forwarder.stop();
+    // Appends still pending stay in the outbox: a later open writes them.
+    this.restored.close();
+    void this.claims?.close();
     this.hub.close();
     for (const off of this.offConn) off();
     this.offConn = [];
     this.appends.stop(err);
-    this.pending.rejectAll(err);
+    this.pending.rejectAll(err, false);
     this.openedReject(err);
     this.ctx.onClosed();
   }
@@ -448,6 +512,12 @@ export class Log extends Emitter<LogEvents> {
     if (this.st !== 'ready') return;
     if (this.currentRole === 'leader') {
       const items: SeqItem[] = [];
+      // Restored appends first: an earlier Log made them, they have waited longest.
+      for (const { stream, entry: p } of this.restored.sendable()) {
+        if (p.term === this.term) continue;
+        p.term = this.term;
+        items.push({ bytes: p.bytes, origin: { device: this.ctx.device, stream, seq: p.seq }, own: true });
+      }
       for (const p of this.pending.all()) {
         if (p.term === this.term) continue;
         p.term = this.term;
@@ -457,14 +527,18 @@ export class Log extends Emitter<LogEvents> {
     } else {
       // Appends that no leader takes (none leads: a device that may write and asks to lead
       // is made leader), or that this device may not write anyway: learn whether it may.
-      if (this.pending.size > 0 && (this.currentLeader === null || this.writeRight.refused)) this.writeRight.check(() => this.refuseAppends());
+      if (this.pending.size + this.restored.size > 0 && (this.currentLeader === null || this.writeRight.refused)) this.writeRight.check(() => this.refuseAppends());
       this.forwarder.flush();
+      for (const f of this.restored.forwarders()) f.flush();
     }
   }
 
   /** This device may not write on the log: its appends can never land. */
   private refuseAppends(): void {
-    if (this.currentRole !== 'leader') this.pending.rejectAll(new DgError('FORBIDDEN', 'no write right on this log'));
+    if (this.currentRole === 'leader') return;
+    const err = new DgError('FORBIDDEN', 'no write right on this log');
+    this.pending.rejectAll(err, true);
+    this.restored.rejectAll(err);
   }
 
   /**
@@ -477,21 +551,27 @@ export class Log extends Emitter<LogEvents> {
    */
   private onLinkMessage(from: string, msg: LinkMessage, reply: (m: LinkMessage) => void): void {
     if (msg.t === 'submit') this.sequencer.submitRemote(from, msg, reply);
-    else if (msg.t === 'ack' && this.currentRole === 'follower' && from === this.currentLeader && msg.epoch === this.currentEpoch) this.forwarder.onAck(msg);
+    else if (msg.t === 'ack' && this.currentRole === 'follower' && from === this.currentLeader && msg.epoch === this.currentEpoch) {
+      this.forwarder.onAck(msg);
+      this.restored.forwarderOf(msg.stream)?.onAck(msg);
+    }
     else if (msg.t === 'denied' && this.currentRole === 'follower' && from === this.currentLeader && msg.epoch === this.currentEpoch) {
       // Refused for a while (not just while this device's handle was being renewed): no
       // write right on the log, so its appends can never land. The auth service may say so sooner.
+      for (const f of this.restored.forwarders()) f.notTaken();
       if (this.forwarder.denied()) this.refuseAppends();
       else this.writeRight.check(() => this.refuseAppends());
     }
-    else if (msg.t === 'refused' && this.currentRole === 'follower' && from === this.currentLeader && msg.epoch === this.currentEpoch && msg.stream === this.stream) {
+    else if (msg.t === 'refused' && this.currentRole === 'follower' && from === this.currentLeader && msg.epoch === this.currentEpoch) {
       // The server refused the write that carried them: resending would fail the same way.
-      for (const seq of msg.seqs) this.pending.reject(seq, new DgError(msg.code, 'the server refused the write that carried this entry'));
+      const err = (): DgError => new DgError(msg.code, 'the server refused the write that carried this entry');
+      if (msg.stream === this.stream) for (const seq of msg.seqs) this.pending.reject(seq, err());
+      else if (this.restored.forwarderOf(msg.stream) !== undefined) for (const seq of msg.seqs) this.restored.reject(msg.stream, seq, err());
     }
     else if (msg.t === 'stale' && this.currentRole === 'follower' && from === this.currentLeader) {
       // The leader knows a newer epoch: learn it. Otherwise it is not ready yet: resend soon.
       if (msg.epoch > this.currentEpoch) this.requestRecover();
-      else this.forwarder.notTaken();
+      else for (const f of [this.forwarder, ...this.restored.forwarders()]) f.notTaken();
     }
   }
 
@@ -563,6 +643,8 @@ export class Log extends Emitter<LogEvents> {
         // Every entry up to the end has counted (settled this writer's appends, or been
         // noted by the sequencer) before anything is sent again.
         await this.admission.settled();
+        // Restored appends are looked for below where they were taken up, before any is sent.
+        await this.restored.scan((at) => this.read(at));
         if (this.isClosed()) return;
         if (this.needRecover) continue;
         this.term++;
@@ -629,8 +711,10 @@ export class Log extends Emitter<LogEvents> {
     this.currentRole = r.role;
     this.currentLeader = r.role === 'leader' ? this.ctx.device : r.leader;
     for (const p of this.pending.all()) p.term = -1;
+    for (const p of this.restored.all()) p.term = -1;
     if (r.role === 'leader') {
       this.forwarder.stop();
+      for (const f of this.restored.forwarders()) f.stop();
       // It follows nobody now: the link it opened to the last leader goes (that leader may
       // have been another session of this very device, whose followers now reach this one).
       if (prevLeader !== null && prevRole !== 'leader') this.hub.drop(prevLeader);
@@ -640,6 +724,7 @@ export class Log extends Emitter<LogEvents> {
       // A new leader, or a new term (perhaps another session of the same device): a new link.
       if (prevLeader !== null && (prevLeader !== this.currentLeader || r.epoch > prevEpoch)) this.hub.drop(prevLeader);
       this.forwarder.setLeader(this.currentLeader, r.epoch);
+      for (const f of this.restored.forwarders()) f.setLeader(this.currentLeader, r.epoch);
     }
     this.setState('ready');
     // Caught up means delivered: what was admitted is still being opened (decrypted) when

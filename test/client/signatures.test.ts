@@ -166,11 +166,11 @@ test('readers admit batches in order (each verified concurrently), and count onl
   const committed: [number, boolean][] = [];
   const admitted: LogEntry[][] = [];
   const pending = new Map<number, Uint8Array>();
-  const refusedOwn: [number, number][] = [];
+  const refusedOwn: [string, number, number][] = [];
   const admission = new Admission({ site, log: 'chat' }, self, {
     pendingBytes: (seq) => pending.get(seq),
     committed: (_o, index, signed) => committed.push([index, signed]),
-    refusedOwn: (seq, index) => refusedOwn.push([seq, index]),
+    refusedOwn: (stream, seq, index) => refusedOwn.push([stream, seq, index]),
     admitted: (entries) => admitted.push(entries),
   });
   const forged = await encodeEntry(w, 2, enc('forged'), entrySigner(site, 'chat', (m) => other.signAsync(m)));
@@ -209,7 +209,7 @@ test('readers admit batches in order (each verified concurrently), and count onl
   await admission.settled();
   assert.deepEqual(admitted.slice(4).flat().map((e) => [e.index, e.error?.code ?? null]), [[8, null], [9, 'CONFLICT']]);
   assert.deepEqual(committed.slice(-2), [[6, true], [8, true]], 'the replayed seq counts for no one');
-  assert.deepEqual(refusedOwn, [[2, 9]], 'only this writer’s own replayed seq is reported');
+  assert.deepEqual(refusedOwn, [[self.stream, 2, 9]], 'only this device’s own replayed seq is reported');
 });
 
 test('entries are signed through WebCrypto with the device key imported once, not extractable, byte for byte as @noble/curves signs; without Ed25519 in WebCrypto, noble signs', async (t) => {

@@ -3,6 +3,7 @@
  * `stop` closes the listener and every connection through it (new connections are then
  * refused), `restart` listens again on the same port. `stall` keeps every connection open
  * but carries nothing either way (a black hole: what is sent waits), `resume` lets it flow.
+ * `mute` carries what clients send but holds every reply (requests arrive, answers do not).
  */
 import { createServer, connect as tcpConnect, type Server, type Socket } from 'node:net';
 
@@ -12,6 +13,7 @@ export interface TcpProxy {
   stop(): Promise<void>;
   restart(): Promise<void>;
   stall(): void;
+  mute(): void;
   resume(): void;
 }
 
@@ -21,6 +23,7 @@ export async function startProxy(target: string): Promise<TcpProxy> {
   const sockets = new Set<Socket>();
   const pairs = new Set<[Socket, Socket]>();
   let stalled = false;
+  let muted = false;
   let server: Server | undefined;
   let port = 0;
   const listen = async () => {
@@ -38,10 +41,8 @@ export async function startProxy(target: string): Promise<TcpProxy> {
       const pair: [Socket, Socket] = [client, upstream];
       pairs.add(pair);
       client.on('close', () => pairs.delete(pair));
-      if (stalled) {
-        client.pause();
-        upstream.pause();
-      }
+      if (stalled) client.pause();
+      if (stalled || muted) upstream.pause();
       client.pipe(upstream);
       upstream.pipe(client);
     });
@@ -74,8 +75,13 @@ export async function startProxy(target: string): Promise<TcpProxy> {
         b.pause();
       }
     },
+    mute: () => {
+      muted = true;
+      for (const [, upstream] of pairs) upstream.pause();
+    },
     resume: () => {
       stalled = false;
+      muted = false;
       for (const [a, b] of pairs) {
         a.resume();
         b.resume();
