@@ -10,7 +10,7 @@ import { KeyManager } from '../../src/client/keys/key-manager.js';
 import type { ApprovalResult, DeviceApprovalRequest } from '../../src/client/keys/device-approval.js';
 import { confirmationCode, devIdpSignIn, post } from '../helpers/auth-client.js';
 import type { TestServer } from '../helpers/server.js';
-import { makeClient, waitFor, type TestClient } from './harness.js';
+import { makeClient, waitFor, type ClientSetup, type TestClient } from './harness.js';
 
 export interface Device extends TestClient {
   storage: KeyStorage;
@@ -78,12 +78,14 @@ export interface DeviceSetup {
   /** Do not call `start()`. */
   noStart?: boolean;
   signIn?: SignIn;
+  /** Derives the class the SDK is given from the tracked one (to block or watch its sockets). */
+  socket?: ClientSetup['socket'];
 }
 
 /** A device signed in as `email`, with its KeyManager started. */
 export async function device(srv: TestServer, email: string, name: string, setup: DeviceSetup = {}): Promise<Device> {
   const storage = setup.storage ?? new MemoryKeyStorage();
-  const c = await makeClient(srv, { storage, ...(setup.fetch === undefined ? {} : { fetch: setup.fetch }) });
+  const c = await makeClient(srv, { storage, ...(setup.fetch === undefined ? {} : { fetch: setup.fetch }), ...(setup.socket === undefined ? {} : { socket: setup.socket }) });
   const { identity } = await oidcSignIn(srv, c, email, name, setup.signIn);
   return withKeys(c, storage, identity, setup);
 }
