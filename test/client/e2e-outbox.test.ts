@@ -7,19 +7,13 @@ import { test } from 'node:test';
 import { MemoryKeyStorage, type OutboxEvent } from '../../src/client/index.js';
 import { closeAll, device, newEmail, text, waitReady } from './e2e-world.js';
 import { startServer } from '../helpers/server.js';
-import { enc, record, waitFor } from './harness.js';
+import { blockableSockets, enc, record, waitFor } from './harness.js';
 
 test('appends restored from the outbox of an encrypted log are sealed there and open for readers', async () => {
   const srv = await startServer({ devIdp: true, leaseGraceMs: 300 });
-  let blocked = false;
+  const net = blockableSockets();
   const alice = await device(srv, newEmail('alice'), 'alice laptop', {
-    // While blocked, the device's sockets reach nothing (a port where nobody listens).
-    socket: (Tracked) =>
-      class extends Tracked {
-        constructor(url: string, protocols?: string | string[]) {
-          super(blocked ? 'ws://127.0.0.1:9/' : url, protocols);
-        }
-      },
+    socket: net.socket,
   });
   const bobEmail = newEmail('bob');
   const bob = await device(srv, bobEmail, 'bob laptop');
@@ -32,7 +26,7 @@ test('appends restored from the outbox of an encrypted log are sealed there and 
     const log = alice.client.openLog(site, 'notes', { outbox });
     await log.opened;
     await log.append([enc('sent at once')]);
-    blocked = true;
+    net.blocked = true;
     alice.cut();
     await waitFor('the log notices', () => log.state === 'recovering');
     const secret = 'a secret kept while offline';
@@ -46,7 +40,7 @@ test('appends restored from the outbox of an encrypted log are sealed there and 
       assert.equal(kept.includes(form), false, `the outbox holds no plaintext (${form.slice(0, 12)}…)`);
     }
 
-    blocked = false;
+    net.blocked = false;
     const again = alice.client.openLog(site, 'notes', { outbox });
     const settled: OutboxEvent[] = [];
     again.on('outbox', (e) => settled.push(e));

@@ -31,6 +31,23 @@ export interface ClientSetup {
 }
 
 /**
+ * A socket class for `ClientSetup.socket` whose new connections reach nothing while
+ * `blocked` is set (they go to a port where nobody listens), as for a device offline.
+ */
+export function blockableSockets(): { blocked: boolean; socket: NonNullable<ClientSetup['socket']> } {
+  const state = {
+    blocked: false,
+    socket: (Tracked: SocketClass): SocketClass =>
+      class extends Tracked {
+        constructor(url: string, protocols?: string | string[]) {
+          super(state.blocked ? 'ws://127.0.0.1:9/' : url, protocols);
+        }
+      },
+  };
+  return state;
+}
+
+/**
  * Makes `ws` hand the frames the SDK would get through `filter` first: the SDK sets
  * `onmessage`, and what it sets is wrapped (`filter` gets each event and the SDK's handler).
  */

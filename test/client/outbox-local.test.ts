@@ -7,19 +7,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DgError, MemoryKeyStorage, type KeyStorage, type OutboxEvent, type RestoredEvent } from '../../src/client/index.js';
 import { OUTBOX_MAX_ENTRIES, OutboxRecord } from '../../src/client/log-outbox.js';
-import { enc, makeClient, record, server, sharedSite, waitFor } from './harness.js';
+import { blockableSockets, enc, makeClient, record, server, sharedSite, waitFor } from './harness.js';
 
 test('appends pending when the log closed are written once, in order, when it opens again with the same outbox', async () => {
   const srv = await server();
-  let blocked = false;
+  const net = blockableSockets();
   const writer = await makeClient(srv, {
-    // While blocked, the writer's sockets reach nothing (a port where nobody listens).
-    socket: (Tracked) =>
-      class extends Tracked {
-        constructor(url: string, protocols?: string | string[]) {
-          super(blocked ? 'ws://127.0.0.1:9/' : url, protocols);
-        }
-      },
+    socket: net.socket,
   });
   const reader = await makeClient(srv);
   const site = await sharedSite(writer, [reader]);
@@ -28,7 +22,7 @@ test('appends pending when the log closed are written once, in order, when it op
     const log = writer.client.openLog(site, 'chat', { outbox });
     await log.opened;
     await log.append([enc('before')]);
-    blocked = true;
+    net.blocked = true;
     writer.cut();
     await waitFor('the log notices', () => log.state === 'recovering');
     const pending = log.append(['a', 'b', 'c'].map(enc));
@@ -38,7 +32,7 @@ test('appends pending when the log closed are written once, in order, when it op
     await assert.rejects(pending, (e: DgError) => e.code === 'UNAVAILABLE');
     await assert.rejects(more, (e: DgError) => e.code === 'UNAVAILABLE');
 
-    blocked = false;
+    net.blocked = false;
     const again = writer.client.openLog(site, 'chat', { outbox });
     const restored: RestoredEvent[] = [];
     const settled: OutboxEvent[] = [];
@@ -68,14 +62,9 @@ test('appends pending when the log closed are written once, in order, when it op
 
 test('restored appends reach the log through the leader when another device leads', async () => {
   const srv = await server();
-  let blocked = false;
+  const net = blockableSockets();
   const writer = await makeClient(srv, {
-    socket: (Tracked) =>
-      class extends Tracked {
-        constructor(url: string, protocols?: string | string[]) {
-          super(blocked ? 'ws://127.0.0.1:9/' : url, protocols);
-        }
-      },
+    socket: net.socket,
   });
   const leader = await makeClient(srv);
   const site = await sharedSite(writer, [leader]);
@@ -88,7 +77,7 @@ test('restored appends reach the log through the leader when another device lead
     const log = writer.client.openLog(site, 'chat', { outbox });
     await log.opened;
     assert.equal(log.role, 'follower');
-    blocked = true;
+    net.blocked = true;
     writer.cut();
     await waitFor('the log notices', () => log.state === 'recovering');
     const pending = log.append(['x', 'y'].map(enc));
@@ -96,7 +85,7 @@ test('restored appends reach the log through the leader when another device lead
     await log.close();
     await assert.rejects(pending);
 
-    blocked = false;
+    net.blocked = false;
     const again = writer.client.openLog(site, 'chat', { outbox });
     const settled: OutboxEvent[] = [];
     again.on('outbox', (e) => settled.push(e));
