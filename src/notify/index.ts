@@ -8,7 +8,8 @@
  * shared); presence goes to every notify process. The service owns its store and closes it.
  *
  * Publishes are at most once, so one made while notify was down reached nobody, and a push
- * held for its interval at shutdown is dropped. On start notify says dg.notify.hello: every
+ * held for its interval at shutdown is dropped. On start, and when its bus comes back after
+ * an outage, notify says dg.notify.hello: every
  * tail node answers with its full presence and then its recent publishes again, so what was
  * missed is pushed (the stored pushed lengths make the rest no-ops) and no user online on
  * some node is pushed for lack of presence.
@@ -103,6 +104,7 @@ export function createNotify(deps: NotifyDeps): NotifyService {
   let vapid: VapidKeys | null = null;
   let delivery: Delivery | null = null;
   let subs: Subscription[] = [];
+  let reconnects: Subscription | undefined;
   let pending = 0;
   let closed = false;
   const instance = randomBytes(8).toString('hex');
@@ -204,6 +206,10 @@ export function createNotify(deps: NotifyDeps): NotifyService {
         bus.subscribe(SUBJECTS.notifyPublish, (m) => onPublish(m), { queue: 'notify' }),
         bus.subscribe(SUBJECTS.notifyPresence, (m) => onPresence(m)),
       ];
+      // Publishes made while this process's bus was cut off reached nobody either.
+      reconnects = bus.onReconnect?.(() => {
+        if (!closed) hello();
+      });
       hello();
     },
 
@@ -216,6 +222,7 @@ export function createNotify(deps: NotifyDeps): NotifyService {
       closed = true;
       for (const s of subs) s.unsubscribe();
       subs = [];
+      reconnects?.unsubscribe();
       await delivery?.close();
       await store.close();
     },

@@ -4,7 +4,8 @@
  * receiver. A publish made while notify is down reaches nobody, and a push notify holds for
  * its interval is dropped when it stops; on start notify says dg.notify.hello and tail
  * answers with its presence and then its recent publishes again, so what was missed is
- * pushed once, nothing is pushed twice, and a user online on tail is not pushed.
+ * pushed once, nothing is pushed twice, and a user online on tail is not pushed. Notify
+ * says hello again when its bus comes back after an outage (cut here with a TCP proxy).
  *
  * Notify's push interval is long here (3 s), so that a push is provably held when notify
  * stops; every "no push" assertion has a control pushed by the same restart.
@@ -23,6 +24,7 @@ import { startPushReceiver, type BrowserSubscription, type PushReceiver } from '
 import { NATS_URL, PG_URL, dropPgSchemas, natsSkip, pgSkip } from '../helpers/services.js';
 import { startServer, tempDir, type TestServer } from '../helpers/server.js';
 import { TailClient } from '../helpers/tail-client.js';
+import { startProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
 import { metric } from '../helpers/metrics.js';
 import { VAPID_SUBJECT, Writer, delivered, enablePush, member, pushWithLength, sleep, tailSessions, until, vapidKey } from './push-world.js';
 
@@ -71,6 +73,8 @@ interface World {
   /** auth and tail. */
   core: TestServer;
   notify: NotifyServer;
+  /** Between notify and NATS, so that a test can cut notify off the bus. */
+  notifyBus: TcpProxy;
   vapid: string;
   restartNotify(between?: () => Promise<void>): Promise<void>;
 }
@@ -82,12 +86,15 @@ async function world(): Promise<World> {
   const pushHosts = receiver.hosts.filter((h) => h.startsWith('127.0.0.1:'));
   const shared: Partial<Config> = { bus: NATS_URL, db: PG_URL, dbSchema: schema, pushHosts, nodeTtlMs: 2000 };
   const core = await startServer({ ...shared, roles: ['auth', 'tail'], nodeId: `tail-resync-${run}`, dataDir: dataDirWithKeys(keys) });
+  const notifyBus = await startProxy(NATS_URL);
+  after(() => notifyBus.stop());
   // Made now, so that they outlive the test that restarts notify.
   const notifyDirs = Array.from({ length: 4 }, () => dataDirWithKeys(keys));
   const startNotify = () =>
     startNotifyServer({
       ...shared,
       roles: ['notify'],
+      bus: notifyBus.url,
       dataDir: notifyDirs.shift() ?? assert.fail('no data dir left for notify'),
       pushIntervalMs: INTERVAL_MS,
       vapidSubject: VAPID_SUBJECT,
@@ -97,6 +104,7 @@ async function world(): Promise<World> {
     receiver,
     core,
     notify: await startNotify(),
+    notifyBus,
     vapid: '',
     async restartNotify(between) {
       // A graceful stop, as on SIGTERM: what notify holds is dropped, nothing is marked.
@@ -202,5 +210,25 @@ describe('push resync after notify restarts (split roles on NATS and PostgreSQL)
     for (const e of everyone) assert.deepEqual(lengths(w, e.m), e.pushes, 'an earlier member was pushed again, or for writes made while it was online');
     writer.close();
     control.close();
+  });
+
+  it('writes made while notify was cut off the bus are pushed once it is back', async () => {
+    const owner = await signupDevice(w.core.url, { name: 'A laptop' });
+    const site = await createSite(w.core.url, owner.access, 'outage');
+    const c = await pushMember(w, owner, site);
+    const writer = await Writer.open(w.core.wsUrl, owner, site, 'log');
+    await writer.write(1);
+    await pushWithLength(w.receiver, c.sub, 1);
+    await sleep(QUIET_MS);
+    await w.notifyBus.stop();
+    await writer.write(1);
+    const length = await writer.write(1);
+    await sleep(TAIL_HOLD_MS * 3);
+    await w.notifyBus.restart();
+    await pushWithLength(w.receiver, c.sub, length, 10_000);
+    await sleep(QUIET_MS);
+    assert.deepEqual(lengths(w, c), [1, 3]);
+    for (const e of everyone) assert.deepEqual(lengths(w, e.m), e.pushes, 'an earlier member was pushed again, or for writes made while it was online');
+    writer.close();
   });
 });
