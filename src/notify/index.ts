@@ -9,10 +9,10 @@
  *
  * Publishes are at most once, so one made while notify was down reached nobody, and a push
  * held for its interval at shutdown is dropped. On start, and when its bus comes back after
- * an outage, notify says dg.notify.hello: every
- * tail node answers with its full presence and then its recent publishes again, so what was
- * missed is pushed (the stored pushed lengths make the rest no-ops) and no user online on
- * some node is pushed for lack of presence.
+ * an outage, notify says dg.notify.hello: every tail node answers with its full presence
+ * and then its recent publishes again, so what was missed is pushed (the stored pushed
+ * lengths make the rest no-ops) and no user online on some node is pushed for lack of
+ * presence.
  */
 import { randomBytes } from 'node:crypto';
 import type https from 'node:https';
