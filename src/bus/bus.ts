@@ -43,6 +43,12 @@ export interface Bus {
   request<T = unknown>(subject: string, message: unknown, options?: RequestOptions): Promise<T>;
   /** True while the bus can carry messages (for /ready). */
   healthy(): boolean;
+  /**
+   * Runs `listener` each time the bus carries messages again after an outage, its
+   * subscriptions restored: what was published meanwhile did not reach them. Absent from a
+   * bus that cannot be cut off (the in-process one).
+   */
+  onReconnect?(listener: () => void): Subscription;
   /** Flushes what was published and stops; later calls fail. */
   close(): Promise<void>;
 }

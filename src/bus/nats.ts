@@ -50,7 +50,8 @@ const RECONNECT_MAX_MS = 5000;
  *   not hold up the others); a request's reply is sent when its handler settles.
  * - Queue groups are NATS queue subscriptions, so they balance across processes.
  * - The connection reconnects forever, the delay growing with the outage (250 ms to 5 s,
- *   with jitter); NATS re-subscribes and buffers publishes meanwhile. healthy() turns
+ *   with jitter); NATS re-subscribes and buffers publishes meanwhile, then `onReconnect`
+ *   listeners run. healthy() turns
  *   false when the connection is closed, or down for longer than `unhealthyAfterMs`.
  * - close() stops subscriptions, lets running handlers reply (up to 5 s), then drains.
  */
@@ -64,6 +65,7 @@ export class NatsBus implements Bus {
   /** Since when the connection is down (undefined while connected); the backoff reads it too. */
   readonly #down: DownState;
   #overloaded = false;
+  readonly #reconnected = new Set<() => void>();
   /** Undecodable messages are logged at most once per UNDECODABLE_LOG_MS, with a count. */
   readonly #undecodable = new LogThrottle(UNDECODABLE_LOG_MS);
   #closing: Promise<void> | undefined;
@@ -123,6 +125,11 @@ export class NatsBus implements Bus {
     } catch (err) {
       throw this.#unavailable(err, subject);
     }
+  }
+
+  onReconnect(listener: () => void): Subscription {
+    this.#reconnected.add(listener);
+    return { unsubscribe: () => void this.#reconnected.delete(listener) };
   }
 
   subscribe(subject: string, handler: BusHandler, options: SubscribeOptions = {}): Subscription {
@@ -317,6 +324,14 @@ export class NatsBus implements Bus {
           const outageMs = this.#down.since === undefined ? 0 : Date.now() - this.#down.since;
           this.#down.since = undefined;
           this.#log.info({ server: s.server, outageMs }, 'bus reconnected');
+          // NATS sent the subscriptions again before it reported the reconnect.
+          for (const f of [...this.#reconnected]) {
+            try {
+              f();
+            } catch (err) {
+              this.#log.error({ err }, 'bus reconnect listener failed');
+            }
+          }
           break;
         }
         case 'staleConnection':

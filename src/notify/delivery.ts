@@ -271,12 +271,16 @@ export class Delivery {
     slot.attempt++;
     const payload = { site: slot.site, log: w.log, length: w.length };
     const outcome = await sendPush({ endpoint: target.endpoint, keys: target.keys, device: slot.device, payload }, this.#d.settings, this.#abort.signal);
+    if (outcome.kind === 'sent') {
+      // Recorded even while closing (close waits for this, then closes the store): a push
+      // that went out is not pushed again when tail republishes its log after a restart.
+      metrics.sent.inc();
+      await store.markPushed(slot.user, slot.device, slot.site, w.log, w.length);
+      if (this.#closed) return;
+      return this.#finish(slot);
+    }
     if (this.#closed) return;
     switch (outcome.kind) {
-      case 'sent':
-        metrics.sent.inc();
-        await store.markPushed(slot.user, slot.device, slot.site, w.log, w.length);
-        return this.#finish(slot);
       case 'gone':
         metrics.failed.inc({ status: outcome.status });
         if (await store.removeEndpoint(slot.user, slot.device, target.endpoint)) {

@@ -6,12 +6,20 @@
  * - dg.notify.publish (publish, from tail): a log of a site grew.
  * Updates and publishes are taken by one member of the `notify` queue group (the store is
  * shared); presence goes to every notify process. The service owns its store and closes it.
+ *
+ * Publishes are at most once, so one made while notify was down reached nobody, and a push
+ * held for its interval at shutdown is dropped. On start, and when its bus comes back after
+ * an outage, notify says dg.notify.hello: every tail node answers with its full presence
+ * and then its recent publishes again, so what was missed is pushed (the stored pushed
+ * lengths make the rest no-ops) and no user online on some node is pushed for lack of
+ * presence.
  */
+import { randomBytes } from 'node:crypto';
 import type https from 'node:https';
 import type { FastifyBaseLogger, FastifyPluginAsync } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { Bus, Subscription } from '../bus/bus.js';
-import { SUBJECTS, type AccessReply, type AccessRequest, type PushGone } from '../protocol/bus-messages.js';
+import { SUBJECTS, type AccessReply, type AccessRequest, type NotifyHello, type PushGone } from '../protocol/bus-messages.js';
 import { DgError } from '../protocol/errors.js';
 import { NotifyPublishCheck, PresenceMessageCheck, firstSchemaError } from '../protocol/notify-schemas.js';
 import { DEFAULT_DELIVERY_LIMITS, Delivery, type DeliveryLimits } from './delivery.js';
@@ -96,8 +104,10 @@ export function createNotify(deps: NotifyDeps): NotifyService {
   let vapid: VapidKeys | null = null;
   let delivery: Delivery | null = null;
   let subs: Subscription[] = [];
+  let reconnects: Subscription | undefined;
   let pending = 0;
   let closed = false;
+  const instance = randomBytes(8).toString('hex');
 
   async function onPublish(message: unknown): Promise<void> {
     if (!NotifyPublishCheck.Check(message)) {
@@ -149,6 +159,15 @@ export function createNotify(deps: NotifyDeps): NotifyService {
     if (!presence.apply(message, Date.now())) log.warn({ node: message.node }, 'too many tail nodes; presence refused');
   }
 
+  /** Asks every tail node for its presence and recent publishes (after the subscriptions, so the answers find them). */
+  function hello(): void {
+    try {
+      bus.publish(SUBJECTS.notifyHello, { instance } satisfies NotifyHello);
+    } catch (err) {
+      log.warn({ err }, 'could not publish dg.notify.hello; missed publishes wait for their logs to grow');
+    }
+  }
+
   return {
     routes: notifyRoutes(() => vapid?.publicKey ?? null),
 
@@ -187,6 +206,11 @@ export function createNotify(deps: NotifyDeps): NotifyService {
         bus.subscribe(SUBJECTS.notifyPublish, (m) => onPublish(m), { queue: 'notify' }),
         bus.subscribe(SUBJECTS.notifyPresence, (m) => onPresence(m)),
       ];
+      // Publishes made while this process's bus was cut off reached nobody either.
+      reconnects = bus.onReconnect?.(() => {
+        if (!closed) hello();
+      });
+      hello();
     },
 
     ready() {
@@ -198,6 +222,7 @@ export function createNotify(deps: NotifyDeps): NotifyService {
       closed = true;
       for (const s of subs) s.unsubscribe();
       subs = [];
+      reconnects?.unsubscribe();
       await delivery?.close();
       await store.close();
     },

@@ -10,7 +10,8 @@
  * write and the publish or push about it is not pushed. For this the tracker remembers when
  * each user who went offline was last listed, for `memoryMs` (as long as a push can wait)
  * and for at most `maxUsers` users (the oldest are forgotten first). A user it forgot is
- * judged only by whether they are online now. All times are this process's clock.
+ * judged only by whether they are online now. All times are this process's clock. After a
+ * restart the tail nodes hand back, in `left`, who left them within the last hour, and when.
  */
 import type { PresenceMessage } from '../protocol/bus-messages.js';
 
@@ -60,6 +61,8 @@ export class PresenceTracker {
       }
       for (const u of msg.online) node.users.add(u);
     }
+    // Users who left the node before this process knew it (tail answering dg.notify.hello).
+    for (const { user, agoMs } of msg.left ?? []) this.#seen(user, now - agoMs);
     return true;
   }
 

@@ -25,6 +25,8 @@ export const SUBJECTS = {
   notifyPublish: 'dg.notify.publish',
   /** pub PresenceMessage. */
   notifyPresence: 'dg.notify.presence',
+  /** pub NotifyHello: a notify process started; every tail node answers with presence, then its recent publishes. */
+  notifyHello: 'dg.notify.hello',
   /** req NotifyUpdate → NotifyUpdateReply. */
   notifyUpdate: 'dg.notify.update',
   /** pub PushGone: the push service said a device's endpoint is gone; auth drops it from the profile. */
@@ -145,6 +147,18 @@ export interface NotifyPublish {
 }
 
 /**
+ * A notify process started (or its bus came back after an outage): it may have missed
+ * publishes, and it knows nobody's presence. Every tail node answers by publishing its full
+ * presence snapshot and then, again, the last `dg.notify.publish` of each log it published
+ * recently, with `ageMs` counted from when it took the newest write (both on the subjects
+ * they always use; same publisher, so notify applies the presence first). `instance`
+ * names the sender, for logs.
+ */
+export interface NotifyHello {
+  instance: string;
+}
+
+/**
  * Presence of users on one tail node. `full` snapshots (every ttlMs/3) carry every online
  * user of the node; deltas carry changes. A node's presence expires `ttlMs` after its last
  * message, so a dead node's users go offline by themselves.
@@ -155,6 +169,13 @@ export interface PresenceMessage {
   full: boolean;
   online: string[];
   offline: string[];
+  /**
+   * An addition, sent only in answer to dg.notify.hello (in deltas after the full snapshot):
+   * users who were online on this node and left it within the last hour, with how many ms
+   * ago. A notify process that just started learns from it who was online after a write that
+   * tail republishes, which it would otherwise have forgotten with its memory.
+   */
+  left?: { user: string; agoMs: number }[];
 }
 
 export interface NotifyUpdate {

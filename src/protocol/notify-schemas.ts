@@ -16,6 +16,8 @@ export const MAX_FULL_PUSH = 1000;
 /** Limits on one dg.notify.presence message. */
 export const MAX_PRESENCE_USERS = 100_000;
 export const MAX_PRESENCE_TTL_MS = 3_600_000;
+/** How long ago a user in `left` of dg.notify.presence may have left. */
+export const MAX_LEFT_AGO_MS = 3_600_000;
 /** Limit on `ageMs` of one dg.notify.publish (tail clamps to it). */
 export const MAX_PUBLISH_AGE_MS = 3_600_000;
 
@@ -82,6 +84,11 @@ export const PresenceMessageSchema = Type.Object({
   full: Type.Boolean(),
   online: Type.Array(User, { maxItems: MAX_PRESENCE_USERS }),
   offline: Type.Array(User, { maxItems: MAX_PRESENCE_USERS }),
+  left: Type.Optional(Type.Array(Type.Object({ user: User, agoMs: Type.Integer({ minimum: 0, maximum: MAX_LEFT_AGO_MS }) }), { maxItems: MAX_PRESENCE_USERS })),
+});
+
+export const NotifyHelloSchema = Type.Object({
+  instance: Type.String({ minLength: 1, maxLength: 128 }),
 });
 
 /** One compiled check per op, so an error names the field of that op. */
@@ -97,6 +104,7 @@ export const NotifyFullCheck = TypeCompiler.Compile(NotifyFullSchema);
 export const NotifyUpdateCheck = TypeCompiler.Compile(NotifyUpdateSchema);
 export const NotifyPublishCheck = TypeCompiler.Compile(NotifyPublishSchema);
 export const PresenceMessageCheck = TypeCompiler.Compile(PresenceMessageSchema);
+export const NotifyHelloCheck = TypeCompiler.Compile(NotifyHelloSchema);
 
 /** The first schema error of `value` as `path: message`, for logs and error replies. */
 export function firstSchemaError(check: { Errors(value: unknown): Iterable<{ path: string; message: string }> }, value: unknown): string {

@@ -4,13 +4,26 @@
  * notify can expire a node that stopped talking (its users go offline by themselves).
  * `beforeOffline(user)` runs just before a delta says the user left, so that what tail
  * still holds about the user's writes is published first (src/tail/notify-publish.ts).
+ *
+ * It also remembers when each user left this node (for `LEFT_MEMORY_MS`, at most
+ * `MAX_LEFT_USERS` users, the oldest forgotten first): a notify process that just started
+ * (dg.notify.hello) gets them after the full snapshot, so that it does not push a user for
+ * writes that tail republishes and that the user was online for.
  */
 import type { FastifyBaseLogger } from 'fastify';
 import type { Bus } from '../bus/bus.js';
 import { SUBJECTS, type PresenceMessage } from '../protocol/bus-messages.js';
+import { MAX_LEFT_AGO_MS } from '../protocol/notify-schemas.js';
+
+export const LEFT_MEMORY_MS = MAX_LEFT_AGO_MS;
+export const MAX_LEFT_USERS = 100_000;
+/** Users per message of a `left` list, to keep each message small. */
+const LEFT_CHUNK = 1000;
 
 export class Presence {
   readonly #count = new Map<string, number>();
+  /** user → `performance.now()` when they left this node; oldest first. */
+  readonly #left = new Map<string, number>();
   #timer: NodeJS.Timeout | null = null;
 
   constructor(
@@ -25,6 +38,27 @@ export class Presence {
     this.#publish(true, [...this.#count.keys()], []);
     this.#timer = setInterval(() => this.#publish(true, [...this.#count.keys()], []), Math.max(1, Math.floor(this.ttlMs / 3)));
     this.#timer.unref();
+  }
+
+  /**
+   * Publishes a full snapshot now, then who left within `LEFT_MEMORY_MS` (a notify process
+   * that just started asked); nothing before start or after stop.
+   */
+  snapshot(): void {
+    if (this.#timer === null) return;
+    this.#publish(true, [...this.#count.keys()], []);
+    const now = performance.now();
+    this.#forgetLeft(now);
+    let chunk: { user: string; agoMs: number }[] = [];
+    for (const [user, at] of this.#left) {
+      // Rounded down: a departure dated a little late errs towards not pushing the user.
+      chunk.push({ user, agoMs: Math.min(LEFT_MEMORY_MS, Math.max(0, Math.floor(now - at))) });
+      if (chunk.length === LEFT_CHUNK) {
+        this.#publish(false, [], [], chunk);
+        chunk = [];
+      }
+    }
+    if (chunk.length > 0) this.#publish(false, [], [], chunk);
   }
 
   /** Every user goes offline here (the node drains). */
@@ -47,6 +81,7 @@ export class Presence {
     if (n <= 1) {
       this.#count.delete(user);
       if (n === 1) {
+        this.#remember(user);
         this.beforeOffline(user);
         this.#publish(false, [], [user]);
       }
@@ -59,8 +94,26 @@ export class Presence {
     return this.#count.has(user);
   }
 
-  #publish(full: boolean, online: string[], offline: string[]): void {
-    const msg: PresenceMessage = { node: this.node, ttlMs: this.ttlMs, full, online, offline };
+  #remember(user: string): void {
+    const now = performance.now();
+    this.#left.delete(user);
+    this.#left.set(user, now);
+    if (this.#left.size > MAX_LEFT_USERS) {
+      const oldest = this.#left.keys().next();
+      if (oldest.done !== true) this.#left.delete(oldest.value);
+    }
+    this.#forgetLeft(now);
+  }
+
+  #forgetLeft(now: number): void {
+    for (const [user, at] of this.#left) {
+      if (now - at <= LEFT_MEMORY_MS) break;
+      this.#left.delete(user);
+    }
+  }
+
+  #publish(full: boolean, online: string[], offline: string[], left?: { user: string; agoMs: number }[]): void {
+    const msg: PresenceMessage = { node: this.node, ttlMs: this.ttlMs, full, online, offline, ...(left === undefined ? {} : { left }) };
     try {
       this.bus.publish(SUBJECTS.notifyPresence, msg);
     } catch (err) {

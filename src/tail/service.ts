@@ -7,6 +7,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Subscription } from '../bus/bus.js';
 import { SUBJECTS } from '../protocol/bus-messages.js';
+import { NotifyHelloCheck, firstSchemaError } from '../protocol/notify-schemas.js';
 import { unknownKeyWarner } from '../protocol/key-ring-warning.js';
 import { LogThrottle } from '../protocol/log-throttle.js';
 import type { ErrorCode } from '../protocol/errors.js';
@@ -295,6 +296,21 @@ export function createTail(deps: TailDeps): TailService {
       subs.push(deps.bus.subscribe(SUBJECTS.tailUser, (m) => onUserEvent(ctx, m)));
       await syncRevoked(ctx);
       presence.start();
+      // A notify process that just started may have missed publishes and knows nobody's
+      // presence: presence first, then the publishes, on the same bus connection, so that
+      // notify knows who is online before it looks at any write.
+      subs.push(
+        deps.bus.subscribe(SUBJECTS.notifyHello, (m) => {
+          if (!NotifyHelloCheck.Check(m)) {
+            log.warn({ reason: firstSchemaError(NotifyHelloCheck, m) }, 'dg.notify.hello refused');
+            return;
+          }
+          if (ctx.stopping) return;
+          log.info({ instance: m.instance, logs: notify.remembered }, 'notify said hello; sending presence and recent publishes again');
+          presence.snapshot();
+          notify.republish();
+        }),
+      );
       sweepTimer = setInterval(sweep, SWEEP_MS);
       sweepTimer.unref();
       accepting = true;

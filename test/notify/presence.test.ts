@@ -16,6 +16,16 @@ describe('PresenceTracker', () => {
     assert.equal(p.liveNodes(1010), 0);
   });
 
+  it('takes from `left` (a tail node answering dg.notify.hello) when users who left it were last online', () => {
+    const p = new PresenceTracker(10);
+    p.apply({ node: 'a', ttlMs: 1000, full: true, online: ['u2'], offline: [] }, 5000);
+    p.apply({ node: 'a', ttlMs: 1000, full: false, online: [], offline: [], left: [{ user: 'u1', agoMs: 1000 }] }, 5000);
+    assert.equal(p.isOnline('u1', 5001), false);
+    assert.equal(p.seenSince('u1', 4000, 5001), true, 'left at 4000');
+    assert.equal(p.seenSince('u1', 4001, 5001), false);
+    assert.equal(p.isOnline('u2', 5001), true, 'a delta with only `left` changes nobody\'s presence');
+  });
+
   it('replaces a node\'s users with a full snapshot', () => {
     const p = new PresenceTracker(10);
     p.apply({ node: 'a', ttlMs: 1000, full: false, online: ['u1', 'u2'], offline: [] }, 0);
