@@ -1,0 +1,67 @@
+/**
+ * A NATS server of a test's own, on a free loopback port, for tests that run tail nodes:
+ * tail nodes on a shared NATS see each other (the shard map is cluster-wide), so two such
+ * test files running at once would find each other's nodes in their maps. The binary is the
+ * one the machine's NATS service runs (`nats-server` from Debian's package).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
+
+export const NATS_SERVER_BIN = process.env.DATAGROVE_TEST_NATS_SERVER ?? '/usr/sbin/nats-server';
+
+export interface OwnNats {
+  url: string;
+  stop(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ host: '127.0.0.1', port });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/** Whether the binary is here (the caller skips outside CI when it is not). */
+export function natsServerAvailable(): boolean {
+  return existsSync(NATS_SERVER_BIN);
+}
+
+/** Starts a NATS server (no JetStream, nothing on disk) and resolves once it accepts connections. */
+export async function startOwnNats(): Promise<OwnNats> {
+  const port = await freePort();
+  const child: ChildProcess = spawn(NATS_SERVER_BIN, ['-a', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let output = '';
+  child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  for (let i = 0; !(await accepts(port)); i++) {
+    if (child.exitCode !== null || i > 100) {
+      child.kill('SIGKILL');
+      throw new Error(`nats-server did not start on port ${port}: ${output.slice(-500)}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    stop: async () => {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
