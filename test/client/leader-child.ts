@@ -4,18 +4,10 @@
  * ("ACK <payload> <index>") so the parent knows what this writer was told succeeded.
  * Arguments: <server url> <tail url> <key file> <site>.
  */
-import WebSocket from 'ws';
-import { DatagroveClient, type WebSocketConstructor } from '../../src/client/index.js';
-import { FileKeyStorage } from '../../src/client/node/index.js';
+import { childClient } from './child-client.js';
 
 const [url, wsUrl, keyFile, site] = process.argv.slice(2) as [string, string, string, string];
-const client = await DatagroveClient.create({
-  url,
-  storage: new FileKeyStorage(keyFile),
-  WebSocket: WebSocket as unknown as WebSocketConstructor,
-  RTCPeerConnection: null,
-  shardUrl: () => wsUrl,
-});
+const client = await childClient(url, wsUrl, keyFile);
 const log = client.openLog(site, 'stream');
 await log.opened;
 process.stdout.write(`READY ${log.role}\n`);

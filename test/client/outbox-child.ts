@@ -8,20 +8,13 @@
  * Mode "open": only opens (restoring what the outbox holds).
  * Arguments: <mode> <server url> <tail url> <key file> <outbox file> <site> <n>.
  */
-import WebSocket from 'ws';
 import { createInterface } from 'node:readline';
-import { DatagroveClient, type WebSocketConstructor } from '../../src/client/index.js';
 import { FileKeyStorage } from '../../src/client/node/index.js';
+import { childClient } from './child-client.js';
 
 const [mode, url, wsUrl, keyFile, outboxFile, site, n] = process.argv.slice(2) as [string, string, string, string, string, string, string];
 const say = (line: string): void => void process.stdout.write(`${line}\n`);
-const client = await DatagroveClient.create({
-  url,
-  storage: new FileKeyStorage(keyFile),
-  WebSocket: WebSocket as unknown as WebSocketConstructor,
-  RTCPeerConnection: null,
-  shardUrl: () => wsUrl,
-});
+const client = await childClient(url, wsUrl, keyFile);
 const outbox = new FileKeyStorage(outboxFile);
 const log = client.openLog(site, 'outbox', { outbox });
 log.on('restored', (r) => say(`RESTORED ${r.stream} ${r.seqs.join(',')}`));

@@ -6,36 +6,14 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { freePort } from '../server/child.js';
+import { portOpen } from './services.js';
 
 export const NATS_SERVER_BIN = process.env.DATAGROVE_TEST_NATS_SERVER ?? '/usr/sbin/nats-server';
 
 export interface OwnNats {
   url: string;
   stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect({ host: '127.0.0.1', port });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
 }
 
 /** Whether the binary is here (the caller skips outside CI when it is not). */
@@ -50,7 +28,7 @@ export async function startOwnNats(): Promise<OwnNats> {
   let output = '';
   child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  for (let i = 0; !(await accepts(port)); i++) {
+  for (let i = 0; !(await portOpen('127.0.0.1', port)); i++) {
     if (child.exitCode !== null || i > 100) {
       child.kill('SIGKILL');
       throw new Error(`nats-server did not start on port ${port}: ${output.slice(-500)}`);

@@ -12,7 +12,7 @@ export const NATS_URL = process.env.DATAGROVE_TEST_NATS ?? 'nats://127.0.0.1:422
 export const CHROMIUM = '/usr/bin/chromium';
 export const IN_CI = process.env.CI === 'true';
 
-function portOpen(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
+export function portOpen(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
   return new Promise((resolve) => {
     const s = connect({ host, port });
     const done = (ok: boolean) => {
