@@ -105,6 +105,9 @@ export class LogRegistry {
         h.fenced = false;
         if (log.leader === h) {
           if (!wantLead) await this.#endLeadership(log, h);
+          // The leader stays: its writes sent before this lease settle first, so the reply's
+          // `length` counts them and is where it appends (not a length they already passed).
+          else await log.idle();
         } else if (wantLead && log.leader === null && (log.lapse === null || log.lapse.device === device)) {
           await this.#takeLeadership(log, h);
         } else if (wantLead && log.leader !== null && log.leader.session.auth?.device === device) {

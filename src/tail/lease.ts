@@ -33,7 +33,10 @@ function leaseTokenAccess(ctx: TailContext, session: Session, args: LeaseArgs, t
 
 export function handleLease(ctx: TailContext, session: Session, id: number, args: LeaseArgs): Promise<void> {
   const key = logKey(args.site, args.log);
-  const run = lease(ctx, session, id, args);
+  // Writes of this log still held for an earlier lease of the session were sent before this
+  // one: they are decided first, so that a step-down cannot overtake them.
+  const last = session.heldWrites.get(key)?.at(-1);
+  const run = last === undefined ? lease(ctx, session, id, args) : new Promise<void>((resolve) => last.decided.push(resolve)).then(() => lease(ctx, session, id, args));
   session.leasing.set(key, run);
   const done = () => {
     if (session.leasing.get(key) === run) session.leasing.delete(key);

@@ -73,6 +73,8 @@ export interface HeldWrite {
   log: LiveLog;
   /** The lease it waited for has answered (or there was none): it may be decided at the head. */
   ready: boolean;
+  /** Called once it is decided (a lease sent after it waits for that). */
+  decided: (() => void)[];
 }
 
 export class Session {

@@ -122,7 +122,7 @@ function holdWrite(ctx: TailContext, session: Session, log: LiveLog, id: number,
   const key = log.key;
   let queue = session.heldWrites.get(key);
   if (queue === undefined) session.heldWrites.set(key, (queue = []));
-  const w: HeldWrite = { id, args, slot: log.replies.reserve(session), log, ready: false };
+  const w: HeldWrite = { id, args, slot: log.replies.reserve(session), log, ready: false, decided: [] };
   queue.push(w);
   session.heldWriteCount++;
   const lease = session.leasing.get(key);
@@ -149,6 +149,7 @@ function drainHeld(ctx: TailContext, session: Session, key: string): void {
     const h = session.handles.get(w.args.handle);
     if (h === undefined || h.log !== w.log) reject(session, w.log, w.id, 'NOT_FOUND', 'no such handle', w.slot);
     else decideWrite(ctx, session, h, w.id, w.args, w.slot);
+    for (const f of w.decided) f();
   }
   if (queue.length === 0) session.heldWrites.delete(key);
 }

@@ -81,6 +81,44 @@ describe('tail: leases and leaders', async () => {
     }
   });
 
+  it("answers a leader's lease after the writes it sent before it: the length counts them, and a write there is taken", async () => {
+    for (let round = 0; round < 10; round++) {
+      const log = logName();
+      const a = await connect(w, w.owner);
+      const la = await lease(a, w.site, log);
+      const order: string[] = [];
+      const track = <T>(name: string, p: Promise<T>) => p.then((r) => (order.push(name), r));
+      const w1 = track('write 1', a.request('write', { handle: la.handle, at: 0, entries: [entry('1'), entry('2')] }));
+      const w2 = track('write 2', a.request('write', { handle: la.handle, at: 2, entries: [entry('3')] }));
+      const again = await track('lease', a.request('lease', { site: w.site, log }));
+      assert.equal((await w1).length, 2);
+      assert.equal((await w2).length, 3);
+      assert.equal(again.role, 'leader');
+      assert.equal(again.length, 3, `round ${round}: a leader appends at its lease's length`);
+      assert.deepEqual(order, ['write 1', 'write 2', 'lease']);
+      assert.equal((await a.call<{ length: number }>('write', { handle: la.handle, at: again.length, entries: [entry('4')] })).length, 4);
+      a.close();
+    }
+  });
+
+  it('decides a write held for one lease before a step-down sent after it', async () => {
+    for (let round = 0; round < 10; round++) {
+      const log = logName();
+      const a = await connect(w, w.owner);
+      const la = await lease(a, w.site, log);
+      // Renew, write (held for the renewal), step down: the write was sent while leading.
+      const renewed = a.request('lease', { site: w.site, log });
+      const wrote = a.request('write', { handle: la.handle, at: 0, entries: [entry('kept')] });
+      const down = a.request('lease', { site: w.site, log, lead: false });
+      assert.equal((await renewed).role, 'leader');
+      assert.deepEqual({ length: (await wrote).length, error: (await wrote).error }, { length: 1, error: undefined }, `round ${round}`);
+      const d = await down;
+      assert.equal(d.role, 'follower');
+      assert.equal(d.length, 1, 'the step-down counts the write sent before it');
+      a.close();
+    }
+  });
+
   it('sends peer join and leave events to the other holders', async () => {
     const log = logName();
     const a = await connect(w, w.owner);

@@ -1,0 +1,578 @@
+/**
+ * Model-based test of the tail API's lease and write rules (fast-check commands), on SQLite
+ * and on PostgreSQL. Four sessions of three devices (two of a site admin, a writer, a
+ * reader) run random sequences of `lease` (leading or not), `write` (at the length or off
+ * by one, with a fresh wid, a wid used before or none), `release`, `read`, reconnects and
+ * restarts of the node against one log, one request at a time. A reference model of
+ * PROTOCOL.md's rules predicts every reply exactly: roles, epochs, lengths, leaders, peers,
+ * `nack`, `dup`, NOT_FOUND, NOT_LEADER, BAD_REQUEST, entries read.
+ *
+ * After each sequence, each session's frames are checked as a client would take them: a
+ * follower's `tail` events continue from its lease reply's `length` with no gap or repeat
+ * and carry the committed entries, every session's epochs never go back (each `leader`
+ * event above the last), and what a holder last heard (lease reply or event) names the
+ * model's leader and epoch. The lease grace is 10 minutes, so it never lapses in a run:
+ * a departed leader's device keeps the log until it comes back (reconnect or restart).
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, describe, it } from 'node:test';
+import fc from 'fast-check';
+import type { Config } from '../../src/server/config.js';
+import type { SignedUpDevice } from '../helpers/auth-client.js';
+import { metric } from '../helpers/metrics.js';
+import { startServer, type TestServer } from '../helpers/server.js';
+import { PG_URL, dropPgSchemas, pgSkip } from '../helpers/services.js';
+import { TailClient, type TailReply } from '../helpers/tail-client.js';
+import { joined, until, world } from './fixture.js';
+
+const GRACE_MS = 600_000;
+/** Sessions: slots 0 and 1 are the site admin's device, 2 a writer's, 3 a reader's. */
+const SLOT_DEVICE = [0, 0, 1, 2] as const;
+const WRITES = [true, true, false].map((_, d) => d !== 2);
+/** Commands per sequence: no device gets near the 64 wids the store must remember. */
+const MAX_COMMANDS = 60;
+/** DG_MODEL_RUNS (diagnosis): more sequences per store than a test run takes. */
+const RUNS = Number(process.env.DG_MODEL_RUNS ?? '') || undefined;
+
+interface Wid {
+  device: number;
+  wid: string;
+  at: number;
+  length: number;
+}
+
+/** The reference model: PROTOCOL.md's rules for one log. */
+interface Model {
+  content: string[];
+  epoch: number;
+  /** The slot whose session leads, or null. */
+  leader: number | null;
+  /** The device whose grace runs (its leading session ended), or null. */
+  grace: number | null;
+  /** Which slots hold a handle, and as what. */
+  roles: ('leader' | 'follower' | null)[];
+  /** Committed writes with a wid, by device. */
+  wids: Wid[];
+  /** Every wid sent so far, committed or not (for resends). */
+  sent: string[];
+}
+
+interface Real {
+  srv: TestServer;
+  site: string;
+  log: string;
+  devices: SignedUpDevice[];
+  clients: TailClient[];
+  /** The handle string of the log from the last lease reply of any slot. */
+  handle: string;
+  /** Per slot: ids of its current session's lease and release requests. */
+  leases: Set<number>[];
+  releases: Set<number>[];
+  /** How to start the node again on the same store. */
+  restart: () => Promise<TestServer>;
+}
+
+const deviceOf = (slot: number) => SLOT_DEVICE[slot] as number;
+
+function leaderDevice(m: Model): number | null {
+  if (m.leader !== null) return deviceOf(m.leader);
+  return m.grace;
+}
+
+function errorOf(r: TailReply): string | undefined {
+  return r.error?.code;
+}
+
+function show(r: TailReply): string {
+  return JSON.stringify(r);
+}
+
+// ---------------------------------------------------------------- the model's steps
+
+/** What a reply must be; throws (an assertion) when it is not. */
+type Expect = (reply: TailReply) => void;
+
+function pick(r: TailReply, ...keys: string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const k of keys) if (r[k] !== undefined) out[k] = r[k];
+  return out;
+}
+
+function expectError(code: string, what: string): Expect {
+  return (reply) => assert.equal(errorOf(reply), code, `${what}: ${show(reply)}`);
+}
+
+/** A `lease` by `slot`: applies it to the model and says what its reply must be. */
+function leaseStep(m: Model, ids: string[], slot: number, lead: boolean): Expect {
+  const dev = deviceOf(slot);
+  const wantLead = lead && (WRITES[dev] as boolean);
+  if (m.leader === slot) {
+    if (!wantLead) {
+      m.epoch++;
+      m.leader = null;
+      m.roles[slot] = 'follower';
+    }
+  } else if (wantLead && m.leader === null && (m.grace === null || m.grace === dev)) {
+    m.epoch++;
+    m.leader = slot;
+    m.grace = null;
+    m.roles[slot] = 'leader';
+  } else {
+    m.roles[slot] = 'follower';
+  }
+  const lead0 = leaderDevice(m);
+  const peers = [...new Set(m.roles.flatMap((role, s) => (role !== null && s !== slot ? [deviceOf(s)] : [])))];
+  const want = {
+    role: m.roles[slot],
+    epoch: m.epoch,
+    length: m.content.length,
+    leader: lead0 === null ? null : ids[lead0],
+    peers: peers.map((d) => ids[d]).sort(),
+    writers: peers.filter((d) => WRITES[d]).map((d) => ids[d]).sort(),
+  };
+  return (reply) => {
+    assert.equal(errorOf(reply), undefined, `lease by slot ${slot}: ${show(reply)}`);
+    const got = { role: reply.role, epoch: reply.epoch, length: reply.length, leader: reply.leader, peers: [...(reply.peers as string[])].sort(), writers: [...(reply.writers as string[])].sort() };
+    assert.deepEqual(got, want, `lease by slot ${slot} (lead ${lead})`);
+  };
+}
+
+/** A `write` by `slot` at `at`. */
+function writeStep(m: Model, slot: number, at: number, entries: string[], wid: string | undefined): Expect {
+  const dev = deviceOf(slot);
+  if (wid !== undefined && !m.sent.includes(wid)) m.sent.push(wid);
+  const what = `write by slot ${slot} at ${at} (length ${m.content.length}, wid ${wid ?? '-'})`;
+  const role = m.roles[slot];
+  if (role === null) return expectError('NOT_FOUND', what);
+  if (role === 'follower') return expectError('NOT_LEADER', what);
+  const prior = wid === undefined ? undefined : m.wids.find((x) => x.device === dev && x.wid === wid);
+  if (prior !== undefined) return (reply) => assert.deepEqual(pick(reply, 'at', 'length', 'dup', 'error'), { at: prior.at, length: prior.length, dup: true }, what);
+  const length = m.content.length;
+  if (at !== length) return (reply) => assert.deepEqual(pick(reply, 'nack', 'length', 'error'), { nack: true, length }, what);
+  m.content.push(...entries);
+  const end = m.content.length;
+  if (wid !== undefined) m.wids.push({ device: dev, wid, at, length: end });
+  return (reply) => assert.deepEqual(pick(reply, 'length', 'error', 'nack', 'dup'), { length: end }, what);
+}
+
+/** A `release` by `slot`. */
+function releaseStep(m: Model, slot: number): Expect {
+  const what = `release by slot ${slot}`;
+  if (m.roles[slot] === null) return expectError('NOT_FOUND', what);
+  if (m.leader === slot) {
+    m.epoch++;
+    m.leader = null;
+  }
+  m.roles[slot] = null;
+  return (reply) => assert.equal(errorOf(reply), undefined, `${what}: ${show(reply)}`);
+}
+
+/** A `read` by `slot` from `from`. */
+function readStep(m: Model, slot: number, from: number): Expect {
+  const what = `read by slot ${slot} from ${from}`;
+  if (m.roles[slot] === null) return expectError('NOT_FOUND', what);
+  if (from > m.content.length) return expectError('BAD_REQUEST', what);
+  const want = { from, entries: m.content.slice(from), length: m.content.length };
+  return (reply) => assert.deepEqual(pick(reply, 'from', 'entries', 'length', 'error'), want, `${what}: ${show(reply)}`);
+}
+
+const idsOf = (r: Real) => r.devices.map((d) => d.device);
+
+/** Sends a request and notes its id where the replay of the session's frames needs it. */
+function send(r: Real, slot: number, op: string, args: Record<string, unknown>): Promise<TailReply> {
+  const c = r.clients[slot] as TailClient;
+  const id = c.freshId();
+  if (op === 'lease') r.leases[slot]?.add(id);
+  if (op === 'release') r.releases[slot]?.add(id);
+  c.send({ ...args, id, op });
+  return c.reply(id);
+}
+
+function leaseArgs(r: Real, lead: boolean): Record<string, unknown> {
+  return { site: r.site, log: r.log, lead };
+}
+
+function noteHandle(r: Real, reply: TailReply): void {
+  if (typeof reply.handle === 'string') r.handle = reply.handle;
+}
+
+/** A wid for a write: a fresh one, one sent before (chosen by `pick`), or none. */
+function widFor(m: Model, choice: WidChoice): string | undefined {
+  if (choice.kind === 'fresh') return `w-${randomBytes(6).toString('hex')}`;
+  if (choice.kind === 'resend' && m.sent.length > 0) return m.sent[choice.pick % m.sent.length];
+  return undefined;
+}
+
+type WidChoice = { kind: 'none' } | { kind: 'fresh' } | { kind: 'resend'; pick: number };
+
+// ---------------------------------------------------------------- commands
+
+class Lease implements fc.AsyncCommand<Model, Real> {
+  constructor(
+    readonly slot: number,
+    readonly lead: boolean,
+  ) {}
+  check = () => true;
+  async run(m: Model, r: Real): Promise<void> {
+    const reply = await send(r, this.slot, 'lease', leaseArgs(r, this.lead));
+    noteHandle(r, reply);
+    leaseStep(m, idsOf(r), this.slot, this.lead)(reply);
+  }
+  toString = () => `lease(${this.slot}, ${this.lead})`;
+}
+
+/** The leading slot for -1 (slot 0 when none leads), else the slot itself. */
+const resolveSlot = (m: Model, which: number) => (which >= 0 ? which : (m.leader ?? 0));
+
+class Write implements fc.AsyncCommand<Model, Real> {
+  constructor(
+    /** A slot, or -1: the leading slot when there is one (else slot 0). */
+    readonly which: number,
+    readonly delta: number,
+    readonly entries: string[],
+    readonly wid: WidChoice,
+  ) {}
+  check = () => true;
+  async run(m: Model, r: Real): Promise<void> {
+    const slot = resolveSlot(m, this.which);
+    const at = Math.max(0, m.content.length + this.delta);
+    const wid = widFor(m, this.wid);
+    const reply = await send(r, slot, 'write', { handle: r.handle, at, entries: this.entries, ...(wid === undefined ? {} : { wid }) });
+    writeStep(m, slot, at, this.entries, wid)(reply);
+  }
+  toString = () => `write(${this.which < 0 ? 'leader' : this.which}, ${this.delta}, ${this.entries.length}, ${JSON.stringify(this.wid)})`;
+}
+
+class Release implements fc.AsyncCommand<Model, Real> {
+  constructor(readonly slot: number) {}
+  check = () => true;
+  async run(m: Model, r: Real): Promise<void> {
+    const reply = await send(r, this.slot, 'release', { handle: r.handle });
+    releaseStep(m, this.slot)(reply);
+  }
+  toString = () => `release(${this.slot})`;
+}
+
+class Read implements fc.AsyncCommand<Model, Real> {
+  constructor(
+    readonly slot: number,
+    readonly back: number,
+  ) {}
+  check = () => true;
+  async run(m: Model, r: Real): Promise<void> {
+    const from = Math.max(0, m.content.length - this.back);
+    const reply = await send(r, this.slot, 'read', { handle: r.handle, from });
+    readStep(m, this.slot, from)(reply);
+  }
+  toString = () => `read(${this.slot}, ${this.back})`;
+}
+
+type PipeStep = { kind: 'write'; delta: number; entries: string[]; wid: WidChoice } | { kind: 'lease'; lead: boolean } | { kind: 'release' };
+
+/**
+ * One session sends several requests without waiting (writes at the lengths it expects,
+ * leases, a release last), then takes the replies: each must be what the model says for
+ * the requests decided one by one in the order sent. Only for a slot that holds the
+ * handle (a write names it), and a wid is never sent twice within one pipeline (a resend
+ * racing its first copy's commit is decided by timing).
+ */
+class Pipeline implements fc.AsyncCommand<Model, Real> {
+  constructor(
+    readonly which: number,
+    readonly steps: PipeStep[],
+  ) {}
+  check = (m: Readonly<Model>) => m.roles[resolveSlot(m as Model, this.which)] !== null;
+  async run(m: Model, r: Real): Promise<void> {
+    const slot = resolveSlot(m, this.which);
+    const handle = r.handle;
+    let planned = m.content.length;
+    const sent: { step: PipeStep; reply: Promise<TailReply>; at: number; wid: string | undefined }[] = [];
+    for (const step of this.steps) {
+      if (step.kind === 'write') {
+        const at = Math.max(0, planned + step.delta);
+        const wid = widFor(m, step.wid);
+        planned = at + step.entries.length;
+        sent.push({ step, at, wid, reply: send(r, slot, 'write', { handle, at, entries: step.entries, ...(wid === undefined ? {} : { wid }) }) });
+      } else if (step.kind === 'lease') {
+        sent.push({ step, at: 0, wid: undefined, reply: send(r, slot, 'lease', leaseArgs(r, step.lead)) });
+      } else {
+        sent.push({ step, at: 0, wid: undefined, reply: send(r, slot, 'release', { handle }) });
+      }
+    }
+    const replies = await Promise.all(sent.map((x) => x.reply));
+    sent.forEach((x, i) => {
+      const reply = replies[i] as TailReply;
+      const s = x.step;
+      if (s.kind === 'write') writeStep(m, slot, x.at, s.entries, x.wid)(reply);
+      else if (s.kind === 'lease') {
+        noteHandle(r, reply);
+        leaseStep(m, idsOf(r), slot, s.lead)(reply);
+      } else releaseStep(m, slot)(reply);
+    });
+  }
+  toString = () => `pipeline(${this.which < 0 ? 'leader' : this.which}, ${this.steps.map((s) => (s.kind === 'write' ? `write ${s.delta}/${s.entries.length}/${s.wid.kind}` : s.kind === 'lease' ? `lease ${s.lead}` : 'release')).join(', ')})`;
+}
+
+type RaceOp = { kind: 'lease'; lead: boolean } | { kind: 'release' } | { kind: 'write'; entries: string[] };
+
+/**
+ * Two sessions send a request each at the same time: the two replies must be those of the
+ * model taking the two in one order or the other (the node decides them one at a time),
+ * and the model goes on from that order.
+ */
+class Race implements fc.AsyncCommand<Model, Real> {
+  constructor(
+    readonly a: number,
+    readonly b: number,
+    readonly opA: RaceOp,
+    readonly opB: RaceOp,
+  ) {}
+  check = () => this.a !== this.b;
+  async run(m: Model, r: Real): Promise<void> {
+    const handle = r.handle;
+    const at = m.content.length;
+    const go = (slot: number, op: RaceOp) =>
+      op.kind === 'lease'
+        ? send(r, slot, 'lease', leaseArgs(r, op.lead))
+        : op.kind === 'release'
+          ? send(r, slot, 'release', { handle })
+          : send(r, slot, 'write', { handle, at, entries: op.entries });
+    const [ra, rb] = await Promise.all([go(this.a, this.opA), go(this.b, this.opB)]);
+    noteHandle(r, ra);
+    noteHandle(r, rb);
+    const step = (mm: Model, slot: number, op: RaceOp): Expect =>
+      op.kind === 'lease' ? leaseStep(mm, idsOf(r), slot, op.lead) : op.kind === 'release' ? releaseStep(mm, slot) : writeStep(mm, slot, at, op.entries, undefined);
+    const failures: string[] = [];
+    for (const order of [
+      [0, 1],
+      [1, 0],
+    ] as const) {
+      const mm = structuredClone(m);
+      const ops = [
+        { slot: this.a, op: this.opA, reply: ra },
+        { slot: this.b, op: this.opB, reply: rb },
+      ];
+      try {
+        const expects = order.map((i) => ({ expect: step(mm, (ops[i] as (typeof ops)[0]).slot, (ops[i] as (typeof ops)[0]).op), reply: (ops[i] as (typeof ops)[0]).reply }));
+        for (const e of expects) e.expect(e.reply);
+      } catch (err) {
+        failures.push((err as Error).message);
+        continue;
+      }
+      Object.assign(m, mm);
+      return;
+    }
+    assert.fail(`${this.toString()}: the replies fit neither order:\n${failures.join('\n')}`);
+  }
+  toString = () => `race(${this.a} ${JSON.stringify(this.opA)}, ${this.b} ${JSON.stringify(this.opB)})`;
+}
+
+/** The slot's session ends (a close or a cut connection); a new one takes its place. */
+class Reconnect implements fc.AsyncCommand<Model, Real> {
+  constructor(
+    readonly slot: number,
+    readonly cut: boolean,
+  ) {}
+  check = () => true;
+  async run(m: Model, r: Real): Promise<void> {
+    const old = r.clients[this.slot] as TailClient;
+    if (this.cut) old.terminate();
+    else old.close();
+    await old.closed;
+    // The node must have seen the end of the session before the model moves on.
+    await until(async () => (await metric(r.srv.url, 'datagrove_tail_sessions')) === r.clients.length - 1, 10_000, 'the node to see the session end');
+    r.clients[this.slot] = await TailClient.connect(r.srv.wsUrl, (r.devices[deviceOf(this.slot)] as SignedUpDevice).access);
+    r.leases[this.slot] = new Set();
+    r.releases[this.slot] = new Set();
+    if (m.leader === this.slot) {
+      m.leader = null;
+      m.grace = deviceOf(this.slot);
+    }
+    m.roles[this.slot] = null;
+  }
+  toString = () => `reconnect(${this.slot}, ${this.cut ? 'cut' : 'close'})`;
+}
+
+/** The node stops and starts again on the same store; every session reconnects. */
+class Restart implements fc.AsyncCommand<Model, Real> {
+  check = () => true;
+  async run(m: Model, r: Real): Promise<void> {
+    await r.srv.stop();
+    for (const c of r.clients) assert.equal((await c.closedWith()).code, 1001);
+    r.srv = await r.restart();
+    for (let s = 0; s < r.clients.length; s++) {
+      r.clients[s] = await TailClient.connect(r.srv.wsUrl, (r.devices[deviceOf(s)] as SignedUpDevice).access);
+      r.leases[s] = new Set();
+      r.releases[s] = new Set();
+    }
+    if (m.leader !== null) m.grace = deviceOf(m.leader);
+    m.leader = null;
+    m.roles = m.roles.map(() => null);
+  }
+  toString = () => 'restart()';
+}
+
+function commands(restarts: boolean): fc.Arbitrary<Iterable<fc.AsyncCommand<Model, Real>>> {
+  const slot = fc.integer({ min: 0, max: SLOT_DEVICE.length - 1 });
+  const entry = fc.uint8Array({ minLength: 1, maxLength: 12 }).map((u) => Buffer.from(u).toString('base64url'));
+  const wid: fc.Arbitrary<WidChoice> = fc.oneof(
+    { weight: 2, arbitrary: fc.constant<WidChoice>({ kind: 'fresh' }) },
+    { weight: 1, arbitrary: fc.constant<WidChoice>({ kind: 'none' }) },
+    { weight: 2, arbitrary: fc.nat().map((n): WidChoice => ({ kind: 'resend', pick: n })) },
+  );
+  const writerSlot = fc.integer({ min: 0, max: 2 });
+  const freshOrOld: fc.Arbitrary<WidChoice> = fc.oneof(fc.constant<WidChoice>({ kind: 'fresh' }), fc.constant<WidChoice>({ kind: 'none' }), fc.nat().map((n): WidChoice => ({ kind: 'resend', pick: n })));
+  const pipeStep: fc.Arbitrary<PipeStep> = fc.oneof(
+    { weight: 5, arbitrary: fc.record({ kind: fc.constant('write' as const), delta: fc.constantFrom(0, 0, 0, 0, -1, 1), entries: fc.array(entry, { minLength: 1, maxLength: 3 }), wid: freshOrOld }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant('lease' as const), lead: fc.boolean() }) },
+  );
+  const pipeline = fc
+    .tuple(fc.array(pipeStep, { minLength: 2, maxLength: 6 }), fc.boolean())
+    .map(([steps, release]): PipeStep[] => (release ? [...steps, { kind: 'release' }] : steps));
+  const raceOp: fc.Arbitrary<RaceOp> = fc.oneof(
+    { weight: 3, arbitrary: fc.record({ kind: fc.constant('lease' as const), lead: fc.boolean() }) },
+    { weight: 1, arbitrary: fc.constant<RaceOp>({ kind: 'release' }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant('write' as const), entries: fc.array(entry, { minLength: 1, maxLength: 2 }) }) },
+  );
+  const write = (who: fc.Arbitrary<number>) =>
+    fc.tuple(who, fc.constantFrom(0, 0, 0, 0, -1, 1), fc.array(entry, { minLength: 1, maxLength: 3 }), wid).map(([s, d, e, w]) => new Write(s, d, e, w));
+  const all: fc.WeightedArbitrary<fc.AsyncCommand<Model, Real>>[] = [
+    { weight: 5, arbitrary: fc.tuple(slot, fc.boolean(), fc.boolean()).map(([s, a, b]) => new Lease(s, a || b)) },
+    { weight: 8, arbitrary: write(fc.constant(-1)) },
+    { weight: 2, arbitrary: write(slot) },
+    { weight: 2, arbitrary: slot.map((s) => new Release(s)) },
+    { weight: 2, arbitrary: fc.tuple(slot, fc.integer({ min: -1, max: 4 })).map(([s, b]) => new Read(s, b)) },
+    { weight: 2, arbitrary: fc.tuple(slot, fc.boolean()).map(([s, cut]) => new Reconnect(s, cut)) },
+    { weight: 3, arbitrary: fc.tuple(fc.oneof(fc.constant(-1), slot), pipeline).map(([s, steps]) => new Pipeline(s, steps)) },
+    { weight: 3, arbitrary: fc.tuple(writerSlot, writerSlot, raceOp, raceOp).map(([a, b, x, y]) => new Race(a, b, x, y)) },
+  ];
+  if (restarts) all.push({ weight: 1, arbitrary: fc.constant(new Restart()) });
+  // fc.commands takes its commands without weights: a weighted choice of one is one command.
+  return fc.commands([fc.oneof(...all)], { maxCommands: MAX_COMMANDS, size: 'max' });
+}
+
+// ---------------------------------------------------------------- what the sessions heard
+
+interface Heard {
+  /** The follower's next expected `tail` position, or null when it does not follow. */
+  pos: number | null;
+  epoch: number;
+  leader: string | null;
+  problems: string[];
+}
+
+/** Replays a session's frames in arrival order as a client would take them. */
+function heard(c: TailClient, leases: Set<number>, releases: Set<number>, content: string[]): Heard {
+  const h: Heard = { pos: null, epoch: -1, leader: null, problems: [] };
+  let handle: string | null = null;
+  let lastLeaderEvent = -1;
+  for (const f of c.received) {
+    const re = f.re;
+    if (typeof re === 'number' && leases.has(re) && f.error === undefined) {
+      handle = f.handle as string;
+      h.pos = f.role === 'follower' ? (f.length as number) : null;
+      if ((f.epoch as number) < h.epoch) h.problems.push(`lease reply epoch ${String(f.epoch)} below ${h.epoch} heard before`);
+      h.epoch = f.epoch as number;
+      h.leader = f.leader as string | null;
+    } else if (typeof re === 'number' && releases.has(re) && f.error === undefined) {
+      handle = null;
+      h.pos = null;
+    } else if (f.ev === 'tail' && f.handle === handle && h.pos !== null) {
+      const at = f.at as number;
+      const length = f.length as number;
+      if (at !== h.pos) h.problems.push(`tail event at ${at}, expected ${h.pos}`);
+      if (!(length > at)) h.problems.push(`tail event [${at}, ${length}) is empty`);
+      const entries = f.entries as string[] | undefined;
+      if (entries !== undefined && JSON.stringify(entries) !== JSON.stringify(content.slice(at, length))) h.problems.push(`tail event [${at}, ${length}) carries other entries than committed`);
+      h.pos = length;
+    } else if (f.ev === 'leader' && f.handle === handle && handle !== null) {
+      const epoch = f.epoch as number;
+      if (epoch <= lastLeaderEvent) h.problems.push(`leader event epoch ${epoch} not above the previous one, ${lastLeaderEvent}`);
+      if (epoch < h.epoch) h.problems.push(`leader event epoch ${epoch} below ${h.epoch} heard before`);
+      lastLeaderEvent = epoch;
+      h.epoch = epoch;
+      h.leader = f.leader as string | null;
+    }
+  }
+  return h;
+}
+
+/** Waits until every holder heard the model's state, and fails on anything wrong in what they heard. */
+async function checkHeard(m: Model, r: Real): Promise<void> {
+  const lead = leaderDevice(m);
+  const want = { epoch: m.epoch, leader: lead === null ? null : (r.devices[lead] as SignedUpDevice).device };
+  const state = () =>
+    m.roles.map((role, s) => {
+      if (role === null) return null;
+      const h = heard(r.clients[s] as TailClient, r.leases[s] as Set<number>, r.releases[s] as Set<number>, m.content);
+      return { slot: s, problems: h.problems, epoch: h.epoch, leader: h.leader, pos: role === 'follower' ? h.pos : m.content.length };
+    });
+  const settled = () => state().every((x) => x === null || (x.problems.length > 0) || (x.epoch === want.epoch && x.leader === want.leader && x.pos === m.content.length));
+  await until(settled, 5000, 'every holder to hear the log state').catch(() => {});
+  for (const x of state()) {
+    if (x === null) continue;
+    assert.deepEqual(x.problems, [], `slot ${x.slot}: ${x.problems.join('; ')}`);
+    assert.deepEqual({ epoch: x.epoch, leader: x.leader, pos: x.pos }, { ...want, pos: m.content.length }, `what slot ${x.slot} heard`);
+  }
+}
+
+// ---------------------------------------------------------------- the runs
+
+async function runModel(overrides: Partial<Config>, restarts: boolean, numRuns: number): Promise<void> {
+  const w = await world({ leaseGraceMs: GRACE_MS, ...overrides });
+  const writer = await joined(w, ['read', 'write']);
+  const reader = await joined(w, ['read']);
+  const devices = [w.owner, writer, reader];
+  const real: Real = {
+    srv: w.srv,
+    site: w.site,
+    log: '',
+    devices,
+    clients: [],
+    handle: 'h-none',
+    leases: [],
+    releases: [],
+    restart: () => startServer({ leaseGraceMs: GRACE_MS, ...overrides, dataDir: w.srv.dataDir }),
+  };
+  after(() => {
+    for (const c of real.clients) c.terminate();
+  });
+  await fc.assert(
+    fc.asyncProperty(commands(restarts), async (cmds) => {
+      for (const c of real.clients) c.terminate();
+      real.log = `model-${randomBytes(4).toString('hex')}`;
+      real.handle = 'h-none';
+      real.clients = [];
+      for (let s = 0; s < SLOT_DEVICE.length; s++) {
+        real.clients.push(await TailClient.connect(real.srv.wsUrl, (devices[deviceOf(s)] as SignedUpDevice).access));
+        real.leases[s] = new Set();
+        real.releases[s] = new Set();
+      }
+      await until(async () => (await metric(real.srv.url, 'datagrove_tail_sessions')) === SLOT_DEVICE.length, 10_000, 'only this run\'s sessions');
+      const model: Model = { content: [], epoch: 0, leader: null, grace: null, roles: SLOT_DEVICE.map(() => null), wids: [], sent: [] };
+      await fc.asyncModelRun(() => ({ model, real }), cmds);
+      await checkHeard(model, real);
+    }),
+    { numRuns, endOnFailure: true, includeErrorInReport: true, ...(process.env.DG_MODEL_SEED ? { seed: Number(process.env.DG_MODEL_SEED) } : {}) },
+  );
+  for (const c of real.clients) c.close();
+}
+
+describe('tail: random lease and write sequences against a model of the protocol (SQLite)', () => {
+  it('answers every request as the model predicts, and followers hear every commit once', { timeout: 300_000 }, async () => {
+    await runModel({}, true, RUNS ?? 40);
+  });
+});
+
+const pgSkipped = await pgSkip();
+const schema = `test_tailmodel_${randomBytes(4).toString('hex')}`;
+after(async () => {
+  if (!pgSkipped) await dropPgSchemas(schema);
+});
+
+describe('tail: random lease and write sequences against a model of the protocol (PostgreSQL)', { skip: pgSkipped }, () => {
+  it('answers every request as the model predicts, and followers hear every commit once', { timeout: 300_000 }, async () => {
+    await runModel({ db: PG_URL, dbSchema: schema }, true, RUNS ?? 25);
+  });
+});
