@@ -56,6 +56,9 @@ interface Model {
   wids: Wid[];
   /** Every wid sent so far, committed or not (for resends). */
   sent: string[];
+  /** Per slot: when its handle was taken (a count of handles taken), or -1 without one. */
+  born: number[];
+  taken: number;
 }
 
 interface Real {
@@ -69,6 +72,8 @@ interface Real {
   /** Per slot: ids of its current session's lease and release requests. */
   leases: Set<number>[];
   releases: Set<number>[];
+  /** Handle addresses (`peer` of signal events) heard so far: whose handle, taken when. */
+  addrs: Map<string, { slot: number; born: number }>;
   /** How to start the node again on the same store. */
   restart: () => Promise<TestServer>;
 }
@@ -106,6 +111,7 @@ function expectError(code: string, what: string): Expect {
 /** A `lease` by `slot`: applies it to the model and says what its reply must be. */
 function leaseStep(m: Model, ids: string[], slot: number, lead: boolean): Expect {
   const dev = deviceOf(slot);
+  if (m.roles[slot] === null) m.born[slot] = ++m.taken;
   const wantLead = lead && (WRITES[dev] as boolean);
   if (m.leader === slot) {
     if (!wantLead) {
@@ -165,6 +171,7 @@ function releaseStep(m: Model, slot: number): Expect {
     m.leader = null;
   }
   m.roles[slot] = null;
+  m.born[slot] = -1;
   return (reply) => assert.equal(errorOf(reply), undefined, `${what}: ${show(reply)}`);
 }
 
@@ -275,7 +282,8 @@ type PipeStep = { kind: 'write'; delta: number; entries: string[]; wid: WidChoic
  * leases, a release last), then takes the replies: each must be what the model says for
  * the requests decided one by one in the order sent. Only for a slot that holds the
  * handle (a write names it), and a wid is never sent twice within one pipeline (a resend
- * racing its first copy's commit is decided by timing).
+ * racing its first copy's commit is decided by timing); a committed write is resent at
+ * its own position.
  */
 class Pipeline implements fc.AsyncCommand<Model, Real> {
   constructor(
@@ -287,12 +295,18 @@ class Pipeline implements fc.AsyncCommand<Model, Real> {
     const slot = resolveSlot(m, this.which);
     const handle = r.handle;
     let planned = m.content.length;
+    const used = new Set<string>();
     const sent: { step: PipeStep; reply: Promise<TailReply>; at: number; wid: string | undefined }[] = [];
     for (const step of this.steps) {
       if (step.kind === 'write') {
-        const at = Math.max(0, planned + step.delta);
-        const wid = widFor(m, step.wid);
-        planned = at + step.entries.length;
+        let wid = widFor(m, step.wid);
+        if (wid !== undefined && used.has(wid)) wid = undefined;
+        if (wid !== undefined) used.add(wid);
+        // A resend of a committed write goes where that write went, as a recovering client
+        // sends it (see the protocol on resends the node does not remember).
+        const committed = m.wids.find((x) => x.device === deviceOf(slot) && x.wid === wid);
+        const at = committed?.at ?? Math.max(0, planned + step.delta);
+        if (committed === undefined) planned = at + step.entries.length;
         sent.push({ step, at, wid, reply: send(r, slot, 'write', { handle, at, entries: step.entries, ...(wid === undefined ? {} : { wid }) }) });
       } else if (step.kind === 'lease') {
         sent.push({ step, at: 0, wid: undefined, reply: send(r, slot, 'lease', leaseArgs(r, step.lead)) });
@@ -368,6 +382,58 @@ class Race implements fc.AsyncCommand<Model, Real> {
   toString = () => `race(${this.a} ${JSON.stringify(this.opA)}, ${this.b} ${JSON.stringify(this.opB)})`;
 }
 
+type SignalTo = { kind: 'leader' } | { kind: 'device'; device: number } | { kind: 'peer'; pick: number };
+
+/**
+ * A `signal` from `slot`: to the leader, to another device (its leader handle if it leads,
+ * else its newest), or to a handle address heard in an earlier signal event (that very
+ * handle, while it lives). The model names the session that must get the `signal` event,
+ * or says NOT_FOUND.
+ */
+class Signal implements fc.AsyncCommand<Model, Real> {
+  constructor(
+    readonly slot: number,
+    readonly to: SignalTo,
+  ) {}
+  check = () => this.to.kind !== 'device' || this.to.device !== deviceOf(this.slot);
+  async run(m: Model, r: Real): Promise<void> {
+    let to: string;
+    let target: number | null;
+    const live = (s: number) => m.roles[s] !== null;
+    const addrs = [...r.addrs.entries()].filter(([, a]) => a.slot !== this.slot || a.born !== m.born[this.slot]);
+    if (this.to.kind === 'peer' && addrs.length > 0) {
+      const [addr, a] = addrs[this.to.pick % addrs.length] as [string, { slot: number; born: number }];
+      to = addr;
+      target = live(a.slot) && m.born[a.slot] === a.born ? a.slot : null;
+    } else if (this.to.kind === 'device') {
+      const d = this.to.device;
+      to = (r.devices[d] as SignedUpDevice).device;
+      const holders = SLOT_DEVICE.flatMap((dev, s) => (dev === d && live(s) ? [s] : []));
+      const leading = holders.find((s) => m.leader === s);
+      target = leading ?? holders.sort((x, y) => (m.born[y] as number) - (m.born[x] as number))[0] ?? null;
+    } else {
+      to = 'leader';
+      target = m.leader !== null && m.leader !== this.slot ? m.leader : null;
+    }
+    if (!live(this.slot)) target = null;
+    const n = randomBytes(6).toString('hex');
+    const reply = await send(r, this.slot, 'signal', { handle: r.handle, to, kind: 'data', data: { n } });
+    const what = `signal from slot ${this.slot} to ${this.to.kind === 'peer' ? 'a handle address' : to}`;
+    if (target === null) return assert.equal(errorOf(reply), 'NOT_FOUND', `${what}: ${show(reply)}`);
+    assert.equal(errorOf(reply), undefined, `${what}: ${show(reply)}`);
+    const mine = (e: { ev: string; data?: unknown }) => e.ev === 'signal' && (e.data as { n?: unknown } | undefined)?.n === n;
+    const ev = await (r.clients[target] as TailClient).event(mine, 5000);
+    const ids = idsOf(r);
+    assert.deepEqual({ handle: ev.handle, from: ev.from, kind: ev.kind }, { handle: r.handle, from: ids[deviceOf(this.slot)], kind: 'data' }, `${what}: the event at slot ${target}`);
+    assert.equal(typeof ev.peer, 'string', `${what}: the event carries the sender's handle address`);
+    r.addrs.set(ev.peer as string, { slot: this.slot, born: m.born[this.slot] as number });
+    r.clients.forEach((c, s) => {
+      if (s !== target) assert.ok(!c.received.some((f) => f.ev === 'signal' && (f.data as { n?: unknown } | undefined)?.n === n), `${what}: slot ${s} got it too`);
+    });
+  }
+  toString = () => `signal(${this.slot}, ${JSON.stringify(this.to)})`;
+}
+
 /** The slot's session ends (a close or a cut connection); a new one takes its place. */
 class Reconnect implements fc.AsyncCommand<Model, Real> {
   constructor(
@@ -390,6 +456,7 @@ class Reconnect implements fc.AsyncCommand<Model, Real> {
       m.grace = deviceOf(this.slot);
     }
     m.roles[this.slot] = null;
+    m.born[this.slot] = -1;
   }
   toString = () => `reconnect(${this.slot}, ${this.cut ? 'cut' : 'close'})`;
 }
@@ -409,6 +476,7 @@ class Restart implements fc.AsyncCommand<Model, Real> {
     if (m.leader !== null) m.grace = deviceOf(m.leader);
     m.leader = null;
     m.roles = m.roles.map(() => null);
+    m.born = m.born.map(() => -1);
   }
   toString = () => 'restart()';
 }
@@ -435,6 +503,11 @@ function commands(restarts: boolean): fc.Arbitrary<Iterable<fc.AsyncCommand<Mode
     { weight: 1, arbitrary: fc.constant<RaceOp>({ kind: 'release' }) },
     { weight: 1, arbitrary: fc.record({ kind: fc.constant('write' as const), entries: fc.array(entry, { minLength: 1, maxLength: 2 }) }) },
   );
+  const signalTo: fc.Arbitrary<SignalTo> = fc.oneof(
+    fc.constant<SignalTo>({ kind: 'leader' }),
+    fc.integer({ min: 0, max: 2 }).map((device): SignalTo => ({ kind: 'device', device })),
+    fc.nat().map((pick): SignalTo => ({ kind: 'peer', pick })),
+  );
   const write = (who: fc.Arbitrary<number>) =>
     fc.tuple(who, fc.constantFrom(0, 0, 0, 0, -1, 1), fc.array(entry, { minLength: 1, maxLength: 3 }), wid).map(([s, d, e, w]) => new Write(s, d, e, w));
   const all: fc.WeightedArbitrary<fc.AsyncCommand<Model, Real>>[] = [
@@ -446,6 +519,7 @@ function commands(restarts: boolean): fc.Arbitrary<Iterable<fc.AsyncCommand<Mode
     { weight: 2, arbitrary: fc.tuple(slot, fc.boolean()).map(([s, cut]) => new Reconnect(s, cut)) },
     { weight: 3, arbitrary: fc.tuple(fc.oneof(fc.constant(-1), slot), pipeline).map(([s, steps]) => new Pipeline(s, steps)) },
     { weight: 3, arbitrary: fc.tuple(writerSlot, writerSlot, raceOp, raceOp).map(([a, b, x, y]) => new Race(a, b, x, y)) },
+    { weight: 3, arbitrary: fc.tuple(slot, signalTo).map(([s, to]) => new Signal(s, to)) },
   ];
   if (restarts) all.push({ weight: 1, arbitrary: fc.constant(new Restart()) });
   // fc.commands takes its commands without weights: a weighted choice of one is one command.
@@ -533,6 +607,7 @@ async function runModel(overrides: Partial<Config>, restarts: boolean, numRuns: 
     handle: 'h-none',
     leases: [],
     releases: [],
+    addrs: new Map(),
     restart: () => startServer({ leaseGraceMs: GRACE_MS, ...overrides, dataDir: w.srv.dataDir }),
   };
   after(() => {
@@ -543,6 +618,7 @@ async function runModel(overrides: Partial<Config>, restarts: boolean, numRuns: 
       for (const c of real.clients) c.terminate();
       real.log = `model-${randomBytes(4).toString('hex')}`;
       real.handle = 'h-none';
+      real.addrs.clear();
       real.clients = [];
       for (let s = 0; s < SLOT_DEVICE.length; s++) {
         real.clients.push(await TailClient.connect(real.srv.wsUrl, (devices[deviceOf(s)] as SignedUpDevice).access));
@@ -550,7 +626,7 @@ async function runModel(overrides: Partial<Config>, restarts: boolean, numRuns: 
         real.releases[s] = new Set();
       }
       await until(async () => (await metric(real.srv.url, 'datagrove_tail_sessions')) === SLOT_DEVICE.length, 10_000, 'only this run\'s sessions');
-      const model: Model = { content: [], epoch: 0, leader: null, grace: null, roles: SLOT_DEVICE.map(() => null), wids: [], sent: [] };
+      const model: Model = { content: [], epoch: 0, leader: null, grace: null, roles: SLOT_DEVICE.map(() => null), wids: [], sent: [], born: SLOT_DEVICE.map(() => -1), taken: 0 };
       await fc.asyncModelRun(() => ({ model, real }), cmds);
       await checkHeard(model, real);
     }),
