@@ -18,6 +18,8 @@ export type TakeUp = (stream: string, entries: OutboxEntry[], record: OutboxReco
 
 /** How long to wait before asking again for a stream whose lock could not be had, ms. */
 const RETRY_MS = 1000;
+/** How often an open Log reads the outbox index again for streams left since it opened, ms. */
+export const RESCAN_MS = 5000;
 
 export class OutboxClaims {
   private readonly names: ReturnType<typeof outboxNames>;
@@ -25,6 +27,8 @@ export class OutboxClaims {
   private closed = false;
   private release!: () => void;
   private readonly closing = new Promise<void>((resolve) => (this.release = resolve));
+  /** Aborted at `close`: ends the waits between reads of the index. */
+  private readonly stop = new AbortController();
   /** Settles once the own stream's lock is released. */
   private ownHeld: Promise<unknown> = Promise.resolve();
 
@@ -65,12 +69,27 @@ export class OutboxClaims {
     return own;
   }
 
-  /** Takes up every other stream of the index, each as its lock comes, until `close`. */
+  /**
+   * Takes up every other stream of the index, each as its lock comes, until `close`; the
+   * index is read again every RESCAN_MS, so a stream that a Log opened after this one left
+   * (its Log closed, or its process died) is taken up too.
+   */
   restore(take: TakeUp): void {
-    void listIndex(this.storage, this.names.index).then(
-      async (streams) => Promise.all(streams.filter((s) => s !== this.stream).map(async (s) => this.takeUpStream(s, take))),
-      () => undefined,
-    );
+    const taking = new Set<string>();
+    const scan = async () => {
+      const streams = await listIndex(this.storage, this.names.index).catch(() => [] as string[]);
+      for (const s of streams) {
+        if (s === this.stream || taking.has(s) || this.closed) continue;
+        taking.add(s);
+        void this.takeUpStream(s, take).finally(() => taking.delete(s));
+      }
+    };
+    void (async () => {
+      while (!this.closed) {
+        await scan();
+        await sleep(RESCAN_MS, this.stop.signal);
+      }
+    })();
   }
 
   private async takeUpStream(stream: string, take: TakeUp): Promise<void> {
@@ -94,7 +113,7 @@ export class OutboxClaims {
       } catch {
         // The lock is held by a live Log (FileKeyStorage gives up waiting after a minute),
         // or the storage failed: ask again.
-        await sleep(RETRY_MS);
+        await sleep(RETRY_MS, this.stop.signal);
       }
     }
   }
@@ -105,6 +124,7 @@ export class OutboxClaims {
    */
   async close(): Promise<void> {
     this.closed = true;
+    this.stop.abort();
     this.release();
     await this.ownHeld;
   }

@@ -103,6 +103,51 @@ test('restored appends reach the log through the leader when another device lead
   }
 });
 
+test('an open Log takes up the appends a Log of the same device, opened after it, left when it closed', async () => {
+  const srv = await server();
+  const keys = new MemoryKeyStorage();
+  const first = await makeClient(srv, { storage: keys });
+  const reader = await makeClient(srv);
+  const site = await sharedSite(first, [reader]);
+  // A second client of the same device (same keys and session), whose connections go nowhere.
+  const net = blockableSockets();
+  net.blocked = true;
+  const second = await makeClient(srv, { storage: keys, socket: net.socket });
+  assert.equal(second.client.device, first.client.device);
+  const outbox = new MemoryKeyStorage();
+  try {
+    const open = first.client.openLog(site, 'chat', { outbox });
+    const settled: OutboxEvent[] = [];
+    const restored: RestoredEvent[] = [];
+    open.on('outbox', (e) => settled.push(e));
+    open.on('restored', (r) => restored.push(r));
+    await open.opened;
+
+    // Opened later, it keeps its appends in the outbox, cannot send them, and closes.
+    const later = second.client.openLog(site, 'chat', { outbox });
+    const pending = later.append(['x', 'y'].map(enc));
+    const index = `outbox:${site}/chat/${first.client.device}`;
+    for (let i = 0; i < 100 && (await outbox.load(index)) === null; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.notEqual(await outbox.load(index), null, 'the later Log lists its stream in the outbox');
+    await new Promise((r) => setTimeout(r, 100));
+    await later.close();
+    await assert.rejects(pending, (e: DgError) => e.code === 'UNAVAILABLE');
+
+    // The open Log finds the stream at its next read of the index and writes its entries.
+    await waitFor('the open Log takes the appends up', () => settled.length === 2, 15_000);
+    assert.deepEqual(restored.map((r) => [r.stream, r.seqs]), [[later.writerStream, [1, 2]]]);
+    assert.deepEqual(settled.map((e) => ('index' in e ? [e.stream, e.seq, e.index] : e.error.code)), [[later.writerStream, 1, 0], [later.writerStream, 2, 1]]);
+    const r = reader.client.openLog(site, 'chat', { lead: false });
+    const rec = record(r);
+    await r.opened;
+    assert.deepEqual(rec.text(), ['0:x', '1:y']);
+  } finally {
+    await first.client.close();
+    await second.client.close();
+    await reader.client.close();
+  }
+});
+
 test('an outbox record is bounded: over it, adding rejects with RATE_LIMITED and keeps nothing', async () => {
   const storage = new MemoryKeyStorage();
   const rec = new OutboxRecord(storage, 'r');
