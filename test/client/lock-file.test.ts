@@ -2,12 +2,14 @@
  * Lock files shared by processes (FileKeyStorage.lock, its saves): a lock file left by a
  * process that died holding it is taken over by exactly one of the processes waiting for
  * it, however many find it stale at the same moment; a waiter that died while taking over
- * does not block the others for good.
+ * does not block the others for good; one whose holder process is gone (same machine) is
+ * taken over at once, one whose holder runs or is elsewhere is not.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { claimPath, withLockFile } from '../../src/client/node/lock-file.js';
@@ -91,4 +93,61 @@ test('a claim left by a process that died taking over is taken over once it is s
   utimesSync(claim, old, old);
   assert.equal(await withLockFile(lockPath, 1000, async () => 'taken over'), 'taken over');
   assert.deepEqual(readdirSync(dir), [], 'no lock or claim file left');
+});
+
+function pidNamespace(): string {
+  try {
+    return readlinkSync('/proc/self/ns/pid');
+  } catch {
+    return '';
+  }
+}
+
+/** A fresh lock file (just touched) naming a holder process. */
+function heldBy(path: string, holder: { pid: number; host?: string; ns?: string }): void {
+  writeFileSync(path, JSON.stringify({ host: hostname(), ns: pidNamespace(), ...holder }));
+}
+
+test('a lock whose holder process was killed is taken over at once, not after 30 s', async () => {
+  const dir = tempDir('lock-dead-');
+  const lockPath = join(dir, 'keys.json.refresh.lock');
+  const journal = join(dir, 'journal');
+  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'lock-child.ts'), lockPath, journal, 'holder']);
+  child.stderr.pipe(process.stderr);
+  const lines: string[] = [];
+  createInterface({ input: child.stdout }).on('line', (line) => lines.push(line));
+  await waitFor('the child to start', () => lines.includes('READY'), 60_000);
+  child.stdin.write('HOLD\n');
+  await waitFor('the child to hold the lock', () => lines.includes('HELD'), 10_000);
+  // While it lives, the lock is its own.
+  await assert.rejects(withLockFile(lockPath, 300, async () => assert.fail('took a live holder\'s lock')), /another process holds the lock/);
+  const exited = new Promise((r) => child.on('exit', r));
+  child.kill('SIGKILL');
+  await exited;
+  const started = performance.now();
+  assert.equal(await withLockFile(lockPath, 5000, async () => 'taken over'), 'taken over');
+  assert.ok(performance.now() - started < 2000, `taken over in ${Math.round(performance.now() - started)} ms`);
+  assert.deepEqual(readdirSync(dir), [], 'no lock or claim file left');
+});
+
+test('a fresh lock naming a live process, a process of another host or nothing readable is waited for', async () => {
+  const dir = tempDir('lock-alive-');
+  const lockPath = join(dir, 'keys.json.refresh.lock');
+  const sleeper = spawn('sleep', ['30']);
+  try {
+    heldBy(lockPath, { pid: sleeper.pid as number });
+    await assert.rejects(withLockFile(lockPath, 300, async () => assert.fail('took a live process\'s lock')), /another process holds the lock/);
+    // A pid that runs nowhere here, but written on another machine sharing the directory.
+    const dead = spawn('true');
+    await new Promise((r) => dead.on('exit', r));
+    heldBy(lockPath, { pid: dead.pid as number, host: `not-${hostname()}` });
+    await assert.rejects(withLockFile(lockPath, 300, async () => assert.fail('took another host\'s lock')), /another process holds the lock/);
+    writeFileSync(lockPath, '{"pid":');
+    await assert.rejects(withLockFile(lockPath, 300, async () => assert.fail('took an unreadable lock')), /another process holds the lock/);
+    // The same dead pid on this host: taken over.
+    heldBy(lockPath, { pid: dead.pid as number });
+    assert.equal(await withLockFile(lockPath, 1000, async () => 'taken over'), 'taken over');
+  } finally {
+    sleeper.kill();
+  }
 });

@@ -17,13 +17,20 @@
  * A claim's creator that dies before it is done leaves its claim file, which goes stale in
  * turn and is taken over the same way.
  *
+ * A dead holder on the same machine is found sooner: each lock file (and claim) names the
+ * process that made it or took it over (pid, host name and, on Linux, PID namespace), and
+ * a waiter that sees the same host and namespace and no such process takes the file over
+ * at once, by the same exclusive takeover. A pid reused since, another host, another
+ * namespace or a file not yet written all count as alive: the 30 s staleness still applies.
+ *
  * What is not covered: a holder that is alive but does not touch its file for LOCK_STALE_MS
  * (a process stopped, or an event loop blocked that long) loses the lock to a waiter while
  * it still runs.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, open, stat, unlink, utimes } from 'node:fs/promises';
-import type { BigIntStats } from 'node:fs';
+import { mkdir, open, readFile, stat, unlink, utimes } from 'node:fs/promises';
+import { readlinkSync, type BigIntStats } from 'node:fs';
+import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import { sleep } from '../backoff.js';
 import { LockChain } from '../lock-chain.js';
@@ -37,6 +44,57 @@ const MAX_CLAIM_DEPTH = 4;
 
 /** The callers of this process queued on each lock file (by absolute path). */
 const local = new LockChain();
+
+/** What a lock file or claim says of the process that holds it. */
+interface Holder {
+  pid: number;
+  host: string;
+  /** The PID namespace (Linux: the link /proc/self/ns/pid), or '' where there is none to read. */
+  ns: string;
+}
+
+let me: string | null = null;
+
+/** This process, as written into the lock files it makes or takes over. */
+function holderText(): string {
+  if (me === null) {
+    let ns = '';
+    try {
+      ns = readlinkSync('/proc/self/ns/pid');
+    } catch {
+      // Not Linux: no PID namespaces to tell apart.
+    }
+    me = JSON.stringify({ pid: process.pid, host: hostname(), ns } satisfies Holder);
+  }
+  return me;
+}
+
+/**
+ * True when the file at `path` names a process of this machine and PID namespace that no
+ * longer runs (so it died holding the file). False whenever that is not certain.
+ */
+async function holderGone(path: string): Promise<boolean> {
+  let h: Partial<Holder>;
+  try {
+    h = JSON.parse(await readFile(path, 'utf8')) as Partial<Holder>;
+  } catch {
+    return false;
+  }
+  const self = JSON.parse(holderText()) as Holder;
+  if (typeof h !== 'object' || h === null || h.host !== self.host || h.ns !== self.ns) return false;
+  if (typeof h.pid !== 'number' || !Number.isSafeInteger(h.pid) || h.pid <= 0 || h.pid === self.pid) return false;
+  try {
+    process.kill(h.pid, 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
+/** Stale by age, or its holder is gone. */
+async function abandoned(path: string, st: BigIntStats): Promise<boolean> {
+  return isStale(st) || (await holderGone(path));
+}
 
 /**
  * Runs `fn` holding lock file `lockPath` (an absolute path): first in this process, then
@@ -69,13 +127,13 @@ async function acquire(lockPath: string, waitMs: number): Promise<bigint> {
     if (ino !== null) return ino;
     const held = await stat(lockPath, { bigint: true }).catch(() => null);
     if (held === null) continue; // released meanwhile: try again at once
-    if (isStale(held) && (await takeOver(lockPath, lockPath, held, 0))) return held.ino;
+    if ((await abandoned(lockPath, held)) && (await takeOver(lockPath, lockPath, held, 0))) return held.ino;
     if (Date.now() > deadline) throw new Error(`${lockPath}: another process holds the lock`);
     await sleep(wait);
   }
 }
 
-/** Creates `path` exclusively; its inode, or null when it exists. */
+/** Creates `path` exclusively, naming this process in it; its inode, or null when it exists. */
 async function create(path: string): Promise<bigint | null> {
   let fh;
   try {
@@ -85,6 +143,7 @@ async function create(path: string): Promise<bigint | null> {
     throw err;
   }
   try {
+    await fh.writeFile(holderText());
     return (await fh.stat({ bigint: true })).ino;
   } finally {
     await fh.close();
@@ -106,7 +165,7 @@ async function takeOver(lockPath: string, path: string, seen: BigIntStats, depth
     // Another waiter claimed this file first. Only if it died doing so (its claim is stale)
     // does this caller take its claim over, and then the file.
     const other = await stat(claim, { bigint: true }).catch(() => null);
-    if (other === null || !isStale(other) || depth >= MAX_CLAIM_DEPTH) return false;
+    if (other === null || depth >= MAX_CLAIM_DEPTH || !(await abandoned(claim, other))) return false;
     if (!(await takeOver(lockPath, claim, other, depth + 1))) return false;
   }
   try {
@@ -126,7 +185,7 @@ export function claimPath(lockPath: string, seen: BigIntStats): string {
   return `${lockPath}.${id}.take`;
 }
 
-/** Touches the file at `path` if it is still `seen`'s (same inode, untouched since). */
+/** Touches the file at `path`, naming this process, if it is still `seen`'s (same inode, untouched since). */
 async function touchIfUnchanged(path: string, seen: BigIntStats): Promise<boolean> {
   let fh;
   try {
@@ -137,6 +196,9 @@ async function touchIfUnchanged(path: string, seen: BigIntStats): Promise<boolea
   try {
     const st = await fh.stat({ bigint: true });
     if (st.ino !== seen.ino || st.mtimeNs !== seen.mtimeNs) return false;
+    // Now this process's: it names itself (the dead holder's pid must not stay in it).
+    await fh.truncate(0);
+    await fh.write(holderText(), 0);
     const now = new Date();
     await fh.utimes(now, now);
     return true;
