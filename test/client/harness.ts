@@ -61,6 +61,23 @@ export function filterMessages(ws: WebSocket, filter: (ev: WebSocket.MessageEven
   });
 }
 
+/** A link whose frames from the server can be held (see `stall`). */
+export interface Stallable {
+  /** While set, frames from the server are held (a stalled link), then delivered at once, in order. */
+  held: (() => void)[] | null;
+}
+
+/** Holds the link's frames from the server for `ms`, then delivers them in one burst. */
+export function stall(link: Stallable, ms: number): void {
+  if (link.held !== null) return;
+  link.held = [];
+  setTimeout(() => {
+    const frames = link.held ?? [];
+    link.held = null;
+    for (const deliver of frames) deliver();
+  }, ms);
+}
+
 export async function server(overrides: Parameters<typeof startServer>[0] = {}): Promise<TestServer> {
   return startServer({ leaseGraceMs: 300, ...overrides });
 }

@@ -18,7 +18,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import type { Log, LogEntry } from '../../src/client/index.js';
 import { startServer, type TestServer } from '../helpers/server.js';
-import { enc, filterMessages, makeClient, sharedSite, waitFor, type TestClient } from './harness.js';
+import { enc, filterMessages, makeClient, sharedSite, stall, waitFor, type Stallable, type TestClient } from './harness.js';
 
 const WRITERS = 3;
 const GRACE_MS = 300;
@@ -37,11 +37,6 @@ type Fault =
   | { kind: 'restart' }
   | { kind: 'pause'; ms: number };
 
-interface Link {
-  /** While set, frames from the server are held, then delivered at once, in order. */
-  held: (() => void)[] | null;
-}
-
 /** One `Log` instance: what its subscriber saw and what it appended, in call order. */
 interface Opened {
   log: Log;
@@ -56,19 +51,9 @@ interface World {
   dataDir: string;
   site: string;
   writers: TestClient[];
-  links: Link[];
+  links: Stallable[];
   /** A client of its own device that reads the log at the end (a client has one Log per log). */
   reader: TestClient;
-}
-
-function stall(link: Link, ms: number): void {
-  if (link.held !== null) return;
-  link.held = [];
-  setTimeout(() => {
-    const frames = link.held ?? [];
-    link.held = null;
-    for (const deliver of frames) deliver();
-  }, ms);
 }
 
 const text = (e: LogEntry) => new TextDecoder().decode(e.payload);
@@ -121,7 +106,7 @@ async function runSequence(w: World, faults: Fault[]): Promise<void> {
         (w.writers[f.writer] as TestClient).cut();
         break;
       case 'stall':
-        stall(w.links[f.writer] as Link, f.ms);
+        stall(w.links[f.writer] as Stallable, f.ms);
         break;
       case 'reopen': {
         const old = current[f.writer] as Opened;
@@ -182,10 +167,10 @@ async function runSequence(w: World, faults: Fault[]): Promise<void> {
 async function faults(rtc: boolean, runs: number): Promise<void> {
   const first = await startServer({ leaseGraceMs: GRACE_MS, accessTtlSec: ACCESS_TTL_SEC });
   const port = Number(new URL(first.url).port);
-  const links: Link[] = [];
+  const links: Stallable[] = [];
   const writers: TestClient[] = [];
   for (let i = 0; i < WRITERS; i++) {
-    const link: Link = { held: null };
+    const link: Stallable = { held: null };
     links.push(link);
     writers.push(
       await makeClient(first, {

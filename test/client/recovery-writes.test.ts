@@ -11,26 +11,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Log } from '../../src/client/index.js';
-import { assertExactlyOnce, enc, filterMessages, makeClient, record, server, sharedSite, waitFor, type TestClient } from './harness.js';
+import { assertExactlyOnce, enc, filterMessages, makeClient, record, server, sharedSite, stall, waitFor, type Stallable, type TestClient } from './harness.js';
 import type { TestServer } from '../helpers/server.js';
 
-interface Link {
+interface Link extends Stallable {
   /** Writes sent, with the state of the watched log at that moment. */
   writes: { at: number; state: string }[];
   watched: Log | null;
-  /** While set, frames from the server are held (a stalled link), then delivered at once, in order. */
-  held: (() => void)[] | null;
-}
-
-/** Holds the link's frames from the server for `ms`, then delivers them in one burst. */
-function stall(link: Link, ms: number): void {
-  if (link.held !== null) return;
-  link.held = [];
-  setTimeout(() => {
-    const frames = link.held ?? [];
-    link.held = null;
-    for (const deliver of frames) deliver();
-  }, ms);
 }
 
 /** A client whose sockets the test can cut and stall, and whose writes it watches. */
