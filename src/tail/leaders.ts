@@ -61,8 +61,10 @@ export class LogRegistry {
           log.epoch = st.epoch;
           log.committed = st.length;
           log.decided = st.length;
-          // A revoked device never leads again: it keeps no grace.
-          if (st.leader !== undefined && !this.ctx.revoked.hasDevice(st.leader.device)) this.#inheritGrace(log, st.leader);
+          // A revoked device never leads again: it keeps no grace. One whose user lost access
+          // to the site lately keeps it only if auth says it still may write, asked before any
+          // lease sees the log.
+          if (st.leader !== undefined && !this.ctx.revoked.hasDevice(st.leader.device)) await this.#inheritGrace(log, st.leader);
           this.#logs.set(key, log);
           return log;
         } catch (err) {
@@ -287,11 +289,11 @@ export class LogRegistry {
    * with the node it was on, or with the move). When its user's access to the site was
    * revoked lately (while this node was away, say), auth is asked whether it still may write.
    */
-  #inheritGrace(log: LiveLog, leader: LeaderRecord): void {
+  async #inheritGrace(log: LiveLog, leader: LeaderRecord): Promise<void> {
     const left = this.#servingSince + this.ctx.deps.leaseGraceMs - Date.now();
     if (left <= 0) return;
     this.#startGrace(log, leader.device, leader.user, log.epoch, left);
-    if (leader.user !== undefined && this.ctx.revoked.lostAccessLately(leader.user, log.site)) void recheckGrace(this.ctx, log);
+    if (leader.user !== undefined && this.ctx.revoked.lostAccessLately(leader.user, log.site)) await recheckGrace(this.ctx, log);
   }
 
   /** The leadership of `epoch` is kept for `device` (of `user`, when known) for `ms`, then lapses. */

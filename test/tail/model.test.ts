@@ -19,12 +19,12 @@ import { randomBytes } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import fc from 'fast-check';
 import type { Config } from '../../src/server/config.js';
-import type { SignedUpDevice } from '../helpers/auth-client.js';
+import { post, signGrant, signupDevice, type SignedUpDevice } from '../helpers/auth-client.js';
 import { metric } from '../helpers/metrics.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { PG_URL, dropPgSchemas, pgSkip } from '../helpers/services.js';
 import { TailClient, type TailReply } from '../helpers/tail-client.js';
-import { joined, until, world } from './fixture.js';
+import { until, world } from './fixture.js';
 
 const GRACE_MS = 600_000;
 /** Sessions: slots 0 and 1 are the site admin's device, 2 a writer's, 3 a reader's. */
@@ -59,6 +59,8 @@ interface Model {
   /** Per slot: when its handle was taken (a count of handles taken), or -1 without one. */
   born: number[];
   taken: number;
+  /** Per device: whether its user holds a grant on the site now (the admin always does). */
+  access: boolean[];
 }
 
 interface Real {
@@ -74,6 +76,10 @@ interface Real {
   releases: Set<number>[];
   /** Handle addresses (`peer` of signal events) heard so far: whose handle, taken when. */
   addrs: Map<string, { slot: number; born: number }>;
+  /** The grant each member device joined (by hash), while it holds one. */
+  grants: (string | null)[];
+  /** Declares a grant for device `d`'s user (its rights: RIGHTS_OF) and joins it; resolves the hash. */
+  grant: (d: number) => Promise<string>;
   /** How to start the node again on the same store. */
   restart: () => Promise<TestServer>;
 }
@@ -111,6 +117,7 @@ function expectError(code: string, what: string): Expect {
 /** A `lease` by `slot`: applies it to the model and says what its reply must be. */
 function leaseStep(m: Model, ids: string[], slot: number, lead: boolean): Expect {
   const dev = deviceOf(slot);
+  if (!m.access[dev]) return (reply) => assert.deepEqual(pick(reply, 'needproof', 'handle', 'error'), { needproof: true }, `lease by slot ${slot} without access: ${show(reply)}`);
   if (m.roles[slot] === null) m.born[slot] = ++m.taken;
   const wantLead = lead && (WRITES[dev] as boolean);
   if (m.leader === slot) {
@@ -434,6 +441,60 @@ class Signal implements fc.AsyncCommand<Model, Real> {
   toString = () => `signal(${this.slot}, ${JSON.stringify(this.to)})`;
 }
 
+/** Rights of the grants the members get: the writer writes, the reader reads. */
+const RIGHTS_OF: Record<number, ('read' | 'write')[]> = { 1: ['read', 'write'], 2: ['read'] };
+
+/**
+ * The site's owner revokes the grant a member device's user joined: its handles die at once
+ * (a `revoke` event each; a leadership ends, and so does its device's grace), and its next
+ * lease is answered `needproof`.
+ */
+class Revoke implements fc.AsyncCommand<Model, Real> {
+  constructor(readonly device: number) {}
+  check = (m: Readonly<Model>) => m.access[this.device] === true;
+  async run(m: Model, r: Real): Promise<void> {
+    const hash = r.grants[this.device] as string;
+    const held = SLOT_DEVICE.flatMap((d, s) => (d === this.device && m.roles[s] !== null ? [s] : []));
+    const before = held.map((s) => (r.clients[s] as TailClient).received.filter((f) => f.ev === 'revoke').length);
+    const res = await post(r.srv.url, '/revoke', { grant: hash }, (r.devices[0] as SignedUpDevice).access);
+    assert.equal(res.status, 200, `revoke: ${res.status} ${res.text}`);
+    r.grants[this.device] = null;
+    // Each live handle of the device hears it.
+    await until(() => held.every((s, i) => (r.clients[s] as TailClient).received.filter((f) => f.ev === 'revoke').length > (before[i] as number)), 5000, 'the revoke events');
+    for (const s of held) {
+      if (m.leader === s) {
+        m.epoch++;
+        m.leader = null;
+      }
+      m.roles[s] = null;
+      m.born[s] = -1;
+    }
+    if (m.grace === this.device) {
+      // The node asks auth whether the user still may write, then ends the grace: the
+      // holders hear `leader: null` (with none to hear it, the answer gets a second).
+      const holders = m.roles.flatMap((role, s) => (role !== null ? [s] : []));
+      const ended = (s: number) => (r.clients[s] as TailClient).received.some((f) => f.ev === 'leader' && f.leader === null && f.epoch === m.epoch + 1);
+      if (holders.length > 0) await until(() => holders.every(ended), 5000, 'the grace to end');
+      else await new Promise((res) => setTimeout(res, 1000));
+      m.grace = null;
+      m.epoch++;
+    }
+    m.access[this.device] = false;
+  }
+  toString = () => `revoke(${this.device})`;
+}
+
+/** The member's user gets a new grant and joins it: its next lease succeeds again. */
+class Regrant implements fc.AsyncCommand<Model, Real> {
+  constructor(readonly device: number) {}
+  check = (m: Readonly<Model>) => m.access[this.device] === false;
+  async run(m: Model, r: Real): Promise<void> {
+    r.grants[this.device] = await r.grant(this.device);
+    m.access[this.device] = true;
+  }
+  toString = () => `regrant(${this.device})`;
+}
+
 /** The slot's session ends (a close or a cut connection); a new one takes its place. */
 class Reconnect implements fc.AsyncCommand<Model, Real> {
   constructor(
@@ -520,6 +581,8 @@ function commands(restarts: boolean): fc.Arbitrary<Iterable<fc.AsyncCommand<Mode
     { weight: 3, arbitrary: fc.tuple(fc.oneof(fc.constant(-1), slot), pipeline).map(([s, steps]) => new Pipeline(s, steps)) },
     { weight: 3, arbitrary: fc.tuple(writerSlot, writerSlot, raceOp, raceOp).map(([a, b, x, y]) => new Race(a, b, x, y)) },
     { weight: 3, arbitrary: fc.tuple(slot, signalTo).map(([s, to]) => new Signal(s, to)) },
+    { weight: 1, arbitrary: fc.integer({ min: 1, max: 2 }).map((d) => new Revoke(d)) },
+    { weight: 2, arbitrary: fc.integer({ min: 1, max: 2 }).map((d) => new Regrant(d)) },
   ];
   if (restarts) all.push({ weight: 1, arbitrary: fc.constant(new Restart()) });
   // fc.commands takes its commands without weights: a weighted choice of one is one command.
@@ -543,13 +606,13 @@ function heard(c: TailClient, leases: Set<number>, releases: Set<number>, conten
   let lastLeaderEvent = -1;
   for (const f of c.received) {
     const re = f.re;
-    if (typeof re === 'number' && leases.has(re) && f.error === undefined) {
-      handle = f.handle as string;
+    if (typeof re === 'number' && leases.has(re) && f.error === undefined && typeof f.handle === 'string') {
+      handle = f.handle;
       h.pos = f.role === 'follower' ? (f.length as number) : null;
       if ((f.epoch as number) < h.epoch) h.problems.push(`lease reply epoch ${String(f.epoch)} below ${h.epoch} heard before`);
       h.epoch = f.epoch as number;
       h.leader = f.leader as string | null;
-    } else if (typeof re === 'number' && releases.has(re) && f.error === undefined) {
+    } else if ((typeof re === 'number' && releases.has(re) && f.error === undefined) || (f.ev === 'revoke' && f.handle === handle && handle !== null)) {
       handle = null;
       h.pos = null;
     } else if (f.ev === 'tail' && f.handle === handle && h.pos !== null) {
@@ -595,9 +658,24 @@ async function checkHeard(m: Model, r: Real): Promise<void> {
 
 async function runModel(overrides: Partial<Config>, restarts: boolean, numRuns: number): Promise<void> {
   const w = await world({ leaseGraceMs: GRACE_MS, ...overrides });
-  const writer = await joined(w, ['read', 'write']);
-  const reader = await joined(w, ['read']);
+  const writer = await signupDevice(w.url, { name: 'writer' });
+  const reader = await signupDevice(w.url, { name: 'reader' });
   const devices = [w.owner, writer, reader];
+  let declares = 0;
+  const firstIat = Math.floor(Date.now() / 1000);
+  const grant = async (d: number): Promise<string> => {
+    const dev = devices[d] as SignedUpDevice;
+    // Each grant its own (`iat` a second earlier than the last one's): a revoked one is not declared again.
+    const iat = firstIat - ++declares;
+    const g = signGrant(w.owner.privateKey, { iss: w.owner.device, sub: `user:${dev.user}`, site: w.site, logs: ['*'], rights: RIGHTS_OF[d] as ('read' | 'write')[], iat });
+    // Declared by turns from the three devices: each has a budget of grant requests a minute.
+    const by = devices[declares % devices.length] as SignedUpDevice;
+    const declared = await post(real.srv.url, '/declare', { grant: g.jws }, by.access);
+    assert.equal(declared.status, 201, `declare: ${declared.text}`);
+    const joined = await post(real.srv.url, '/join', { site: w.site, grant: g.hash }, dev.access);
+    assert.equal(joined.status, 200, `join: ${joined.text}`);
+    return g.hash;
+  };
   const real: Real = {
     srv: w.srv,
     site: w.site,
@@ -608,8 +686,11 @@ async function runModel(overrides: Partial<Config>, restarts: boolean, numRuns: 
     leases: [],
     releases: [],
     addrs: new Map(),
+    grants: [null, null, null],
+    grant,
     restart: () => startServer({ leaseGraceMs: GRACE_MS, ...overrides, dataDir: w.srv.dataDir }),
   };
+  real.grants = [null, await grant(1), await grant(2)];
   after(() => {
     for (const c of real.clients) c.terminate();
   });
@@ -626,7 +707,9 @@ async function runModel(overrides: Partial<Config>, restarts: boolean, numRuns: 
         real.releases[s] = new Set();
       }
       await until(async () => (await metric(real.srv.url, 'datagrove_tail_sessions')) === SLOT_DEVICE.length, 10_000, 'only this run\'s sessions');
-      const model: Model = { content: [], epoch: 0, leader: null, grace: null, roles: SLOT_DEVICE.map(() => null), wids: [], sent: [], born: SLOT_DEVICE.map(() => -1), taken: 0 };
+      const model: Model = { content: [], epoch: 0, leader: null, grace: null, roles: SLOT_DEVICE.map(() => null), wids: [], sent: [], born: SLOT_DEVICE.map(() => -1), taken: 0, access: [true, true, true] };
+      // Members whose grant the last sequence revoked get one again.
+      for (const d of [1, 2]) if (real.grants[d] === null) real.grants[d] = await grant(d);
       await fc.asyncModelRun(() => ({ model, real }), cmds);
       await checkHeard(model, real);
     }),
