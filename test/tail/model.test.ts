@@ -16,13 +16,19 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { copyFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import fc from 'fast-check';
 import type { Config } from '../../src/server/config.js';
-import { post, signGrant, signupDevice, type SignedUpDevice } from '../helpers/auth-client.js';
+import { createSite, post, signGrant, signupDevice, type SignedUpDevice } from '../helpers/auth-client.js';
 import { metric } from '../helpers/metrics.js';
-import { startServer, type TestServer } from '../helpers/server.js';
-import { PG_URL, dropPgSchemas, pgSkip } from '../helpers/services.js';
+import { startOwnNats, natsServerAvailable, type OwnNats } from '../helpers/nats-server.js';
+import { startServer, tempDir } from '../helpers/server.js';
+import { IN_CI, PG_URL, dropPgSchemas, pgSkip } from '../helpers/services.js';
+import { freePort } from '../server/child.js';
+import { loadVapidKeys, VAPID_FILE } from '../../src/notify/index.js';
+import { initKeyFiles } from '../../src/server/secrets.js';
 import { TailClient, type TailReply } from '../helpers/tail-client.js';
 import { until, world } from './fixture.js';
 
@@ -61,10 +67,31 @@ interface Model {
   taken: number;
   /** Per device: whether its user holds a grant on the site now (the admin always does). */
   access: boolean[];
+  /** A lease with access loaded the log on the tail node since it started. */
+  loaded: boolean;
+  /**
+   * The grace holder's user lost its grant while the log was not loaded: the node remembers
+   * it (until it restarts) and asks auth when it loads the log.
+   */
+  graceCheck: boolean;
+}
+
+/** Where the sessions and the HTTP calls go: one monolith, or an auth node and a tail node. */
+interface Nodes {
+  /** Base URL of the auth API. */
+  auth: string;
+  /** Base URL of the tail node (its /metrics). */
+  tail: string;
+  /** The tail node's WebSocket URL. */
+  ws: string;
+  /** Stops the tail node and starts it again on the same store (and port). */
+  restartTail(): Promise<void>;
+  /** How long a revocation may take to reach the tail node when no handle shows it (ms). */
+  busMs: number;
 }
 
 interface Real {
-  srv: TestServer;
+  nodes: Nodes;
   site: string;
   log: string;
   devices: SignedUpDevice[];
@@ -80,8 +107,6 @@ interface Real {
   grants: (string | null)[];
   /** Declares a grant for device `d`'s user (its rights: RIGHTS_OF) and joins it; resolves the hash. */
   grant: (d: number) => Promise<string>;
-  /** How to start the node again on the same store. */
-  restart: () => Promise<TestServer>;
 }
 
 const deviceOf = (slot: number) => SLOT_DEVICE[slot] as number;
@@ -118,6 +143,15 @@ function expectError(code: string, what: string): Expect {
 function leaseStep(m: Model, ids: string[], slot: number, lead: boolean): Expect {
   const dev = deviceOf(slot);
   if (!m.access[dev]) return (reply) => assert.deepEqual(pick(reply, 'needproof', 'handle', 'error'), { needproof: true }, `lease by slot ${slot} without access: ${show(reply)}`);
+  if (!m.loaded) {
+    // The node loads the log; a grace whose user lost access while it was away is checked first.
+    m.loaded = true;
+    if (m.graceCheck && m.grace !== null && !m.access[m.grace]) {
+      m.grace = null;
+      m.epoch++;
+    }
+    m.graceCheck = false;
+  }
   if (m.roles[slot] === null) m.born[slot] = ++m.taken;
   const wantLead = lead && (WRITES[dev] as boolean);
   if (m.leader === slot) {
@@ -456,11 +490,12 @@ class Revoke implements fc.AsyncCommand<Model, Real> {
     const hash = r.grants[this.device] as string;
     const held = SLOT_DEVICE.flatMap((d, s) => (d === this.device && m.roles[s] !== null ? [s] : []));
     const before = held.map((s) => (r.clients[s] as TailClient).received.filter((f) => f.ev === 'revoke').length);
-    const res = await post(r.srv.url, '/revoke', { grant: hash }, (r.devices[0] as SignedUpDevice).access);
+    const res = await post(r.nodes.auth, '/revoke', { grant: hash }, (r.devices[0] as SignedUpDevice).access);
     assert.equal(res.status, 200, `revoke: ${res.status} ${res.text}`);
     r.grants[this.device] = null;
     // Each live handle of the device hears it.
     await until(() => held.every((s, i) => (r.clients[s] as TailClient).received.filter((f) => f.ev === 'revoke').length > (before[i] as number)), 5000, 'the revoke events');
+    if (held.length === 0 && r.nodes.busMs > 0) await new Promise((res) => setTimeout(res, r.nodes.busMs));
     for (const s of held) {
       if (m.leader === s) {
         m.epoch++;
@@ -469,13 +504,16 @@ class Revoke implements fc.AsyncCommand<Model, Real> {
       m.roles[s] = null;
       m.born[s] = -1;
     }
-    if (m.grace === this.device) {
+    if (m.grace === this.device && !m.loaded) {
+      // Nothing to end on the node yet: it remembers, and asks auth when the log loads.
+      m.graceCheck = true;
+    } else if (m.grace === this.device) {
       // The node asks auth whether the user still may write, then ends the grace: the
       // holders hear `leader: null` (with none to hear it, the answer gets a second).
       const holders = m.roles.flatMap((role, s) => (role !== null ? [s] : []));
       const ended = (s: number) => (r.clients[s] as TailClient).received.some((f) => f.ev === 'leader' && f.leader === null && f.epoch === m.epoch + 1);
       if (holders.length > 0) await until(() => holders.every(ended), 5000, 'the grace to end');
-      else await new Promise((res) => setTimeout(res, 1000));
+      else await new Promise((res) => setTimeout(res, 1000 + r.nodes.busMs));
       m.grace = null;
       m.epoch++;
     }
@@ -508,8 +546,8 @@ class Reconnect implements fc.AsyncCommand<Model, Real> {
     else old.close();
     await old.closed;
     // The node must have seen the end of the session before the model moves on.
-    await until(async () => (await metric(r.srv.url, 'datagrove_tail_sessions')) === r.clients.length - 1, 10_000, 'the node to see the session end');
-    r.clients[this.slot] = await TailClient.connect(r.srv.wsUrl, (r.devices[deviceOf(this.slot)] as SignedUpDevice).access);
+    await until(async () => (await metric(r.nodes.tail, 'datagrove_tail_sessions')) === r.clients.length - 1, 10_000, 'the node to see the session end');
+    r.clients[this.slot] = await TailClient.connect(r.nodes.ws, (r.devices[deviceOf(this.slot)] as SignedUpDevice).access);
     r.leases[this.slot] = new Set();
     r.releases[this.slot] = new Set();
     if (m.leader === this.slot) {
@@ -526,16 +564,19 @@ class Reconnect implements fc.AsyncCommand<Model, Real> {
 class Restart implements fc.AsyncCommand<Model, Real> {
   check = () => true;
   async run(m: Model, r: Real): Promise<void> {
-    await r.srv.stop();
-    for (const c of r.clients) assert.equal((await c.closedWith()).code, 1001);
-    r.srv = await r.restart();
+    const closed = r.clients.map((c) => c.closedWith());
+    await r.nodes.restartTail();
+    for (const c of await Promise.all(closed)) assert.equal(c.code, 1001);
     for (let s = 0; s < r.clients.length; s++) {
-      r.clients[s] = await TailClient.connect(r.srv.wsUrl, (r.devices[deviceOf(s)] as SignedUpDevice).access);
+      r.clients[s] = await TailClient.connect(r.nodes.ws, (r.devices[deviceOf(s)] as SignedUpDevice).access);
       r.leases[s] = new Set();
       r.releases[s] = new Set();
     }
     if (m.leader !== null) m.grace = deviceOf(m.leader);
     m.leader = null;
+    // The new node loads the log afresh and remembers no revocation of the old one.
+    m.loaded = false;
+    m.graceCheck = false;
     m.roles = m.roles.map(() => null);
     m.born = m.born.map(() => -1);
   }
@@ -656,8 +697,75 @@ async function checkHeard(m: Model, r: Real): Promise<void> {
 
 // ---------------------------------------------------------------- the runs
 
-async function runModel(overrides: Partial<Config>, restarts: boolean, numRuns: number): Promise<void> {
+/** The owner, its site and the nodes a model run talks to. */
+interface Setup {
+  nodes: Nodes;
+  owner: SignedUpDevice;
+  site: string;
+}
+
+/** One monolith (the default: every service in the process, the in-process bus). */
+async function monolith(overrides: Partial<Config>): Promise<Setup> {
   const w = await world({ leaseGraceMs: GRACE_MS, ...overrides });
+  let srv = w.srv;
+  const nodes: Nodes = {
+    auth: srv.url,
+    tail: srv.url,
+    ws: srv.wsUrl,
+    busMs: 0,
+    restartTail: async () => {
+      await srv.stop();
+      srv = await startServer({ leaseGraceMs: GRACE_MS, ...overrides, dataDir: w.srv.dataDir });
+      nodes.auth = nodes.tail = srv.url;
+      nodes.ws = srv.wsUrl;
+    },
+  };
+  return { nodes, owner: w.owner, site: w.site };
+}
+
+/**
+ * An auth node (auth and notify) and a tail node, separate servers on their own NATS server
+ * and one PostgreSQL schema, as `--roles` runs them; the tail node restarts alone.
+ */
+async function cluster(nats: string, dbSchema: string): Promise<Setup> {
+  const common: Partial<Config> = { bus: nats, db: PG_URL, dbSchema, leaseGraceMs: GRACE_MS };
+  // Every process of a cluster holds the same key files (made once, copied by the operator).
+  const keys = tempDir('dg-model-keys-');
+  initKeyFiles(keys, { file: VAPID_FILE, make: (d) => void loadVapidKeys(d) });
+  const withKeys = () => {
+    const dir = tempDir('dg-model-node-');
+    for (const f of ['hmac-keys.json', 'attestation-keys.json', VAPID_FILE]) copyFileSync(join(keys, f), join(dir, f));
+    return dir;
+  };
+  const authPort = await freePort();
+  const authNode = await startServer({ ...common, roles: ['auth', 'notify'], port: authPort, publicUrl: `http://127.0.0.1:${authPort}`, dataDir: withKeys() });
+  const tailDir = withKeys();
+  const tailPort = await freePort();
+  const startTail = async () => {
+    const srv = await startServer({ ...common, roles: ['tail'], port: tailPort, publicUrl: `http://127.0.0.1:${tailPort}`, nodeId: 'model-tail', dataDir: tailDir });
+    // Serving once it hears itself on the bus and the auth node lists it.
+    await until(async () => (await fetch(`${srv.url}/ready`)).status === 200, 20_000, 'the tail node to be ready');
+    await until(async () => ((await (await fetch(`${authNode.url}/auth/v1/shards`)).json()) as { shards: { id: string }[] }).shards.some((x) => x.id === 'model-tail'), 20_000, 'the auth node to list the tail node');
+    return srv;
+  };
+  let tail = await startTail();
+  const owner = await signupDevice(authNode.url, { name: 'owner' });
+  const site = await createSite(authNode.url, owner.access);
+  const nodes: Nodes = {
+    auth: authNode.url,
+    tail: tail.url,
+    ws: tail.wsUrl,
+    busMs: 300,
+    restartTail: async () => {
+      await tail.stop();
+      tail = await startTail();
+    },
+  };
+  return { nodes, owner, site };
+}
+
+async function runModel(setup: Setup, restarts: boolean, numRuns: number): Promise<void> {
+  const w = { url: setup.nodes.auth, owner: setup.owner, site: setup.site };
   const writer = await signupDevice(w.url, { name: 'writer' });
   const reader = await signupDevice(w.url, { name: 'reader' });
   const devices = [w.owner, writer, reader];
@@ -670,14 +778,14 @@ async function runModel(overrides: Partial<Config>, restarts: boolean, numRuns: 
     const g = signGrant(w.owner.privateKey, { iss: w.owner.device, sub: `user:${dev.user}`, site: w.site, logs: ['*'], rights: RIGHTS_OF[d] as ('read' | 'write')[], iat });
     // Declared by turns from the three devices: each has a budget of grant requests a minute.
     const by = devices[declares % devices.length] as SignedUpDevice;
-    const declared = await post(real.srv.url, '/declare', { grant: g.jws }, by.access);
+    const declared = await post(real.nodes.auth, '/declare', { grant: g.jws }, by.access);
     assert.equal(declared.status, 201, `declare: ${declared.text}`);
-    const joined = await post(real.srv.url, '/join', { site: w.site, grant: g.hash }, dev.access);
+    const joined = await post(real.nodes.auth, '/join', { site: w.site, grant: g.hash }, dev.access);
     assert.equal(joined.status, 200, `join: ${joined.text}`);
     return g.hash;
   };
   const real: Real = {
-    srv: w.srv,
+    nodes: setup.nodes,
     site: w.site,
     log: '',
     devices,
@@ -688,7 +796,6 @@ async function runModel(overrides: Partial<Config>, restarts: boolean, numRuns: 
     addrs: new Map(),
     grants: [null, null, null],
     grant,
-    restart: () => startServer({ leaseGraceMs: GRACE_MS, ...overrides, dataDir: w.srv.dataDir }),
   };
   real.grants = [null, await grant(1), await grant(2)];
   after(() => {
@@ -702,12 +809,12 @@ async function runModel(overrides: Partial<Config>, restarts: boolean, numRuns: 
       real.addrs.clear();
       real.clients = [];
       for (let s = 0; s < SLOT_DEVICE.length; s++) {
-        real.clients.push(await TailClient.connect(real.srv.wsUrl, (devices[deviceOf(s)] as SignedUpDevice).access));
+        real.clients.push(await TailClient.connect(real.nodes.ws, (devices[deviceOf(s)] as SignedUpDevice).access));
         real.leases[s] = new Set();
         real.releases[s] = new Set();
       }
-      await until(async () => (await metric(real.srv.url, 'datagrove_tail_sessions')) === SLOT_DEVICE.length, 10_000, 'only this run\'s sessions');
-      const model: Model = { content: [], epoch: 0, leader: null, grace: null, roles: SLOT_DEVICE.map(() => null), wids: [], sent: [], born: SLOT_DEVICE.map(() => -1), taken: 0, access: [true, true, true] };
+      await until(async () => (await metric(real.nodes.tail, 'datagrove_tail_sessions')) === SLOT_DEVICE.length, 10_000, 'only this run\'s sessions');
+      const model: Model = { content: [], epoch: 0, leader: null, grace: null, roles: SLOT_DEVICE.map(() => null), wids: [], sent: [], born: SLOT_DEVICE.map(() => -1), taken: 0, access: [true, true, true], loaded: false, graceCheck: false };
       // Members whose grant the last sequence revoked get one again.
       for (const d of [1, 2]) if (real.grants[d] === null) real.grants[d] = await grant(d);
       await fc.asyncModelRun(() => ({ model, real }), cmds);
@@ -720,7 +827,7 @@ async function runModel(overrides: Partial<Config>, restarts: boolean, numRuns: 
 
 describe('tail: random lease and write sequences against a model of the protocol (SQLite)', () => {
   it('answers every request as the model predicts, and followers hear every commit once', { timeout: 300_000 }, async () => {
-    await runModel({}, true, RUNS ?? 40);
+    await runModel(await monolith({}), true, RUNS ?? 40);
   });
 });
 
@@ -732,6 +839,21 @@ after(async () => {
 
 describe('tail: random lease and write sequences against a model of the protocol (PostgreSQL)', { skip: pgSkipped }, () => {
   it('answers every request as the model predicts, and followers hear every commit once', { timeout: 300_000 }, async () => {
-    await runModel({ db: PG_URL, dbSchema: schema }, true, RUNS ?? 25);
+    await runModel(await monolith({ db: PG_URL, dbSchema: schema }), true, RUNS ?? 25);
+  });
+});
+
+const clusterSkipped = (natsServerAvailable() || IN_CI ? false : 'nats-server is not installed here; skipped (CI runs it)') || pgSkipped;
+const clusterSchema = `test_tailmodelc_${randomBytes(4).toString('hex')}`;
+let ownNats: OwnNats | null = null;
+after(async () => {
+  await ownNats?.stop();
+  if (!pgSkipped) await dropPgSchemas(clusterSchema);
+});
+
+describe('tail: random lease and write sequences against a model of the protocol (auth and tail nodes over NATS)', { skip: clusterSkipped }, () => {
+  it('answers every request as the model predicts, and followers hear every commit once', { timeout: 300_000 }, async () => {
+    ownNats = await startOwnNats();
+    await runModel(await cluster(ownNats.url, clusterSchema), true, RUNS ?? 15);
   });
 });
