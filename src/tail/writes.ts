@@ -147,9 +147,13 @@ function drainHeld(ctx: TailContext, session: Session, key: string): void {
     session.heldWriteCount--;
     // A `release` sent after the write marks the handle at once but takes effect after this.
     const h = session.handles.get(w.args.handle);
-    if (h === undefined || h.log !== w.log) reject(session, w.log, w.id, 'NOT_FOUND', 'no such handle', w.slot);
-    else decideWrite(ctx, session, h, w.id, w.args, w.slot);
-    for (const f of w.decided) f();
+    try {
+      if (h === undefined || h.log !== w.log) reject(session, w.log, w.id, 'NOT_FOUND', 'no such handle', w.slot);
+      else decideWrite(ctx, session, h, w.id, w.args, w.slot);
+    } finally {
+      // A lease sent after it goes now, whatever became of it.
+      for (const f of w.decided) f();
+    }
   }
   if (queue.length === 0) session.heldWrites.delete(key);
 }
