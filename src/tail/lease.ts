@@ -79,14 +79,16 @@ export function handleRelease(ctx: TailContext, session: Session, id: number, ar
   if (h === undefined || h.releasing) return session.replyError(id, 'NOT_FOUND', 'no such handle');
   const log = h.log;
   const leasing = session.leasing.get(log.key);
-  if (leasing === undefined) {
+  const held = session.heldWrites.get(log.key)?.at(-1);
+  if (leasing === undefined && held === undefined) {
     ctx.logs.release(h);
     // After the outcomes of the writes sent before it, which still commit.
     log.replies.send(session, `{"re":${id}}`);
     return;
   }
-  // A lease of this log sent before the release is still running: the release takes effect
-  // after it has answered (requests after the release find no handle already).
+  // A lease of this log sent before the release is still running, or writes sent before it
+  // wait (for that lease, or for their device's write ids): the release takes effect once
+  // they are decided (requests after the release find no handle already).
   h.releasing = true;
   const slot = log.replies.reserve(session);
   const after = () => {
@@ -94,7 +96,8 @@ export function handleRelease(ctx: TailContext, session: Session, id: number, ar
     if (now !== undefined) ctx.logs.release(now);
     log.replies.complete(slot, `{"re":${id}}`);
   };
-  leasing.then(after, after);
+  const decided = held === undefined ? undefined : new Promise<void>((resolve) => held.decided.push(resolve));
+  void Promise.allSettled([leasing, decided]).then(after);
 }
 
 /**

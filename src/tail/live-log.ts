@@ -136,6 +136,11 @@ export class LiveLog {
   readonly inflightWids = new Map<string, PendingWrite>();
   /** Recently committed write ids (device + wid) with their position; bounded. */
   readonly recentWids = new Map<string, { at: number; length: number }>();
+  /**
+   * Devices whose write ids the store remembers are in `recentWids` (true), or on their way
+   * (the load); a device missing here has not written with a wid since the log loaded.
+   */
+  readonly widsLoaded = new Map<string, true | Promise<void>>();
   readonly fan: Committed[] = [];
   fanScheduled = false;
   /** The flush of `fan` waits for the next commit of this log (see Fanout). */

@@ -137,6 +137,13 @@ export const STORE_LIMITS = {
   maxReadBytes: 64 * 1024 * 1024,
 } as const;
 
+/** A write id the store remembers, with where its write went. */
+export interface StoredWid {
+  wid: string;
+  at: number;
+  length: number;
+}
+
 export interface LogStore {
   state(site: string, log: string): Promise<LogState>;
   bumpEpoch(site: string, log: string, leader?: LeaderRecord): Promise<number>;
@@ -147,6 +154,11 @@ export interface LogStore {
    */
   endEpoch(site: string, log: string, epoch: number): Promise<number>;
   appendBatch(requests: AppendRequest[]): Promise<AppendResult[]>;
+  /**
+   * The write ids the store remembers for `device` on the log (at least its last 64), oldest
+   * first, each with the range its write took; none for a log never written.
+   */
+  recentWids(site: string, log: string, device: string): Promise<StoredWid[]>;
   /**
    * Entries from `from`, at most `limit` of them and at most `maxBytes` of data, except that
    * the first entry is always returned when there is one. `from == length` gives no

@@ -59,7 +59,7 @@ export interface PgQuery {
   text: string;
 }
 
-export type PgLogQueries = Record<'lockAll' | 'createAll' | 'knownWids' | 'writeAll' | 'state' | 'bump' | 'unlead' | 'lift' | 'read', PgQuery>;
+export type PgLogQueries = Record<'lockAll' | 'createAll' | 'knownWids' | 'recentWids' | 'writeAll' | 'state' | 'bump' | 'unlead' | 'lift' | 'read', PgQuery>;
 
 /** The store's statements for `schema` (a validated identifier), as named prepared statements. */
 export function pgLogQueries(schema: string): PgLogQueries {
@@ -97,6 +97,14 @@ export function pgLogQueries(schema: string): PgLogQueries {
        SELECT k.log_id, k.device, NULL, NULL, NULL,
          (SELECT COALESCE(MAX(x.seq), 0) FROM ${s}.tail_wids x WHERE x.log_id = k.log_id AND x.device = k.device)
        FROM unnest($4::bigint[], $5::text[]) AS k(log_id, device)`,
+    ),
+    // The wids one device has stored on a log ($1-$3), oldest first.
+    recentWids: q(
+      'recent_wids',
+      `SELECT w.wid, w.at, w.length
+       FROM ${s}.tail_wids w JOIN ${s}.tail_logs l ON l.id = w.log_id
+       WHERE l.site = $1 AND l.log = $2 AND w.device = $3
+       ORDER BY w.seq`,
     ),
     // Everything a batch stores, in one statement: the entries ($1-$3), the new wids
     // ($4-$9), the pruning of wids older than the last WID_MEMORY per (log, device)

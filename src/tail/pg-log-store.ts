@@ -28,6 +28,7 @@ import {
   epochTimeFloor,
   beyondEnd,
   checkAppendBatch,
+  checkDevice,
   checkEpoch,
   checkLeader,
   checkLogName,
@@ -40,6 +41,7 @@ import {
   type LogState,
   type LogStore,
   type ReadResult,
+  type StoredWid,
 } from './log-store.js';
 
 export interface PgLogStoreOptions {
@@ -323,6 +325,15 @@ class PgLogStore implements LogStore {
     }
     await c.query({ ...this.q.writeAll, values: [...entries, ...wids, ...prune, dirty.map((r) => r.id), dirty.map((r) => r.length)] });
     return results;
+  }
+
+  async recentWids(site: string, log: string, device: string): Promise<StoredWid[]> {
+    checkLogName(site, log);
+    checkDevice(device);
+    return this.run(async () => {
+      const { rows } = await this.pool.query({ ...this.q.recentWids, values: [site, log, device] });
+      return (rows as { wid: string; at: string; length: string }[]).map((r) => ({ wid: r.wid, at: num(r.at), length: num(r.length) }));
+    });
   }
 
   async read(site: string, log: string, from: number, limit: number, maxBytes: number): Promise<ReadResult> {

@@ -21,6 +21,7 @@ import {
   epochTimeFloor,
   beyondEnd,
   checkAppendBatch,
+  checkDevice,
   checkEpoch,
   checkLeader,
   checkLogName,
@@ -33,6 +34,7 @@ import {
   type LogState,
   type LogStore,
   type ReadResult,
+  type StoredWid,
 } from './log-store.js';
 import { SQLITE_LOG_SCHEMA_VERSION, migrateLogSchema } from './sqlite-log-schema.js';
 import { WidMemory } from './sqlite-wid-memory.js';
@@ -318,6 +320,17 @@ export class SqliteLogStore implements LogStore {
     checkAppendBatch(requests);
     if (requests.length === 0) return [];
     return this.guard(() => this.appendTx(requests));
+  }
+
+  async recentWids(site: string, log: string, device: string): Promise<StoredWid[]> {
+    this.open();
+    checkLogName(site, log);
+    checkDevice(device);
+    return this.guard(() => {
+      const row = this.getLog.get(site, log);
+      if (row === undefined) return [];
+      return this.loadWids.all(row.id, device).map((w) => ({ wid: w.wid, at: w.at, length: w.length }));
+    });
   }
 
   async read(site: string, log: string, from: number, limit: number, maxBytes: number): Promise<ReadResult> {

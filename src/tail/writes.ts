@@ -97,9 +97,55 @@ function reject(session: Session, log: LiveLog, id: number, code: ErrorCode, mes
 /** Writes one session may have waiting for its own leases at once; more are refused. */
 export const MAX_HELD_WRITES = 1024;
 
+/**
+ * The leader's first write with a wid on a log this node loaded: the write ids the store
+ * remembers for its device are loaded first, and its writes of the log wait for them (as
+ * behind a lease), so that a resend of a write committed before the log loaded here (before
+ * a restart, say) is answered `dup` at once and counts for nothing in the length that later
+ * writes are checked against. When the store cannot say, the store still answers such a
+ * resend `dup` when it reaches it.
+ */
+function loadWids(ctx: TailContext, session: Session, log: LiveLog, device: string): void {
+  let loading = log.widsLoaded.get(device);
+  if (loading === true) return;
+  if (loading === undefined) {
+    loading = ctx.deps.store
+      .recentWids(log.site, log.name, device)
+      .then(
+        (wids) => {
+          for (const w of wids) {
+            const key = `${device}\u0000${w.wid}`;
+            if (!log.recentWids.has(key)) remember(log, key, w.at, w.length);
+          }
+        },
+        (err: unknown) => ctx.log.warn({ err, site: log.site, log: log.name }, 'could not load the write ids of a device; the store decides its resends'),
+      )
+      .finally(() => {
+        if (log.widsLoaded.get(device) === loading) log.widsLoaded.set(device, true);
+      });
+    log.widsLoaded.set(device, loading);
+  }
+  // With a lease of the log running, the write waits for it, and drainHeld for the load.
+  const key = log.key;
+  if (session.leasing.has(key)) return;
+  const gate = loading;
+  session.leasing.set(key, gate);
+  const done = () => {
+    if (session.leasing.get(key) === gate) session.leasing.delete(key);
+  };
+  gate.then(done, done);
+}
+
+/** The load of `device`'s write ids on `log`, while it runs. */
+function widsPending(log: LiveLog, device: string): Promise<void> | null {
+  const state = log.widsLoaded.get(device);
+  return state === undefined || state === true ? null : state;
+}
+
 export function handleWrite(ctx: TailContext, session: Session, id: number, args: WriteArgs): void {
   const h = session.handles.get(args.handle);
   if (h === undefined || h.releasing) return session.replyError(id, 'NOT_FOUND', 'no such handle');
+  if (args.wid !== undefined && h.log.leader === h) loadWids(ctx, session, h.log, session.auth?.device ?? '');
   // A write sent after a `lease` of the same log (a step-down, say) that is still being
   // decided is decided after it, as its arrival order says.
   if (session.leasing.size > 0 || session.heldWrites.size > 0) {
@@ -143,6 +189,13 @@ function drainHeld(ctx: TailContext, session: Session, key: string): void {
   const queue = session.heldWrites.get(key);
   if (queue === undefined) return;
   while (queue.length > 0 && (queue[0] as HeldWrite).ready) {
+    const pending = widsPending((queue[0] as HeldWrite).log, session.auth?.device ?? '');
+    if (pending !== null) {
+      // The device's write ids are still loading: the queue goes on once they are in.
+      const again = () => drainHeld(ctx, session, key);
+      pending.then(again, again);
+      return;
+    }
     const w = queue.shift() as HeldWrite;
     session.heldWriteCount--;
     // A `release` sent after the write marks the handle at once but takes effect after this.
@@ -299,7 +352,12 @@ function remember(log: LiveLog, key: string, at: number, length: number): void {
   log.recentWids.set(key, { at, length });
   if (log.recentWids.size > RECENT_WIDS) {
     const oldest = log.recentWids.keys().next();
-    if (oldest.done !== true) log.recentWids.delete(oldest.value);
+    if (oldest.done !== true) {
+      log.recentWids.delete(oldest.value);
+      // That device's memory here is no longer whole: its next write with a wid loads it again.
+      const device = oldest.value.slice(0, oldest.value.indexOf('\u0000'));
+      if (log.widsLoaded.get(device) === true) log.widsLoaded.delete(device);
+    }
   }
 }
 

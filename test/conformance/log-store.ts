@@ -203,6 +203,24 @@ export function runLogStoreConformance(name: string, open: () => Promise<LogStor
       assert.equal((await store.state(site, 'main')).length, 3 + total);
     });
 
+    it(`lists a device's last write ids on a log with their positions, at least ${WID_MEMORY}, oldest first`, async () => {
+      const site = freshSite();
+      assert.deepEqual(await store.recentWids(site, 'main', D1), [], 'a log never written');
+      const total = WID_MEMORY + 10;
+      for (let i = 0; i < total; i += 10) {
+        const res = await store.appendBatch(Array.from({ length: Math.min(10, total - i) }, (_, k) => req(site, i + k, [`a${i + k}`], { wid: `w${i + k}` })));
+        assert.ok(res.every((r) => r.status === 'ok'), JSON.stringify(res));
+      }
+      await append(req(site, total, ['b'], { device: D2, wid: 'v0' }));
+      await append(req(site, total + 1, ['c']));
+      const mine = await store.recentWids(site, 'main', D1);
+      assert.ok(mine.length >= WID_MEMORY, `${mine.length} remembered`);
+      const last = mine.slice(-WID_MEMORY);
+      assert.deepEqual(last, Array.from({ length: WID_MEMORY }, (_, k) => total - WID_MEMORY + k).map((i) => ({ wid: `w${i}`, at: i, length: i + 1 })));
+      assert.deepEqual(await store.recentWids(site, 'main', D2), [{ wid: 'v0', at: total, length: total + 1 }]);
+      assert.deepEqual(await store.recentWids(site, 'other', D1), []);
+    });
+
     it('decides a mixed batch in array order', async () => {
       const site = freshSite();
       const other = freshSite();

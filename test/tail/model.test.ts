@@ -323,8 +323,7 @@ type PipeStep = { kind: 'write'; delta: number; entries: string[]; wid: WidChoic
  * leases, a release last), then takes the replies: each must be what the model says for
  * the requests decided one by one in the order sent. Only for a slot that holds the
  * handle (a write names it), and a wid is never sent twice within one pipeline (a resend
- * racing its first copy's commit is decided by timing); a committed write is resent at
- * its own position.
+ * racing its first copy's commit is decided by timing).
  */
 class Pipeline implements fc.AsyncCommand<Model, Real> {
   constructor(
@@ -343,11 +342,11 @@ class Pipeline implements fc.AsyncCommand<Model, Real> {
         let wid = widFor(m, step.wid);
         if (wid !== undefined && used.has(wid)) wid = undefined;
         if (wid !== undefined) used.add(wid);
-        // A resend of a committed write goes where that write went, as a recovering client
-        // sends it (see the protocol on resends the node does not remember).
-        const committed = m.wids.find((x) => x.device === deviceOf(slot) && x.wid === wid);
-        const at = committed?.at ?? Math.max(0, planned + step.delta);
-        if (committed === undefined) planned = at + step.entries.length;
+        // A resend of a committed write is answered dup wherever it goes (the node loads the
+        // device's wids first if it has not seen them): the client does not count it.
+        const committed = m.wids.some((x) => x.device === deviceOf(slot) && x.wid === wid);
+        const at = Math.max(0, planned + step.delta);
+        if (!committed) planned = at + step.entries.length;
         sent.push({ step, at, wid, reply: send(r, slot, 'write', { handle, at, entries: step.entries, ...(wid === undefined ? {} : { wid }) }) });
       } else if (step.kind === 'lease') {
         sent.push({ step, at: 0, wid: undefined, reply: send(r, slot, 'lease', leaseArgs(r, step.lead)) });

@@ -112,7 +112,7 @@ describe('tail: write and read', async () => {
     c.close();
   });
 
-  it('nacks, not fails, the pipelined writes after a resend the store answered dup', async () => {
+  it('answers a resend of a write committed before the log loaded dup at once: the writes pipelined after it are decided without it', async () => {
     const c = await connect(w, w.owner);
     const log = logName();
     let l = await lease(c, w.site, log);
@@ -123,13 +123,16 @@ describe('tail: write and read', async () => {
     l = await lease(c, w.site, log);
     const got = await Promise.all([
       c.request('write', { handle: l.handle, at: 2, entries: [entry('c')] }),
+      // Resent at the end of the log, not where it went: still the same write.
       c.request('write', { handle: l.handle, at: 3, entries: [entry('a')], wid: 'old' }),
-      c.request('write', { handle: l.handle, at: 4, entries: [entry('d')] }),
+      c.request('write', { handle: l.handle, at: 3, entries: [entry('d')] }),
+      c.request('write', { handle: l.handle, at: 5, entries: [entry('e')] }),
     ]);
     assert.equal(got[0]?.length, 3);
     assert.deepEqual({ at: got[1]?.at, length: got[1]?.length, dup: got[1]?.dup }, { at: 0, length: 1, dup: true });
-    assert.deepEqual({ nack: got[2]?.nack, length: got[2]?.length, error: got[2]?.error }, { nack: true, length: 3, error: undefined });
-    assert.equal((await c.call('write', { handle: l.handle, at: 3, entries: [entry('d')] })).length, 4);
+    assert.deepEqual({ length: got[2]?.length, error: got[2]?.error }, { length: 4, error: undefined }, 'the dup took no place');
+    assert.deepEqual({ nack: got[3]?.nack, length: got[3]?.length }, { nack: true, length: 4 });
+    assert.deepEqual((await c.call<{ entries: string[] }>('read', { handle: l.handle, from: 0 })).entries, ['a', 'b', 'c', 'd'].map(entry));
     c.close();
   });
 
