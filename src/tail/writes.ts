@@ -354,9 +354,11 @@ function remember(log: LiveLog, key: string, at: number, length: number): void {
     const oldest = log.recentWids.keys().next();
     if (oldest.done !== true) {
       log.recentWids.delete(oldest.value);
-      // That device's memory here is no longer whole: its next write with a wid loads it again.
+      // Another device's wid gone: its memory here is no longer whole, and its next write
+      // with a wid loads it again. (The writing device's own oldest go freely: the store
+      // keeps fewer of them than this memory holds.)
       const device = oldest.value.slice(0, oldest.value.indexOf('\u0000'));
-      if (log.widsLoaded.get(device) === true) log.widsLoaded.delete(device);
+      if (device !== key.slice(0, key.indexOf('\u0000')) && log.widsLoaded.get(device) === true) log.widsLoaded.delete(device);
     }
   }
 }
