@@ -98,7 +98,7 @@ function reject(session: Session, log: LiveLog, id: number, code: ErrorCode, mes
 export const MAX_HELD_WRITES = 1024;
 
 /**
- * The leader's first write with a wid on a log this node loaded: the write ids the store
+ * A session's first write with a wid on a log this node loaded: the write ids the store
  * remembers for its device are loaded first, and its writes of the log wait for them (as
  * behind a lease), so that a resend of a write committed before the log loaded here (before
  * a restart, say) is answered `dup` at once and counts for nothing in the length that later
@@ -145,7 +145,8 @@ function widsPending(log: LiveLog, device: string): Promise<void> | null {
 export function handleWrite(ctx: TailContext, session: Session, id: number, args: WriteArgs): void {
   const h = session.handles.get(args.handle);
   if (h === undefined || h.releasing) return session.replyError(id, 'NOT_FOUND', 'no such handle');
-  if (args.wid !== undefined && h.log.leader === h) loadWids(ctx, session, h.log, session.auth?.device ?? '');
+  // Whatever the handle's role now: a write held behind a lease may be decided as the leader's.
+  if (args.wid !== undefined) loadWids(ctx, session, h.log, session.auth?.device ?? '');
   // A write sent after a `lease` of the same log (a step-down, say) that is still being
   // decided is decided after it, as its arrival order says.
   if (session.leasing.size > 0 || session.heldWrites.size > 0) {
