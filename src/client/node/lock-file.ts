@@ -53,10 +53,10 @@ interface Holder {
   ns: string;
 }
 
-let me: string | null = null;
+let me: { holder: Holder; text: string } | null = null;
 
-/** This process, as written into the lock files it makes or takes over. */
-function holderText(): string {
+/** This process, as written into the lock files it makes or takes over (read once). */
+function self(): { holder: Holder; text: string } {
   if (me === null) {
     let ns = '';
     try {
@@ -64,9 +64,15 @@ function holderText(): string {
     } catch {
       // Not Linux: no PID namespaces to tell apart.
     }
-    me = JSON.stringify({ pid: process.pid, host: hostname(), ns } satisfies Holder);
+    const holder: Holder = { pid: process.pid, host: hostname(), ns };
+    me = { holder, text: JSON.stringify(holder) };
   }
   return me;
+}
+
+/** This process's holder record, as the text written into lock files. */
+function holderText(): string {
+  return self().text;
 }
 
 /**
@@ -80,9 +86,9 @@ async function holderGone(path: string): Promise<boolean> {
   } catch {
     return false;
   }
-  const self = JSON.parse(holderText()) as Holder;
-  if (typeof h !== 'object' || h === null || h.host !== self.host || h.ns !== self.ns) return false;
-  if (typeof h.pid !== 'number' || !Number.isSafeInteger(h.pid) || h.pid <= 0 || h.pid === self.pid) return false;
+  const mine = self().holder;
+  if (typeof h !== 'object' || h === null || h.host !== mine.host || h.ns !== mine.ns) return false;
+  if (typeof h.pid !== 'number' || !Number.isSafeInteger(h.pid) || h.pid <= 0 || h.pid === mine.pid) return false;
   try {
     process.kill(h.pid, 0);
     return false;
