@@ -287,13 +287,16 @@ export class LogRegistry {
    * The log's last leader, as the store recorded it, never released: if this node began
    * serving the log within the grace, that device keeps the rest of it (its session ended
    * with the node it was on, or with the move). When its user's access to the site was
-   * revoked lately (while this node was away, say), auth is asked whether it still may write.
+   * revoked lately (auth's list of recent revocations says so, also of revocations made
+   * before this node started), or this node has not had that list yet, auth is asked
+   * whether it still may write before any lease finds the log.
    */
   async #inheritGrace(log: LiveLog, leader: LeaderRecord): Promise<void> {
     const left = this.#servingSince + this.ctx.deps.leaseGraceMs - Date.now();
     if (left <= 0) return;
     this.#startGrace(log, leader.device, leader.user, log.epoch, left);
-    if (leader.user !== undefined && this.ctx.revoked.lostAccessLately(leader.user, log.site)) await recheckGrace(this.ctx, log);
+    if (leader.user === undefined) return;
+    if (this.ctx.revoked.incomplete || this.ctx.revoked.lostAccessLately(leader.user, log.site)) await recheckGrace(this.ctx, log);
   }
 
   /** The leadership of `epoch` is kept for `device` (of `user`, when known) for `ms`, then lapses. */

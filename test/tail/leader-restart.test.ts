@@ -6,9 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { declareGrant, post } from '../helpers/auth-client.js';
-import { startServer } from '../helpers/server.js';
-import { connect, joined, lease, logName, member, world, type World } from './fixture.js';
+import { declareGrant, loginDevice, post } from '../helpers/auth-client.js';
+import { sameStoreDir, startServer } from '../helpers/server.js';
+import { TailClient } from '../helpers/tail-client.js';
+import { connect, joined, lease, logName, member, sleep, world, type World } from './fixture.js';
 
 const GRACE = 1500;
 
@@ -160,5 +161,63 @@ describe('tail: the leader grace of a user whose grant is revoked, across a rest
     assert.equal(first.role, 'leader', 'no lease sees a grace its user no longer may hold');
     assert.equal(o.events.some((e) => e.ev === 'leader' && e.handle === first.handle && e.leader === m.dev.device), false);
     o.close();
+  });
+});
+
+describe('tail: the leader grace of a user whose grant was revoked before the node restarted', () => {
+  it('ends when the log loads after the restart: the node learns the revocation from auth', async () => {
+    const LONG = 20_000;
+    const w = await world({ leaseGraceMs: LONG });
+    const m = await member(w, ['read', 'write']);
+    assert.equal((await post(w.url, '/join', { site: w.site, grant: m.grant.hash }, m.dev.access)).status, 200);
+    const log = logName('twice');
+    const d = await connect(w, m.dev);
+    assert.equal((await lease(d, w.site, log)).role, 'leader');
+    await w.srv.stop();
+
+    // Revoked while the restarted node has not loaded the log, then restarted again.
+    const srv = await startServer({ dataDir: w.srv.dataDir, leaseGraceMs: LONG });
+    const owner = await post<{ access: string }>(srv.url, '/refresh', { refresh: w.owner.refresh, guid: 'guid-grace-twice-1' });
+    assert.equal(owner.status, 200, owner.text);
+    assert.equal((await post(srv.url, '/revoke', { grant: m.grant.hash }, owner.body.access)).status, 200);
+    await srv.stop();
+    const srv2 = await startServer({ dataDir: w.srv.dataDir, leaseGraceMs: LONG });
+    const login = await loginDevice(srv2.url, w.owner);
+    assert.equal(login.status, 200);
+    const o = await TailClient.connect(srv2.wsUrl, login.body.access);
+    const first = await lease(o, w.site, log);
+    assert.equal(first.role, 'leader', 'no lease sees a grace whose user lost the write right before the restart');
+    o.close();
+  });
+
+  it('ends on a node that has not had auth\'s revocation list yet: it cannot know, so it asks, and auth does not answer', async () => {
+    const LONG = 20_000;
+    const w = await world({ leaseGraceMs: LONG });
+    const m = await member(w, ['read', 'write']);
+    assert.equal((await post(w.url, '/join', { site: w.site, grant: m.grant.hash }, m.dev.access)).status, 200);
+    const log = logName('unknown');
+    const d = await connect(w, m.dev);
+    assert.equal((await lease(d, w.site, log)).role, 'leader');
+    await w.srv.stop();
+    // Revoked through an auth node whose bus reaches no tail node.
+    const authOnly = await startServer({ dataDir: sameStoreDir(w.srv.dataDir), roles: ['auth'] });
+    const owner = await loginDevice(authOnly.url, w.owner);
+    assert.equal(owner.status, 200);
+    assert.equal((await post(authOnly.url, '/revoke', { grant: m.grant.hash }, owner.body.access)).status, 200);
+    // A tail node on the store with no auth on its bus: it never gets the list.
+    const tailOnly = await startServer({ dataDir: sameStoreDir(w.srv.dataDir), roles: ['tail'], leaseGraceMs: LONG });
+    const started = Date.now();
+    // Tokens issued after it began listening are taken (iat has whole seconds; a margin of 2 s).
+    await sleep(Math.max(0, started + 3100 - Date.now()));
+    const fresh = await loginDevice(authOnly.url, w.owner);
+    assert.equal(fresh.status, 200);
+    const t = await post<{ token: string }>(authOnly.url, '/lease', { site: w.site, log }, fresh.body.access);
+    assert.equal(t.status, 200, t.text);
+    const o = await TailClient.connect(tailOnly.wsUrl, fresh.body.access);
+    const first = await lease(o, w.site, log, { token: t.body.token });
+    assert.equal(first.role, 'leader', 'a grace the node cannot check with auth is not kept');
+    o.close();
+    await tailOnly.stop();
+    await authOnly.stop();
   });
 });

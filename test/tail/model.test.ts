@@ -71,7 +71,8 @@ interface Model {
   loaded: boolean;
   /**
    * The grace holder's user lost its grant while the log was not loaded: the node remembers
-   * it (until it restarts) and asks auth when it loads the log.
+   * it (after a restart too, from auth's list of recent revocations) and asks auth when it
+   * loads the log.
    */
   graceCheck: boolean;
 }
@@ -573,9 +574,9 @@ class Restart implements fc.AsyncCommand<Model, Real> {
     }
     if (m.leader !== null) m.grace = deviceOf(m.leader);
     m.leader = null;
-    // The new node loads the log afresh and remembers no revocation of the old one.
+    // The new node loads the log afresh. It learns recent revocations from auth (or asks auth
+    // while it has not had auth's list), so a grace whose user lost access is still checked.
     m.loaded = false;
-    m.graceCheck = false;
     m.roles = m.roles.map(() => null);
     m.born = m.born.map(() => -1);
   }
