@@ -6,7 +6,10 @@
  * - Per (device, site) at most one push starts per `intervalMs`. The first goes at once;
  *   publishes within the interval are held and sent when it ends, as one push carrying the
  *   newest (log, length). A retry is the same push, not a new one, and also carries the
- *   newest (log, length) known when it starts.
+ *   newest (log, length) known when it starts. When the newest cannot go for its own log
+ *   (auth says the device may not read it, or it was pushed already), the newest want of
+ *   another log that it displaced goes instead: a log the device may read is never
+ *   shadowed by one it may not.
  * - Just before each attempt the device is checked again (still joined, not muted, has an
  *   endpoint on the allowlist, its user not online at any moment since the newest write the
  *   push announces was made, length beyond what was pushed for that log, and auth says it
@@ -96,6 +99,11 @@ interface Slot {
   site: string;
   /** The newest publish not yet taken by an attempt. */
   want: Want | null;
+  /**
+   * The newest want of each other log that a newer want displaced, oldest first (at most
+   * MAX_SHADOWED): taken when the push that displaced it may not go for its own log.
+   */
+  shadowed: Map<string, Want>;
   /** The push being attempted (or waiting for a retry). */
   sending: Want | null;
   state: 'idle' | 'queued' | 'sending' | 'backoff';
@@ -105,7 +113,10 @@ interface Slot {
   timer: NodeJS.Timeout | null;
 }
 
-const covers = (a: Want | null, w: Want): boolean => a !== null && a.log === w.log && a.length >= w.length;
+const covers = (a: Want | null | undefined, w: Want): boolean => a !== null && a !== undefined && a.log === w.log && a.length >= w.length;
+
+/** Displaced wants of other logs kept per (device, site). */
+const MAX_SHADOWED = 32;
 
 export class Delivery {
   readonly #d: DeliveryDeps;
@@ -132,11 +143,17 @@ export class Delivery {
         this.#d.metrics.dropped.inc({ reason: 'slots' });
         return;
       }
-      slot = { key, user, device, site, want: null, sending: null, state: 'idle', windowEnd: 0, attempt: 0, timer: null };
+      slot = { key, user, device, site, want: null, shadowed: new Map(), sending: null, state: 'idle', windowEnd: 0, attempt: 0, timer: null };
       this.#slots.set(key, slot);
     }
     if (covers(slot.sending, want) || covers(slot.want, want)) return;
-    if (slot.want !== null) this.#d.metrics.coalesced.inc();
+    if (slot.want !== null) {
+      this.#d.metrics.coalesced.inc();
+      if (slot.want.log !== want.log) this.#shadow(slot, slot.want);
+    }
+    // The new want covers what was shadowed of its own log.
+    const own = slot.shadowed.get(want.log);
+    if (own !== undefined && own.length <= want.length) slot.shadowed.delete(want.log);
     slot.want = { log: want.log, length: want.length, madeAt: want.madeAt };
     this.#schedule(slot);
   }
@@ -189,6 +206,7 @@ export class Delivery {
       this.#d.metrics.dropped.inc({ reason: 'queue' });
       this.#d.log.warn({ device: slot.device, site: slot.site }, 'push queue full; push dropped');
       slot.want = null;
+      slot.shadowed.clear();
       this.#finish(slot);
       return;
     }
@@ -218,6 +236,38 @@ export class Delivery {
     }
   }
 
+  /** Keeps `w`, displaced by a newer want of another log, in case that one may not go. */
+  #shadow(slot: Slot, w: Want): void {
+    if (covers(slot.shadowed.get(w.log), w)) return;
+    slot.shadowed.delete(w.log);
+    slot.shadowed.set(w.log, w);
+    if (slot.shadowed.size > MAX_SHADOWED) {
+      const oldest = slot.shadowed.keys().next();
+      if (oldest.done !== true) slot.shadowed.delete(oldest.value);
+    }
+  }
+
+  /** `w` waits for the window: the want again, unless a newer one came meanwhile (then kept behind it). */
+  #hold(slot: Slot, w: Want): void {
+    if (slot.want === null) slot.want = w;
+    else if (slot.want.log !== w.log) this.#shadow(slot, w);
+  }
+
+  /** `w` could not go for its log: the newest displaced want of another log goes instead. */
+  #fallBack(slot: Slot): void {
+    if (slot.want !== null) return;
+    const newest = [...slot.shadowed.values()].pop();
+    if (newest === undefined) return;
+    slot.shadowed.delete(newest.log);
+    slot.want = newest;
+  }
+
+  /** `w` went, or was given up: what it displaced and is no newer was folded into it. */
+  #fold(slot: Slot, w: Want): void {
+    for (const [log, s] of slot.shadowed) if (s.madeAt <= w.madeAt) slot.shadowed.delete(log);
+    this.#fallBack(slot);
+  }
+
   #finish(slot: Slot): void {
     slot.sending = null;
     slot.attempt = 0;
@@ -229,7 +279,10 @@ export class Delivery {
     const { store, presence, metrics, log, limits } = this.#d;
     if (slot.want !== null) {
       // A retry that a newer publish caught up with carries the newer length.
-      if (slot.sending !== null) metrics.coalesced.inc();
+      if (slot.sending !== null) {
+        metrics.coalesced.inc();
+        if (slot.sending.log !== slot.want.log) this.#shadow(slot, slot.sending);
+      }
       slot.sending = slot.want;
       slot.want = null;
     }
@@ -239,11 +292,19 @@ export class Delivery {
     const now = Date.now();
     const target = await store.target(slot.user, slot.device, slot.site, w.log, now);
     if (this.#closed) return;
-    if (target === null || target.pushedLength >= w.length || presence.seenSince(slot.user, w.madeAt, Date.now())) return this.#finish(slot);
+    if (target === null || presence.seenSince(slot.user, w.madeAt, Date.now())) {
+      this.#fold(slot, w);
+      return this.#finish(slot);
+    }
+    if (target.pushedLength >= w.length) {
+      this.#fallBack(slot);
+      return this.#finish(slot);
+    }
     const refused = checkPushEndpoint(target.endpoint, this.#d.pushHosts);
     if (refused !== null) {
       metrics.failed.inc({ status: 'refused' });
       log.warn({ user: slot.user, device: slot.device, reason: refused }, 'push endpoint refused; not sent');
+      this.#fold(slot, w);
       return this.#finish(slot);
     }
     const mayRead = (await this.#d.mayRead?.(slot.user, slot.device, slot.site, w.log)) ?? true;
@@ -251,6 +312,7 @@ export class Delivery {
     if (!mayRead) {
       metrics.dropped.inc({ reason: 'no-access' });
       log.info({ user: slot.user, device: slot.device, site: slot.site }, 'push not sent: the device may not read the log');
+      this.#fallBack(slot);
       return this.#finish(slot);
     }
     if (slot.attempt === 0) {
@@ -261,7 +323,7 @@ export class Delivery {
       if (this.#closed) return;
       if (busyUntil > start) {
         metrics.coalesced.inc();
-        slot.want ??= w;
+        this.#hold(slot, w);
         slot.sending = null;
         slot.windowEnd = busyUntil;
         return this.#finish(slot);
@@ -277,6 +339,7 @@ export class Delivery {
       metrics.sent.inc();
       await store.markPushed(slot.user, slot.device, slot.site, w.log, w.length);
       if (this.#closed) return;
+      this.#fold(slot, w);
       return this.#finish(slot);
     }
     if (this.#closed) return;
@@ -288,16 +351,19 @@ export class Delivery {
           log.info({ user: slot.user, device: slot.device, status: outcome.status }, 'push endpoint gone; removed');
           this.#d.gone?.(slot.user, slot.device, target.endpoint);
         }
+        this.#fold(slot, w);
         return this.#finish(slot);
       case 'failed':
         metrics.failed.inc({ status: outcome.status });
         log.warn({ user: slot.user, device: slot.device, status: outcome.status }, 'push refused by the push service');
+        this.#fold(slot, w);
         return this.#finish(slot);
       case 'retry': {
         metrics.failed.inc({ status: outcome.status });
         const asked = outcome.retryAfterMs ?? 0;
         if (slot.attempt >= limits.maxAttempts || asked > limits.maxRetryDelayMs) {
           log.warn({ user: slot.user, device: slot.device, status: outcome.status, attempts: slot.attempt }, 'push given up');
+          this.#fold(slot, w);
           return this.#finish(slot);
         }
         const backoff = Math.min(limits.maxRetryDelayMs, limits.retryBaseMs * 2 ** (slot.attempt - 1) * (1 + Math.random() * 0.2));

@@ -42,6 +42,12 @@ export class PresenceTracker {
   /** Applies a message; false when refused because too many nodes are live. */
   apply(msg: PresenceMessage, now: number): boolean {
     let node = this.#nodes.get(msg.node);
+    // A node silent for its TTL is gone whether or not a look-up swept it yet: its users
+    // were last online when it expired, and a later message starts it afresh.
+    if (node !== undefined && node.expiresAt <= now) {
+      this.#sweep(now);
+      node = undefined;
+    }
     if (node === undefined) {
       this.#sweep(now);
       if (this.#nodes.size >= this.#maxNodes) return false;

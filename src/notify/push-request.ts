@@ -94,26 +94,36 @@ export function sendPush(req: PushRequest, settings: PushSettings, signal: Abort
     return Promise.resolve({ kind: 'failed', status: 'invalid' });
   }
   return new Promise<PushOutcome>((resolve) => {
+    // The outcome is known from the status line, but the promise settles only when the
+    // exchange has ended (body read, cut at MAX_RESPONSE_BYTES, or the deadline): until then
+    // the request holds its slot, so `maxConcurrent` bounds the connections open at once
+    // even against a push service that answers and then never finishes its body.
+    let outcome: PushOutcome | null = null;
     let http: ReturnType<typeof https.request>;
     try {
       http = https.request(details.endpoint, { method: 'POST', headers: details.headers, agent: settings.agent, signal }, (res) => {
-        resolve(classifyStatus(res.statusCode ?? 0, res.headers['retry-after'], Date.now()));
+        outcome = classifyStatus(res.statusCode ?? 0, res.headers['retry-after'], Date.now());
         let read = 0;
         res.on('data', (chunk: Buffer) => {
           read += chunk.length;
           if (read > MAX_RESPONSE_BYTES) res.destroy();
         });
         res.on('error', () => undefined);
+        res.on('close', () => resolve(outcome ?? { kind: 'retry', status: 'network', retryAfterMs: null }));
       });
     } catch {
       resolve({ kind: 'failed', status: 'invalid' });
       return;
     }
     // One deadline for the whole exchange, response body included: a push service that
-    // trickles bytes cannot hold a connection slot.
+    // trickles bytes holds a slot for at most this long.
     const timer = setTimeout(() => http.destroy(new Error('push request timed out')), settings.timeoutMs);
-    http.on('close', () => clearTimeout(timer));
-    http.on('error', () => resolve({ kind: 'retry', status: 'network', retryAfterMs: null }));
+    http.on('close', () => {
+      clearTimeout(timer);
+      resolve(outcome ?? { kind: 'retry', status: 'network', retryAfterMs: null });
+    });
+    // An error after the status line (the deadline, a cut body) keeps the status's outcome.
+    http.on('error', () => resolve(outcome ?? { kind: 'retry', status: 'network', retryAfterMs: null }));
     http.end(details.body ?? undefined);
   });
 }
