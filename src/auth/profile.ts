@@ -172,6 +172,22 @@ export async function updateProfile(ctx: AuthContext, user: string, version: num
   return { reply: { ok: true, version: version + 1 }, applied };
 }
 
+/**
+ * After an update was written: a device it named may have been revoked since the update found
+ * it live, and the revocation's purge may have run before the write (it then had nothing to
+ * remove and moved no version, so the write went through). Such a device is purged now, as the
+ * revocation would have, so no subscription or push endpoint of a revoked device outlives it.
+ * Call it after `ctx.notify.updated` of the update, so that notify gets the full state last.
+ */
+export async function purgeRevokedNamed(ctx: AuthContext, user: string, applied: readonly ProfileChange[]): Promise<void> {
+  const named = new Set(applied.flatMap((c) => (c.op === 'set' ? [] : [c.device])));
+  if (named.size === 0) return;
+  for (const d of await ctx.store.listDevices(user)) {
+    if (d.revokedAt === null || !named.has(d.id)) continue;
+    if ((await ctx.store.purgeDevice(user, d.id, ctx.now())).profileVersion !== null) ctx.notify.replaced(user);
+  }
+}
+
 function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }

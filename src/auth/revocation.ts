@@ -30,8 +30,10 @@ async function stillValid(ctx: AuthContext, row: AccessRecord): Promise<boolean>
  * Revokes a device of the caller's user. The device and its refresh families die at once, its
  * envelopes, subscriptions and push endpoint are removed (notify gets the new state); the
  * access rows whose chains relied on it (grants it issued, grants naming it, and through them
- * every descendant) are re-verified and the dead ones dropped; every site the user could read,
- * and every site where access was dropped, is marked rotationRequired and returned.
+ * every descendant) are re-verified and the dead ones dropped; every site the user could read
+ * (owned, joined, or named by a live grant to or from it, joined or not: the site key goes to
+ * a grant's subjects with the grant), and every site where access was dropped, is marked
+ * rotationRequired and returned.
  */
 export async function revokeDevice(ctx: AuthContext, caller: Principal, device: string): Promise<string[]> {
   const target = await ctx.store.getDevice(device);
@@ -61,6 +63,11 @@ export async function revokeDevice(ctx: AuthContext, caller: Principal, device: 
     issuers: devices,
     subjects: [`user:${user}`, ...devices.map((d) => `device:${d}`), ...emails.map((e) => `email:${e}`)],
   });
+  // The user could read these sites too, joined or not: a live grant names it (its subjects
+  // are members, sent the site key with the grant) or one of its devices issued one (an
+  // admin, through its proof). The revoked device may hold their keys.
+  const nowSec = Math.floor(now / 1000);
+  for (const g of touching) if (g.revokedAt === null && (g.exp === null || g.exp > nowSec)) readable.add(g.site);
   // The user's own rows too: a grant to an email may spell it in another case than the
   // identity (`email:Erin@Example.com`), which the subject lookup above does not find.
   const candidates = new Map<string, AccessRecord>();
