@@ -31,7 +31,8 @@ export type DeviceCertPayload = Static<typeof DeviceCertPayload>;
 
 export const UserKeyBody = Type.Object({
   publicKey: PublicKey,
-  version: Type.Integer({ minimum: 1, maximum: MAX_USER_KEY_VERSION }),
+  // No maximum here: a version past MAX_USER_KEY_VERSION is refused by the route with 413.
+  version: Type.Integer({ minimum: 1 }),
   sig: Signature,
   prevSig: Type.Optional(Signature),
 });

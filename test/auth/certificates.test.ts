@@ -11,7 +11,7 @@ import { Value } from '@sinclair/typebox/value';
 import { CertificatesReply, MembersReply, userKeyStatement } from '../../src/protocol/key-schemas.js';
 import { createSite, declareGrant, get, loginDevice, newDeviceKeys, oidcLogin, post, signupDevice, type SignedUpDevice } from '../helpers/auth-client.js';
 import { startServer } from '../helpers/server.js';
-import { addDevice } from './db.js';
+import { addDevice, fillUserKeys } from './db.js';
 
 type Err = { error: { code: string; message: string } };
 
@@ -81,6 +81,13 @@ describe('user keys, device certificates and site members', async () => {
 
     const r = await lookup(d, `user=${d.user}`);
     assert.deepEqual(r.body.userKeys.map((k) => [k.version, k.publicKey, k.prevSig === null]), [[1, k1.publicKey, true], [2, k2.publicKey, false]]);
+  });
+
+  it('keeps at most 64 versions of a user key: the 65th is refused with TOO_LARGE', async () => {
+    const d = await signupDevice(url);
+    fillUserKeys(dataDir, d.user, 64);
+    const over = await setKey(d, newUserKey(), 65, newUserKey());
+    assert.deepEqual([over.status, over.body.error.code], [413, 'TOO_LARGE'], over.text);
   });
 
   it('stores only certificates of the caller’s live devices, signed by the newest user key over the right box key', async () => {

@@ -46,3 +46,16 @@ export function rotationRequired(dataDir: string, site: string): boolean {
     db.close();
   }
 }
+
+/** Stores user key versions 1..`n` of `user` (placeholder keys and signatures), as if set one by one. */
+export function fillUserKeys(dataDir: string, user: string, n: number): void {
+  const db = open(dataDir, false);
+  try {
+    const insert = db.prepare('INSERT INTO user_keys (user_id, version, public_key, sig, prev_sig, created_at) VALUES (?, ?, ?, ?, ?, ?)');
+    db.transaction(() => {
+      for (let v = 1; v <= n; v++) insert.run(user, v, 'k'.repeat(43), 's'.repeat(86), v === 1 ? null : 'p'.repeat(86), Date.now());
+    })();
+  } finally {
+    db.close();
+  }
+}
