@@ -68,8 +68,7 @@ export async function revokeDevice(ctx: AuthContext, caller: Principal, device: 
   // admin, through its proof). The revoked device may hold their keys.
   const nowSec = Math.floor(now / 1000);
   for (const g of touching) if (g.revokedAt === null && (g.exp === null || g.exp > nowSec)) readable.add(g.site);
-  // The user's own rows too: a grant to an email may spell it in another case than the
-  // identity (`email:Erin@Example.com`), which the subject lookup above does not find.
+  // The user's own rows too, whatever grant they rest on (each is re-verified; only the dead go).
   const candidates = new Map<string, AccessRecord>();
   for (const r of [...own, ...(await ctx.store.accessThroughGrants(touching.map((g) => g.hash)))]) candidates.set(`${r.user}\u0000${r.site}\u0000${r.grant}`, r);
   const dead: AccessRecord[] = [];

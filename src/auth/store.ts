@@ -329,7 +329,11 @@ export interface AuthStore {
   /** Stores a verified grant; a grant already stored (same hash) is left as it is. */
   putGrant(grant: Omit<GrantRecord, 'revokedAt'>): Promise<void>;
   getGrant(hash: string): Promise<GrantRecord | null>;
-  /** Grants issued by one of `issuers` or naming one of `subjects`. */
+  /**
+   * Grants issued by one of `issuers` or naming one of `subjects`. An `email:` subject
+   * matches whatever the case of the ASCII letters of the address (as `normalizeEmail`
+   * compares emails: `email:Bob@X.org` names `email:bob@x.org`); other subjects match exactly.
+   */
   findGrants(query: { issuers: string[]; subjects: string[] }): Promise<GrantRecord[]>;
   /**
    * Marks the grant revoked and, in the same transaction, deletes every access row whose leaf

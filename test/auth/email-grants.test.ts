@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createSite, declareGrant, loginDevice, newDeviceKeys, oidcLogin, post, signupDevice } from '../helpers/auth-client.js';
 import { startServer } from '../helpers/server.js';
-import { addDevice } from './db.js';
+import { addDevice, rotationRequired } from './db.js';
 
 describe('grants to an email', async () => {
   const { url, dataDir } = await startServer({ devIdp: true });
@@ -32,4 +32,18 @@ describe('grants to an email', async () => {
       assert.equal(lease.status, 403, 'no live device of the user is attested for the email any more');
     });
   }
+
+  it('marks for rotation the site of a grant to the email in another case when a device of its user is revoked, joined or not', async () => {
+    const owner = await signupDevice(url);
+    const site = await createSite(url, owner.access);
+    await declareGrant(url, owner, { sub: 'email:Gina@Example.COM', site, logs: ['*'], rights: ['read'] });
+    const attestedKeys = newDeviceKeys();
+    const attested = await oidcLogin(url, attestedKeys, 'gina@example.com');
+    const other = await loginDevice(url, addDevice(dataDir, attested.user));
+    assert.equal(other.status, 200, other.text);
+    const r = await post<{ rotate: string[] }>(url, '/revoke', { device: attestedKeys.device }, other.body.access);
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(r.body.rotate, [site], 'the grant names the user: the revoked device may hold the site key');
+    assert.equal(rotationRequired(dataDir, site), true);
+  });
 });

@@ -218,6 +218,26 @@ export function runAuthStoreConformance(name: string, open: () => Promise<AuthSt
       assert.equal(await s.getGrant(id(32)), null);
     });
 
+    it('finds a grant to an email whatever the case of its ASCII letters, and other subjects only exactly', async () => {
+      const site = id();
+      // Unique subjects: the store holds the grants of the other tests.
+      const tag = id(8).replace(/[^A-Za-z]/g, 'q');
+      const lower = tag.toLowerCase();
+      const mail = grant({ site, issuer: dev(), subject: `email:Erin.K@${tag}.ORG` });
+      const device = grant({ site, issuer: dev(), subject: `device:AbC${tag}` });
+      await s.putGrant(mail);
+      await s.putGrant(device);
+      const find = async (subjects: string[]) => (await s.findGrants({ issuers: [], subjects })).map((x) => x.hash);
+      assert.deepEqual(await find([`email:erin.k@${lower}.org`]), [mail.hash]);
+      assert.deepEqual(await find([`email:ERIN.K@${tag.toUpperCase()}.ORG`]), [mail.hash]);
+      assert.deepEqual(await find([`email:erin.k@${lower}.or`]), []);
+      // Only ASCII letters fold: the Kelvin sign is not a k.
+      assert.deepEqual(await find([`email:erin.\u212a@${lower}.org`]), []);
+      assert.deepEqual(await find([`device:AbC${tag}`]), [device.hash]);
+      assert.deepEqual(await find([`device:abc${lower}`]), [], 'device ids are case-sensitive');
+      assert.deepEqual((await find([`email:Erin.K@${tag}.ORG`, `device:AbC${tag}`])).sort(), [mail.hash, device.hash].sort());
+    });
+
     it('revokes a grant and, atomically, every access row through it or its descendants', async () => {
       const site = id();
       const issuer = dev();

@@ -1,7 +1,11 @@
 /** Grants (table auth_grants) of the PostgreSQL auth store. */
 import type { Right } from '../../protocol/ids.js';
 import type { GrantRecord } from '../store.js';
+import { splitSubjects } from '../grant-subjects.js';
 import { num, numOrNull, type Sql } from './sql.js';
+
+/** `column` with its ASCII letters lower-cased and nothing else (as normalizeEmail; lower() folds more). */
+export const ASCII_LOWER = (column: string) => `translate(${column}, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')`;
 
 export interface GrantRow {
   hash: string;
@@ -67,10 +71,12 @@ export async function getGrant(sql: Sql, hash: string): Promise<GrantRecord | nu
 
 export async function findGrants(sql: Sql, query: { issuers: readonly string[]; subjects: readonly string[] }): Promise<GrantRecord[]> {
   if (query.issuers.length === 0 && query.subjects.length === 0) return [];
+  const { exact, emails } = splitSubjects(query.subjects);
   const rows = await sql.rows<GrantRow>(
     `SELECT ${GRANT_COLUMNS} FROM ${sql.s}.auth_grants
-     WHERE issuer = ANY($1::text[]) OR subject = ANY($2::text[]) ORDER BY declared_at, hash`,
-    [query.issuers, query.subjects],
+     WHERE issuer = ANY($1::text[]) OR subject = ANY($2::text[]) OR ${ASCII_LOWER('subject')} = ANY($3::text[])
+     ORDER BY declared_at, hash`,
+    [query.issuers, exact, emails],
   );
   return rows.map(toGrant);
 }

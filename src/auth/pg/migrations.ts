@@ -10,6 +10,7 @@
  * byte order as in the SQLite store, whatever the database's locale. Times are bigint
  * milliseconds (grant `iat`/`exp`: JWT seconds), as in the SQLite store.
  */
+import { ASCII_LOWER } from './grants.js';
 import type { Sql, TxSql } from './sql.js';
 import { num } from './sql.js';
 
@@ -226,6 +227,11 @@ export function authMigrations(s: string): readonly string[] {
     `
     ALTER TABLE ${s}.auth_devices ADD COLUMN box_sig text;
     ALTER TABLE ${s}.auth_oidc_logins ADD COLUMN box_sig text;
+    `,
+    // 6: grants by subject whatever the case of ASCII letters, for `email:` subjects, which
+    // compare as normalizeEmail does (lower() would fold other letters too).
+    `
+    CREATE INDEX auth_grants_subject_ascii ON ${s}.auth_grants (${ASCII_LOWER('subject')});
     `,
   ];
 }

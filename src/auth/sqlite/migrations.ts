@@ -218,6 +218,11 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE devices ADD COLUMN box_sig TEXT;
   ALTER TABLE oidc_logins ADD COLUMN box_sig TEXT;
   `,
+  // 6: grants by subject whatever the case of ASCII letters (NOCASE folds only those), for
+  // `email:` subjects, which compare as normalizeEmail does.
+  `
+  CREATE INDEX grants_subject_nocase ON grants(subject COLLATE NOCASE);
+  `,
 ];
 
 /** Brings the database to the newest version; refuses a file newer than this code. */

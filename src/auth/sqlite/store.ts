@@ -32,6 +32,7 @@ import type {
   RotateRefresh,
   SiteRecord,
 } from '../store.js';
+import { splitSubjects } from '../grant-subjects.js';
 import { REVOKED_ACCESS_KEEP_MS } from '../store.js';
 import { SqliteFamilies } from './families.js';
 import { SqliteIdentities } from './identity.js';
@@ -121,6 +122,8 @@ export class SqliteAuthStore implements AuthStore {
       findGrants: p(`
         SELECT * FROM grants WHERE issuer IN (SELECT value FROM json_each(?)) OR subject IN (SELECT value FROM json_each(?))
         ORDER BY declared_at, hash`),
+      // Its own statement: an OR with the NOCASE term would make SQLite scan the table.
+      findEmailGrants: p('SELECT * FROM grants WHERE subject COLLATE NOCASE IN (SELECT value FROM json_each(?))'),
       revokeGrant: p('UPDATE grants SET revoked_at = ? WHERE hash = ? AND revoked_at IS NULL'),
       accessThrough: p(`${DESCENDANTS} SELECT * FROM access WHERE grant_hash IN (SELECT hash FROM d) ORDER BY created_at, user_id, site, grant_hash`),
       deleteThrough: p(`${DESCENDANTS} DELETE FROM access WHERE grant_hash IN (SELECT hash FROM d) RETURNING *`),
@@ -288,7 +291,12 @@ export class SqliteAuthStore implements AuthStore {
 
   async findGrants(query: { issuers: string[]; subjects: string[] }): Promise<GrantRecord[]> {
     if (query.issuers.length === 0 && query.subjects.length === 0) return [];
-    return (this.#s('findGrants').all(JSON.stringify(query.issuers), JSON.stringify(query.subjects)) as Row[]).map(toGrant);
+    const { exact, emails } = splitSubjects(query.subjects);
+    const rows = this.#s('findGrants').all(JSON.stringify(query.issuers), JSON.stringify(exact)) as Row[];
+    if (emails.length === 0) return rows.map(toGrant);
+    const byHash = new Map(rows.map((r) => [r.hash, r]));
+    for (const r of this.#s('findEmailGrants').all(JSON.stringify(emails)) as Row[]) byHash.set(r.hash, r);
+    return [...byHash.values()].map(toGrant).sort((a, b) => a.declaredAt - b.declaredAt || (a.hash < b.hash ? -1 : a.hash > b.hash ? 1 : 0));
   }
 
   async revokeGrant(hash: string, now: number): Promise<{ revoked: boolean; dropped: AccessRecord[] }> {
