@@ -31,8 +31,10 @@ const DEFAULT_UNHEALTHY_AFTER_MS = 5000;
 const MAX_REQUEST_TIMEOUT_MS = 5 * 60_000;
 /** Handler calls not yet settled, over all subscriptions; beyond it messages are refused. */
 const MAX_IN_FLIGHT = 10_000;
-/** How long close() waits for running handlers to send their replies. */
+/** How long close() waits for its subscriptions to drain and their running handlers to reply. */
 const CLOSE_GRACE_MS = 5000;
+/** How long close() then waits for the server to take what is still buffered. */
+const CLOSE_FLUSH_MS = 1000;
 /** Messages that are not JSON are logged at most once per this long (anyone on the bus can send them). */
 const UNDECODABLE_LOG_MS = 10_000;
 /** Reconnect delay bounds; between them the delay is half the outage so far. */
@@ -50,10 +52,12 @@ const RECONNECT_MAX_MS = 5000;
  *   not hold up the others); a request's reply is sent when its handler settles.
  * - Queue groups are NATS queue subscriptions, so they balance across processes.
  * - The connection reconnects forever, the delay growing with the outage (250 ms to 5 s,
- *   with jitter); NATS re-subscribes and buffers publishes meanwhile, then `onReconnect`
- *   listeners run. healthy() turns
- *   false when the connection is closed, or down for longer than `unhealthyAfterMs`.
- * - close() stops subscriptions, lets running handlers reply (up to 5 s), then drains.
+ *   with jitter); NATS re-subscribes, then `onReconnect` listeners run. What was published
+ *   meanwhile is lost (the client drops its buffer at each attempt to reconnect).
+ *   healthy() turns false when the connection is closed, or down for longer than
+ *   `unhealthyAfterMs`.
+ * - close() stops subscriptions, lets running handlers reply (up to 5 s), then drains; it
+ *   takes at most 6 s, and closes at once without draining while the connection is down.
  */
 export class NatsBus implements Bus {
   readonly #nc: NatsConnection;
@@ -84,8 +88,10 @@ export class NatsBus implements Bus {
 
   /**
    * Connects to the NATS server(s) at `url` (`nats://host:port`, or several separated by
-   * commas). The first connection must succeed (else DgError UNAVAILABLE): a wrong URL
-   * at start-up is reported at once rather than retried forever.
+   * commas; `nats://user:password@host:port` or `nats://token@host:port` for a server that
+   * asks for credentials, the same on every URL). The first connection must succeed (else
+   * DgError UNAVAILABLE, naming the server's or the network's reason): a wrong URL at
+   * start-up is reported at once rather than retried forever.
    */
   static async connect(url: string, options: NatsBusOptions = {}): Promise<NatsBus> {
     const log = options.log ?? SILENT;
@@ -93,10 +99,12 @@ export class NatsBus implements Bus {
     // Kept current by the instance from the status stream; the delay handler below reads
     // it to grow the delay with the outage.
     const down: DownState = { since: undefined };
+    const { servers, credentials } = natsServers(url);
     let nc: NatsConnection;
     try {
       nc = await connect({
-        servers: url.split(',').map((s) => s.trim()),
+        servers,
+        ...credentials,
         name: options.name ?? 'datagrove',
         maxReconnectAttempts: -1,
         reconnectDelayHandler: () => {
@@ -110,7 +118,8 @@ export class NatsBus implements Bus {
         timeout: 10_000,
       });
     } catch (err) {
-      throw new DgError('UNAVAILABLE', `cannot connect to the bus at ${redact(url)}`, { cause: err });
+      const reason = err instanceof Error ? `: ${err.message}` : '';
+      throw new DgError('UNAVAILABLE', `cannot connect to the bus at ${redact(url)}${reason}`, { cause: err });
     }
     log.info({ server: nc.getServer(), name: options.name }, 'bus connected');
     return new NatsBus(nc, log, unhealthyAfterMs, down);
@@ -203,20 +212,24 @@ export class NatsBus implements Bus {
 
   async #shutdown(): Promise<void> {
     if (this.#nc.isClosed()) return;
-    try {
+    // Draining is an exchange with the server. While the connection is down (or the server
+    // does not answer) nothing buffered can reach it, and waiting would hold the process's
+    // exit for as long as the outage lasts: close() takes at most CLOSE_GRACE_MS plus
+    // CLOSE_FLUSH_MS, then closes the connection whatever is left.
+    let drained = false;
+    if (this.#down.since === undefined) {
+      const deadline = Date.now() + CLOSE_GRACE_MS;
       // No new message reaches a handler once the subscriptions have drained...
       const live = new Set(this.#subs);
-      await Promise.all([...live].map((s) => s.drain().catch(() => {})));
+      const subsDrained = await settlesWithin(Promise.all([...live].map((s) => s.drain())), deadline - Date.now());
       // ...and the handlers they started get a bounded time to send their replies (those
       // of subscriptions already gone are not waited for: nobody asked to keep them).
       const running = [...this.#inFlight].filter(([, sub]) => live.has(sub)).map(([p]) => p);
-      let timer: NodeJS.Timeout | undefined;
-      const grace = new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)));
-      await Promise.race([Promise.allSettled(running), grace]);
-      clearTimeout(timer);
-      await this.#nc.drain();
-    } catch (err) {
-      this.#log.warn({ err }, 'bus drain failed; closing');
+      await settlesWithin(Promise.allSettled(running), deadline - Date.now());
+      drained = subsDrained && (await settlesWithin(this.#nc.drain(), CLOSE_FLUSH_MS));
+    }
+    if (!drained) {
+      this.#log.warn({ connected: this.#down.since === undefined }, 'bus closed without draining: the server was unreachable or did not answer in time');
       await this.#nc.close().catch(() => {});
     }
     this.#log.info({}, 'bus closed');
@@ -354,6 +367,46 @@ function statusDetails(s: Status): object {
   if (s.type === 'ldm') return { server: s.server };
   if (s.type === 'slowConsumer') return { subject: s.sub.getSubject(), pending: s.pending };
   return {};
+}
+
+/** Whether `p` resolves within `ms` (false when it rejects or takes longer). */
+async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, ms))));
+  try {
+    return await Promise.race([p.then(() => true, () => false), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * The server list of `url` and the credentials its URLs carry. The NATS client ignores
+ * credentials written in a server URL (the server then refuses the connection), so they
+ * are taken out and passed as its options: `user:password@` as user and password, a user
+ * name alone as a token. NATS takes one set of credentials for all servers.
+ */
+function natsServers(url: string): { servers: string[]; credentials: { user?: string; pass?: string; token?: string } } {
+  const servers: string[] = [];
+  let credentials: { user?: string; pass?: string; token?: string } = {};
+  let first: string | undefined;
+  for (const server of url.split(',').map((s) => s.trim())) {
+    const u = URL.canParse(server) ? new URL(server) : null;
+    if (u === null || (u.username === '' && u.password === '')) {
+      servers.push(server);
+      continue;
+    }
+    const user = decodeURIComponent(u.username);
+    const c = u.password === '' ? { token: user } : { user, pass: decodeURIComponent(u.password) };
+    const key = JSON.stringify(c);
+    if (first !== undefined && first !== key) throw new DgError('BAD_REQUEST', `the bus URLs ${redact(url)} carry different credentials: give every server the same`);
+    first = key;
+    credentials = c;
+    u.username = '';
+    u.password = '';
+    servers.push(u.toString().replace(/\/$/, ''));
+  }
+  return { servers, credentials };
 }
 
 /** The URL without credentials, for messages. */
