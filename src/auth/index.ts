@@ -85,8 +85,7 @@ export function createAuth(deps: AuthDeps): AuthService {
       clearInterval(timer);
       clearInterval(healthTimer);
       for (const s of subs) s.unsubscribe();
-      ctx.notify.close();
-      await ctx.notify.idle();
+      await ctx.notify.close();
       await deps.store.close();
     },
   };

@@ -26,6 +26,8 @@ export const MAX_PENDING = 10_000;
 const REQUEST_TIMEOUT_MS = 3000;
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 60_000;
+/** How long close() lets queued sends settle before dropping those not started. */
+const CLOSE_WAIT_MS = 2000;
 
 export interface NotifySyncDeps {
   bus: Bus;
@@ -49,6 +51,8 @@ export class NotifySync {
   #timer: NodeJS.Timeout | undefined;
   #retryMs = RETRY_MIN_MS;
   #closed = false;
+  /** Past close()'s wait: queued sends are skipped. */
+  #dropping = false;
 
   constructor(deps: NotifySyncDeps) {
     this.#deps = deps;
@@ -73,16 +77,30 @@ export class NotifySync {
     while (this.#chains.size > 0) await Promise.all([...this.#chains.values()]);
   }
 
-  close(): void {
+  /**
+   * Takes no more sends, and lets those queued settle for at most `waitMs`; the ones not
+   * started by then are dropped, so a shutdown while notify cannot be reached takes at most
+   * `waitMs` plus one request's timeout. A dropped send leaves a version gap that notify
+   * repairs (full state) at the user's next update.
+   */
+  async close(waitMs = CLOSE_WAIT_MS): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#timer);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs)));
+    await Promise.race([this.idle(), late]);
+    clearTimeout(timer);
+    if (this.#chains.size === 0) return;
+    this.#dropping = true;
+    this.#deps.log.warn({ users: this.#chains.size }, 'notify updates dropped at shutdown; notify repairs them at the next update of each user');
+    await this.idle();
   }
 
   #enqueue(user: string, job: () => Promise<void>): void {
     if (this.#closed) return;
     const prev = this.#chains.get(user) ?? Promise.resolve();
     const next = prev
-      .then(job)
+      .then(() => (this.#dropping ? undefined : job()))
       .catch((err: unknown) => this.#deps.log.error({ err, user }, 'notify sync failed'))
       .finally(() => {
         if (this.#chains.get(user) === next) this.#chains.delete(user);
@@ -118,7 +136,7 @@ export class NotifySync {
       return;
     }
     this.#deps.count('gap');
-    await this.#sendFull(user);
+    if (!this.#dropping) await this.#sendFull(user);
   }
 
   async #sendFull(user: string): Promise<void> {
