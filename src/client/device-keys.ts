@@ -67,11 +67,16 @@ export class DeviceKeys {
    * ```
    */
   static async loadOrCreate(storage: KeyStorage): Promise<DeviceKeys> {
-    const stored = await storage.load(DEVICE_KEYS_NAME);
-    if (stored !== null) return DeviceKeys.fromJSON(stored);
-    const keys = DeviceKeys.generate();
-    await storage.save(DEVICE_KEYS_NAME, keys.toJSON());
-    return keys;
+    const loadOrMake = async (): Promise<DeviceKeys> => {
+      const stored = await storage.load(DEVICE_KEYS_NAME);
+      if (stored !== null) return DeviceKeys.fromJSON(stored);
+      const keys = DeviceKeys.generate();
+      await storage.save(DEVICE_KEYS_NAME, keys.toJSON());
+      return keys;
+    };
+    // Clients sharing the storage (tabs, processes) that start at once must not make a
+    // device each, the last overwriting the others' keys: they take turns where they can.
+    return storage.lock === undefined ? loadOrMake() : storage.lock(DEVICE_KEYS_NAME, loadOrMake);
   }
 
   /** The stored form, with the SECRET keys: keep it only in a KeyStorage. */

@@ -392,9 +392,17 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
     const held = this.heldKey;
     if (held === null) return;
     // A revoked device that held the user key must not be able to open what is saved now:
-    // move to a new user key first (it re-seals the keychain, this ring included).
+    // move to a new user key first (it re-seals the keychain, this ring included). Under a
+    // version older than the newest (another device moved on, or won the race to) nothing
+    // is saved: the newer key is on its way, and the keychain is saved once it is here
+    // (the ring it adopts it with holds these keys). The keychain in the profile can still
+    // be under the old version a while after the newer one is published.
     const dir = await this.verified({ user: this.user });
-    if (dir.rotationRequired && held.version === dir.newest && (await rotateUserKey(this))) return;
+    if (held.version < dir.newest) return;
+    if (dir.rotationRequired) {
+      await rotateUserKey(this);
+      return;
+    }
     try {
       await saveKeychain(this, held.key, this.user, held.version, this.ring);
     } catch (err) {

@@ -32,11 +32,13 @@ export class KeyPins {
   check(user: string, chain: UserKeyLink[]): Promise<void> {
     const run = this.chain.then(async () => {
       const first = chain.find((k) => k.version === 1);
-      if (first === undefined) return;
       const pins = await this.load();
       const pinned = pins.get(user);
-      if (pinned === first.publicKey) return;
-      if (pinned !== undefined) throw new DgError('FORBIDDEN', `user ${user}: the key chain does not start with the pinned key`);
+      // No version 1 is a user with no key yet, which a user whose key is pinned is not: a
+      // device holding no key would make a "first" one of its own, and nothing would verify.
+      if (first === undefined && pinned === undefined) return;
+      if (first !== undefined && pinned === first.publicKey) return;
+      if (first === undefined || pinned !== undefined) throw new DgError('FORBIDDEN', `user ${user}: the key chain does not start with the pinned key`);
       pins.set(user, first.publicKey);
       while (pins.size > MAX_PINS) pins.delete(pins.keys().next().value as string);
       await this.storage.save(PINS_NAME, Object.fromEntries(pins) as JsonValue);

@@ -19,15 +19,22 @@ export class LocalVault {
     private readonly key: AesKey,
   ) {}
 
-  /** Opens the vault over `storage`, making the local key on first use (kept in `keyStorage`). */
+  /**
+   * Opens the vault over `storage`, making the local key on first use (kept in `keyStorage`).
+   * Clients sharing the storage (tabs, processes) make it under the storage's lock: two
+   * making one each at once would leave one, and what the other sealed would never open.
+   */
   static async open(storage: KeyStorage, keyStorage: KeyStorage = storage): Promise<LocalVault> {
-    const stored = await keyStorage.load(LOCAL_KEY_NAME);
-    let raw = typeof stored === 'string' ? b64urlDecode(stored) : null;
-    if (stored !== null && raw?.length !== 32) throw new DgError('BAD_REQUEST', 'local key: malformed in storage');
-    if (raw === null) {
-      raw = randomBytes(32);
-      await keyStorage.save(LOCAL_KEY_NAME, b64urlEncode(raw));
-    }
+    const loadOrMake = async (): Promise<Uint8Array> => {
+      const stored = await keyStorage.load(LOCAL_KEY_NAME);
+      const raw = typeof stored === 'string' ? b64urlDecode(stored) : null;
+      if (stored !== null && raw?.length !== 32) throw new DgError('BAD_REQUEST', 'local key: malformed in storage');
+      if (raw !== null) return raw;
+      const made = randomBytes(32);
+      await keyStorage.save(LOCAL_KEY_NAME, b64urlEncode(made));
+      return made;
+    };
+    const raw = keyStorage.lock === undefined ? await loadOrMake() : await keyStorage.lock(LOCAL_KEY_NAME, loadOrMake);
     return new LocalVault(storage, await AesKey.import(raw));
   }
 
