@@ -2,7 +2,8 @@
  * KeyStorage in one JSON file (Node only; never part of the browser bundle). The file is
  * created with mode 0600 (owner read/write only) because it holds the device's secret keys
  * and the refresh token. Writes go to a temp file that is fsynced and renamed over the old
- * one, so a crash leaves either the old or the new content, never a torn file. Every
+ * one, and the directory is fsynced after the rename (so the new name survives a power
+ * loss): a crash leaves either the old or the new content, never a torn file. Every
  * read-modify-write of a file is serialized, across instances and processes, by the lock
  * file `<path>.lock` (lock-file.ts: one left by a crashed process is taken over once stale).
  * `lock(name)` holds another lock file, `<path>.<name>.<hash>.lock` (the name sanitized,
@@ -18,6 +19,24 @@ import { withLockFile } from './lock-file.js';
 const SAVE_WAIT_MS = 10_000;
 /** How long `lock` waits for another process holding that lock (ms; its holder keeps it fresh). */
 const LOCK_WAIT_MS = 60_000;
+
+/** Makes a rename in `dir` durable; where a directory cannot be opened for it (Windows), the rename stands as is. */
+async function syncDirectory(dir: string): Promise<void> {
+  let fh;
+  try {
+    fh = await open(dir, 'r');
+  } catch {
+    return;
+  }
+  try {
+    await fh.sync();
+  } catch (err) {
+    // Some file systems refuse fsync on a directory; the rename itself has happened.
+    if (!['EINVAL', 'EISDIR', 'EPERM', 'EBADF'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
+  } finally {
+    await fh.close();
+  }
+}
 
 /**
  * A KeyStorage kept in `path` (created on first save, mode 0600).
@@ -60,6 +79,7 @@ export class FileKeyStorage implements KeyStorage {
     }
     await chmod(tmp, 0o600);
     await rename(tmp, this.path);
+    await syncDirectory(dirname(this.path));
   }
 
   /** Serializes read-modify-write cycles of this file (in this process, then across processes). */
