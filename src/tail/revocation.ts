@@ -206,8 +206,8 @@ export async function syncRevoked(ctx: TailContext, logFailure = true): Promise<
     if (list === null || typeof list !== 'object' || list.ok !== true) throw new Error('bad reply');
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err);
-    // A retry that fails again is not logged again (the first failure of a run was).
-    if (!logFailure && !ctx.revoked.incomplete) return false;
+    // A retry that fails again is logged only when the caller says so (it spaces them out).
+    if (!logFailure) return false;
     if (ctx.revoked.incomplete) {
       ctx.log.warn({ reason }, 'could not load the revocation list from auth: tokens issued before this node started are refused until it loads');
     } else {

@@ -45,6 +45,8 @@ export interface TailService {
 const SWEEP_MS = 1000;
 /** How soon a failed load of the revocation list is tried again. */
 const SYNC_RETRY_MS = 5000;
+/** While loading the revocation list keeps failing, it is said at most this often. */
+const SYNC_WARN_MS = 60_000;
 /** A commit failure repeats for as long as the store is down: one log line per this long. */
 const COMMIT_FAILURE_LOG_MS = 10_000;
 /** Damaged storage stays damaged until an operator acts: one log line per this long while calls fail on it. */
@@ -126,6 +128,8 @@ export function createTail(deps: TailDeps): TailService {
   let syncing = false;
   /** When the last load of the revocation list failed (0: it did not): retried sooner. */
   let syncFailedAt = 0;
+  /** When a failure to load the revocation list was last logged. */
+  let syncWarnedAt = 0;
   /** The shard map version the live logs were last checked against. */
   let shardVersion = deps.shardVersion?.() ?? 0;
   let sweepTimer: NodeJS.Timeout | null = null;
@@ -215,8 +219,13 @@ export function createTail(deps: TailDeps): TailService {
       (syncFailedAt !== 0 && now - syncFailedAt >= Math.min(SYNC_RETRY_MS, limits.revokedPollMs));
     if (due && !syncing) {
       syncing = true;
-      void syncRevoked(ctx, syncFailedAt === 0)
-        .then((ok) => (syncFailedAt = ok ? 0 : Date.now()))
+      // The first failure of a run is logged, then at most one a SYNC_WARN_MS while it lasts.
+      const logFailure = syncFailedAt === 0 || now - syncWarnedAt >= SYNC_WARN_MS;
+      void syncRevoked(ctx, logFailure)
+        .then((ok) => {
+          syncFailedAt = ok ? 0 : Date.now();
+          if (!ok && logFailure) syncWarnedAt = Date.now();
+        })
         .finally(() => (syncing = false));
     }
   }
@@ -294,7 +303,7 @@ export function createTail(deps: TailDeps): TailService {
       subs.push(deps.bus.subscribe(SUBJECTS.tailRevoke, (m) => onRevoke(ctx, m)));
       subs.push(deps.bus.subscribe(SUBJECTS.tailAccess, (m) => onAccessChanged(ctx, m)));
       subs.push(deps.bus.subscribe(SUBJECTS.tailUser, (m) => onUserEvent(ctx, m)));
-      await syncRevoked(ctx);
+      if (!(await syncRevoked(ctx))) syncFailedAt = syncWarnedAt = Date.now();
       presence.start();
       // A notify process that just started may have missed publishes and knows nobody's
       // presence: presence first, then the publishes, on the same bus connection, so that
