@@ -15,6 +15,7 @@ import { clientAddressOf } from './client-address.js';
 import type { Bus } from '../bus/bus.js';
 import { InProcessBus } from '../bus/inproc.js';
 import { NatsBus } from '../bus/nats.js';
+import { SelfEcho } from '../bus/self-echo.js';
 import { createAuth, openPgAuthStore, openSqliteAuthStore, type AuthService } from '../auth/index.js';
 import { createTail, openPgLogStore, openSqliteLogStore, type TailService } from '../tail/index.js';
 import { createNotify, VAPID_FILE, openPgNotifyStore, openSqliteNotifyStore, type NotifyService } from '../notify/index.js';
@@ -213,6 +214,11 @@ async function build(config: Config, lock: DataDirLock | null): Promise<Datagrov
   // two processes briefly disagreeing about a site's owner is safe: the log store fences
   // every append by length and epoch in one transaction, so a log cannot be corrupted.
   const nodeId = config.nodeId || (config.bus === 'inproc' ? 'tail-1' : defaultNodeId(config.port));
+  // Every process on NATS, whatever its roles, checks that the bus carries its own messages
+  // (for /ready, and for the shard map's expiries): a black-holed connection looks healthy
+  // to NATS for about 30 s. The in-process bus cannot be cut off.
+  const echo = config.bus === 'inproc' ? null : new SelfEcho({ bus, intervalMs: config.nodeTtlMs / 3 });
+  echo?.start();
   const tailUrlNow = () => config.tailUrl || wsUrl(boundUrl);
   const membership =
     config.bus !== 'inproc' && (config.roles.includes('auth') || config.roles.includes('tail'))
@@ -220,6 +226,7 @@ async function build(config: Config, lock: DataDirLock | null): Promise<Datagrov
           bus,
           log: app.log,
           ttlMs: config.nodeTtlMs,
+          ...(echo === null ? {} : { echo }),
           self: config.roles.includes('tail') ? { id: nodeId, url: tailUrlNow } : null,
           registry: metrics.registry,
           onChange: () => onShardChange(),
@@ -316,7 +323,7 @@ async function build(config: Config, lock: DataDirLock | null): Promise<Datagrov
     // What an operator looking at a 503 needs first: which part is not ready.
     const reasons = [
       bus.healthy() ? null : 'bus unreachable',
-      bus.healthy() && membership !== null && !membership.hearsItself() ? 'bus carries no messages (this process hears none of its own)' : null,
+      bus.healthy() && echo !== null && !echo.hearsItself() ? 'bus carries no messages (this process hears none of its own)' : null,
       (membership?.settled() ?? true) ? null : 'joining the cluster',
       (auth?.ready() ?? true) ? null : 'auth store unavailable',
       tail?.notReady() ?? null,
@@ -367,6 +374,7 @@ async function build(config: Config, lock: DataDirLock | null): Promise<Datagrov
       closed = true;
       // Leave the shard map first, so clients are sent to the remaining nodes at once.
       membership?.stop();
+      echo?.stop();
       if (tail !== null) await tail.drain();
       // Fastify closes idle connections at once and waits for the others: past the drain
       // time, a connection still sending its request (or not reading the answer) is cut.

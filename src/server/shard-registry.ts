@@ -20,7 +20,8 @@
  *   refusing every one.
  * - Silence is not taken for death while this process cannot hear itself. Every
  *   `ttlMs / 3` it publishes an echo on a subject only it listens to
- *   (`dg.cluster.echo.<random>`). A peer past its TTL leaves the map only once an echo
+ *   (`dg.cluster.echo.<random>`; src/bus/self-echo.ts, the process's one when given). A
+ *   peer past its TTL leaves the map only once an echo
  *   sent no earlier than a heartbeat interval before that deadline has come back, i.e. the
  *   bus was carrying this process's messages when the peer's should have arrived. While
  *   no echo comes back (NATS down or stalled, this process cut off) the map stays as it
@@ -43,6 +44,7 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import { Gauge, type Registry } from 'prom-client';
 import type { Bus, Subscription } from '../bus/bus.js';
+import { SelfEcho } from '../bus/self-echo.js';
 import { SUBJECTS, type TailNodeMessage } from '../protocol/bus-messages.js';
 import { pickShard, type Shard } from '../protocol/shards.js';
 
@@ -57,6 +59,11 @@ export interface ShardRegistryOptions {
   log: FastifyBaseLogger;
   /** Heartbeat lifetime this process announces; heartbeats go out every ttlMs / 3. */
   ttlMs: number;
+  /**
+   * The process's echo check, started and stopped by its owner (it should send every
+   * ttlMs / 3 or more often). Without it the registry runs one of its own.
+   */
+  echo?: SelfEcho;
   /** This process's tail node (its URL may be known only once listening); null without tail. */
   self: { id: string; url: () => string } | null;
   /** Where the `datagrove_cluster_tail_nodes` gauge goes. */
@@ -82,10 +89,6 @@ export const MAX_NODE_TTL_MS = 600_000;
 const MAX_URL = 2048;
 /** More tail nodes than any sane cluster; beyond it strangers are ignored (and logged). */
 const MAX_NODES = 1024;
-/** Subject prefix of the echoes each registry sends itself (one random token per process). */
-const ECHO_SUBJECT_PREFIX = 'dg.cluster.echo.';
-/** Shortest silence of this process's echoes that makes /ready 503. */
-const ECHO_SILENT_MS = 5000;
 
 /**
  * The default node id of a tail process in a cluster: stable across restarts on the same
@@ -128,14 +131,13 @@ export class ShardRegistry {
   #announcing = false;
   #version = 0;
   #sub: Subscription | null = null;
+  /** This process's echoes; `#ownsEcho` when the registry made (so starts and stops) it. */
+  readonly #echo: SelfEcho;
+  readonly #ownsEcho: boolean;
   #echoSub: Subscription | null = null;
-  readonly #echoSubject = ECHO_SUBJECT_PREFIX + randomBytes(8).toString('hex');
-  /** When this process last heard its own echo (its clock); -Infinity before the first. */
-  #lastEcho = Number.NEGATIVE_INFINITY;
   /** True while expiries are held back for want of an echo (logged once per outage). */
   #holding = false;
   #timer: NodeJS.Timeout | null = null;
-  #echoTimer: NodeJS.Timeout | null = null;
   #warnedFull = false;
   #warnedTwin = false;
   #startedAt: number | null = null;
@@ -149,6 +151,8 @@ export class ShardRegistry {
     this.#opts = opts;
     this.#now = opts.now ?? Date.now;
     this.#log = opts.log.child({ svc: 'cluster' });
+    this.#ownsEcho = opts.echo === undefined;
+    this.#echo = opts.echo ?? new SelfEcho({ bus: opts.bus, intervalMs: this.#interval(), now: this.#now });
     if (opts.registry !== undefined && opts.registry.getSingleMetric('datagrove_cluster_tail_nodes') === undefined) {
       const live = () => this.shards().shards.length;
       new Gauge({
@@ -171,12 +175,10 @@ export class ShardRegistry {
   start(): void {
     if (this.#sub !== null) return;
     this.#sub = this.#opts.bus.subscribe(SUBJECTS.tailNode, (m) => this.#onMessage(m));
-    this.#echoSub = this.#opts.bus.subscribe(this.#echoSubject, () => this.#onEcho());
+    this.#echoSub = this.#echo.onHeard((gap) => this.#onEcho(gap));
     this.#startedAt = this.#now();
     this.#probe();
-    this.echo();
-    this.#echoTimer = setInterval(() => this.echo(), this.#interval());
-    this.#echoTimer.unref();
+    if (this.#ownsEcho) this.#echo.start();
   }
 
   /**
@@ -184,11 +186,7 @@ export class ShardRegistry {
    * expire only while echoes come back. Public for tests that drive the clock.
    */
   echo(): void {
-    try {
-      this.#opts.bus.publish(this.#echoSubject, {});
-    } catch {
-      // The bus is closed or down: no echo comes back, which is the point.
-    }
+    this.#echo.echo();
   }
 
   #interval(): number {
@@ -199,11 +197,8 @@ export class ShardRegistry {
     this.#publish({ probe: true, from: this.#opts.self?.id ?? `auth-${hostname()}`, instance: this.#instance });
   }
 
-  #onEcho(): void {
+  #onEcho(gap: number): void {
     const now = this.#now();
-    const previous = this.#lastEcho === Number.NEGATIVE_INFINITY ? (this.#startedAt ?? now) : this.#lastEcho;
-    this.#lastEcho = now;
-    const gap = now - previous;
     if (gap > 2 * this.#interval()) {
       // The bus carries this process's messages again after a gap: peers' heartbeats were
       // lost with it, so give each a fresh TTL and ask them to beat now.
@@ -214,16 +209,9 @@ export class ShardRegistry {
     this.#holding = false;
   }
 
-  /**
-   * Whether the bus carries this process's own messages: an echo came back within the last
-   * heartbeat interval plus 2 s (at least 5 s), counted from `start`. A NATS connection that
-   * is black-holed (still open, carrying nothing) stays "connected" until its pings time out,
-   * about 30 s; this notices in seconds, for /ready.
-   */
+  /** Whether the bus carries this process's own messages (SelfEcho.hearsItself). */
   hearsItself(): boolean {
-    if (this.#startedAt === null) return true;
-    const last = this.#lastEcho === Number.NEGATIVE_INFINITY ? this.#startedAt : this.#lastEcho;
-    return this.#now() - last <= Math.max(ECHO_SILENT_MS, this.#interval() + 2000);
+    return this.#echo.hearsItself();
   }
 
   /** Whether the map has had time to hear from every live node since `start` (see `settleMs`). */
@@ -267,8 +255,7 @@ export class ShardRegistry {
   stop(): void {
     if (this.#timer !== null) clearInterval(this.#timer);
     this.#timer = null;
-    if (this.#echoTimer !== null) clearInterval(this.#echoTimer);
-    this.#echoTimer = null;
+    if (this.#ownsEcho) this.#echo.stop();
     this.#echoSub?.unsubscribe();
     this.#echoSub = null;
     const self = this.#opts.self;
@@ -394,11 +381,12 @@ export class ShardRegistry {
       if (p.expiresAt > now) continue;
       // Expired only if the bus carried this process's own echo when p's heartbeat was due
       // (an echo sent within an interval before p's deadline, or later, came back).
-      if (this.#lastEcho < p.expiresAt - this.#interval()) {
+      const lastEcho = this.#echo.lastHeard();
+      if (lastEcho < p.expiresAt - this.#interval()) {
         if (!this.#holding) {
           this.#holding = true;
           this.#log.warn(
-            { node: id, silentMs: now - this.#lastEcho },
+            { node: id, silentMs: now - lastEcho },
             'no heartbeat from a tail node, but this process does not hear its own messages on the bus either; keeping the shard map as it is until the bus carries them again',
           );
         }
