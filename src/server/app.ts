@@ -70,7 +70,7 @@ function wsUrl(publicUrl: string): string {
 }
 
 /** The HTTP server's time limits (config.httpTimeouts overrides them). */
-const HTTP_TIMEOUTS: HttpTimeouts = { headersMs: 20_000, requestMs: 30_000, checkMs: 2_000, drainMs: 5_000 };
+const HTTP_TIMEOUTS: HttpTimeouts = { headersMs: 20_000, requestMs: 30_000, checkMs: 2_000, idleMs: 60_000, drainMs: 5_000 };
 
 export async function buildServer(config: Config): Promise<DatagroveServer> {
   refuseBackupDir(config.dataDir);
@@ -131,10 +131,19 @@ async function build(config: Config, lock: DataDirLock | null): Promise<Datagrov
         { headersTimeout: t.headersMs, requestTimeout: t.requestMs, connectionsCheckingInterval: t.checkMs },
         boundPipelining(handler, () => metrics.pipelineCloses.inc()),
       );
+      // The limits above end once a request has arrived: a client that then stops reading
+      // the answers would hold the connection, and the answers' bytes, for good. A connection
+      // on which nothing moves either way for idleMs is closed. It never cuts an idle
+      // kept-alive connection sooner than Node's keepAliveTimeout (5 s) does, nor an
+      // upgraded WebSocket (ws turns the socket's timeout off).
+      server.setTimeout(t.idleMs);
       server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
         for (const h of upgradeHandlers) if (h(req, socket, head)) return;
         const miss = routeMiss(req.method, req.url);
         countError(miss.code);
+        // Closed once the answer is out, whether or not the client closes its side: an
+        // upgrade's socket is past the HTTP server's time limits.
+        socket.once('finish', () => socket.destroy());
         socket.end(rawErrorResponse(miss.code, miss.message));
       });
       return server;

@@ -79,6 +79,12 @@ export interface HttpTimeouts {
   /** How often connections are checked against the two (ms). */
   checkMs: number;
   /**
+   * While a request is being run or answered, how long nothing may move on its connection,
+   * either way (ms); then the connection is closed and the answers not yet sent are dropped.
+   * A client that stops reading its answers cannot hold the connection and their bytes.
+   */
+  idleMs: number;
+  /**
    * On shutdown, how long requests still coming in or being answered may take before
    * their connections are cut (ms), so a half-sent request cannot hold the process.
    */

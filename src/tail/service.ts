@@ -52,8 +52,13 @@ const COMMIT_FAILURE_LOG_MS = 10_000;
 /** Damaged storage stays damaged until an operator acts: one log line per this long while calls fail on it. */
 const STORE_DAMAGE_LOG_MS = 60_000;
 
-/** Refuses an upgrade with an HTTP error in the usual shape, and closes the connection. */
+/**
+ * Refuses an upgrade with an HTTP error in the usual shape, and closes the connection once
+ * the answer is out, whether or not the client closes its side (an upgrade's socket is past
+ * the HTTP server's time limits, so a half-open one would otherwise stay for good).
+ */
 function refuse(socket: Duplex, code: ErrorCode, message: string, headers?: Record<string, string>): void {
+  socket.once('finish', () => socket.destroy());
   socket.end(rawErrorResponse(code, message, headers));
 }
 
