@@ -103,6 +103,8 @@ describe('OIDC login through the dev identity provider', async () => {
     const keys = newDeviceKeys();
     const a = await oidcStart(url, keys);
     const { callback, browser } = await devIdpSignIn(a.body.url, newEmail());
+    // A HEAD (a link preview, a prefetch) is not a callback: it uses up neither state nor code.
+    assert.equal((await fetch(callback, { method: 'HEAD', redirect: 'manual' })).status, 404);
     const first = await browser.request(callback);
     assert.equal(first.status, 200);
     const code = await confirmationCode(first);

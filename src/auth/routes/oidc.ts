@@ -44,7 +44,8 @@ export function oidcRoutes(app: FastifyInstance, ctx: AuthContext): void {
 
   app.get<{ Querystring: OidcCallbackQuery }>(
     '/oidc/callback',
-    { schema: { querystring: OidcCallbackQuery }, config: ipLimit(IP_LIMITS.oidcCallback) },
+    // No HEAD twin: a HEAD (a link preview, a prefetch) would use up the login's state and code.
+    { schema: { querystring: OidcCallbackQuery }, config: ipLimit(IP_LIMITS.oidcCallback), exposeHeadRoute: false },
     async (req, reply) => {
       const raw = req.url.includes('?') ? req.url.slice(req.url.indexOf('?') + 1) : '';
       const r = await handleCallback(ctx, req.query.state, raw);
