@@ -14,6 +14,7 @@ import type { FastifyBaseLogger, FastifyPluginAsync } from 'fastify';
 import type Provider from 'oidc-provider';
 import type { Account, HelperContext } from 'oidc-provider';
 import { DgError } from '../protocol/errors.js';
+import { normalizeEmail } from '../protocol/email.js';
 import { MemoryStore, memoryAdapter } from './memory-adapter.js';
 import { errorPage, signInPage } from './pages.js';
 
@@ -180,7 +181,7 @@ export function createDevIdp(deps: DevIdpDeps): DevIdp {
 
       scope.post<{ Params: { uid: string }; Body: Record<string, string> | undefined }>(`${DEV_IDP_PREFIX}/interaction/:uid/login`, async (req, reply) => {
         const p = await instance();
-        const email = String(req.body?.email ?? '').trim().toLowerCase();
+        const email = normalizeEmail(String(req.body?.email ?? ''));
         const verified = req.body?.email_verified === 'yes';
         reply.hijack();
         try {
