@@ -28,6 +28,7 @@ import type { Config, HttpTimeouts } from './config.js';
 import { createMetrics } from './metrics.js';
 import { metricsGate } from './metrics-gate.js';
 import { boundPipelining } from './pipelining.js';
+import { asksForWebSocket, servePlainUpgrade } from './plain-upgrade.js';
 import { clientErrorHandler, frameworkErrorHandler, installErrorHandlers, routeMiss, sendError } from './http-errors.js';
 import { refuseBackupDir } from './backup.js';
 import { demoRoutes } from './demo/routes.js';
@@ -138,6 +139,8 @@ async function build(config: Config, lock: DataDirLock | null): Promise<Datagrov
       // upgraded WebSocket (ws turns the socket's timeout off).
       server.setTimeout(t.idleMs);
       server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+        // `Upgrade: h2c` and the like are offers the server declines: plain requests.
+        if (!asksForWebSocket(req)) return servePlainUpgrade(req, socket, head, handler, { maxBodyBytes: BODY_LIMIT, requestMs: t.requestMs });
         for (const h of upgradeHandlers) if (h(req, socket, head)) return;
         const miss = routeMiss(req.method, req.url);
         countError(miss.code);
