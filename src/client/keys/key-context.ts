@@ -36,7 +36,10 @@ export interface KeyContext {
   adoptUserKey(key: UserKey, version: number): Promise<void>;
   /** Saves the site keys at rest and, when the user key is held, merges them into the keychain. */
   saveRing(): Promise<void>;
-  /** Saves the site keys at rest only. */
+  /**
+   * Saves the site keys at rest only, merged with those other clients of the device saved
+   * in the shared storage (which the ring takes too): a save never drops a stored key.
+   */
   persistRing(): Promise<void>;
   /** The server's attestation keys, fetched fresh (a revocation must be seen at once). */
   serverKeys(): Promise<ServerKey[]>;

@@ -383,8 +383,32 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
     this.heldKey = { key, version };
   }
 
+  /**
+   * Saves the site keys at rest, merged with what the storage holds now. The clients of one
+   * device may share the storage (tabs, processes), each holding only the keys it took, and
+   * all save under one name: a save keeps every (site, epoch) stored or held here, so no
+   * client drops a key another one saved, and this ring takes the stored keys it lacked
+   * (their client judged them before saving them; `open` trusts the storage as well). For
+   * an epoch stored with another key than the one held here, the stored key stays (a key
+   * once saved is never replaced) and the conflict is reported. Nothing is ever removed
+   * from the stored keys (a refused key is never added). The read and the write run under
+   * the storage's lock when it has one, so the clients' saves take turns; without it, two
+   * saves at the very same moment can still keep only one's keys, until the other's next
+   * save (its ring still holds them).
+   */
   async persistRing(): Promise<void> {
-    await this.vault.save(ringName(this.user), this.ring.toJSON());
+    const name = ringName(this.user);
+    const merge = async (): Promise<void> => {
+      const stored = SiteKeyring.fromJSON(await this.vault.load(name));
+      const out = new SiteKeyring();
+      out.merge(stored);
+      const { conflicts } = out.merge(this.ring);
+      this.ring.merge(stored);
+      for (const c of conflicts) this.report(new DgError('CONFLICT', `site keys: another key for ${c} is kept in this device's storage`));
+      await this.vault.save(name, out.toJSON());
+    };
+    const storage = this.opts.storage;
+    await (storage.lock === undefined ? merge() : storage.lock(name, merge));
   }
 
   async saveRing(): Promise<void> {
