@@ -93,3 +93,28 @@ describe('site keys of clients sharing one storage', () => {
     });
   }
 });
+
+describe('revoked devices remembered by clients sharing one storage', () => {
+  it('keeps the devices each client revoked (two tabs on one MemoryKeyStorage)', async (t) => {
+    const srv = await startServer({ devIdp: true, leaseGraceMs: 300 });
+    const opened: Device[] = [];
+    t.after(() => closeAll(...opened));
+    const email = newEmail('carol');
+    const laptop = await device(srv, email, 'carol laptop', { approve: false });
+    const tablet = await device(srv, email, 'carol tablet', { noStart: true, approve: false });
+    const watch = await device(srv, email, 'carol watch', { noStart: true, approve: false });
+    opened.push(laptop, tablet, watch);
+    const storage = new MemoryKeyStorage();
+    const tabA = await device(srv, email, 'carol phone', { storage, noStart: true, approve: false });
+    opened.push(tabA);
+    const tabB = await withKeys(await makeClient(srv, { storage }), storage, tabA.identity, { noStart: true, approve: false });
+    opened.push(tabB);
+
+    // Each tab, opened before the other saved, revokes another device of the user.
+    await tabA.keys.revokeDevice(tablet.client.device as string);
+    await tabB.keys.revokeDevice(watch.client.device as string);
+    const later = await KeyManager.open(tabB.client, { storage });
+    assert.deepEqual([later.revokedHere(tablet.client.device as string), later.revokedHere(watch.client.device as string)], [true, true]);
+    later.close();
+  });
+});

@@ -85,7 +85,7 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
   readonly codec: PayloadCodec;
   private heldKey: HeldUserKey | null = null;
   /** Devices this device revoked (kept in the vault): never sent keys. */
-  private readonly revoked = new Set<string>();
+  private revoked = new Set<string>();
   private readonly writers: WriterDirectory;
   private st: UserKeyState = 'awaiting-key';
   private readonly source: ManagedKeySource;
@@ -320,9 +320,7 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
     const own = (await this.client.me()).devices.some((d) => d.device === device);
     const { rotate } = await this.client.revoke({ device });
     // Remembered before any rotation: the new keys never go to it, even if the server lists it.
-    this.revoked.add(device);
-    if (this.revoked.size > MAX_REVOKED_REMEMBERED) this.revoked.delete(this.revoked.values().next().value as string);
-    await this.vault.save(revokedName(this.user), [...this.revoked]);
+    await this.rememberRevoked(device);
     if (own && this.heldKey !== null) await rotateUserKey(this);
     return this.rotateSites(rotate);
   }
@@ -441,6 +439,28 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
 
   verified(who: { user: string } | { email: string }): Promise<VerifiedUser> {
     return verifiedUser(this.api, this.pins, who);
+  }
+
+  /**
+   * Adds `device` to the devices this device remembers as revoked, merged with what the
+   * storage holds (other clients of the device sharing it remember theirs), under the
+   * storage's lock when it has one: a save never drops another client's entry, only the
+   * oldest beyond MAX_REVOKED_REMEMBERED.
+   */
+  private async rememberRevoked(device: string): Promise<void> {
+    const name = revokedName(this.user);
+    const merge = async (): Promise<void> => {
+      const stored = await this.vault.load(name);
+      const all = new Set<string>(Array.isArray(stored) ? stored.filter((d): d is string => typeof d === 'string') : []);
+      for (const d of this.revoked) all.add(d);
+      all.delete(device);
+      all.add(device);
+      while (all.size > MAX_REVOKED_REMEMBERED) all.delete(all.values().next().value as string);
+      this.revoked = all;
+      await this.vault.save(name, [...all]);
+    };
+    const storage = this.opts.storage;
+    await (storage.lock === undefined ? merge() : storage.lock(name, merge));
   }
 
   revokedHere(device: string): boolean {
