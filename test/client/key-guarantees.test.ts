@@ -55,6 +55,26 @@ describe('pinned user key chains', () => {
     userKeys = [];
     await assert.rejects(verifiedUser(api, pins, { user: 'u1' }), (e: DgError) => e.code === 'FORBIDDEN' && /pinned/.test(e.message));
   });
+
+  it('keeps the pins of every client sharing the storage', async () => {
+    const link = (publicKey: string) => [{ version: 1, publicKey, sig: 's', prevSig: null }];
+    const storage = new MemoryKeyStorage();
+    const tab1 = new KeyPins(storage);
+    const tab2 = new KeyPins(storage);
+    // Both tabs have read the pins; then each pins a user of its own.
+    const k0 = UserKey.generate().publicKey;
+    await tab1.check('u0', link(k0));
+    await tab2.check('u0', link(k0));
+    const first = UserKey.generate().publicKey;
+    await tab1.check('u1', link(first));
+    await tab2.check('u2', link(UserKey.generate().publicKey));
+    // A client opened later still finds u1 pinned: another first key is refused.
+    const later = new KeyPins(storage);
+    await later.check('u1', link(first));
+    await assert.rejects(later.check('u1', link(UserKey.generate().publicKey)), (e: DgError) => e.code === 'FORBIDDEN');
+    // And a tab whose copy of the pins is older refuses another first key for a user the other tab pinned.
+    await assert.rejects(tab2.check('u1', link(UserKey.generate().publicKey)), (e: DgError) => e.code === 'FORBIDDEN');
+  });
 });
 
 describe('user key rotation racing a site key save', () => {

@@ -20,12 +20,39 @@ export class KeyPins {
   constructor(private readonly storage: KeyStorage) {}
 
   private async load(): Promise<Map<string, string>> {
-    if (this.pins !== null) return this.pins;
+    this.pins ??= await this.read();
+    return this.pins;
+  }
+
+  /** The pins in the storage now. */
+  private async read(): Promise<Map<string, string>> {
     const v = await this.storage.load(PINS_NAME);
     const m = new Map<string, string>();
     if (v !== null && typeof v === 'object' && !Array.isArray(v)) for (const [u, k] of Object.entries(v)) if (typeof k === 'string') m.set(u, k);
-    this.pins = m;
     return m;
+  }
+
+  /**
+   * Pins `user` to `key`, merged with the pins in the storage (other clients of the device
+   * sharing it pin users too), under the storage's lock when it has one: a save keeps every
+   * pin stored or held here (but the oldest beyond MAX_PINS), and a user another client
+   * pinned meanwhile to another key is refused as any mismatch is.
+   */
+  private async pin(user: string, key: string): Promise<void> {
+    const write = async (): Promise<void> => {
+      const all = await this.read();
+      for (const [u, k] of this.pins ?? []) if (!all.has(u)) all.set(u, k);
+      const prior = all.get(user);
+      if (prior !== undefined && prior !== key) {
+        this.pins = all;
+        throw new DgError('FORBIDDEN', `user ${user}: the key chain does not start with the pinned key`);
+      }
+      all.set(user, key);
+      while (all.size > MAX_PINS) all.delete(all.keys().next().value as string);
+      this.pins = all;
+      await this.storage.save(PINS_NAME, Object.fromEntries(all) as JsonValue);
+    };
+    await (this.storage.lock === undefined ? write() : this.storage.lock(PINS_NAME, write));
   }
 
   /** Pins `user`'s version 1 on first sight; FORBIDDEN when a different one is pinned. */
@@ -39,9 +66,7 @@ export class KeyPins {
       if (first === undefined && pinned === undefined) return;
       if (first !== undefined && pinned === first.publicKey) return;
       if (first === undefined || pinned !== undefined) throw new DgError('FORBIDDEN', `user ${user}: the key chain does not start with the pinned key`);
-      pins.set(user, first.publicKey);
-      while (pins.size > MAX_PINS) pins.delete(pins.keys().next().value as string);
-      await this.storage.save(PINS_NAME, Object.fromEntries(pins) as JsonValue);
+      await this.pin(user, first.publicKey);
     });
     this.chain = run.catch(() => undefined);
     return run;
