@@ -7,7 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { freePort } from '../server/child.js';
-import { portOpen } from './services.js';
+import { IN_CI, portOpen } from './services.js';
 
 export const NATS_SERVER_BIN = process.env.DATAGROVE_TEST_NATS_SERVER ?? '/usr/sbin/nats-server';
 
@@ -42,4 +42,12 @@ export async function startOwnNats(): Promise<OwnNats> {
       await exited;
     },
   };
+}
+
+/** False when nats-server can run here (or in CI, where it must); else the reason to skip, also printed. */
+export function natsServerSkip(): string | false {
+  if (natsServerAvailable() || IN_CI) return false;
+  const reason = `nats-server at ${NATS_SERVER_BIN} is not available here; skipped (CI runs it)`;
+  process.stderr.write(`# SKIP: ${reason}\n`);
+  return reason;
 }

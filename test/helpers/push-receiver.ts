@@ -84,7 +84,8 @@ interface Sub {
   script: ScriptedResponse[];
 }
 
-function makeCertificate(): { key: string; cert: string } {
+/** A self-signed certificate for 127.0.0.1 and localhost, made with openssl. */
+export function makeCertificate(): { key: string; cert: string } {
   const dir = tempDir('dg-push-cert-');
   const key = join(dir, 'key.pem');
   const cert = join(dir, 'cert.pem');

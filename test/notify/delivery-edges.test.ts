@@ -5,45 +5,22 @@
  * that misbehaves on purpose).
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { createECDH, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import https from 'node:https';
-import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { startPushReceiver, type PushReceiver } from '../helpers/push-receiver.js';
-import { tempDir } from '../helpers/server.js';
-import { newDevice, newSite, newUser, pushChange, sleep, startNotify, type Harness } from './harness.js';
-
-async function member(h: Harness, receiver: PushReceiver, site: string) {
-  const user = newUser();
-  const device = newDevice();
-  const sub = receiver.subscribe(h.publicKey);
-  const reply = await h.update({ user, version: 1, changes: [{ op: 'join', device, site }, pushChange(device, sub)] });
-  assert.equal(reply.ok, true);
-  return { user, device, sub };
-}
-
-const lengths = (receiver: PushReceiver, id: string): unknown[] => receiver.received(id).map((p) => (p.payload as { length?: number }).length);
+import { makeCertificate, startPushReceiver, type PushReceiver } from '../helpers/push-receiver.js';
+import { member, newDevice, newSite, newUser, pushChange, pushedLengths, sleep, startNotify } from './harness.js';
 
 /**
  * A push service that answers 201 at once and then never finishes the response body, and
  * counts the requests whose exchange is still open (its side of "in flight").
  */
 async function startStallingPushService(): Promise<{ hosts: string[]; agent: https.Agent; origin: string; open: () => number; maxOpen: () => number; requests: () => number }> {
-  const dir = tempDir('dg-stall-cert-');
-  const keyFile = join(dir, 'key.pem');
-  const certFile = join(dir, 'cert.pem');
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-    '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', '/CN=localhost',
-    '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
-  ], { stdio: 'ignore' });
-  const cert = readFileSync(certFile, 'utf8');
+  const { key, cert } = makeCertificate();
   let open = 0;
   let maxOpen = 0;
   let requests = 0;
-  const server = https.createServer({ key: readFileSync(keyFile, 'utf8'), cert }, (req, res) => {
+  const server = https.createServer({ key, cert }, (req, res) => {
     requests++;
     open++;
     maxOpen = Math.max(maxOpen, open);
@@ -140,7 +117,7 @@ describe('notify: delivery at its edges', () => {
     h.publish(site, 'main', 5, now - 600);
     await receiver.waitFor(c.sub.id, 1);
     await receiver.waitFor(v.sub.id, 1, 2000).catch(() => undefined);
-    assert.deepEqual(lengths(receiver, v.sub.id), [5], 'V left before the write and was offline since');
+    assert.deepEqual(pushedLengths(receiver, v.sub.id), [5], 'V left before the write and was offline since');
   });
 
   it('a node that expired is forgotten even when no look-up swept it before its next message', async () => {
@@ -158,6 +135,6 @@ describe('notify: delivery at its edges', () => {
     h.publish(site, 'main', 1);
     await receiver.waitFor(c.sub.id, 1);
     await receiver.waitFor(v.sub.id, 1, 1500).catch(() => undefined);
-    assert.deepEqual(lengths(receiver, v.sub.id), [1], 'V has been offline since tail-a expired');
+    assert.deepEqual(pushedLengths(receiver, v.sub.id), [1], 'V has been offline since tail-a expired');
   });
 });

@@ -6,20 +6,11 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { startPushReceiver, type BrowserSubscription, type PushReceiver } from '../helpers/push-receiver.js';
+import { startPushReceiver, type BrowserSubscription } from '../helpers/push-receiver.js';
 import { tempDir } from '../helpers/server.js';
-import { SUBJECT, newDevice, newSite, newUser, pushChange, sleep, startNotify, type Harness } from './harness.js';
+import { member, newDevice, newSite, newUser, pushChange, sleep, startNotify, SUBJECT } from './harness.js';
 
 /** One user with one device joined to one site, with a push endpoint. */
-async function member(h: Harness, receiver: PushReceiver, site = newSite()) {
-  const user = newUser();
-  const device = newDevice();
-  const sub = receiver.subscribe(h.publicKey);
-  const reply = await h.update({ user, version: 1, changes: [{ op: 'join', device, site }, pushChange(device, sub)] });
-  assert.equal(reply.ok, true);
-  return { user, device, site, sub };
-}
-
 // Shared by the tests that need no special settings; torn down after the file.
 const receiver = await startPushReceiver();
 const h = await startNotify({ receiver, pushIntervalMs: 100 });

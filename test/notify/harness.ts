@@ -3,6 +3,7 @@
  * SQLite store in a temp dir, its routes on a fastify instance, and logs captured so tests
  * can check what was logged. Torn down after the calling test file.
  */
+import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { after } from 'node:test';
@@ -69,6 +70,19 @@ export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeou
 export function pushChange(device: string, sub: Pick<BrowserSubscription, 'endpoint' | 'keys'>): unknown {
   return { op: 'push', device, subscription: { endpoint: sub.endpoint, keys: sub.keys } };
 }
+
+/** A new user with one device that joined `site` and has a push endpoint at `receiver`. */
+export async function member(h: Harness, receiver: PushReceiver, site = newSite()) {
+  const user = newUser();
+  const device = newDevice();
+  const sub = receiver.subscribe(h.publicKey);
+  const reply = await h.update({ user, version: 1, changes: [{ op: 'join', device, site }, pushChange(device, sub)] });
+  assert.equal(reply.ok, true);
+  return { user, device, site, sub };
+}
+
+/** The lengths the pushes to subscription `id` carried, in order. */
+export const pushedLengths = (receiver: PushReceiver, id: string): unknown[] => receiver.received(id).map((p) => (p.payload as { length?: number }).length);
 
 export async function startNotify(opts: HarnessOptions): Promise<Harness> {
   const dataDir = opts.dataDir ?? tempDir('dg-notify-');

@@ -7,19 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { startPushReceiver, type PushReceiver } from '../helpers/push-receiver.js';
-import { newDevice, newSite, newUser, pushChange, sleep, startNotify, type Harness } from './harness.js';
-
-async function member(h: Harness, receiver: PushReceiver, site: string) {
-  const user = newUser();
-  const device = newDevice();
-  const sub = receiver.subscribe(h.publicKey);
-  const reply = await h.update({ user, version: 1, changes: [{ op: 'join', device, site }, pushChange(device, sub)] });
-  assert.equal(reply.ok, true);
-  return { user, device, sub };
-}
-
-const lengths = (receiver: PushReceiver, id: string): unknown[] => receiver.received(id).map((p) => (p.payload as { length?: number }).length);
+import { startPushReceiver } from '../helpers/push-receiver.js';
+import { member, newSite, pushedLengths, sleep, startNotify } from './harness.js';
 
 describe('pushes and the moment a write was made', async () => {
   const receiver = await startPushReceiver();
@@ -37,14 +26,14 @@ describe('pushes and the moment a write was made', async () => {
     h.publish(site, 'main', 2, 1000);
     await receiver.waitFor(c.sub.id, 1);
     await sleep(300);
-    assert.deepEqual(lengths(receiver, v.sub.id), [], 'V was online when the write was made');
+    assert.deepEqual(pushedLengths(receiver, v.sub.id), [], 'V was online when the write was made');
 
     // Made after V left (ageMs 0, or absent as from an older tail): pushed.
     h.publish(site, 'main', 3, 0);
     await receiver.waitFor(v.sub.id, 1);
     h.publish(site, 'main', 4);
     await receiver.waitFor(v.sub.id, 2, 3000);
-    assert.deepEqual(lengths(receiver, v.sub.id), [3, 4]);
+    assert.deepEqual(pushedLengths(receiver, v.sub.id), [3, 4]);
   });
 
   it('a user listed until its node expired counts as online until then', async () => {
@@ -58,10 +47,10 @@ describe('pushes and the moment a write was made', async () => {
     h.publish(site, 'main', 1, 250);
     await receiver.waitFor(c.sub.id, 1);
     await sleep(250);
-    assert.deepEqual(lengths(receiver, v.sub.id), []);
+    assert.deepEqual(pushedLengths(receiver, v.sub.id), []);
     h.publish(site, 'main', 2, 0);
     await receiver.waitFor(v.sub.id, 1);
-    assert.deepEqual(lengths(receiver, v.sub.id), [2]);
+    assert.deepEqual(pushedLengths(receiver, v.sub.id), [2]);
   });
 
   it('a push held for its window is dropped when the user came online, even briefly, before it was due', async () => {
@@ -80,12 +69,12 @@ describe('pushes and the moment a write was made', async () => {
     h.presence({ node: 'tail-b', ttlMs: 10_000, full: false, online: [], offline: [v.user] });
     await receiver.waitFor(c.sub.id, 2, 3000);
     await sleep(200);
-    assert.deepEqual(lengths(receiver, c.sub.id), [1, 2]);
-    assert.deepEqual(lengths(receiver, v.sub.id), [1], 'V saw length 2 while online');
+    assert.deepEqual(pushedLengths(receiver, c.sub.id), [1, 2]);
+    assert.deepEqual(pushedLengths(receiver, v.sub.id), [1], 'V saw length 2 while online');
 
     // A write after V left is pushed (once V's window allows).
     h.publish(site, 'main', 3);
     await receiver.waitFor(v.sub.id, 2, 3000);
-    assert.deepEqual(lengths(receiver, v.sub.id), [1, 3]);
+    assert.deepEqual(pushedLengths(receiver, v.sub.id), [1, 3]);
   });
 });

@@ -8,25 +8,13 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { copyFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { NatsBus, type BusLog } from '../../src/bus/nats.js';
-import { loadVapidKeys, VAPID_FILE } from '../../src/notify/index.js';
-import { initKeyFiles } from '../../src/server/secrets.js';
-import { natsServerAvailable, startOwnNats, NATS_SERVER_BIN } from '../helpers/nats-server.js';
-import { tempDir } from '../helpers/server.js';
-import { IN_CI, PG_URL, dropPgSchemas, pgSkip, portOpen } from '../helpers/services.js';
+import { natsServerSkip, startOwnNats, NATS_SERVER_BIN } from '../helpers/nats-server.js';
+import { PG_URL, dropPgSchemas, pgSkip, portOpen } from '../helpers/services.js';
 import { startProxy } from '../helpers/tcp-proxy.js';
-import { freePort, sleep, spawnCli, until, waitHttp } from './child.js';
-
-function natsServerSkip(): string | false {
-  if (natsServerAvailable() || IN_CI) return false;
-  const reason = `nats-server at ${NATS_SERVER_BIN} is not available here; skipped (CI runs it)`;
-  process.stderr.write(`# SKIP: ${reason}\n`);
-  return reason;
-}
+import { freePort, sleep, until, spawnRoles } from './child.js';
 
 const natsSkip = natsServerSkip();
 const clusterSkip = natsSkip || (await pgSkip());
@@ -71,18 +59,7 @@ describe('SIGTERM while NATS does not answer', { skip: clusterSkip }, () => {
     after(() => nats.stop());
     const proxy = await startProxy(nats.url);
     after(() => proxy.stop());
-    // The key files every process of a cluster shares, as an operator copies them.
-    const keys = tempDir('dg-outage-keys-');
-    initKeyFiles(keys, { file: VAPID_FILE, make: (d) => void loadVapidKeys(d) });
-    const data = tempDir('dg-outage-');
-    for (const f of ['hmac-keys.json', 'attestation-keys.json', VAPID_FILE]) copyFileSync(join(keys, f), join(data, f));
-    const port = await freePort();
-    const url = `http://127.0.0.1:${port}`;
-    const child = spawnCli([
-      'serve', '--roles', 'auth,notify', '--port', String(port), '--host', '127.0.0.1', '--public-url', url, '--data', data,
-      '--bus', proxy.url, '--db', PG_URL, '--db-schema', schema, '--log-level', 'warn',
-    ]);
-    await waitHttp(child, `${url}/ready`);
+    const { child, url } = await spawnRoles('auth,notify', proxy.url, PG_URL, schema, 'dg-outage-');
 
     // The connection stays open and carries nothing: /ready notices it by its own echoes.
     proxy.stall();

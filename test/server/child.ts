@@ -7,6 +7,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { after } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { copyFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadVapidKeys, VAPID_FILE } from '../../src/notify/index.js';
+import { initKeyFiles } from '../../src/server/secrets.js';
+import { tempDir } from '../helpers/server.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const MAX_OUTPUT = 64 * 1024;
@@ -135,4 +140,25 @@ export async function until<T>(what: string, probe: () => Promise<T | undefined>
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last === undefined ? '' : `: ${String(last)}`}`);
     await sleep(everyMs);
   }
+}
+
+/** A fresh data directory holding the key files every process of a cluster shares, as an operator copies them. */
+export function clusterDataDir(prefix: string): string {
+  const keys = tempDir(`${prefix}keys-`);
+  initKeyFiles(keys, { file: VAPID_FILE, make: (d) => void loadVapidKeys(d) });
+  const data = tempDir(prefix);
+  for (const f of ['hmac-keys.json', 'attestation-keys.json', VAPID_FILE]) copyFileSync(join(keys, f), join(data, f));
+  return data;
+}
+
+/** `serve --roles roles` on `bus` and the PostgreSQL schema `schema`, on a free port, once /ready answers. */
+export async function spawnRoles(roles: string, bus: string, db: string, schema: string, prefix: string): Promise<{ child: Child; url: string }> {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const child = spawnCli([
+    'serve', '--roles', roles, '--port', String(port), '--host', '127.0.0.1', '--public-url', url, '--data', clusterDataDir(prefix),
+    '--bus', bus, '--db', db, '--db-schema', schema, '--log-level', 'warn',
+  ]);
+  await waitHttp(child, `${url}/ready`);
+  return { child, url };
 }

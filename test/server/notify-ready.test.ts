@@ -7,24 +7,12 @@
  * server of its own, behind a proxy it stalls (never the machine's NATS).
  */
 import assert from 'node:assert/strict';
-import { copyFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { loadVapidKeys, VAPID_FILE } from '../../src/notify/index.js';
-import { initKeyFiles } from '../../src/server/secrets.js';
-import { natsServerAvailable, startOwnNats, NATS_SERVER_BIN } from '../helpers/nats-server.js';
-import { tempDir } from '../helpers/server.js';
-import { IN_CI, PG_URL, dropPgSchemas, pgSkip } from '../helpers/services.js';
+import { natsServerSkip, startOwnNats } from '../helpers/nats-server.js';
+import { PG_URL, dropPgSchemas, pgSkip } from '../helpers/services.js';
 import { startProxy } from '../helpers/tcp-proxy.js';
-import { freePort, spawnCli, until, waitHttp } from './child.js';
-
-function natsServerSkip(): string | false {
-  if (natsServerAvailable() || IN_CI) return false;
-  const reason = `nats-server at ${NATS_SERVER_BIN} is not available here; skipped (CI runs it)`;
-  process.stderr.write(`# SKIP: ${reason}\n`);
-  return reason;
-}
+import { until, spawnRoles } from './child.js';
 
 const skip = natsServerSkip() || (await pgSkip());
 const schema = `test_notify_ready_${randomBytes(4).toString('hex')}`;
@@ -52,18 +40,7 @@ describe('/ready of a notify-only process whose NATS connection is black-holed',
     after(() => nats.stop());
     const proxy = await startProxy(nats.url);
     after(() => proxy.stop());
-    // The key files every process of a cluster shares, as an operator copies them.
-    const keys = tempDir('dg-notify-ready-keys-');
-    initKeyFiles(keys, { file: VAPID_FILE, make: (d) => void loadVapidKeys(d) });
-    const data = tempDir('dg-notify-ready-');
-    for (const f of ['hmac-keys.json', 'attestation-keys.json', VAPID_FILE]) copyFileSync(join(keys, f), join(data, f));
-    const port = await freePort();
-    const url = `http://127.0.0.1:${port}`;
-    const child = spawnCli([
-      'serve', '--roles', 'notify', '--port', String(port), '--host', '127.0.0.1', '--public-url', url, '--data', data,
-      '--bus', proxy.url, '--db', PG_URL, '--db-schema', schema, '--log-level', 'warn',
-    ]);
-    await waitHttp(child, `${url}/ready`);
+    const { child, url } = await spawnRoles('notify', proxy.url, PG_URL, schema, 'dg-notify-ready-');
 
     proxy.stall();
     const down = await until(`/ready to be 503 within ${NOTICE_MS} ms`, async () => {
