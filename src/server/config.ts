@@ -102,6 +102,11 @@ export const DEFAULT_PUSH_HOSTS = [
   '*.notify.windows.com',
 ];
 
+/** Longest lease grace: a departed leader's device holding a log for more than 10 minutes helps nobody. */
+export const MAX_LEASE_GRACE_MS = 600_000;
+/** Longest push interval: one day. */
+export const MAX_PUSH_INTERVAL_MS = 86_400_000;
+
 interface OptionSpec {
   key: keyof Config;
   flag: string;
@@ -123,19 +128,19 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'roles', flag: '--roles', env: 'DATAGROVE_ROLES', kind: 'roles', help: 'comma-separated services to run here: auth,tail,notify (default all)' },
   { key: 'nodeId', flag: '--node-id', env: 'DATAGROVE_NODE_ID', kind: 'string', help: 'id of this tail node in the shard map (default tail-1 with the in-process bus, else tail-HOST-PORT)' },
   { key: 'tailUrl', flag: '--tail-url', env: 'DATAGROVE_TAIL_URL', kind: 'string', help: "ws(s):// URL clients use to reach this node's /tail (default: the public URL with ws, plus /tail)" },
-  { key: 'nodeTtlMs', flag: '--node-ttl-ms', env: 'DATAGROVE_NODE_TTL_MS', kind: 'int', help: 'a tail node leaves the shard map this long after its last heartbeat (default 10000)' },
+  { key: 'nodeTtlMs', flag: '--node-ttl-ms', env: 'DATAGROVE_NODE_TTL_MS', kind: 'int', help: `a tail node leaves the shard map this long after its last heartbeat (default 10000, ${MIN_NODE_TTL_MS} to ${MAX_NODE_TTL_MS})` },
   { key: 'accessTtlSec', flag: '--access-ttl', env: 'DATAGROVE_ACCESS_TTL', kind: 'int', help: 'access and lease token lifetime in seconds (default 900, at most 900)' },
-  { key: 'leaseGraceMs', flag: '--lease-grace-ms', env: 'DATAGROVE_LEASE_GRACE_MS', kind: 'int', help: "how long a departed leader's device may retake leadership (default 3000)" },
+  { key: 'leaseGraceMs', flag: '--lease-grace-ms', env: 'DATAGROVE_LEASE_GRACE_MS', kind: 'int', help: `how long a departed leader's device may retake leadership (default 3000, at most ${MAX_LEASE_GRACE_MS})` },
   { key: 'commitDelayMs', flag: '--commit-delay-ms', env: 'DATAGROVE_COMMIT_DELAY_MS', kind: 'int', help: 'while writes keep coming, a tail node starts at most one durable commit per this many ms, so they share it; a write after a quiet spell commits at once (default 2, 0 to 50; 0: one commit per event-loop turn)' },
   { key: 'maxSessions', flag: '--max-sessions', env: 'DATAGROVE_MAX_SESSIONS', kind: 'int', help: 'tail WebSocket sessions one node holds at once; further upgrades get 503 with retry-after (default 100000, at least 1; sessions that have not sent connect yet: at most a tenth of it)' },
   { key: 'maxPendingPerAddress', flag: '--max-pending-per-address', env: 'DATAGROVE_MAX_PENDING_PER_ADDRESS', kind: 'int', help: 'tail WebSocket sessions one client address may have open without a connect yet; further upgrades from it get 503 with retry-after (default 100, at least 1; raise it for many clients behind one NAT)' },
-  { key: 'pushIntervalMs', flag: '--push-interval-ms', env: 'DATAGROVE_PUSH_INTERVAL_MS', kind: 'int', help: 'at most one push per (device, site) per interval (default 10000)' },
+  { key: 'pushIntervalMs', flag: '--push-interval-ms', env: 'DATAGROVE_PUSH_INTERVAL_MS', kind: 'int', help: `at most one push per (device, site) per interval (default 10000, at most ${MAX_PUSH_INTERVAL_MS})` },
   { key: 'vapidSubject', flag: '--vapid-subject', env: 'DATAGROVE_VAPID_SUBJECT', kind: 'string', help: 'VAPID subject, a mailto: or https: URL (default mailto:admin@localhost)' },
   { key: 'devIdp', flag: '--dev-idp', env: 'DATAGROVE_DEV_IDP', kind: 'bool', help: 'mount a development OpenID Connect provider (refused with NODE_ENV=production)' },
   { key: 'demo', flag: '--demo', env: 'DATAGROVE_DEMO', kind: 'bool', help: 'serve the demo web app at / where auth and tail both run (default on; --demo=false or DATAGROVE_DEMO=0 turns it off)' },
   { key: 'oidc', flag: '--oidc', env: 'DATAGROVE_OIDC', kind: 'oidc', help: 'OpenID Connect providers: JSON array of {id, issuer, clientId, clientSecret, scopes?, prompt?} (default: none)' },
   { key: 'trustProxy', flag: '--trust-proxy', env: 'DATAGROVE_TRUST_PROXY', kind: 'list', help: 'comma-separated addresses or CIDR ranges (or loopback, linklocal, uniquelocal) of reverse proxies whose X-Forwarded-For names the client (default: none)' },
-  { key: 'metricsToken', flag: '--metrics-token', env: 'DATAGROVE_METRICS_TOKEN', kind: 'string', help: 'when set (16 to 256 printable ASCII characters), GET /metrics needs "authorization: Bearer <token>" and answers 401 without it (default: open); prefer the environment variable, which ps does not show' },
+  { key: 'metricsToken', flag: '--metrics-token', env: 'DATAGROVE_METRICS_TOKEN', kind: 'string', help: 'when set (16 to 256 printable ASCII characters, no spaces), GET /metrics needs "authorization: Bearer <token>" and answers 401 without it (default: open); prefer the environment variable, which ps does not show' },
   { key: 'logLevel', flag: '--log-level', env: 'DATAGROVE_LOG_LEVEL', kind: 'string', help: 'fatal, error, warn, info (default), debug, trace or silent' },
 ];
 
@@ -256,10 +261,6 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   return c;
 }
 
-/** Longest lease grace: a departed leader's device holding a log for more than 10 minutes helps nobody. */
-export const MAX_LEASE_GRACE_MS = 600_000;
-/** Longest push interval: one day. */
-export const MAX_PUSH_INTERVAL_MS = 86_400_000;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /** --public-url: an http(s) URL without credentials, query or fragment (a path prefix is allowed). */
