@@ -25,6 +25,11 @@ export class TokenBucket {
     this.#tokens -= cost;
     return true;
   }
+
+  /** Gives back `cost` tokens taken for something that was then refused (never above `burst`). */
+  refund(cost = 1): void {
+    this.#tokens = Math.min(this.burst, this.#tokens + cost);
+  }
 }
 
 /**
