@@ -10,11 +10,17 @@
  * - Every copy is checked (`PRAGMA quick_check`) and synced before it takes its name. The
  *   key files follow (mode 0600; left out on request), and the manifest
  *   (`datagrove-backup.json`: every file with its size and SHA-256) comes last: a
- *   directory without one is not a backup.
+ *   directory without one is not a backup. A backup marks its directory before it copies
+ *   anything (`datagrove-backup.json.partial`, replaced by the manifest at the end), so a
+ *   backup killed half-way (kill -9, a power cut) leaves a directory that is refused by
+ *   `serve` and `restore` alike, even when every database and key file was copied.
  * - A backup is never served as it is: the server refuses a data directory that holds a
  *   manifest. `restore` checks every file against the manifest, copies them into an empty
  *   data directory, and lifts the tail store's epochs (LogStore.liftEpochs) before the
- *   databases take their names, so a restored store never hands out an epoch twice.
+ *   databases take their names, so a restored store never hands out an epoch twice. It
+ *   holds the directory's lock (data-dir-lock.ts) from before it checks that the directory
+ *   is empty until every file has its name: a server started on the directory meanwhile is
+ *   refused, instead of serving files the restore then renames over.
  * - Entries acknowledged after the backup was taken are not in it. A client that holds
  *   more of a log than a restored server finds out when it opens the log from its
  *   position (the SDK refuses: `from` is beyond the log's length).
@@ -26,18 +32,25 @@ import Database from 'better-sqlite3';
 import { VAPID_FILE } from '../notify/index.js';
 import { DgError } from '../protocol/errors.js';
 import { openSqliteLogStore } from '../tail/index.js';
+import { LOCK_FILE, lockDataDir } from './data-dir-lock.js';
 import { ATTESTATION_FILE, HMAC_FILE } from './secrets.js';
 
 /** The tail service's SQLite file in a data directory. */
 export const TAIL_DB = 'tail.db';
-/** The databases of a data directory, in the order they are copied. */
-export const DATABASE_FILES = ['auth.db', TAIL_DB, 'notify.db'] as const;
+/**
+ * The databases of a data directory, in the order they are copied: notify before tail, so
+ * the lengths notify recorded as pushed never run ahead of the logs copied after them (a
+ * restored device would not be pushed for entries written again at those positions).
+ */
+export const DATABASE_FILES = ['auth.db', 'notify.db', TAIL_DB] as const;
 /** The key files of a data directory (see secrets.ts and notify/vapid.ts). */
 export const KEY_FILES = [HMAC_FILE, ATTESTATION_FILE, VAPID_FILE] as const;
 /** The file that makes a directory a complete backup. */
 export const BACKUP_MANIFEST = 'datagrove-backup.json';
 
 const PARTIAL = '.partial';
+/** Marks a backup being written: its manifest's temporary file, there from the start. */
+const UNFINISHED = BACKUP_MANIFEST + PARTIAL;
 
 interface ManifestFile {
   name: string;
@@ -93,14 +106,19 @@ function fileEntry(dir: string, name: string): ManifestFile {
   return { name, bytes: statSync(path).size, sha256: sha256Of(path) };
 }
 
-/** Makes `dir` (mode 0700), refusing one that exists with anything in it. */
-function emptyDir(dir: string, what: string): void {
+/** Makes `dir` (mode 0700) unless it exists; refuses a path that is not a directory. */
+function makeDir(dir: string, what: string): void {
   if (existsSync(dir)) {
     if (!statSync(dir).isDirectory()) throw bad(`${what} ${dir} is not a directory`);
-    if (readdirSync(dir).length > 0) throw bad(`${what} ${dir} is not empty`);
   } else {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   }
+}
+
+/** Makes `dir` (mode 0700), refusing one that exists with anything in it but `ignore`. */
+function emptyDir(dir: string, what: string, ignore?: string): void {
+  makeDir(dir, what);
+  if (readdirSync(dir).some((f) => f !== ignore)) throw bad(`${what} ${dir} is not empty`);
   chmodSync(dir, 0o700);
 }
 
@@ -146,12 +164,17 @@ export interface BackupOptions {
  */
 export function backupDataDir(dataDir: string, dest: string, options: BackupOptions = {}): BackupReport {
   if (!existsSync(dataDir) || !statSync(dataDir).isDirectory()) throw bad(`no data directory at ${dataDir}`);
-  if (existsSync(join(dataDir, BACKUP_MANIFEST))) throw bad(`${dataDir} is itself a backup: restore it first (datagrove restore)`);
+  if (existsSync(join(dataDir, BACKUP_MANIFEST)) || existsSync(join(dataDir, UNFINISHED))) throw bad(`${dataDir} is itself a backup: restore it first (datagrove restore)`);
   const databases = DATABASE_FILES.filter((f) => existsSync(join(dataDir, f)));
   const keys = options.keys === false ? [] : KEY_FILES.filter((f) => existsSync(join(dataDir, f)));
   if (databases.length === 0) throw bad(`${dataDir} holds no database (${DATABASE_FILES.join(', ')})`);
   emptyDir(dest, 'the backup directory');
   try {
+    // First of all, so that no moment of an interrupted backup leaves a directory that
+    // looks like a data directory (refuseBackupDir): the manifest replaces it at the end.
+    writeFileSync(join(dest, UNFINISHED), '', { mode: 0o600 });
+    syncPath(join(dest, UNFINISHED));
+    syncPath(dest);
     for (const name of databases) {
       const partial = join(dest, name + PARTIAL);
       copyDatabase(join(dataDir, name), partial);
@@ -160,7 +183,7 @@ export function backupDataDir(dataDir: string, dest: string, options: BackupOpti
     for (const name of keys) copyPrivate(dataDir, dest, name);
     const files = [...databases, ...keys].map((name) => fileEntry(dest, name));
     const manifest: Manifest = { format: 1, createdAt: new Date().toISOString(), files };
-    const tmp = join(dest, BACKUP_MANIFEST + PARTIAL);
+    const tmp = join(dest, UNFINISHED);
     writeFileSync(tmp, `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o600 });
     syncPath(tmp);
     renameSync(tmp, join(dest, BACKUP_MANIFEST));
@@ -173,9 +196,9 @@ export function backupDataDir(dataDir: string, dest: string, options: BackupOpti
   }
 }
 
-/** Removes what a failed backup or restore wrote into `dir`, which was empty before it. */
-function clear(dir: string): void {
-  for (const entry of readdirSync(dir)) rmSync(join(dir, entry), { force: true, recursive: true });
+/** Removes what a failed backup or restore wrote into `dir`, which was empty before it (but `keep`). */
+function clear(dir: string, keep?: string): void {
+  for (const entry of readdirSync(dir)) if (entry !== keep) rmSync(join(dir, entry), { force: true, recursive: true });
 }
 
 function readManifest(backup: string): Manifest {
@@ -209,7 +232,20 @@ export async function restoreDataDir(backup: string, dataDir: string): Promise<R
     if (!existsSync(path)) throw bad(`${path} is missing from the backup`);
     if (statSync(path).size !== f.bytes || sha256Of(path) !== f.sha256) throw bad(`${path} does not match the backup's manifest`);
   }
-  emptyDir(dataDir, 'the data directory to restore into');
+  makeDir(dataDir, 'the data directory to restore into');
+  // Locked before it is found empty: a server that starts on it meanwhile is refused (or
+  // holds it already, and the restore is refused), never served files renamed over it.
+  const lock = lockDataDir(dataDir);
+  try {
+    emptyDir(dataDir, 'the data directory to restore into', LOCK_FILE);
+    return await restoreInto(backup, manifest, dataDir);
+  } finally {
+    lock.release();
+  }
+}
+
+/** The restore proper, into the empty `dataDir` whose lock the caller holds. */
+async function restoreInto(backup: string, manifest: Manifest, dataDir: string): Promise<RestoreReport> {
   const names = manifest.files.map((f) => f.name);
   let logs = 0;
   try {
@@ -230,7 +266,7 @@ export async function restoreDataDir(backup: string, dataDir: string): Promise<R
     for (const name of names) renameSync(join(dataDir, name + PARTIAL), join(dataDir, name));
     syncPath(dataDir);
   } catch (err) {
-    clear(dataDir);
+    clear(dataDir, LOCK_FILE);
     throw err;
   }
   return { files: names, logs };
@@ -238,6 +274,12 @@ export async function restoreDataDir(backup: string, dataDir: string): Promise<R
 
 /** Throws unless `dataDir` may be served: a backup must be restored first. */
 export function refuseBackupDir(dataDir: string): void {
+  if (existsSync(join(dataDir, UNFINISHED)) && !existsSync(join(dataDir, BACKUP_MANIFEST))) {
+    throw bad(
+      `${dataDir} is an unfinished backup (it holds ${UNFINISHED} and no ${BACKUP_MANIFEST}: the backup was interrupted): ` +
+        'it is neither a backup nor a data directory; take a new backup (datagrove backup) and restore that',
+    );
+  }
   if (existsSync(join(dataDir, BACKUP_MANIFEST))) {
     throw bad(`${dataDir} is a backup (it holds ${BACKUP_MANIFEST}): restore it into a data directory with \`datagrove restore --from ${dataDir} --data DIR\`, which makes it safe to serve`);
   }
