@@ -191,7 +191,10 @@ class Declare implements fc.AsyncCommand<Model, Real> {
     const rights = RIGHT_SETS[this.rights % RIGHT_SETS.length] as Right[];
     const claims = { iss: keysOf(r, this.iss).device, sub: subject(r, sub), site: r.site, logs, rights, ...(prf === null ? {} : { prf: prf.hash }), iat: Math.floor(Date.now() / 1000) };
     const signed = signGrant(keysOf(r, this.iss).privateKey, claims);
-    const g: Grant = { hash: signed.hash, jws: signed.jws, iss: this.iss, sub, logs, rights, prf, stored: false, revoked: false };
+    // The same claims in the same second sign to the same grant (Ed25519 is deterministic):
+    // it is that grant again, revoked if it was.
+    const same = m.grants.find((x) => x.hash === signed.hash);
+    const g: Grant = same ?? { hash: signed.hash, jws: signed.jws, iss: this.iss, sub, logs, rights, prf, stored: false, revoked: false };
     const bearer = r.declarers[r.turn++ % r.declarers.length] as SignedUpDevice;
     const res = await post<{ hash?: string; error?: { code: string; message: string } }>(r.url, '/declare', { grant: signed.jws }, bearer.access);
     const why = invalid(m, g);
@@ -208,7 +211,7 @@ class Declare implements fc.AsyncCommand<Model, Real> {
     } else {
       assert.equal(res.status, 403, what);
     }
-    m.grants.push(g);
+    if (same === undefined) m.grants.push(g);
   }
   toString = () => `declare(${JSON.stringify(this.issuer)}, sub ${JSON.stringify(this.sub)}, logs ${this.logs}, rights ${this.rights}, ${JSON.stringify(this.proof)}, ${this.attenuate})`;
 }
