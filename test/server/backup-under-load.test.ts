@@ -12,7 +12,7 @@ import { EPOCH_LIFT } from '../../src/tail/log-store.js';
 import { createSite, signupDevice, type SignedUpDevice } from '../helpers/auth-client.js';
 import { tempDir } from '../helpers/server.js';
 import { decodeEntry, entry, TailClient } from '../helpers/tail-client.js';
-import { freePort, runCli, sleep, spawnCli, waitHttp, type Child, type Exit } from './child.js';
+import { freePort, runCli, sleep, spawnCli, waitHttp, type Child, type Exit, serveDataDir, stopCleanly } from './child.js';
 
 interface Served {
   child: Child;
@@ -25,18 +25,6 @@ interface Lease {
   epoch: number;
   length: number;
   role: string;
-}
-
-async function serve(dataDir: string): Promise<Served> {
-  const port = await freePort();
-  const child = spawnCli(['serve', '--port', String(port), '--host', '127.0.0.1', '--data', dataDir, '--log-level', 'warn']);
-  const url = `http://127.0.0.1:${port}`;
-  await waitHttp(child, `${url}/ready`);
-  return { child, url, wsUrl: `ws://127.0.0.1:${port}/tail` };
-}
-
-async function terminate(child: Child): Promise<void> {
-  assert.deepEqual(await child.stop('SIGTERM'), { code: 0, signal: null }, child.output());
 }
 
 /** A `serve` on `dataDir` that either answers /ready or exits: which one, and the output. */
@@ -153,7 +141,7 @@ describe('datagrove backup and restore under write load', () => {
     const data = join(root, 'data');
     const copy = join(root, 'copy');
     const logs = ['a', 'b', 'c'];
-    const first = await serve(data);
+    const first = await serveDataDir(data);
     const owner = await signupDevice(first.url);
     const site = await createSite(first.url, owner.access);
     const load = await startLoad(first, owner, site, logs);
@@ -164,7 +152,7 @@ describe('datagrove backup and restore under write load', () => {
     assert.equal(b.code, 0, b.output);
     assert.ok(load.signups() > 0, 'devices signed up meanwhile');
     assert.ok(logs.every((log) => (after.get(log) ?? 0) > (before.get(log) ?? 0)), 'writes went on during the backup');
-    await terminate(first.child);
+    await stopCleanly(first.child);
 
     // The restore is caught while its files are being written (SIGSTOP, as a slow disk
     // would hold it), and a server is started on the directory meanwhile. Were it to start,
@@ -190,7 +178,7 @@ describe('datagrove backup and restore under write load', () => {
     // The restored directory: every write acked before the backup began, in order, none
     // twice; the write ids of the copied writes are remembered (a resend is a dup, not a
     // second append); epochs above any handed out before.
-    const second = await serve(restored);
+    const second = await serveDataDir(restored);
     const c = await TailClient.connect(second.wsUrl, owner.access);
     for (const log of logs) {
       const l = await c.call<Lease>('lease', { site, log });
@@ -205,13 +193,13 @@ describe('datagrove backup and restore under write load', () => {
       assert.deepEqual([resent.dup, resent.at, resent.length], [true, last, l.length], `the resend of ${wid(log, last)} is a dup`);
     }
     c.close();
-    await terminate(second.child);
+    await stopCleanly(second.child);
   });
 
   it('a backup killed before its manifest is not served as a data directory', { timeout: 240_000 }, async () => {
     const root = tempDir('dg-backup-kill-');
     const data = join(root, 'data');
-    const first = await serve(data);
+    const first = await serveDataDir(data);
     const owner = await signupDevice(first.url);
     const site = await createSite(first.url, owner.access);
     const load = await startLoad(first, owner, site, ['a']);
@@ -227,7 +215,7 @@ describe('datagrove backup and restore under write load', () => {
       });
     }
     await load.stop();
-    await terminate(first.child);
+    await stopCleanly(first.child);
     assert.ok(killed?.caught === true, 'the backup was caught before its manifest');
     assert.equal(killed.exit.signal, 'SIGKILL');
     const left = readdirSync(partial);

@@ -15,19 +15,7 @@ import { createSite, signupDevice } from '../helpers/auth-client.js';
 import { tempDir } from '../helpers/server.js';
 import { PG_URL, dropPgSchemas, pgSkip } from '../helpers/services.js';
 import { decodeEntry, entry, TailClient } from '../helpers/tail-client.js';
-import { freePort, runCli, spawnCli, waitHttp, type Child } from './child.js';
-
-async function serve(dataDir: string): Promise<{ child: Child; url: string; wsUrl: string }> {
-  const port = await freePort();
-  const child = spawnCli(['serve', '--port', String(port), '--host', '127.0.0.1', '--data', dataDir, '--log-level', 'warn']);
-  const url = `http://127.0.0.1:${port}`;
-  await waitHttp(child, `${url}/ready`);
-  return { child, url, wsUrl: `ws://127.0.0.1:${port}/tail` };
-}
-
-async function terminate(child: Child): Promise<void> {
-  assert.deepEqual(await child.stop('SIGTERM'), { code: 0, signal: null }, child.output());
-}
+import { freePort, runCli, serveDataDir, stopCleanly } from './child.js';
 
 interface Lease {
   handle: string;
@@ -44,7 +32,7 @@ describe('datagrove backup and restore', () => {
     const data = join(root, 'data');
     const copy = join(root, 'copy');
     const restored = join(root, 'restored');
-    const first = await serve(data);
+    const first = await serveDataDir(data);
     const owner = await signupDevice(first.url);
     const site = await createSite(first.url, owner.access);
     const c = await TailClient.connect(first.wsUrl, owner.access);
@@ -70,7 +58,7 @@ describe('datagrove backup and restore', () => {
     await writer;
     assert.equal(b.code, 0, b.output);
     assert.match(b.output, /tail\.db\t\d+ bytes\tsha256 [0-9a-f]{64}/);
-    await terminate(first.child);
+    await stopCleanly(first.child);
     assert.ok(ackedAfter > ackedBefore, 'writes went on during the backup');
 
     // The copy: private, complete, described by its manifest.
@@ -92,7 +80,7 @@ describe('datagrove backup and restore', () => {
     assert.match(r.output, /the epochs of 1 logs were lifted/);
     assert.equal(existsSync(join(restored, 'datagrove-backup.json')), false);
 
-    const second = await serve(restored);
+    const second = await serveDataDir(restored);
     // The HMAC keys came along: a token of the old server still connects.
     const c2 = await TailClient.connect(second.wsUrl, owner.access);
     const l2 = await c2.call<Lease>('lease', { site, log: 'main' });
@@ -109,20 +97,20 @@ describe('datagrove backup and restore', () => {
     assert.deepEqual(got, Array.from({ length: l2.length }, (_, i) => `e${i}`));
     assert.equal((await c2.call<{ length: number }>('write', { handle: l2.handle, at: l2.length, entries: [entry('after')] })).length, l2.length + 1);
     c2.close();
-    await terminate(second.child);
+    await stopCleanly(second.child);
 
     // The same backup restored again, later: the epochs the first restore handed out are
     // lost history too, and are passed as well.
     const restoredAgain = join(root, 'restored-again');
     const r2 = await runCli(['restore', '--from', copy, '--data', restoredAgain]);
     assert.equal(r2.code, 0, r2.output);
-    const fourth = await serve(restoredAgain);
+    const fourth = await serveDataDir(restoredAgain);
     const c4 = await TailClient.connect(fourth.wsUrl, owner.access);
     const l4 = await c4.call<Lease>('lease', { site, log: 'main' });
     assert.ok(l4.epoch > l2.epoch, `epoch ${l4.epoch} of the second restore is above ${l2.epoch} of the first`);
     assert.ok(Number.isSafeInteger(l4.epoch));
     c4.close();
-    await terminate(fourth.child);
+    await stopCleanly(fourth.child);
 
     // Restoring over data is refused; lift-epochs (for other restores) lifts once more.
     const again = await runCli(['restore', '--from', copy, '--data', restored]);
@@ -131,19 +119,19 @@ describe('datagrove backup and restore', () => {
     const lift = await runCli(['lift-epochs', '--data', restored]);
     assert.equal(lift.code, 0, lift.output);
     assert.match(lift.output, /the epochs of 1 logs were lifted/);
-    const third = await serve(restored);
+    const third = await serveDataDir(restored);
     const c3 = await TailClient.connect(third.wsUrl, owner.access);
     assert.ok((await c3.call<Lease>('lease', { site, log: 'main' })).epoch > 2 * EPOCH_LIFT);
     c3.close();
-    await terminate(third.child);
+    await stopCleanly(third.child);
   });
 
   it('refuses what would mix or lose data, with a clear message', { timeout: 120_000 }, async () => {
     const root = tempDir('dg-backup-bad-');
     const data = join(root, 'data');
-    const first = await serve(data);
+    const first = await serveDataDir(data);
     await signupDevice(first.url);
-    await terminate(first.child);
+    await stopCleanly(first.child);
 
     const missing = await runCli(['backup', '--data', join(root, 'nope'), '--to', join(root, 'x')]);
     assert.equal(missing.code, 2, missing.output);

@@ -3,6 +3,7 @@
  * until it answers HTTP, stop it with a signal, and keep its output for failure messages.
  * Every child still running when the test file ends is killed (node:test `after`).
  */
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { after } from 'node:test';
@@ -161,4 +162,18 @@ export async function spawnRoles(roles: string, bus: string, db: string, schema:
   ]);
   await waitHttp(child, `${url}/ready`);
   return { child, url };
+}
+
+/** `serve` (every service, SQLite) on `dataDir` and a free port, once /ready answers. */
+export async function serveDataDir(dataDir: string, logLevel = 'warn'): Promise<{ child: Child; url: string; wsUrl: string }> {
+  const port = await freePort();
+  const child = spawnCli(['serve', '--port', String(port), '--host', '127.0.0.1', '--data', dataDir, '--log-level', logLevel]);
+  const url = `http://127.0.0.1:${port}`;
+  await waitHttp(child, `${url}/ready`);
+  return { child, url, wsUrl: `ws://127.0.0.1:${port}/tail` };
+}
+
+/** Stops `child` with SIGTERM; asserts that it exited 0 (its output otherwise). */
+export async function stopCleanly(child: Child): Promise<void> {
+  assert.deepEqual(await child.stop('SIGTERM'), { code: 0, signal: null }, child.output());
 }

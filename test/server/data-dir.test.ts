@@ -11,19 +11,7 @@ import Database from 'better-sqlite3';
 import { signupDevice } from '../helpers/auth-client.js';
 import { tempDir } from '../helpers/server.js';
 import { PG_URL, dropPgSchemas, pgSkip } from '../helpers/services.js';
-import { freePort, runCli, spawnCli, waitHttp, type Child } from './child.js';
-
-async function serve(dataDir: string, logLevel = 'warn'): Promise<{ child: Child; url: string }> {
-  const port = await freePort();
-  const child = spawnCli(['serve', '--port', String(port), '--host', '127.0.0.1', '--data', dataDir, '--log-level', logLevel]);
-  const url = `http://127.0.0.1:${port}`;
-  await waitHttp(child, `${url}/ready`);
-  return { child, url };
-}
-
-async function terminate(child: Child): Promise<void> {
-  assert.deepEqual(await child.stop('SIGTERM'), { code: 0, signal: null }, child.output());
-}
+import { freePort, runCli, spawnCli, waitHttp, serveDataDir, stopCleanly } from './child.js';
 
 /** `serve` on `dataDir` that must be refused at start: its exit and output. */
 function refusedServe(dataDir: string) {
@@ -33,16 +21,16 @@ function refusedServe(dataDir: string) {
 /** A data directory a server has run on, with a user signed up; the server stopped. */
 async function usedDataDir(): Promise<string> {
   const dir = join(tempDir('dg-datadir-'), 'data');
-  const { child, url } = await serve(dir);
+  const { child, url } = await serveDataDir(dir);
   await signupDevice(url);
-  await terminate(child);
+  await stopCleanly(child);
   return dir;
 }
 
 describe('one server per data directory', () => {
   it('refuses a second server on a directory in use, naming the first one; the lock goes with it', async () => {
     const dir = join(tempDir('dg-lock-'), 'data');
-    const first = await serve(dir);
+    const first = await serveDataDir(dir);
     const second = await refusedServe(dir);
     assert.equal(second.code, 2, second.output);
     assert.match(second.output, new RegExp(`data directory .*data is in use by another datagrove process \\(pid ${first.child.proc.pid}\\)`));
@@ -55,33 +43,33 @@ describe('one server per data directory', () => {
     const backup = await runCli(['backup', '--to', join(dir, '..', 'copy'), '--data', dir]);
     assert.equal(backup.code, 0, backup.output);
 
-    await terminate(first.child);
-    const again = await serve(dir);
+    await stopCleanly(first.child);
+    const again = await serveDataDir(dir);
     assert.doesNotMatch(again.child.output(), /did not stop cleanly/);
-    await terminate(again.child);
+    await stopCleanly(again.child);
   });
 
   it('a server killed outright leaves no lock behind; the next one says the last did not stop cleanly', async () => {
     const dir = join(tempDir('dg-lock-'), 'data');
-    const first = await serve(dir);
+    const first = await serveDataDir(dir);
     const pid = first.child.proc.pid;
     assert.deepEqual(await first.child.stop('SIGKILL'), { code: null, signal: 'SIGKILL' });
-    const next = await serve(dir);
+    const next = await serveDataDir(dir);
     assert.match(next.child.output(), new RegExp(`"previousPid":${pid}.*the previous server on this data directory did not stop cleanly`));
-    await terminate(next.child);
+    await stopCleanly(next.child);
   });
 
   it('a server that cannot listen lets its directory go cleanly', async () => {
-    const first = await serve(join(tempDir('dg-lock-'), 'data'));
+    const first = await serveDataDir(join(tempDir('dg-lock-'), 'data'));
     const dir = join(tempDir('dg-lock-'), 'data');
     const port = new URL(first.url).port;
     const taken = await runCli(['serve', '--port', port, '--host', '127.0.0.1', '--data', dir, '--log-level', 'warn']);
     assert.equal(taken.code, 1, taken.output);
     assert.match(taken.output, /EADDRINUSE/);
-    const next = await serve(dir);
+    const next = await serveDataDir(dir);
     assert.doesNotMatch(next.child.output(), /did not stop cleanly/);
-    await terminate(next.child);
-    await terminate(first.child);
+    await stopCleanly(next.child);
+    await stopCleanly(first.child);
   });
 });
 
@@ -100,8 +88,8 @@ describe('key files of a data directory in use', () => {
     // Making new keys on purpose is one command away.
     const init = await runCli(['keys', 'init', '--data', dir]);
     assert.equal(init.code, 0, init.output);
-    const { child } = await serve(dir);
-    await terminate(child);
+    const { child } = await serveDataDir(dir);
+    await stopCleanly(child);
   });
 
   it('a backup taken without its key files is restored with a word about them, and serves once they are copied in', async () => {
@@ -116,16 +104,16 @@ describe('key files of a data directory in use', () => {
     const refused = await refusedServe(restored);
     assert.equal(refused.code, 2, refused.output);
     for (const f of ['hmac-keys.json', 'attestation-keys.json', 'vapid-keys.json']) cpSync(join(dir, f), join(restored, f));
-    const { child } = await serve(restored);
-    await terminate(child);
+    const { child } = await serveDataDir(restored);
+    await stopCleanly(child);
   });
 
   it('the VAPID key is refused while push subscriptions rest on it', async () => {
     const dir = await usedDataDir();
     rmSync(join(dir, 'vapid-keys.json'));
     // Without subscriptions, a new VAPID key costs nothing (a directory run without notify before).
-    const fresh = await serve(dir);
-    await terminate(fresh.child);
+    const fresh = await serveDataDir(dir);
+    await stopCleanly(fresh.child);
     assert.ok(existsSync(join(dir, 'vapid-keys.json')));
 
     const db = new Database(join(dir, 'notify.db'));
@@ -140,11 +128,11 @@ describe('key files of a data directory in use', () => {
 
   it('a first start, or one on databases that hold nothing yet, makes the keys', async () => {
     const dir = join(tempDir('dg-keys-'), 'data');
-    const first = await serve(dir);
-    await terminate(first.child);
+    const first = await serveDataDir(dir);
+    await stopCleanly(first.child);
     for (const f of ['hmac-keys.json', 'attestation-keys.json', 'vapid-keys.json']) rmSync(join(dir, f));
-    const again = await serve(dir);
-    await terminate(again.child);
+    const again = await serveDataDir(dir);
+    await stopCleanly(again.child);
     for (const f of ['hmac-keys.json', 'attestation-keys.json', 'vapid-keys.json']) assert.ok(existsSync(join(dir, f)), f);
   });
 });
@@ -161,7 +149,7 @@ describe('key files of a single process on PostgreSQL', { skip: pgSkipped }, () 
       const child = spawnCli(['serve', '--port', String(port), '--host', '127.0.0.1', '--data', dir, '--log-level', 'warn', ...db]);
       await waitHttp(child, `http://127.0.0.1:${port}/ready`);
       await signupDevice(`http://127.0.0.1:${port}`);
-      await terminate(child);
+      await stopCleanly(child);
       rmSync(join(dir, 'hmac-keys.json'));
       const r = await runCli(['serve', '--port', '0', '--host', '127.0.0.1', '--data', dir, '--log-level', 'warn', ...db]);
       assert.equal(r.code, 2, r.output);
@@ -173,7 +161,7 @@ describe('key files of a single process on PostgreSQL', { skip: pgSkipped }, () 
       const port2 = await freePort();
       const fresh = spawnCli(['serve', '--port', String(port2), '--host', '127.0.0.1', '--data', other, '--log-level', 'warn', '--db', PG_URL, '--db-schema', `${schema}_b`]);
       await waitHttp(fresh, `http://127.0.0.1:${port2}/ready`);
-      await terminate(fresh);
+      await stopCleanly(fresh);
       assert.ok(existsSync(join(other, 'hmac-keys.json')));
     } finally {
       await dropPgSchemas(schema, `${schema}_b`);
