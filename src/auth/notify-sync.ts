@@ -18,6 +18,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { Bus } from '../bus/bus.js';
 import { SUBJECTS, type NotifyUpdate } from '../protocol/bus-messages.js';
+import { settlesWithin } from '../protocol/settles-within.js';
 import type { ProfileChange } from '../protocol/auth-schemas.js';
 import type { AuthStore } from './store.js';
 
@@ -86,11 +87,7 @@ export class NotifySync {
   async close(waitMs = CLOSE_WAIT_MS): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#timer);
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs)));
-    await Promise.race([this.idle(), late]);
-    clearTimeout(timer);
-    if (this.#chains.size === 0) return;
+    if (await settlesWithin(this.idle(), waitMs)) return;
     this.#dropping = true;
     this.#deps.log.warn({ users: this.#chains.size }, 'notify updates dropped at shutdown; notify repairs them at the next update of each user');
     await this.idle();

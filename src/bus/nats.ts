@@ -2,6 +2,7 @@ import { connect, errors as natsErrors } from '@nats-io/transport-node';
 import type { Msg, NatsConnection, Status, Subscription as NatsSubscription } from '@nats-io/transport-node';
 import { DgError, toWireError } from '../protocol/errors.js';
 import { LogThrottle } from '../protocol/log-throttle.js';
+import { settlesWithin } from '../protocol/settles-within.js';
 import type { Bus, BusHandler, RequestOptions, SubscribeOptions, Subscription } from './bus.js';
 import { DEFAULT_REQUEST_TIMEOUT_MS } from './bus.js';
 import { decodeJson, encodeJson } from './json-codec.js';
@@ -367,17 +368,6 @@ function statusDetails(s: Status): object {
   if (s.type === 'ldm') return { server: s.server };
   if (s.type === 'slowConsumer') return { subject: s.sub.getSubject(), pending: s.pending };
   return {};
-}
-
-/** Whether `p` resolves within `ms` (false when it rejects or takes longer). */
-async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, ms))));
-  try {
-    return await Promise.race([p.then(() => true, () => false), late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /**

@@ -10,7 +10,7 @@ import { boxKeyStatement } from '../protocol/key-statements.js';
 import { b64urlDecode, b64urlEncode, utf8 } from './bytes.js';
 import { Ed25519Signer } from './crypto/ed25519-sign.js';
 import { verifyEd25519 } from './crypto/jws.js';
-import type { JsonValue, KeyStorage } from './key-storage.js';
+import { withLock, type JsonValue, type KeyStorage } from './key-storage.js';
 
 /** The storage name of the device keys. */
 export const DEVICE_KEYS_NAME = 'datagrove.device';
@@ -76,7 +76,7 @@ export class DeviceKeys {
     };
     // Clients sharing the storage (tabs, processes) that start at once must not make a
     // device each, the last overwriting the others' keys: they take turns where they can.
-    return storage.lock === undefined ? loadOrMake() : storage.lock(DEVICE_KEYS_NAME, loadOrMake);
+    return withLock(storage, DEVICE_KEYS_NAME, loadOrMake);
   }
 
   /** The stored form, with the SECRET keys: keep it only in a KeyStorage. */

@@ -31,6 +31,11 @@ export interface KeyStorage {
   lock?<T>(name: string, fn: () => Promise<T>): Promise<T>;
 }
 
+/** Runs `fn` holding `storage`'s lock `name` when it has one, else at once. */
+export function withLock<T>(storage: KeyStorage, name: string, fn: () => Promise<T>): Promise<T> {
+  return storage.lock === undefined ? fn() : storage.lock(name, fn);
+}
+
 /**
  * Keeps values in memory only (lost on restart). Its `lock` serializes the clients that
  * share this instance.

@@ -23,7 +23,7 @@ import { createDevIdp, DEV_PROVIDER_ID } from '../devidp/index.js';
 import { DgError, type ErrorCode } from '../protocol/errors.js';
 import { MAX_JSON_DEPTH, nestsDeeperThan } from '../protocol/json-depth.js';
 import { hasLoneSurrogate, mayHoldSurrogates } from '../protocol/unicode.js';
-import { rawErrorResponse } from '../protocol/raw-error-response.js';
+import { refuseSocket } from '../protocol/raw-error-response.js';
 import type { Config, HttpTimeouts } from './config.js';
 import { createMetrics } from './metrics.js';
 import { metricsGate } from './metrics-gate.js';
@@ -144,10 +144,7 @@ async function build(config: Config, lock: DataDirLock | null): Promise<Datagrov
         for (const h of upgradeHandlers) if (h(req, socket, head)) return;
         const miss = routeMiss(req.method, req.url);
         countError(miss.code);
-        // Closed once the answer is out, whether or not the client closes its side: an
-        // upgrade's socket is past the HTTP server's time limits.
-        socket.once('finish', () => socket.destroy());
-        socket.end(rawErrorResponse(miss.code, miss.message));
+        refuseSocket(socket, miss.code, miss.message);
       });
       return server;
     },

@@ -19,18 +19,12 @@
 import { IncomingMessage, ServerResponse, type RequestListener } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { rawErrorResponse } from '../protocol/raw-error-response.js';
+import { endSocket, refuseSocket } from '../protocol/raw-error-response.js';
 
 /** Whether the request asks for a WebSocket (the one upgrade this server makes). */
 export function asksForWebSocket(req: IncomingMessage): boolean {
   const offer = req.headers.upgrade;
   return offer !== undefined && offer.split(',').some((p) => p.trim().toLowerCase() === 'websocket');
-}
-
-/** Answers, closes once the answer is out, whether or not the client closes its side. */
-function endWith(socket: Duplex, text: string): void {
-  socket.once('finish', () => socket.destroy());
-  socket.end(text);
 }
 
 /**
@@ -52,12 +46,12 @@ function reopened(req: IncomingMessage, socket: Socket): IncomingMessage {
 /** Serves `req` (whose Upgrade is not a WebSocket) through `handler`, on a response of its own. */
 export function servePlainUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, handler: RequestListener, limits: { maxBodyBytes: number; requestMs: number }): void {
   if (req.headers['transfer-encoding'] !== undefined) {
-    return endWith(socket, rawErrorResponse('BAD_REQUEST', 'a chunked body with an Upgrade header is not taken: send the request without Upgrade'));
+    return refuseSocket(socket, 'BAD_REQUEST', 'a chunked body with an Upgrade header is not taken: send the request without Upgrade');
   }
   const declared = req.headers['content-length'];
   const length = declared === undefined ? 0 : Number(declared);
-  if (!Number.isSafeInteger(length) || length < 0) return endWith(socket, rawErrorResponse('BAD_REQUEST', 'content-length: not a length'));
-  if (length > limits.maxBodyBytes) return endWith(socket, rawErrorResponse('TOO_LARGE', `body: at most ${limits.maxBodyBytes} bytes`));
+  if (!Number.isSafeInteger(length) || length < 0) return refuseSocket(socket, 'BAD_REQUEST', 'content-length: not a length');
+  if (length > limits.maxBodyBytes) return refuseSocket(socket, 'TOO_LARGE', `body: at most ${limits.maxBodyBytes} bytes`);
 
   const s = socket as Socket;
   // The socket left the HTTP server's time limits with the upgrade.
@@ -68,7 +62,7 @@ export function servePlainUpgrade(req: IncomingMessage, socket: Duplex, head: Bu
   res.assignSocket(s);
   res.once('finish', () => {
     res.detachSocket(s);
-    endWith(s, '');
+    endSocket(s, '');
   });
   // The body: what came with the headers, then the socket's data, to `length` bytes.
   let got = 0;

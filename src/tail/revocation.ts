@@ -23,6 +23,7 @@
  *   it asks auth again every second until it answers.
  */
 import { SUBJECTS, type RevokeEvent, type RevokedList } from '../protocol/bus-messages.js';
+import type { LogThrottle } from '../protocol/log-throttle.js';
 import { TAIL_CLOSE } from '../protocol/tail-schemas.js';
 import type { TailContext } from './context.js';
 import { canRead, canWrite, type Handle, type LiveLog } from './live-log.js';
@@ -199,19 +200,20 @@ function accessItems(value: unknown): { user: string; site: string; at: number }
  * Newly learned ones act like a dg.tail.revoke. A missing or failing auth is logged and
  * tolerated; until the list has loaded once, `RevokedSet.predatesKnown` tokens are refused.
  */
-export async function syncRevoked(ctx: TailContext, logFailure = true): Promise<boolean> {
+export async function syncRevoked(ctx: TailContext, warn: LogThrottle): Promise<boolean> {
   let list: RevokedList;
   try {
     list = await ctx.deps.bus.request<RevokedList>(SUBJECTS.authRevoked, {}, { timeoutMs: ctx.limits.authTimeoutMs });
     if (list === null || typeof list !== 'object' || list.ok !== true) throw new Error('bad reply');
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err);
-    // A retry that fails again is logged only when the caller says so (it spaces them out).
-    if (!logFailure) return false;
+    // Spaced out while the failures last (`warn`, the caller's).
+    const missed = warn.take();
+    if (missed === null) return false;
     if (ctx.revoked.incomplete) {
-      ctx.log.warn({ reason }, 'could not load the revocation list from auth: tokens issued before this node started are refused until it loads');
+      ctx.log.warn({ reason, missed }, 'could not load the revocation list from auth: tokens issued before this node started are refused until it loads');
     } else {
-      ctx.log.warn({ reason }, 'could not load the revocation list from auth; continuing with revocations published on the bus (retried every 5 s)');
+      ctx.log.warn({ reason, missed }, 'could not load the revocation list from auth; continuing with revocations published on the bus (retried every 5 s)');
     }
     return false;
   }

@@ -10,8 +10,7 @@ import { SUBJECTS } from '../protocol/bus-messages.js';
 import { NotifyHelloCheck, firstSchemaError } from '../protocol/notify-schemas.js';
 import { unknownKeyWarner } from '../protocol/key-ring-warning.js';
 import { LogThrottle } from '../protocol/log-throttle.js';
-import type { ErrorCode } from '../protocol/errors.js';
-import { rawErrorResponse } from '../protocol/raw-error-response.js';
+import { refuseSocket } from '../protocol/raw-error-response.js';
 import { TAIL_CLOSE, TAIL_SUBPROTOCOL } from '../protocol/tail-schemas.js';
 import { AccessControl } from './access.js';
 import { onAccessChanged } from './access-changes.js';
@@ -51,16 +50,6 @@ const SYNC_WARN_MS = 60_000;
 const COMMIT_FAILURE_LOG_MS = 10_000;
 /** Damaged storage stays damaged until an operator acts: one log line per this long while calls fail on it. */
 const STORE_DAMAGE_LOG_MS = 60_000;
-
-/**
- * Refuses an upgrade with an HTTP error in the usual shape, and closes the connection once
- * the answer is out, whether or not the client closes its side (an upgrade's socket is past
- * the HTTP server's time limits, so a half-open one would otherwise stay for good).
- */
-function refuse(socket: Duplex, code: ErrorCode, message: string, headers?: Record<string, string>): void {
-  socket.once('finish', () => socket.destroy());
-  socket.end(rawErrorResponse(code, message, headers));
-}
 
 /** What a client refused for capacity is told to wait before it tries again (s). */
 const FULL_RETRY_AFTER_SEC = 5;
@@ -124,7 +113,7 @@ export function createTail(deps: TailDeps): TailService {
   wss.on('wsClientError', (err: Error, socket: Duplex) => {
     if (!socket.writable) return void socket.destroy();
     const headers: Record<string, string> = /version/i.test(err.message) ? { 'sec-websocket-version': '13' } : {};
-    refuse(socket, 'BAD_REQUEST', err.message, headers);
+    refuseSocket(socket, 'BAD_REQUEST', err.message, headers);
   });
   let accepting = false;
   let closed = false;
@@ -133,8 +122,8 @@ export function createTail(deps: TailDeps): TailService {
   let syncing = false;
   /** When the last load of the revocation list failed (0: it did not): retried sooner. */
   let syncFailedAt = 0;
-  /** When a failure to load the revocation list was last logged. */
-  let syncWarnedAt = 0;
+  /** Failures to load the revocation list: the first of a run is logged, then one a SYNC_WARN_MS. */
+  let syncWarn = new LogThrottle(SYNC_WARN_MS);
   /** The shard map version the live logs were last checked against. */
   let shardVersion = deps.shardVersion?.() ?? 0;
   let sweepTimer: NodeJS.Timeout | null = null;
@@ -224,12 +213,11 @@ export function createTail(deps: TailDeps): TailService {
       (syncFailedAt !== 0 && now - syncFailedAt >= Math.min(SYNC_RETRY_MS, limits.revokedPollMs));
     if (due && !syncing) {
       syncing = true;
-      // The first failure of a run is logged, then at most one a SYNC_WARN_MS while it lasts.
-      const logFailure = syncFailedAt === 0 || now - syncWarnedAt >= SYNC_WARN_MS;
-      void syncRevoked(ctx, logFailure)
+      void syncRevoked(ctx, syncWarn)
         .then((ok) => {
+          // A run of failures that ended: the next one is logged at once again.
+          if (ok && syncFailedAt !== 0) syncWarn = new LogThrottle(SYNC_WARN_MS);
           syncFailedAt = ok ? 0 : Date.now();
-          if (!ok && logFailure) syncWarnedAt = Date.now();
         })
         .finally(() => (syncing = false));
     }
@@ -287,9 +275,9 @@ export function createTail(deps: TailDeps): TailService {
     shardChanged: checkShards,
 
     handleUpgrade(req, socket, head) {
-      if (!accepting) return refuse(socket, 'UNAVAILABLE', 'not accepting sessions now');
-      if (deps.clusterSettled?.() === false) return refuse(socket, 'UNAVAILABLE', 'joining the cluster', { 'retry-after': '1' });
-      if (!offersSubprotocol(req)) return refuse(socket, 'BAD_REQUEST', `sec-websocket-protocol: must offer ${TAIL_SUBPROTOCOL}`);
+      if (!accepting) return refuseSocket(socket, 'UNAVAILABLE', 'not accepting sessions now');
+      if (deps.clusterSettled?.() === false) return refuseSocket(socket, 'UNAVAILABLE', 'joining the cluster', { 'retry-after': '1' });
+      if (!offersSubprotocol(req)) return refuseSocket(socket, 'BAD_REQUEST', `sec-websocket-protocol: must offer ${TAIL_SUBPROTOCOL}`);
       const address = deps.clientAddress?.(req) ?? req.socket.remoteAddress ?? '';
       const full =
         ctx.sessions.size >= limits.maxSessions ? 'sessions'
@@ -298,7 +286,7 @@ export function createTail(deps: TailDeps): TailService {
         : null;
       if (full !== null) {
         metrics.refusedUpgrades.inc({ reason: full });
-        return refuse(socket, 'UNAVAILABLE', 'too many sessions', { 'retry-after': String(FULL_RETRY_AFTER_SEC) });
+        return refuseSocket(socket, 'UNAVAILABLE', 'too many sessions', { 'retry-after': String(FULL_RETRY_AFTER_SEC) });
       }
       wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, socket, address));
     },
@@ -308,7 +296,7 @@ export function createTail(deps: TailDeps): TailService {
       subs.push(deps.bus.subscribe(SUBJECTS.tailRevoke, (m) => onRevoke(ctx, m)));
       subs.push(deps.bus.subscribe(SUBJECTS.tailAccess, (m) => onAccessChanged(ctx, m)));
       subs.push(deps.bus.subscribe(SUBJECTS.tailUser, (m) => onUserEvent(ctx, m)));
-      if (!(await syncRevoked(ctx))) syncFailedAt = syncWarnedAt = Date.now();
+      if (!(await syncRevoked(ctx, syncWarn))) syncFailedAt = Date.now();
       presence.start();
       // A notify process that just started may have missed publishes and knows nobody's
       // presence: presence first, then the publishes, on the same bus connection, so that

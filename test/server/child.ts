@@ -143,13 +143,23 @@ export async function until<T>(what: string, probe: () => Promise<T | undefined>
   }
 }
 
-/** A fresh data directory holding the key files every process of a cluster shares, as an operator copies them. */
-export function clusterDataDir(prefix: string): string {
+/** A directory of fresh key files, made once for the processes of a cluster. */
+export function clusterKeys(prefix: string): string {
   const keys = tempDir(`${prefix}keys-`);
   initKeyFiles(keys, { file: VAPID_FILE, make: (d) => void loadVapidKeys(d) });
+  return keys;
+}
+
+/** A fresh data directory holding copies of the key files in `keys`, as an operator copies them. */
+export function nodeDataDir(keys: string, prefix: string): string {
   const data = tempDir(prefix);
   for (const f of ['hmac-keys.json', 'attestation-keys.json', VAPID_FILE]) copyFileSync(join(keys, f), join(data, f));
   return data;
+}
+
+/** A fresh data directory holding the key files every process of a cluster shares, as an operator copies them. */
+export function clusterDataDir(prefix: string): string {
+  return nodeDataDir(clusterKeys(prefix), prefix);
 }
 
 /** `serve --roles roles` on `bus` and the PostgreSQL schema `schema`, on a free port, once /ready answers. */

@@ -16,19 +16,15 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import fc from 'fast-check';
 import type { Config } from '../../src/server/config.js';
 import { createSite, post, signGrant, signupDevice, type SignedUpDevice } from '../helpers/auth-client.js';
 import { metric } from '../helpers/metrics.js';
 import { startOwnNats, natsServerAvailable, type OwnNats } from '../helpers/nats-server.js';
-import { startServer, tempDir } from '../helpers/server.js';
+import { startServer } from '../helpers/server.js';
 import { IN_CI, PG_URL, dropPgSchemas, pgSkip } from '../helpers/services.js';
-import { freePort } from '../server/child.js';
-import { loadVapidKeys, VAPID_FILE } from '../../src/notify/index.js';
-import { initKeyFiles } from '../../src/server/secrets.js';
+import { clusterKeys, freePort, nodeDataDir } from '../server/child.js';
 import { TailClient, type TailReply } from '../helpers/tail-client.js';
 import { until, world } from './fixture.js';
 
@@ -730,13 +726,8 @@ async function monolith(overrides: Partial<Config>): Promise<Setup> {
 async function cluster(nats: string, dbSchema: string): Promise<Setup> {
   const common: Partial<Config> = { bus: nats, db: PG_URL, dbSchema, leaseGraceMs: GRACE_MS };
   // Every process of a cluster holds the same key files (made once, copied by the operator).
-  const keys = tempDir('dg-model-keys-');
-  initKeyFiles(keys, { file: VAPID_FILE, make: (d) => void loadVapidKeys(d) });
-  const withKeys = () => {
-    const dir = tempDir('dg-model-node-');
-    for (const f of ['hmac-keys.json', 'attestation-keys.json', VAPID_FILE]) copyFileSync(join(keys, f), join(dir, f));
-    return dir;
-  };
+  const keys = clusterKeys('dg-model-');
+  const withKeys = () => nodeDataDir(keys, 'dg-model-node-');
   const authPort = await freePort();
   const authNode = await startServer({ ...common, roles: ['auth', 'notify'], port: authPort, publicUrl: `http://127.0.0.1:${authPort}`, dataDir: withKeys() });
   const tailDir = withKeys();

@@ -12,7 +12,7 @@ import { b64urlDecode, b64urlEncode } from '../bytes.js';
 import type { DatagroveClient } from '../client.js';
 import type { PayloadCodec } from '../crypto/payload-codec.js';
 import { Emitter } from '../emitter.js';
-import type { KeyStorage } from '../key-storage.js';
+import { withLock, type KeyStorage } from '../key-storage.js';
 import type { TailEvent } from '../tail-types.js';
 import { qrSvg } from '../qr/svg.js';
 import type { ServerKey } from './attestation.js';
@@ -405,8 +405,7 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
       for (const c of conflicts) this.report(new DgError('CONFLICT', `site keys: another key for ${c} is kept in this device's storage`));
       await this.vault.save(name, out.toJSON());
     };
-    const storage = this.opts.storage;
-    await (storage.lock === undefined ? merge() : storage.lock(name, merge));
+    await withLock(this.opts.storage, name, merge);
   }
 
   async saveRing(): Promise<void> {
@@ -459,8 +458,7 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
       this.revoked = all;
       await this.vault.save(name, [...all]);
     };
-    const storage = this.opts.storage;
-    await (storage.lock === undefined ? merge() : storage.lock(name, merge));
+    await withLock(this.opts.storage, name, merge);
   }
 
   revokedHere(device: string): boolean {

@@ -6,7 +6,7 @@
  * or accept keys from that user. Pins are public data, kept in the KeyStorage as they are.
  */
 import { DgError } from '../../protocol/errors.js';
-import type { JsonValue, KeyStorage } from '../key-storage.js';
+import { withLock, type JsonValue, type KeyStorage } from '../key-storage.js';
 import type { UserKeyLink } from './user-key-chain.js';
 
 export const PINS_NAME = 'datagrove.user-key-pins';
@@ -52,7 +52,7 @@ export class KeyPins {
       this.pins = all;
       await this.storage.save(PINS_NAME, Object.fromEntries(all) as JsonValue);
     };
-    await (this.storage.lock === undefined ? write() : this.storage.lock(PINS_NAME, write));
+    await withLock(this.storage, PINS_NAME, write);
   }
 
   /** Pins `user`'s version 1 on first sight; FORBIDDEN when a different one is pinned. */

@@ -8,7 +8,7 @@
 import { DgError } from '../../protocol/errors.js';
 import { b64urlDecode, b64urlEncode, fromUtf8, randomBytes, utf8 } from '../bytes.js';
 import { AesKey, openBox, sealBox } from '../crypto/aes-gcm.js';
-import type { JsonValue, KeyStorage } from '../key-storage.js';
+import { withLock, type JsonValue, type KeyStorage } from '../key-storage.js';
 
 export const LOCAL_KEY_NAME = 'datagrove.local-key';
 const AAD_PREFIX = 'datagrove-vault-v1\n';
@@ -34,7 +34,7 @@ export class LocalVault {
       await keyStorage.save(LOCAL_KEY_NAME, b64urlEncode(made));
       return made;
     };
-    const raw = keyStorage.lock === undefined ? await loadOrMake() : await keyStorage.lock(LOCAL_KEY_NAME, loadOrMake);
+    const raw = await withLock(keyStorage, LOCAL_KEY_NAME, loadOrMake);
     return new LocalVault(storage, await AesKey.import(raw));
   }
 
