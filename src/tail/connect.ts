@@ -24,6 +24,12 @@ function refuse(session: Session, id: number, message: string): void {
 }
 
 export function handleConnect(ctx: TailContext, session: Session, id: number, args: ConnectArgs): void {
+  // The sweep closes a socket left without `connect` only once a second: one that comes after
+  // the deadline but before the sweep is refused here, as the sweep would have refused it.
+  if (session.auth === null && Date.now() - session.openedAt > ctx.limits.connectTimeoutMs) {
+    refuse(session, id, `connect: must come within ${ctx.limits.connectTimeoutMs} ms of opening the socket`);
+    return;
+  }
   const v = verifyToken<AccessClaims>(ctx.deps.ring, args.token, 'access');
   if (!v.ok && v.reason === 'unknown-kid') ctx.unknownKey();
   const claims = v.ok ? v.claims : null;

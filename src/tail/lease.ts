@@ -34,9 +34,14 @@ function leaseTokenAccess(ctx: TailContext, session: Session, args: LeaseArgs, t
 export function handleLease(ctx: TailContext, session: Session, id: number, args: LeaseArgs): Promise<void> {
   const key = logKey(args.site, args.log);
   // Writes of this log still held for an earlier lease of the session were sent before this
-  // one: they are decided first, so that a step-down cannot overtake them.
+  // one: they are decided first, so that a step-down cannot overtake them. A release of the
+  // log sent before it takes effect first too: this lease finds the handle gone.
   const last = session.heldWrites.get(key)?.at(-1);
-  const run = last === undefined ? lease(ctx, session, id, args) : new Promise<void>((resolve) => last.decided.push(resolve)).then(() => lease(ctx, session, id, args));
+  const released = session.releasing.get(key);
+  const before: Promise<unknown>[] = [];
+  if (last !== undefined) before.push(new Promise<void>((resolve) => last.decided.push(resolve)));
+  if (released !== undefined) before.push(released);
+  const run = before.length === 0 ? lease(ctx, session, id, args) : Promise.allSettled(before).then(() => lease(ctx, session, id, args));
   session.leasing.set(key, run);
   const done = () => {
     if (session.leasing.get(key) === run) session.leasing.delete(key);
@@ -61,7 +66,14 @@ async function lease(ctx: TailContext, session: Session, id: number, args: Lease
     (args.token !== undefined ? leaseTokenAccess(ctx, session, args, args.token) : null) ??
     (await ctx.access.check(auth.user, auth.device, args.site, args.log));
   if (session.closing) return;
-  if (access === null || access.rights.length === 0) return session.reply(id, { needproof: true });
+  if (access === null || access.rights.length === 0) {
+    // Leasing again gives the handle the access of now: with none, the handle the session
+    // holds on the log goes (and its leadership ends), as after a revocation.
+    const hid = ctx.logs.get(args.site, args.log)?.hid;
+    const held = hid === undefined ? undefined : session.handles.get(hid);
+    if (held !== undefined && !held.releasing) ctx.logs.revoke(held, 'revoked');
+    return session.reply(id, { needproof: true });
+  }
   // Answered inside the log's critical section: no event of another holder's lease can come
   // between the reply's snapshot (peers, leader, length) and the reply.
   const reply = await ctx.logs.acquire(session, args.site, args.log, access, args.lead ?? true, (r) => session.reply(id, r));
@@ -97,7 +109,12 @@ export function handleRelease(ctx: TailContext, session: Session, id: number, ar
     log.replies.complete(slot, `{"re":${id}}`);
   };
   const decided = held === undefined ? undefined : new Promise<void>((resolve) => held.decided.push(resolve));
-  void Promise.allSettled([leasing, decided]).then(after);
+  const done = Promise.allSettled([leasing, decided]).then(after);
+  session.releasing.set(log.key, done);
+  const forget = () => {
+    if (session.releasing.get(log.key) === done) session.releasing.delete(log.key);
+  };
+  done.then(forget, forget);
 }
 
 /**

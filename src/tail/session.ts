@@ -95,6 +95,11 @@ export class Session {
   readonly attests = new Set<Promise<unknown>>();
   /** `lease` requests still running, by `site\0log`: a `release` sent after one takes effect after it. */
   readonly leasing = new Map<string, Promise<unknown>>();
+  /**
+   * `release` requests waiting for what was sent before them, by `site\0log`: a `lease` sent
+   * after one runs once it took effect, so it takes a new handle rather than the released one.
+   */
+  readonly releasing = new Map<string, Promise<unknown>>();
   /** Writes waiting for a `lease` of their log sent before them (writes.ts), by `site\0log`. */
   readonly heldWrites = new Map<string, HeldWrite[]>();
   heldWriteCount = 0;
