@@ -30,12 +30,21 @@ export interface AuthService {
 const HOUSEKEEPING_MS = 60_000;
 /** How often the store is asked whether it answers, for /ready (a database away turns it 503). */
 const HEALTH_MS = 2_000;
+/**
+ * How often recent revocations are read from the store. Other auth processes sharing it
+ * announce theirs on the bus, at most once: a lost message would leave a revoked device's or
+ * family's access tokens good here until they expire. Reading the store bounds that to this.
+ */
+export const REVOCATION_SYNC_MS = 5_000;
+/** Each read overlaps the one before by this: revocation times come from the revoking process's clock. */
+const REVOCATION_SYNC_OVERLAP_MS = 60_000;
 
 export function createAuth(deps: AuthDeps): AuthService {
   const ctx = createContext(deps);
   let subs: Subscription[] = [];
   let timer: NodeJS.Timeout | undefined;
   let healthTimer: NodeJS.Timeout | undefined;
+  let syncTimer: NodeJS.Timeout | undefined;
   let started = false;
   let closed = false;
   let storeHealthy = true;
@@ -58,14 +67,36 @@ export function createAuth(deps: AuthDeps): AuthService {
     }
   };
 
+  /** Adds the devices and families revoked since `since` (by any process) to the revocation set. */
+  const loadRevocations = async (since: number) => {
+    const recent = await deps.store.revokedSince(since);
+    for (const d of recent.devices) ctx.revocations.addDevice(d.id, d.at);
+    for (const f of recent.families) ctx.revocations.addFamily(f.id, f.at);
+  };
+  let syncedAt = 0;
+  let syncing = false;
+  const syncRevocations = async () => {
+    if (syncing || closed || !storeHealthy) return;
+    syncing = true;
+    try {
+      const at = ctx.now();
+      await loadRevocations(syncedAt - REVOCATION_SYNC_OVERLAP_MS);
+      syncedAt = at;
+    } catch (err) {
+      if (closed) return;
+      if (!ctx.unavailable.report(err, { task: 'revocation sync' })) deps.log.error({ err }, 'reading recent revocations failed');
+    } finally {
+      syncing = false;
+    }
+  };
+
   return {
     routes: authRoutes(ctx),
     async start() {
       if (started) return;
       const now = ctx.now();
-      const recent = await deps.store.revokedSince(now - ctx.revocations.windowMs);
-      for (const d of recent.devices) ctx.revocations.addDevice(d.id, d.at);
-      for (const f of recent.families) ctx.revocations.addFamily(f.id, f.at);
+      await loadRevocations(now - ctx.revocations.windowMs);
+      syncedAt = now;
       subs = subscribeBus(ctx);
       await deps.store.prune(now);
       timer = setInterval(() => {
@@ -76,6 +107,8 @@ export function createAuth(deps: AuthDeps): AuthService {
       timer.unref();
       healthTimer = setInterval(() => void probeHealth(), HEALTH_MS);
       healthTimer.unref();
+      syncTimer = setInterval(() => void syncRevocations(), REVOCATION_SYNC_MS);
+      syncTimer.unref();
       started = true;
     },
     ready: () => started && !closed && storeHealthy,
@@ -84,6 +117,7 @@ export function createAuth(deps: AuthDeps): AuthService {
       closed = true;
       clearInterval(timer);
       clearInterval(healthTimer);
+      clearInterval(syncTimer);
       for (const s of subs) s.unsubscribe();
       await ctx.notify.close();
       await deps.store.close();

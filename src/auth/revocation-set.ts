@@ -3,8 +3,9 @@
  * refresh families revoked recently. An access token lives at most `windowMs` minus the
  * slack, and no token is minted for a device or family after its revocation is stored, so a
  * revocation older than the window can no longer match a live token and is dropped.
- * It is loaded from the store at start and kept current by this node's revocations and by
- * the `dg.tail.revoke` events of other auth nodes.
+ * It is loaded from the store at start and kept current by this node's revocations, by
+ * the `dg.tail.revoke` events of other auth nodes, and by reading the store's recent
+ * revocations every few seconds (index.ts), which a lost bus message cannot skip.
  */
 export class RevocationSet {
   readonly #devices = new Map<string, number>();

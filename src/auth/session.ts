@@ -47,7 +47,7 @@ export function publishRevoke(ctx: AuthContext, event: RevokeEvent): void {
   try {
     ctx.deps.bus.publish(SUBJECTS.tailRevoke, event);
   } catch (err) {
-    // The revocation is stored; tail nodes also poll dg.auth.revoked, so a closed bus loses nothing durable.
+    // The revocation is stored; tail nodes poll dg.auth.revoked and auth nodes read the store, so a closed bus loses nothing durable.
     ctx.deps.log.warn({ err, reason: event.reason }, 'could not publish a revocation');
   }
 }
