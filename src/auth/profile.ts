@@ -82,8 +82,8 @@ async function apply(d: Draft, c: ProfileChange, k: Checks): Promise<string | nu
     // Defined, not assigned: a key such as `__proto__` is app data like any other.
     if (c.value === null) delete d.data[c.key];
     else Object.defineProperty(d.data, c.key, { value: c.value, enumerable: true, writable: true, configurable: true });
-    const size = Buffer.byteLength(JSON.stringify(d.data), 'utf8');
-    return size > MAX_PROFILE_DATA_BYTES ? `value: app data would be ${size} bytes, over ${MAX_PROFILE_DATA_BYTES} in all` : null;
+    // The 64 KiB bound holds for the result of all changes (updateProfile), not after each one.
+    return null;
   }
   if (!k.live.has(c.device)) return 'device: not a live device of this user';
   switch (c.op) {
@@ -153,11 +153,22 @@ export async function updateProfile(ctx: AuthContext, user: string, version: num
   };
   const comments: ProfileComment[] = [];
   const applied: ProfileChange[] = [];
+  let lastSet = -1;
   for (const [i, raw] of rawChanges.entries()) {
     const c = parseChange(raw);
     const why = typeof c === 'string' ? c : await apply(draft, c, checks);
     if (why !== null) comments.push({ change: i, message: why });
-    else if (typeof c !== 'string') applied.push(c);
+    else if (typeof c !== 'string') {
+      applied.push(c);
+      if (c.op === 'set' && c.value !== null) lastSet = i;
+    }
+  }
+  // All changes apply at once, so the bound is on app data after all of them: a request may
+  // set a new large value before it removes an old one. Over it, the last set is refused.
+  const size = Buffer.byteLength(JSON.stringify(draft.data), 'utf8');
+  if (size > MAX_PROFILE_DATA_BYTES) {
+    comments.push({ change: lastSet >= 0 ? lastSet : null, message: `value: app data would be ${size} bytes, over ${MAX_PROFILE_DATA_BYTES} in all` });
+    comments.sort((a, b) => (a.change ?? -1) - (b.change ?? -1));
   }
   if (comments.length > 0) return refuse(comments);
 

@@ -206,10 +206,16 @@ describe('profile', async () => {
     assert.ok(!r.ok);
     assert.match(r.comments[0]?.message ?? '', /over 65536 in all/);
     assert.deepEqual(await update(me, 1, [{ op: 'set', key: 'a', value: null }, { op: 'set', key: 'b', value: big }]), { ok: true, version: 2 });
+    // The bound is on the result of all changes, in any order: a new value may come first.
+    assert.deepEqual(await update(me, 2, [{ op: 'set', key: 'c', value: big }, { op: 'set', key: 'b', value: null }]), { ok: true, version: 3 });
+    const both = await update(me, 3, [{ op: 'set', key: 'd', value: 'y' }, { op: 'set', key: 'e', value: big }, { op: 'set', key: 'd', value: null }]);
+    assert.ok(!both.ok);
+    assert.deepEqual(both.comments.map((c) => c.change), [1], 'the last set that leaves a value is refused');
+    assert.deepEqual(Object.keys((await getProfile(me)).data), ['c']);
     const bad = await post<{ error: { code: string } }>(url, '/profile', { version: 'x', changes: [] }, me.access);
     assert.equal(bad.status, 400);
     assert.equal((await post(url, '/profile', { version: 0, changes: Array(101).fill({ op: 'set', key: 'k', value: 1 }) }, me.access)).status, 400);
-    const over = await post<{ error: { code: string } }>(url, '/profile', { version: 2, changes: [{ op: 'set', key: 'c', value: 'z'.repeat(64 * 1024) }] }, me.access);
+    const over = await post<{ error: { code: string } }>(url, '/profile', { version: 3, changes: [{ op: 'set', key: 'c', value: 'z'.repeat(64 * 1024) }] }, me.access);
     assert.deepEqual([over.status, over.body.error.code], [413, 'TOO_LARGE'], 'a body over 64 KiB, as for every route');
   });
 
