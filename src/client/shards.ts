@@ -18,6 +18,7 @@ export const SHARD_RECHECK_MS = 2000;
 
 /**
  * The tail URL of a shard URL: http(s) becomes ws(s), and a bare origin gets "/tail".
+ * Anything else (not a URL, another scheme) is refused with BAD_REQUEST.
  *
  * @example
  * ```ts
@@ -26,7 +27,15 @@ export const SHARD_RECHECK_MS = 2000;
  * ```
  */
 export function tailUrl(url: string): string {
-  const u = new URL(url);
+  let u: URL | null = null;
+  try {
+    u = new URL(url);
+  } catch {
+    // Not a URL: refused below.
+  }
+  if (u === null || !['http:', 'https:', 'ws:', 'wss:'].includes(u.protocol)) {
+    throw new DgError('BAD_REQUEST', `not a ws(s) or http(s) URL: ${JSON.stringify(String(url)).slice(0, 200)}`);
+  }
   if (u.protocol === 'http:') u.protocol = 'ws:';
   else if (u.protocol === 'https:') u.protocol = 'wss:';
   if (u.pathname === '' || u.pathname === '/') u.pathname = '/tail';
@@ -84,7 +93,14 @@ export class ShardRouter {
     const map = await this.shardMap();
     const shard = pickShard(map.shards, site);
     if (shard === null) throw new DgError('UNAVAILABLE', 'the shard map lists no tail node');
-    return this.norm(shard.url);
+    try {
+      return this.norm(shard.url);
+    } catch (err) {
+      // The server's map is wrong for this node (a misconfigured node URL): its sites cannot be
+      // reached until the map changes, the others are not affected.
+      if (err instanceof DgError) throw new DgError('UNAVAILABLE', `the shard map gives tail node ${shard.id} a URL that cannot be used (${err.message})`);
+      throw err;
+    }
   }
 
   /** The connection for `site` (one per shard, opened lazily). */
@@ -111,7 +127,9 @@ export class ShardRouter {
     if (c === undefined || c.state === 'stopped') {
       const conn = this.opts.connect(url);
       // Not on the first drop (a blip reconnects at once): once a reconnect attempt failed.
-      conn.on('retrying', ({ failures }) => void (failures >= 2 && this.watch(url, conn)));
+      conn.on('retrying', ({ failures }) => {
+        if (failures >= 2) this.watch(url, conn).catch(() => undefined);
+      });
       this.conns.set(url, conn);
       c = conn;
     }
@@ -140,7 +158,14 @@ export class ShardRouter {
         }
         const map = this.map;
         if (map === null || !down()) continue;
-        const urls = map.shards.map((s) => this.norm(s.url));
+        // A URL that cannot be used names no node this connection could be for.
+        const urls = map.shards.flatMap((s) => {
+          try {
+            return [this.norm(s.url)];
+          } catch {
+            return [];
+          }
+        });
         if (urls.length > 0 && !urls.includes(url)) {
           if (this.conns.get(url) === conn) this.conns.delete(url);
           conn.retire(new DgError('UNAVAILABLE', `the tail node ${url} left the shard map`));

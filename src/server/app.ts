@@ -66,8 +66,19 @@ export function pathOnly(url: string): string {
   return q < 0 ? url : `${url.slice(0, q)}?…`;
 }
 
+/**
+ * The `/tail` URL under the public URL, with `ws`/`wss`. Parsed, not pattern-matched: a
+ * scheme or host written in capitals (`HTTPS://Example.com`) is still http(s), and a
+ * WebSocket client refuses anything but ws(s).
+ */
 function wsUrl(publicUrl: string): string {
-  return `${publicUrl.replace(/^http/, 'ws').replace(/\/$/, '')}/tail`;
+  // --public-url is checked to parse at start; a URL made from a bound address may not
+  // (an IPv6 zone id), and is then only rewritten as text.
+  if (!URL.canParse(publicUrl)) return `${publicUrl.replace(/^http/i, 'ws').replace(/\/$/, '')}/tail`;
+  const u = new URL(publicUrl);
+  u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
+  u.pathname = `${u.pathname.replace(/\/$/, '')}/tail`;
+  return u.href;
 }
 
 /** The HTTP server's time limits (config.httpTimeouts overrides them). */
@@ -336,7 +347,7 @@ async function build(config: Config, lock: DataDirLock | null): Promise<Datagrov
       (membership?.settled() ?? true) ? null : 'joining the cluster',
       (auth?.ready() ?? true) ? null : 'auth store unavailable',
       tail?.notReady() ?? null,
-      (notify?.ready() ?? true) ? null : 'notify not ready',
+      notify?.notReady() ?? null,
     ].filter((r) => r !== null);
     if (reasons.length > 0) return sendError(reply, 'UNAVAILABLE', `not ready: ${reasons.join('; ')}`);
     return { ok: true };

@@ -237,7 +237,10 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   }
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(c.dbSchema)) throw new DgError('BAD_REQUEST', '--db-schema must be a lower-case SQL identifier');
   if (c.nodeId !== '' && !NODE_ID_RE.test(c.nodeId)) throw new DgError('BAD_REQUEST', '--node-id must be 1 to 128 of A-Z a-z 0-9 . _ : -');
-  if (c.tailUrl !== '' && !/^wss?:\/\/[^\s]+$/.test(c.tailUrl)) throw new DgError('BAD_REQUEST', '--tail-url must be a ws:// or wss:// URL');
+  // An empty flag value is a mistake (`--data "$DIR"` with DIR unset), not the default.
+  if (c.dataDir === '') throw new DgError('BAD_REQUEST', '--data needs a directory (leave it unset for ./data)');
+  if (c.host === '') throw new DgError('BAD_REQUEST', '--host needs an address (leave it unset for 0.0.0.0)');
+  if (c.tailUrl !== '') checkTailUrl(c.tailUrl);
   if (c.nodeTtlMs < MIN_NODE_TTL_MS || c.nodeTtlMs > MAX_NODE_TTL_MS) throw new DgError('BAD_REQUEST', `--node-ttl-ms must be between ${MIN_NODE_TTL_MS} and ${MAX_NODE_TTL_MS}`);
   if (c.maxSessions < 1) throw new DgError('BAD_REQUEST', '--max-sessions must be at least 1');
   if (c.maxPendingPerAddress < 1) throw new DgError('BAD_REQUEST', '--max-pending-per-address must be at least 1');
@@ -268,6 +271,17 @@ function checkPublicUrl(raw: string): void {
   const url = URL.canParse(raw) ? new URL(raw) : null;
   if (url === null || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '' || /\s/.test(raw)) {
     throw new DgError('BAD_REQUEST', `--public-url must be an http:// or https:// URL without credentials, query or fragment, got '${raw}'`);
+  }
+}
+
+/**
+ * --tail-url: a ws(s) URL that parses, without credentials or fragment. It is published in
+ * the shard map as it is written, and a client that cannot parse it cannot reach the node.
+ */
+function checkTailUrl(raw: string): void {
+  const url = URL.canParse(raw) ? new URL(raw) : null;
+  if (url === null || (url.protocol !== 'ws:' && url.protocol !== 'wss:') || url.hostname === '' || url.username !== '' || url.password !== '' || raw.includes('#') || /\s/.test(raw)) {
+    throw new DgError('BAD_REQUEST', `--tail-url must be a ws:// or wss:// URL without credentials or fragment, got '${raw}'`);
   }
 }
 
