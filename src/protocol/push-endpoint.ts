@@ -36,9 +36,14 @@ function parseEntry(raw: string): HostEntry | null {
   if (m === null) return null;
   name = m[1] ?? '';
   port = m[2] ?? '';
-  if (port === '443') port = '';
-  if (name === '') return null;
-  return { wildcard, name, port };
+  // Nothing the URL parser would read as the end of the host (`a/b` is not the host `a`).
+  if (name === '' || /[/?#@\\%\s]/.test(name)) return null;
+  // Read as the URL parser reads an endpoint's host and port, since that is what an entry is
+  // compared with: `127.000.0.1` is `127.0.0.1`, `[0:0::1]` is `[::1]`, `0443` is 443 (the
+  // default, ''). An entry spelled otherwise would match no endpoint.
+  const url = URL.canParse(`https://${name}${port === '' ? '' : `:${port}`}/`) ? new URL(`https://${name}${port === '' ? '' : `:${port}`}/`) : null;
+  if (url === null || url.hostname === '') return null;
+  return { wildcard, name: url.hostname, port: url.port };
 }
 
 /** Whether `raw` is a well-formed allowlist entry (for configuration checks). */

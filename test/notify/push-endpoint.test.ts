@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { checkPushEndpoint } from '../../src/protocol/push-endpoint.js';
+import { checkPushEndpoint, isPushHostEntry } from '../../src/protocol/push-endpoint.js';
 import { DEFAULT_PUSH_HOSTS } from '../../src/server/config.js';
 
 describe('checkPushEndpoint', () => {
@@ -43,5 +43,10 @@ describe('checkPushEndpoint', () => {
 
   it('ignores malformed allowlist entries', () => {
     assert.notEqual(checkPushEndpoint('https://x.example/', ['', ' ', '*.', 'x.example:port', ':443']), null);
+    // Text the URL parser would cut at is no host: `x.example/y` is not `x.example`.
+    for (const bad of ['x.example/y', 'x.example?y', 'x.example#y', 'u@x.example', 'x.example\\y', 'x.exa%6dple']) {
+      assert.notEqual(checkPushEndpoint('https://x.example/', [bad]), null, bad);
+      assert.equal(isPushHostEntry(bad), false, bad);
+    }
   });
 });
