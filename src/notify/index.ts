@@ -86,6 +86,8 @@ export interface NotifyService {
   /** Loads (or makes) the VAPID keys and subscribes to the bus. */
   start(): Promise<void>;
   ready(): boolean;
+  /** Why notify is not ready (for /ready's message), or null when it is. */
+  notReady(): string | null;
   /** Unsubscribes, aborts pushes in flight, drops waiting ones, closes the store. */
   close(): Promise<void>;
 }
@@ -168,6 +170,14 @@ export function createNotify(deps: NotifyDeps): NotifyService {
     }
   }
 
+  function notReady(): string | null {
+    if (vapid === null || closed) return 'notify not started';
+    // Damage does not heal: 503 until an operator restores the store and restarts.
+    const damage = store.damage();
+    if (damage !== null) return `notify store damaged (${damage})`;
+    return store.healthy() ? null : 'notify store unavailable';
+  }
+
   return {
     routes: notifyRoutes(() => vapid?.publicKey ?? null),
 
@@ -214,8 +224,10 @@ export function createNotify(deps: NotifyDeps): NotifyService {
     },
 
     ready() {
-      return vapid !== null && !closed && store.healthy();
+      return notReady() === null;
     },
+
+    notReady,
 
     async close() {
       if (closed) return;

@@ -6,7 +6,7 @@
 import pg from 'pg';
 import { DgError } from '../protocol/errors.js';
 import { checkOut, type CheckedOut } from '../protocol/pg-checkout.js';
-import { pgStoreError } from '../protocol/pg-failure.js';
+import { pgFailure, pgStoreError } from '../protocol/pg-failure.js';
 import type { NotifyStore, PushTarget, StoreChange, UserState, VersionResult } from './store.js';
 
 export interface PgNotifyStoreOptions {
@@ -323,6 +323,10 @@ export async function openPgNotifyStore(url: string, options: PgNotifyStoreOptio
     healthy() {
       return open && healthy;
     },
+    // Damage is recorded by guardFailures, which sees every call's failure.
+    damage() {
+      return null;
+    },
     async close() {
       if (!open) return;
       open = false;
@@ -339,6 +343,8 @@ export async function openPgNotifyStore(url: string, options: PgNotifyStoreOptio
  * per interval; a call after close is UNAVAILABLE too, not the pool's raw error.
  */
 function guardFailures(store: NotifyStore, isOpen: () => boolean): NotifyStore {
+  // The first SQLSTATE that said the data or an index is corrupt (XX001, XX002).
+  let damaged: string | null = null;
   const guard =
     <A extends unknown[], R>(fn: (...args: A) => Promise<R>) =>
     async (...args: A): Promise<R> => {
@@ -346,6 +352,7 @@ function guardFailures(store: NotifyStore, isOpen: () => boolean): NotifyStore {
       try {
         return await fn(...args);
       } catch (err) {
+        if (pgFailure(err) === 'damaged') damaged ??= String((err as { code?: unknown }).code);
         throw pgStoreError('notify store', err);
       }
     };
@@ -359,6 +366,7 @@ function guardFailures(store: NotifyStore, isOpen: () => boolean): NotifyStore {
     removeEndpoint: guard(store.removeEndpoint),
     claimWindow: guard(store.claimWindow),
     healthy: () => store.healthy(),
+    damage: () => damaged,
     close: () => store.close(),
   };
 }

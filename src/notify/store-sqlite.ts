@@ -6,7 +6,7 @@
  * writes nothing: a failed transaction is rolled back.
  */
 import Database from 'better-sqlite3';
-import { sqliteStoreError } from '../protocol/sqlite-failure.js';
+import { sqliteDamage, sqliteStoreError } from '../protocol/sqlite-failure.js';
 import type { EndpointState, NotifyStore, PushTarget, StoreChange, SubscriptionState, UserState, VersionResult } from './store.js';
 
 const SCHEMA = `
@@ -70,15 +70,6 @@ function toTarget(r: TargetRow): PushTarget {
 export interface SqliteNotifyStoreOptions {
   /** How long a call waits for another connection's lock on the file before it fails with UNAVAILABLE (default 5 000 ms). */
   busyTimeoutMs?: number;
-}
-
-/** Runs one call's statements; a storage failure becomes UNAVAILABLE. */
-function guard<T>(fn: () => T): T {
-  try {
-    return fn();
-  } catch (err) {
-    throw sqliteStoreError('notify store', err);
-  }
 }
 
 export function openSqliteNotifyStore(path: string, options: SqliteNotifyStoreOptions = {}): NotifyStore {
@@ -197,6 +188,16 @@ export function openSqliteNotifyStore(path: string, options: SqliteNotifyStoreOp
   });
 
   let open = true;
+  let damaged: string | null = null;
+  /** Runs one call's statements; a storage failure becomes UNAVAILABLE, and damage is remembered. */
+  function guard<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      damaged ??= sqliteDamage(err);
+      throw sqliteStoreError('notify store', err);
+    }
+  }
   return {
     async applyChanges(user, version, changes) {
       return guard(() => apply(user, version, changes));
@@ -225,6 +226,9 @@ export function openSqliteNotifyStore(path: string, options: SqliteNotifyStoreOp
     },
     healthy() {
       return open && db.open;
+    },
+    damage() {
+      return damaged;
     },
     async close() {
       if (!open) return;

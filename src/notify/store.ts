@@ -29,6 +29,9 @@
  *   claims of one (user, device, site) while no window is open, exactly one opens it. So
  *   notify processes together push at most once per (device, site) per interval. Windows
  *   go with their subscription (`leave`, a full state without it).
+ * - A call that fails on damaged storage (a corrupt page, a file that is no longer a
+ *   database) rejects with UNAVAILABLE like any storage failure, and `damage()` names it
+ *   from then on.
  * - Every call that resolved is committed. Versions need not survive a power loss (SQLite
  *   runs WAL with synchronous=NORMAL): a lost version shows up as a gap and is repaired by
  *   the full state from auth.
@@ -106,5 +109,11 @@ export interface NotifyStore {
   claimWindow(user: string, device: string, site: string, now: number, intervalMs: number): Promise<number>;
   /** True while the store answers (for /ready). */
   healthy(): boolean;
+  /**
+   * The error code (SQLITE_CORRUPT, XX001, ...) of the first call that found the storage
+   * damaged, or null. Kept until the store is closed: damage does not heal by itself, so
+   * /ready stays 503 until an operator repairs or restores the store and restarts.
+   */
+  damage(): string | null;
   close(): Promise<void>;
 }

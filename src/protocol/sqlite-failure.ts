@@ -19,6 +19,16 @@ export function isSqliteStorageFailure(err: unknown): boolean {
 }
 
 /**
+ * The result code (SQLITE_CORRUPT or SQLITE_NOTADB, without its extended part) when `err`
+ * says the file's content is damaged, not merely unusable for a while; else null.
+ */
+export function sqliteDamage(err: unknown): string | null {
+  if (!(err instanceof Error) || err.name !== 'SqliteError') return null;
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' ? (/^SQLITE_(CORRUPT|NOTADB)/.exec(code)?.[0] ?? null) : null;
+}
+
+/**
  * `err` as callers of `store` ('auth store', 'notify store') see it: a storage failure
  * becomes `UNAVAILABLE` with the SQLite error as its cause (logged, never sent); anything
  * else is returned as it is.

@@ -12,7 +12,7 @@
  */
 import Database from 'better-sqlite3';
 import { DgError } from '../protocol/errors.js';
-import { isSqliteStorageFailure } from '../protocol/sqlite-failure.js';
+import { isSqliteStorageFailure, sqliteDamage } from '../protocol/sqlite-failure.js';
 import { isPackOf, packEntries, unpackEntries } from './entry-pack.js';
 import {
   EPOCH_LIFT,
@@ -78,9 +78,6 @@ interface LogRow {
   epoch: number;
 }
 
-/** SQLite result codes (with their extended forms) that mean the file's content is damaged. */
-const DAMAGE_CODES = /^SQLITE_(CORRUPT|NOTADB)/;
-
 /**
  * The chunks of a log contradict themselves or its length (a gap, a missing chunk, a blob
  * that does not unpack): SQLite read them without complaint, but they are as damaged as a
@@ -93,8 +90,7 @@ class DamagedChunks extends Error {
 /** The reason a failure shows damaged storage (the SQLite code, without its extension), or null. */
 function damageOf(err: unknown): string | null {
   if (err instanceof DamagedChunks) return 'damaged chunks';
-  if (!(err instanceof Database.SqliteError)) return null;
-  return DAMAGE_CODES.exec(err.code)?.[0] ?? null;
+  return sqliteDamage(err);
 }
 
 export class SqliteLogStore implements LogStore {

@@ -5,6 +5,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import { SqliteAuthStore } from '../../src/auth/sqlite/store.js';
 import { MIGRATIONS } from '../../src/auth/sqlite/migrations.js';
 import { runAuthStoreConformance } from '../conformance/auth-store.js';
+import { damageTablePage } from '../helpers/damage-page.js';
 import { tempDir } from '../helpers/server.js';
 import { isBusyUnavailable } from '../helpers/sqlite-busy.js';
 
@@ -61,5 +62,29 @@ describe('sqlite auth store', () => {
     assert.equal(await s.getDevice(device.id), null, 'the refused signup left nothing behind');
     assert.equal(await s.createUser({ id: 'u1', createdAt: 1 }, device), true);
     await s.close();
+  });
+
+  it('is unhealthy from the first call that met a damaged page on, though SELECT 1 still answers', async () => {
+    const path = join(tempDir(), 'auth.db');
+    const a = new SqliteAuthStore(path);
+    const id = (i: number) => `D${String(i).padStart(42, '0')}`;
+    for (let i = 0; i < 400; i++) await a.createUser({ id: `u${i}`, createdAt: 1 }, { id: id(i), boxKey: 'B'.repeat(43), name: `device ${i}`, createdAt: 1 });
+    await a.close();
+    damageTablePage(path, 'devices');
+    const s = new SqliteAuthStore(path);
+    try {
+      assert.equal(await s.healthy(), true, 'nothing found yet');
+      let refused = 0;
+      for (let i = 0; i < 400; i++) {
+        await s.getDevice(id(i)).catch((err: unknown) => {
+          assert.equal((err as { code?: string }).code, 'UNAVAILABLE');
+          refused++;
+        });
+      }
+      assert.ok(refused > 0, 'some device sits on the damaged page');
+      assert.equal(await s.healthy(), false, 'damage does not heal: /ready stays 503');
+    } finally {
+      await s.close();
+    }
   });
 });

@@ -12,7 +12,7 @@ import { metric } from '../helpers/metrics.js';
 import { tempDir } from '../helpers/server.js';
 import { TailClient, entry } from '../helpers/tail-client.js';
 import { freePort, spawnCli, until, waitHttp } from '../server/child.js';
-import { damageChunksPage } from './damage-page.js';
+import { damageTablePage } from '../helpers/damage-page.js';
 import { connect, lease, sleep, world } from './fixture.js';
 
 /** The server's log lines at error level (pino JSON, level 50) that say the store is damaged. */
@@ -30,7 +30,7 @@ describe('tail: a damaged tail.db', async () => {
   for (let i = 0; i < 300; i++) await owner.call('write', { handle: main.handle, at: i, entries: [entry(`${i}:${'d'.repeat(200)}`)] });
   owner.close();
   await w.srv.stop();
-  damageChunksPage(join(dataDir, 'tail.db'));
+  damageTablePage(join(dataDir, 'tail.db'), 'chunks');
 
   const port = await freePort();
   const child = spawnCli(['serve', '--port', String(port), '--host', '127.0.0.1', '--data', dataDir, '--demo=false', '--log-level', 'warn']);

@@ -17,7 +17,7 @@ import { WID_MEMORY } from '../../src/tail/log-store.js';
 import { deviceId, runLogStoreConformance } from '../conformance/log-store.js';
 import { tempDir } from '../helpers/server.js';
 import { CRASH_LOG, CRASH_SITE, crashEntry } from './log-store-crash-writer.js';
-import { damageChunksPage } from './damage-page.js';
+import { damageTablePage } from '../helpers/damage-page.js';
 
 const dir = tempDir('dg-logstore-');
 runLogStoreConformance('sqlite', async () => openSqliteLogStore(join(dir, 'tail.db')));
@@ -137,7 +137,7 @@ describe('SQLite log store', () => {
     await store.appendBatch([{ site: 'd', log: 'other', at: 0, epoch: 0, device: dev, entries: [Buffer.from('kept')] }]);
     for (let i = 0; i < 300; i++) await store.appendBatch([{ site: 'd', log: 'main', at: i, epoch: 0, device: dev, entries: [entry(i)] }]);
     await store.close();
-    damageChunksPage(path);
+    damageTablePage(path, 'chunks');
 
     store = openSqliteLogStore(path);
     assert.equal(store.healthy(), true, 'nothing is known to be damaged before a call reaches the page');

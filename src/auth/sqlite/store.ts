@@ -42,7 +42,7 @@ import { migrate } from './migrations.js';
 import { SqliteProfiles } from './profile.js';
 import { num, numOrNull, str, strOrNull, toAccess, toDevice, toGrant, toSite, type Row } from './rows.js';
 import { statements, type StatementLookup } from './statements.js';
-import { guardStorageFailures } from './storage-guard.js';
+import { damageFound, guardStorageFailures } from './storage-guard.js';
 
 /** Grants that are `hashes` or descend from one through `prf` (bounded: chains are ≤ 8 deep). */
 const DESCENDANTS = `
@@ -429,6 +429,8 @@ export class SqliteAuthStore implements AuthStore {
   }
 
   async healthy(): Promise<boolean> {
+    // `SELECT 1` answers on a damaged file: a call that met the damage says so.
+    if (damageFound(this) !== null || damageFound(this.keys) !== null) return false;
     try {
       return this.#db.open && this.#s('ping').get() !== undefined;
     } catch {
