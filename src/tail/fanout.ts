@@ -17,6 +17,8 @@
  *   session that others find over `softBuffer` (reads refused, signals to it refused) is
  *   watched the same way (`watchBacklog`).
  *   So nothing is buffered without bound.
+ * - Entries the store holds beyond what this node announced (`caughtUp`) go out in order,
+ *   in a length-only event, so a follower's events still have no gap.
  * - `flushNow` sends what waits at once: a `leader` event is sent after it, so followers
  *   have every entry a leadership committed before they hear that it ended.
  */
@@ -54,6 +56,26 @@ export class Fanout {
   /** A write of `log` committed: its entries go out with the next flush of the log. */
   committed(log: LiveLog, c: Committed): void {
     log.fan.push(c);
+    this.#schedule(log);
+  }
+
+  /**
+   * The store holds `log` up to `length`, beyond what this node committed and announced:
+   * a commit whose outcome was lost with its connection to the store, or writes made by
+   * another node while it served the site. Followers hear of the entries in between in log
+   * order, in an event without entries (to be read), so their events go on with no gap.
+   * Callers hold no write of the log between `committed` and `length` that is still to
+   * settle here.
+   */
+  caughtUp(log: LiveLog, length: number): void {
+    if (length <= log.committed) return;
+    log.fan.push({ batch: this.ctx.committer.batchNumber, at: log.committed, length, b64: [], bytes: 0 });
+    log.committed = length;
+    // Writes decided against a shorter log are stale: decisions go on from here.
+    if (log.decided < length) {
+      log.decided = length;
+      log.gen++;
+    }
     this.#schedule(log);
   }
 
@@ -125,6 +147,15 @@ export class Fanout {
         // order; kept safe anyway): close it and start at this commit.
         emit();
         at = length = c.at;
+      }
+      if (c.b64.length === 0) {
+        // Entries this node learned of from the store (`caughtUp`): announced without them.
+        if (inline) {
+          emit();
+          inline = false;
+        }
+        length = c.length;
+        continue;
       }
       if (inline && bytes + c.bytes <= limit) {
         // The common case: the whole commit fits in the event.

@@ -278,6 +278,9 @@ function settle(ctx: TailContext, log: LiveLog, w: WriteJob, res: AppendResult):
     landed(log, w);
     switch (res.status) {
       case 'ok': {
+        // The store had entries before this write that this node never announced (a commit
+        // whose outcome was lost): followers hear of them first.
+        if (res.at > log.committed) ctx.fanout.caughtUp(log, res.at);
         if (res.length > log.committed) log.committed = res.length;
         if (log.decided < log.committed) log.decided = log.committed;
         if (w.widKey !== null) remember(log, w.widKey, res.at, res.length);
@@ -290,6 +293,8 @@ function settle(ctx: TailContext, log: LiveLog, w: WriteJob, res: AppendResult):
         return;
       }
       case 'dup': {
+        // A write whose commit this node never saw (its outcome was lost): followers hear of it.
+        ctx.fanout.caughtUp(log, res.length);
         // Nothing new was stored: if it was counted in `decided`, later decisions were off.
         if (w.decided && w.gen === log.gen) restart(log, log.committed);
         if (w.widKey !== null) remember(log, w.widKey, res.at, res.length);
@@ -299,8 +304,9 @@ function settle(ctx: TailContext, log: LiveLog, w: WriteJob, res: AppendResult):
         return;
       }
       case 'nack': {
+        // The store's length counts entries this node never announced when it is beyond it.
+        ctx.fanout.caughtUp(log, res.length);
         if (w.decided && w.failures !== log.failures) return fail(ctx, log, w, 'UNAVAILABLE', 'an earlier write on this log failed; read and retry');
-        if (res.length > log.committed) log.committed = res.length;
         // Decided against a length the store does not have (another writer, or a dup before it).
         if (w.decided) restart(log, log.committed);
         ctx.metrics.wrote('nack');
@@ -310,6 +316,9 @@ function settle(ctx: TailContext, log: LiveLog, w: WriteJob, res: AppendResult):
         return;
       }
       case 'fenced': {
+        // Another node took the log: what its leaders wrote reaches this node's followers
+        // (before they hear that the leadership here ended).
+        ctx.fanout.caughtUp(log, res.length);
         if (w.gen === log.gen) restart(log, Math.max(log.committed, res.length));
         ctx.logs.fenced(log, res.epoch);
         return fail(ctx, log, w, 'FENCED', 'this handle is no longer the leader');
