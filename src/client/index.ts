@@ -20,7 +20,7 @@ export {
 } from './auth-client.js';
 export { Session, type SessionOptions, type SessionState } from './session.js';
 export { DeviceKeys, DEVICE_KEYS_NAME, verifyDeviceSignature, verifyBoxSig, deviceFingerprint } from './device-keys.js';
-export { MemoryKeyStorage, type KeyStorage, type JsonValue } from './key-storage.js';
+export { MemoryKeyStorage, type KeyStorage, type JsonValue, type LockOptions } from './key-storage.js';
 export { IndexedDbKeyStorage } from './storage-indexeddb.js';
 export { TailConnection, type TailConnectionOptions, type TailConnectionEvents, type TailConnectionState, type RequestOptions } from './tail-connection.js';
 export {

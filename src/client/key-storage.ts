@@ -15,6 +15,11 @@ import { LockChain } from './lock-chain.js';
 
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
 
+export interface LockOptions {
+  /** Aborted when the caller stops waiting for the lock. */
+  signal?: AbortSignal;
+}
+
 export interface KeyStorage {
   load(name: string): Promise<JsonValue | null>;
   save(name: string, value: JsonValue): Promise<void>;
@@ -27,8 +32,11 @@ export interface KeyStorage {
    * not keep it for good. `fn` may call `load`, `save` and `remove` of this storage (they
    * never wait for a lock taken here) but must not take `name` again (not reentrant: that
    * waits forever). It rejects without running `fn` only when the lock cannot be taken.
+   * `opts.signal` says the caller no longer wants the lock: a storage whose wait can keep a
+   * process alive (FileKeyStorage polls for another process's lock file) then stops waiting
+   * and rejects without running `fn`; others may ignore it.
    */
-  lock?<T>(name: string, fn: () => Promise<T>): Promise<T>;
+  lock?<T>(name: string, fn: () => Promise<T>, opts?: LockOptions): Promise<T>;
 }
 
 /** Runs `fn` holding `storage`'s lock `name` when it has one, else at once. */

@@ -5,7 +5,9 @@
  * Guarantees: `onEntries(at, entries)` is called with consecutive, non-overlapping ranges
  * starting at `from`; an entry offered twice (a read overlapping an event) is handed over
  * once; a gap (an event beyond the cursor, or a length heard without entries) is filled by
- * reading before anything after it is handed over.
+ * reading before anything after it is handed over. A catch-up started in the background
+ * (a gap, a length heard without entries) that fails is reported to `failed`, so that the
+ * owner tries again: nothing else may come to start another one (a quiet log).
  */
 import { DgError } from '../protocol/errors.js';
 
@@ -27,6 +29,7 @@ export class LogFeed {
     from: number,
     private readonly read: (from: number) => Promise<FeedRead>,
     private readonly onEntries: (at: number, entries: Uint8Array[]) => void,
+    private readonly failed: (err: unknown) => void = () => undefined,
   ) {
     this.pos = from;
     this.known = from;
@@ -68,9 +71,9 @@ export class LogFeed {
     this.onEntries(start, fresh);
   }
 
-  /** Starts a catch-up without waiting (errors are left to the next explicit catch-up). */
-  catchUpInBackground(): void {
-    this.catchUp().catch(() => undefined);
+  /** Starts a catch-up without waiting; a failure goes to `failed`. */
+  catchUpInBackground(target?: number): void {
+    this.catchUp(target).catch((err: unknown) => this.failed(err));
   }
 
   /** Reads until the cursor reaches `target` (default: the largest length heard of). */

@@ -108,7 +108,7 @@ export class OutboxClaims {
             await this.storage.remove(name);
             await updateIndex(this.storage, this.names.index, stream, false);
           }
-        });
+        }, { signal: this.stop.signal }); // a closed Log stops waiting for a live Log's lock
         return;
       } catch {
         // The lock is held by a live Log (FileKeyStorage gives up waiting after a minute),

@@ -119,6 +119,8 @@ export class Log extends Emitter<LogEvents> {
   private pumpQueued = false;
   private vacancyTimer: ReturnType<typeof setTimeout> | null = null;
   private recovering: Promise<void> | null = null;
+  /** Aborted when the Log closes: ends the waits of recovery, so that no timer outlives it. */
+  private readonly closing = new AbortController();
   /** Consecutive writes the server could not commit; reset by a write that succeeds. */
   private readonly writeRetry = new Backoff({ baseMs: 100, maxMs: 15_000 });
   /** How long the next recovery waits before it leases again (after such a write). */
@@ -188,7 +190,14 @@ export class Log extends Emitter<LogEvents> {
         else this.deliver(entries);
       },
     });
-    this.feed = new LogFeed(this.admittedTo, (from) => this.read(from), (at, entries) => this.admission.push(at, entries));
+    this.feed = new LogFeed(
+      this.admittedTo,
+      (from) => this.read(from),
+      (at, entries) => this.admission.push(at, entries),
+      // A read that failed outside recovery (a reply lost, reads refused for a while): the
+      // entries it was for may be announced by no other event, so recovery reads them.
+      () => this.requestRecover(),
+    );
     this.sequencer = new Sequencer(
       {
         write: async (at, entries, wid) => this.onHandle('write', (handle) => this.requireConn().request('write', { handle, at, entries, wid }, { retry: false })),
@@ -400,6 +409,7 @@ export class Log extends Emitter<LogEvents> {
   private shutdown(err: DgError): void {
     if (this.st === 'closed') return;
     this.setState('closed');
+    this.closing.abort();
     this.setPeers(new Set());
     if (this.vacancyTimer !== null) clearTimeout(this.vacancyTimer);
     this.sequencer.stop();
@@ -635,7 +645,7 @@ export class Log extends Emitter<LogEvents> {
         if (this.retryDelayMs > 0) {
           const wait = this.retryDelayMs;
           this.retryDelayMs = 0;
-          await sleep(wait);
+          await sleep(wait, this.closing.signal);
           if (this.isClosed()) return;
         }
         const lease = await this.leaseNow();
@@ -657,7 +667,7 @@ export class Log extends Emitter<LogEvents> {
           return;
         }
         this.needRecover = true;
-        await sleep(backoff.next());
+        await sleep(backoff.next(), this.closing.signal);
       }
     }
   }
@@ -756,7 +766,7 @@ export class Log extends Emitter<LogEvents> {
           this.feed.catchUpInBackground();
         } else {
           const entries = ev.entries.map((e) => b64urlDecode(e));
-          if (entries.some((e) => e === null)) this.feed.catchUp(ev.length).catch(() => undefined);
+          if (entries.some((e) => e === null)) this.feed.catchUpInBackground(ev.length);
           else this.feed.offer(ev.at, entries as Uint8Array[]);
           this.feed.observe(ev.length);
           if (this.feed.position < ev.length) this.feed.catchUpInBackground();

@@ -282,15 +282,25 @@ export class Session {
 
   /**
    * Runs `fn` with a valid token; on UNAUTHORIZED refreshes once and runs it again
-   * (the token may have been rejected for expiring in flight).
+   * (the token may have been rejected for expiring in flight). Callers refused for the same
+   * token share one refresh: one whose refusal comes after another caller's refresh took
+   * the token it gave (it runs again with it) rather than refresh again.
    */
   async authed<T>(fn: (token: string) => Promise<T>): Promise<T> {
+    const token = await this.accessToken();
     try {
-      return await fn(await this.accessToken());
+      return await fn(token);
     } catch (err) {
       if (!(err instanceof DgError) || err.code !== 'UNAUTHORIZED' || this.state === null) throw err;
-      return fn(await this.refresh());
+      return fn(await this.tokenAfterRefusal(token));
     }
+  }
+
+  /** A token to use instead of `refused`: one refreshed since it was given out, or a refresh (shared with callers in flight). */
+  private tokenAfterRefusal(refused: string): Promise<string> {
+    const s = this.state;
+    if (s !== null && s.access !== refused && s.pendingGuid === null && s.accessExpiresAt - this.now() > this.margin()) return Promise.resolve(s.access);
+    return this.refresh();
   }
 
   /**

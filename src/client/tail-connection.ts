@@ -12,7 +12,8 @@
  *   handle belongs to a session). Arguments given as a function are rebuilt at each send.
  * - Reconnects follow the close code: 4401 refreshes the token first; 4403 stops for good
  *   (`stopped` event, `onRevoked`); 1001, 4408, 4429 and anything else back off
- *   exponentially with jitter (4429 waits at least 5 s).
+ *   exponentially with jitter (4429, and a `connect` answered RATE_LIMITED, wait at least
+ *   5 s, still jittered).
  * - Before the access token expires, `connect` is sent again on the open socket with a
  *   fresh token, which extends the session.
  * - A socket that does not answer a ping within the request timeout is abandoned and
@@ -79,6 +80,13 @@ export interface TailConnectionEvents extends Record<string, unknown> {
 }
 
 export type TailConnectionState = 'idle' | 'connecting' | 'open' | 'waiting' | 'stopped';
+
+/** How long a socket closed for good may take to answer the close before it is dropped, ms. */
+const CLOSE_GRACE_MS = 1000;
+/** WebSocket.readyState of a closed socket. */
+const CLOSED_STATE = 3;
+/** The least wait before reconnecting after 4429 (rate limited), ms. */
+const RATE_LIMITED_WAIT_MS = 5000;
 
 const IDEMPOTENT: ReadonlySet<TailOpName> = new Set(['read', 'lease', 'ping', 'attest', 'release']);
 
@@ -288,9 +296,13 @@ export class TailConnection extends Emitter<TailConnectionEvents> {
       timer,
       resolve: (v) => this.onConnected(sock, v as ConnectReply),
       reject: (e) => {
-        // A refused token: get a fresh one next time (the server closes with 4401 anyway).
+        // The server closes the socket after these answers (4401, 4429), but the close frame
+        // comes after the reply and the socket is dropped here first: act on the reply as on
+        // that close. A refused token: get a fresh one next time. Too many sessions of the
+        // user on the node: wait as after 4429, not the short backoff of a blip.
         if (e.code === 'UNAUTHORIZED') this.freshTokenNext = true;
-        this.abandon(sock, e.code === 'UNAUTHORIZED' ? CLOSE.unauthorized : CLOSE.stale, e.message);
+        const code = e.code === 'UNAUTHORIZED' ? CLOSE.unauthorized : e.code === 'RATE_LIMITED' ? CLOSE.rateLimited : CLOSE.stale;
+        this.abandon(sock, code, e.message);
       },
     });
     sock.send(JSON.stringify({ id, op: 'connect', token }));
@@ -406,13 +418,19 @@ export class TailConnection extends Emitter<TailConnectionEvents> {
       return;
     }
     if (code === CLOSE.unauthorized) this.freshTokenNext = true;
-    this.scheduleReconnect(code === CLOSE.rateLimited ? 5000 : 0, reason);
+    this.scheduleReconnect(code === CLOSE.rateLimited ? RATE_LIMITED_WAIT_MS : 0, reason);
   }
 
+  /**
+   * Waits the backoff's delay, but at least `minMs`. A delay raised to the floor keeps its
+   * jitter (drawn from [minMs, 2·minMs]): clients refused together (a node that rate-limits
+   * many at once) must not all come back at the same moment.
+   */
   private scheduleReconnect(minMs: number, _why: string): void {
     if (this.st === 'stopped') return;
     this.st = 'waiting';
-    const delay = Math.max(minMs, this.backoff.next());
+    const drawn = this.backoff.next();
+    const delay = drawn >= minMs ? drawn : minMs + Math.round(Math.random() * minMs);
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
       if (this.st === 'waiting') this.openSocket();
@@ -449,6 +467,7 @@ export class TailConnection extends Emitter<TailConnectionEvents> {
       } catch {
         // already closed
       }
+      this.dropIfUnanswered(sock);
     }
     for (const req of [...this.inflight.values(), ...this.queue]) {
       clearTimeout(req.timer);
@@ -458,6 +477,29 @@ export class TailConnection extends Emitter<TailConnectionEvents> {
     this.queue = [];
     for (const w of this.waiters.splice(0)) w.reject(err);
     this.emit('stopped', err);
+  }
+
+  /**
+   * Drops a socket closed for good whose peer does not answer the close within
+   * CLOSE_GRACE_MS (the network is gone): `ws` would wait 30 s for the answer, its timer and
+   * socket keeping a Node process alive after the client closed. Browser sockets, which have
+   * no `terminate`, keep their own close handshake.
+   */
+  private dropIfUnanswered(sock: WebSocketLike): void {
+    const s = sock as WebSocketLike & { terminate?: () => void };
+    if (typeof s.terminate !== 'function' || sock.readyState === CLOSED_STATE) return;
+    const timer = setTimeout(() => {
+      try {
+        s.terminate!();
+      } catch {
+        // already closed
+      }
+    }, CLOSE_GRACE_MS);
+    const closed = sock.onclose;
+    sock.onclose = ((ev: never) => {
+      clearTimeout(timer);
+      closed?.(ev);
+    }) as (ev: never) => void;
   }
 
   private clearTimers(): void {

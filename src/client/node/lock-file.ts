@@ -105,12 +105,13 @@ async function abandoned(path: string, st: BigIntStats): Promise<boolean> {
 /**
  * Runs `fn` holding lock file `lockPath` (an absolute path): first in this process, then
  * across processes. Rejects without running `fn` when another process has held it
- * (touching it) for over `waitMs` since this caller's turn in the process came.
+ * (touching it) for over `waitMs` since this caller's turn in the process came, or when
+ * `signal` aborts before the lock is taken.
  */
-export function withLockFile<T>(lockPath: string, waitMs: number, fn: () => Promise<T>): Promise<T> {
+export function withLockFile<T>(lockPath: string, waitMs: number, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
   return local.run(lockPath, async () => {
     await mkdir(dirname(lockPath), { recursive: true, mode: 0o700 });
-    const ino = await acquire(lockPath, waitMs);
+    const ino = await acquire(lockPath, waitMs, signal);
     const touch = setInterval(() => {
       const now = new Date();
       utimes(lockPath, now, now).catch(() => undefined);
@@ -126,16 +127,17 @@ export function withLockFile<T>(lockPath: string, waitMs: number, fn: () => Prom
 }
 
 /** Waits for the lock; resolves with the inode of the lock file this process now holds. */
-async function acquire(lockPath: string, waitMs: number): Promise<bigint> {
+async function acquire(lockPath: string, waitMs: number, signal?: AbortSignal): Promise<bigint> {
   const deadline = Date.now() + waitMs;
   for (let wait = 5; ; wait = Math.min(wait * 2, 200)) {
+    if (signal?.aborted === true) throw new Error(`${lockPath}: no longer waited for`);
     const ino = await create(lockPath);
     if (ino !== null) return ino;
     const held = await stat(lockPath, { bigint: true }).catch(() => null);
     if (held === null) continue; // released meanwhile: try again at once
     if ((await abandoned(lockPath, held)) && (await takeOver(lockPath, lockPath, held, 0))) return held.ino;
     if (Date.now() > deadline) throw new Error(`${lockPath}: another process holds the lock`);
-    await sleep(wait);
+    await sleep(wait, signal);
   }
 }
 

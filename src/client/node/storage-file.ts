@@ -12,7 +12,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { chmod, mkdir, open, readFile, rename } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import type { JsonValue, KeyStorage } from '../key-storage.js';
+import type { JsonValue, KeyStorage, LockOptions } from '../key-storage.js';
 import { withLockFile } from './lock-file.js';
 
 /** How long a read or write waits for another process's turn on the file (ms). */
@@ -110,11 +110,12 @@ export class FileKeyStorage implements KeyStorage {
 
   /**
    * Runs `fn` holding lock `name` for every instance and process on this file. Rejects
-   * without running `fn` when another process holds it for over a minute.
+   * without running `fn` when another process holds it for over a minute, or once
+   * `opts.signal` aborts while it waits (its polling then ends: nothing keeps the process alive).
    */
-  lock<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  lock<T>(name: string, fn: () => Promise<T>, opts: LockOptions = {}): Promise<T> {
     const safe = name.replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 60);
     const hash = createHash('sha256').update(name, 'utf8').digest('hex').slice(0, 12);
-    return withLockFile(`${this.path}.${safe}.${hash}.lock`, LOCK_WAIT_MS, fn);
+    return withLockFile(`${this.path}.${safe}.${hash}.lock`, LOCK_WAIT_MS, fn, opts.signal);
   }
 }
