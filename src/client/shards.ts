@@ -9,6 +9,7 @@
 import { DgError } from '../protocol/errors.js';
 import { pickShard } from '../protocol/shards.js';
 import type { AuthClient, ShardMapInfo } from './auth-client.js';
+import { sleep } from './backoff.js';
 import type { TailConnection } from './tail-connection.js';
 
 export { pickShard };
@@ -67,6 +68,8 @@ export class ShardRouter {
   private readonly watching = new Set<TailConnection>();
   private lastCheck = 0;
   private closed = false;
+  /** Aborted by close(): ends the waits of `watch`, so that no timer outlives the router. */
+  private readonly closing = new AbortController();
 
   constructor(private readonly opts: ShardRouterOptions) {}
 
@@ -149,7 +152,7 @@ export class ShardRouter {
     try {
       while (down()) {
         const wait = this.lastCheck + SHARD_RECHECK_MS - Date.now();
-        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        if (wait > 0) await sleep(wait, this.closing.signal);
         if (!down()) return;
         // One fetch serves every connection that waits (another may have just made it).
         if (Date.now() - this.lastCheck >= SHARD_RECHECK_MS) {
@@ -184,6 +187,7 @@ export class ShardRouter {
 
   close(reason?: DgError): void {
     this.closed = true;
+    this.closing.abort();
     for (const c of this.conns.values()) c.close(reason);
     this.conns.clear();
   }
