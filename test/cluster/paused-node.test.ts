@@ -52,7 +52,7 @@ interface Lease {
 }
 
 describe('a tail node paused while another takes its site', { skip }, () => {
-  it('refuses its queued writes FENCED when it goes on, and tells its clients what the other node wrote', { timeout: 90_000 }, async () => {
+  it('refuses its queued writes FENCED when it goes on, and tells its clients what the other node wrote', { timeout: 150_000 }, async () => {
     const nats = await startOwnNats();
     let paused: Child | null = null;
     try {
@@ -102,10 +102,18 @@ describe('a tail node paused while another takes its site', { skip }, () => {
       // The others drop A; B serves the site, and a leader there (the same device, on a new session) writes.
       await until('auth to drop the paused node', async () => ((await shardIds()).join() === bId ? true : undefined), 20_000);
       const taker = await TailClient.connect(b.ws, dev.access);
-      const l2 = await until('B to take the site', async () => {
-        const r = await taker.request('lease', { site, log: 'main' });
-        return r.error === undefined && r.role === 'leader' ? (r as unknown as Lease) : undefined;
-      });
+      // A paused inside a commit's transaction holds the log's row lock until PostgreSQL ends
+      // the idle transaction (30 s): B's epoch bump waits for it (UNAVAILABLE after 15 s).
+      const l2 = await until(
+        'B to take the site',
+        async () => {
+          const id = taker.freshId();
+          taker.send({ id, op: 'lease', site, log: 'main' });
+          const r = await taker.reply(id, 40_000);
+          return r.error === undefined && r.role === 'leader' ? (r as unknown as Lease) : undefined;
+        },
+        60_000,
+      );
       assert.ok(l2.epoch > l1.epoch);
       let length = l2.length;
       for (let i = 0; i < 5; i++) {
