@@ -4,6 +4,7 @@
  * cluster they cross a network. A thrown DgError becomes `{ok:false, error}` (bus.ts).
  */
 import type { Subscription } from '../bus/bus.js';
+import { RefusalLog } from '../bus/refusal-log.js';
 import { BusAccessRequest, BusJoinRequest, BusPushGone } from '../protocol/auth-schemas.js';
 import type { AccessReply, JoinReply, PushGone, RevokeEvent, RevokedList } from '../protocol/bus-messages.js';
 import { SUBJECTS } from '../protocol/bus-messages.js';
@@ -40,6 +41,8 @@ function answering<T>(ctx: AuthContext, subject: string, handler: (msg: unknown)
 export function subscribeBus(ctx: AuthContext): Subscription[] {
   const bus = ctx.deps.bus;
   const queue = { queue: 'auth' };
+  // Refused publishes have nobody to answer, and anyone on the bus can send them fast.
+  const refusals = new RefusalLog(ctx.deps.log);
   return [
     bus.subscribe(
       SUBJECTS.authAccess,
@@ -82,7 +85,7 @@ export function subscribeBus(ctx: AuthContext): Subscription[] {
       SUBJECTS.authPushGone,
       async (msg) => {
         const problem = describeError('message', BusPushGone, msg);
-        if (problem !== null) return void ctx.deps.log.warn({ problem }, 'dg.auth.push-gone ignored');
+        if (problem !== null) return void refusals.refused({ problem }, 'dg.auth.push-gone ignored');
         const m = msg as PushGone;
         try {
           const version = await dropGonePush(ctx, m.user, m.device, m.endpoint);

@@ -1,4 +1,5 @@
 import { DgError } from '../protocol/errors.js';
+import { MAX_JSON_DEPTH, nestsDeeperThan } from '../protocol/json-depth.js';
 
 /**
  * The strict JSON codec of the NATS bus. `JSON.stringify` alone quietly turns values that
@@ -9,7 +10,11 @@ import { DgError } from '../protocol/errors.js';
  * arrays and plain objects (after `toJSON`, so a Date or a DgError encodes as it always
  * does in JSON). Negative zero is the one number JSON cannot tell apart: it arrives as 0.
  *
- * Decoding is just as strict: the payload must be valid UTF-8 and one JSON text.
+ * Decoding is just as strict: the payload must be valid UTF-8 and one JSON text, nested at
+ * most MAX_JSON_DEPTH levels (no bus message nests deeper than a few). Anyone who can reach
+ * NATS can send one: parsing 1 MiB of nested brackets holds the event loop about 60 times
+ * longer than a flat message of that size, and the value would overflow the stack of any
+ * code that walks it recursively, so it is refused before it is parsed.
  */
 
 const encoder = new TextEncoder();
@@ -54,6 +59,7 @@ export function encodeJson(value: unknown): Uint8Array {
 
 /** The value of a UTF-8 JSON payload; throws DgError BAD_REQUEST on anything else. */
 export function decodeJson(bytes: Uint8Array): unknown {
+  if (nestsDeeperThan(bytes)) throw new DgError('BAD_REQUEST', `bus message nests deeper than ${MAX_JSON_DEPTH} levels`);
   try {
     return JSON.parse(decoder.decode(bytes)) as unknown;
   } catch (err) {

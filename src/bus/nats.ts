@@ -45,9 +45,11 @@ const RECONNECT_MAX_MS = 5000;
 /**
  * The bus over NATS core (PROTOCOL.md "Internal bus"), for split roles. It gives the
  * guarantees of bus.ts, with these NATS specifics:
- * - Messages are strict JSON (json-codec.ts). A payload that is not JSON is logged and
- *   never reaches a handler (a request carrying one is answered BAD_REQUEST so that its
- *   sender need not wait for a timeout). Subjects are validated (subject.ts).
+ * - Messages are strict JSON nested at most 64 levels (json-codec.ts). A payload that is
+ *   not (or nests deeper) is logged, at most once per 10 s, and never reaches a handler (a
+ *   request carrying one is answered BAD_REQUEST so that its sender need not wait for a
+ *   timeout); a reply that is not fails its request INTERNAL, logged likewise. Subjects are
+ *   validated (subject.ts).
  * - Each subscription hands its messages to the handler in arrival order, one call per
  *   message. An async handler is not awaited before the next call (so a slow request does
  *   not hold up the others); a request's reply is sent when its handler settles.
@@ -73,6 +75,7 @@ export class NatsBus implements Bus {
   readonly #reconnected = new Set<() => void>();
   /** Undecodable messages are logged at most once per UNDECODABLE_LOG_MS, with a count. */
   readonly #undecodable = new LogThrottle(UNDECODABLE_LOG_MS);
+  readonly #undecodableReplies = new LogThrottle(UNDECODABLE_LOG_MS);
   #closing: Promise<void> | undefined;
 
   private constructor(nc: NatsConnection, log: BusLog, unhealthyAfterMs: number, down: DownState) {
@@ -185,7 +188,9 @@ export class NatsBus implements Bus {
     try {
       return decodeJson(reply.data) as T;
     } catch (err) {
-      this.#log.error({ err, subject, bytes: reply.data.length }, 'bus reply is not JSON');
+      // Whoever answers the subject chooses the reply: spaced out like undecodable messages.
+      const left = this.#undecodableReplies.take();
+      if (left !== null) this.#log.error({ err, subject, bytes: reply.data.length, notLogged: left }, 'bus reply is not JSON (at most one line per 10 s)');
       throw new DgError('INTERNAL', 'malformed bus reply', { cause: err });
     }
   }

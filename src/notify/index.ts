@@ -19,6 +19,7 @@ import type https from 'node:https';
 import type { FastifyBaseLogger, FastifyPluginAsync } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { Bus, Subscription } from '../bus/bus.js';
+import { RefusalLog } from '../bus/refusal-log.js';
 import { SUBJECTS, type AccessReply, type AccessRequest, type NotifyHello, type PushGone } from '../protocol/bus-messages.js';
 import { DgError } from '../protocol/errors.js';
 import { NotifyPublishCheck, PresenceMessageCheck, firstSchemaError } from '../protocol/notify-schemas.js';
@@ -98,6 +99,8 @@ export function createNotify(deps: NotifyDeps): NotifyService {
   const metrics = createNotifyMetrics(deps.registry);
   // A store that cannot be used (a full disk) fails every update, publish and push alike.
   const unavailable = new UnavailableLog(log);
+  // Refused bus messages: anyone on the bus can send them as fast as it carries them.
+  const refusals = new RefusalLog(log);
   // When a user was last online matters for as long as a push about an older write can wait.
   const presence = new PresenceTracker(limits.maxPresenceNodes, {
     memoryMs: deps.pushIntervalMs + limits.maxAttempts * (limits.maxRetryDelayMs + 2 * limits.requestTimeoutMs) + QUEUE_SLACK_MS,
@@ -113,7 +116,7 @@ export function createNotify(deps: NotifyDeps): NotifyService {
 
   async function onPublish(message: unknown): Promise<void> {
     if (!NotifyPublishCheck.Check(message)) {
-      log.warn({ reason: firstSchemaError(NotifyPublishCheck, message) }, 'dg.notify.publish refused');
+      refusals.refused({ reason: firstSchemaError(NotifyPublishCheck, message) }, 'dg.notify.publish refused');
       return;
     }
     if (pending >= limits.maxPendingPublishes) {
@@ -148,17 +151,17 @@ export function createNotify(deps: NotifyDeps): NotifyService {
       // The bus answers {ok:false, error}; a malformed update is a bug in the sender, a
       // store that is down is retried by auth with backoff.
       if (unavailable.report(err, { subject: SUBJECTS.notifyUpdate })) throw err;
-      if (err instanceof DgError) log.warn({ reason: err.message }, 'dg.notify.update refused');
+      if (err instanceof DgError) refusals.refused({ reason: err.message }, 'dg.notify.update refused');
       throw err;
     }
   }
 
   function onPresence(message: unknown): void {
     if (!PresenceMessageCheck.Check(message)) {
-      log.warn({ reason: firstSchemaError(PresenceMessageCheck, message) }, 'dg.notify.presence refused');
+      refusals.refused({ reason: firstSchemaError(PresenceMessageCheck, message) }, 'dg.notify.presence refused');
       return;
     }
-    if (!presence.apply(message, Date.now())) log.warn({ node: message.node }, 'too many tail nodes; presence refused');
+    if (!presence.apply(message, Date.now())) refusals.refused({ node: message.node }, 'too many tail nodes; presence refused');
   }
 
   /** Asks every tail node for its presence and recent publishes (after the subscriptions, so the answers find them). */

@@ -44,6 +44,7 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import { Gauge, type Registry } from 'prom-client';
 import type { Bus, Subscription } from '../bus/bus.js';
+import { RefusalLog } from '../bus/refusal-log.js';
 import { SelfEcho } from '../bus/self-echo.js';
 import { SUBJECTS, type TailNodeMessage } from '../protocol/bus-messages.js';
 import { pickShard, type Shard } from '../protocol/shards.js';
@@ -126,6 +127,8 @@ export class ShardRegistry {
   readonly #opts: ShardRegistryOptions;
   readonly #now: () => number;
   readonly #log: FastifyBaseLogger;
+  /** Malformed node messages: anyone on the bus can send them as fast as it carries them. */
+  readonly #refusals: RefusalLog;
   /** Other nodes, by id (this process's own node is kept apart, see `#announcing`). */
   readonly #peers = new Map<string, Peer>();
   #announcing = false;
@@ -151,6 +154,7 @@ export class ShardRegistry {
     this.#opts = opts;
     this.#now = opts.now ?? Date.now;
     this.#log = opts.log.child({ svc: 'cluster' });
+    this.#refusals = new RefusalLog(this.#log);
     this.#ownsEcho = opts.echo === undefined;
     this.#echo = opts.echo ?? new SelfEcho({ bus: opts.bus, intervalMs: this.#interval(), now: this.#now });
     if (opts.registry !== undefined && opts.registry.getSingleMetric('datagrove_cluster_tail_nodes') === undefined) {
@@ -316,7 +320,7 @@ export class ShardRegistry {
 
   #onMessage(m: unknown): void {
     if (!isNodeMessage(m)) {
-      this.#log.warn('malformed tail node message dropped');
+      this.#refusals.refused({}, 'malformed tail node message dropped');
       return;
     }
     const self = this.#opts.self;

@@ -16,14 +16,14 @@
  */
 import type { AccessChanged } from '../protocol/bus-messages.js';
 import type { TailContext } from './context.js';
-import { recheck } from './revocation.js';
+import { authTime, recheck } from './revocation.js';
 
 /** Handles a dg.tail.access message (validated here: the bus carries plain JSON). */
 export function onAccessChanged(ctx: TailContext, message: unknown): void {
   if (message === null || typeof message !== 'object') return;
   const { user, site, at } = message as Partial<Record<keyof AccessChanged, unknown>>;
   if (typeof user !== 'string' || typeof site !== 'string') return;
-  accessGrew(ctx, user, site, typeof at === 'number' && Number.isFinite(at) ? at : undefined);
+  accessGrew(ctx, user, site, authTime(at));
 }
 
 /** `user`'s access to `site` grew (at `authAt` on auth's clock, when known). */

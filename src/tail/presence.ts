@@ -1,7 +1,9 @@
 /**
  * Presence of users on this node (dg.notify.presence): a delta when a user's first session
  * here connects or the last one ends, and a full snapshot every `ttlMs / 3`, so that
- * notify can expire a node that stopped talking (its users go offline by themselves).
+ * notify can expire a node that stopped talking (its users go offline by themselves). A
+ * snapshot of many users goes as one `full` message and deltas, each of at most
+ * SNAPSHOT_CHUNK users, so that every message fits the bus.
  * `beforeOffline(user)` runs just before a delta says the user left, so that what tail
  * still holds about the user's writes is published first (src/tail/notify-publish.ts).
  *
@@ -19,6 +21,12 @@ export const LEFT_MEMORY_MS = MAX_LEFT_AGO_MS;
 export const MAX_LEFT_USERS = 100_000;
 /** Users per message of a `left` list, to keep each message small. */
 const LEFT_CHUNK = 1000;
+/**
+ * Users per message of a full snapshot: user ids have at most 64 characters, so a message
+ * stays well under NATS's 1 MiB limit (a node may have 100 000 users online; one message
+ * listing them all would be refused as too large and notify would hear no snapshot).
+ */
+export const SNAPSHOT_CHUNK = 10_000;
 
 export class Presence {
   readonly #count = new Map<string, number>();
@@ -35,8 +43,8 @@ export class Presence {
   ) {}
 
   start(): void {
-    this.#publish(true, [...this.#count.keys()], []);
-    this.#timer = setInterval(() => this.#publish(true, [...this.#count.keys()], []), Math.max(1, Math.floor(this.ttlMs / 3)));
+    this.#publishFull([...this.#count.keys()], []);
+    this.#timer = setInterval(() => this.#publishFull([...this.#count.keys()], []), Math.max(1, Math.floor(this.ttlMs / 3)));
     this.#timer.unref();
   }
 
@@ -46,7 +54,7 @@ export class Presence {
    */
   snapshot(): void {
     if (this.#timer === null) return;
-    this.#publish(true, [...this.#count.keys()], []);
+    this.#publishFull([...this.#count.keys()], []);
     const now = performance.now();
     this.#forgetLeft(now);
     let chunk: { user: string; agoMs: number }[] = [];
@@ -67,7 +75,7 @@ export class Presence {
     this.#timer = null;
     const users = [...this.#count.keys()];
     this.#count.clear();
-    this.#publish(true, [], users);
+    this.#publishFull([], users);
   }
 
   online(user: string): void {
@@ -109,6 +117,18 @@ export class Presence {
     for (const [user, at] of this.#left) {
       if (now - at <= LEFT_MEMORY_MS) break;
       this.#left.delete(user);
+    }
+  }
+
+  /**
+   * A full snapshot, in messages of at most SNAPSHOT_CHUNK users: the first is `full` and
+   * replaces what notify holds for this node, the others are deltas that add the rest (one
+   * publisher, so notify applies them in this order).
+   */
+  #publishFull(online: string[], offline: string[]): void {
+    this.#publish(true, online.slice(0, SNAPSHOT_CHUNK), offline.slice(0, SNAPSHOT_CHUNK));
+    for (let i = SNAPSHOT_CHUNK; i < Math.max(online.length, offline.length); i += SNAPSHOT_CHUNK) {
+      this.#publish(false, online.slice(i, i + SNAPSHOT_CHUNK), offline.slice(i, i + SNAPSHOT_CHUNK));
     }
   }
 

@@ -176,19 +176,37 @@ export class RevokedSet {
   }
 }
 
+/**
+ * How far ahead of this node's clock a time on auth's clock (`at` of a bus message) may be
+ * and still be believed. Such a time only serves to recognise a revocation already acted
+ * on when auth's list names it again; one far in the future (a sender with a broken clock
+ * or of another version, or anyone on the bus) would make every later revocation of the
+ * pair look known, and a revocation whose message was lost would never take effect.
+ */
+export const MAX_AUTH_CLOCK_LEAD_MS = 60_000;
+
+/** `value` when it is a time (ms) auth's clock can show now, else undefined. */
+export function authTime(value: unknown, now = Date.now()): number | undefined {
+  return typeof value === 'number' && Number.isFinite(value) && value <= now + MAX_AUTH_CLOCK_LEAD_MS ? value : undefined;
+}
+
 function strings(value: unknown): string[] {
   return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
 }
 
-/** The well-formed (user, site, at?) items of a bus message's `access` list. */
+/**
+ * The well-formed (user, site, at?) items of a bus message's `access` list; an `at` that is
+ * missing or not believable (authTime) counts as unknown.
+ */
 function accessItems(value: unknown): { user: string; site: string; at: number }[] {
   if (!Array.isArray(value)) return [];
+  const now = Date.now();
   const out: { user: string; site: string; at: number }[] = [];
   for (const a of value as unknown[]) {
     if (a === null || typeof a !== 'object') continue;
     const { user, site, at } = a as { user?: unknown; site?: unknown; at?: unknown };
     if (typeof user !== 'string' || typeof site !== 'string') continue;
-    out.push({ user, site, at: typeof at === 'number' && Number.isFinite(at) ? at : Number.NEGATIVE_INFINITY });
+    out.push({ user, site, at: authTime(at, now) ?? Number.NEGATIVE_INFINITY });
   }
   return out;
 }

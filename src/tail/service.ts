@@ -7,7 +7,6 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Subscription } from '../bus/bus.js';
 import { SUBJECTS } from '../protocol/bus-messages.js';
-import { NotifyHelloCheck, firstSchemaError } from '../protocol/notify-schemas.js';
 import { unknownKeyWarner } from '../protocol/key-ring-warning.js';
 import { LogThrottle } from '../protocol/log-throttle.js';
 import { refuseSocket } from '../protocol/raw-error-response.js';
@@ -22,6 +21,7 @@ import { GroupCommitter } from './group-commit.js';
 import { LogRegistry } from './leaders.js';
 import { resolveLimits } from './limits.js';
 import { createTailMetrics } from './metrics.js';
+import { HelloAnswers } from './notify-hello.js';
 import { NotifyPublisher } from './notify-publish.js';
 import { Presence } from './presence.js';
 import { onRevoke, recheck, RevokedSet, syncRevoked } from './revocation.js';
@@ -66,6 +66,15 @@ export function createTail(deps: TailDeps): TailService {
   const metrics = createTailMetrics(deps.registry);
   const notify = new NotifyPublisher(deps.bus, limits.notifyIntervalMs, log);
   const presence = new Presence(deps.bus, deps.nodeId, limits.presenceTtlMs, log, (user) => notify.flushWriter(user));
+  // Spaced out: one answer is thousands of messages, and anyone on the bus can say hello.
+  const hellos = new HelloAnswers({
+    answer: () => {
+      presence.snapshot();
+      notify.republish();
+    },
+    stopping: () => ctx.stopping,
+    log,
+  });
   // The acks of one commit group leave in one socket write per session.
   const cork = new ReplyCork();
   const ctx = {
@@ -267,6 +276,7 @@ export function createTail(deps: TailDeps): TailService {
     }
     for (const s of open) if (s.ws.readyState !== s.ws.CLOSED) s.ws.terminate();
     // What is held for notify goes before the presence that says everyone left.
+    hellos.stop();
     ctx.notify.stop();
     presence.stop();
   }
@@ -301,18 +311,7 @@ export function createTail(deps: TailDeps): TailService {
       // A notify process that just started may have missed publishes and knows nobody's
       // presence: presence first, then the publishes, on the same bus connection, so that
       // notify knows who is online before it looks at any write.
-      subs.push(
-        deps.bus.subscribe(SUBJECTS.notifyHello, (m) => {
-          if (!NotifyHelloCheck.Check(m)) {
-            log.warn({ reason: firstSchemaError(NotifyHelloCheck, m) }, 'dg.notify.hello refused');
-            return;
-          }
-          if (ctx.stopping) return;
-          log.info({ instance: m.instance, logs: notify.remembered }, 'notify said hello; sending presence and recent publishes again');
-          presence.snapshot();
-          notify.republish();
-        }),
-      );
+      subs.push(deps.bus.subscribe(SUBJECTS.notifyHello, (m) => hellos.heard(m)));
       sweepTimer = setInterval(sweep, SWEEP_MS);
       sweepTimer.unref();
       accepting = true;
