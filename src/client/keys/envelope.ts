@@ -75,12 +75,15 @@ export async function openEnvelope(me: DeviceKeys, from: string, data: string): 
   const secret = b64urlDecode(me.toJSON().box);
   if (secret === null) throw new DgError('INTERNAL', 'device box key unreadable');
   const plaintext = await hpkeOpen(secret, sealed, utf8(LABEL), utf8(`${from}\n${me.deviceId}`));
-  let outer: { b?: unknown; s?: unknown };
+  let parsed: unknown;
   try {
-    outer = JSON.parse(fromUtf8(plaintext)) as { b?: unknown; s?: unknown };
+    parsed = JSON.parse(fromUtf8(plaintext));
   } catch {
     throw new DgError('BAD_REQUEST', 'envelope: not a Datagrove message');
   }
+  // Anyone can seal to a box key: what opens is the sender's to choose (null, a number, …).
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new DgError('BAD_REQUEST', 'envelope: not a Datagrove message');
+  const outer = parsed as { b?: unknown; s?: unknown };
   const sig = typeof outer.s === 'string' ? b64urlDecode(outer.s) : null;
   if (typeof outer.b !== 'string' || sig === null) throw new DgError('BAD_REQUEST', 'envelope: not a Datagrove message');
   if (!verifyEd25519(from, signedText(from, me.deviceId, outer.b), sig)) throw new DgError('BAD_REQUEST', 'envelope: not signed by its sender');

@@ -8,6 +8,7 @@
  * stop later work.
  */
 import { DgError } from '../../protocol/errors.js';
+import { SITE_ID_RE } from '../../protocol/ids.js';
 import { b64urlDecode, b64urlEncode } from '../bytes.js';
 import type { DatagroveClient } from '../client.js';
 import type { PayloadCodec } from '../crypto/payload-codec.js';
@@ -293,6 +294,7 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
    * rotated it first, or when the server's key epoch went back (then nothing was rotated).
    */
   async rotateSite(site: string): Promise<Delivery & { epoch: number }> {
+    if (typeof site !== 'string' || !SITE_ID_RE.test(site)) throw new DgError('BAD_REQUEST', 'site: must be a site id');
     const r = await this.rotateOnce(site);
     if (r === null) throw new DgError('CONFLICT', `site ${site}: another admin rotated its key first`);
     return r;
@@ -331,6 +333,8 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
    * back (CONFLICT) fails the call: it is never reported as rotated, nor quietly left.
    */
   async rotateSites(sites: string[]): Promise<{ rotated: string[]; left: string[] }> {
+    // A string is iterable too: each of its characters would be taken for a site.
+    if (!Array.isArray(sites) || !sites.every((s) => typeof s === 'string' && SITE_ID_RE.test(s))) throw new DgError('BAD_REQUEST', 'sites: must be an array of site ids');
     const rotated: string[] = [];
     const left: string[] = [];
     for (const site of sites) {
@@ -347,7 +351,7 @@ export class KeyManager extends Emitter<KeyManagerEvents> implements KeyContext 
 
   /** Rotates every site whose keys this device holds, that requires rotation and that this user administers. */
   rotatePending(): Promise<{ rotated: string[]; left: string[] }> {
-    return this.rotateSites(this.ring.siteIds());
+    return this.rotateSites(this.ring.siteIds().filter((s) => SITE_ID_RE.test(s)));
   }
 
   /** Whether this device holds the key of `site` at `epoch` (default: any). */

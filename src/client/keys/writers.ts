@@ -10,7 +10,8 @@
  *
  * Which users are members is the server's word (GET /sites/:site/members), as it is for
  * whom a new site key goes to; who the device belongs to is not: a server cannot make
- * another user's key chain certify its device. The device's revocation is also the
+ * another user's key chain certify its device. A device the chains of two members both
+ * certify is nobody's (either could have certified the other's device). The device's revocation is also the
  * server's word (a revoked device's certificate is no longer listed), except for devices
  * this device revoked itself, which are never anyone's writer here.
  *
@@ -85,16 +86,24 @@ export class WriterDirectory {
     const byDevice = new Map<string, Writer>();
     const users = new Map(members.members.map((m) => [m.user, m.rights]));
     if (!users.has(members.owner)) users.set(members.owner, ['read', 'write', 'admin']);
+    // A certificate is a user key's word, not the device's: a device the chains of two users
+    // both certify (one of them certified another member's device) is neither's.
+    const ambiguous = new Set<string>();
     for (const [user, rights] of users) {
       const v = await this.ctx.verified({ user }).catch(() => null);
-      for (const d of v?.devices ?? []) byDevice.set(d.device, { user, rights });
+      for (const d of v?.devices ?? []) {
+        const before = byDevice.get(d.device);
+        if (before !== undefined && 'user' in before && before.user !== user) ambiguous.add(d.device);
+        byDevice.set(d.device, { user, rights });
+      }
     }
+    for (const d of ambiguous) byDevice.delete(d);
     if (members.emails.length > 0) {
       const serverKeys = await this.ctx.serverKeys();
       for (const { email, rights } of members.emails) {
         for (const d of await attestedDevices(this.ctx.api, email, serverKeys).catch(() => [])) {
           // A device certified for a user is that user's, whatever an attestation says.
-          if (!byDevice.has(d.device)) byDevice.set(d.device, { email, rights });
+          if (!byDevice.has(d.device) && !ambiguous.has(d.device)) byDevice.set(d.device, { email, rights });
         }
       }
     }
