@@ -12,7 +12,9 @@
  * - An unsigned entry (header version 1, from earlier SDKs) is delivered with `signed: false`;
  *   its replays are tracked apart from signed entries' (a forged unsigned entry cannot make
  *   a signed stream's next entry look like a replay), and it counts only for a stream that
- *   writes unsigned entries (never this writer's own).
+ *   writes unsigned entries (never this writer's own). An unsigned entry on a stream whose
+ *   signed entries were delivered is refused (CONFLICT): a forgery, or a signed entry
+ *   stripped of its signature and replayed.
  * - An entry without the header passes through (`origin: null`, `signed: false`).
  *
  * The signatures of a batch are verified concurrently (a batch's verification starts as it
@@ -110,6 +112,14 @@ export class Admission {
       if (signed && !valid[i]) {
         const error = new DgError('FORBIDDEN', `entry ${index}: its signature does not verify as writer ${origin.device}'s`);
         out.push({ index, payload: new Uint8Array(0), origin, signed: false, error });
+        continue;
+      }
+      if (!signed && this.replays.knows(origin)) {
+        // The SDK never writes unsigned entries on a stream that signs: this is a forgery, or
+        // a signed entry stripped of its signature to be replayed (the AAD does not bind the
+        // header's version), which the unsigned replay guard would not see.
+        const error = new DgError('CONFLICT', `entry ${index}: unsigned, on writer ${origin.device}'s stream that signs its entries`);
+        out.push({ index, payload: new Uint8Array(0), origin, signed, error });
         continue;
       }
       if ((signed ? this.replays : this.unsignedReplays).repeats(origin)) {

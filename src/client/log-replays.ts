@@ -23,6 +23,11 @@ export class ReplayGuard {
 
   constructor(private readonly maxStreams = MAX_REMEMBERED_STREAMS) {}
 
+  /** Whether an entry of `origin`'s stream was recorded (and is still remembered). */
+  knows(origin: EntryOrigin): boolean {
+    return this.last.has(`${origin.device}.${origin.stream}`);
+  }
+
   /** True when `origin` repeats a seq of its stream; otherwise records it and returns false. */
   repeats(origin: EntryOrigin): boolean {
     const key = `${origin.device}.${origin.stream}`;

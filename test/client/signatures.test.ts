@@ -175,18 +175,26 @@ test('readers admit batches in order (each verified concurrently), and count onl
   });
   const forged = await encodeEntry(w, 2, enc('forged'), entrySigner(site, 'chat', (m) => other.signAsync(m)));
   admission.push(0, [await encodeEntry(w, 1, enc('one'), signs), forged, await encodeEntry(w, 2, enc('two'), signs)]);
-  admission.push(3, [await encodeEntry(w, 2, enc('two'), signs), enc('no header'), unsignedEntry(w.device, w.stream, 2, enc('old'))]);
+  const oldStream = new Uint8Array(randomBytes(8));
+  admission.push(3, [
+    await encodeEntry(w, 2, enc('two'), signs),
+    enc('no header'),
+    // Seq 3 of the signed stream, unsigned: a forgery, or a signed entry stripped and replayed.
+    unsignedEntry(w.device, w.stream, 3, enc('stripped')),
+    unsignedEntry(w.device, oldStream, 1, enc('old')),
+  ]);
   await admission.settled();
-  assert.deepEqual(admitted.map((b) => b.map((e) => e.index)), [[0, 1, 2], [3, 4, 5]], 'in order, batch by batch');
+  assert.deepEqual(admitted.map((b) => b.map((e) => e.index)), [[0, 1, 2], [3, 4, 5, 6]], 'in order, batch by batch');
   assert.deepEqual(admitted.flat().map((e) => [e.error?.code ?? null, e.signed]), [
     [null, true],
     ['FORBIDDEN', false],
     [null, true],
     ['CONFLICT', true],
     [null, false],
+    ['CONFLICT', false],
     [null, false],
   ]);
-  assert.deepEqual(committed, [[0, true], [2, true], [5, false]], 'the forgery and the replay count for no one; the unsigned entry is kept apart from the signed stream');
+  assert.deepEqual(committed, [[0, true], [2, true], [6, false]], 'the forgery, the replay and the unsigned entry on a signing stream count for no one; an unsigned stream is kept apart');
 
   // This writer's own pending entries are admitted without verifying, by their bytes; an entry
   // with its header but other bytes is verified (and refused) like any other.
