@@ -6,12 +6,10 @@
  * kills the handle.
  */
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { openSqliteAuthStore } from '../../src/auth/index.js';
 import { SUBJECTS, type AccessChanged, type RevokeEvent } from '../../src/protocol/bus-messages.js';
 import { post } from '../helpers/auth-client.js';
-import { connect, lease, logName, member, sleep, world } from '../tail/fixture.js';
+import { connect, lease, logName, member, revokeGrantUnannounced, sleep, world } from '../tail/fixture.js';
 
 const TEN_YEARS_MS = 10 * 365 * 86_400_000;
 
@@ -35,15 +33,8 @@ describe('bus messages dated ahead of every clock', () => {
     await sleep(300);
     assert.deepEqual((await c.call<{ entries: unknown[] }>('read', { handle: l.handle, from: 0 })).entries, [], 'the handle still reads');
 
-    // The real revocation is stored by another connection to auth's database: no
-    // dg.tail.revoke is published, as when its message is lost.
-    const store = openSqliteAuthStore(join(w.srv.dataDir, 'auth.db'));
-    try {
-      const r = await store.revokeGrant(m.grant.hash, Date.now());
-      assert.deepEqual(r.dropped.map((x) => x.user), [m.dev.user]);
-    } finally {
-      await store.close();
-    }
+    // The real revocation, whose message is lost.
+    assert.deepEqual(await revokeGrantUnannounced(w, m.grant.hash), [m.dev.user]);
     assert.deepEqual(await c.nextEvent('revoke', l.handle, 5000), { ev: 'revoke', handle: l.handle, reason: 'grant' });
     assert.equal((await c.failure('read', { handle: l.handle, from: 0 })).code, 'NOT_FOUND');
     c.close();

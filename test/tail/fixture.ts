@@ -3,6 +3,8 @@
  * a site, grants, and connected tail sessions.
  */
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { openSqliteAuthStore } from '../../src/auth/index.js';
 import type { Config } from '../../src/server/config.js';
 import { createSite, declareGrant, post, signupDevice, type SignedUpDevice } from '../helpers/auth-client.js';
 import { startServer, type TestServer } from '../helpers/server.js';
@@ -55,6 +57,20 @@ export interface Lease {
 
 export function lease(c: TailClient, site: string, log: string, extra: Record<string, unknown> = {}): Promise<Lease> {
   return c.call<Lease>('lease', { site, log, ...extra });
+}
+
+/**
+ * Revokes a grant through another connection to the world's auth database: stored as a
+ * revocation is, but no dg.tail.revoke is published (as when its message is lost). Returns
+ * the users whose access it dropped.
+ */
+export async function revokeGrantUnannounced(w: World, hash: string): Promise<string[]> {
+  const store = openSqliteAuthStore(join(w.srv.dataDir, 'auth.db'));
+  try {
+    return (await store.revokeGrant(hash, Date.now())).dropped.map((x) => x.user);
+  } finally {
+    await store.close();
+  }
 }
 
 export function logName(prefix = 'log'): string {
