@@ -25,7 +25,7 @@ import { DgError } from '../protocol/errors.js';
 import type { LeaseReply } from '../protocol/tail-schemas.js';
 import type { TailContext } from './context.js';
 import { canWrite, Handle, LiveLog, logKey, type AccessGrant, type Lapse } from './live-log.js';
-import type { LeaderRecord, LogState } from './log-store.js';
+import type { LeaderRecord } from './log-store.js';
 import { recheckGrace } from './revocation.js';
 import type { Session } from './session.js';
 
@@ -80,15 +80,10 @@ export class LogRegistry {
 
   /** Takes or refreshes the session's handle on (site, log). */
   async acquire(session: Session, site: string, name: string, access: AccessGrant, lead: boolean, answer: (reply: LeaseReply) => void): Promise<LeaseReply> {
-    // A log held in memory from before may have moved on elsewhere meanwhile: its state in
-    // the store is read first, outside the log's critical section, which then decides with
-    // no wait of its own (a release's end of leadership cannot come between its parts).
-    const stored = this.#logs.has(logKey(site, name)) ? await this.#storedState(site, name) : null;
     let log = await this.open(site, name);
     // Another lease may have evicted it between the load and now: only the mapped one counts.
     while (this.#logs.get(log.key) !== log) log = await this.open(site, name);
     return this.#exclusive(log, async () => {
-      if (stored !== null) this.#catchUp(log, stored);
       let h = session.handles.get(log.hid);
       const isNew = h === undefined;
       const device = session.auth?.device ?? '';
@@ -274,38 +269,6 @@ export class LogRegistry {
     if (log.lapse !== lapse) return;
     clearTimeout(lapse.timer);
     this.#lapsed(log, lapse);
-  }
-
-  /**
-   * The store's state of a log this node holds in memory, read before a lease of it: another
-   * node may have written it while this one served the site (paused, or cut off from the
-   * bus, not knowing). Null when the store cannot be reached: the lease goes on with what
-   * this node knows (the store still fences its writes).
-   */
-  async #storedState(site: string, name: string): Promise<LogState | null> {
-    try {
-      return await this.ctx.deps.store.state(site, name);
-    } catch {
-      return null;
-    }
-  }
-
-  /**
-   * Applies the store's state (`#storedState`) in the log's critical section, before the
-   * lease is decided, so that its reply says what the store says: the followers here hear of
-   * entries another node wrote, and a leader here whose epoch a later one replaced follows
-   * from now on, as when the store fences its write. The state may be older than what this
-   * node did since it was read (its own commits, its epoch bumps), and then changes nothing.
-   */
-  #catchUp(log: LiveLog, st: LogState): void {
-    // With a write of the log still settling, its outcome will tell the length; once none
-    // is, every commit of this node is counted in `committed`, so more in the store is not its.
-    if (log.inflight === 0 && st.length > log.committed) {
-      this.ctx.fanout.caughtUp(log, st.length);
-      // Out now, so the reply's length (a new follower's included) comes after it.
-      this.ctx.fanout.flushNow(log);
-    }
-    if (st.epoch > log.epoch) this.fenced(log, st.epoch);
   }
 
   /** The store reported the log fenced by a newer epoch (another node took it). */
