@@ -727,12 +727,17 @@ export class Log extends Emitter<LogEvents> {
       for (const f of this.restored.forwarders()) f.stop();
       // It follows nobody now: the link it opened to the last leader goes (that leader may
       // have been another session of this very device, whose followers now reach this one).
-      if (prevLeader !== null && prevRole !== 'leader') this.hub.drop(prevLeader);
+      // A `leader` event may have named the new leader already: what is dropped is every link
+      // this side opened, not just one to the leader it last heard of.
+      this.hub.dropOpened(() => true);
       this.sequencer.resume(r.epoch, this.feed.position);
     } else {
       this.sequencer.stop();
       // A new leader, or a new term (perhaps another session of the same device): a new link.
-      if (prevLeader !== null && (prevLeader !== this.currentLeader || r.epoch > prevEpoch)) this.hub.drop(prevLeader);
+      // Links opened to any other device go too (a `leader` event may have named the new
+      // leader before this lease, so the one followed last is not `prevLeader`).
+      const leader = this.currentLeader;
+      this.hub.dropOpened((device) => device !== leader || r.epoch > prevEpoch);
       this.forwarder.setLeader(this.currentLeader, r.epoch);
       for (const f of this.restored.forwarders()) f.setLeader(this.currentLeader, r.epoch);
     }

@@ -64,6 +64,31 @@ const RELAY_PAUSE_MS = 250;
 const RELAY_SLOW_MS = 2000;
 /** Pieces refused on one link (malformed, repeated, over a bound, not admitted) before it is closed. */
 const MAX_REFUSED = 64;
+/**
+ * How long a closed channel's peer connection lives on, ms: the channel's close goes to the
+ * other side on the connection itself, and closing it at once can cut that close off
+ * (werift), leaving the other side's link open on a dead connection for good.
+ */
+const CLOSE_LINGER_MS = 20;
+
+/** Closes a link's channel, then its peer connection once the channel's close went out. */
+function closeRtc(pc: RtcPeerConnectionLike | null, dc: RtcDataChannelLike | null): void {
+  try {
+    dc?.close();
+  } catch {
+    // already closed
+  }
+  if (pc === null) return;
+  const closePc = (): void => {
+    try {
+      void Promise.resolve(pc.close()).catch(() => undefined);
+    } catch {
+      // already closed
+    }
+  };
+  if (dc === null) closePc();
+  else setTimeout(closePc, CLOSE_LINGER_MS);
+}
 
 class PeerLink {
   pc: RtcPeerConnectionLike | null = null;
@@ -275,8 +300,14 @@ export class PeerHub {
         this.drop(link.addr, false);
         return;
       }
+      // Its connection is of no more use (no other channel is made on it): it goes, and the
+      // other side is told, in case the channel failed here only.
+      const pc = link.pc;
+      link.pc = null;
       link.dc = null;
       link.relay = true;
+      if (pc !== null) this.opts.signal(link.addr, 'bye', { link: link.id }).catch(() => undefined);
+      closeRtc(pc, null);
       this.flushHeld(link);
     };
   }
@@ -286,6 +317,9 @@ export class PeerHub {
   }
 
   private receive(link: PeerLink, frame: unknown): void {
+    // A closed link's channel may still deliver what was in flight: nothing of it is taken
+    // (or held, where no sweep would ever drop it).
+    if (this.links.get(link.addr) !== link) return;
     const reply = (m: LinkMessage): void => this.sendFrames(link, toFrames(m));
     if (isFragment(frame) && !this.admits(link.device)) {
       // Nothing of it is held: its message is answered at its first piece, as it would be whole.
@@ -326,6 +360,19 @@ export class PeerHub {
     return opened !== undefined && opened.initiator ? opened : undefined;
   }
 
+  /**
+   * The link of id `id` with device `from` (signals of offer, answer, candidate and bye name
+   * their link). A device may have two links with this side at once (one that led this one
+   * now follows it, and the link this side answered then still stands): the id tells which.
+   */
+  private linkById(from: string, addr: string, id: string): PeerLink | undefined {
+    const byAddr = this.links.get(addr);
+    if (byAddr !== undefined && byAddr.device === from && byAddr.id === id) return byAddr;
+    // Its session may have a new address since (a socket that reconnected): the device and id tell.
+    for (const link of this.links.values()) if (link.device === from && link.id === id) return link;
+    return undefined;
+  }
+
   /** Handles a `signal` event of the log's handle (`peer`: the sender handle's address, when given). */
   handleSignal(from: string, kind: SignalKind, data: unknown, peer?: string): void {
     if (this.closed) return;
@@ -358,8 +405,8 @@ export class PeerHub {
       void this.answer(link, { type: 'offer', sdp: d.sdp }).catch(() => undefined);
       return;
     }
-    const link = this.linkOf(from, addr);
-    if (link === undefined || link.id !== linkId || link.pc === null) return;
+    const link = this.linkById(from, addr, linkId);
+    if (link === undefined || link.pc === null) return;
     if (kind === 'answer' && typeof d.sdp === 'string') {
       void link.pc
         .setRemoteDescription({ type: 'answer', sdp: d.sdp })
@@ -386,12 +433,7 @@ export class PeerHub {
       link.dc = null;
       link.relay = true;
       this.flushHeld(link);
-      try {
-        dc?.close();
-        void Promise.resolve(pc.close()).catch(() => undefined);
-      } catch {
-        // already closed
-      }
+      closeRtc(pc, dc);
     }
   }
 
@@ -425,16 +467,15 @@ export class PeerHub {
     link.rx.clear();
     if (link.timer !== null) clearTimeout(link.timer);
     if (sayBye && link.pc !== null) this.opts.signal(addr, 'bye', { link: link.id }).catch(() => undefined);
-    try {
-      link.dc?.close();
-    } catch {
-      // already closed
-    }
-    try {
-      void Promise.resolve(link.pc?.close()).catch(() => undefined);
-    } catch {
-      // already closed
-    }
+    const { pc, dc } = link;
+    link.pc = null;
+    link.dc = null;
+    closeRtc(pc, dc);
+  }
+
+  /** Closes, with `bye`, each link this side opened whose device `stale` says it no longer sends to. */
+  dropOpened(stale: (device: string) => boolean): void {
+    for (const [addr, link] of [...this.links]) if (link.initiator && stale(link.device)) this.drop(addr);
   }
 
   /** Closes every link with `device` (each of its sessions), without `bye`. */
